@@ -1,0 +1,90 @@
+# hourglass -- GNU make build. `make` builds build/hourglass; `make test` runs
+# every test (unit, integration, and both again under ASan+UBSan); `make run`
+# starts the proxy in front of the demo upstream.
+
+ifeq ($(origin CC),default)
+CC       := gcc
+endif
+VERSION  := 0.1.0
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -fno-strict-aliasing -DHG_VERSION='"$(VERSION)"' -MMD -MP
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+PYTHON   := /usr/bin/python3
+PYTEST   := $(PYTHON) -m pytest
+
+SRC      := $(wildcard src/*.c)
+LIBSRC   := $(filter-out src/main.c,$(SRC))
+OBJ      := $(SRC:src/%.c=build/obj/%.o)
+LIBOBJ   := $(LIBSRC:src/%.c=build/obj/%.o)
+SANOBJ   := $(SRC:src/%.c=build/san/obj/%.o)
+SANLIB   := $(LIBSRC:src/%.c=build/san/obj/%.o)
+UNITSRC  := $(wildcard tests/unit/test_*.c)
+UNITS    := $(UNITSRC:tests/unit/%.c=build/tests/%)
+SANUNITS := $(UNITSRC:tests/unit/%.c=build/san/tests/%)
+
+.PHONY: all test unit integration san-unit san-integration run deps clean format lint
+all: build/hourglass
+
+build/hourglass: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS)
+
+build/obj/%.o: src/%.c | build/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/san/hourglass: $(SANOBJ)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS)
+
+build/san/obj/%.o: src/%.c | build/san/obj
+	$(CC) $(CFLAGS) $(SANFLAGS) -c -o $@ $<
+
+build/tests/test_%: tests/unit/test_%.c $(LIBOBJ) | build/tests
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJ) $(LDFLAGS)
+
+build/san/tests/test_%: tests/unit/test_%.c $(SANLIB) | build/san/tests
+	$(CC) $(CFLAGS) $(SANFLAGS) -Isrc -o $@ $< $(SANLIB) $(LDFLAGS)
+
+build/obj build/san/obj build/tests build/san/tests:
+	mkdir -p $@
+
+deps:
+	@bash scripts/deps.sh
+
+# Each stage prints a banner so a person watching knows where the run is.
+test: deps
+	@echo "==> [1/5] building" && $(MAKE) --no-print-directory all $(UNITS) build/san/hourglass $(SANUNITS)
+	@echo "==> [2/5] unit tests" && $(MAKE) --no-print-directory unit
+	@echo "==> [3/5] integration tests (build/hourglass)" && $(MAKE) --no-print-directory integration
+	@echo "==> [4/5] unit tests under ASan+UBSan" && $(MAKE) --no-print-directory san-unit
+	@echo "==> [5/5] integration tests under ASan+UBSan" && $(MAKE) --no-print-directory san-integration
+	@echo "==> all tests passed"
+
+unit: $(UNITS)
+	@set -e; for t in $(UNITS); do echo "--- $$t"; $$t; done
+
+san-unit: $(SANUNITS)
+	@set -e; for t in $(SANUNITS); do echo "--- $$t"; $$t; done
+
+integration: build/hourglass
+	HOURGLASS_BIN=$(CURDIR)/build/hourglass $(PYTEST) -q tests/integration
+
+san-integration: build/san/hourglass
+	HOURGLASS_BIN=$(CURDIR)/build/san/hourglass HOURGLASS_SANITIZED=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	$(PYTEST) -q tests/integration
+
+run: deps all
+	@bash scripts/run-demo.sh $(ARGS)
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+
+lint:
+	cppcheck --quiet --enable=warning,portability --error-exitcode=1 --std=c11 \
+	    --suppress=missingIncludeSystem -Isrc src
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(SANOBJ:.o=.d)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# deps.sh -- make sure the Debian packages that build and test hourglass are
+# installed; install them with apt-get when running as root, otherwise print
+# the exact command to run.
+set -euo pipefail
+
+need=(gcc make libc6-dev python3 python3-pytest curl)
+missing=()
+for p in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "hourglass needs these Debian packages: ${missing[*]}" >&2
+    echo "Install them with:  sudo $cmd" >&2
+    exit 1
+fi
+echo "==> installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+if ! $cmd; then
+    echo "==> install failed; refreshing the package lists and trying again"
+    apt-get update -q
+    $cmd
+fi

@@ -1,0 +1,45 @@
+/* buf.h -- byte buffers recycled through free lists.
+ *
+ * A buffer is a window [start, end) over `cap` bytes of storage. An all-zero
+ * struct buf is a valid empty buffer with no storage: idle connections hold
+ * none, and storage is taken on first use and given back when empty. Two size
+ * classes: BUF_SMALL for streaming and BUF_LARGE for heads that outgrow it. */
+#ifndef HG_BUF_H
+#define HG_BUF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BUF_SMALL (16u * 1024)
+#define BUF_LARGE (64u * 1024)
+
+struct buf {
+    char *data;
+    uint32_t cap;
+    uint32_t start;
+    uint32_t end;
+};
+
+static inline uint32_t buf_len(const struct buf *b) { return b->end - b->start; }
+static inline uint32_t buf_room(const struct buf *b) { return b->cap - b->end; }
+static inline char *buf_head(const struct buf *b) { return b->data + b->start; }
+static inline char *buf_tail(const struct buf *b) { return b->data + b->end; }
+
+/* Gives b storage of at least cap bytes (BUF_SMALL or BUF_LARGE) if it has
+ * none or less, keeping its bytes. Out of memory is fatal. */
+void buf_reserve(struct buf *b, uint32_t cap);
+
+/* Returns b's storage to the free list; b becomes the empty buffer. */
+void buf_release(struct buf *b);
+
+/* Moves the bytes to the front of the storage. */
+void buf_compact(struct buf *b);
+
+/* Frees the free lists (at exit, for leak checkers). */
+void buf_drain_pools(void);
+
+/* Allocation wrappers: out of memory is fatal, never returned. */
+void *xmalloc(uint64_t n);
+void *xcalloc(uint64_t n, uint64_t size);
+
+#endif

@@ -1,0 +1,291 @@
+/* cli.c -- command-line flags, durations and addresses (see cli.h). */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HG_VERSION
+#define HG_VERSION "0.1.0"
+#endif
+
+void cli_defaults(struct cfg *cfg)
+{
+    *cfg = (struct cfg){0};
+    cfg->connect_ms = 1000;
+    cfg->write_ms = 15000;
+    cfg->read_ms = 15000;
+    cfg->total_ms = 30000;
+    cfg->header_ms = 10000;
+    cfg->body_ms = 15000;
+    cfg->send_ms = 15000;
+    cfg->idle_ms = 60000;
+    cfg->upstream_idle_ms = 30000;
+    cfg->access_log = "-";
+    cfg->max_connections = 10000;
+}
+
+int cli_duration(const char *s, uint64_t *ms)
+{
+    uint64_t whole = 0, frac = 0, scale = 1;
+    const char *p = s;
+    int digits = 0;
+
+    while (*p >= '0' && *p <= '9') {
+        whole = whole * 10 + (uint64_t)(*p++ - '0');
+        if (++digits > 12)
+            return -1;
+    }
+    if (*p == '.') {
+        p++;
+        int fd = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (++fd > 6)
+                return -1;
+            frac = frac * 10 + (uint64_t)(*p++ - '0');
+            scale *= 10;
+        }
+        if (!fd)
+            return -1;
+    }
+    if (!digits && scale == 1)
+        return -1;
+    uint64_t unit;
+    if (strcmp(p, "ms") == 0)
+        unit = 1;
+    else if (strcmp(p, "s") == 0 || *p == '\0')
+        unit = 1000;
+    else if (strcmp(p, "m") == 0)
+        unit = 60000;
+    else if (strcmp(p, "h") == 0)
+        unit = 3600000;
+    else
+        return -1;
+    if ((frac * unit) % scale)
+        return -1;   /* finer than a millisecond */
+    uint64_t v = whole * unit + frac * unit / scale;
+    if (v > UINT32_MAX)
+        return -1;
+    *ms = v;
+    return 0;
+}
+
+static void addr_text(struct cli_addr *a)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (a->ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        snprintf(a->text, sizeof a->text, "[%s]:%u", host, ntohs(s6->sin6_port));
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        snprintf(a->text, sizeof a->text, "%s:%u", host, ntohs(s4->sin_port));
+    }
+}
+
+int cli_address(const char *s, struct cli_addr *a, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
+            snprintf(err, errlen, "expected [IPV6]:PORT");
+            return -1;
+        }
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) {
+            snprintf(err, errlen, "expected HOST:PORT");
+            return -1;
+        }
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    }
+    char *endp;
+    long pn = strtol(port, &endp, 10);
+    if (!*port || *endp || pn < 1 || pn > 65535) {
+        snprintf(err, errlen, "port must be a number from 1 to 65535");
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
+    a->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    addr_text(a);
+    return 0;
+}
+
+static const char usage[] =
+    "Usage: hourglass [OPTIONS]\n"
+    "An HTTP/1.1 reverse proxy in which every operation runs against a clock.\n"
+    "\n"
+    "  --listen ADDR:PORT        listen here (repeatable; default 127.0.0.1:8080)\n"
+    "  --upstream HOST:PORT      proxy to this server (repeatable, round-robin;\n"
+    "                            default 127.0.0.1:9001)\n"
+    "Upstream timeouts (durations: 250ms, 1s, 1.5s, 2m, or a number of seconds):\n"
+    "  --connect-timeout D       open the upstream connection (default 1s)\n"
+    "  --write-timeout D         hand the whole request to the upstream, counted\n"
+    "                            while it will not take bytes (default 15s)\n"
+    "  --read-timeout D          between two reads of the response, first byte\n"
+    "                            included (default 15s)\n"
+    "  --total-timeout D         whole exchange from the request head on; clamps\n"
+    "                            every other timeout (default 30s)\n"
+    "Client timeouts:\n"
+    "  --header-timeout D        whole request head, from its first byte (10s)\n"
+    "  --body-timeout D          between two reads of the request body (15s)\n"
+    "  --send-timeout D          while the client takes no response bytes (15s)\n"
+    "  --idle-timeout D          keep-alive idle between requests (60s)\n"
+    "  --upstream-idle-timeout D pooled upstream connection idle (30s)\n"
+    "Other:\n"
+    "  --access-log PATH|-|off   access log file, - for standard output (default)\n"
+    "  --max-connections N       client connections served at once (10000)\n"
+    "  --help                    show this help and exit\n"
+    "  --version                 show the version and exit\n";
+
+enum {
+    OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
+    OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
+    OPT_MAX_CONN, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT},
+    {"write-timeout", required_argument, NULL, OPT_WRITE},
+    {"read-timeout", required_argument, NULL, OPT_READ},
+    {"total-timeout", required_argument, NULL, OPT_TOTAL},
+    {"header-timeout", required_argument, NULL, OPT_HEADER},
+    {"body-timeout", required_argument, NULL, OPT_BODY},
+    {"send-timeout", required_argument, NULL, OPT_SEND},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static int fail(const char *flag, const char *arg, const char *why)
+{
+    fprintf(stderr, "hourglass: --%s '%s': %s\nTry 'hourglass --help' for the list of options.\n",
+            flag, arg, why);
+    return 2;
+}
+
+int cli_parse(struct cfg *cfg, int argc, char **argv)
+{
+    char err[256];
+    bool listen_set = false, upstream_set = false;
+    int c, idx;
+
+    cli_defaults(cfg);
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
+        const char *name = NULL;
+        for (const struct option *o = options; o->name; o++)
+            if (o->val == c)
+                name = o->name;
+        uint64_t *dur = NULL;
+        switch (c) {
+        case OPT_LISTEN:
+            if (!listen_set)
+                cfg->nlisten = 0;
+            listen_set = true;
+            if (cfg->nlisten == CLI_MAX_LISTEN)
+                return fail(name, optarg, "too many listeners (at most 16)");
+            if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
+                return fail(name, optarg, err);
+            cfg->nlisten++;
+            break;
+        case OPT_UPSTREAM:
+            if (!upstream_set)
+                cfg->nupstream = 0;
+            upstream_set = true;
+            if (cfg->nupstream == CLI_MAX_UPSTREAM)
+                return fail(name, optarg, "too many upstreams (at most 64)");
+            if (cli_address(optarg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
+                return fail(name, optarg, err);
+            cfg->nupstream++;
+            break;
+        case OPT_CONNECT: dur = &cfg->connect_ms; break;
+        case OPT_WRITE: dur = &cfg->write_ms; break;
+        case OPT_READ: dur = &cfg->read_ms; break;
+        case OPT_TOTAL: dur = &cfg->total_ms; break;
+        case OPT_HEADER: dur = &cfg->header_ms; break;
+        case OPT_BODY: dur = &cfg->body_ms; break;
+        case OPT_SEND: dur = &cfg->send_ms; break;
+        case OPT_IDLE: dur = &cfg->idle_ms; break;
+        case OPT_UP_IDLE: dur = &cfg->upstream_idle_ms; break;
+        case OPT_ACCESS_LOG:
+            if (!*optarg)
+                return fail(name, optarg, "expected a file path, - or off");
+            cfg->access_log = optarg;
+            break;
+        case OPT_MAX_CONN: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 1000000)
+                return fail(name, optarg, "expected a number from 1 to 1000000");
+            cfg->max_connections = (unsigned)v;
+            break;
+        }
+        case OPT_HELP:
+            fputs(usage, stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("hourglass %s\n", HG_VERSION);
+            return 1;
+        case ':':
+            fprintf(stderr, "hourglass: option '%s' needs a value\n"
+                            "Try 'hourglass --help' for the list of options.\n",
+                    argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "hourglass: unknown option '%s'\n"
+                            "Try 'hourglass --help' for the list of options.\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (dur) {
+            if (cli_duration(optarg, dur) < 0)
+                return fail(name, optarg,
+                            "expected a duration such as 250ms, 1.5s, 2m or 30");
+            if (*dur == 0)
+                return fail(name, optarg, "a timeout must be longer than 0");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hourglass: unexpected argument '%s'\n"
+                        "Try 'hourglass --help' for the list of options.\n", argv[optind]);
+        return 2;
+    }
+    if (!listen_set) {
+        cli_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
+        cfg->nlisten = 1;
+    }
+    if (!upstream_set) {
+        cli_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
+        cfg->nupstream = 1;
+    }
+    return 0;
+}

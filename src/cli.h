@@ -1,0 +1,48 @@
+/* cli.h -- the command line: flags, durations and addresses into a cfg. */
+#ifndef HG_CLI_H
+#define HG_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CLI_MAX_LISTEN   16
+#define CLI_MAX_UPSTREAM 64
+
+struct cli_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64];   /* as printed in logs: 127.0.0.1:9001, [::1]:9001 */
+};
+
+struct cfg {
+    struct cli_addr listen[CLI_MAX_LISTEN];
+    unsigned nlisten;
+    struct cli_addr upstream[CLI_MAX_UPSTREAM];
+    unsigned nupstream;
+    /* milliseconds */
+    uint64_t connect_ms, write_ms, read_ms, total_ms;
+    uint64_t header_ms, body_ms, send_ms, idle_ms;
+    uint64_t upstream_idle_ms;
+    const char *access_log;   /* path, "-" or "off" */
+    unsigned max_connections;
+};
+
+/* Fills cfg with the embedded defaults. */
+void cli_defaults(struct cfg *cfg);
+
+/* Parses argv. Returns 0 to run, 1 when --help or --version was printed
+ * (exit 0), 2 after printing an error naming the flag (exit 2). */
+int cli_parse(struct cfg *cfg, int argc, char **argv);
+
+/* Parses a duration: "250ms", "1s", "1.5s", "2m", "1h" or a bare number of
+ * seconds. Stores milliseconds; refuses negatives, empty strings, unknown
+ * units, sub-millisecond precision and values past 2^32 ms. 0 or -1. */
+int cli_duration(const char *s, uint64_t *ms);
+
+/* Parses "HOST:PORT", "[V6]:PORT" (names resolved once, at start). 0 or -1
+ * with a message in err. */
+int cli_address(const char *s, struct cli_addr *a, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,197 @@
+/* fwd.c -- rewriting message heads as they cross the proxy (see fwd.h). */
+#include "fwd.h"
+
+#include <string.h>
+
+#define MAX_CONN_TOKENS 32
+
+struct out {
+    char *p;
+    size_t n, cap;
+    bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full || o->cap - o->n < n) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static void put_field(struct out *o, const struct http_field *f)
+{
+    put(o, f->name, f->name_len);
+    PUTS(o, ": ");
+    put(o, f->value, f->value_len);
+    PUTS(o, "\r\n");
+}
+
+struct tokens { const char *t[MAX_CONN_TOKENS]; size_t n[MAX_CONN_TOKENS]; unsigned count; };
+
+static bool add_token(const char *el, size_t n, void *arg)
+{
+    struct tokens *tk = arg;
+    if (tk->count < MAX_CONN_TOKENS) {
+        tk->t[tk->count] = el;
+        tk->n[tk->count++] = n;
+    }
+    return true;
+}
+
+static bool ieq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn)
+        return false;
+    for (size_t i = 0; i < an; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x |= 0x20;
+        if (y >= 'A' && y <= 'Z')
+            y |= 0x20;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+static void connection_tokens(const struct http_msg *m, struct tokens *tk)
+{
+    tk->count = 0;
+    for (uint32_t i = 0; i < m->nfields; i++)
+        if (HTTP_NAME_IS(&m->fields[i], "connection"))
+            http_list_each(m->fields[i].value, m->fields[i].value_len, add_token, tk);
+}
+
+static bool hop_by_hop(const struct http_field *f, const struct tokens *tk)
+{
+    if (HTTP_NAME_IS(f, "connection") || HTTP_NAME_IS(f, "keep-alive") ||
+        HTTP_NAME_IS(f, "proxy-connection") || HTTP_NAME_IS(f, "te") ||
+        HTTP_NAME_IS(f, "trailer") || HTTP_NAME_IS(f, "upgrade") ||
+        HTTP_NAME_IS(f, "transfer-encoding"))
+        return true;
+    for (unsigned i = 0; i < tk->count; i++)
+        if (ieq(f->name, f->name_len, tk->t[i], tk->n[i]))
+            return true;
+    return false;
+}
+
+/* Emits "Name: v1, v2, ..., extra" merging every line of that field. */
+static void put_appended(struct out *o, const struct http_msg *m, const char *lower,
+                         size_t lower_len, const char *display, const char *extra)
+{
+    put(o, display, strlen(display));
+    PUTS(o, ": ");
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (http_name_is(f, lower, lower_len) && f->value_len) {
+            put(o, f->value, f->value_len);
+            PUTS(o, ", ");
+        }
+    }
+    put(o, extra, strlen(extra));
+    PUTS(o, "\r\n");
+}
+
+int fwd_split_absolute(const char *t, size_t n, const char **auth, size_t *auth_len,
+                       const char **path, size_t *path_len)
+{
+    if (n < 7 || !ieq(t, 7, "http://", 7))
+        return -1;
+    size_t i = 7;
+    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#')
+        i++;
+    if (i == 7)
+        return -1;
+    *auth = t + 7;
+    *auth_len = i - 7;
+    *path = t + i;
+    *path_len = n - i;
+    return 0;
+}
+
+int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
+{
+    const struct http_msg *m = r->m;
+    struct out o = {buf, 0, cap, false};
+    struct tokens tk;
+    const char *auth = NULL, *path = m->target;
+    size_t auth_len = 0, path_len = m->target_len;
+
+    connection_tokens(m, &tk);
+    fwd_split_absolute(m->target, m->target_len, &auth, &auth_len, &path, &path_len);
+
+    put(&o, m->method, m->method_len);
+    PUTS(&o, " ");
+    if (path_len == 0 || path[0] == '?')
+        PUTS(&o, "/");
+    put(&o, path, path_len);
+    PUTS(&o, " HTTP/1.1\r\n");
+
+    bool host_done = false;
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
+            HTTP_NAME_IS(f, "x-forwarded-for") || HTTP_NAME_IS(f, "x-forwarded-proto") ||
+            (r->strip_expect && HTTP_NAME_IS(f, "expect")))
+            continue;
+        if (HTTP_NAME_IS(f, "host")) {
+            if (auth) {   /* RFC 9112 3.2.2: the target's authority wins */
+                PUTS(&o, "Host: ");
+                put(&o, auth, auth_len);
+                PUTS(&o, "\r\n");
+                host_done = true;
+                continue;
+            }
+            host_done = true;
+        }
+        put_field(&o, f);
+    }
+    if (!host_done) {
+        PUTS(&o, "Host: ");
+        if (auth)
+            put(&o, auth, auth_len);
+        else
+            put(&o, r->default_host, strlen(r->default_host));
+        PUTS(&o, "\r\n");
+    }
+    if (r->info->framing == HTTP_BODY_CHUNKED)
+        PUTS(&o, "Transfer-Encoding: chunked\r\n");
+    put_appended(&o, m, "via", 3, "Via", m->minor == 0 ? "1.0 hourglass" : FWD_VIA);
+    put_appended(&o, m, "x-forwarded-for", 15, "X-Forwarded-For", r->client_ip);
+    PUTS(&o, "X-Forwarded-Proto: ");
+    put(&o, r->proto, strlen(r->proto));
+    PUTS(&o, "\r\n\r\n");
+    return o.full ? -1 : (int)o.n;
+}
+
+int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
+{
+    const struct http_msg *m = r->m;
+    struct out o = {buf, 0, cap, false};
+    struct tokens tk;
+    char st[4] = {(char)('0' + m->status / 100), (char)('0' + m->status / 10 % 10),
+                  (char)('0' + m->status % 10), ' '};
+
+    connection_tokens(m, &tk);
+    PUTS(&o, "HTTP/1.1 ");
+    put(&o, st, 4);
+    put(&o, m->reason, m->reason_len);
+    PUTS(&o, "\r\n");
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via"))
+            continue;
+        put_field(&o, f);
+    }
+    if (r->chunked)
+        PUTS(&o, "Transfer-Encoding: chunked\r\n");
+    put_appended(&o, m, "via", 3, "Via", m->minor == 0 ? "1.0 hourglass" : FWD_VIA);
+    if (r->close)
+        PUTS(&o, "Connection: close\r\n");
+    PUTS(&o, "\r\n");
+    return o.full ? -1 : (int)o.n;
+}

@@ -1,0 +1,47 @@
+/* fwd.h -- rewriting message heads as they cross the proxy.
+ *
+ * Hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Upgrade, Transfer-Encoding, and every field that Connection names) stop
+ * here; Via and X-Forwarded-For are appended to, X-Forwarded-Proto is set.
+ * Transfer-Encoding: chunked is re-emitted when the body is relayed chunked.
+ * Pure functions: they write into the caller's buffer and allocate nothing. */
+#ifndef HG_FWD_H
+#define HG_FWD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http.h"
+
+#define FWD_VIA "1.1 hourglass"
+
+struct fwd_req {
+    const struct http_msg *m;
+    const struct http_info *info;
+    const char *client_ip;     /* appended to X-Forwarded-For */
+    const char *proto;         /* X-Forwarded-Proto: "http" */
+    const char *default_host;  /* Host for an HTTP/1.0 request without one */
+    bool strip_expect;         /* the proxy answers 100-continue itself */
+};
+
+/* Writes the upstream request head into out[0..cap): request line in HTTP/1.1
+ * with an origin-form target (an absolute-form target is split and its
+ * authority becomes Host). Returns the length, or -1 when it does not fit. */
+int fwd_request_head(char *out, size_t cap, const struct fwd_req *r);
+
+struct fwd_resp {
+    const struct http_msg *m;
+    bool chunked;       /* relay the body chunked (Transfer-Encoding kept) */
+    bool close;         /* add Connection: close */
+};
+
+/* Writes the client response head into out[0..cap). Returns the length, or -1
+ * when it does not fit. */
+int fwd_response_head(char *out, size_t cap, const struct fwd_resp *r);
+
+/* Splits an absolute-form target "http://authority/path?q": 0 with the parts
+ * (path "" means "/"), -1 when target is not absolute-form. */
+int fwd_split_absolute(const char *t, size_t n, const char **auth, size_t *auth_len,
+                       const char **path, size_t *path_len);
+
+#endif

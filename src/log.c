@@ -1,0 +1,149 @@
+/* log.c -- access log and error log (see log.h). */
+#define _GNU_SOURCE
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_BUF (64 * 1024)
+#define LOG_LINE_MAX (16 * 1024)
+
+static int access_fd = -1;        /* -1: off */
+static const char *access_path;   /* NULL for standard output */
+static char abuf[LOG_BUF];
+static size_t alen;
+
+int log_open(const char *where)
+{
+    if (strcmp(where, "off") == 0) {
+        access_fd = -1;
+        return 0;
+    }
+    if (strcmp(where, "-") == 0) {
+        access_fd = STDOUT_FILENO;
+        access_path = NULL;
+        return 0;
+    }
+    int fd = open(where, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    access_fd = fd;
+    access_path = where;
+    return 0;
+}
+
+int log_reopen(void)
+{
+    if (!access_path)
+        return 0;
+    log_flush();
+    int fd = open(access_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    close(access_fd);
+    access_fd = fd;
+    return 0;
+}
+
+bool log_access_enabled(void)
+{
+    return access_fd >= 0;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;   /* a full disk must not stop the proxy */
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+void log_flush(void)
+{
+    if (alen && access_fd >= 0)
+        write_all(access_fd, abuf, alen);
+    alen = 0;
+}
+
+/* ISO 8601 UTC with milliseconds; the seconds part is cached because the
+ * wall clock second changes far less often than lines are written. */
+static size_t format_time(char *out)
+{
+    static time_t cached_sec = -1;
+    static char cached[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    return (size_t)sprintf(out, "%s.%03ldZ", cached, ts.tv_nsec / 1000000);
+}
+
+static size_t put_ms(char *p, int64_t v)
+{
+    if (v < 0) {
+        *p = '-';
+        return 1;
+    }
+    return (size_t)sprintf(p, "%lld", (long long)v);
+}
+
+void log_access(const struct log_entry *e)
+{
+    if (access_fd < 0)
+        return;
+    if (LOG_BUF - alen < LOG_LINE_MAX)
+        log_flush();
+    char *p = abuf + alen, *start = p;
+    uint32_t tl = e->target ? e->target_len : 1;
+    if (tl > 8192)
+        tl = 8192;
+    memcpy(p, "time=", 5);
+    p += 5;
+    p += format_time(p);
+    p += sprintf(p, " client=%s method=%.*s target=%.*s status=", e->client,
+                 e->method ? (int)(e->method_len > 64 ? 64 : e->method_len) : 1,
+                 e->method ? e->method : "-", (int)tl, e->target ? e->target : "-");
+    p += e->status ? (size_t)sprintf(p, "%d", e->status) : (size_t)sprintf(p, "-");
+    p += sprintf(p, " bytes=%llu upstream=%s attempts=%u connect_ms=",
+                 (unsigned long long)e->bytes, e->upstream ? e->upstream : "-", e->attempts);
+    p += put_ms(p, e->connect_ms);
+    memcpy(p, " first_byte_ms=", 15);
+    p += 15;
+    p += put_ms(p, e->first_byte_ms);
+    memcpy(p, " total_ms=", 10);
+    p += 10;
+    p += put_ms(p, e->total_ms);
+    p += sprintf(p, " reason=%s\n", e->reason);
+    alen += (size_t)(p - start);
+}
+
+void log_error(const char *level, const char *fmt, ...)
+{
+    char line[2048];
+    size_t n = format_time(line);
+    n += (size_t)snprintf(line + n, sizeof line - n, " hourglass[%d]: %s: ", (int)getpid(), level);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
+    line[n++] = '\n';
+    write_all(STDERR_FILENO, line, n);
+}

@@ -1,0 +1,46 @@
+/* log.h -- the access log (one key=value line per request) and the error log
+ * (standard error, one sentence per event).
+ *
+ * Access log lines are buffered and written once per loop iteration
+ * (log_flush), so logging costs no system call per request. When the access
+ * log is off, nothing is formatted at all. */
+#ifndef HG_LOG_H
+#define HG_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct log_entry {
+    const char *client;        /* "127.0.0.1:40000" */
+    const char *method;        /* NULL: "-" */
+    uint32_t method_len;
+    const char *target;        /* NULL: "-" */
+    uint32_t target_len;
+    int status;                /* 0: "-" */
+    uint64_t bytes;            /* bytes sent to the client for this response */
+    const char *upstream;      /* NULL: "-" */
+    unsigned attempts;
+    int64_t connect_ms;        /* < 0: "-" */
+    int64_t first_byte_ms;
+    int64_t total_ms;
+    const char *reason;        /* "ok", "read_timeout", ... */
+};
+
+/* Opens the access log: a path (appended to), "-" for standard output, or
+ * "off". 0 or -errno. */
+int log_open(const char *where);
+
+/* Reopens the access log file (after rotation). */
+int log_reopen(void);
+
+bool log_access_enabled(void);
+void log_access(const struct log_entry *e);
+
+/* Writes buffered access log lines. */
+void log_flush(void);
+
+/* "2026-11-22T00:10:00.123Z hourglass[42]: warn: <message>\n" on stderr. */
+void log_error(const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,168 @@
+/* loop.c -- epoll event loop with one clock read per iteration (see loop.h). */
+#define _GNU_SOURCE
+#include "loop.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOOP_BATCH 256
+
+uint64_t loop_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void loop_update_clock(struct loop *l)
+{
+    l->now = loop_clock_ns();
+}
+
+int loop_init(struct loop *l)
+{
+    *l = (struct loop){0};
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0)
+        return -errno;
+    loop_update_clock(l);
+    return 0;
+}
+
+void loop_free(struct loop *l)
+{
+    if (l->epfd >= 0)
+        close(l->epfd);
+    l->epfd = -1;
+}
+
+static int add(struct loop *l, struct loop_io *io, int fd, loop_io_cb *cb, uint32_t ev)
+{
+    io->fd = fd;
+    io->ready = 0;
+    io->cb = cb;
+    struct epoll_event e = {.events = ev, .data.ptr = io};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+        return -errno;
+    return 0;
+}
+
+int loop_add(struct loop *l, struct loop_io *io, int fd, loop_io_cb *cb)
+{
+    return add(l, io, fd, cb, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+}
+
+int loop_add_listener(struct loop *l, struct loop_io *io, int fd, loop_io_cb *cb)
+{
+    return add(l, io, fd, cb, EPOLLIN | EPOLLET);
+}
+
+void loop_close(struct loop *l, struct loop_io *io)
+{
+    (void)l;
+    if (io->fd >= 0)
+        close(io->fd);   /* the only reference: close removes it from epoll */
+    io->fd = -1;
+    io->ready = 0;
+}
+
+void loop_timer_at(struct loop *l, struct timer *t, uint64_t at)
+{
+    if (t->armed) {
+        if (t->at == at)
+            return;
+        timer_heap_remove(&l->timers, t);
+    }
+    timer_heap_insert(&l->timers, t, at);
+}
+
+void loop_timer_stop(struct loop *l, struct timer *t)
+{
+    timer_heap_remove(&l->timers, t);
+}
+
+void loop_defer(struct loop *l, struct loop_defer *d, loop_defer_cb *cb)
+{
+    d->cb = cb;
+    d->next = l->defer;
+    l->defer = d;
+}
+
+static void run_timers(struct loop *l)
+{
+    struct timer *t;
+    while ((t = timer_heap_min(&l->timers)) && t->at <= l->now) {
+        timer_heap_pop(&l->timers);
+        t->cb(t);
+    }
+}
+
+static void run_deferred(struct loop *l)
+{
+    while (l->defer) {
+        struct loop_defer *d = l->defer;
+        l->defer = d->next;
+        d->cb(d);
+    }
+}
+
+/* Waits for events until the earliest timer, with sub-millisecond precision
+ * (epoll_pwait2), rounding up so that no timer is ever served early. */
+static int wait_events(struct loop *l, struct epoll_event *ev)
+{
+    struct timer *t = timer_heap_min(&l->timers);
+    struct timespec ts, *tsp = NULL;
+    if (t) {
+        uint64_t now = loop_clock_ns();
+        uint64_t d = t->at > now ? t->at - now : 0;
+        ts.tv_sec = (time_t)(d / 1000000000ull);
+        ts.tv_nsec = (long)(d % 1000000000ull);
+        tsp = &ts;
+    }
+    int n = epoll_pwait2(l->epfd, ev, LOOP_BATCH, tsp, NULL);
+    if (n < 0 && errno == ENOSYS) {
+        int ms = -1;
+        if (tsp)
+            ms = (int)((uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000);
+        n = epoll_wait(l->epfd, ev, LOOP_BATCH, ms);
+    }
+    return n;
+}
+
+int loop_run(struct loop *l)
+{
+    struct epoll_event ev[LOOP_BATCH];
+
+    while (!l->stop) {
+        int n = wait_events(l, ev);
+        if (n < 0) {
+            if (errno == EINTR) {
+                loop_update_clock(l);
+                continue;
+            }
+            return -errno;
+        }
+        loop_update_clock(l);
+        for (int i = 0; i < n; i++) {
+            struct loop_io *io = ev[i].data.ptr;
+            if (io->fd < 0)
+                continue;   /* closed earlier in this batch */
+            uint32_t e = ev[i].events, bits = 0;
+            if (e & EPOLLIN)
+                bits |= LOOP_READ;
+            if (e & EPOLLOUT)
+                bits |= LOOP_WRITE;
+            if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                bits |= LOOP_HUP | LOOP_READ;
+            io->ready |= bits;
+            io->cb(io, bits);
+        }
+        run_timers(l);
+        run_deferred(l);
+        if (l->on_iteration_end)
+            l->on_iteration_end(l);
+    }
+    return 0;
+}

@@ -1,0 +1,95 @@
+/* net.c -- small socket helpers (see net.h). */
+#define _GNU_SOURCE
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
+{
+    int one = 1, err;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
+        goto out_close;
+    return fd;
+
+out_close:
+    err = errno;
+    close(fd);
+    return -err;
+}
+
+int net_connect(const struct sockaddr *sa, socklen_t len)
+{
+    int one = 1, err;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS)
+        goto out_close;
+    return fd;
+
+out_close:
+    err = errno;
+    close(fd);
+    return -err;
+}
+
+int net_socket_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
+int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
+{
+    int one = 1;
+    *len = sizeof *peer;
+    int fd = accept4(lfd, (struct sockaddr *)peer, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+void net_ip_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)n);
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)n);
+    } else if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)n);
+    } else {
+        snprintf(out, n, "-");
+    }
+}
+
+void net_addr_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN];
+    net_ip_text(ss, ip, sizeof ip);
+    unsigned port = ss->ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6 && !strchr(ip, '.'))
+        snprintf(out, n, "[%s]:%u", ip, port);
+    else
+        snprintf(out, n, "%s:%u", ip, port);
+}

@@ -1,0 +1,28 @@
+/* net.h -- small socket helpers: non-blocking listen, connect, accept. */
+#ifndef HG_NET_H
+#define HG_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* A non-blocking, close-on-exec listening socket. fd or -errno. */
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog);
+
+/* Starts a non-blocking connect. Returns the fd (connected or in progress:
+ * wait for writability, then net_socket_error) or -errno. */
+int net_connect(const struct sockaddr *sa, socklen_t len);
+
+/* The pending error of a socket (SO_ERROR), 0 when none. */
+int net_socket_error(int fd);
+
+/* Accepts one connection (non-blocking, close-on-exec, TCP_NODELAY).
+ * fd or -errno (-EAGAIN when the queue is empty). */
+int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len);
+
+/* "127.0.0.1:4242" or "[::1]:4242"; IPv4-mapped IPv6 printed as IPv4. */
+void net_addr_text(const struct sockaddr_storage *ss, char *out, size_t n);
+
+/* Just the address part, for X-Forwarded-For. */
+void net_ip_text(const struct sockaddr_storage *ss, char *out, size_t n);
+
+#endif

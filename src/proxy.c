@@ -1,0 +1,1349 @@
+/* proxy.c -- listeners, client connections and the exchange state machine.
+ *
+ * Every event on a client or on its upstream connection runs pump(), which
+ * advances whatever can advance (read the request, send it upstream, read the
+ * response, send it to the client) until nothing moves, then folds the
+ * deadlines that apply in the new state into the connection's one timer.
+ * Clocks are recomputed from state, not started and stopped by hand, so a
+ * clock cannot be left running by a forgotten path:
+ *
+ *   header   state HEAD: from the first byte of the request head
+ *   idle     state IDLE: from the end of the previous exchange
+ *   total    state EXCH: from the moment the request head arrived
+ *   connect  while the upstream connection is being opened
+ *   write    while request bytes are held that the upstream will not take
+ *            (a budget spent across the exchange, paused otherwise)
+ *   read     while the whole request is sent, the response is incomplete and
+ *            there is room for its bytes; restarted by every read
+ *   body     while request body bytes are wanted and there is room for them
+ *   send     while response bytes wait for a client that does not take them
+ *
+ * Cancellation is exchange_fail(): the one path that closes the upstream
+ * connection (never pooled), answers 5xx/408 or cuts the client, and logs. */
+#define _GNU_SOURCE
+#include "proxy.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "fwd.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "tmo.h"
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+#define LINGER_NS (2000 * MS)          /* discard input after an error reply */
+#define LINGER_MAX_BYTES (1u << 20)    /* ... and at most this much of it */
+#define ACCEPT_RETRY_NS (100 * MS)     /* after EMFILE */
+
+enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
+
+/* Exchange flags. */
+#define X_BODY_DONE    0x00001u  /* whole request body received and checked */
+#define X_REQ_SENT     0x00002u  /* request head and body handed to the upstream */
+#define X_RESP_HEAD    0x00004u  /* final response head parsed */
+#define X_RESP_DONE    0x00008u  /* whole response body received */
+#define X_FINAL_SENT   0x00010u  /* a byte of the final response reached the client */
+#define X_UP_EOF       0x00020u  /* upstream closed its side */
+#define X_NO_REUSE     0x00040u  /* the upstream connection must not be pooled */
+#define X_CLOSE_AFTER  0x00080u  /* close the client connection after this response */
+#define X_EXPECT       0x00100u  /* client awaits 100 Continue */
+#define X_CONTINUE     0x00200u  /* 100 Continue queued */
+#define X_DECHUNK      0x00400u  /* decode a chunked response for an HTTP/1.0 client */
+#define X_HEAD_METHOD  0x00800u
+#define X_IDEMPOTENT   0x01000u
+#define X_GOT_BYTE     0x02000u  /* some response byte came from the upstream */
+#define X_ABANDON_BODY 0x04000u  /* upstream answered early: stop sending the body */
+#define X_LINGER       0x08000u  /* CLOSING: output done, write side shut */
+#define X_LOGGED       0x10000u  /* the access log line is written */
+
+/* The state of one exchange; zeroed when the next one starts. */
+struct exch {
+    uint32_t flags;
+    uint32_t head_len;                 /* request head at in.start */
+    uint32_t method_len, target_off, target_len;
+    uint32_t body_sent, body_ready;    /* offsets in in.data */
+    uint32_t uhead_off;                /* bytes of uhead sent */
+    uint32_t resp_ready;               /* offset in uin.data: validated, unsent */
+    uint32_t interim;                  /* bytes of out holding 1xx heads */
+    uint32_t parsed_len;               /* head bytes seen by the last parse */
+    uint32_t discarded;                /* lingering: input bytes thrown away */
+    uint8_t req_framing, resp_framing;
+    int status;                        /* of the final response */
+    unsigned attempts;
+    uint64_t req_left, resp_left;
+    struct http_chunked req_chunk, resp_chunk;
+    uint64_t bytes_sent;
+    uint64_t t_start;                  /* request head complete */
+    uint64_t t_connect;                /* connect started */
+    int64_t connect_ns, first_byte_ns; /* -1: not applicable */
+    uint64_t read_mark, body_mark, send_mark;
+    uint64_t write_since, write_used;
+};
+
+struct client {
+    struct loop_io io;
+    struct timer timer;
+    struct loop_defer defer;
+    struct client *next, *prev;
+    struct buf in;     /* bytes from the client; the request head stays at in.start */
+    struct buf out;    /* bytes for the client before the body: heads, errors */
+    struct buf uhead;  /* the request head for the upstream (kept for a retry) */
+    struct buf uin;    /* bytes from the upstream */
+    struct upconn *up;
+    struct pool_server *srv;
+    struct tmo_set tmo;
+    uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
+    uint8_t state;
+    uint8_t minor;     /* the client's HTTP minor version */
+    struct exch x;
+    char peer[64];
+    char peer_ip[48];
+};
+
+struct listener {
+    struct loop_io io;
+    const struct cli_addr *addr;
+};
+
+static struct loop *loop;
+static const struct cfg *cfg;
+static struct listener listeners[CLI_MAX_LISTEN];
+static unsigned nlisteners;
+static struct client *clients;       /* every open client */
+static struct client *free_clients;  /* recycled structs */
+static unsigned nclients;
+static bool accept_paused;
+static struct timer accept_retry;
+static struct http_msg scratch;      /* the head being parsed (single-threaded) */
+
+static uint64_t ns_of(uint64_t ms) { return ms * MS; }
+static int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
+
+static void pump(struct client *c);
+static void accept_all(void);
+
+/* ---- client lifetime ---------------------------------------------------- */
+
+static void release_client(struct loop_defer *d)
+{
+    struct client *c = container_of(d, struct client, defer);
+    c->next = free_clients;
+    free_clients = c;
+}
+
+static void drop_upstream(struct client *c)
+{
+    if (c->up) {
+        pool_close(c->up);
+        c->up = NULL;
+    }
+}
+
+/* Closes the client connection at once and releases everything it holds.
+ * The struct itself is recycled at the end of the loop iteration. */
+static void client_close(struct client *c)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    drop_upstream(c);
+    loop_timer_stop(loop, &c->timer);
+    loop_close(loop, &c->io);
+    buf_release(&c->in);
+    buf_release(&c->out);
+    buf_release(&c->uhead);
+    buf_release(&c->uin);
+    c->state = CS_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nclients--;
+    loop_defer(loop, &c->defer, release_client);
+}
+
+static const char *method_of(const struct client *c, uint32_t *len)
+{
+    *len = c->x.method_len;
+    return c->x.method_len ? c->in.data + c->in.start : NULL;
+}
+
+static void log_exchange(struct client *c, int status, const char *reason)
+{
+    if (c->x.flags & X_LOGGED)
+        return;
+    c->x.flags |= X_LOGGED;
+    if (!log_access_enabled())
+        return;
+    struct log_entry e = {
+        .client = c->peer,
+        .status = status,
+        .bytes = c->x.bytes_sent,
+        .upstream = c->srv ? c->srv->addr->text : NULL,
+        .attempts = c->x.attempts,
+        .connect_ms = c->x.connect_ns >= 0 ? ms_of((uint64_t)c->x.connect_ns) : -1,
+        .first_byte_ms = c->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->x.first_byte_ns) : -1,
+        .reason = reason,
+    };
+    e.method = method_of(c, &e.method_len);
+    if (e.method) {
+        e.target = c->in.data + c->in.start + c->x.target_off;
+        e.target_len = c->x.target_len;
+    }
+    uint64_t since = c->x.t_start ? c->x.t_start : c->t_first;
+    e.total_ms = ms_of(loop->now - since);
+    log_access(&e);
+}
+
+/* "GET /path" for error log sentences (target cut at 200 bytes). */
+static void describe(struct client *c, char *out, size_t n)
+{
+    uint32_t ml;
+    const char *m = method_of(c, &ml);
+    if (!m) {
+        snprintf(out, n, "client %s", c->peer);
+        return;
+    }
+    uint32_t tl = c->x.target_len > 200 ? 200 : c->x.target_len;
+    snprintf(out, n, "client %s, %.*s %.*s", c->peer, (int)ml, m, (int)tl,
+             c->in.data + c->in.start + c->x.target_off);
+}
+
+/* Queues a short plain-text error response and moves to CLOSING: the client
+ * gets the response, then the connection is shut and its input drained. */
+static void respond_error(struct client *c, int status, const char *reason, const char *detail)
+{
+    char body[256];
+    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body);
+    buf_release(&c->uin);
+    buf_release(&c->uhead);
+    buf_reserve(&c->out, BUF_SMALL);
+    c->out.start = c->out.end = 0;
+    c->x.interim = 0;
+    int hl = snprintf(c->out.data, c->out.cap,
+                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, http_reason(status), bl);
+    c->out.end = (uint32_t)hl;
+    if (!(c->x.flags & X_HEAD_METHOD)) {
+        memcpy(c->out.data + c->out.end, body, (size_t)bl);
+        c->out.end += (uint32_t)bl;
+    }
+    c->x.bytes_sent = c->out.end;
+    log_exchange(c, status, reason);
+    c->state = CS_CLOSING;
+    c->x.send_mark = 0;
+}
+
+/* The one cancellation path. Closes the upstream connection (never pooled).
+ * If no byte of the final response has reached the client and `status` is
+ * not 0, the client gets that status with the reason in a plain-text body;
+ * otherwise the client connection is cut so that it sees an incomplete
+ * message. Returns 1 when the client lives on (CLOSING), -1 when closed. */
+static int exchange_fail(struct client *c, int status, const char *reason, const char *detail)
+{
+    drop_upstream(c);
+    if (status && !(c->x.flags & X_FINAL_SENT) && c->out.start == 0) {
+        respond_error(c, status, reason, detail);
+        return 1;
+    }
+    int logged = (c->x.flags & X_FINAL_SENT) ? c->x.status : 499;
+    log_exchange(c, logged, reason);
+    client_close(c);
+    return -1;
+}
+
+static int client_abort(struct client *c)
+{
+    char what[320];
+    describe(c, what, sizeof what);
+    log_error("info", "client closed the connection before the response was complete (%s)", what);
+    return exchange_fail(c, 0, "client_abort", "client closed");
+}
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+static bool uin_room(const struct client *c)
+{
+    return !c->uin.data || buf_room(&c->uin) || c->uin.start > 0;
+}
+
+static bool in_room(const struct client *c)
+{
+    return !c->in.data || buf_room(&c->in) ||
+           c->x.body_sent > c->in.start + c->x.head_len;
+}
+
+static uint32_t client_pending(const struct client *c)
+{
+    uint32_t n = buf_len(&c->out);
+    if (c->x.flags & X_RESP_HEAD)
+        n += c->x.resp_ready - c->uin.start;
+    return n;
+}
+
+/* Recomputes every running deadline from the connection's state. */
+static void fold_deadlines(struct client *c)
+{
+    struct exch *x = &c->x;
+    uint64_t now = loop->now;
+    struct tmo_set *t = &c->tmo;
+
+    *t = (struct tmo_set){0};
+    switch (c->state) {
+    case CS_IDLE:
+        t->at[TMO_IDLE] = c->t_first + ns_of(cfg->idle_ms);
+        break;
+    case CS_HEAD:
+        t->at[TMO_HEADER] = c->t_first + ns_of(cfg->header_ms);
+        break;
+    case CS_CLOSING:
+        if (x->flags & X_LINGER) {
+            t->at[TMO_IDLE] = c->t_first + LINGER_NS;
+        } else if (!(c->io.ready & LOOP_WRITE)) {
+            if (!x->send_mark)
+                x->send_mark = now;
+            t->at[TMO_SEND] = x->send_mark + ns_of(cfg->send_ms);
+        }
+        break;
+    case CS_EXCH:
+        t->at[TMO_TOTAL] = x->t_start + ns_of(cfg->total_ms);
+        if (c->up && c->up->connecting)
+            t->at[TMO_CONNECT] = x->t_connect + ns_of(cfg->connect_ms);
+        if (x->write_since)
+            t->at[TMO_WRITE] = x->write_since + ns_of(cfg->write_ms) - x->write_used;
+        if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->up && uin_room(c)) {
+            if (!x->read_mark)
+                x->read_mark = now;
+            t->at[TMO_READ] = x->read_mark + ns_of(cfg->read_ms);
+        } else {
+            x->read_mark = 0;
+        }
+        if (!(x->flags & (X_BODY_DONE | X_ABANDON_BODY)) && in_room(c) &&
+            !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE))) {
+            if (!x->body_mark)
+                x->body_mark = now;
+            t->at[TMO_BODY] = x->body_mark + ns_of(cfg->body_ms);
+        } else {
+            x->body_mark = 0;
+        }
+        if (client_pending(c) && !(c->io.ready & LOOP_WRITE)) {
+            if (!x->send_mark)
+                x->send_mark = now;
+            t->at[TMO_SEND] = x->send_mark + ns_of(cfg->send_ms);
+        } else {
+            x->send_mark = 0;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Folds the deadlines into the one timer. A deadline that moved later leaves
+ * the timer where it is: it fires early once, finds nothing expired, and is
+ * re-filed then, which is cheaper than re-sorting on every read. */
+static void arm(struct client *c)
+{
+    fold_deadlines(c);
+    uint64_t next = tmo_next(&c->tmo);
+    if (!next)
+        loop_timer_stop(loop, &c->timer);
+    else if (!c->timer.armed || next < c->timer.at)
+        loop_timer_at(loop, &c->timer, next);
+}
+
+static uint64_t configured_ms(enum tmo_kind k)
+{
+    switch (k) {
+    case TMO_TOTAL: return cfg->total_ms;
+    case TMO_CONNECT: return cfg->connect_ms;
+    case TMO_WRITE: return cfg->write_ms;
+    case TMO_READ: return cfg->read_ms;
+    case TMO_HEADER: return cfg->header_ms;
+    case TMO_BODY: return cfg->body_ms;
+    case TMO_SEND: return cfg->send_ms;
+    case TMO_IDLE: return cfg->idle_ms;
+    default: return 0;
+    }
+}
+
+static void exchange_timeout(struct client *c, enum tmo_kind k)
+{
+    char what[320], detail[96];
+    uint64_t ms = configured_ms(k);
+    describe(c, what, sizeof what);
+    snprintf(detail, sizeof detail, "%s after %llu ms", tmo_reason(k), (unsigned long long)ms);
+
+    switch (k) {
+    case TMO_CONNECT:
+    case TMO_WRITE:
+        log_error("warn", "upstream %s timeout after %llu ms to %s (%s)", tmo_word(k),
+                  (unsigned long long)ms, c->srv->addr->text, what);
+        exchange_fail(c, 504, tmo_reason(k), detail);
+        break;
+    case TMO_READ:
+    case TMO_TOTAL:
+        log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
+                  (unsigned long long)ms, c->srv ? c->srv->addr->text : "-", what);
+        exchange_fail(c, 504, tmo_reason(k), detail);
+        break;
+    case TMO_BODY:
+        log_error("warn", "client body timeout after %llu ms (%s)", (unsigned long long)ms, what);
+        exchange_fail(c, 408, tmo_reason(k), detail);
+        break;
+    case TMO_SEND:
+        log_error("warn", "client send timeout after %llu ms (%s)", (unsigned long long)ms, what);
+        exchange_fail(c, 0, tmo_reason(k), detail);
+        break;
+    default:
+        exchange_fail(c, 504, tmo_reason(k), detail);
+        break;
+    }
+}
+
+static void on_timer(struct timer *t)
+{
+    struct client *c = container_of(t, struct client, timer);
+    enum tmo_kind k = tmo_expired(&c->tmo, loop->now);
+
+    if (k == TMO_NONE) {
+        arm(c);
+        return;
+    }
+    switch (c->state) {
+    case CS_IDLE:
+    case CS_CLOSING:
+        client_close(c);   /* keep-alive idle, linger over, or send stalled */
+        return;
+    case CS_HEAD: {
+        char detail[96];
+        snprintf(detail, sizeof detail, "header_timeout after %llu ms",
+                 (unsigned long long)cfg->header_ms);
+        log_error("warn", "client header timeout after %llu ms (client %s)",
+                  (unsigned long long)cfg->header_ms, c->peer);
+        respond_error(c, 408, "header_timeout", detail);
+        break;
+    }
+    case CS_EXCH:
+        exchange_timeout(c, k);
+        break;
+    default:
+        return;
+    }
+    if (c->state != CS_CLOSED)
+        pump(c);
+}
+
+/* ---- upstream side -------------------------------------------------------- */
+
+static void on_upstream(struct upconn *up, uint32_t events)
+{
+    (void)events;
+    pump(up->owner);
+}
+
+static int upstream_connect(struct client *c, bool allow_pooled);
+
+/* A pooled connection that the server closed before any response byte, for a
+ * request that can be sent again: retried once on a new connection. */
+static bool can_retry(const struct client *c)
+{
+    const struct exch *x = &c->x;
+    return c->up && c->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
+           x->req_framing == HTTP_BODY_NONE && (x->flags & X_IDEMPOTENT);
+}
+
+static int retry(struct client *c)
+{
+    char what[320];
+    describe(c, what, sizeof what);
+    log_error("info", "pooled connection to %s closed before a response; retrying on a new "
+                      "connection (%s)", c->up->srv->addr->text, what);
+    drop_upstream(c);
+    c->x.uhead_off = 0;
+    c->x.flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
+    c->x.read_mark = 0;
+    c->x.write_since = 0;
+    buf_release(&c->uin);
+    return upstream_connect(c, false);
+}
+
+/* The upstream failed: err is a negative errno, or 0 for end of stream. */
+static int upstream_failed(struct client *c, int err, bool connecting)
+{
+    char what[320], detail[96];
+    const char *reason;
+
+    if (!connecting && can_retry(c))
+        return retry(c);
+    describe(c, what, sizeof what);
+    const char *srv = c->srv->addr->text;
+    if (connecting) {
+        reason = err == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
+        log_error("warn", "upstream connect to %s failed: %s (%s)", srv, strerror(-err), what);
+    } else if (err == 0) {
+        reason = "upstream_closed";
+        log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
+                  srv, what);
+    } else if (err == -ECONNRESET || err == -EPIPE) {
+        reason = "upstream_reset";
+        log_error("warn", "upstream %s reset the connection (%s)", srv, what);
+    } else {
+        reason = "upstream_error";
+        log_error("warn", "upstream %s: %s (%s)", srv, strerror(-err), what);
+    }
+    snprintf(detail, sizeof detail, "%s", reason);
+    return exchange_fail(c, 502, reason, detail);
+}
+
+static int bad_response(struct client *c, const char *why)
+{
+    char what[320];
+    describe(c, what, sizeof what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", c->srv->addr->text, why, what);
+    return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
+}
+
+static int upstream_connect(struct client *c, bool allow_pooled)
+{
+    struct exch *x = &c->x;
+    int err = 0;
+
+    c->srv = pool_pick();
+    x->attempts++;
+    if (allow_pooled) {
+        c->up = pool_take_idle(c->srv, c, on_upstream);
+        if (c->up) {
+            x->connect_ns = 0;
+            return 1;
+        }
+    }
+    c->up = pool_connect(c->srv, c, on_upstream, &err);
+    if (!c->up)
+        return upstream_failed(c, err, true);
+    x->t_connect = loop->now;
+    x->connect_ns = -1;
+    return 1;
+}
+
+/* Sends what is held of the request to the upstream, running the write clock
+ * while the upstream will not take it. */
+static int upstream_send(struct client *c)
+{
+    struct exch *x = &c->x;
+    struct upconn *up = c->up;
+
+    if (!up || up->connecting || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
+        return 0;
+    uint32_t ph = c->uhead.end - x->uhead_off;
+    uint32_t pb = x->body_ready - x->body_sent;
+    if (ph + pb == 0) {
+        if (x->write_since) {
+            x->write_used += loop->now - x->write_since;
+            x->write_since = 0;
+        }
+        if (x->flags & X_BODY_DONE) {
+            x->flags |= X_REQ_SENT;
+            return 1;
+        }
+        return 0;
+    }
+    if (!(up->io.ready & LOOP_WRITE)) {
+        if (!x->write_since)
+            x->write_since = loop->now;
+        return 0;
+    }
+    struct iovec iov[2] = {
+        {c->uhead.data + x->uhead_off, ph},
+        {c->in.data + x->body_sent, pb},
+    };
+    struct msghdr mh = {.msg_iov = ph ? iov : iov + 1, .msg_iovlen = ph ? 2 : 1};
+    ssize_t n = sendmsg(up->io.fd, &mh, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 1;
+        if (errno == EAGAIN) {
+            up->io.ready &= ~LOOP_WRITE;
+            if (!x->write_since)
+                x->write_since = loop->now;
+            return 0;
+        }
+        return upstream_failed(c, -errno, false);
+    }
+    uint32_t k = (uint32_t)n < ph ? (uint32_t)n : ph;
+    x->uhead_off += k;
+    x->body_sent += (uint32_t)n - k;
+    if ((uint32_t)n < ph + pb) {
+        up->io.ready &= ~LOOP_WRITE;
+        if (!x->write_since)
+            x->write_since = loop->now;
+    } else if (x->write_since) {
+        x->write_used += loop->now - x->write_since;
+        x->write_since = 0;
+    }
+    /* Reclaim the body space once everything read has been sent. */
+    uint32_t hs = c->in.start + x->head_len;
+    if (x->body_sent == c->in.end && x->body_sent > hs)
+        x->body_sent = x->body_ready = c->in.end = hs;
+    return 1;
+}
+
+/* Validates the response body bytes in uin past resp_ready. */
+static int response_body(struct client *c)
+{
+    struct exch *x = &c->x;
+    uint32_t avail = c->uin.end - x->resp_ready;
+
+    if (!avail)
+        return 0;
+    if (x->flags & X_RESP_DONE)
+        goto out_extra;
+    switch (x->resp_framing) {
+    case HTTP_BODY_LENGTH: {
+        uint64_t k = avail < x->resp_left ? avail : x->resp_left;
+        x->resp_ready += (uint32_t)k;
+        x->resp_left -= k;
+        if (!x->resp_left)
+            x->flags |= X_RESP_DONE;
+        break;
+    }
+    case HTTP_BODY_CHUNKED: {
+        size_t dl = 0;
+        ssize_t r = http_chunked_feed(&x->resp_chunk, c->uin.data + x->resp_ready, avail,
+                                      (x->flags & X_DECHUNK) ? &dl : NULL);
+        if (r < 0)
+            return bad_response(c, "malformed chunked body");
+        if (x->flags & X_DECHUNK) {
+            uint32_t rest = avail - (uint32_t)r;
+            if (rest)
+                memmove(c->uin.data + x->resp_ready + dl, c->uin.data + x->resp_ready + r, rest);
+            c->uin.end = x->resp_ready + (uint32_t)dl + rest;
+            x->resp_ready += (uint32_t)dl;
+        } else {
+            x->resp_ready += (uint32_t)r;
+        }
+        if (http_chunked_done(&x->resp_chunk))
+            x->flags |= X_RESP_DONE;
+        break;
+    }
+    case HTTP_BODY_CLOSE:
+        x->resp_ready = c->uin.end;
+        break;
+    default:
+        x->flags |= X_RESP_DONE;
+        break;
+    }
+    if (!(x->flags & X_RESP_DONE) || c->uin.end == x->resp_ready)
+        return 1;
+out_extra:
+    /* Bytes past the end of the response: the connection cannot be trusted. */
+    c->uin.end = x->resp_ready;
+    x->flags |= X_NO_REUSE;
+    return 1;
+}
+
+/* Parses response heads in uin: 1xx heads are relayed (to HTTP/1.1 clients)
+ * and skipped, the final head is rewritten into out. */
+static int response_head(struct client *c)
+{
+    struct exch *x = &c->x;
+
+    while (!(x->flags & X_RESP_HEAD) && buf_len(&c->uin)) {
+        int r = http_parse_response(buf_head(&c->uin), buf_len(&c->uin), &scratch,
+                                    &http_default_limits);
+        if (r == HTTP_INCOMPLETE) {
+            if (!buf_room(&c->uin) && c->uin.start == 0) {
+                if (c->uin.cap >= BUF_LARGE)
+                    return bad_response(c, "response head too large");
+                buf_reserve(&c->uin, BUF_LARGE);
+                x->resp_ready = c->uin.start;
+            }
+            return 0;
+        }
+        if (r < 0)
+            return bad_response(c, "malformed response head");
+        struct http_info info;
+        if (http_response_info(&scratch, x->flags & X_HEAD_METHOD, &info) < 0)
+            return bad_response(c, "bad response framing");
+        buf_reserve(&c->out, BUF_SMALL);
+        buf_compact(&c->out);
+        if (scratch.status < 200) {
+            if (scratch.status == 101)
+                return bad_response(c, "101 Switching Protocols without an upgrade request");
+            bool skip = c->minor == 0 || (scratch.status == 100 && (x->flags & X_CONTINUE));
+            if (!skip) {
+                struct fwd_resp fr = {.m = &scratch};
+                int n = fwd_response_head(buf_tail(&c->out), buf_room(&c->out), &fr);
+                if (n < 0)
+                    return bad_response(c, "interim response head too large");
+                c->out.end += (uint32_t)n;
+                x->interim += (uint32_t)n;
+            }
+            c->uin.start += (uint32_t)r;
+            continue;
+        }
+        x->status = scratch.status;
+        x->resp_framing = (uint8_t)info.framing;
+        x->resp_left = info.length;
+        if (info.conn_close || info.framing == HTTP_BODY_CLOSE)
+            x->flags |= X_NO_REUSE;
+        if (!(x->flags & X_REQ_SENT))   /* an early response: stop the upload */
+            x->flags |= X_ABANDON_BODY | X_NO_REUSE | X_CLOSE_AFTER;
+        if (c->minor == 0 || info.framing == HTTP_BODY_CLOSE)
+            x->flags |= X_CLOSE_AFTER;
+        if (info.framing == HTTP_BODY_CHUNKED && c->minor == 0)
+            x->flags |= X_DECHUNK;
+        struct fwd_resp fr = {
+            .m = &scratch,
+            .chunked = info.framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
+            .close = (x->flags & X_CLOSE_AFTER) != 0,
+        };
+        int n = fwd_response_head(buf_tail(&c->out), buf_room(&c->out), &fr);
+        if (n < 0)
+            return bad_response(c, "response head too large");
+        c->out.end += (uint32_t)n;
+        c->uin.start += (uint32_t)r;
+        x->resp_ready = c->uin.start;
+        x->flags |= X_RESP_HEAD;
+        if (info.framing == HTTP_BODY_NONE)
+            x->flags |= X_RESP_DONE;
+    }
+    return 1;
+}
+
+/* Reads the response while there is room for it. */
+static int upstream_recv(struct client *c)
+{
+    struct exch *x = &c->x;
+    struct upconn *up = c->up;
+    int progress = 0;
+
+    if (!up || up->connecting || (x->flags & X_RESP_DONE))
+        return 0;
+    while (up->io.ready & LOOP_READ) {
+        buf_reserve(&c->uin, BUF_SMALL);
+        if (!buf_room(&c->uin)) {
+            if (!c->uin.start)
+                break;   /* full: the client is behind; the read clock pauses */
+            uint32_t d = c->uin.start;
+            buf_compact(&c->uin);
+            x->resp_ready -= d;
+        }
+        uint32_t room = buf_room(&c->uin);
+        ssize_t n = read(up->io.fd, buf_tail(&c->uin), room);
+        if (n > 0) {
+            c->uin.end += (uint32_t)n;
+            x->read_mark = loop->now;
+            if (!(x->flags & X_GOT_BYTE)) {
+                x->flags |= X_GOT_BYTE;
+                x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+            }
+            if ((uint32_t)n < room)
+                up->io.ready &= ~LOOP_READ;
+            if (response_head(c) < 0 || response_body(c) < 0)
+                return -1;
+            if (c->state != CS_EXCH)
+                return 1;
+            progress = 1;
+            if (x->flags & X_RESP_DONE)
+                break;
+            continue;
+        }
+        if (n == 0) {
+            up->io.ready &= ~LOOP_READ;
+            x->flags |= X_UP_EOF | X_NO_REUSE;
+            if ((x->flags & X_RESP_HEAD) && x->resp_framing == HTTP_BODY_CLOSE) {
+                x->flags |= X_RESP_DONE;
+                return 1;
+            }
+            return upstream_failed(c, 0, false);
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            up->io.ready &= ~LOOP_READ;
+            break;
+        }
+        return upstream_failed(c, -errno, false);
+    }
+    return progress;
+}
+
+/* ---- client side ---------------------------------------------------------- */
+
+/* Checks the request body bytes past body_ready. */
+static int request_body(struct client *c)
+{
+    struct exch *x = &c->x;
+    uint32_t avail = c->in.end - x->body_ready;
+
+    if ((x->flags & X_BODY_DONE) || !avail)
+        return 0;
+    if (x->req_framing == HTTP_BODY_LENGTH) {
+        uint64_t k = avail < x->req_left ? avail : x->req_left;
+        x->body_ready += (uint32_t)k;
+        x->req_left -= k;
+        if (!x->req_left)
+            x->flags |= X_BODY_DONE;
+        return 1;
+    }
+    ssize_t r = http_chunked_feed(&x->req_chunk, c->in.data + x->body_ready, avail, NULL);
+    if (r < 0) {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("warn", "malformed chunked request body (%s)", what);
+        return exchange_fail(c, 400, "bad_request", "malformed chunked body");
+    }
+    x->body_ready += (uint32_t)r;
+    if (http_chunked_done(&x->req_chunk))
+        x->flags |= X_BODY_DONE;
+    return 1;
+}
+
+/* Reads request body bytes while they are wanted and there is room. */
+static int client_recv_body(struct client *c)
+{
+    struct exch *x = &c->x;
+    int progress = 0;
+
+    if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
+        if (c->io.ready & LOOP_HUP)
+            return client_abort(c);   /* the client went away: cancel */
+        return 0;
+    }
+    while (c->io.ready & LOOP_READ) {
+        if (!buf_room(&c->in)) {
+            uint32_t hs = c->in.start + x->head_len;
+            if (x->body_sent == hs)
+                break;   /* full of unsent body: the write clock runs */
+            uint32_t d = x->body_sent - hs;
+            memmove(c->in.data + hs, c->in.data + x->body_sent, c->in.end - x->body_sent);
+            x->body_sent = hs;
+            x->body_ready -= d;
+            c->in.end -= d;
+        }
+        uint32_t room = buf_room(&c->in);
+        ssize_t n = read(c->io.fd, buf_tail(&c->in), room);
+        if (n > 0) {
+            c->in.end += (uint32_t)n;
+            x->body_mark = loop->now;
+            if ((uint32_t)n < room)
+                c->io.ready &= ~LOOP_READ;
+            if (request_body(c) < 0)
+                return -1;
+            if (c->state != CS_EXCH)
+                return 1;
+            progress = 1;
+            if (x->flags & X_BODY_DONE)
+                break;
+            continue;
+        }
+        if (n == 0)
+            return client_abort(c);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            break;
+        }
+        return client_abort(c);
+    }
+    return progress;
+}
+
+/* Sends queued heads and validated response body bytes to the client. */
+static int client_send(struct client *c)
+{
+    struct exch *x = &c->x;
+    uint32_t po = buf_len(&c->out);
+    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->uin.start : 0;
+
+    if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
+        return 0;
+    struct iovec iov[2] = {
+        {buf_head(&c->out), po},
+        {c->uin.data + c->uin.start, pb},
+    };
+    struct msghdr mh = {.msg_iov = po ? iov : iov + 1, .msg_iovlen = (po ? 1 : 0) + (pb ? 1 : 0)};
+    ssize_t n = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 1;
+        if (errno == EAGAIN) {
+            c->io.ready &= ~LOOP_WRITE;
+            return 0;
+        }
+        return client_abort(c);
+    }
+    uint32_t k = (uint32_t)n < po ? (uint32_t)n : po;
+    c->out.start += k;
+    if (x->interim >= k) {
+        x->interim -= k;
+    } else {
+        x->interim = 0;
+        x->flags |= X_FINAL_SENT;
+    }
+    if ((uint32_t)n > k) {
+        c->uin.start += (uint32_t)n - k;
+        x->flags |= X_FINAL_SENT;
+    }
+    x->bytes_sent += (uint64_t)n;
+    x->send_mark = loop->now;
+    if (!buf_len(&c->out))
+        c->out.start = c->out.end = 0;
+    if ((x->flags & X_RESP_HEAD) && c->uin.start == c->uin.end)
+        c->uin.start = c->uin.end = x->resp_ready = 0;
+    if ((uint32_t)n < po + pb)
+        c->io.ready &= ~LOOP_WRITE;
+    return 1;
+}
+
+/* The exchange ended well: log, pool or close the upstream connection, and
+ * wait for the next request (or close, when this one asked for it). */
+static int exchange_done(struct client *c)
+{
+    struct exch *x = &c->x;
+
+    log_exchange(c, x->status, "ok");
+    if (c->up) {
+        if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT))
+            pool_put_idle(c->up);
+        else
+            pool_close(c->up);
+        c->up = NULL;
+    }
+    buf_release(&c->uhead);
+    buf_release(&c->uin);
+    buf_release(&c->out);
+    if (x->flags & X_CLOSE_AFTER) {
+        c->state = CS_CLOSING;
+        return 1;
+    }
+    c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
+    if (!buf_len(&c->in))
+        buf_release(&c->in);
+    c->x = (struct exch){0};
+    c->t_first = loop->now;
+    c->state = buf_len(&c->in) ? CS_HEAD : CS_IDLE;
+    return 1;
+}
+
+static int exchange_step(struct client *c)
+{
+    struct exch *x = &c->x;
+    int progress = 0, r;
+
+    if (c->up && c->up->connecting && (c->up->io.ready & (LOOP_WRITE | LOOP_HUP))) {
+        int err = net_socket_error(c->up->io.fd);
+        if (err)
+            return upstream_failed(c, -err, true);
+        c->up->connecting = false;
+        x->connect_ns = (int64_t)(loop->now - x->t_connect);
+        progress = 1;
+    }
+    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->up && !c->up->connecting) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        buf_reserve(&c->out, BUF_SMALL);
+        memcpy(buf_tail(&c->out), cont, sizeof cont - 1);
+        c->out.end += sizeof cont - 1;
+        x->interim += sizeof cont - 1;
+        x->flags |= X_CONTINUE;
+        progress = 1;
+    }
+    if ((r = client_recv_body(c)) < 0 || c->state != CS_EXCH)
+        return r;
+    progress |= r;
+    if ((r = upstream_send(c)) < 0 || c->state != CS_EXCH)
+        return r;
+    progress |= r;
+    if ((r = upstream_recv(c)) < 0 || c->state != CS_EXCH)
+        return r;
+    progress |= r;
+    if ((r = client_send(c)) < 0 || c->state != CS_EXCH)
+        return r;
+    progress |= r;
+    if ((x->flags & X_RESP_DONE) && !client_pending(c) &&
+        (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
+        return exchange_done(c);
+    return progress;
+}
+
+/* A complete request head is at in.start: check it and start the exchange. */
+static int exchange_start(struct client *c, int head_len)
+{
+    struct exch *x = &c->x;
+    struct http_msg *m = &scratch;
+    struct http_info info;
+    char detail[64];
+    const char *base = c->in.data + c->in.start;
+
+    x->head_len = (uint32_t)head_len;
+    x->method_len = m->method_len;
+    x->target_off = (uint32_t)(m->target - base);
+    x->target_len = m->target_len;
+    x->t_start = loop->now;
+    x->connect_ns = x->first_byte_ns = -1;
+    c->minor = (uint8_t)m->minor;
+    c->state = CS_EXCH;
+    x->flags |= X_CLOSE_AFTER;   /* until the head is known to be sound */
+
+    int r = http_request_info(m, &info);
+    const char *bad = NULL;
+    if (r < 0)
+        bad = r == -501 ? "unsupported transfer coding" : "bad framing or Host";
+    else if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0)
+        r = -501, bad = "CONNECT is not supported by a reverse proxy";
+    else if (!(m->target[0] == '/' ||
+               (m->target_len == 1 && m->target[0] == '*' && m->method_len == 7 &&
+                memcmp(m->method, "OPTIONS", 7) == 0))) {
+        const char *a, *p;
+        size_t al, pl;
+        if (fwd_split_absolute(m->target, m->target_len, &a, &al, &p, &pl) < 0)
+            r = -400, bad = "bad request target";
+    }
+    if (bad) {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("info", "bad request: %s (%s)", bad, what);
+        snprintf(detail, sizeof detail, "%s", bad);
+        respond_error(c, -r, "bad_request", detail);
+        return 1;
+    }
+    if (!info.conn_close)
+        x->flags &= ~X_CLOSE_AFTER;
+    if (http_method_is_head(m->method, m->method_len))
+        x->flags |= X_HEAD_METHOD;
+    if (http_method_idempotent(m->method, m->method_len))
+        x->flags |= X_IDEMPOTENT;
+    if (info.expect_continue && m->minor == 1)
+        x->flags |= X_EXPECT;
+    x->req_framing = (uint8_t)info.framing;
+    x->req_left = info.length;
+    x->body_sent = x->body_ready = c->in.start + (uint32_t)head_len;
+    if (info.framing == HTTP_BODY_NONE)
+        x->flags |= X_BODY_DONE;
+
+    struct fwd_req fq = {
+        .m = m,
+        .info = &info,
+        .client_ip = c->peer_ip,
+        .proto = "http",
+        .default_host = cfg->upstream[0].text,
+        .strip_expect = true,
+    };
+    buf_reserve(&c->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
+    int n = fwd_request_head(c->uhead.data, c->uhead.cap, &fq);
+    if (n < 0) {
+        respond_error(c, 431, "bad_request", "request head too large to forward");
+        return 1;
+    }
+    c->uhead.end = (uint32_t)n;
+    if (request_body(c) < 0)
+        return -1;
+    if (c->state != CS_EXCH)
+        return 1;
+    return upstream_connect(c, true);
+}
+
+/* IDLE and HEAD: read and parse the next request head. */
+static int head_step(struct client *c)
+{
+    struct exch *x = &c->x;
+    int progress = 0;
+
+    while (c->io.ready & LOOP_READ) {
+        buf_reserve(&c->in, BUF_SMALL);
+        if (!buf_room(&c->in)) {
+            if (c->in.start) {
+                buf_compact(&c->in);
+            } else if (c->in.cap < BUF_LARGE) {
+                buf_reserve(&c->in, BUF_LARGE);
+            } else {
+                break;   /* the parser refuses a head this large */
+            }
+        }
+        uint32_t room = buf_room(&c->in);
+        ssize_t n = read(c->io.fd, buf_tail(&c->in), room);
+        if (n > 0) {
+            if (c->state == CS_IDLE) {
+                c->state = CS_HEAD;
+                c->t_first = loop->now;
+            }
+            c->in.end += (uint32_t)n;
+            progress = 1;
+            if ((uint32_t)n < room)
+                c->io.ready &= ~LOOP_READ;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            break;
+        }
+        /* end of stream or error: fine between requests, an abort within one */
+        if (c->state == CS_HEAD && buf_len(&c->in)) {
+            log_error("info", "client %s closed the connection within a request head", c->peer);
+            log_exchange(c, 400, "client_abort");
+        }
+        client_close(c);
+        return -1;
+    }
+    if (c->state == CS_IDLE && !buf_len(&c->in))
+        buf_release(&c->in);   /* idle connections hold no buffer */
+    if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
+        return progress;
+    if (c->state == CS_IDLE) {
+        c->state = CS_HEAD;
+        c->t_first = loop->now;
+    }
+    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &scratch, &http_default_limits);
+    if (r == HTTP_INCOMPLETE) {
+        x->parsed_len = buf_len(&c->in);
+        return progress;
+    }
+    if (r < 0) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "unparseable request head");
+        log_error("info", "bad request from %s: status %d", c->peer, -r);
+        x->flags |= X_CLOSE_AFTER;
+        respond_error(c, -r, "bad_request", detail);
+        return 1;
+    }
+    return exchange_start(c, r);
+}
+
+/* CLOSING: finish sending, shut the write side, then discard input until the
+ * client closes or the linger time is over, so that unread request bytes do
+ * not turn the close into a reset that destroys the response in flight. */
+static int closing_step(struct client *c)
+{
+    struct exch *x = &c->x;
+
+    if (buf_len(&c->out)) {
+        if (!(c->io.ready & LOOP_WRITE))
+            return 0;
+        ssize_t n = send(c->io.fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                return 1;
+            if (errno == EAGAIN) {
+                c->io.ready &= ~LOOP_WRITE;
+                return 0;
+            }
+            client_close(c);
+            return -1;
+        }
+        c->out.start += (uint32_t)n;
+        x->send_mark = loop->now;
+        if (buf_len(&c->out)) {
+            c->io.ready &= ~LOOP_WRITE;
+            return 1;
+        }
+    }
+    if (!(x->flags & X_LINGER)) {
+        x->flags |= X_LINGER;
+        buf_release(&c->out);
+        buf_release(&c->in);
+        buf_release(&c->uin);
+        buf_release(&c->uhead);
+        shutdown(c->io.fd, SHUT_WR);
+        c->t_first = loop->now;
+    }
+    while (c->io.ready & LOOP_READ) {
+        char sink[4096];
+        ssize_t n = read(c->io.fd, sink, sizeof sink);
+        if (n > 0) {
+            x->discarded += (uint32_t)n;
+            if (x->discarded <= LINGER_MAX_BYTES)
+                continue;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            return 0;
+        }
+        client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void pump(struct client *c)
+{
+    for (;;) {
+        int r;
+        switch (c->state) {
+        case CS_IDLE:
+        case CS_HEAD:
+            r = head_step(c);
+            break;
+        case CS_EXCH:
+            r = exchange_step(c);
+            break;
+        case CS_CLOSING:
+            r = closing_step(c);
+            break;
+        default:
+            return;
+        }
+        if (c->state == CS_CLOSED)
+            return;
+        if (r <= 0)
+            break;
+    }
+    arm(c);
+}
+
+static void on_client(struct loop_io *io, uint32_t events)
+{
+    (void)events;
+    pump(container_of(io, struct client, io));
+}
+
+/* ---- listeners -------------------------------------------------------------- */
+
+static void client_new(int fd, const struct sockaddr_storage *peer)
+{
+    struct client *c = free_clients;
+    if (c)
+        free_clients = c->next;
+    else
+        c = xmalloc(sizeof *c);
+    *c = (struct client){0};
+    timer_init(&c->timer, on_timer);
+    if (loop_add(loop, &c->io, fd, on_client) < 0) {
+        close(fd);
+        c->next = free_clients;
+        free_clients = c;
+        return;
+    }
+    net_addr_text(peer, c->peer, sizeof c->peer);
+    net_ip_text(peer, c->peer_ip, sizeof c->peer_ip);
+    c->state = CS_IDLE;
+    c->t_first = loop->now;
+    c->next = clients;
+    if (clients)
+        clients->prev = c;
+    clients = c;
+    nclients++;
+    arm(c);
+}
+
+static void accept_all(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++) {
+        struct listener *ls = &listeners[i];
+        while (ls->io.ready & LOOP_READ) {
+            if (nclients >= cfg->max_connections) {
+                accept_paused = true;   /* they wait in the listen queue */
+                return;
+            }
+            struct sockaddr_storage peer;
+            socklen_t len;
+            int fd = net_accept(ls->io.fd, &peer, &len);
+            if (fd >= 0) {
+                client_new(fd, &peer);
+                continue;
+            }
+            if (fd == -EAGAIN) {
+                ls->io.ready &= ~LOOP_READ;
+            } else if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+                log_error("error", "accept on %s: %s; retrying in 100 ms (raise the open "
+                                   "file limit with ulimit -n, or lower --max-connections)",
+                          ls->addr->text, strerror(-fd));
+                loop_timer_at(loop, &accept_retry, loop->now + ACCEPT_RETRY_NS);
+                return;
+            }
+            /* other errors (ECONNABORTED...) concern one connection only */
+        }
+    }
+    accept_paused = false;
+}
+
+static void on_accept(struct loop_io *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    accept_all();
+}
+
+static void on_accept_retry(struct timer *t)
+{
+    (void)t;
+    accept_all();
+}
+
+static void on_iteration_end(struct loop *l)
+{
+    (void)l;
+    if (accept_paused && nclients < cfg->max_connections)
+        accept_all();
+    log_flush();
+}
+
+int px_init(struct loop *l, const struct cfg *c)
+{
+    loop = l;
+    cfg = c;
+    pool_init(l, c);
+    timer_init(&accept_retry, on_accept_retry);
+    l->on_iteration_end = on_iteration_end;
+    for (unsigned i = 0; i < c->nlisten; i++) {
+        const struct cli_addr *a = &c->listen[i];
+        int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
+        if (fd < 0) {
+            log_error("error", "cannot listen on %s: %s%s", a->text, strerror(-fd),
+                      fd == -EADDRINUSE ? " (is another process using the port? "
+                                          "find it with: ss -ltnp)" : "");
+            return fd;
+        }
+        listeners[i].addr = a;
+        int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
+        if (r < 0) {
+            close(fd);
+            return r;
+        }
+        nlisteners++;
+    }
+    return 0;
+}
+
+void px_shutdown(void)
+{
+    while (clients)
+        client_close(clients);
+    pool_close_idle();
+    for (unsigned i = 0; i < nlisteners; i++)
+        loop_close(loop, &listeners[i].io);
+    nlisteners = 0;
+    loop_timer_stop(loop, &accept_retry);
+    /* run the deferred releases, then free the recycled structs */
+    while (loop->defer) {
+        struct loop_defer *d = loop->defer;
+        loop->defer = d->next;
+        d->cb(d);
+    }
+    while (free_clients) {
+        struct client *c = free_clients;
+        free_clients = c->next;
+        free(c);
+    }
+    pool_free_structs();
+    log_flush();
+}
