@@ -231,8 +231,12 @@ int http_parse_response(const char *buf, size_t len, struct http_msg *m,
     m->status = st;
     p += 4;
     /* reason-phrase is optional, and so (leniently) is the SP before it */
-    if (p < end && *p == ' ')
+    if (p == end)
+        goto incomplete_line;
+    if (*p == ' ')
         p++;
+    else if (*p != '\r')
+        return -502;
     m->reason = p;
     while (p < end && *p != '\r') {
         if (!is_value_char((unsigned char)*p))
@@ -260,7 +264,7 @@ incomplete_line:
 int http_parse_u64(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
-    if (n == 0 || n > 19 + 1)
+    if (n == 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
@@ -370,7 +374,7 @@ static int length_field(const struct http_field *f, bool *seen, uint64_t *len, i
 int http_request_info(const struct http_msg *m, struct http_info *info)
 {
     bool cl_seen = false;
-    int te_count = 0, host_count = 0;
+    int te_count = 0, host_count = 0, te_status = 0;
     struct conn_scan cs = {0};
     *info = (struct http_info){0};
 
@@ -380,11 +384,8 @@ int http_request_info(const struct http_msg *m, struct http_info *info)
             if (length_field(f, &cl_seen, &info->length, 400) < 0)
                 return -400;
         } else if (HTTP_NAME_IS(f, "transfer-encoding")) {
-            if (++te_count > 1)
-                return -400;
-            int r = check_te(f->value, f->value_len);
-            if (r < 0)
-                return r;
+            if (++te_count == 1)
+                te_status = check_te(f->value, f->value_len);
         } else if (HTTP_NAME_IS(f, "host")) {
             if (++host_count > 1 || !host_ok(f->value, f->value_len))
                 return -400;
@@ -402,6 +403,10 @@ int http_request_info(const struct http_msg *m, struct http_info *info)
     info->has_host = host_count == 1;
     if (m->minor == 1 && !info->has_host)
         return -400;
+    if (te_count > 1)
+        return -400;   /* two lines: parties may disagree on which one counts */
+    if (te_status < 0)
+        return te_status;
     if (te_count) {
         if (m->minor == 0 || cl_seen)
             return -400;

@@ -127,11 +127,27 @@ static bool accept_paused;
 static struct timer accept_retry;
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
 
+/* A read shorter than asked drained the socket: the next edge will say when
+ * there is more. Not so when the peer has hung up: the end of stream has not
+ * been read yet, and no further edge will come for it. */
+static void read_was_short(struct loop_io *io)
+{
+    if (!(io->ready & LOOP_HUP))
+        io->ready &= ~LOOP_READ;
+}
+
 static uint64_t ns_of(uint64_t ms) { return ms * MS; }
 static int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
 
 static void pump(struct client *c);
 static void accept_all(void);
+
+/* A fresh exchange: timings that have not happened read as "-". */
+static void exch_reset(struct exch *x)
+{
+    *x = (struct exch){0};
+    x->connect_ns = x->first_byte_ns = -1;
+}
 
 /* ---- client lifetime ---------------------------------------------------- */
 
@@ -754,7 +770,7 @@ static int upstream_recv(struct client *c)
                 x->first_byte_ns = (int64_t)(loop->now - x->t_start);
             }
             if ((uint32_t)n < room)
-                up->io.ready &= ~LOOP_READ;
+                read_was_short(&up->io);
             if (response_head(c) < 0 || response_body(c) < 0)
                 return -1;
             if (c->state != CS_EXCH)
@@ -843,7 +859,7 @@ static int client_recv_body(struct client *c)
             c->in.end += (uint32_t)n;
             x->body_mark = loop->now;
             if ((uint32_t)n < room)
-                c->io.ready &= ~LOOP_READ;
+                read_was_short(&c->io);
             if (request_body(c) < 0)
                 return -1;
             if (c->state != CS_EXCH)
@@ -937,7 +953,7 @@ static int exchange_done(struct client *c)
     c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
     if (!buf_len(&c->in))
         buf_release(&c->in);
-    c->x = (struct exch){0};
+    exch_reset(&c->x);
     c->t_first = loop->now;
     c->state = buf_len(&c->in) ? CS_HEAD : CS_IDLE;
     return 1;
@@ -997,7 +1013,6 @@ static int exchange_start(struct client *c, int head_len)
     x->target_off = (uint32_t)(m->target - base);
     x->target_len = m->target_len;
     x->t_start = loop->now;
-    x->connect_ns = x->first_byte_ns = -1;
     c->minor = (uint8_t)m->minor;
     c->state = CS_EXCH;
     x->flags |= X_CLOSE_AFTER;   /* until the head is known to be sound */
@@ -1087,7 +1102,7 @@ static int head_step(struct client *c)
             c->in.end += (uint32_t)n;
             progress = 1;
             if ((uint32_t)n < room)
-                c->io.ready &= ~LOOP_READ;
+                read_was_short(&c->io);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -1226,6 +1241,7 @@ static void client_new(int fd, const struct sockaddr_storage *peer)
     else
         c = xmalloc(sizeof *c);
     *c = (struct client){0};
+    exch_reset(&c->x);
     timer_init(&c->timer, on_timer);
     if (loop_add(loop, &c->io, fd, on_client) < 0) {
         close(fd);
