@@ -28,6 +28,36 @@ void cli_defaults(struct cfg *cfg)
     cfg->upstream_idle_ms = 30000;
     cfg->access_log = "-";
     cfg->max_connections = 10000;
+    cfg->max_request_line = 8192;
+    cfg->max_header_size = 32768;
+    cfg->max_headers = 100;
+    cfg->max_body = 0;
+}
+
+int cli_size(const char *s, uint64_t *bytes)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1ull << 10;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1ull << 20;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1ull << 30;
+    else if (*end)
+        return -1;
+    if (*end) {
+        end++;
+        if (strcmp(end, "iB") != 0 && strcmp(end, "") != 0 && strcmp(end, "B") != 0)
+            return -1;
+    }
+    if (v > (1ull << 50) / mul)
+        return -1;
+    *bytes = v * mul;
+    return 0;
 }
 
 int cli_duration(const char *s, uint64_t *ms)
@@ -156,13 +186,19 @@ static const char usage[] =
     "Other:\n"
     "  --access-log PATH|-|off   access log file, - for standard output (default)\n"
     "  --max-connections N       client connections served at once (10000)\n"
+    "Request limits (sizes: 8192, 8k, 32KiB, 1m):\n"
+    "  --max-request-line SIZE   request line, else 414 (default 8k)\n"
+    "  --max-header-size SIZE    header fields together, else 431 (default 32k)\n"
+    "  --max-headers N           number of header fields, else 431 (default 100)\n"
+    "  --max-body-size SIZE      request body, else 413 (default 0: unlimited)\n"
     "  --help                    show this help and exit\n"
     "  --version                 show the version and exit\n";
 
 enum {
     OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
-    OPT_MAX_CONN, OPT_HELP, OPT_VERSION,
+    OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
+    OPT_MAX_BODY,
 };
 
 static const struct option options[] = {
@@ -179,6 +215,10 @@ static const struct option options[] = {
     {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
+    {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
+    {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
+    {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -247,6 +287,34 @@ int cli_parse(struct cfg *cfg, int argc, char **argv)
             if (!*optarg || *end || v < 1 || v > 1000000)
                 return fail(name, optarg, "expected a number from 1 to 1000000");
             cfg->max_connections = (unsigned)v;
+            break;
+        }
+        case OPT_MAX_LINE:
+        case OPT_MAX_HEADER:
+        case OPT_MAX_BODY: {
+            uint64_t v;
+            if (cli_size(optarg, &v) < 0)
+                return fail(name, optarg, "expected a size such as 8192, 8k or 1MiB");
+            if (c == OPT_MAX_BODY) {
+                cfg->max_body = v;
+                break;
+            }
+            /* the whole head must fit one 64 KiB buffer */
+            if (v < 256 || v > 24576 * (c == OPT_MAX_LINE ? 1 : 2))
+                return fail(name, optarg, c == OPT_MAX_LINE ? "expected 256 bytes to 24k"
+                                                            : "expected 256 bytes to 48k");
+            if (c == OPT_MAX_LINE)
+                cfg->max_request_line = (uint32_t)v;
+            else
+                cfg->max_header_size = (uint32_t)v;
+            break;
+        }
+        case OPT_MAX_HEADERS: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 256)
+                return fail(name, optarg, "expected a number from 1 to 256");
+            cfg->max_headers = (uint32_t)v;
             break;
         }
         case OPT_HELP:

@@ -27,6 +27,9 @@ struct cfg {
     uint64_t upstream_idle_ms;
     const char *access_log;   /* path, "-" or "off" */
     unsigned max_connections;
+    /* request limits (bytes; max_body 0 = unlimited) */
+    uint32_t max_request_line, max_header_size, max_headers;
+    uint64_t max_body;
 };
 
 /* Fills cfg with the embedded defaults. */
@@ -40,6 +43,10 @@ int cli_parse(struct cfg *cfg, int argc, char **argv);
  * seconds. Stores milliseconds; refuses negatives, empty strings, unknown
  * units, sub-millisecond precision and values past 2^32 ms. 0 or -1. */
 int cli_duration(const char *s, uint64_t *ms);
+
+/* Parses a size: "8192", "8k", "32KiB", "1m", "1MiB", "2g" (k = 1024).
+ * 0 or -1. */
+int cli_size(const char *s, uint64_t *bytes);
 
 /* Parses "HOST:PORT", "[V6]:PORT" (names resolved once, at start). 0 or -1
  * with a message in err. */

@@ -434,8 +434,8 @@ int http_response_info(const struct http_msg *m, bool is_head, struct http_info 
     for (uint32_t i = 0; i < m->nfields; i++) {
         const struct http_field *f = &m->fields[i];
         if (HTTP_NAME_IS(f, "content-length")) {
-            if (length_field(f, &cl_seen, &info->length, 502) < 0)
-                return -502;
+            if (cl_seen || length_field(f, &cl_seen, &info->length, 502) < 0)
+                return -502;   /* even equal duplicates: a sign of a confused upstream */
         } else if (HTTP_NAME_IS(f, "transfer-encoding")) {
             if (++te_count > 1 || !IEQ(f->value, f->value_len, "chunked"))
                 return -502;
@@ -471,6 +471,8 @@ ssize_t http_chunked_feed(struct http_chunked *c, char *p, size_t len, size_t *d
 
     while (i < len && c->state != C_DONE) {
         unsigned char ch = (unsigned char)p[i];
+        size_t i0 = i;
+        bool trailer_bytes = c->state == C_TR_LINE || c->state == C_TR_LF;
         int h;
         switch (c->state) {
         case C_SIZE:
@@ -529,11 +531,14 @@ ssize_t http_chunked_feed(struct http_chunked *c, char *p, size_t len, size_t *d
             size_t k = len - i;
             if (k > c->left)
                 k = (size_t)c->left;
-            if (data_len && out != i)
-                memmove(p + out, p + i, k);
-            out += k;
+            if (data_len && !c->keep_framing) {
+                if (out != i)
+                    memmove(p + out, p + i, k);
+                out += k;
+            }
             i += k;
             c->left -= k;
+            c->payload += k;
             if (!c->left)
                 c->state = C_DATA_CR;
             break;
@@ -581,6 +586,11 @@ ssize_t http_chunked_feed(struct http_chunked *c, char *p, size_t len, size_t *d
             c->state = C_DONE;
             i++;
             break;
+        }
+        if (data_len && c->keep_framing && !trailer_bytes && i > i0) {
+            if (out != i0)
+                memmove(p + out, p + i0, i - i0);
+            out += i - i0;
         }
     }
     if (data_len)

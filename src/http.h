@@ -102,9 +102,11 @@ int http_parse_u64(const char *s, size_t n, uint64_t *out);
 /* Incremental chunked-body decoder. An all-zero struct is a fresh decoder. */
 struct http_chunked {
     uint64_t left;     /* bytes left in the current chunk's data, or hex digits seen */
+    uint64_t payload;  /* chunk data bytes so far */
     uint32_t n;        /* bytes of the current size line, extension or trailer */
     uint32_t trailer;  /* trailer bytes so far */
     uint8_t state;
+    uint8_t keep_framing; /* set by the caller: see http_chunked_feed */
 };
 
 #define HTTP_CHUNK_EXT_MAX  4096u   /* bytes of extensions on one size line */
@@ -112,10 +114,12 @@ struct http_chunked {
 
 /* Scans len bytes of a chunked body. Returns the bytes consumed, which stop
  * right after the body's last CRLF (then http_chunked_done() is true), or
- * -400 on malformed framing. With data_len non-NULL the chunk payload is also
- * moved to the front of p (in place) and its length stored: that is how a
- * chunked body is decoded for an HTTP/1.0 peer. Trailer fields are consumed
- * and, when decoding, dropped. */
+ * -400 on malformed framing. With data_len non-NULL the output replaces the
+ * input in place, at the front of p, and its length is stored in *data_len:
+ * the chunk payload alone (decoding, for an HTTP/1.0 peer), or, when
+ * c->keep_framing is set, the chunked body itself minus its trailer fields.
+ * A proxy forwards the latter: a trailer can carry Content-Length,
+ * Transfer-Encoding or Host, which a next hop must never be offered. */
 ssize_t http_chunked_feed(struct http_chunked *c, char *p, size_t len, size_t *data_len);
 
 bool http_chunked_done(const struct http_chunked *c);

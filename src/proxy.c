@@ -126,6 +126,7 @@ static unsigned nclients;
 static bool accept_paused;
 static struct timer accept_retry;
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
+static struct http_limits limits;    /* request head limits from the flags */
 
 /* A read shorter than asked drained the socket: the next edge will say when
  * there is more. Not so when the peer has hung up: the end of stream has not
@@ -639,20 +640,17 @@ static int response_body(struct client *c)
         break;
     }
     case HTTP_BODY_CHUNKED: {
+        /* payload only for an HTTP/1.0 client, else framing minus trailers */
         size_t dl = 0;
-        ssize_t r = http_chunked_feed(&x->resp_chunk, c->uin.data + x->resp_ready, avail,
-                                      (x->flags & X_DECHUNK) ? &dl : NULL);
+        char *p = c->uin.data + x->resp_ready;
+        ssize_t r = http_chunked_feed(&x->resp_chunk, p, avail, &dl);
         if (r < 0)
             return bad_response(c, "malformed chunked body");
-        if (x->flags & X_DECHUNK) {
-            uint32_t rest = avail - (uint32_t)r;
-            if (rest)
-                memmove(c->uin.data + x->resp_ready + dl, c->uin.data + x->resp_ready + r, rest);
-            c->uin.end = x->resp_ready + (uint32_t)dl + rest;
-            x->resp_ready += (uint32_t)dl;
-        } else {
-            x->resp_ready += (uint32_t)r;
-        }
+        uint32_t rest = avail - (uint32_t)r;
+        if (rest && dl != (size_t)r)
+            memmove(p + dl, p + r, rest);
+        c->uin.end = x->resp_ready + (uint32_t)dl + rest;
+        x->resp_ready += (uint32_t)dl;
         if (http_chunked_done(&x->resp_chunk))
             x->flags |= X_RESP_DONE;
         break;
@@ -724,6 +722,7 @@ static int response_head(struct client *c)
             x->flags |= X_CLOSE_AFTER;
         if (info.framing == HTTP_BODY_CHUNKED && c->minor == 0)
             x->flags |= X_DECHUNK;
+        x->resp_chunk.keep_framing = !(x->flags & X_DECHUNK);
         struct fwd_resp fr = {
             .m = &scratch,
             .chunked = info.framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
@@ -802,7 +801,17 @@ static int upstream_recv(struct client *c)
 
 /* ---- client side ---------------------------------------------------------- */
 
-/* Checks the request body bytes past body_ready. */
+static int body_too_large(struct client *c)
+{
+    char what[320];
+    describe(c, what, sizeof what);
+    log_error("info", "request body larger than --max-body-size %llu (%s)",
+              (unsigned long long)cfg->max_body, what);
+    return exchange_fail(c, 413, "body_too_large", "body larger than the limit");
+}
+
+/* Checks the request body bytes past body_ready: counts a Content-Length
+ * body; scans a chunked one, dropping its trailer fields in place. */
 static int request_body(struct client *c)
 {
     struct exch *x = &c->x;
@@ -818,14 +827,22 @@ static int request_body(struct client *c)
             x->flags |= X_BODY_DONE;
         return 1;
     }
-    ssize_t r = http_chunked_feed(&x->req_chunk, c->in.data + x->body_ready, avail, NULL);
+    size_t kept = 0;
+    char *p = c->in.data + x->body_ready;
+    ssize_t r = http_chunked_feed(&x->req_chunk, p, avail, &kept);
     if (r < 0) {
         char what[320];
         describe(c, what, sizeof what);
         log_error("warn", "malformed chunked request body (%s)", what);
         return exchange_fail(c, 400, "bad_request", "malformed chunked body");
     }
-    x->body_ready += (uint32_t)r;
+    uint32_t rest = avail - (uint32_t)r;
+    if (rest && kept != (size_t)r)
+        memmove(p + kept, p + r, rest);
+    c->in.end -= (uint32_t)r - (uint32_t)kept;
+    x->body_ready += (uint32_t)kept;
+    if (cfg->max_body && x->req_chunk.payload > cfg->max_body)
+        return body_too_large(c);
     if (http_chunked_done(&x->req_chunk))
         x->flags |= X_BODY_DONE;
     return 1;
@@ -1049,6 +1066,12 @@ static int exchange_start(struct client *c, int head_len)
         x->flags |= X_EXPECT;
     x->req_framing = (uint8_t)info.framing;
     x->req_left = info.length;
+    x->req_chunk.keep_framing = 1;
+    if (cfg->max_body && info.framing == HTTP_BODY_LENGTH && info.length > cfg->max_body) {
+        x->flags |= X_CLOSE_AFTER;
+        body_too_large(c);
+        return 1;
+    }
     x->body_sent = x->body_ready = c->in.start + (uint32_t)head_len;
     if (info.framing == HTTP_BODY_NONE)
         x->flags |= X_BODY_DONE;
@@ -1127,7 +1150,7 @@ static int head_step(struct client *c)
         c->state = CS_HEAD;
         c->t_first = loop->now;
     }
-    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &scratch, &http_default_limits);
+    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &scratch, &limits);
     if (r == HTTP_INCOMPLETE) {
         x->parsed_len = buf_len(&c->in);
         return progress;
@@ -1317,6 +1340,11 @@ int px_init(struct loop *l, const struct cfg *c)
 {
     loop = l;
     cfg = c;
+    limits = (struct http_limits){
+        .max_line = c->max_request_line,
+        .max_head = c->max_request_line + c->max_header_size,
+        .max_fields = c->max_headers,
+    };
     pool_init(l, c);
     timer_init(&accept_retry, on_accept_retry);
     l->on_iteration_end = on_iteration_end;
