@@ -88,3 +88,9 @@ clean:
 	rm -rf build
 
 -include $(OBJ:.o=.d) $(SANOBJ:.o=.d)
+
+# libFuzzer targets (clang): FUZZ_SECONDS per target, ASan+UBSan.
+FUZZ_SECONDS ?= 20
+.PHONY: fuzz
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
