@@ -74,7 +74,8 @@ static int parse_fields(const char *buf, const char *p, const char *end,
 {
     m->nfields = 0;
     for (;;) {
-        if ((size_t)(p - buf) > lim->max_head)
+        /* Any line starting here ends the head at p + 2 or later. */
+        if ((size_t)(p - buf) + 2 > lim->max_head)
             return -too_big;
         if (p == end)
             goto incomplete;
@@ -122,7 +123,9 @@ static int parse_fields(const char *buf, const char *p, const char *end,
         p += 2;
     }
 incomplete:
-    if ((size_t)(end - buf) > lim->max_head)
+    /* The head is longer than what we have: refuse only if that is too long,
+     * so that the verdict never depends on where the bytes were split. */
+    if ((size_t)(end - buf) >= lim->max_head)
         return -too_big;
     return HTTP_INCOMPLETE;
 }
@@ -186,7 +189,7 @@ int http_parse_request(const char *buf, size_t len, struct http_msg *m,
 
     int r = parse_version(p, end, &m->minor, 400, 505);
     if (r <= 0)
-        return r == HTTP_INCOMPLETE ? ((size_t)(end - line) > lim->max_line ? -414 : HTTP_INCOMPLETE) : r;
+        return r == HTTP_INCOMPLETE ? ((size_t)(end - line) > lim->max_line + 1 ? -414 : HTTP_INCOMPLETE) : r;
     p += 8;
     if (p == end || (*p == '\r' && p + 1 == end))
         goto incomplete_line;
@@ -202,7 +205,8 @@ int http_parse_request(const char *buf, size_t len, struct http_msg *m,
     return parse_fields(buf, p, end, m, lim, 400, 431);
 
 incomplete_line:
-    if ((size_t)(end - line) > lim->max_line)
+    /* max_line bounds the line without its CRLF; the last byte may be CR. */
+    if ((size_t)(end - line) > lim->max_line + 1)
         return -414;
     return HTTP_INCOMPLETE;
 }
@@ -256,7 +260,7 @@ int http_parse_response(const char *buf, size_t len, struct http_msg *m,
     return parse_fields(buf, p, end, m, lim, 502, 502);
 
 incomplete_line:
-    if ((size_t)(end - buf) > lim->max_line)
+    if ((size_t)(end - buf) > lim->max_line + 1)
         return -502;
     return HTTP_INCOMPLETE;
 }
@@ -441,6 +445,8 @@ int http_response_info(const struct http_msg *m, bool is_head, struct http_info 
                 return -502;
         } else if (HTTP_NAME_IS(f, "connection")) {
             http_list_each(f->value, f->value_len, conn_token, &cs);
+            if (cs.bad)
+                return -502;   /* would strip the response's own framing */
         }
     }
     if (te_count && cl_seen)

@@ -1207,9 +1207,56 @@ TEST(mutated_chunked)
     CHECK_EQ_INT(disagree, 0);
 }
 
+/* Regression (found by fuzz_request): a head exactly at a limit must get the
+ * same verdict whatever prefix of it has arrived. */
+TEST(limit_verdict_independent_of_split)
+{
+    struct http_limits lim = {.max_line = 64, .max_head = 128, .max_fields = 10};
+    char line[80];
+    /* request line of exactly max_line bytes, then its CRLF */
+    memset(line, 'a', sizeof line);
+    memcpy(line, "GET /", 5);
+    memcpy(line + 64 - 9, " HTTP/1.1", 9);
+    char req[200];
+    size_t n = 0;
+    memcpy(req, line, 64);
+    n = 64;
+    memcpy(req + n, "\r\nHost: h\r\n\r\n", 13);
+    n += 13;
+    for (size_t k = 1; k < n; k++)
+        CHECK_EQ_INT(http_parse_request(guarded(req, k), k, &M, &lim), HTTP_INCOMPLETE);
+    CHECK_EQ_INT(http_parse_request(guarded(req, n), n, &M, &lim), (int)n);
+    /* one byte longer is refused, prefix ending at its CR included */
+    struct http_limits lim2 = {.max_line = 63, .max_head = 128, .max_fields = 10};
+    CHECK_EQ_INT(http_parse_request(guarded(req, 65), 65, &M, &lim2), -414);
+    CHECK_EQ_INT(http_parse_request(guarded(req, n), n, &M, &lim2), -414);
+    /* a head of exactly max_head bytes is accepted at every split */
+    struct http_limits lim3 = {.max_line = 64, .max_head = (uint32_t)n, .max_fields = 10};
+    for (size_t k = 1; k < n; k++)
+        CHECK_EQ_INT(http_parse_request(guarded(req, k), k, &M, &lim3), HTTP_INCOMPLETE);
+    CHECK_EQ_INT(http_parse_request(guarded(req, n), n, &M, &lim3), (int)n);
+    lim3.max_head = (uint32_t)n - 1;
+    CHECK_EQ_INT(http_parse_request(guarded(req, n), n, &M, &lim3), -431);
+    CHECK_EQ_INT(http_parse_request(guarded(req, n - 1), n - 1, &M, &lim3), -431);
+}
+
+/* Regression (found by fuzz_response): Connection naming Content-Length
+ * would make the proxy strip the response's framing. */
+TEST(response_connection_names_framing)
+{
+    static const char r[] = "HTTP/1.1 200 OK\r\nConnection: content-length\r\n"
+                            "Content-Length: 4\r\n\r\nabcd";
+    struct http_info info;
+    int n = http_parse_response(guarded(r, sizeof r - 1), sizeof r - 1, &M, &http_default_limits);
+    CHECK(n > 0);
+    CHECK_EQ_INT(http_response_info(&M, false, &info), -502);
+}
+
 int main(void)
 {
     RUN(default_limits_sane);
+    RUN(limit_verdict_independent_of_split);
+    RUN(response_connection_names_framing);
     RUN(get_with_fields);
     RUN(no_fields);
     RUN(pipelined_two_requests);

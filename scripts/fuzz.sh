@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# fuzz.sh SECONDS -- build the libFuzzer targets in fuzz/ with clang (ASan +
+# UBSan) and run each for SECONDS seconds on a working copy of its seed corpus.
+# Exits 1 if any target crashes, with the crash file and how to reproduce it.
+# See fuzz/README.md.
+set -euo pipefail
+
+secs="${1:-20}"
+if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
+    echo "usage: $0 SECONDS   (a whole number of seconds per target, at least 1)" >&2
+    exit 2
+fi
+
+cd "$(dirname "$0")/.."
+out=build/fuzz
+CLANG="${CLANG:-clang}"
+CFLAGS_FUZZ=(-g -O1 -std=c17 -Wall -Wextra -fsanitize=fuzzer,address,undefined
+             -fno-sanitize-recover=undefined -Isrc)
+
+# target name, description, the src/ files it links
+targets=(request response chunked)
+declare -A what=([request]="request parser" [response]="response parser"
+                 [chunked]="chunked decoder")
+declare -A srcs=([request]="src/http.c src/fwd.c" [response]="src/http.c src/fwd.c"
+                 [chunked]="src/http.c")
+
+# clang with the libFuzzer runtime: try linking an empty target.
+clang_works() {
+    command -v "$CLANG" >/dev/null 2>&1 || return 1
+    local tmp
+    tmp="$(mktemp -d)"
+    printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+        >"$tmp/t.c"
+    local ok=0
+    "$CLANG" -fsanitize=fuzzer,address,undefined -o "$tmp/t" "$tmp/t.c" >/dev/null 2>&1 || ok=1
+    rm -rf "$tmp"
+    return $ok
+}
+
+if ! clang_works; then
+    pkgs="clang libclang-rt-14-dev"
+    cmd="apt-get install -y --no-install-recommends $pkgs"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "fuzzing needs clang with the libFuzzer runtime (Debian: $pkgs)." >&2
+        echo "Install them with:  sudo $cmd" >&2
+        exit 1
+    fi
+    echo "==> installing Debian packages: $pkgs"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $cmd; then
+        echo "==> install failed; refreshing the package lists and trying again"
+        apt-get update -q
+        $cmd
+    fi
+    if ! clang_works; then
+        echo "clang still cannot link a libFuzzer target; is libclang-rt for this clang installed?" >&2
+        exit 1
+    fi
+fi
+
+mkdir -p "$out"
+for t in "${targets[@]}"; do
+    echo "==> building $out/fuzz_$t"
+    # shellcheck disable=SC2086  # srcs[] is a list of files
+    "$CLANG" "${CFLAGS_FUZZ[@]}" -o "$out/fuzz_$t" "fuzz/fuzz_$t.c" ${srcs[$t]}
+done
+
+failed=()
+for t in "${targets[@]}"; do
+    corpus="$out/corpus-$t"
+    crashes="$out/crashes-$t"
+    log="$out/fuzz_$t.log"
+    mkdir -p "$corpus" "$crashes"
+    cp fuzz/corpus/"$t"/* "$corpus"/   # seeds join what earlier runs found
+    echo "==> fuzzing ${what[$t]} for $secs s"
+    rc=0
+    "$out/fuzz_$t" -max_total_time="$secs" -dict=fuzz/http.dict -print_final_stats=1 \
+        -timeout=20 -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1 || rc=$?
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
+    rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)"
+    last="$(grep -E '^#[0-9]+' "$log" | tail -n1 || true)"
+    cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
+    ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
+    units="$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")"
+    echo "    ${execs:-?} runs, ${rate:-?} exec/s, cov ${cov:-?} edges, ft ${ft:-?}, corpus ${units:-?} (log: $log)"
+    if [ "$rc" -ne 0 ]; then
+        artifact="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n1)"
+        echo "!!! fuzz_$t FAILED (exit $rc):"
+        grep -E -A1 '^INVARIANT FAILED|ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|^SUMMARY:' \
+            "$log" | grep -v -E '^--$|^ *#[0-9]+ ' | head -n 8 | sed 's/^/    /' || true
+        if [ -n "$artifact" ]; then
+            echo "    crash file: $artifact"
+            echo "    reproduce:  $out/fuzz_$t $artifact"
+            echo "    as hex:     xxd $artifact"
+        else
+            echo "    no crash file written; see $log"
+        fi
+        failed+=("$t")
+    fi
+done
+
+if [ ${#failed[@]} -ne 0 ]; then
+    echo "==> fuzzing FAILED: ${failed[*]} (crash files kept under $out/crashes-*)"
+    exit 1
+fi
+echo "==> fuzzing passed (${#targets[@]} targets, $secs s each)"
