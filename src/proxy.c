@@ -626,8 +626,8 @@ static int response_body(struct client *c)
     struct exch *x = &c->x;
     uint32_t avail = c->uin.end - x->resp_ready;
 
-    if (!avail)
-        return 0;
+    if (!(x->flags & X_RESP_HEAD) || !avail)
+        return 0;   /* no final head yet: nothing here is body */
     if (x->flags & X_RESP_DONE)
         goto out_extra;
     switch (x->resp_framing) {

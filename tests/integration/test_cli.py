@@ -1,0 +1,135 @@
+"""The command line."""
+
+import socket
+import subprocess
+
+import pytest
+
+from conftest import BIN, Client, free_port, ok_handler, request_bytes
+
+
+def run(*args, timeout=3):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_help():
+    r = run("--help")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    for flag in ("--listen", "--upstream", "--read-timeout", "--total-timeout",
+                 "--access-log"):
+        assert flag in out, f"{flag} missing from --help"
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0, r.stderr
+    out = (r.stdout + r.stderr).strip()
+    assert out, "--version printed nothing"
+    assert any(ch.isdigit() for ch in out), out
+
+
+def test_unknown_flag():
+    r = run("--no-such-flag")
+    assert r.returncode == 2
+    assert "--no-such-flag" in r.stderr
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--read-timeout", "5x"),
+    ("--read-timeout", "abc"),
+    ("--connect-timeout", "-1s"),
+    ("--total-timeout", ""),
+    ("--idle-timeout", "1.5.5s"),
+])
+def test_bad_duration(flag, value):
+    port = free_port()
+    r = run("--listen", f"127.0.0.1:{port}", flag, value)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert flag.lstrip("-") in r.stderr, r.stderr
+
+
+def test_missing_value():
+    r = run("--read-timeout")
+    assert r.returncode == 2
+    assert "read-timeout" in r.stderr
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--listen", "127.0.0.1:99999"),
+    ("--listen", "127.0.0.1"),
+    ("--upstream", "127.0.0.1:notaport"),
+    ("--max-connections", "many"),
+])
+def test_bad_values(flag, value):
+    r = run(flag, value)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert flag.lstrip("-") in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value", ["250ms", "1.5s", "2m", "7"])
+def test_good_durations_start(proxy_factory, upstream, value):
+    up = upstream(ok_handler(b"dur"))
+    p = proxy_factory("--read-timeout", value, "--total-timeout", "3m", upstreams=[up])
+    c = p.client()
+    c.send(request_bytes("GET", "/d"))
+    assert c.read_response().body == b"dur"
+
+
+def _have_ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def test_listen_ipv6_and_repeated_listen(proxy_factory, upstream):
+    if not _have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    up = upstream(ok_handler(b"six"))
+    port6 = free_port("::1")
+    port4 = free_port()
+    p = proxy_factory(upstreams=[up], listen=f"[::1]:{port6}",
+                      extra_listen=[f"127.0.0.1:{port4}"])
+    c6 = Client(port6, host="::1")
+    c6.send(request_bytes("GET", "/v6"))
+    assert c6.read_response().body == b"six"
+    from conftest import wait_port
+    wait_port("127.0.0.1", port4, 5)
+    c4 = Client(port4)
+    c4.send(request_bytes("GET", "/v4"))
+    assert c4.read_response().body == b"six"
+    lines = p.wait_log(2)
+    assert lines[0]["client"].startswith("[::1]:"), lines[0]
+    assert lines[1]["client"].startswith("127.0.0.1:"), lines[1]
+
+
+def test_access_log_stdout(proxy_factory, upstream):
+    from conftest import parse_log_line, wait_until
+    up = upstream(ok_handler(b"out"))
+    p = proxy_factory(upstreams=[up], access_log="-")
+    c = p.client()
+    c.send(request_bytes("GET", "/to-stdout"))
+    assert c.read_response().body == b"out"
+    line = wait_until(lambda: [l for l in p.stdout_text().splitlines() if "target=" in l],
+                      2.0, msg="access log line on stdout")[0]
+    d = parse_log_line(line)
+    assert d["target"] == "/to-stdout" and d["reason"] == "ok", line
+    assert not p.log_path.exists()
+
+
+def test_access_log_off(proxy_factory, upstream):
+    up = upstream(ok_handler(b"quiet"))
+    p = proxy_factory(upstreams=[up], access_log="off")
+    c = p.client()
+    c.send(request_bytes("GET", "/quiet"))
+    assert c.read_response().body == b"quiet"
+    c.close()
+    assert p.stop() == []           # exits cleanly: whatever was buffered is out
+    assert "target=" not in p.stdout_text()
+    assert not p.log_path.exists()
+    assert not (p.workdir / "off").exists()
