@@ -1,0 +1,1085 @@
+#!/usr/bin/python3
+"""hourglass benchmark: CPU per request against nginx, HAProxy and a byte-relay floor.
+
+Started by bench/run.sh (which checks the tools, builds the floor and raises the
+open-file limit). Everything listens on 127.0.0.1, ports 18000-18099.
+The helper roles (slow upstream, idle-connection client, timer client, upload
+client) are this same file run with a leading "_role" argument.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = sys.executable or "/usr/bin/python3"
+HZ = os.sysconf("SC_CLK_TCK")
+LOOP = "127.0.0.1"
+
+PORTS = {"origin": 18001, "slow": 18002, "floor": 18010, "hourglass": 18011,
+         "nginx": 18012, "haproxy": 18013}
+PROXIES = ["floor", "hourglass", "nginx", "haproxy"]
+SMALL_BODY = ("hourglass-bench " * 7)[:99] + "\n"          # 100 bytes
+MiB = 1 << 20
+GiB = 1 << 30
+
+# Scenarios: name -> description. kind decides how a run is done and reported.
+SCENARIOS = [
+    ("small-ka-64", "wrk", "100 B responses, keep-alive, 64 connections"),
+    ("small-ka-1000", "wrk", "100 B responses, keep-alive, 1000 connections"),
+    ("conn-close", "wrk", "100 B responses, new client connection per request (64 at once)"),
+    ("resp-1m", "wrk", "1 MiB responses, keep-alive, 16 connections"),
+    ("resp-64m", "wrk", "64 MiB responses, keep-alive, 4 connections"),
+    ("upload-16m", "upload", "16 MiB chunked uploads (64 KiB chunks), 4 connections"),
+    ("idle-10k", "idle", "idle keep-alive client connections: RSS per connection"),
+    ("timer-1s", "timer", "requests in flight to a silent upstream, read timeout 1 s"),
+]
+PER_GIB = {"resp-1m", "resp-64m", "upload-16m"}
+
+# ----------------------------------------------------------------------------
+# process bookkeeping: every pid we start is written to $BENCH_TMP/pids so that
+# run.sh's trap can kill it even if this script dies hard.
+
+CHILDREN = []
+
+
+def spawn(argv, cpu=None, log=None, **kw):
+    if cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(cpu)] + argv
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    p = subprocess.Popen(argv, stdout=kw.pop("stdout", out), stderr=out, stdin=kw.pop("stdin", subprocess.DEVNULL), **kw)
+    CHILDREN.append(p)
+    with open(os.path.join(TMP, "pids"), "a") as f:
+        f.write("%d\n" % p.pid)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, wait=5.0):
+    if p is None or p.poll() is not None:
+        return
+    try:
+        p.send_signal(sig)
+        p.wait(wait)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            p.kill()
+            p.wait(2)
+        except Exception:
+            pass
+
+
+def stop_all():
+    for p in reversed(CHILDREN):
+        stop(p, wait=3.0)
+
+
+def port_free(port):
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((LOOP, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_port(port, proc, what, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with status %s:\n%s" % (what, proc.returncode, log_tail()))
+        try:
+            socket.create_connection((LOOP, port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not listen on %d" % (what, port))
+
+
+def log_tail():
+    out = []
+    for root, _, files in os.walk(TMP):
+        for f in files:
+            if f.endswith(".log"):
+                try:
+                    with open(os.path.join(root, f), errors="replace") as fh:
+                        t = fh.read()[-1500:].strip()
+                except OSError:
+                    continue
+                if t:
+                    out.append("--- %s\n%s" % (os.path.join(root, f), t))
+    return "\n".join(out)
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])          # utime + stime (fields 14, 15)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                if int(rest[1]) == pid:
+                    kids.append(int(d))
+            except OSError:
+                pass
+    return kids
+
+
+# ----------------------------------------------------------------------------
+# configurations
+
+def nginx_common(prefix, conns, level="warn"):
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (user +
+            "worker_processes 1;\n"
+            "daemon off;\nmaster_process on;\n"
+            "pid %(p)s/nginx.pid;\nerror_log %(p)s/error.log %(l)s;\n"
+            "worker_rlimit_nofile %(n)d;\n"
+            "events { worker_connections %(n)d; }\n") % {"p": prefix, "n": conns, "l": level}
+
+
+def nginx_temp(prefix, body_dir=None):
+    paths = {k: "%s/%s" % (prefix, k) for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    if body_dir:
+        paths["client_body"] = body_dir
+    return "".join("%s_temp_path %s;\n    " % kv for kv in paths.items())
+
+
+def write_origin(prefix, port):
+    os.makedirs(prefix + "/www", exist_ok=True)
+    for name, size in (("1m", MiB), ("64m", 64 * MiB)):
+        path = "%s/www/%s" % (prefix, name)
+        if not os.path.exists(path) or os.path.getsize(path) != size:
+            with open(path, "wb") as f:
+                block = bytes(range(256)) * 4096          # 1 MiB
+                for _ in range(size // MiB):
+                    f.write(block)
+    # request bodies the origin reads go to memory (tmpfs) when available
+    body_dir = prefix + "/body"
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        body_dir = tempfile.mkdtemp(prefix="hgbench-body.", dir="/dev/shm")
+        os.chmod(body_dir, 0o777)
+        with open(os.path.join(TMP, "cleanup"), "a") as f:
+            f.write(body_dir + "\n")
+    with open(prefix + "/www/ok", "w") as f:
+        f.write("ok\n")
+    with open(prefix + "/www/upload", "w") as f:       # must exist for the 405 below
+        f.write("ok\n")
+    # /upload: mirror (request body on) makes nginx read the WHOLE body before
+    # the content phase; the static handler then refuses POST to the existing
+    # file www/upload with 405, which
+    # error_page turns into "200 ok". A bare `return 200` would answer before
+    # the body has arrived, so the proxies would see an early response.
+    conf = nginx_common(prefix, 20000, "error") + """
+http {
+    %(temp)s
+    access_log off;
+    server_tokens off;
+    default_type text/plain;
+    sendfile on;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    client_max_body_size 0;
+    client_body_buffer_size 64k;
+    server {
+        listen %(addr)s:%(port)d backlog=4096;
+        root %(prefix)s/www;
+        location = /small  { return 200 "%(small)s"; }
+        location = /1m     { }
+        location = /64m    { }
+        location = /ok     { }
+        location = /upload {
+            mirror /sink;
+            mirror_request_body on;
+            error_page 405 =200 /ok;
+        }
+        location = /sink   { internal; return 204; }
+    }
+}
+""" % {"temp": nginx_temp(prefix, body_dir), "addr": LOOP, "port": port, "prefix": prefix,
+       "small": SMALL_BODY.replace("\n", "\\n")}
+    path = prefix + "/nginx.conf"
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def write_nginx_proxy(prefix, port, upstream, read_timeout):
+    os.makedirs(prefix, exist_ok=True)
+    conf = nginx_common(prefix, 20000) + """
+http {
+    %(temp)s
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 60s;
+    keepalive_requests 100000000;
+    client_header_timeout 10s;
+    client_body_timeout 15s;
+    send_timeout 15s;
+    client_max_body_size 0;
+    upstream origin {
+        server %(addr)s:%(up)d;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 30s;
+    }
+    server {
+        listen %(addr)s:%(port)d backlog=4096;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 1s;
+            proxy_read_timeout %(rt)s;
+            proxy_send_timeout 15s;
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_max_temp_file_size 0;
+            proxy_buffer_size 16k;
+            proxy_buffers 4 16k;
+        }
+    }
+}
+""" % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port,
+       "rt": read_timeout}
+    path = prefix + "/nginx.conf"
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def write_haproxy(prefix, port, upstream, read_timeout, maxconn):
+    os.makedirs(prefix, exist_ok=True)
+    # HAProxy refuses to start if 2 * maxconn (+ a few) exceeds the open-file hard limit
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        maxconn = min(maxconn, (hard - 100) // 2)
+    conf = """global
+    nbthread 1
+    maxconn %(mc)d
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 1s
+    timeout server %(rt)s
+    timeout client 60s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+frontend fe
+    bind %(addr)s:%(port)d
+    maxconn %(mc)d
+    default_backend be
+backend be
+    server origin %(addr)s:%(up)d
+""" % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream}
+    path = prefix + "/haproxy.cfg"
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+class Proxy:
+    """One proxy under test; .pid is the process whose CPU and RSS we read."""
+
+    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000):
+        self.name, self.port = name, PORTS[name]
+        d = "%s/%s-%d" % (TMP, name, upstream)
+        log = d + ".log"
+        os.makedirs(d, exist_ok=True)
+        if name == "floor":
+            argv = [FLOOR, str(self.port), str(upstream)]
+        elif name == "hourglass":
+            argv = [HOURGLASS, "--listen", "%s:%d" % (LOOP, self.port),
+                    "--upstream", "%s:%d" % (LOOP, upstream),
+                    "--connect-timeout", "1s", "--read-timeout", read_timeout,
+                    "--write-timeout", "15s", "--send-timeout", "15s",
+                    "--header-timeout", "10s", "--body-timeout", "15s",
+                    "--idle-timeout", "60s", "--upstream-idle-timeout", "30s",
+                    "--max-connections", str(maxconn), "--access-log", "off"]
+        elif name == "nginx":
+            argv = ["/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx",
+                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout),
+                    "-e", d + "/error.log"]
+        else:
+            argv = ["/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy",
+                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn)]
+        self.proc = spawn(argv, cpu=CPU_PROXY, log=log)
+        wait_port(self.port, self.proc, name)
+        self.pid = self.proc.pid
+        if name == "nginx":                       # measure the worker, not the master
+            end = time.monotonic() + 5
+            kids = []
+            while not kids and time.monotonic() < end:
+                kids = children_of(self.proc.pid)
+                time.sleep(0.02)
+            if len(kids) != 1:
+                raise RuntimeError("nginx: expected one worker, found %r" % kids)
+            self.pid = kids[0]
+            with open(os.path.join(TMP, "pids"), "a") as f:
+                f.write("%d\n" % self.pid)
+
+    def close(self):
+        stop(self.proc, signal.SIGTERM)
+        if self.pid != self.proc.pid:             # nginx worker, in case the master was killed
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------------------
+# wrk
+
+def parse_dur(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m|h)", s)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4, "h": 3.6e6}[m.group(2)]
+
+
+def parse_size(s):
+    m = re.match(r"([\d.]+)([KMGT]?B)", s)
+    return float(m.group(1)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m.group(2)]
+
+
+def run_wrk(port, path, conns, secs, close=False):
+    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency", "--timeout", "10s"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append("http://%s:%d%s" % (LOOP, port, path))
+    if CPU_LOAD is not None:
+        argv = ["taskset", "-c", str(CPU_LOAD)] + argv
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60).stdout
+    r = {"raw": out}
+    m = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out)
+    if not m:
+        raise RuntimeError("cannot parse wrk output:\n" + out)
+    r["requests"] = int(m.group(1))
+    r["bytes"] = parse_size(m.group(3))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    for q in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % q, out, re.M)
+        r["p" + q] = parse_dur(m.group(1)) if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["errors"] = sum(int(x) for x in m.groups()) if m else 0
+    r["errdetail"] = m.group(0) if m else ""
+    return r
+
+
+# ----------------------------------------------------------------------------
+# helper roles (run as separate processes, pinned with the load generator)
+
+def role_slow(port, logpath):
+    """An upstream that accepts, reads and never answers. For each request
+    line "GET /slow/TAG/I" it appends "TAG I T" to logpath, T being the
+    kernel's receive timestamp (CLOCK_REALTIME) of its first bytes."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    ts_opt = getattr(socket, "SO_TIMESTAMPNS", 35)
+    log = open(logpath, "a")
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.SOL_SOCKET, ts_opt, 1)
+    ls.bind((LOOP, port))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(ls, selectors.EVENT_READ)
+    while True:
+        evs = sel.select(0.05)
+        if not evs:
+            log.flush()
+        for key, _ in evs:
+            if key.fileobj is ls:
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except BlockingIOError:
+                        break
+                    c.setblocking(False)
+                    c.setsockopt(socket.SOL_SOCKET, ts_opt, 1)
+                    sel.register(c, selectors.EVENT_READ, [b"", None])
+            else:
+                st = key.data
+                try:
+                    data, anc, _, _ = key.fileobj.recvmsg(65536, socket.CMSG_SPACE(16))
+                except OSError:
+                    data, anc = b"", []
+                if not data:
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                for lvl, typ, val in anc:
+                    if st[1] is None and lvl == socket.SOL_SOCKET and typ == ts_opt and len(val) >= 16:
+                        sec, nsec = struct.unpack("qq", val[:16])
+                        st[1] = sec + nsec * 1e-9
+                if st[0] is not None:
+                    st[0] += data
+                    m = re.match(rb"[A-Z]+ /slow/(\w+)/(\d+) ", st[0])
+                    if m:
+                        log.write("%s %s %.6f\n" % (m.group(1).decode(), m.group(2).decode(), st[1] or time.time()))
+                        st[0] = None
+                    elif len(st[0]) > 4096:
+                        st[0] = None
+
+
+def open_many(port, n, request, on_response, batch=500, deadline=60.0, kernel_ts=False):
+    """Open n connections (batch at a time), send `request` on each when it is
+    connected and call on_response(i, t_sent, t_got, first_bytes) per reply.
+    With kernel_ts, t_got is the kernel's receive timestamp of the reply
+    (SO_TIMESTAMPNS) and times are CLOCK_REALTIME, so the client's own delay
+    in getting round to a socket does not count. Returns the sockets (kept
+    open) and the number that failed."""
+    clock = time.time if kernel_ts else time.monotonic
+    ts_opt = getattr(socket, "SO_TIMESTAMPNS", 35)
+    sel = selectors.DefaultSelector()
+    socks, sent, failed = [None] * n, [0.0] * n, 0
+    buf, buf_t = {}, {}
+    started = pending = 0
+    end = time.monotonic() + deadline
+    while (started < n or pending) and time.monotonic() < end:
+        while started < n and pending < batch:
+            s = socket.socket()
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if kernel_ts:
+                s.setsockopt(socket.SOL_SOCKET, ts_opt, 1)
+            try:
+                s.connect((LOOP, port))
+            except BlockingIOError:
+                pass
+            socks[started] = s
+            sel.register(s, selectors.EVENT_WRITE, started)
+            started += 1
+            pending += 1
+        for key, ev in sel.select(0.5):
+            i = key.data
+            s = key.fileobj
+            if ev & selectors.EVENT_WRITE and not sent[i]:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    sel.unregister(s)
+                    failed += 1
+                    pending -= 1
+                    continue
+                s.send(request[i] if isinstance(request, list) else request)
+                sent[i] = clock()
+                sel.modify(s, selectors.EVENT_READ, i)
+                continue
+            t = None
+            try:
+                data, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(16))
+                for lvl, typ, val in anc:
+                    if lvl == socket.SOL_SOCKET and typ == ts_opt and len(val) >= 16:
+                        sec, nsec = struct.unpack("qq", val[:16])
+                        t = sec + nsec * 1e-9
+            except OSError:
+                data = b""
+            if t is None:
+                t = clock()
+            b = buf.get(i, b"") + data
+            if not data or b"\r\n\r\n" in b:
+                sel.unregister(s)
+                pending -= 1
+                first = buf.pop(i, None)
+                on_response(i, sent[i], t if first is None else buf_t.pop(i, t), b if data else b"")
+                if not data:
+                    failed += 1
+            else:
+                buf[i] = b
+                buf_t.setdefault(i, t)
+    return socks, failed
+
+
+def role_idle(port, n):
+    """Open n connections, one request each, read each response, keep them
+    open; print one JSON line when done and wait for stdin to close."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    codes = {}
+
+    def on_resp(i, t0, t1, head):
+        code = head[9:12].decode("ascii", "replace") if head else "none"
+        codes[code] = codes.get(code, 0) + 1
+
+    req = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n"
+    socks, failed = open_many(port, n, req, on_resp, batch=200)
+    print(json.dumps({"codes": codes, "failed": failed}), flush=True)
+    sys.stdin.read()
+    for s in socks:
+        if s:
+            s.close()
+
+
+def role_timer(port, n, tag):
+    """n requests in flight against a silent upstream; per request: the time it
+    was sent and the kernel receive time of the reply (CLOCK_REALTIME)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    res = []
+
+    def on_resp(i, t0, t1, head):
+        code = head[9:12].decode("ascii", "replace") if head else "none"
+        res.append((i, code, t0, t1))
+
+    reqs = [b"GET /slow/%s/%d HTTP/1.1\r\nHost: bench\r\n\r\n" % (tag.encode(), i) for i in range(n)]
+    socks, failed = open_many(port, n, reqs, on_resp, batch=n, deadline=30.0, kernel_ts=True)
+    for s in socks:
+        if s:
+            s.close()
+    print(json.dumps({"res": res, "failed": failed, "n": n}), flush=True)
+
+
+def role_upload(port, conns, count, size, chunk):
+    """`count` chunked uploads of `size` bytes over `conns` keep-alive connections."""
+    piece = bytes(range(256)) * (chunk // 256)
+    body = (b"%x\r\n" % chunk + piece + b"\r\n") * (size // chunk) + b"0\r\n\r\n"
+    req = (b"POST /upload HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    lat, codes, errors = [], {}, [0]
+    lock = threading.Lock()
+    per = [count // conns + (1 if i < count % conns else 0) for i in range(conns)]
+
+    def worker(k):
+        s = None
+        for _ in range(per[k]):
+            try:
+                if s is None:
+                    s = socket.create_connection((LOOP, port))
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                t0 = time.monotonic()
+                s.sendall(req)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    d = s.recv(65536)
+                    if not d:
+                        raise ConnectionError("closed")
+                    data += d
+                head, rest = data.split(b"\r\n\r\n", 1)
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                need = int(m.group(1)) if m else 0
+                while len(rest) < need:
+                    d = s.recv(65536)
+                    if not d:
+                        raise ConnectionError("closed")
+                    rest += d
+                t1 = time.monotonic()
+                code = head[9:12].decode()
+                with lock:
+                    lat.append((t1 - t0) * 1000)
+                    codes[code] = codes.get(code, 0) + 1
+                if re.search(rb"(?i)\r\nconnection:\s*close", head):
+                    s.close()
+                    s = None
+            except OSError:
+                with lock:
+                    errors[0] += 1
+                if s:
+                    s.close()
+                s = None
+        if s:
+            s.close()
+
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    el = time.monotonic() - t0
+    lat.sort()
+    ok = sum(v for c, v in codes.items() if c.startswith("2"))
+    print(json.dumps({"requests": len(lat), "ok": ok, "codes": codes, "errors": errors[0],
+                      "elapsed": el, "bytes": len(lat) * size,
+                      "rps": len(lat) / el if el else 0,
+                      "p50": pct(lat, 50), "p99": pct(lat, 99)}), flush=True)
+
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = max(0, min(len(xs) - 1, int(round(q / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def helper(argv, cpu=None, **kw):
+    return spawn([PY, os.path.abspath(__file__)] + argv, cpu=cpu, **kw)
+
+
+# ----------------------------------------------------------------------------
+# the benchmark
+
+def order_for(rnd):
+    k = rnd % len(PROXIES)
+    o = PROXIES[k:] + PROXIES[:k]
+    return list(reversed(o)) if rnd % 2 else o
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.results = {}          # (scenario, proxy) -> list of run dicts
+        self.step = 0
+        self.total = 0
+
+    def progress(self, rnd, proxy, scen, extra=""):
+        self.step += 1
+        print("[%d/%d] round %d %-9s %-14s ...%s" % (self.step, self.total, rnd + 1, proxy, scen, extra),
+              end="", flush=True)
+
+    def count_steps(self, scens):
+        n = 0
+        for s, kind, _ in SCENARIOS:
+            if s in scens:
+                n += self.a.rounds * (len(PROXIES) - (1 if kind == "timer" else 0))
+        self.total = n
+
+    def run(self, scens):
+        self.count_steps(scens)
+        for s, kind, desc in SCENARIOS:
+            if s not in scens:
+                continue
+            print("== %s: %s" % (s, desc), flush=True)
+            getattr(self, "scen_" + kind)(s)
+
+    def fleet(self, upstream=PORTS["origin"], read_timeout="15s", names=PROXIES, maxconn=10000):
+        return {n: Proxy(n, upstream, read_timeout, maxconn) for n in names}
+
+    def scen_wrk(self, s):
+        a = self.a
+        path, conns, close = {"small-ka-64": ("/small", 64, False),
+                              "small-ka-1000": ("/small", 1000, False),
+                              "conn-close": ("/small", 64, True),
+                              "resp-1m": ("/1m", 16, False),
+                              "resp-64m": ("/64m", 4, False)}[s]
+        fl = self.fleet()
+        try:
+            for p in PROXIES:                                  # warm-up, not measured
+                run_wrk(fl[p].port, path, conns, a.warmup, close)
+            for rnd in range(a.rounds):
+                for p in order_for(rnd):
+                    self.progress(rnd, p, s)
+                    pid = fl[p].pid
+                    c0 = cpu_ticks(pid)
+                    r = run_wrk(fl[p].port, path, conns, a.duration, close)
+                    time.sleep(0.2)                            # let it finish closing
+                    r["cpu"] = (cpu_ticks(pid) - c0) / HZ
+                    self.record(s, p, r)
+        finally:
+            for x in fl.values():
+                x.close()
+
+    def scen_upload(self, s):
+        a = self.a
+        fl = self.fleet()
+        try:
+            for p in PROXIES:
+                self.upload(fl[p].port, max(2, a.uploads // 8))
+            for rnd in range(a.rounds):
+                for p in order_for(rnd):
+                    self.progress(rnd, p, s)
+                    pid = fl[p].pid
+                    c0 = cpu_ticks(pid)
+                    r = self.upload(fl[p].port, a.uploads)
+                    time.sleep(0.2)
+                    r["cpu"] = (cpu_ticks(pid) - c0) / HZ
+                    r["non2xx"] = r["requests"] - r["ok"]
+                    self.record(s, p, r)
+        finally:
+            for x in fl.values():
+                x.close()
+
+    def upload(self, port, count):
+        out = subprocess.run(
+            (["taskset", "-c", str(CPU_LOAD)] if CPU_LOAD is not None else []) +
+            [PY, os.path.abspath(__file__), "_upload", str(port), "4", str(count), str(16 * MiB), str(64 * 1024)],
+            capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError("upload client failed: " + out.stderr[-2000:])
+        return json.loads(out.stdout)
+
+    def scen_idle(self, s):
+        a = self.a
+        n = a.conns
+        for rnd in range(a.rounds):
+            for p in order_for(rnd):
+                self.progress(rnd, p, s)
+                fl = self.fleet(names=[p], maxconn=n + 100)
+                x = fl[p]
+                cl = None
+                try:
+                    run_wrk(x.port, "/small", 4, 1)            # warm the request path
+                    time.sleep(0.3)
+                    r0 = rss_kib(x.pid)
+                    cl = helper(["_idle", str(x.port), str(n)], cpu=CPU_LOAD,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    line = cl.stdout.readline()
+                    info = json.loads(line) if line else {"codes": {}, "failed": n}
+                    time.sleep(0.5)
+                    r1 = rss_kib(x.pid)
+                    ok = info["codes"].get("200", 0)
+                    r = {"rss0": r0, "rss1": r1, "ok": ok, "failed": info["failed"], "codes": info["codes"],
+                         "per_conn": (r1 - r0) * 1024.0 / max(1, ok), "n": n}
+                    self.record(s, p, r)
+                finally:
+                    if cl:
+                        try:
+                            cl.stdin.close()
+                        except OSError:
+                            pass
+                        stop(cl)
+                    x.close()
+
+    def scen_timer(self, s):
+        a = self.a
+        n = a.conns
+        slog = os.path.join(TMP, "slow-arrivals")
+        slow = helper(["_slow", str(PORTS["slow"]), slog], cpu=CPU_LOAD)
+        try:
+            wait_port(PORTS["slow"], slow, "slow upstream")
+            for rnd in range(a.rounds):
+                for p in [q for q in order_for(rnd) if q != "floor"]:
+                    self.progress(rnd, p, s)
+                    tag = "%s%d" % (p, rnd)
+                    fl = self.fleet(upstream=PORTS["slow"], read_timeout="1s", names=[p], maxconn=n + 50)
+                    try:
+                        out = subprocess.run(
+                            (["taskset", "-c", str(CPU_LOAD)] if CPU_LOAD is not None else []) +
+                            [PY, os.path.abspath(__file__), "_timer", str(fl[p].port), str(n), tag],
+                            capture_output=True, text=True, timeout=120)
+                        d = json.loads(out.stdout)
+                        time.sleep(0.2)                        # let the upstream flush its log
+                        arr = {}
+                        with open(slog) as f:
+                            for line in f:
+                                t, i, ts = line.split()
+                                if t == tag:
+                                    arr[int(i)] = float(ts)
+                        codes = {}
+                        late, total = [], []
+                        for i, code, t0, t1 in d["res"]:
+                            codes[code] = codes.get(code, 0) + 1
+                            if code == "504":
+                                total.append((t1 - t0) * 1000.0 - 1000.0)
+                                if i in arr:
+                                    late.append((t1 - arr[i]) * 1000.0 - 1000.0)
+                        r = {"n": n, "got504": len(total), "codes": codes, "failed": d["failed"],
+                             "missing": n - len(d["res"]), "matched": len(late),
+                             "p50": pct(late, 50), "p99": pct(late, 99),
+                             "max": max(late) if late else float("nan"),
+                             "min": min(late) if late else float("nan"),
+                             "early": sum(1 for x in late if x < 0), "lat": late, "total": total}
+                        self.record(s, p, r)
+                    finally:
+                        fl[p].close()
+        finally:
+            stop(slow)
+
+    def record(self, s, p, r):
+        self.results.setdefault((s, p), []).append(r)
+        if "cpu" in r:
+            if s in PER_GIB:
+                msg = " %.3f CPU s/GiB, %.0f req/s" % (r["cpu"] / max(r["bytes"], 1) * GiB, r["rps"])
+            else:
+                msg = " %.1f CPU us/req, %.0f req/s" % (r["cpu"] / max(r["requests"], 1) * 1e6, r["rps"])
+            bad = r.get("non2xx", 0) + r.get("errors", 0)
+            if bad:
+                msg += "  (!! %d non-2xx, %d socket errors)" % (r.get("non2xx", 0), r.get("errors", 0))
+        elif "per_conn" in r:
+            msg = " %.2f KiB/conn (%d ok, %d failed)" % (r["per_conn"] / 1024, r["ok"], r["failed"])
+        else:
+            msg = " lateness p50 %.1f ms, p99 %.1f ms, max %.1f ms, early %d, 504s %d/%d" % (
+                r["p50"], r["p99"], r["max"], r["early"], r["got504"], r["n"])
+        print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------
+# report
+
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt(x, nd=1):
+    return "-" if x != x else ("%.*f" % (nd, x))
+
+
+def ratio(a, b):
+    return "-" if (a != a or b != b or b == 0) else "%.2f" % (a / b)
+
+
+def table(head, rows):
+    w = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i == 0 else str(c).rjust(w[i])
+                                        for i, c in enumerate(r)) + " |"
+    sep = "|" + "|".join("-" * (x + 1) + ":" if i else ":" + "-" * (x + 1) for i, x in enumerate(w)) + "|"
+    return "\n".join([line(head), sep] + [line(r) for r in rows])
+
+
+def report(b, a, meta):
+    R = b.results
+    out = []
+    scen_run = [s for s, k, _ in SCENARIOS if any((s, p) in R for p in PROXIES)]
+
+    def metric(s, r):
+        if s in PER_GIB:
+            return r["cpu"] / max(r["bytes"], 1) * GiB
+        return r["cpu"] / max(r["requests"], 1) * 1e6
+
+    cpu_s = [s for s in scen_run if s not in ("idle-10k", "timer-1s")]
+    if cpu_s:
+        rows, rng = [], []
+        for s in cpu_s:
+            m = {p: med([metric(s, r) for r in R.get((s, p), [])]) for p in PROXIES}
+            unit = "CPU s/GiB" if s in PER_GIB else "CPU us/req"
+            nd = 3 if s in PER_GIB else 1
+            rows.append([s, unit] + [fmt(m[p], nd) for p in PROXIES] +
+                        [ratio(m["hourglass"], m["nginx"]), ratio(m["hourglass"], m["haproxy"]),
+                         ratio(m["hourglass"], m["floor"])])
+            rr = []
+            for p in PROXIES:
+                xs = [metric(s, r) for r in R.get((s, p), [])]
+                rr.append(" ".join(fmt(x, nd) for x in xs) if xs else "-")
+            rng.append([s] + rr)
+        out.append("### CPU per request (median of %d rounds; lower is better)\n" % a.rounds)
+        out.append(table(["scenario", "unit"] + PROXIES + ["hg/nginx", "hg/haproxy", "hg/floor"], rows))
+        out.append("\nCPU = utime+stime of the proxy process (nginx: its one worker) from /proc/PID/stat, "
+                   "sampled around each run; per request = / requests completed by the client; "
+                   "per GiB = / bytes of response (or request body) the client received (sent).\n")
+        out.append("#### Every round (same units, in run order)\n")
+        out.append(table(["scenario"] + PROXIES, rng))
+        rows = []
+        for s in cpu_s:
+            for p in PROXIES:
+                rs = R.get((s, p), [])
+                if not rs:
+                    continue
+                err = sum(r.get("errors", 0) for r in rs)
+                n2 = sum(r.get("non2xx", 0) for r in rs)
+                rows.append([s, p, fmt(med([r["rps"] for r in rs]), 0), fmt(med([r["p50"] for r in rs]), 2),
+                             fmt(med([r["p99"] for r in rs]), 2), sum(r["requests"] for r in rs), n2, err])
+        out.append("\n### Throughput and latency (machine-bound: 2 shared cores, load generator and origin on one)\n")
+        out.append(table(["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "requests (all rounds)",
+                          "non-2xx", "socket errors"], rows))
+    if "idle-10k" in scen_run:
+        rows = []
+        m = {}
+        for p in PROXIES:
+            rs = R.get(("idle-10k", p), [])
+            if not rs:
+                continue
+            m[p] = med([r["per_conn"] for r in rs])
+            rows.append([p, rs[0]["n"], fmt(m[p] / 1024, 2), " ".join(fmt(r["per_conn"] / 1024, 2) for r in rs),
+                         "%.1f -> %.1f" % (rs[-1]["rss0"] / 1024, rs[-1]["rss1"] / 1024),
+                         sum(r["ok"] for r in rs), sum(r["failed"] for r in rs)])
+        out.append("\n### Idle keep-alive connections: proxy RSS per connection\n")
+        out.append(table(["proxy", "connections", "KiB/conn (median)", "every round", "VmRSS MiB (last round)",
+                          "200s (all rounds)", "failed"], rows))
+        if "hourglass" in m:
+            out.append("\nhourglass/nginx %s, hourglass/haproxy %s, hourglass/floor %s. VmRSS counts user-space "
+                       "memory only; kernel socket buffers are not in it.\n" % (
+                           ratio(m.get("hourglass", float("nan")), m.get("nginx", float("nan"))),
+                           ratio(m.get("hourglass", float("nan")), m.get("haproxy", float("nan"))),
+                           ratio(m.get("hourglass", float("nan")), m.get("floor", float("nan")))))
+    if "timer-1s" in scen_run:
+        rows = []
+        for p in PROXIES:
+            rs = R.get(("timer-1s", p), [])
+            if not rs:
+                continue
+            lat = [x for r in rs for x in r["lat"]]
+            other = {}
+            for r in rs:
+                for c, v in r["codes"].items():
+                    if c != "504":
+                        other[c] = other.get(c, 0) + v
+            tot = [x for r in rs for x in r["total"]]
+            rows.append([p, rs[0]["n"], len(tot), fmt(pct(lat, 50), 1), fmt(pct(lat, 99), 1),
+                         fmt(max(lat) if lat else float("nan"), 1), fmt(min(lat) if lat else float("nan"), 1),
+                         sum(1 for x in lat if x < 0), fmt(pct(tot, 50), 1), fmt(pct(tot, 99), 1),
+                         ", ".join("%s: %d" % kv for kv in sorted(other.items())) or "none",
+                         sum(r["missing"] + r["failed"] for r in rs)])
+        out.append("\n### Timer accuracy: read timeout 1 s, requests in flight to a silent upstream\n")
+        out.append(table(["proxy", "in flight", "504s (all rounds)", "p50 late ms", "p99 late ms", "max late ms",
+                          "min late ms", "early (<1000 ms)", "p50 from send", "p99 from send",
+                          "other replies", "no reply"], rows))
+        out.append("\nLate = (kernel receive time of the 504 at the client - kernel receive time of the request "
+                   "at the silent upstream) - 1000 ms: how long after the read timeout was due the 504 reached "
+                   "the client. \"From send\" counts instead from the client's send(), so it adds the time the "
+                   "proxy took to accept the connection, read the request and connect upstream while thousands "
+                   "of others arrived at once. Early = a 504 less than 1000 ms after the upstream received the "
+                   "request.\n")
+    return "\n".join(out)
+
+
+def main():
+    global TMP, FLOOR, HOURGLASS, CPU_PROXY, CPU_LOAD
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        role, args = sys.argv[1], sys.argv[2:]
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        if role == "_slow":
+            role_slow(int(args[0]), args[1])
+        elif role == "_idle":
+            role_idle(int(args[0]), int(args[1]))
+        elif role == "_timer":
+            role_timer(int(args[0]), int(args[1]), args[2])
+        elif role == "_upload":
+            role_upload(*[int(x) for x in args])
+        return
+
+    ap = argparse.ArgumentParser(description="hourglass vs nginx vs HAProxy vs a byte-relay floor")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, short runs (~1 minute)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 4; --quick 1)")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up per proxy and scenario (default 1)")
+    ap.add_argument("--uploads", type=int, help="16 MiB uploads per run (default 64; --quick 12)")
+    ap.add_argument("--conns", type=int,
+                    help="idle connections (idle-10k) and requests in flight (timer-1s); default 10000, "
+                         "lowered to what the open-file hard limit allows; --quick 2000")
+    ap.add_argument("--scenarios", default="all",
+                    help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS))
+    ap.add_argument("--output", default=os.path.join(HERE, "results.md"))
+    ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    a = ap.parse_args()
+    q = a.quick
+    a.rounds = a.rounds or (1 if q else 3)
+    a.duration = a.duration or (1 if q else 4)
+    a.warmup = a.warmup if a.warmup is not None else 1
+    a.uploads = a.uploads or (12 if q else 64)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    cap = (hard - 200) // 2 if hard != resource.RLIM_INFINITY else 10000
+    a.conns = min(a.conns or (2000 if q else 10000), cap)
+    names = [s for s, _, _ in SCENARIOS]
+    scens = names if a.scenarios == "all" else a.scenarios.split(",")
+    for s in scens:
+        if s not in names:
+            ap.error("unknown scenario %r" % s)
+
+    TMP = os.environ.get("BENCH_TMP") or __import__("tempfile").mkdtemp(prefix="hgbench.")
+    FLOOR = os.environ.get("FLOOR_BIN", os.path.join(TMP, "floor"))
+    HOURGLASS = os.environ.get("HOURGLASS_BIN", os.path.join(ROOT, "build", "hourglass"))
+    ncpu = len(os.sched_getaffinity(0))
+    if a.no_pin or ncpu < 2:
+        CPU_PROXY = CPU_LOAD = None
+    else:
+        cpus = sorted(os.sched_getaffinity(0))
+        CPU_PROXY, CPU_LOAD = cpus[0], cpus[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    busy = [p for p in sorted(set(PORTS.values())) if not port_free(p)]
+    if busy:
+        sys.exit("bench: ports in use on 127.0.0.1: %s (another benchmark running?)" % busy)
+
+    def on_signal(sig, _):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def ver(argv, pat):
+        try:
+            o = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+        except OSError:
+            return "?"
+        m = re.search(pat, o)
+        return m.group(1) if m else o.strip().splitlines()[0] if o.strip() else "?"
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+
+    cpu_model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    dirty = " (working tree has uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    meta = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": git("rev-parse", "--short", "HEAD") + dirty,
+        "kernel": os.uname().release,
+        "cpu": "%s, %d CPUs online (os.cpu_count %d)" % (cpu_model, ncpu, os.cpu_count() or 0),
+        "nginx": ver(["nginx", "-v"], r"nginx version: (\S+)"),
+        "haproxy": ver(["haproxy", "-v"], r"(HAProxy version \S+)"),
+        "wrk": ver(["wrk", "-v"], r"(wrk \S+)"),
+        "python": sys.version.split()[0],
+        "load": open("/proc/loadavg").read().split()[:3],
+    }
+    print("bench: %d round(s), %ds per wrk run, %d uploads, %d idle/in-flight connections, pinning: %s" % (
+        a.rounds, a.duration, a.uploads, a.conns,
+        "proxy on CPU %s, origin + load generator on CPU %s" % (CPU_PROXY, CPU_LOAD) if CPU_PROXY is not None
+        else "off"), flush=True)
+    print("bench: nginx %s, %s, %s; load average %s" % (meta["nginx"], meta["haproxy"], meta["wrk"],
+                                                        " ".join(meta["load"])), flush=True)
+
+    b = Bench(a)
+    origin = None
+    t0 = time.monotonic()
+    try:
+        od = os.path.join(TMP, "origin")
+        os.makedirs(od, exist_ok=True)
+        os.chmod(TMP, 0o755)
+        origin = spawn(["nginx", "-p", od, "-c", write_origin(od, PORTS["origin"]), "-e", od + "/error.log"],
+                       cpu=CPU_LOAD, log=od + ".log")
+        wait_port(PORTS["origin"], origin, "origin nginx")
+        b.run(scens)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; cleaning up", file=sys.stderr)
+        stop_all()
+        sys.exit(130)
+    finally:
+        stop(origin)
+        stop_all()
+    el = time.monotonic() - t0
+    body = report(b, a, meta)
+    head = ("# hourglass benchmark results\n\n"
+            "- date: %(date)s\n- git commit: %(commit)s\n- kernel: %(kernel)s\n- CPU: %(cpu)s\n"
+            "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, Python %(python)s\n"
+            "- load average at start: %(ld)s (the machine is shared)\n" % dict(meta, ld=" ".join(meta["load"])))
+    head += ("- settings: %d round(s), %d s per wrk run (+%d s warm-up per proxy and scenario), %d uploads per "
+             "run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n- command: `%s`\n\n" % (
+                 a.rounds, a.duration, a.warmup, a.uploads, a.conns,
+                 "proxy on CPU %s, origin + clients on CPU %s" % (CPU_PROXY, CPU_LOAD)
+                 if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
+    print("\n" + body)
+    with open(a.output, "w") as f:
+        f.write(head + body + "\n")
+    print("\nbench: wrote %s (%.0f s)" % (os.path.relpath(a.output, os.getcwd()), el))
+
+
+if __name__ == "__main__":
+    main()
