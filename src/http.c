@@ -6,6 +6,7 @@
 const struct http_limits http_default_limits = {
     .max_line = 8192,
     .max_head = 32768 + 8192,
+    .max_block = 32768,
     .max_fields = 100,
 };
 
@@ -72,10 +73,12 @@ static int parse_fields(const char *buf, const char *p, const char *end,
                         struct http_msg *m, const struct http_limits *lim, int err,
                         int too_big)
 {
+    const char *block = p;
+    size_t max_block = lim->max_block ? lim->max_block : SIZE_MAX / 2;
     m->nfields = 0;
     for (;;) {
         /* Any line starting here ends the head at p + 2 or later. */
-        if ((size_t)(p - buf) + 2 > lim->max_head)
+        if ((size_t)(p - buf) + 2 > lim->max_head || (size_t)(p - block) + 2 > max_block)
             return -too_big;
         if (p == end)
             goto incomplete;
@@ -125,7 +128,7 @@ static int parse_fields(const char *buf, const char *p, const char *end,
 incomplete:
     /* The head is longer than what we have: refuse only if that is too long,
      * so that the verdict never depends on where the bytes were split. */
-    if ((size_t)(end - buf) >= lim->max_head)
+    if ((size_t)(end - buf) >= lim->max_head || (size_t)(end - block) >= max_block)
         return -too_big;
     return HTTP_INCOMPLETE;
 }

@@ -28,7 +28,8 @@ struct http_field {
 
 struct http_limits {
     uint32_t max_line;    /* request line / status line, bytes (414 / 502) */
-    uint32_t max_head;    /* whole head, bytes (431 / 502) */
+    uint32_t max_head;    /* whole head, final CRLF included (431 / 502) */
+    uint32_t max_block;   /* field lines alone, final CRLF included (431 / 502); 0: none */
     uint32_t max_fields;  /* field lines (431 / 502), at most HTTP_MAX_FIELDS_CAP */
 };
 

@@ -1,5 +1,5 @@
-/* loop.h -- the event loop: epoll (edge-triggered), one clock read per
- * iteration, timers, and close-at-end-of-iteration.
+/* loop.h -- the event loop: epoll (edge-triggered), a cached monotonic clock,
+ * timers, and close-at-end-of-iteration.
  *
  * Every socket is registered once for input, output and peer hang-up in edge-
  * triggered mode, so changing what a connection waits for never costs an
@@ -37,7 +37,7 @@ struct loop_defer {
 
 struct loop {
     int epfd;
-    uint64_t now;              /* ns, read once per iteration */
+    uint64_t now;              /* ns, cached: read before each dispatch */
     struct timer_heap timers;
     struct loop_defer *defer;  /* released at the end of the iteration */
     void (*on_iteration_end)(struct loop *l); /* e.g. log flush; may be NULL */

@@ -652,7 +652,7 @@ def test_total_clamps_send(proxy_factory, upstream):
 
 
 def test_write_timeout_is_cumulative(proxy_factory, upstream):
-    # The upstream takes the body in bursts (it drains all it can, then stops
+    # The upstream takes the body in bursts (up to 1 MiB, then it stops
     # reading for 200 ms): no single stall reaches the 300 ms write timeout,
     # but their sum does.
     import asyncio
@@ -666,7 +666,8 @@ def test_write_timeout_is_cumulative(proxy_factory, upstream):
         while got < size:
             await ctx.delay(0.2)
             ctx.bursts += 1
-            while got < size:
+            burst_end = got + (1 << 20)   # at most 1 MiB per burst, then stall
+            while got < min(size, burst_end):
                 try:
                     d = await asyncio.wait_for(ctx.read_some(), 0.02)
                 except asyncio.TimeoutError:
