@@ -66,29 +66,29 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
     return fd;
 }
 
-void net_ip_text(const struct sockaddr_storage *ss, char *out, size_t n)
+void net_ip_text(const struct sockaddr *sa, char *out, size_t n)
 {
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
             inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)n);
         else
             inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)n);
-    } else if (ss->ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)n);
+    } else if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
     } else {
         snprintf(out, n, "-");
     }
 }
 
-void net_addr_text(const struct sockaddr_storage *ss, char *out, size_t n)
+void net_addr_text(const struct sockaddr *sa, char *out, size_t n)
 {
     char ip[INET6_ADDRSTRLEN];
-    net_ip_text(ss, ip, sizeof ip);
-    unsigned port = ss->ss_family == AF_INET6
-                        ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
-                        : ntohs(((const struct sockaddr_in *)ss)->sin_port);
-    if (ss->ss_family == AF_INET6 && !strchr(ip, '.'))
+    net_ip_text(sa, ip, sizeof ip);
+    unsigned port = sa->sa_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6 && !strchr(ip, '.'))
         snprintf(out, n, "[%s]:%u", ip, port);
     else
         snprintf(out, n, "%s:%u", ip, port);

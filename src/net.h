@@ -20,9 +20,9 @@ int net_socket_error(int fd);
 int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len);
 
 /* "127.0.0.1:4242" or "[::1]:4242"; IPv4-mapped IPv6 printed as IPv4. */
-void net_addr_text(const struct sockaddr_storage *ss, char *out, size_t n);
+void net_addr_text(const struct sockaddr *sa, char *out, size_t n);
 
 /* Just the address part, for X-Forwarded-For. */
-void net_ip_text(const struct sockaddr_storage *ss, char *out, size_t n);
+void net_ip_text(const struct sockaddr *sa, char *out, size_t n);
 
 #endif

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "proxy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -91,24 +92,35 @@ struct exch {
     uint64_t write_since, write_used;
 };
 
-struct client {
-    struct loop_io io;
-    struct timer timer;
-    struct loop_defer defer;
-    struct client *next, *prev;
-    struct buf in;     /* bytes from the client; the request head stays at in.start */
+/* What a connection holds only while a request is in flight (states HEAD,
+ * EXCH and CLOSING): recycled through a free list, so that an idle
+ * keep-alive connection costs a struct client and nothing more. */
+struct session {
     struct buf out;    /* bytes for the client before the body: heads, errors */
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
     struct buf uin;    /* bytes from the upstream */
     struct upconn *up;
     struct pool_server *srv;
     struct tmo_set tmo;
+    struct exch x;
+    struct session *next_free;
+};
+
+struct client {
+    struct loop_io io;
+    struct timer timer;
+    struct loop_defer defer;
+    struct client *next, *prev;
+    struct buf in;     /* bytes from the client; the request head stays at in.start */
+    struct session *s; /* NULL exactly when IDLE (or CLOSED) */
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
-    struct exch x;
-    char peer[64];
-    char peer_ip[48];
+    union {            /* the peer's address, formatted only when needed */
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
 };
 
 struct listener {
@@ -122,6 +134,7 @@ static struct listener listeners[CLI_MAX_LISTEN];
 static unsigned nlisteners;
 static struct client *clients;       /* every open client */
 static struct client *free_clients;  /* recycled structs */
+static struct session *free_sessions;
 static unsigned nclients;
 static bool accept_paused;
 static struct timer accept_retry;
@@ -150,6 +163,43 @@ static void exch_reset(struct exch *x)
     x->connect_ns = x->first_byte_ns = -1;
 }
 
+/* Gives c a fresh session (entering HEAD from IDLE). */
+static void session_attach(struct client *c)
+{
+    struct session *s = free_sessions;
+    if (s)
+        free_sessions = s->next_free;
+    else
+        s = xmalloc(sizeof *s);
+    *s = (struct session){0};
+    exch_reset(&s->x);
+    c->s = s;
+}
+
+/* Releases everything the session holds and recycles it (back to IDLE, or
+ * closing). The upstream connection must already be pooled or closed. */
+static void session_detach(struct client *c)
+{
+    struct session *s = c->s;
+    if (!s)
+        return;
+    buf_release(&s->out);
+    buf_release(&s->uhead);
+    buf_release(&s->uin);
+    s->next_free = free_sessions;
+    free_sessions = s;
+    c->s = NULL;
+}
+
+/* "127.0.0.1:40000": formatted when a log line needs it, not per connection. */
+struct peer_text { char s[64]; };
+
+static const char *peer_of(const struct client *c, struct peer_text *t)
+{
+    net_addr_text(&c->peer.sa, t->s, sizeof t->s);
+    return t->s;
+}
+
 /* ---- client lifetime ---------------------------------------------------- */
 
 static void release_client(struct loop_defer *d)
@@ -161,9 +211,9 @@ static void release_client(struct loop_defer *d)
 
 static void drop_upstream(struct client *c)
 {
-    if (c->up) {
-        pool_close(c->up);
-        c->up = NULL;
+    if (c->s && c->s->up) {
+        pool_close(c->s->up);
+        c->s->up = NULL;
     }
 }
 
@@ -174,12 +224,10 @@ static void client_close(struct client *c)
     if (c->state == CS_CLOSED)
         return;
     drop_upstream(c);
+    session_detach(c);
     loop_timer_stop(loop, &c->timer);
     loop_close(loop, &c->io);
     buf_release(&c->in);
-    buf_release(&c->out);
-    buf_release(&c->uhead);
-    buf_release(&c->uin);
     c->state = CS_CLOSED;
     if (c->prev)
         c->prev->next = c->next;
@@ -193,33 +241,34 @@ static void client_close(struct client *c)
 
 static const char *method_of(const struct client *c, uint32_t *len)
 {
-    *len = c->x.method_len;
-    return c->x.method_len ? c->in.data + c->in.start : NULL;
+    *len = c->s->x.method_len;
+    return c->s->x.method_len ? c->in.data + c->in.start : NULL;
 }
 
 static void log_exchange(struct client *c, int status, const char *reason)
 {
-    if (c->x.flags & X_LOGGED)
+    if (c->s->x.flags & X_LOGGED)
         return;
-    c->x.flags |= X_LOGGED;
+    c->s->x.flags |= X_LOGGED;
     if (!log_access_enabled())
         return;
+    struct peer_text pt;
     struct log_entry e = {
-        .client = c->peer,
+        .client = peer_of(c, &pt),
         .status = status,
-        .bytes = c->x.bytes_sent,
-        .upstream = c->srv ? c->srv->addr->text : NULL,
-        .attempts = c->x.attempts,
-        .connect_ms = c->x.connect_ns >= 0 ? ms_of((uint64_t)c->x.connect_ns) : -1,
-        .first_byte_ms = c->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->x.first_byte_ns) : -1,
+        .bytes = c->s->x.bytes_sent,
+        .upstream = c->s->srv ? c->s->srv->addr->text : NULL,
+        .attempts = c->s->x.attempts,
+        .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
+        .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,
         .reason = reason,
     };
     e.method = method_of(c, &e.method_len);
     if (e.method) {
-        e.target = c->in.data + c->in.start + c->x.target_off;
-        e.target_len = c->x.target_len;
+        e.target = c->in.data + c->in.start + c->s->x.target_off;
+        e.target_len = c->s->x.target_len;
     }
-    uint64_t since = c->x.t_start ? c->x.t_start : c->t_first;
+    uint64_t since = c->s->x.t_start ? c->s->x.t_start : c->t_first;
     e.total_ms = ms_of(loop->now - since);
     log_access(&e);
 }
@@ -227,15 +276,16 @@ static void log_exchange(struct client *c, int status, const char *reason)
 /* "GET /path" for error log sentences (target cut at 200 bytes). */
 static void describe(struct client *c, char *out, size_t n)
 {
+    struct peer_text pt;
     uint32_t ml;
     const char *m = method_of(c, &ml);
     if (!m) {
-        snprintf(out, n, "client %s", c->peer);
+        snprintf(out, n, "client %s", peer_of(c, &pt));
         return;
     }
-    uint32_t tl = c->x.target_len > 200 ? 200 : c->x.target_len;
-    snprintf(out, n, "client %s, %.*s %.*s", c->peer, (int)ml, m, (int)tl,
-             c->in.data + c->in.start + c->x.target_off);
+    uint32_t tl = c->s->x.target_len > 200 ? 200 : c->s->x.target_len;
+    snprintf(out, n, "client %s, %.*s %.*s", peer_of(c, &pt), (int)ml, m, (int)tl,
+             c->in.data + c->in.start + c->s->x.target_off);
 }
 
 /* Queues a short plain-text error response and moves to CLOSING: the client
@@ -246,24 +296,24 @@ static void respond_error(struct client *c, int status, const char *reason, cons
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
     if (bl < 0 || (size_t)bl >= sizeof body)
         bl = (int)strlen(body);
-    buf_release(&c->uin);
-    buf_release(&c->uhead);
-    buf_reserve(&c->out, BUF_SMALL);
-    c->out.start = c->out.end = 0;
-    c->x.interim = 0;
-    int hl = snprintf(c->out.data, c->out.cap,
+    buf_release(&c->s->uin);
+    buf_release(&c->s->uhead);
+    buf_reserve(&c->s->out, BUF_SMALL);
+    c->s->out.start = c->s->out.end = 0;
+    c->s->x.interim = 0;
+    int hl = snprintf(c->s->out.data, c->s->out.cap,
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                       "Connection: close\r\n\r\n",
                       status, http_reason(status), bl);
-    c->out.end = (uint32_t)hl;
-    if (!(c->x.flags & X_HEAD_METHOD)) {
-        memcpy(c->out.data + c->out.end, body, (size_t)bl);
-        c->out.end += (uint32_t)bl;
+    c->s->out.end = (uint32_t)hl;
+    if (!(c->s->x.flags & X_HEAD_METHOD)) {
+        memcpy(c->s->out.data + c->s->out.end, body, (size_t)bl);
+        c->s->out.end += (uint32_t)bl;
     }
-    c->x.bytes_sent = c->out.end;
+    c->s->x.bytes_sent = c->s->out.end;
     log_exchange(c, status, reason);
     c->state = CS_CLOSING;
-    c->x.send_mark = 0;
+    c->s->x.send_mark = 0;
 }
 
 /* The one cancellation path. Closes the upstream connection (never pooled).
@@ -274,11 +324,11 @@ static void respond_error(struct client *c, int status, const char *reason, cons
 static int exchange_fail(struct client *c, int status, const char *reason, const char *detail)
 {
     drop_upstream(c);
-    if (status && !(c->x.flags & X_FINAL_SENT) && c->out.start == 0) {
+    if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0) {
         respond_error(c, status, reason, detail);
         return 1;
     }
-    int logged = (c->x.flags & X_FINAL_SENT) ? c->x.status : 499;
+    int logged = (c->s->x.flags & X_FINAL_SENT) ? c->s->x.status : 499;
     log_exchange(c, logged, reason);
     client_close(c);
     return -1;
@@ -296,35 +346,32 @@ static int client_abort(struct client *c)
 
 static bool uin_room(const struct client *c)
 {
-    return !c->uin.data || buf_room(&c->uin) || c->uin.start > 0;
+    return !c->s->uin.data || buf_room(&c->s->uin) || c->s->uin.start > 0;
 }
 
 static bool in_room(const struct client *c)
 {
     return !c->in.data || buf_room(&c->in) ||
-           c->x.body_sent > c->in.start + c->x.head_len;
+           c->s->x.body_sent > c->in.start + c->s->x.head_len;
 }
 
 static uint32_t client_pending(const struct client *c)
 {
-    uint32_t n = buf_len(&c->out);
-    if (c->x.flags & X_RESP_HEAD)
-        n += c->x.resp_ready - c->uin.start;
+    uint32_t n = buf_len(&c->s->out);
+    if (c->s->x.flags & X_RESP_HEAD)
+        n += c->s->x.resp_ready - c->s->uin.start;
     return n;
 }
 
 /* Recomputes every running deadline from the connection's state. */
 static void fold_deadlines(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     uint64_t now = loop->now;
-    struct tmo_set *t = &c->tmo;
+    struct tmo_set *t = &c->s->tmo;
 
     *t = (struct tmo_set){0};
     switch (c->state) {
-    case CS_IDLE:
-        t->at[TMO_IDLE] = c->t_first + ns_of(cfg->idle_ms);
-        break;
     case CS_HEAD:
         t->at[TMO_HEADER] = c->t_first + ns_of(cfg->header_ms);
         break;
@@ -339,11 +386,11 @@ static void fold_deadlines(struct client *c)
         break;
     case CS_EXCH:
         t->at[TMO_TOTAL] = x->t_start + ns_of(cfg->total_ms);
-        if (c->up && c->up->connecting)
+        if (c->s->up && c->s->up->connecting)
             t->at[TMO_CONNECT] = x->t_connect + ns_of(cfg->connect_ms);
         if (x->write_since)
             t->at[TMO_WRITE] = x->write_since + ns_of(cfg->write_ms) - x->write_used;
-        if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->up && uin_room(c)) {
+        if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->s->up && uin_room(c)) {
             if (!x->read_mark)
                 x->read_mark = now;
             t->at[TMO_READ] = x->read_mark + ns_of(cfg->read_ms);
@@ -376,8 +423,13 @@ static void fold_deadlines(struct client *c)
  * re-filed then, which is cheaper than re-sorting on every read. */
 static void arm(struct client *c)
 {
-    fold_deadlines(c);
-    uint64_t next = tmo_next(&c->tmo);
+    uint64_t next;
+    if (!c->s) {
+        next = c->t_first + ns_of(cfg->idle_ms);   /* IDLE: one deadline */
+    } else {
+        fold_deadlines(c);
+        next = tmo_next(&c->s->tmo);
+    }
     if (!next)
         loop_timer_stop(loop, &c->timer);
     else if (!c->timer.armed || next < c->timer.at)
@@ -410,13 +462,13 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     case TMO_CONNECT:
     case TMO_WRITE:
         log_error("warn", "upstream %s timeout after %llu ms to %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->srv->addr->text, what);
+                  (unsigned long long)ms, c->s->srv->addr->text, what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_READ:
     case TMO_TOTAL:
         log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->srv ? c->srv->addr->text : "-", what);
+                  (unsigned long long)ms, c->s->srv ? c->s->srv->addr->text : "-", what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_BODY:
@@ -436,23 +488,30 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
 static void on_timer(struct timer *t)
 {
     struct client *c = container_of(t, struct client, timer);
-    enum tmo_kind k = tmo_expired(&c->tmo, loop->now);
 
+    if (!c->s) {   /* IDLE */
+        if (loop->now >= c->t_first + ns_of(cfg->idle_ms))
+            client_close(c);
+        else
+            arm(c);
+        return;
+    }
+    enum tmo_kind k = tmo_expired(&c->s->tmo, loop->now);
     if (k == TMO_NONE) {
         arm(c);
         return;
     }
     switch (c->state) {
-    case CS_IDLE:
     case CS_CLOSING:
         client_close(c);   /* keep-alive idle, linger over, or send stalled */
         return;
     case CS_HEAD: {
         char detail[96];
+        struct peer_text pt;
         snprintf(detail, sizeof detail, "header_timeout after %llu ms",
                  (unsigned long long)cfg->header_ms);
         log_error("warn", "client header timeout after %llu ms (client %s)",
-                  (unsigned long long)cfg->header_ms, c->peer);
+                  (unsigned long long)cfg->header_ms, peer_of(c, &pt));
         respond_error(c, 408, "header_timeout", detail);
         break;
     }
@@ -480,8 +539,8 @@ static int upstream_connect(struct client *c, bool allow_pooled);
  * request that can be sent again: retried once on a new connection. */
 static bool can_retry(const struct client *c)
 {
-    const struct exch *x = &c->x;
-    return c->up && c->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
+    const struct exch *x = &c->s->x;
+    return c->s->up && c->s->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
            x->req_framing == HTTP_BODY_NONE && (x->flags & X_IDEMPOTENT);
 }
 
@@ -490,13 +549,13 @@ static int retry(struct client *c)
     char what[320];
     describe(c, what, sizeof what);
     log_error("info", "pooled connection to %s closed before a response; retrying on a new "
-                      "connection (%s)", c->up->srv->addr->text, what);
+                      "connection (%s)", c->s->up->srv->addr->text, what);
     drop_upstream(c);
-    c->x.uhead_off = 0;
-    c->x.flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
-    c->x.read_mark = 0;
-    c->x.write_since = 0;
-    buf_release(&c->uin);
+    c->s->x.uhead_off = 0;
+    c->s->x.flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
+    c->s->x.read_mark = 0;
+    c->s->x.write_since = 0;
+    buf_release(&c->s->uin);
     return upstream_connect(c, false);
 }
 
@@ -509,7 +568,7 @@ static int upstream_failed(struct client *c, int err, bool connecting)
     if (!connecting && can_retry(c))
         return retry(c);
     describe(c, what, sizeof what);
-    const char *srv = c->srv->addr->text;
+    const char *srv = c->s->srv->addr->text;
     if (connecting) {
         reason = err == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
         log_error("warn", "upstream connect to %s failed: %s (%s)", srv, strerror(-err), what);
@@ -532,26 +591,26 @@ static int bad_response(struct client *c, const char *why)
 {
     char what[320];
     describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", c->srv->addr->text, why, what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
     return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
 }
 
 static int upstream_connect(struct client *c, bool allow_pooled)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     int err = 0;
 
-    c->srv = pool_pick();
+    c->s->srv = pool_pick();
     x->attempts++;
     if (allow_pooled) {
-        c->up = pool_take_idle(c->srv, c, on_upstream);
-        if (c->up) {
+        c->s->up = pool_take_idle(c->s->srv, c, on_upstream);
+        if (c->s->up) {
             x->connect_ns = 0;
             return 1;
         }
     }
-    c->up = pool_connect(c->srv, c, on_upstream, &err);
-    if (!c->up)
+    c->s->up = pool_connect(c->s->srv, c, on_upstream, &err);
+    if (!c->s->up)
         return upstream_failed(c, err, true);
     x->t_connect = loop->now;
     x->connect_ns = -1;
@@ -562,12 +621,12 @@ static int upstream_connect(struct client *c, bool allow_pooled)
  * while the upstream will not take it. */
 static int upstream_send(struct client *c)
 {
-    struct exch *x = &c->x;
-    struct upconn *up = c->up;
+    struct exch *x = &c->s->x;
+    struct upconn *up = c->s->up;
 
     if (!up || up->connecting || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
         return 0;
-    uint32_t ph = c->uhead.end - x->uhead_off;
+    uint32_t ph = c->s->uhead.end - x->uhead_off;
     uint32_t pb = x->body_ready - x->body_sent;
     if (ph + pb == 0) {
         if (x->write_since) {
@@ -586,7 +645,7 @@ static int upstream_send(struct client *c)
         return 0;
     }
     struct iovec iov[2] = {
-        {c->uhead.data + x->uhead_off, ph},
+        {c->s->uhead.data + x->uhead_off, ph},
         {c->in.data + x->body_sent, pb},
     };
     struct msghdr mh = {.msg_iov = ph ? iov : iov + 1, .msg_iovlen = ph ? 2 : 1};
@@ -631,8 +690,8 @@ static bool bulk(enum http_framing f, uint64_t length)
 /* Validates the response body bytes in uin past resp_ready. */
 static int response_body(struct client *c)
 {
-    struct exch *x = &c->x;
-    uint32_t avail = c->uin.end - x->resp_ready;
+    struct exch *x = &c->s->x;
+    uint32_t avail = c->s->uin.end - x->resp_ready;
 
     if (!(x->flags & X_RESP_HEAD) || !avail)
         return 0;   /* no final head yet: nothing here is body */
@@ -650,31 +709,31 @@ static int response_body(struct client *c)
     case HTTP_BODY_CHUNKED: {
         /* payload only for an HTTP/1.0 client, else framing minus trailers */
         size_t dl = 0;
-        char *p = c->uin.data + x->resp_ready;
+        char *p = c->s->uin.data + x->resp_ready;
         ssize_t r = http_chunked_feed(&x->resp_chunk, p, avail, &dl);
         if (r < 0)
             return bad_response(c, "malformed chunked body");
         uint32_t rest = avail - (uint32_t)r;
         if (rest && dl != (size_t)r)
             memmove(p + dl, p + r, rest);
-        c->uin.end = x->resp_ready + (uint32_t)dl + rest;
+        c->s->uin.end = x->resp_ready + (uint32_t)dl + rest;
         x->resp_ready += (uint32_t)dl;
         if (http_chunked_done(&x->resp_chunk))
             x->flags |= X_RESP_DONE;
         break;
     }
     case HTTP_BODY_CLOSE:
-        x->resp_ready = c->uin.end;
+        x->resp_ready = c->s->uin.end;
         break;
     default:
         x->flags |= X_RESP_DONE;
         break;
     }
-    if (!(x->flags & X_RESP_DONE) || c->uin.end == x->resp_ready)
+    if (!(x->flags & X_RESP_DONE) || c->s->uin.end == x->resp_ready)
         return 1;
 out_extra:
     /* Bytes past the end of the response: the connection cannot be trusted. */
-    c->uin.end = x->resp_ready;
+    c->s->uin.end = x->resp_ready;
     x->flags |= X_NO_REUSE;
     return 1;
 }
@@ -683,17 +742,17 @@ out_extra:
  * and skipped, the final head is rewritten into out. */
 static int response_head(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
 
-    while (!(x->flags & X_RESP_HEAD) && buf_len(&c->uin)) {
-        int r = http_parse_response(buf_head(&c->uin), buf_len(&c->uin), &scratch,
+    while (!(x->flags & X_RESP_HEAD) && buf_len(&c->s->uin)) {
+        int r = http_parse_response(buf_head(&c->s->uin), buf_len(&c->s->uin), &scratch,
                                     &http_default_limits);
         if (r == HTTP_INCOMPLETE) {
-            if (!buf_room(&c->uin) && c->uin.start == 0) {
-                if (c->uin.cap >= BUF_LARGE)
+            if (!buf_room(&c->s->uin) && c->s->uin.start == 0) {
+                if (c->s->uin.cap >= BUF_LARGE)
                     return bad_response(c, "response head too large");
-                buf_reserve(&c->uin, BUF_LARGE);
-                x->resp_ready = c->uin.start;
+                buf_reserve(&c->s->uin, BUF_LARGE);
+                x->resp_ready = c->s->uin.start;
             }
             return 0;
         }
@@ -702,21 +761,21 @@ static int response_head(struct client *c)
         struct http_info info;
         if (http_response_info(&scratch, x->flags & X_HEAD_METHOD, &info) < 0)
             return bad_response(c, "bad response framing");
-        buf_reserve(&c->out, BUF_SMALL);
-        buf_compact(&c->out);
+        buf_reserve(&c->s->out, BUF_SMALL);
+        buf_compact(&c->s->out);
         if (scratch.status < 200) {
             if (scratch.status == 101)
                 return bad_response(c, "101 Switching Protocols without an upgrade request");
             bool skip = c->minor == 0 || (scratch.status == 100 && (x->flags & X_CONTINUE));
             if (!skip) {
                 struct fwd_resp fr = {.m = &scratch};
-                int n = fwd_response_head(buf_tail(&c->out), buf_room(&c->out), &fr);
+                int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
                 if (n < 0)
                     return bad_response(c, "interim response head too large");
-                c->out.end += (uint32_t)n;
+                c->s->out.end += (uint32_t)n;
                 x->interim += (uint32_t)n;
             }
-            c->uin.start += (uint32_t)r;
+            c->s->uin.start += (uint32_t)r;
             continue;
         }
         x->status = scratch.status;
@@ -736,14 +795,14 @@ static int response_head(struct client *c)
             .chunked = info.framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
             .close = (x->flags & X_CLOSE_AFTER) != 0,
         };
-        int n = fwd_response_head(buf_tail(&c->out), buf_room(&c->out), &fr);
+        int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
         if (n < 0)
             return bad_response(c, "response head too large");
-        c->out.end += (uint32_t)n;
-        c->uin.start += (uint32_t)r;
+        c->s->out.end += (uint32_t)n;
+        c->s->uin.start += (uint32_t)r;
         if (bulk(info.framing, info.length))
-            buf_reserve(&c->uin, BUF_LARGE);   /* fewer, larger reads and writes */
-        x->resp_ready = c->uin.start;
+            buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
+        x->resp_ready = c->s->uin.start;
         x->flags |= X_RESP_HEAD;
         if (info.framing == HTTP_BODY_NONE)
             x->flags |= X_RESP_DONE;
@@ -754,25 +813,25 @@ static int response_head(struct client *c)
 /* Reads the response while there is room for it. */
 static int upstream_recv(struct client *c)
 {
-    struct exch *x = &c->x;
-    struct upconn *up = c->up;
+    struct exch *x = &c->s->x;
+    struct upconn *up = c->s->up;
     int progress = 0;
 
     if (!up || up->connecting || (x->flags & X_RESP_DONE))
         return 0;
     while (up->io.ready & LOOP_READ) {
-        buf_reserve(&c->uin, BUF_SMALL);
-        if (!buf_room(&c->uin)) {
-            if (!c->uin.start)
+        buf_reserve(&c->s->uin, BUF_SMALL);
+        if (!buf_room(&c->s->uin)) {
+            if (!c->s->uin.start)
                 break;   /* full: the client is behind; the read clock pauses */
-            uint32_t d = c->uin.start;
-            buf_compact(&c->uin);
+            uint32_t d = c->s->uin.start;
+            buf_compact(&c->s->uin);
             x->resp_ready -= d;
         }
-        uint32_t room = buf_room(&c->uin);
-        ssize_t n = read(up->io.fd, buf_tail(&c->uin), room);
+        uint32_t room = buf_room(&c->s->uin);
+        ssize_t n = read(up->io.fd, buf_tail(&c->s->uin), room);
         if (n > 0) {
-            c->uin.end += (uint32_t)n;
+            c->s->uin.end += (uint32_t)n;
             x->read_mark = loop->now;
             if (!(x->flags & X_GOT_BYTE)) {
                 x->flags |= X_GOT_BYTE;
@@ -824,7 +883,7 @@ static int body_too_large(struct client *c)
  * body; scans a chunked one, dropping its trailer fields in place. */
 static int request_body(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     uint32_t avail = c->in.end - x->body_ready;
 
     if ((x->flags & X_BODY_DONE) || !avail)
@@ -861,7 +920,7 @@ static int request_body(struct client *c)
 /* Reads request body bytes while they are wanted and there is room. */
 static int client_recv_body(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     int progress = 0;
 
     if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
@@ -912,15 +971,15 @@ static int client_recv_body(struct client *c)
 /* Sends queued heads and validated response body bytes to the client. */
 static int client_send(struct client *c)
 {
-    struct exch *x = &c->x;
-    uint32_t po = buf_len(&c->out);
-    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->uin.start : 0;
+    struct exch *x = &c->s->x;
+    uint32_t po = buf_len(&c->s->out);
+    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->s->uin.start : 0;
 
     if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
         return 0;
     struct iovec iov[2] = {
-        {buf_head(&c->out), po},
-        {c->uin.data + c->uin.start, pb},
+        {buf_head(&c->s->out), po},
+        {c->s->uin.data + c->s->uin.start, pb},
     };
     struct msghdr mh = {.msg_iov = po ? iov : iov + 1, .msg_iovlen = (po ? 1 : 0) + (pb ? 1 : 0)};
     ssize_t n = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
@@ -934,7 +993,7 @@ static int client_send(struct client *c)
         return client_abort(c);
     }
     uint32_t k = (uint32_t)n < po ? (uint32_t)n : po;
-    c->out.start += k;
+    c->s->out.start += k;
     if (x->interim >= k) {
         x->interim -= k;
     } else {
@@ -942,15 +1001,15 @@ static int client_send(struct client *c)
         x->flags |= X_FINAL_SENT;
     }
     if ((uint32_t)n > k) {
-        c->uin.start += (uint32_t)n - k;
+        c->s->uin.start += (uint32_t)n - k;
         x->flags |= X_FINAL_SENT;
     }
     x->bytes_sent += (uint64_t)n;
     x->send_mark = loop->now;
-    if (!buf_len(&c->out))
-        c->out.start = c->out.end = 0;
-    if ((x->flags & X_RESP_HEAD) && c->uin.start == c->uin.end)
-        c->uin.start = c->uin.end = x->resp_ready = 0;
+    if (!buf_len(&c->s->out))
+        c->s->out.start = c->s->out.end = 0;
+    if ((x->flags & X_RESP_HEAD) && c->s->uin.start == c->s->uin.end)
+        c->s->uin.start = c->s->uin.end = x->resp_ready = 0;
     if ((uint32_t)n < po + pb)
         c->io.ready &= ~LOOP_WRITE;
     return 1;
@@ -960,50 +1019,54 @@ static int client_send(struct client *c)
  * wait for the next request (or close, when this one asked for it). */
 static int exchange_done(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
 
     log_exchange(c, x->status, "ok");
-    if (c->up) {
+    if (c->s->up) {
         if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT))
-            pool_put_idle(c->up);
+            pool_put_idle(c->s->up);
         else
-            pool_close(c->up);
-        c->up = NULL;
+            pool_close(c->s->up);
+        c->s->up = NULL;
     }
-    buf_release(&c->uhead);
-    buf_release(&c->uin);
-    buf_release(&c->out);
+    buf_release(&c->s->uhead);
+    buf_release(&c->s->uin);
+    buf_release(&c->s->out);
     if (x->flags & X_CLOSE_AFTER) {
         c->state = CS_CLOSING;
         return 1;
     }
     c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
-    if (!buf_len(&c->in))
-        buf_release(&c->in);
-    exch_reset(&c->x);
     c->t_first = loop->now;
-    c->state = buf_len(&c->in) ? CS_HEAD : CS_IDLE;
+    if (buf_len(&c->in)) {
+        exch_reset(&c->s->x);       /* a pipelined request is waiting */
+        c->state = CS_HEAD;
+    } else {
+        buf_release(&c->in);        /* idle: no buffer, no session */
+        session_detach(c);
+        c->state = CS_IDLE;
+    }
     return 1;
 }
 
 static int exchange_step(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     int progress = 0, r;
 
-    if (c->up && c->up->connecting && (c->up->io.ready & (LOOP_WRITE | LOOP_HUP))) {
-        int err = net_socket_error(c->up->io.fd);
+    if (c->s->up && c->s->up->connecting && (c->s->up->io.ready & (LOOP_WRITE | LOOP_HUP))) {
+        int err = net_socket_error(c->s->up->io.fd);
         if (err)
             return upstream_failed(c, -err, true);
-        c->up->connecting = false;
+        c->s->up->connecting = false;
         x->connect_ns = (int64_t)(loop->now - x->t_connect);
         progress = 1;
     }
-    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->up && !c->up->connecting) {
+    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->s->up && !c->s->up->connecting) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        buf_reserve(&c->out, BUF_SMALL);
-        memcpy(buf_tail(&c->out), cont, sizeof cont - 1);
-        c->out.end += sizeof cont - 1;
+        buf_reserve(&c->s->out, BUF_SMALL);
+        memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);
+        c->s->out.end += sizeof cont - 1;
         x->interim += sizeof cont - 1;
         x->flags |= X_CONTINUE;
         progress = 1;
@@ -1029,7 +1092,7 @@ static int exchange_step(struct client *c)
 /* A complete request head is at in.start: check it and start the exchange. */
 static int exchange_start(struct client *c, int head_len)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
     struct http_msg *m = &scratch;
     struct http_info info;
     char detail[64];
@@ -1086,21 +1149,23 @@ static int exchange_start(struct client *c, int head_len)
     if (info.framing == HTTP_BODY_NONE)
         x->flags |= X_BODY_DONE;
 
+    char ip[INET6_ADDRSTRLEN];
+    net_ip_text(&c->peer.sa, ip, sizeof ip);
     struct fwd_req fq = {
         .m = m,
         .info = &info,
-        .client_ip = c->peer_ip,
+        .client_ip = ip,
         .proto = "http",
         .default_host = cfg->upstream[0].text,
         .strip_expect = true,
     };
-    buf_reserve(&c->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
-    int n = fwd_request_head(c->uhead.data, c->uhead.cap, &fq);
+    buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
+    int n = fwd_request_head(c->s->uhead.data, c->s->uhead.cap, &fq);
     if (n < 0) {
         respond_error(c, 431, "bad_request", "request head too large to forward");
         return 1;
     }
-    c->uhead.end = (uint32_t)n;
+    c->s->uhead.end = (uint32_t)n;
     if (bulk(info.framing, info.length)) {
         /* The head moves to the front of a larger buffer; offsets follow. */
         uint32_t was = c->in.start;
@@ -1118,7 +1183,6 @@ static int exchange_start(struct client *c, int head_len)
 /* IDLE and HEAD: read and parse the next request head. */
 static int head_step(struct client *c)
 {
-    struct exch *x = &c->x;
     int progress = 0;
 
     while (c->io.ready & LOOP_READ) {
@@ -1136,6 +1200,7 @@ static int head_step(struct client *c)
         ssize_t n = read(c->io.fd, buf_tail(&c->in), room);
         if (n > 0) {
             if (c->state == CS_IDLE) {
+                session_attach(c);
                 c->state = CS_HEAD;
                 c->t_first = loop->now;
             }
@@ -1153,20 +1218,21 @@ static int head_step(struct client *c)
         }
         /* end of stream or error: fine between requests, an abort within one */
         if (c->state == CS_HEAD && buf_len(&c->in)) {
-            log_error("info", "client %s closed the connection within a request head", c->peer);
+            struct peer_text pt;
+            log_error("info", "client %s closed the connection within a request head",
+                      peer_of(c, &pt));
             log_exchange(c, 400, "client_abort");
         }
         client_close(c);
         return -1;
     }
-    if (c->state == CS_IDLE && !buf_len(&c->in))
+    if (c->state == CS_IDLE) {
         buf_release(&c->in);   /* idle connections hold no buffer */
+        return progress;
+    }
+    struct exch *x = &c->s->x;
     if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
         return progress;
-    if (c->state == CS_IDLE) {
-        c->state = CS_HEAD;
-        c->t_first = loop->now;
-    }
     int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &scratch, &limits);
     if (r == HTTP_INCOMPLETE) {
         x->parsed_len = buf_len(&c->in);
@@ -1175,7 +1241,8 @@ static int head_step(struct client *c)
     if (r < 0) {
         char detail[64];
         snprintf(detail, sizeof detail, "unparseable request head");
-        log_error("info", "bad request from %s: status %d", c->peer, -r);
+        struct peer_text pt;
+        log_error("info", "bad request from %s: status %d", peer_of(c, &pt), -r);
         x->flags |= X_CLOSE_AFTER;
         respond_error(c, -r, "bad_request", detail);
         return 1;
@@ -1188,12 +1255,12 @@ static int head_step(struct client *c)
  * not turn the close into a reset that destroys the response in flight. */
 static int closing_step(struct client *c)
 {
-    struct exch *x = &c->x;
+    struct exch *x = &c->s->x;
 
-    if (buf_len(&c->out)) {
+    if (buf_len(&c->s->out)) {
         if (!(c->io.ready & LOOP_WRITE))
             return 0;
-        ssize_t n = send(c->io.fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
+        ssize_t n = send(c->io.fd, buf_head(&c->s->out), buf_len(&c->s->out), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 return 1;
@@ -1204,19 +1271,19 @@ static int closing_step(struct client *c)
             client_close(c);
             return -1;
         }
-        c->out.start += (uint32_t)n;
+        c->s->out.start += (uint32_t)n;
         x->send_mark = loop->now;
-        if (buf_len(&c->out)) {
+        if (buf_len(&c->s->out)) {
             c->io.ready &= ~LOOP_WRITE;
             return 1;
         }
     }
     if (!(x->flags & X_LINGER)) {
         x->flags |= X_LINGER;
-        buf_release(&c->out);
+        buf_release(&c->s->out);
         buf_release(&c->in);
-        buf_release(&c->uin);
-        buf_release(&c->uhead);
+        buf_release(&c->s->uin);
+        buf_release(&c->s->uhead);
         shutdown(c->io.fd, SHUT_WR);
         c->t_first = loop->now;
     }
@@ -1281,7 +1348,6 @@ static void client_new(int fd, const struct sockaddr_storage *peer)
     else
         c = xmalloc(sizeof *c);
     *c = (struct client){0};
-    exch_reset(&c->x);
     timer_init(&c->timer, on_timer);
     if (loop_add(loop, &c->io, fd, on_client) < 0) {
         close(fd);
@@ -1289,8 +1355,7 @@ static void client_new(int fd, const struct sockaddr_storage *peer)
         free_clients = c;
         return;
     }
-    net_addr_text(peer, c->peer, sizeof c->peer);
-    net_ip_text(peer, c->peer_ip, sizeof c->peer_ip);
+    memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
     c->t_first = loop->now;
     c->next = clients;
@@ -1405,6 +1470,11 @@ void px_shutdown(void)
         struct client *c = free_clients;
         free_clients = c->next;
         free(c);
+    }
+    while (free_sessions) {
+        struct session *s = free_sessions;
+        free_sessions = s->next_free;
+        free(s);
     }
     pool_free_structs();
     log_flush();
