@@ -121,14 +121,19 @@ static int wait_events(struct loop *l, struct epoll_event *ev)
         ts.tv_nsec = (long)(d % 1000000000ull);
         tsp = &ts;
     }
-    int n = epoll_pwait2(l->epfd, ev, LOOP_BATCH, tsp, NULL);
-    if (n < 0 && errno == ENOSYS) {
-        int ms = -1;
-        if (tsp)
-            ms = (int)((uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000);
-        n = epoll_wait(l->epfd, ev, LOOP_BATCH, ms);
+    /* Kernels before 5.11 (and Valgrind 3.19) lack epoll_pwait2: fall back to
+     * millisecond waits, rounded up, once and for all. */
+    static bool no_pwait2;
+    if (!no_pwait2) {
+        int n = epoll_pwait2(l->epfd, ev, LOOP_BATCH, tsp, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        no_pwait2 = true;
     }
-    return n;
+    int ms = -1;
+    if (tsp)
+        ms = (int)((uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000);
+    return epoll_wait(l->epfd, ev, LOOP_BATCH, ms);
 }
 
 int loop_run(struct loop *l)
