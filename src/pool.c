@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -144,6 +145,19 @@ struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_c
 void pool_put_idle(struct upconn *up)
 {
     struct pool_server *s = up->srv;
+
+    /* The exchange stopped reading at the end of the response, so a read bit
+     * may be left from its last wake-up. Idle, that bit means "closed or
+     * unsolicited bytes": find out which it is now, with one peek. */
+    if (up->io.ready & (LOOP_READ | LOOP_HUP)) {
+        char b;
+        ssize_t n = recv(up->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n != -1 || errno != EAGAIN || (up->io.ready & LOOP_HUP)) {
+            pool_close(up);   /* still owned: not on the idle list */
+            return;
+        }
+        up->io.ready &= ~LOOP_READ;
+    }
     up->owner = NULL;
     up->on_event = NULL;
     up->prev = NULL;

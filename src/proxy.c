@@ -668,9 +668,15 @@ static int upstream_send(struct client *c)
         up->io.ready &= ~LOOP_WRITE;
         if (!x->write_since)
             x->write_since = loop->now;
-    } else if (x->write_since) {
-        x->write_used += loop->now - x->write_since;
-        x->write_since = 0;
+    } else {
+        if (x->write_since) {
+            x->write_used += loop->now - x->write_since;
+            x->write_since = 0;
+        }
+        /* Mark it now: a fast upstream may answer before the next pass, and
+         * must not be mistaken for one answering before the request ended. */
+        if (x->flags & X_BODY_DONE)
+            x->flags |= X_REQ_SENT;
     }
     /* Reclaim the body space once everything read has been sent. */
     uint32_t hs = c->in.start + x->head_len;
