@@ -620,3 +620,41 @@ def test_header_timeout_counts_from_first_byte(proxy_factory, upstream):
     c.send(request_bytes("GET", "/late"))
     r = c.read_response()
     assert r is not None and r.status == 200 and r.body == b"late start", r
+
+
+def test_pool_reuse_under_concurrency(proxy_factory, upstream):
+    # Regression: under load, (a) an upstream answering in the same event-loop
+    # pass as the request was sent looked like an "early response" (upstream
+    # and client connections dropped), and (b) a read-ready bit left from the
+    # last read of a large response made the pool discard healthy connections.
+    # Either way the proxy opened a new upstream connection per request.
+    import threading
+    body = bytes(range(256)) * 1024   # 256 KiB: several full-buffer reads
+    up = upstream(ok_handler(body))
+    p = proxy_factory(upstreams=[up])
+    clients, rounds, errors = 8, 12, []
+
+    def worker(k):
+        c = p.client(timeout=10)
+        try:
+            for i in range(rounds):
+                c.send(request_bytes("GET", f"/c{k}/{i}"))
+                r = c.read_response(timeout=10)
+                if r is None or r.status != 200 or r.body != body:
+                    errors.append((k, i, r))
+                    return
+                if (r.header("connection") or "").lower() == "close":
+                    errors.append((k, i, "client connection closed by the proxy"))
+                    return
+        finally:
+            c.close()
+    ths = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(60)
+    assert not errors, errors[:3]
+    lines = p.wait_log(clients * rounds)
+    assert all(l["reason"] == "ok" for l in lines)
+    # at most one upstream connection per concurrent client
+    assert len(up.conns) <= clients, f"{len(up.conns)} upstream connections for {clients} clients"
