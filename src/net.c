@@ -66,16 +66,40 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
     return fd;
 }
 
+/* Dotted quad without printf: this runs for every proxied request
+ * (X-Forwarded-For), and glibc's inet_ntop formats IPv4 with sprintf. */
+static void ipv4_text(const unsigned char *a, char *out, size_t n)
+{
+    char tmp[16], *p = tmp;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        if (i < 3)
+            *p++ = '.';
+    }
+    size_t len = (size_t)(p - tmp);
+    if (!n)
+        return;
+    if (len > n - 1)
+        len = n - 1;
+    memcpy(out, tmp, len);
+    out[len] = '\0';
+}
+
 void net_ip_text(const struct sockaddr *sa, char *out, size_t n)
 {
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)n);
+            ipv4_text(&s6->sin6_addr.s6_addr[12], out, n);
         else
             inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)n);
     } else if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+        ipv4_text((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr, out, n);
     } else {
         snprintf(out, n, "-");
     }
