@@ -187,7 +187,7 @@ connect 1s, write 15s, read 15s, total 30s):
   curl -i $base/status/503
       the upstream's own 503, passed through
   connect failure: run the proxy with --upstream 127.0.0.1:9 (nothing listens there),
-      e.g. bash scripts/run-demo.sh --upstream 127.0.0.1:9
+      e.g. make run ARGS="--upstream 127.0.0.1:9"
       then curl -i $base/ answers 502 (upstream_refused)
 
 Ctrl-C stops the proxy and the demo upstream.
