@@ -39,6 +39,7 @@
 #include "log.h"
 #include "net.h"
 #include "pool.h"
+#include "relay.h"
 #include "tmo.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -72,6 +73,14 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 #define X_ABANDON_BODY 0x04000u  /* upstream answered early: stop sending the body */
 #define X_LINGER       0x08000u  /* CLOSING: output done, write side shut */
 #define X_LOGGED       0x10000u  /* the access log line is written */
+#define X_SPLICE_OK    0x20000u  /* the body may go through a pipe (splice) */
+#define X_SPLICE       0x40000u  /* ... and now does: uin is no longer used */
+
+/* Content-Length bodies at least this large are spliced, not copied.
+ * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
+ * splice 0.27 (setting up the pipe does not pay); 64 MiB bodies, copy 0.41
+ * and splice 0.36 (nginx, same run: 0.29 and 0.40). */
+#define SPLICE_MIN (4u * 1024 * 1024)
 
 /* The state of one exchange; zeroed when the next one starts. */
 struct exch {
@@ -104,6 +113,7 @@ struct session {
     struct buf out;    /* bytes for the client before the body: heads, errors */
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
     struct buf uin;    /* bytes from the upstream */
+    struct relay relay;  /* the response body's pipe, in splice mode */
     struct upconn *up;
     struct pool_server *srv;
     struct tmo_set tmo;
@@ -191,6 +201,7 @@ static void session_detach(struct client *c)
     buf_release(&s->out);
     buf_release(&s->uhead);
     buf_release(&s->uin);
+    relay_close(&s->relay);
     s->next_free = free_sessions;
     free_sessions = s;
     c->s = NULL;
@@ -220,6 +231,8 @@ static void drop_upstream(struct client *c)
         pool_close(c->s->up);
         c->s->up = NULL;
     }
+    if (c->s)
+        relay_close(&c->s->relay);
 }
 
 /* Closes the client connection at once and releases everything it holds.
@@ -351,6 +364,8 @@ static int client_abort(struct client *c)
 
 static bool uin_room(const struct client *c)
 {
+    if (c->s->x.flags & X_SPLICE)
+        return c->s->relay.len < RELAY_CAP;
     return !c->s->uin.data || buf_room(&c->s->uin) || c->s->uin.start > 0;
 }
 
@@ -362,7 +377,7 @@ static bool in_room(const struct client *c)
 
 static uint32_t client_pending(const struct client *c)
 {
-    uint32_t n = buf_len(&c->s->out);
+    uint32_t n = buf_len(&c->s->out) + c->s->relay.len;
     if (c->s->x.flags & X_RESP_HEAD)
         n += c->s->x.resp_ready - c->s->uin.start;
     return n;
@@ -816,12 +831,49 @@ static int response_head(struct client *c)
         c->s->uin.start += (uint32_t)r;
         if (bulk(info.framing, info.length))
             buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
+        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN)
+            x->flags |= X_SPLICE_OK;
         x->resp_ready = c->s->uin.start;
         x->flags |= X_RESP_HEAD;
         if (info.framing == HTTP_BODY_NONE)
             x->flags |= X_RESP_DONE;
     }
     return 1;
+}
+
+/* Splice mode: moves the rest of a Content-Length body into the pipe. */
+static int upstream_splice(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    struct upconn *up = c->s->up;
+    int progress = 0;
+
+    while ((up->io.ready & LOOP_READ) && c->s->relay.len < RELAY_CAP && x->resp_left) {
+        size_t want = RELAY_CAP - c->s->relay.len;
+        if (want > x->resp_left)
+            want = (size_t)x->resp_left;
+        ssize_t n = relay_fill(&c->s->relay, up->io.fd, want);
+        if (n > 0) {
+            x->resp_left -= (uint64_t)n;
+            x->read_mark = loop->now;
+            if ((size_t)n < want)
+                read_was_short(&up->io);
+            progress = 1;
+            continue;
+        }
+        if (n == 0) {
+            x->flags |= X_UP_EOF | X_NO_REUSE;
+            return upstream_failed(c, 0, false);
+        }
+        if (n == -EAGAIN) {
+            up->io.ready &= ~LOOP_READ;
+            break;
+        }
+        return upstream_failed(c, (int)n, false);
+    }
+    if (!x->resp_left)
+        x->flags |= X_RESP_DONE;
+    return progress;
 }
 
 /* Reads the response while there is room for it. */
@@ -833,6 +885,19 @@ static int upstream_recv(struct client *c)
 
     if (!up || up->connecting || (x->flags & X_RESP_DONE))
         return 0;
+    if ((x->flags & X_SPLICE_OK) && !(x->flags & X_SPLICE) && (x->flags & X_RESP_HEAD) &&
+        c->s->uin.start == c->s->uin.end) {
+        /* Every body byte read so far has been sent: the rest can bypass
+         * user space. Without a pipe (EMFILE...), it is simply copied. */
+        x->flags &= ~X_SPLICE_OK;
+        if (relay_open(&c->s->relay) == 0) {
+            x->flags |= X_SPLICE;
+            buf_release(&c->s->uin);
+            x->resp_ready = 0;
+        }
+    }
+    if (x->flags & X_SPLICE)
+        return upstream_splice(c);
     while (up->io.ready & LOOP_READ) {
         buf_reserve(&c->s->uin, BUF_SMALL);
         if (!buf_room(&c->s->uin)) {
@@ -982,10 +1047,39 @@ static int client_recv_body(struct client *c)
     return progress;
 }
 
+/* Splice mode: moves the pipe's bytes to the client, once out is sent. */
+static int client_splice(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    int progress = 0;
+
+    while ((c->io.ready & LOOP_WRITE) && c->s->relay.len && !buf_len(&c->s->out)) {
+        uint32_t want = c->s->relay.len;
+        ssize_t n = relay_drain(&c->s->relay, c->io.fd);
+        if (n > 0) {
+            x->bytes_sent += (uint64_t)n;
+            x->send_mark = loop->now;
+            x->flags |= X_FINAL_SENT;
+            if ((uint32_t)n < want)
+                c->io.ready &= ~LOOP_WRITE;
+            progress = 1;
+            continue;
+        }
+        if (n == -EAGAIN) {
+            c->io.ready &= ~LOOP_WRITE;
+            break;
+        }
+        return client_abort(c);
+    }
+    return progress;
+}
+
 /* Sends queued heads and validated response body bytes to the client. */
 static int client_send(struct client *c)
 {
     struct exch *x = &c->s->x;
+    if ((x->flags & X_SPLICE) && !buf_len(&c->s->out))
+        return client_splice(c);   /* (a head still queued goes first, below) */
     uint32_t po = buf_len(&c->s->out);
     uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->s->uin.start : 0;
 
@@ -1048,6 +1142,7 @@ static int exchange_done(struct client *c)
     buf_release(&c->s->uhead);
     buf_release(&c->s->uin);
     buf_release(&c->s->out);
+    relay_close(&c->s->relay);
     if (x->flags & X_CLOSE_AFTER) {
         c->state = CS_CLOSING;
         return 1;

@@ -12,6 +12,7 @@ Pieces:
 
 import asyncio
 import os
+import shlex
 import re
 import signal
 import socket
@@ -36,6 +37,11 @@ def _binary():
 
 
 BIN = _binary()
+
+# HOURGLASS_WRAPPER: a command line put in front of the binary, e.g. valgrind
+# (make memcheck). Its exit status MEMCHECK_STATUS means it found errors.
+WRAPPER = shlex.split(os.environ.get("HOURGLASS_WRAPPER", ""))
+MEMCHECK_STATUS = 99
 
 _sanitized_cache = None
 
@@ -150,7 +156,7 @@ class Proxy:
         self.out_path = self.workdir / f"stdout-{port}.log"
         # access_log: None = a file in workdir (parsed by log_lines), or a
         # literal value for --access-log ("-", "off")
-        self.argv = [BIN] + self.args + ["--access-log",
+        self.argv = WRAPPER + [BIN] + self.args + ["--access-log",
                                          str(self.log_path) if access_log is None else access_log]
         self.proc = None
         self.stopped = False
@@ -166,7 +172,7 @@ class Proxy:
         self.proc = subprocess.Popen(self.argv, stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, env=env,
                                      cwd=str(self.workdir))
-        ok = wait_port(self.host, self.port, 5.0, self.proc)
+        ok = wait_port(self.host, self.port, 30.0 if WRAPPER else 5.0, self.proc)
         return ok
 
     @property
@@ -188,10 +194,13 @@ class Proxy:
         else:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(3.0)
+                rc = self.proc.wait(60.0 if WRAPPER else 3.0)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5.0)
+            if WRAPPER and rc == MEMCHECK_STATUS:
+                problems.append(f"{WRAPPER[0]} found errors or leaks:\n"
+                                f"{self.stderr_text()[-6000:]}")
         self._err.close()
         self._out.close()
         err = self.stderr_text()

@@ -658,3 +658,34 @@ def test_pool_reuse_under_concurrency(proxy_factory, upstream):
     assert all(l["reason"] == "ok" for l in lines)
     # at most one upstream connection per concurrent client
     assert len(up.conns) <= clients, f"{len(up.conns)} upstream connections for {clients} clients"
+
+
+def test_spliced_response_then_keepalive(proxy_factory, upstream):
+    # A 6 MiB Content-Length body goes through a pipe (splice); the client and
+    # upstream connections both stay usable for the next request.
+    size = 6 << 20
+    body = bytes(range(251)) * (size // 251) + b"z" * (size % 251)
+
+    async def respond(ctx, req):
+        if req.target == "/big":
+            ctx.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            for i in range(0, size, 1 << 20):
+                await ctx.send(body[i:i + (1 << 20)])
+        else:
+            await ctx.respond(200, b"after")
+
+    async def handler(reader, writer, ctx):
+        await ctx.serve_forever(respond)
+    up = upstream(handler)
+    p = proxy_factory(upstreams=[up])
+    c = p.client(timeout=10)
+    c.send(request_bytes("GET", "/big"))
+    r = c.read_response(timeout=10)
+    assert r.status == 200 and r.complete and r.body == body
+    c.send(request_bytes("GET", "/small"))
+    r2 = c.read_response()
+    assert r2.status == 200 and r2.body == b"after"
+    lines = p.wait_log(2)
+    assert [l["reason"] for l in lines] == ["ok", "ok"]
+    assert int(lines[0]["bytes"]) > size
+    assert len(up.conns) == 1, "the upstream connection was not reused after a spliced body"

@@ -4,6 +4,8 @@ import re
 import threading
 import time
 
+import pytest
+
 from conftest import (assert_window, free_port, log_int, ok_handler, request_bytes,
                       silent_handler, wait_until)
 
@@ -725,3 +727,34 @@ def test_client_abort_mid_response(proxy_factory, upstream):
     (line,) = p.wait_log(1)
     assert line["reason"] == "client_abort"
     assert int(line["bytes"]) < size
+
+
+# Bodies of 4 MiB and more with a Content-Length are relayed with splice(2),
+# through a pipe: the same timeouts and cancellation must hold there.
+SPLICED = 6 << 20
+
+
+@pytest.mark.parametrize("fault", ["stall", "close"])
+def test_spliced_body_fault_cuts_client(proxy_factory, upstream, fault):
+    async def handler(reader, writer, ctx):
+        await ctx.read_request()
+        ctx.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SPLICED)
+        await ctx.send(b"s" * (SPLICED // 2))
+        if fault == "stall":
+            await ctx.delay(10)
+        else:
+            ctx.close()
+    up = upstream(handler)
+    p = proxy_factory("--read-timeout", "300ms", "--total-timeout", "10s", upstreams=[up])
+    c = p.client(timeout=10)
+    c.send(request_bytes("GET", "/spliced"))
+    r = c.read_response(timeout=10)
+    assert r is not None and r.status == 200, r
+    assert not r.complete, "a cut body must not look complete"
+    assert len(r.body) < SPLICED
+    (line,) = p.wait_log(1)
+    assert line["reason"] == ("read_timeout" if fault == "stall" else "upstream_closed"), line
+    assert int(line["bytes"]) < SPLICED
+    if fault == "stall":   # (after "close" the upstream side is gone already)
+        (conn,) = up.conns
+        conn.wait_proxy_closed(2.0)
