@@ -1,18 +1,22 @@
 /* buf.c -- byte buffers recycled through free lists (see buf.h). */
+#define _GNU_SOURCE
 #include "buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-/* Free storage is kept as a singly linked list threaded through itself. The
- * lists are capped so that a burst does not pin its peak memory forever. */
-#define POOL_KEEP 256
+/* Free storage is kept as a singly linked list threaded through itself.
+ * buf_trim(), called about once a second, unmaps the spare buffers that
+ * stayed unused for the whole period (the low-water mark of the list): a
+ * steady load keeps its working set, a burst gives its peak back. */
+#define POOL_KEEP 4096
 
 struct free_node { struct free_node *next; };
-struct pool { struct free_node *head; unsigned n; uint32_t size; };
+struct pool { struct free_node *head; unsigned n, low; uint32_t size; };
 
-static struct pool pools[2] = {{NULL, 0, BUF_SMALL}, {NULL, 0, BUF_LARGE}};
+static struct pool pools[2] = {{NULL, 0, 0, BUF_SMALL}, {NULL, 0, 0, BUF_LARGE}};
 
 void *xmalloc(uint64_t n)
 {
@@ -41,23 +45,32 @@ static struct pool *pool_for(uint32_t cap)
     return cap <= BUF_SMALL ? &pools[0] : &pools[1];
 }
 
+/* Buffer storage is mapped, not malloc'd: a buffer given back beyond the
+ * cached few is unmapped at once, so the memory a burst took returns to the
+ * system instead of staying resident in the heap between idle connections. */
 static char *take(uint32_t cap)
 {
     struct pool *p = pool_for(cap);
     if (p->head) {
         struct free_node *n = p->head;
         p->head = n->next;
-        p->n--;
+        if (--p->n < p->low)
+            p->low = p->n;
         return (char *)n;
     }
-    return xmalloc(p->size);
+    void *m = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        fprintf(stderr, "hourglass: out of memory mapping a %u-byte buffer\n", p->size);
+        abort();
+    }
+    return m;
 }
 
 static void give(char *data, uint32_t cap)
 {
     struct pool *p = pool_for(cap);
     if (p->n >= POOL_KEEP) {
-        free(data);
+        munmap(data, p->size);
         return;
     }
     struct free_node *n = (struct free_node *)(void *)data;
@@ -102,14 +115,31 @@ void buf_compact(struct buf *b)
     b->end = n;
 }
 
+bool buf_trim(void)
+{
+    bool spare = false;
+    for (int i = 0; i < 2; i++) {
+        struct pool *p = &pools[i];
+        for (unsigned k = p->low; k && p->head; k--) {
+            struct free_node *n = p->head;
+            p->head = n->next;
+            p->n--;
+            munmap(n, p->size);
+        }
+        p->low = p->n;
+        spare |= p->n > 0;
+    }
+    return spare;
+}
+
 void buf_drain_pools(void)
 {
     for (int i = 0; i < 2; i++) {
         while (pools[i].head) {
             struct free_node *n = pools[i].head;
             pools[i].head = n->next;
-            free(n);
+            munmap(n, pools[i].size);
         }
-        pools[i].n = 0;
+        pools[i].n = pools[i].low = 0;
     }
 }

@@ -35,6 +35,10 @@ void buf_release(struct buf *b);
 /* Moves the bytes to the front of the storage. */
 void buf_compact(struct buf *b);
 
+/* Unmaps the spare buffers unused since the previous call. Returns true
+ * while spare buffers remain (call again later). */
+bool buf_trim(void);
+
 /* Frees the free lists (at exit, for leak checkers). */
 void buf_drain_pools(void);
 

@@ -150,9 +150,13 @@ static unsigned nlisteners;
 static struct client *clients;       /* every open client */
 static struct client *free_clients;  /* recycled structs */
 static struct session *free_sessions;
+static unsigned nfree_sessions;
+#define SESSIONS_KEEP 256   /* spare sessions kept after a burst */
 static unsigned nclients;
 static bool accept_paused;
 static struct timer accept_retry;
+static struct timer trim_timer;      /* gives back buffers a burst left spare */
+#define TRIM_NS (1000 * MS)
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
 static struct http_limits limits;    /* request head limits from the flags */
 
@@ -182,10 +186,12 @@ static void exch_reset(struct exch *x)
 static void session_attach(struct client *c)
 {
     struct session *s = free_sessions;
-    if (s)
+    if (s) {
         free_sessions = s->next_free;
-    else
+        nfree_sessions--;
+    } else {
         s = xmalloc(sizeof *s);
+    }
     *s = (struct session){0};
     exch_reset(&s->x);
     c->s = s;
@@ -202,9 +208,14 @@ static void session_detach(struct client *c)
     buf_release(&s->uhead);
     buf_release(&s->uin);
     relay_close(&s->relay);
+    c->s = NULL;
+    if (nfree_sessions >= SESSIONS_KEEP) {
+        free(s);
+        return;
+    }
     s->next_free = free_sessions;
     free_sessions = s;
-    c->s = NULL;
+    nfree_sessions++;
 }
 
 /* "127.0.0.1:40000": formatted when a log line needs it, not per connection. */
@@ -1521,11 +1532,19 @@ static void on_accept_retry(struct timer *t)
     accept_all();
 }
 
+static void on_trim(struct timer *t)
+{
+    if (buf_trim())
+        loop_timer_at(loop, t, loop->now + TRIM_NS);
+}
+
 static void on_iteration_end(struct loop *l)
 {
     (void)l;
     if (accept_paused && nclients < cfg->max_connections)
         accept_all();
+    if (!trim_timer.armed)
+        loop_timer_at(loop, &trim_timer, loop->now + TRIM_NS);
     log_flush();
 }
 
@@ -1541,6 +1560,7 @@ int px_init(struct loop *l, const struct cfg *c)
     };
     pool_init(l, c);
     timer_init(&accept_retry, on_accept_retry);
+    timer_init(&trim_timer, on_trim);
     l->on_iteration_end = on_iteration_end;
     for (unsigned i = 0; i < c->nlisten; i++) {
         const struct cli_addr *a = &c->listen[i];
@@ -1571,6 +1591,7 @@ void px_shutdown(void)
         loop_close(loop, &listeners[i].io);
     nlisteners = 0;
     loop_timer_stop(loop, &accept_retry);
+    loop_timer_stop(loop, &trim_timer);
     /* run the deferred releases, then free the recycled structs */
     while (loop->defer) {
         struct loop_defer *d = loop->defer;
@@ -1587,6 +1608,7 @@ void px_shutdown(void)
         free_sessions = s->next_free;
         free(s);
     }
+    nfree_sessions = 0;
     pool_free_structs();
     log_flush();
 }
