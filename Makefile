@@ -11,6 +11,7 @@ CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-pro
             -fno-strict-aliasing -DHG_VERSION='"$(VERSION)"' -MMD -MP
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
+LDLIBS   := -lyaml
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 
@@ -28,22 +29,22 @@ SANUNITS := $(UNITSRC:tests/unit/%.c=build/san/tests/%)
 all: build/hourglass
 
 build/hourglass: $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 build/obj/%.o: src/%.c | build/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 build/san/hourglass: $(SANOBJ)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 build/san/obj/%.o: src/%.c | build/san/obj
 	$(CC) $(CFLAGS) $(SANFLAGS) -c -o $@ $<
 
 build/tests/test_%: tests/unit/test_%.c $(LIBOBJ) | build/tests
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJ) $(LDFLAGS)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS)
 
 build/san/tests/test_%: tests/unit/test_%.c $(SANLIB) | build/san/tests
-	$(CC) $(CFLAGS) $(SANFLAGS) -Isrc -o $@ $< $(SANLIB) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -Isrc -o $@ $< $(SANLIB) $(LDFLAGS) $(LDLIBS)
 
 build/obj build/san/obj build/tests build/san/tests:
 	mkdir -p $@
@@ -94,3 +95,17 @@ FUZZ_SECONDS ?= 20
 .PHONY: fuzz
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: all
+	@bash bench/run.sh $(BENCH_ARGS)
+
+# Valgrind memcheck over the integration tests that do not measure time
+# (a 20x slower proxy cannot meet millisecond windows); about 8 minutes.
+# Any error or leak fails the run.
+MEMCHECK := valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
+            --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+.PHONY: memcheck
+memcheck: all
+	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install -y valgrind"; exit 1; }
+	HOURGLASS_BIN=$(CURDIR)/build/hourglass HOURGLASS_WRAPPER="$(MEMCHECK)" \
+	$(PYTEST) -q tests/integration/test_http.py tests/integration/test_cli.py tests/integration/test_config.py

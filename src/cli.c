@@ -1,6 +1,7 @@
 /* cli.c -- command-line flags, durations and addresses (see cli.h). */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "conf.h"
 
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -166,6 +167,10 @@ static const char usage[] =
     "Usage: hourglass [OPTIONS]\n"
     "An HTTP/1.1 reverse proxy in which every operation runs against a clock.\n"
     "\n"
+    "  --config FILE             read the settings of a YAML file (docs/CONFIG.md);\n"
+    "                            the flags below override it\n"
+    "  -t, --check-config FILE   check a configuration file: print 'FILE: ok' and\n"
+    "                            exit 0, or print each error and exit 2\n"
     "  --listen ADDR:PORT        listen here (repeatable; default 127.0.0.1:8080)\n"
     "  --upstream HOST:PORT      proxy to this server (repeatable, round-robin;\n"
     "                            default 127.0.0.1:9001)\n"
@@ -198,10 +203,12 @@ enum {
     OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
-    OPT_MAX_BODY,
+    OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG,
 };
 
 static const struct option options[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"upstream", required_argument, NULL, OPT_UPSTREAM},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT},
@@ -231,16 +238,59 @@ static int fail(const char *flag, const char *arg, const char *why)
     return 2;
 }
 
-int cli_parse(struct cfg *cfg, int argc, char **argv)
+void cli_free(struct cfg *cfg)
+{
+    conf_free(cfg->conf);
+    cfg->conf = NULL;
+}
+
+/* The first pass: finds --config / --check-config / -t, loads the file and
+ * applies it, so that the flags of the second pass override it. *check is
+ * the file to report on with --check-config, else NULL. */
+static int load_config(struct cfg *cfg, int argc, char **argv, const char **check)
+{
+    const char *file = NULL;
+    int c, idx;
+
+    *check = NULL;
+    optind = 0;   /* 0: full reset of getopt's state */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:", options, &idx)) != -1) {
+        if (c != OPT_CONFIG && c != OPT_CHECK_CONFIG && c != 't')
+            continue;   /* everything else is the second pass's business */
+        if (file)
+            return fail(c == OPT_CONFIG ? "config" : "check-config", optarg,
+                        "only one --config or --check-config (-t) may be given");
+        file = optarg;
+        *check = c == OPT_CONFIG ? NULL : file;
+    }
+    if (!file)
+        return 0;
+    char *errors = NULL;
+    struct conf *conf = conf_load(file, &errors);
+    if (!conf) {
+        fputs(errors ? errors : "out of memory\n", stderr);
+        free(errors);
+        return 2;
+    }
+    cfg->conf = conf;
+    conf_apply(conf, cfg);
+    return 0;
+}
+
+static int parse_flags(struct cfg *cfg, int argc, char **argv)
 {
     char err[256];
     bool listen_set = false, upstream_set = false;
     int c, idx;
+    const char *check;
 
-    cli_defaults(cfg);
-    optind = 1;
+    int rc = load_config(cfg, argc, argv, &check);
+    if (rc)
+        return rc;
+    optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", options, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:", options, &idx)) != -1) {
         const char *name = NULL;
         for (const struct option *o = options; o->name; o++)
             if (o->val == c)
@@ -317,6 +367,10 @@ int cli_parse(struct cfg *cfg, int argc, char **argv)
             cfg->max_headers = (uint32_t)v;
             break;
         }
+        case OPT_CONFIG:
+        case OPT_CHECK_CONFIG:
+        case 't':
+            break;   /* loaded by the first pass */
         case OPT_HELP:
             fputs(usage, stdout);
             return 1;
@@ -347,13 +401,26 @@ int cli_parse(struct cfg *cfg, int argc, char **argv)
                         "Try 'hourglass --help' for the list of options.\n", argv[optind]);
         return 2;
     }
-    if (!listen_set) {
+    if (!cfg->nlisten) {   /* neither flags nor the file */
         cli_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
         cfg->nlisten = 1;
     }
-    if (!upstream_set) {
+    if (!cfg->nupstream) {
         cli_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
         cfg->nupstream = 1;
     }
+    if (check) {
+        printf("%s: ok\n", check);
+        return 1;
+    }
     return 0;
+}
+
+int cli_parse(struct cfg *cfg, int argc, char **argv)
+{
+    cli_defaults(cfg);
+    int rc = parse_flags(cfg, argc, argv);
+    if (rc)
+        cli_free(cfg);
+    return rc;
 }

@@ -16,6 +16,8 @@ struct cli_addr {
     char text[64];   /* as printed in logs: 127.0.0.1:9001, [::1]:9001 */
 };
 
+struct conf;
+
 struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
     unsigned nlisten;
@@ -30,14 +32,23 @@ struct cfg {
     /* request limits (bytes; max_body 0 = unlimited) */
     uint32_t max_request_line, max_header_size, max_headers;
     uint64_t max_body;
+    /* the --config file's model (conf.h), or NULL; cfg's strings may point
+     * into it: release both with cli_free */
+    struct conf *conf;
 };
 
 /* Fills cfg with the embedded defaults. */
 void cli_defaults(struct cfg *cfg);
 
-/* Parses argv. Returns 0 to run, 1 when --help or --version was printed
- * (exit 0), 2 after printing an error naming the flag (exit 2). */
+/* Parses argv. With --config FILE, the file's values (conf_apply) come
+ * first and the flags override them. Returns 0 to run, 1 when --help,
+ * --version or a successful --check-config / -t printed its answer (exit 0),
+ * 2 after printing an error naming the flag, or the file, line and key
+ * (exit 2). After 0, release with cli_free. */
 int cli_parse(struct cfg *cfg, int argc, char **argv);
+
+/* Releases what cli_parse kept (the configuration file's model). */
+void cli_free(struct cfg *cfg);
 
 /* Parses a duration: "250ms", "1s", "1.5s", "2m", "1h" or a bare number of
  * seconds. Stores milliseconds; refuses negatives, empty strings, unknown

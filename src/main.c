@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "conf.h"
 #include "log.h"
 #include "loop.h"
 #include "proxy.h"
@@ -41,7 +42,12 @@ int main(int argc, char **argv)
 
     int r = log_open(cfg.access_log);
     if (r < 0) {
-        fprintf(stderr, "hourglass: --access-log '%s': %s\n", cfg.access_log, strerror(-r));
+        if (cfg.conf && cfg.access_log == cfg.conf->access_log)   /* from the file */
+            fprintf(stderr, "%s: access_log '%s': %s\n", cfg.conf->file, cfg.access_log,
+                    strerror(-r));
+        else
+            fprintf(stderr, "hourglass: --access-log '%s': %s\n", cfg.access_log, strerror(-r));
+        cli_free(&cfg);
         return 2;
     }
     struct sigaction sa = {.sa_handler = on_stop_signal};
@@ -82,5 +88,6 @@ out_shutdown:
     loop_free(&loop);
     buf_drain_pools();
     log_flush();
+    cli_free(&cfg);
     return rc;
 }

@@ -1,0 +1,1278 @@
+/* conf.c -- the configuration file: libyaml's document API into the checked
+ * model of conf.h. Every check reports FILE:LINE:COL: KEY: what was expected,
+ * and checking goes on after an error so that one run lists them all (up to
+ * MAX_ERRORS). The walk follows a fixed schema, so its depth is bounded; a
+ * count of visited nodes bounds the work that aliases can multiply. */
+#define _GNU_SOURCE
+#include "conf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MAX_ERRORS 20
+#define MAX_VISITS 1000000u
+#define MAX_FILE (16u << 20)
+#define MAX_SERVERS CLI_MAX_UPSTREAM
+#define MAX_ROUTES 10000u
+#define MAX_POOLS 1000u
+#define PATHLEN 320
+
+const char *const conf_tmo_names[CONF_TMO_N] = {
+    "connect", "write", "read", "total", "header", "body", "send", "idle", "upstream_idle",
+};
+
+static const char WHAT_DUR[] = "a duration such as 250ms, 1.5s, 2m or 30 (seconds)";
+
+struct error {
+    int line, col;          /* 0: no position (file-wide) */
+    unsigned seq;           /* order found, to keep a stable sort */
+    char *text;             /* the whole line, with '\n' */
+};
+
+struct ctx {
+    const char *file;
+    yaml_document_t *doc;
+    struct conf *c;
+    struct error errs[MAX_ERRORS];
+    unsigned nerr;          /* errors found (may pass MAX_ERRORS) */
+    unsigned visits;
+    bool nomem;
+    bool too_big;           /* MAX_VISITS reached */
+    yaml_node_t **route_pool;   /* the `pool:` value of each route */
+};
+
+/* ---------------------------------------------------------------- errors */
+
+static void errv(struct ctx *x, const yaml_node_t *n, const char *key, const char *fmt,
+                 va_list ap)
+{
+    if (x->nerr++ >= MAX_ERRORS)
+        return;
+    struct error *e = &x->errs[x->nerr - 1];
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    e->seq = x->nerr;
+    e->line = n ? (int)n->start_mark.line + 1 : 0;
+    e->col = n ? (int)n->start_mark.column + 1 : 0;
+    int r;
+    if (n)
+        r = asprintf(&e->text, "%s:%d:%d: %s%s%s\n", x->file, e->line, e->col, key ? key : "",
+                     key && *key ? ": " : "", msg);
+    else
+        r = asprintf(&e->text, "%s: %s%s%s\n", x->file, key ? key : "", key && *key ? ": " : "",
+                     msg);
+    if (r < 0) {
+        e->text = NULL;
+        x->nomem = true;
+    }
+}
+
+static int error_order(const void *a, const void *b)
+{
+    const struct error *p = a, *q = b;
+    if (p->line != q->line)
+        return p->line < q->line ? -1 : 1;
+    if (p->col != q->col)
+        return p->col < q->col ? -1 : 1;
+    return p->seq < q->seq ? -1 : p->seq > q->seq;
+}
+
+/* The error lines in file order, as one malloc'd text. */
+static char *error_text(struct ctx *x)
+{
+    unsigned n = x->nerr < MAX_ERRORS ? x->nerr : MAX_ERRORS;
+    qsort(x->errs, n, sizeof *x->errs, error_order);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (f) {
+        for (unsigned i = 0; i < n; i++)
+            if (x->errs[i].text)
+                fputs(x->errs[i].text, f);
+        if (x->nerr > MAX_ERRORS)
+            fprintf(f, "%s: %u more errors not shown\n", x->file, x->nerr - MAX_ERRORS);
+        if (x->too_big)
+            fprintf(f, "%s: the document expands past %u nodes (aliases?); stopped there\n",
+                    x->file, MAX_VISITS);
+        if (x->nomem)
+            fprintf(f, "%s: out of memory\n", x->file);
+        fclose(f);
+    }
+    for (unsigned i = 0; i < n; i++)
+        free(x->errs[i].text);
+    return out;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void err(struct ctx *x, const yaml_node_t *n, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errv(x, n, key, fmt, ap);
+    va_end(ap);
+}
+
+static char *xstrdup(struct ctx *x, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        x->nomem = true;
+    return d;
+}
+
+/* ----------------------------------------------------------------- nodes */
+
+static int line_of(const yaml_node_t *n)
+{
+    return (int)n->start_mark.line + 1;
+}
+
+static yaml_node_t *node_at(struct ctx *x, int id)
+{
+    if (x->visits >= MAX_VISITS) {
+        x->too_big = true;   /* reported after the other errors, never dropped */
+        return NULL;
+    }
+    x->visits++;
+    return yaml_document_get_node(x->doc, id);
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
+           !strcmp(v, "NULL");
+}
+
+/* What a node is, for "got ...": a mapping, a list, nothing, or the quoted
+ * text (shortened, control bytes shown as '?'). */
+static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    if (is_null(n))
+        return "nothing";
+    const unsigned char *v = n->data.scalar.value;
+    size_t len = n->data.scalar.length, o = 0, max = size - 6;
+    buf[o++] = '"';
+    for (size_t i = 0; i < len && i < max; i++)
+        buf[o++] = v[i] < 0x20 || v[i] == 0x7f ? '?' : (char)v[i];
+    if (len > max) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+static void expected(struct ctx *x, const yaml_node_t *n, const char *key, const char *what)
+{
+    char buf[64];
+    err(x, n, key, "expected %s, got %s", what, describe(n, buf, sizeof buf));
+}
+
+/* The text of a scalar, or NULL after an error naming what was expected. */
+static const char *scalar(struct ctx *x, const yaml_node_t *n, const char *key, const char *what)
+{
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        expected(x, n, key, what);
+        return NULL;
+    }
+    const char *v = (const char *)n->data.scalar.value;
+    if (strlen(v) != n->data.scalar.length) {
+        err(x, n, key, "expected %s, got text holding a NUL byte", what);
+        return NULL;
+    }
+    return v;
+}
+
+/* Key paths: "pools.web.servers[0].weight" (shortened with "..." past
+ * PATHLEN). */
+static void join(char *out, const char *path, const char *key)
+{
+    int n = snprintf(out, PATHLEN, "%s%s%s", path, *path ? "." : "", key);
+    if (n < 0 || n >= PATHLEN)
+        memcpy(out + PATHLEN - 4, "...", 4);
+}
+
+static void joini(char *out, const char *path, unsigned i)
+{
+    int n = snprintf(out, PATHLEN, "%s[%u]", path, i);
+    if (n < 0 || n >= PATHLEN)
+        memcpy(out + PATHLEN - 4, "...", 4);
+}
+
+#define MAX_KEYS 16
+
+/* Checks that n is a mapping whose keys are all among keys[] (NULL-ended),
+ * none twice. vals[i] receives the value of keys[i] (NULL when absent).
+ * false after an error when n is not a mapping. */
+static bool fields(struct ctx *x, yaml_node_t *n, const char *path, const char *what,
+                   const char *const *keys, yaml_node_t **vals)
+{
+    size_t nkeys = 0;
+    yaml_node_t *knode[MAX_KEYS];
+    while (keys[nkeys])
+        vals[nkeys] = knode[nkeys] = NULL, nkeys++;
+    if (n->type != YAML_MAPPING_NODE) {
+        expected(x, n, path, what);
+        return false;
+    }
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(x, p->key), *v = node_at(x, p->value);
+        if (!k || !v)
+            return false;
+        const char *name = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : NULL;
+        if (!name || is_null(k)) {
+            expected(x, k, path, "a key name");
+            continue;
+        }
+        size_t i = 0;
+        while (i < nkeys && strcmp(keys[i], name) != 0)
+            i++;
+        char sub[PATHLEN];
+        join(sub, path, name);
+        if (i == nkeys) {
+            char list[256] = "";
+            for (size_t j = 0; j < nkeys; j++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
+                         keys[j]);
+            err(x, k, sub, "unknown key (expected one of: %s)", list);
+            continue;
+        }
+        if (knode[i]) {
+            err(x, k, sub, "given twice (first on line %d)", line_of(knode[i]));
+            continue;
+        }
+        knode[i] = k;
+        vals[i] = v;
+    }
+    return true;
+}
+
+/* Checks that n is a list and gives its length (false after an error if it
+ * is not). */
+static bool items(struct ctx *x, yaml_node_t *n, const char *path, const char *what,
+                  unsigned *count)
+{
+    if (n->type != YAML_SEQUENCE_NODE) {
+        expected(x, n, path, what);
+        return false;
+    }
+    *count = (unsigned)(n->data.sequence.items.top - n->data.sequence.items.start);
+    return true;
+}
+
+static yaml_node_t *item(struct ctx *x, yaml_node_t *n, unsigned i)
+{
+    return node_at(x, n->data.sequence.items.start[i]);
+}
+
+/* ---------------------------------------------------------------- values */
+
+static bool get_dur(struct ctx *x, yaml_node_t *n, const char *key, uint64_t *ms)
+{
+    const char *s = scalar(x, n, key, WHAT_DUR);
+    if (!s)
+        return false;
+    uint64_t v;
+    if (cli_duration(s, &v) < 0) {
+        expected(x, n, key, WHAT_DUR);
+        return false;
+    }
+    if (v == 0) {
+        err(x, n, key, "expected a duration longer than 0, got \"%s\"", s);
+        return false;
+    }
+    *ms = v;
+    return true;
+}
+
+static bool get_uint(struct ctx *x, yaml_node_t *n, const char *key, unsigned lo, unsigned hi,
+                     unsigned *out)
+{
+    char what[64];
+    snprintf(what, sizeof what, "a whole number from %u to %u", lo, hi);
+    const char *s = scalar(x, n, key, what);
+    if (!s)
+        return false;
+    unsigned long long v = 0;
+    const char *p = s;
+    if (*p == '+')
+        p++;
+    if (!*p)
+        goto bad;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || v > 100000000000ull)
+            goto bad;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    if (v < lo || v > hi)
+        goto bad;
+    *out = (unsigned)v;
+    return true;
+bad:
+    expected(x, n, key, what);
+    return false;
+}
+
+static bool get_size(struct ctx *x, yaml_node_t *n, const char *key, uint64_t lo, uint64_t hi,
+                     const char *what, uint64_t *out)
+{
+    const char *s = scalar(x, n, key, what);
+    if (!s)
+        return false;
+    uint64_t v;
+    if (cli_size(s, &v) < 0 || v < lo || v > hi) {
+        expected(x, n, key, what);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* One of names[] (NULL-ended): its index, or -1 after an error. */
+static int get_enum(struct ctx *x, yaml_node_t *n, const char *key, const char *const *names)
+{
+    char what[160] = "one of ";
+    for (size_t i = 0; names[i]; i++)
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", i ? ", " : "",
+                 names[i]);
+    const char *s = scalar(x, n, key, what);
+    if (!s)
+        return -1;
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    expected(x, n, key, what);
+    return -1;
+}
+
+static bool get_addr(struct ctx *x, yaml_node_t *n, const char *key, const char *what,
+                     struct cli_addr *a)
+{
+    const char *s = scalar(x, n, key, what);
+    if (!s)
+        return false;
+    char why[256];
+    if (cli_address(s, a, why, sizeof why) < 0) {
+        if (!strncmp(why, "expected ", 9))
+            err(x, n, key, "%s, got \"%.64s\"", why, s);
+        else
+            err(x, n, key, "expected %s, got \"%.64s\": %s", what, s, why);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------- sections */
+
+static void parse_listen(struct ctx *x, yaml_node_t *n)
+{
+    static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
+    unsigned count;
+    if (!items(x, n, "listen", what, &count))
+        return;
+    if (count == 0) {
+        err(x, n, "listen", "expected at least one ADDR:PORT");
+        return;
+    }
+    if (count > CLI_MAX_LISTEN) {
+        err(x, n, "listen", "at most %d listeners, got %u", CLI_MAX_LISTEN, count);
+        return;
+    }
+    struct conf *c = x->c;
+    c->listen = calloc(count, sizeof *c->listen);
+    if (!c->listen) {
+        x->nomem = true;
+        return;
+    }
+    int lines[CLI_MAX_LISTEN];
+    for (unsigned i = 0; i < count; i++) {
+        char key[PATHLEN];
+        joini(key, "listen", i);
+        yaml_node_t *v = item(x, n, i);
+        if (!v)
+            return;
+        struct cli_addr *a = &c->listen[c->nlisten];
+        if (!get_addr(x, v, key, "ADDR:PORT", a))
+            continue;
+        bool dup = false;
+        for (unsigned j = 0; j < c->nlisten && !dup; j++)
+            if (!strcmp(c->listen[j].text, a->text)) {
+                err(x, v, key, "%s is listed twice (first on line %d)", a->text, lines[j]);
+                dup = true;
+            }
+        if (!dup)
+            lines[c->nlisten++] = line_of(v);
+    }
+}
+
+/* `timeouts:` at the top level, or a route's overrides (route: the client
+ * head and pooled-connection timeouts cannot depend on the route). */
+static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
+                           struct conf_timeouts *t, bool route)
+{
+    const char *keys[CONF_TMO_N + 1];
+    yaml_node_t *vals[MAX_KEYS];
+    for (int k = 0; k < CONF_TMO_N; k++)
+        keys[k] = conf_tmo_names[k];
+    keys[CONF_TMO_N] = NULL;
+    if (!fields(x, n, path, "a mapping of timeouts (connect, read, total, ...)", keys, vals))
+        return;
+    for (int k = 0; k < CONF_TMO_N; k++) {
+        if (!vals[k])
+            continue;
+        char key[PATHLEN];
+        join(key, path, conf_tmo_names[k]);
+        if (route && k == CONF_TMO_HEADER) {
+            err(x, vals[k], key, "the header timeout runs before a route is chosen; "
+                                 "set it in the top-level timeouts");
+            continue;
+        }
+        if (route && k == CONF_TMO_UPSTREAM_IDLE) {
+            err(x, vals[k], key, "pooled connections belong to a pool; set "
+                                 "pools.NAME.keepalive.idle_timeout instead");
+            continue;
+        }
+        get_dur(x, vals[k], key, &t->ms[k]);
+    }
+}
+
+static void parse_limits(struct ctx *x, yaml_node_t *n)
+{
+    static const char *const keys[] = {"max_connections", "max_request_line", "max_header_size",
+                                       "max_headers", "max_body_size", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    struct conf_limits *l = &x->c->limits;
+    if (!fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
+        return;
+    uint64_t sz;
+    unsigned u;
+    if (v[0] && get_uint(x, v[0], "limits.max_connections", 1, 1000000, &u))
+        l->max_connections = u;
+    /* the whole head must fit one 64 KiB buffer (as --max-request-line) */
+    if (v[1] && get_size(x, v[1], "limits.max_request_line", 256, 24576,
+                         "a size from 256 bytes to 24k", &sz))
+        l->max_request_line = (uint32_t)sz;
+    if (v[2] && get_size(x, v[2], "limits.max_header_size", 256, 49152,
+                         "a size from 256 bytes to 48k", &sz))
+        l->max_header_size = (uint32_t)sz;
+    if (v[3] && get_uint(x, v[3], "limits.max_headers", 1, 256, &u))
+        l->max_headers = u;
+    if (v[4] && get_size(x, v[4], "limits.max_body_size", 0, UINT64_MAX,
+                         "a size such as 0 (unlimited), 8192, 64k or 10MiB", &sz)) {
+        l->max_body_size = sz;
+        l->max_body_size_set = true;
+    }
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* A path for a request line or a prefix: '/' then visible ASCII, no '?'
+ * or '#'. */
+static bool valid_path(const char *s)
+{
+    if (*s != '/')
+        return false;
+    for (; *s; s++)
+        if (*s <= 0x20 || *s >= 0x7f || *s == '?' || *s == '#')
+            return false;
+    return strlen(s) < 1024;
+}
+
+static void parse_servers(struct ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
+{
+    static const char what[] = "a list of servers ({address: HOST:PORT, weight: N})";
+    unsigned count;
+    if (!items(x, n, path, what, &count))
+        return;
+    if (count == 0) {
+        err(x, n, path, "expected at least one server");
+        return;
+    }
+    if (count > MAX_SERVERS) {
+        err(x, n, path, "at most %d servers in a pool, got %u", MAX_SERVERS, count);
+        return;
+    }
+    p->servers = calloc(count, sizeof *p->servers);
+    if (!p->servers) {
+        x->nomem = true;
+        return;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        static const char *const keys[] = {"address", "weight", NULL};
+        yaml_node_t *v[MAX_KEYS], *s = item(x, n, i);
+        char key[PATHLEN], sub[PATHLEN];
+        if (!s)
+            return;
+        joini(key, path, i);
+        struct conf_server *srv = &p->servers[p->nservers];
+        *srv = (struct conf_server){.weight = 1, .line = line_of(s)};
+        yaml_node_t *addr = s;   /* a bare "HOST:PORT" is short for {address: ...} */
+        if (s->type != YAML_SCALAR_NODE || is_null(s)) {
+            if (!fields(x, s, key, "a server ({address: HOST:PORT, weight: N}) or HOST:PORT",
+                        keys, v))
+                continue;
+            addr = v[0];
+            join(sub, key, "weight");
+            if (v[1] && !get_uint(x, v[1], sub, 1, 1000, &srv->weight))
+                continue;
+            join(sub, key, "address");
+            memcpy(key, sub, sizeof key);
+            if (!addr) {
+                err(x, s, key, "missing; expected HOST:PORT");
+                continue;
+            }
+        }
+        if (!get_addr(x, addr, key, "HOST:PORT", &srv->addr))
+            continue;
+        bool dup = false;
+        for (unsigned j = 0; j < p->nservers && !dup; j++)
+            if (!strcmp(p->servers[j].addr.text, srv->addr.text)) {
+                err(x, addr, key, "%s is listed twice in this pool (first on line %d)",
+                    srv->addr.text, p->servers[j].line);
+                dup = true;
+            }
+        if (dup)
+            continue;
+        srv->address = xstrdup(x, (const char *)addr->data.scalar.value);
+        p->nservers++;
+    }
+}
+
+static void parse_health(struct ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
+{
+    static const char *const keys[] = {"passive", "active", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char key[PATHLEN], sub[PATHLEN];
+    if (!fields(x, n, path, "a mapping with passive and/or active", keys, v))
+        return;
+    if (v[0]) {
+        static const char *const pk[] = {"failures", "ejection", "max_ejection",
+                                         "max_ejected_percent", NULL};
+        yaml_node_t *w[MAX_KEYS];
+        struct conf_passive *ps = &p->passive;
+        join(key, path, "passive");
+        if (fields(x, v[0], key, "a mapping (failures, ejection, ...)", pk, w)) {
+            join(sub, key, "failures");
+            if (w[0])
+                get_uint(x, w[0], sub, 1, 1000, &ps->failures);
+            join(sub, key, "ejection");
+            if (w[1])
+                get_dur(x, w[1], sub, &ps->ejection_ms);
+            join(sub, key, "max_ejection");
+            if (w[2] && get_dur(x, w[2], sub, &ps->max_ejection_ms) &&
+                ps->max_ejection_ms < ps->ejection_ms)
+                err(x, w[2], sub, "expected a duration no shorter than ejection (%llums), "
+                                  "got %llums", (unsigned long long)ps->ejection_ms,
+                    (unsigned long long)ps->max_ejection_ms);
+            else if (!w[2] && ps->max_ejection_ms < ps->ejection_ms)
+                ps->max_ejection_ms = ps->ejection_ms;
+            join(sub, key, "max_ejected_percent");
+            if (w[3])
+                get_uint(x, w[3], sub, 0, 100, &ps->max_ejected_percent);
+        }
+    }
+    if (v[1]) {
+        static const char *const ak[] = {"path", "interval", "timeout", "healthy", "unhealthy",
+                                         NULL};
+        yaml_node_t *w[MAX_KEYS];
+        struct conf_active *a = &p->active;
+        join(key, path, "active");
+        if (!fields(x, v[1], key, "a mapping (path, interval, timeout, ...)", ak, w))
+            return;
+        a->enabled = true;
+        join(sub, key, "path");
+        if (!w[0]) {
+            err(x, v[1], sub, "missing; expected the path to request, such as /healthz");
+        } else {
+            const char *s = scalar(x, w[0], sub, "a path starting with /, such as /healthz");
+            if (s && !valid_path(s))
+                expected(x, w[0], sub, "a path starting with /, such as /healthz");
+            else if (s)
+                a->path = xstrdup(x, s);
+        }
+        join(sub, key, "interval");
+        if (w[1])
+            get_dur(x, w[1], sub, &a->interval_ms);
+        join(sub, key, "timeout");
+        if (w[2] && get_dur(x, w[2], sub, &a->timeout_ms) && a->timeout_ms > a->interval_ms)
+            err(x, w[2], sub, "expected a duration no longer than interval (%llums), got %llums",
+                (unsigned long long)a->interval_ms, (unsigned long long)a->timeout_ms);
+        else if (!w[2] && a->timeout_ms > a->interval_ms)
+            a->timeout_ms = a->interval_ms;
+        join(sub, key, "healthy");
+        if (w[3])
+            get_uint(x, w[3], sub, 1, 100, &a->healthy);
+        join(sub, key, "unhealthy");
+        if (w[4])
+            get_uint(x, w[4], sub, 1, 100, &a->unhealthy);
+    }
+}
+
+static void parse_pool(struct ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
+{
+    static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
+                                       "health", "budget", NULL};
+    static const char *const balances[] = {"round_robin", "least_conn", "p2c", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char path[PATHLEN], key[PATHLEN], sub[PATHLEN];
+    snprintf(path, sizeof path, "pools.%s", p->name);
+    *p = (struct conf_pool){
+        .name = p->name,
+        .line = line_of(k),
+        .passive = {.failures = 5, .ejection_ms = 30000, .max_ejection_ms = 300000,
+                    .max_ejected_percent = 50},
+        .active = {.interval_ms = 5000, .timeout_ms = 1000, .healthy = 2, .unhealthy = 3},
+        .budget = {.percent = 20, .min = 3},
+    };
+    if (!fields(x, n, path, "a pool: a mapping with servers (and balance, keepalive, ...)", keys,
+                v))
+        return;
+    join(key, path, "servers");
+    if (!v[0])
+        err(x, k, key, "missing; a pool needs at least one server");
+    else
+        parse_servers(x, v[0], key, p);
+    join(key, path, "balance");
+    if (v[1]) {
+        int b = get_enum(x, v[1], key, balances);
+        if (b >= 0)
+            p->balance = (enum conf_balance)b;
+    }
+    join(key, path, "max_connections");
+    if (v[2])
+        get_uint(x, v[2], key, 1, 1000000, &p->max_connections);
+    if (v[3]) {
+        static const char *const kk[] = {"idle_timeout", "max_idle", NULL};
+        yaml_node_t *w[MAX_KEYS];
+        join(key, path, "keepalive");
+        if (fields(x, v[3], key, "a mapping (idle_timeout, max_idle)", kk, w)) {
+            join(sub, key, "idle_timeout");
+            if (w[0])
+                get_dur(x, w[0], sub, &p->keepalive_idle_ms);
+            join(sub, key, "max_idle");
+            if (w[1] && get_uint(x, w[1], sub, 0, 100000, &p->keepalive_max_idle))
+                p->keepalive_max_idle_set = true;
+        }
+    }
+    join(key, path, "health");
+    if (v[4])
+        parse_health(x, v[4], key, p);
+    if (v[5]) {
+        static const char *const bk[] = {"percent", "min", NULL};
+        yaml_node_t *w[MAX_KEYS];
+        join(key, path, "budget");
+        if (fields(x, v[5], key, "a mapping (percent, min)", bk, w)) {
+            join(sub, key, "percent");
+            if (w[0])
+                get_uint(x, w[0], sub, 0, 100, &p->budget.percent);
+            join(sub, key, "min");
+            if (w[1])
+                get_uint(x, w[1], sub, 0, 100000, &p->budget.min);
+        }
+    }
+}
+
+static void parse_pools(struct ctx *x, yaml_node_t *n)
+{
+    struct conf *c = x->c;
+    if (n->type != YAML_MAPPING_NODE) {
+        expected(x, n, "pools", "a mapping of pool names to pools");
+        return;
+    }
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    if (count == 0) {
+        err(x, n, "pools", "expected at least one pool");
+        return;
+    }
+    if (count > MAX_POOLS) {
+        err(x, n, "pools", "at most %u pools, got %zu", MAX_POOLS, count);
+        return;
+    }
+    c->pools = calloc(count, sizeof *c->pools);
+    if (!c->pools) {
+        x->nomem = true;
+        return;
+    }
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = node_at(x, pr->key), *v = node_at(x, pr->value);
+        if (!k || !v)
+            return;
+        const char *name = scalar(x, k, "pools", "a pool name");
+        if (!name)
+            continue;
+        char key[PATHLEN];
+        join(key, "pools", name);
+        if (!valid_name(name)) {
+            err(x, k, key, "expected a pool name of 1 to 63 letters, digits, '_' or '-'");
+            continue;
+        }
+        bool dup = false;
+        for (unsigned j = 0; j < c->npools && !dup; j++)
+            if (!strcmp(c->pools[j].name, name)) {
+                err(x, k, key, "given twice (first on line %d)", c->pools[j].line);
+                dup = true;
+            }
+        if (dup)
+            continue;
+        struct conf_pool *p = &c->pools[c->npools++];
+        p->name = xstrdup(x, name);
+        if (!p->name)
+            return;
+        parse_pool(x, k, v, p);
+    }
+}
+
+/* Lower-cases and checks a route host: "example.com", "*.example.com". */
+static bool valid_host(char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    if (s[0] == '*') {
+        if (s[1] != '.' || !s[2])
+            return false;
+        s += 2;
+    }
+    bool label_start = true;
+    for (; *s; s++) {
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+        if (*s == '.') {
+            if (label_start)
+                return false;
+            label_start = true;
+            continue;
+        }
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+            return false;
+        label_start = false;
+    }
+    return !label_start;
+}
+
+static const char *const retry_names[] = {"connect_failure", "connect_timeout", "reset",
+                                          "read_timeout", NULL};
+
+static void parse_retry_on(struct ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
+{
+    static const char what[] =
+        "connect_failure, connect_timeout, reset, read_timeout or a status from 400 to 599";
+    unsigned count;
+    if (!items(x, n, path, "a list of failures to retry (connect_failure, reset, 503, ...)",
+               &count))
+        return;
+    if (count == 0) {
+        err(x, n, path, "expected at least one of %s", what);
+        return;
+    }
+    r->on = 0;
+    for (unsigned i = 0; i < count; i++) {
+        char key[PATHLEN];
+        joini(key, path, i);
+        yaml_node_t *v = item(x, n, i);
+        if (!v)
+            return;
+        const char *s = scalar(x, v, key, what);
+        if (!s)
+            continue;
+        int bit = -1;
+        for (int j = 0; retry_names[j]; j++)
+            if (!strcmp(s, retry_names[j]))
+                bit = j;
+        if (bit >= 0) {
+            if (r->on & (1u << bit))
+                err(x, v, key, "%s is listed twice", s);
+            r->on |= 1u << bit;
+            continue;
+        }
+        if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+            s[2] < '0' || s[2] > '9') {
+            expected(x, v, key, what);
+            continue;
+        }
+        unsigned st = (unsigned)atoi(s);
+        if (conf_retry_status(r, st)) {
+            err(x, v, key, "%u is listed twice", st);
+            continue;
+        }
+        if (r->nstatus == CONF_MAX_RETRY_STATUS) {
+            err(x, v, key, "at most %d statuses", CONF_MAX_RETRY_STATUS);
+            continue;
+        }
+        r->status[r->nstatus++] = (uint16_t)st;
+    }
+}
+
+static void parse_retry(struct ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
+{
+    static const char *const keys[] = {"attempts", "on", "per_try_timeout", "backoff",
+                                       "methods", "max_body", NULL};
+    static const char *const methods[] = {"idempotent", "all", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char key[PATHLEN], sub[PATHLEN];
+    if (!fields(x, n, path, "a retry policy: a mapping (attempts, on, per_try_timeout, ...)",
+                keys, v))
+        return;
+    r->attempts = 2;
+    join(key, path, "attempts");
+    if (v[0])
+        get_uint(x, v[0], key, 1, 10, &r->attempts);
+    join(key, path, "on");
+    if (v[1])
+        parse_retry_on(x, v[1], key, r);
+    join(key, path, "per_try_timeout");
+    if (v[2])
+        get_dur(x, v[2], key, &r->per_try_timeout_ms);
+    if (v[3]) {
+        static const char *const bk[] = {"base", "max", NULL};
+        yaml_node_t *w[MAX_KEYS];
+        join(key, path, "backoff");
+        if (fields(x, v[3], key, "a mapping (base, max)", bk, w)) {
+            join(sub, key, "base");
+            if (w[0])
+                get_dur(x, w[0], sub, &r->backoff_base_ms);
+            join(sub, key, "max");
+            if (w[1] && get_dur(x, w[1], sub, &r->backoff_max_ms) &&
+                r->backoff_max_ms < r->backoff_base_ms)
+                err(x, w[1], sub, "expected a duration no shorter than base (%llums), got %llums",
+                    (unsigned long long)r->backoff_base_ms,
+                    (unsigned long long)r->backoff_max_ms);
+            else if (!w[1] && r->backoff_max_ms < r->backoff_base_ms)
+                r->backoff_max_ms = r->backoff_base_ms;
+        }
+    }
+    join(key, path, "methods");
+    if (v[4]) {
+        int m = get_enum(x, v[4], key, methods);
+        if (m >= 0)
+            r->methods = m ? CONF_METHODS_ALL : CONF_METHODS_IDEMPOTENT;
+    }
+    join(key, path, "max_body");
+    if (v[5])
+        get_size(x, v[5], key, 0, 64u << 20, "a size from 0 to 64MiB, such as 64k", &r->max_body);
+}
+
+static void parse_route(struct ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
+{
+    static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
+                                       "budget", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char path[PATHLEN], key[PATHLEN];
+    joini(path, "routes", idx);
+    *r = (struct conf_route){
+        .line = line_of(n),
+        .retry = {.attempts = 1,
+                  .on = CONF_RETRY_CONNECT_FAILURE | CONF_RETRY_CONNECT_TIMEOUT |
+                        CONF_RETRY_RESET,
+                  .backoff_base_ms = 25,
+                  .backoff_max_ms = 250,
+                  .max_body = 64 << 10},
+    };
+    if (!fields(x, n, path, "a route: a mapping with pool (and host, path, timeouts, ...)", keys,
+                v))
+        return;
+    join(key, path, "host");
+    if (v[0]) {
+        static const char what[] = "a host name such as example.com or *.example.com";
+        const char *s = scalar(x, v[0], key, what);
+        if (s) {
+            char *h = xstrdup(x, s);
+            if (h && !valid_host(h)) {
+                expected(x, v[0], key, what);
+                free(h);
+            } else {
+                r->host = h;
+            }
+        }
+    }
+    join(key, path, "path");
+    if (v[1]) {
+        static const char what[] = "a path prefix starting with /";
+        const char *s = scalar(x, v[1], key, what);
+        if (s && !valid_path(s))
+            expected(x, v[1], key, what);
+        else if (s)
+            r->path = xstrdup(x, s);
+    }
+    if (!r->path && !v[1])
+        r->path = xstrdup(x, "/");
+    join(key, path, "pool");
+    if (!v[2])
+        err(x, n, key, "missing; expected the name of a pool");
+    else if (scalar(x, v[2], key, "the name of a pool"))
+        x->route_pool[idx] = v[2];
+    join(key, path, "timeouts");
+    if (v[3])
+        parse_timeouts(x, v[3], key, &r->timeouts, true);
+    join(key, path, "retry");
+    if (v[4])
+        parse_retry(x, v[4], key, &r->retry);
+    if (v[5]) {
+        static const char *const hk[] = {"delay", NULL};
+        yaml_node_t *w[MAX_KEYS];
+        join(key, path, "hedge");
+        if (fields(x, v[5], key, "a mapping (delay)", hk, w)) {
+            char sub[PATHLEN];
+            join(sub, key, "delay");
+            if (!w[0])
+                err(x, v[5], sub, "missing; expected %s", WHAT_DUR);
+            else
+                get_dur(x, w[0], sub, &r->hedge_delay_ms);
+        }
+    }
+    join(key, path, "budget");
+    if (v[6])
+        err(x, v[6], key, "the retry budget is shared by a pool's routes; set it as "
+                          "pools.NAME.budget");
+}
+
+static void parse_routes(struct ctx *x, yaml_node_t *n)
+{
+    struct conf *c = x->c;
+    unsigned count;
+    if (!items(x, n, "routes", "a list of routes", &count))
+        return;
+    if (count == 0) {
+        err(x, n, "routes", "expected at least one route");
+        return;
+    }
+    if (count > MAX_ROUTES) {
+        err(x, n, "routes", "at most %u routes, got %u", MAX_ROUTES, count);
+        return;
+    }
+    c->routes = calloc(count, sizeof *c->routes);
+    x->route_pool = calloc(count, sizeof *x->route_pool);
+    if (!c->routes || !x->route_pool) {
+        x->nomem = true;
+        return;
+    }
+    yaml_node_t **nodes = calloc(count, sizeof *nodes);
+    if (!nodes) {
+        x->nomem = true;
+        return;
+    }
+    for (unsigned i = 0; i < count && !x->nomem; i++) {
+        nodes[i] = item(x, n, i);
+        if (!nodes[i])
+            break;
+        parse_route(x, nodes[i], i, &c->routes[i]);
+        c->nroutes++;
+    }
+    /* the same host and path twice: the second could never match */
+    for (unsigned i = 0; i < c->nroutes; i++) {
+        const struct conf_route *r = &c->routes[i];
+        if (!r->path)
+            continue;
+        for (unsigned j = 0; j < i; j++) {
+            const struct conf_route *q = &c->routes[j];
+            if (!q->path || strcmp(q->path, r->path) != 0 || !q->host != !r->host ||
+                (r->host && strcmp(q->host, r->host) != 0))
+                continue;
+            char key[PATHLEN];
+            joini(key, "routes", i);
+            err(x, nodes[i], key, "same host and path as routes[%u] (line %d): host %s, path %s", j,
+                q->line, r->host ? r->host : "(any)", r->path);
+            break;
+        }
+    }
+    free(nodes);
+}
+
+static void resolve_pools(struct ctx *x)
+{
+    struct conf *c = x->c;
+    for (unsigned i = 0; i < c->nroutes; i++) {
+        yaml_node_t *n = x->route_pool[i];
+        if (!n)
+            continue;
+        const char *name = (const char *)n->data.scalar.value;
+        for (unsigned j = 0; j < c->npools; j++)
+            if (!strcmp(c->pools[j].name, name))
+                c->routes[i].pool = &c->pools[j];
+        if (c->routes[i].pool)
+            continue;
+        char key[PATHLEN], list[200] = "";
+        snprintf(key, sizeof key, "routes[%u].pool", i);
+        for (unsigned j = 0; j < c->npools && strlen(list) < 150; j++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
+                     c->pools[j].name);
+        if (c->npools)
+            err(x, n, key, "no pool named \"%.64s\" (pools: %s)", name, list);
+        else
+            err(x, n, key, "no pool named \"%.64s\" (the file declares no pools)", name);
+    }
+}
+
+static void parse_top(struct ctx *x, yaml_node_t *root)
+{
+    static const char *const keys[] = {"listen", "timeouts", "limits", "access_log", "pools",
+                                       "routes", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    if (!fields(x, root, "",
+                "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
+                "routes)",
+                keys, v))
+        return;
+    if (v[0])
+        parse_listen(x, v[0]);
+    if (v[1])
+        parse_timeouts(x, v[1], "timeouts", &x->c->timeouts, false);
+    if (v[2])
+        parse_limits(x, v[2]);
+    if (v[3]) {
+        const char *s = scalar(x, v[3], "access_log", "a file path, - or off");
+        if (s)
+            x->c->access_log = xstrdup(x, s);
+    }
+    if (v[4])
+        parse_pools(x, v[4]);
+    if (v[5])
+        parse_routes(x, v[5]);
+    resolve_pools(x);
+}
+
+/* ------------------------------------------------------------------ load */
+
+/* A syntax error from libyaml, with the position it gives. */
+static void syntax_error(struct ctx *x, const yaml_parser_t *p, const char *text, size_t len)
+{
+    yaml_node_t at = {0};
+    const char *problem = p->problem ? p->problem : "cannot parse";
+    if (p->error == YAML_MEMORY_ERROR) {
+        x->nomem = true;
+        return;
+    }
+    if (p->error == YAML_READER_ERROR) {
+        /* no mark: count lines up to the offset */
+        size_t line = 0, col = 0;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++, col++)
+            if (text[i] == '\n')
+                line++, col = (size_t)-1;
+        at.start_mark.line = line;
+        at.start_mark.column = col;
+        err(x, &at, "syntax", "%s (byte %zu)", problem, p->problem_offset);
+        return;
+    }
+    at.start_mark = p->problem_mark;
+    if (p->context)
+        err(x, &at, "syntax", "%s %s that starts on line %d", problem, p->context,
+            (int)p->context_mark.line + 1);
+    else
+        err(x, &at, "syntax", "%s", problem);
+}
+
+struct conf *conf_parse(const char *name, const char *text, size_t len, char **errors)
+{
+    struct ctx x = {.file = name};
+    *errors = NULL;
+    x.c = calloc(1, sizeof *x.c);
+    if (!x.c) {
+        *errors = strdup("out of memory\n");
+        return NULL;
+    }
+    x.c->file = xstrdup(&x, name);
+
+    yaml_parser_t p;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&p)) {
+        x.nomem = true;
+    } else {
+        yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+        if (!yaml_parser_load(&p, &doc)) {
+            syntax_error(&x, &p, text, len);
+        } else {
+            x.doc = &doc;
+            yaml_node_t *root = yaml_document_get_root_node(&doc);
+            if (!root) {
+                err(&x, NULL, NULL, "the file is empty; expected a mapping of top-level keys "
+                                    "(listen, timeouts, limits, access_log, pools, routes)");
+            } else {
+                parse_top(&x, root);
+                yaml_document_t more;
+                if (!yaml_parser_load(&p, &more)) {
+                    syntax_error(&x, &p, text, len);
+                } else {
+                    yaml_node_t *r2 = yaml_document_get_root_node(&more);
+                    if (r2)
+                        err(&x, r2, NULL, "a second YAML document; expected only one");
+                    yaml_document_delete(&more);
+                }
+            }
+            yaml_document_delete(&doc);
+        }
+        yaml_parser_delete(&p);
+    }
+    free(x.route_pool);
+    if (x.nerr || x.nomem || x.too_big) {
+        conf_free(x.c);
+        *errors = error_text(&x);
+        return NULL;
+    }
+    return x.c;
+}
+
+struct conf *conf_load(const char *path, char **errors)
+{
+    char *msg = NULL, *text = NULL;
+    size_t len = 0, cap = 0;
+    const char *why = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        why = strerror(errno);
+    } else {
+        for (;;) {
+            if (len > MAX_FILE) {
+                why = "larger than 16 MiB; expected a configuration file";
+                break;
+            }
+            if (len >= cap) {
+                cap = cap ? 2 * cap : 65536;
+                char *t = realloc(text, cap + 1);   /* + 1: room to see past MAX_FILE */
+                if (!t) {
+                    why = "out of memory";
+                    break;
+                }
+                text = t;
+            }
+            size_t got = fread(text + len, 1, cap + 1 - len, f);
+            len += got;
+            if (got == 0) {
+                if (ferror(f))
+                    why = strerror(errno);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (why) {
+        if (asprintf(&msg, "%s: cannot read: %s\n", path, why) < 0)
+            msg = NULL;
+        free(text);
+        *errors = msg;
+        return NULL;
+    }
+    struct conf *c = conf_parse(path, text ? text : "", len, errors);
+    free(text);
+    return c;
+}
+
+void conf_free(struct conf *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->npools; i++) {
+        struct conf_pool *p = &c->pools[i];
+        for (unsigned j = 0; j < p->nservers; j++)
+            free(p->servers[j].address);
+        free(p->servers);
+        free(p->active.path);
+        free(p->name);
+    }
+    free(c->pools);
+    for (unsigned i = 0; i < c->nroutes; i++) {
+        free(c->routes[i].host);
+        free(c->routes[i].path);
+    }
+    free(c->routes);
+    free(c->listen);
+    free(c->access_log);
+    free(c->file);
+    free(c);
+}
+
+/* ----------------------------------------------------------------- using */
+
+const struct conf_pool *conf_default_pool(const struct conf *c)
+{
+    for (unsigned i = 0; i < c->nroutes; i++)
+        if (!c->routes[i].host && c->routes[i].path && !strcmp(c->routes[i].path, "/"))
+            return c->routes[i].pool;
+    return c->npools ? &c->pools[0] : NULL;
+}
+
+static uint64_t *cfg_ms(struct cfg *cfg, enum conf_tmo k)
+{
+    switch (k) {
+    case CONF_TMO_CONNECT: return &cfg->connect_ms;
+    case CONF_TMO_WRITE: return &cfg->write_ms;
+    case CONF_TMO_READ: return &cfg->read_ms;
+    case CONF_TMO_TOTAL: return &cfg->total_ms;
+    case CONF_TMO_HEADER: return &cfg->header_ms;
+    case CONF_TMO_BODY: return &cfg->body_ms;
+    case CONF_TMO_SEND: return &cfg->send_ms;
+    case CONF_TMO_IDLE: return &cfg->idle_ms;
+    case CONF_TMO_UPSTREAM_IDLE:
+    case CONF_TMO_N: break;
+    }
+    return &cfg->upstream_idle_ms;
+}
+
+void conf_apply(const struct conf *c, struct cfg *cfg)
+{
+    if (c->nlisten) {
+        memcpy(cfg->listen, c->listen, c->nlisten * sizeof *c->listen);
+        cfg->nlisten = c->nlisten;
+    }
+    for (int k = 0; k < CONF_TMO_N; k++)
+        if (c->timeouts.ms[k])
+            *cfg_ms(cfg, (enum conf_tmo)k) = c->timeouts.ms[k];
+    const struct conf_pool *p = conf_default_pool(c);
+    if (p) {
+        for (unsigned i = 0; i < p->nservers; i++)
+            cfg->upstream[i] = p->servers[i].addr;
+        cfg->nupstream = p->nservers;
+        if (p->keepalive_idle_ms)
+            cfg->upstream_idle_ms = p->keepalive_idle_ms;
+    }
+    const struct conf_limits *l = &c->limits;
+    if (l->max_connections)
+        cfg->max_connections = l->max_connections;
+    if (l->max_request_line)
+        cfg->max_request_line = l->max_request_line;
+    if (l->max_header_size)
+        cfg->max_header_size = l->max_header_size;
+    if (l->max_headers)
+        cfg->max_headers = l->max_headers;
+    if (l->max_body_size_set)
+        cfg->max_body = l->max_body_size;
+    if (c->access_log)
+        cfg->access_log = c->access_log;
+}
+
+uint64_t conf_route_ms(const struct conf_route *r, enum conf_tmo k, const struct cfg *cfg)
+{
+    if (r && k < CONF_TMO_N && r->timeouts.ms[k])
+        return r->timeouts.ms[k];
+    return *cfg_ms((struct cfg *)cfg, k);
+}
+
+bool conf_retry_status(const struct conf_retry *r, unsigned status)
+{
+    for (unsigned i = 0; i < r->nstatus; i++)
+        if (r->status[i] == status)
+            return true;
+    return false;
+}

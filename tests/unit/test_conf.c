@@ -1,0 +1,705 @@
+/* test_conf.c -- the configuration file (src/conf.h) and its wiring into
+ * cli_parse: a full file into the model, every class of error with its exact
+ * FILE:LINE:COL: KEY: message, and flags overriding the file. */
+#define _GNU_SOURCE
+#include "unit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "conf.h"
+
+/* ------------------------------------------------------------- helpers */
+
+static char tmp_path[64];
+
+/* Writes text to a fresh temporary file; returns its path (static). */
+static const char *write_tmp(const char *text)
+{
+    strcpy(tmp_path, "/tmp/hg-conf-XXXXXX.yaml");
+    int fd = mkstemps(tmp_path, 5);
+    if (fd < 0) {
+        perror("mkstemps");
+        exit(1);
+    }
+    size_t n = strlen(text);
+    if (write(fd, text, n) != (ssize_t)n) {
+        perror("write");
+        exit(1);
+    }
+    close(fd);
+    return tmp_path;
+}
+
+static struct conf *load_text(const char *text, char **errors)
+{
+    const char *path = write_tmp(text);
+    struct conf *c = conf_load(path, errors);
+    unlink(path);
+    return c;
+}
+
+/* The file must be refused with exactly one error line: PATH:want. */
+static void bad1(const char *text, const char *want, int line)
+{
+    char *errors = NULL;
+    struct conf *c = load_text(text, &errors);
+    char expect[512];
+    snprintf(expect, sizeof expect, "%s:%s\n", tmp_path, want);
+    bool ok = CHECK(c == NULL);
+    ok = CHECK_EQ_STR(errors, expect) && ok;
+    if (!ok)
+        fprintf(stderr, "    (the case on line %d)\n", line);
+    conf_free(c);
+    free(errors);
+}
+#define BAD(text, want) bad1(text, want, __LINE__)
+
+static struct conf *good1(const char *text, int line)
+{
+    char *errors = NULL;
+    struct conf *c = load_text(text, &errors);
+    if (!CHECK(c != NULL))
+        fprintf(stderr, "    (line %d) refused:\n%s", line, errors ? errors : "(no errors)\n");
+    free(errors);
+    return c;
+}
+#define GOOD(text) good1(text, __LINE__)
+
+/* --------------------------------------------------------- a full file */
+
+static const char full[] =
+    "listen:\n"
+    "  - 127.0.0.1:18080\n"
+    "  - \"[::1]:18081\"\n"
+    "timeouts:\n"
+    "  connect: 250ms\n"
+    "  write: 2s\n"
+    "  read: 1.5s\n"
+    "  total: 2m\n"
+    "  header: 3\n"
+    "  body: 4s\n"
+    "  send: 5s\n"
+    "  idle: 1h\n"
+    "  upstream_idle: 7s\n"
+    "limits:\n"
+    "  max_connections: 500\n"
+    "  max_request_line: 4k\n"
+    "  max_header_size: 16KiB\n"
+    "  max_headers: 50\n"
+    "  max_body_size: 0\n"
+    "access_log: /var/log/hg.log\n"
+    "pools:\n"
+    "  web:\n"
+    "    servers:\n"
+    "      - address: 127.0.0.1:9001\n"
+    "        weight: 3\n"
+    "      - {address: 127.0.0.1:9002}\n"
+    "      - 127.0.0.1:9003\n"
+    "    balance: least_conn\n"
+    "    max_connections: 64\n"
+    "    keepalive: {idle_timeout: 20s, max_idle: 0}\n"
+    "    health:\n"
+    "      passive: {failures: 3, ejection: 10s, max_ejection: 1m, max_ejected_percent: 25}\n"
+    "      active:\n"
+    "        path: /healthz\n"
+    "        interval: 2s\n"
+    "        timeout: 500ms\n"
+    "        healthy: 4\n"
+    "        unhealthy: 5\n"
+    "    budget: {percent: 10, min: 1}\n"
+    "  static:\n"
+    "    servers: [127.0.0.1:9101]\n"
+    "    balance: p2c\n"
+    "routes:\n"
+    "  - host: \"*.Static.Example.com\"\n"
+    "    path: /assets/\n"
+    "    pool: static\n"
+    "    timeouts: {read: 2s, total: 5s}\n"
+    "    hedge: {delay: 100ms}\n"
+    "  - path: /\n"
+    "    pool: web\n"
+    "    retry:\n"
+    "      attempts: 3\n"
+    "      on: [connect_failure, reset, read_timeout, 502, \"503\"]\n"
+    "      per_try_timeout: 2s\n"
+    "      backoff: {base: 10ms, max: 1s}\n"
+    "      methods: all\n"
+    "      max_body: 1m\n"
+    "  - host: api.example.com\n"
+    "    pool: web\n";
+
+TEST(full_file_into_the_model)
+{
+    struct conf *c = GOOD(full);
+    if (!c)
+        return;
+    if (CHECK_EQ_INT(c->nlisten, 2)) {
+        CHECK_EQ_STR(c->listen[0].text, "127.0.0.1:18080");
+        CHECK_EQ_STR(c->listen[1].text, "[::1]:18081");
+    }
+    const uint64_t want[CONF_TMO_N] = {250, 2000, 1500, 120000, 3000, 4000, 5000, 3600000, 7000};
+    for (int k = 0; k < CONF_TMO_N; k++)
+        CHECK_EQ_U64(c->timeouts.ms[k], want[k]);
+    CHECK_EQ_INT(c->limits.max_connections, 500);
+    CHECK_EQ_INT(c->limits.max_request_line, 4096);
+    CHECK_EQ_INT(c->limits.max_header_size, 16384);
+    CHECK_EQ_INT(c->limits.max_headers, 50);
+    CHECK_EQ_U64(c->limits.max_body_size, 0);
+    CHECK(c->limits.max_body_size_set);
+    CHECK_EQ_STR(c->access_log, "/var/log/hg.log");
+
+    if (CHECK_EQ_INT(c->npools, 2)) {
+        const struct conf_pool *w = &c->pools[0], *s = &c->pools[1];
+        CHECK_EQ_STR(w->name, "web");
+        CHECK_EQ_INT(w->line, 22);
+        if (CHECK_EQ_INT(w->nservers, 3)) {
+            CHECK_EQ_STR(w->servers[0].address, "127.0.0.1:9001");
+            CHECK_EQ_STR(w->servers[0].addr.text, "127.0.0.1:9001");
+            CHECK_EQ_INT(w->servers[0].weight, 3);
+            CHECK_EQ_INT(w->servers[1].weight, 1);
+            CHECK_EQ_STR(w->servers[2].address, "127.0.0.1:9003");
+            CHECK_EQ_INT(w->servers[2].line, 27);
+        }
+        CHECK_EQ_INT(w->balance, CONF_BALANCE_LEAST_CONN);
+        CHECK_EQ_INT(w->max_connections, 64);
+        CHECK_EQ_U64(w->keepalive_idle_ms, 20000);
+        CHECK_EQ_INT(w->keepalive_max_idle, 0);
+        CHECK(w->keepalive_max_idle_set);
+        CHECK_EQ_INT(w->passive.failures, 3);
+        CHECK_EQ_U64(w->passive.ejection_ms, 10000);
+        CHECK_EQ_U64(w->passive.max_ejection_ms, 60000);
+        CHECK_EQ_INT(w->passive.max_ejected_percent, 25);
+        CHECK(w->active.enabled);
+        CHECK_EQ_STR(w->active.path, "/healthz");
+        CHECK_EQ_U64(w->active.interval_ms, 2000);
+        CHECK_EQ_U64(w->active.timeout_ms, 500);
+        CHECK_EQ_INT(w->active.healthy, 4);
+        CHECK_EQ_INT(w->active.unhealthy, 5);
+        CHECK_EQ_INT(w->budget.percent, 10);
+        CHECK_EQ_INT(w->budget.min, 1);
+
+        CHECK_EQ_STR(s->name, "static");
+        CHECK_EQ_INT(s->nservers, 1);
+        CHECK_EQ_INT(s->balance, CONF_BALANCE_P2C);
+        /* defaults */
+        CHECK_EQ_INT(s->servers[0].weight, 1);
+        CHECK_EQ_INT(s->max_connections, 0);
+        CHECK_EQ_U64(s->keepalive_idle_ms, 0);
+        CHECK(!s->keepalive_max_idle_set);
+        CHECK_EQ_INT(s->passive.failures, 5);
+        CHECK_EQ_U64(s->passive.ejection_ms, 30000);
+        CHECK_EQ_U64(s->passive.max_ejection_ms, 300000);
+        CHECK_EQ_INT(s->passive.max_ejected_percent, 50);
+        CHECK(!s->active.enabled);
+        CHECK(s->active.path == NULL);
+        CHECK_EQ_INT(s->budget.percent, 20);
+        CHECK_EQ_INT(s->budget.min, 3);
+    }
+
+    if (CHECK_EQ_INT(c->nroutes, 3) && c->npools == 2) {
+        const struct conf_route *a = &c->routes[0], *b = &c->routes[1], *d = &c->routes[2];
+        CHECK_EQ_STR(a->host, "*.static.example.com"); /* lower-cased */
+        CHECK_EQ_STR(a->path, "/assets/");
+        CHECK(a->pool == &c->pools[1]);
+        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_READ], 2000);
+        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_TOTAL], 5000);
+        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_CONNECT], 0);
+        CHECK_EQ_U64(a->hedge_delay_ms, 100);
+        CHECK_EQ_INT(a->retry.attempts, 1); /* no retry: block */
+        CHECK_EQ_INT(a->line, 44);
+
+        CHECK(b->host == NULL);
+        CHECK_EQ_STR(b->path, "/");
+        CHECK(b->pool == &c->pools[0]);
+        CHECK_EQ_INT(b->retry.attempts, 3);
+        CHECK_EQ_INT(b->retry.on, CONF_RETRY_CONNECT_FAILURE | CONF_RETRY_RESET |
+                                      CONF_RETRY_READ_TIMEOUT);
+        CHECK(conf_retry_status(&b->retry, 502));
+        CHECK(conf_retry_status(&b->retry, 503));
+        CHECK(!conf_retry_status(&b->retry, 504));
+        CHECK_EQ_U64(b->retry.per_try_timeout_ms, 2000);
+        CHECK_EQ_U64(b->retry.backoff_base_ms, 10);
+        CHECK_EQ_U64(b->retry.backoff_max_ms, 1000);
+        CHECK_EQ_INT(b->retry.methods, CONF_METHODS_ALL);
+        CHECK_EQ_U64(b->retry.max_body, 1 << 20);
+        CHECK_EQ_U64(b->hedge_delay_ms, 0);
+
+        CHECK_EQ_STR(d->host, "api.example.com");
+        CHECK_EQ_STR(d->path, "/"); /* default */
+        CHECK(conf_default_pool(c) == &c->pools[0]); /* route "/" without host */
+    }
+
+    /* into a cfg: the top level and the default pool */
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    conf_apply(c, &cfg);
+    CHECK_EQ_INT(cfg.nlisten, 2);
+    if (CHECK_EQ_INT(cfg.nupstream, 3))
+        CHECK_EQ_STR(cfg.upstream[1].text, "127.0.0.1:9002");
+    CHECK_EQ_U64(cfg.connect_ms, 250);
+    CHECK_EQ_U64(cfg.read_ms, 1500);
+    CHECK_EQ_U64(cfg.idle_ms, 3600000);
+    CHECK_EQ_U64(cfg.upstream_idle_ms, 20000); /* the pool's keepalive wins */
+    CHECK_EQ_INT(cfg.max_connections, 500);
+    CHECK_EQ_INT(cfg.max_request_line, 4096);
+    CHECK_EQ_INT(cfg.max_header_size, 16384);
+    CHECK_EQ_INT(cfg.max_headers, 50);
+    CHECK_EQ_U64(cfg.max_body, 0);
+    CHECK_EQ_STR(cfg.access_log, "/var/log/hg.log");
+    if (c->nroutes == 3) {
+        CHECK_EQ_U64(conf_route_ms(&c->routes[0], CONF_TMO_READ, &cfg), 2000);
+        CHECK_EQ_U64(conf_route_ms(&c->routes[0], CONF_TMO_CONNECT, &cfg), 250);
+        CHECK_EQ_U64(conf_route_ms(&c->routes[1], CONF_TMO_TOTAL, &cfg), 120000);
+    }
+    conf_free(c);
+}
+
+TEST(retry_block_defaults)
+{
+    struct conf *c = GOOD("pools: {p: {servers: [127.0.0.1:1]}}\n"
+                          "routes:\n"
+                          "  - pool: p\n"
+                          "    retry: {}\n"
+                          "  - {path: /x, pool: p, retry: {backoff: {base: 1s}}}\n");
+    if (!c)
+        return;
+    if (CHECK_EQ_INT(c->nroutes, 2)) {
+        const struct conf_retry *r = &c->routes[0].retry;
+        CHECK_EQ_INT(r->attempts, 2);
+        CHECK_EQ_INT(r->on, CONF_RETRY_CONNECT_FAILURE | CONF_RETRY_CONNECT_TIMEOUT |
+                                CONF_RETRY_RESET);
+        CHECK_EQ_INT(r->nstatus, 0);
+        CHECK_EQ_U64(r->per_try_timeout_ms, 0);
+        CHECK_EQ_U64(r->backoff_base_ms, 25);
+        CHECK_EQ_U64(r->backoff_max_ms, 250);
+        CHECK_EQ_INT(r->methods, CONF_METHODS_IDEMPOTENT);
+        CHECK_EQ_U64(r->max_body, 64 << 10);
+        /* a base past the default cap raises the cap */
+        CHECK_EQ_U64(c->routes[1].retry.backoff_base_ms, 1000);
+        CHECK_EQ_U64(c->routes[1].retry.backoff_max_ms, 1000);
+    }
+    conf_free(c);
+}
+
+TEST(default_pool_and_small_files)
+{
+    /* no route "/" without a host: the first pool */
+    struct conf *c = GOOD("pools:\n"
+                          "  a: {servers: [127.0.0.1:1]}\n"
+                          "  b: {servers: [127.0.0.1:2]}\n"
+                          "routes: [{host: x.org, pool: b}]\n");
+    if (c) {
+        CHECK(conf_default_pool(c) == &c->pools[0]);
+        conf_free(c);
+    }
+    /* only timeouts: nothing else is set, cfg keeps its defaults */
+    c = GOOD("timeouts: {read: 2s}\n");
+    if (c) {
+        struct cfg cfg;
+        cli_defaults(&cfg);
+        conf_apply(c, &cfg);
+        CHECK(conf_default_pool(c) == NULL);
+        CHECK_EQ_U64(cfg.read_ms, 2000);
+        CHECK_EQ_U64(cfg.write_ms, 15000);
+        CHECK_EQ_INT(cfg.nupstream, 0); /* cli_parse then adds 127.0.0.1:9001 */
+        CHECK_EQ_STR(cfg.access_log, "-");
+        conf_free(c);
+    }
+    /* anchors and aliases are YAML's own: allowed */
+    c = GOOD("timeouts: {read: &r 3s, write: *r}\n");
+    if (c) {
+        CHECK_EQ_U64(c->timeouts.ms[CONF_TMO_WRITE], 3000);
+        conf_free(c);
+    }
+}
+
+TEST(example_file_is_valid)
+{
+    char *errors = NULL;
+    struct conf *c = conf_load("examples/hourglass.yaml", &errors);
+    if (!CHECK(c != NULL))
+        fprintf(stderr, "%s", errors ? errors : "");
+    conf_free(c);
+    free(errors);
+}
+
+/* -------------------------------------------------------------- errors */
+
+#define POOL "pools: {web: {servers: [127.0.0.1:9001]}, static: {servers: [127.0.0.1:9002]}}\n"
+
+TEST(unknown_keys)
+{
+    BAD("listen: [127.0.0.1:8080]\nlisten_on: x\n",
+        "2:1: listen_on: unknown key (expected one of: listen, timeouts, limits, access_log, "
+        "pools, routes)");
+    BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
+        "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
+        "body, send, idle, upstream_idle)");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
+        "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
+        "max_connections, keepalive, health, budget)");
+    BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
+        "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
+        "per_try_timeout, backoff, methods, max_body)");
+    BAD("pools: {web: {servers: [{address: 127.0.0.1:1, wieght: 2}]}}\n",
+        "1:48: pools.web.servers[0].wieght: unknown key (expected one of: address, weight)");
+}
+
+TEST(wrong_types)
+{
+    BAD("listen: 127.0.0.1:8080\n",
+        "1:9: listen: expected a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80, got "
+        "\"127.0.0.1:8080\"");
+    BAD("timeouts: [1s]\n",
+        "1:11: timeouts: expected a mapping of timeouts (connect, read, total, ...), got a list");
+    BAD("timeouts:\n  read: {seconds: 1}\n",
+        "2:9: timeouts.read: expected a duration such as 250ms, 1.5s, 2m or 30 (seconds), got "
+        "a mapping");
+    BAD("limits: {max_headers: many}\n",
+        "1:23: limits.max_headers: expected a whole number from 1 to 256, got \"many\"");
+    BAD("access_log:\n", "1:12: access_log: expected a file path, - or off, got nothing");
+    BAD("pools: [web]\n", "1:8: pools: expected a mapping of pool names to pools, got a list");
+    BAD(POOL "routes:\n  pool: web\n",
+        "3:3: routes: expected a list of routes, got a mapping");
+    BAD(POOL "routes: [{pool: [web]}]\n",
+        "2:17: routes[0].pool: expected the name of a pool, got a list");
+    BAD("- listen\n",
+        "1:1: expected a mapping of top-level keys (listen, timeouts, limits, access_log, "
+        "pools, routes), got a list");
+}
+
+TEST(missing_pool)
+{
+    BAD(POOL "routes:\n  - path: /api\n    pool: api\n",
+        "4:11: routes[0].pool: no pool named \"api\" (pools: web, static)");
+    BAD("routes:\n  - pool: web\n",
+        "2:11: routes[0].pool: no pool named \"web\" (the file declares no pools)");
+    BAD(POOL "routes:\n  - path: /api\n",
+        "3:5: routes[0].pool: missing; expected the name of a pool");
+}
+
+TEST(duplicates)
+{
+    BAD(POOL "routes:\n"
+             "  - {path: /a, pool: web}\n"
+             "  - {host: x.org, path: /a, pool: web}\n"
+             "  - {path: /a, pool: static}\n",
+        "5:5: routes[2]: same host and path as routes[0] (line 3): host (any), path /a");
+    BAD(POOL "routes:\n"
+             "  - {host: X.org, pool: web}\n"
+             "  - {host: x.ORG, path: /, pool: static}\n",
+        "4:5: routes[1]: same host and path as routes[0] (line 3): host x.org, path /");
+    BAD("timeouts:\n  read: 1s\n  read: 2s\n",
+        "3:3: timeouts.read: given twice (first on line 2)");
+    BAD("pools:\n  web: {servers: [127.0.0.1:1]}\n  web: {servers: [127.0.0.1:2]}\n",
+        "3:3: pools.web: given twice (first on line 2)");
+    BAD("pools:\n  web:\n    servers:\n      - 127.0.0.1:1\n      - address: 127.0.0.1:1\n",
+        "5:18: pools.web.servers[1].address: 127.0.0.1:1 is listed twice in this pool "
+        "(first on line 4)");
+    BAD("listen: [127.0.0.1:8080, 127.0.0.1:8080]\n",
+        "1:26: listen[1]: 127.0.0.1:8080 is listed twice (first on line 1)");
+    BAD(POOL "routes: [{pool: web, retry: {on: [reset, 503, reset]}}]\n",
+        "2:47: routes[0].retry.on[2]: reset is listed twice");
+}
+
+TEST(bad_durations)
+{
+    BAD("timeouts: {connect: 0}\n",
+        "1:21: timeouts.connect: expected a duration longer than 0, got \"0\"");
+    BAD("timeouts: {connect: 0ms}\n",
+        "1:21: timeouts.connect: expected a duration longer than 0, got \"0ms\"");
+    BAD("timeouts: {total: 5x}\n",
+        "1:19: timeouts.total: expected a duration such as 250ms, 1.5s, 2m or 30 (seconds), "
+        "got \"5x\"");
+    BAD("timeouts: {total: -1s}\n",
+        "1:19: timeouts.total: expected a duration such as 250ms, 1.5s, 2m or 30 (seconds), "
+        "got \"-1s\"");
+    BAD(POOL "routes: [{pool: web, hedge: {delay: 0.0001s}}]\n",
+        "2:37: routes[0].hedge.delay: expected a duration such as 250ms, 1.5s, 2m or 30 "
+        "(seconds), got \"0.0001s\"");
+    BAD("pools: {web: {servers: [127.0.0.1:1], keepalive: {idle_timeout: 0s}}}\n",
+        "1:65: pools.web.keepalive.idle_timeout: expected a duration longer than 0, got \"0s\"");
+}
+
+TEST(pools_and_servers)
+{
+    BAD("pools:\n  web: {balance: p2c}\n",
+        "2:3: pools.web.servers: missing; a pool needs at least one server");
+    BAD("pools:\n  web: {servers: []}\n",
+        "2:18: pools.web.servers: expected at least one server");
+    BAD("pools:\n  web:\n    servers:\n      - {address: 127.0.0.1:1, weight: 0}\n",
+        "4:40: pools.web.servers[0].weight: expected a whole number from 1 to 1000, got \"0\"");
+    BAD("pools:\n  web:\n    servers:\n      - {address: 127.0.0.1:1, weight: 1001}\n",
+        "4:40: pools.web.servers[0].weight: expected a whole number from 1 to 1000, got \"1001\"");
+    BAD("pools:\n  web:\n    servers:\n      - {weight: 2}\n",
+        "4:9: pools.web.servers[0].address: missing; expected HOST:PORT");
+    BAD("pools: {web: {servers: [127.0.0.1]}}\n",
+        "1:25: pools.web.servers[0]: expected HOST:PORT, got \"127.0.0.1\"");
+    BAD("pools: {web: {servers: [127.0.0.1:70000]}}\n",
+        "1:25: pools.web.servers[0]: expected HOST:PORT, got \"127.0.0.1:70000\": port must be "
+        "a number from 1 to 65535");
+    BAD("pools: {web: {servers: [127.0.0.1:1], balance: random}}\n",
+        "1:48: pools.web.balance: expected one of round_robin, least_conn, p2c, got \"random\"");
+    BAD("pools: {\"w b\": {servers: [127.0.0.1:1]}}\n",
+        "1:9: pools.w b: expected a pool name of 1 to 63 letters, digits, '_' or '-'");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    health: {active: {interval: 1s}}\n",
+        "4:22: pools.web.health.active.path: missing; expected the path to request, such as "
+        "/healthz");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n"
+        "    health: {active: {path: /h, interval: 1s, timeout: 2s}}\n",
+        "4:56: pools.web.health.active.timeout: expected a duration no longer than interval "
+        "(1000ms), got 2000ms");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {ejection: 1m, max_ejection: 30s}}\n",
+        "4:52: pools.web.health.passive.max_ejection: expected a duration no shorter than "
+        "ejection (60000ms), got 30000ms");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {max_ejected_percent: 101}}\n",
+        "4:45: pools.web.health.passive.max_ejected_percent: expected a whole number from 0 to "
+        "100, got \"101\"");
+}
+
+TEST(routes)
+{
+    BAD(POOL "routes: [{path: api, pool: web}]\n",
+        "2:17: routes[0].path: expected a path prefix starting with /, got \"api\"");
+    BAD(POOL "routes: [{host: \"exa mple.com\", pool: web}]\n",
+        "2:17: routes[0].host: expected a host name such as example.com or *.example.com, got "
+        "\"exa mple.com\"");
+    BAD(POOL "routes: [{host: \"a.*.com\", pool: web}]\n",
+        "2:17: routes[0].host: expected a host name such as example.com or *.example.com, got "
+        "\"a.*.com\"");
+    BAD(POOL "routes: [{pool: web, retry: {attempts: 11}}]\n",
+        "2:40: routes[0].retry.attempts: expected a whole number from 1 to 10, got \"11\"");
+    BAD(POOL "routes: [{pool: web, retry: {on: [timeout]}}]\n",
+        "2:35: routes[0].retry.on[0]: expected connect_failure, connect_timeout, reset, "
+        "read_timeout or a status from 400 to 599, got \"timeout\"");
+    BAD(POOL "routes: [{pool: web, retry: {on: [200]}}]\n",
+        "2:35: routes[0].retry.on[0]: expected connect_failure, connect_timeout, reset, "
+        "read_timeout or a status from 400 to 599, got \"200\"");
+    BAD(POOL "routes: [{pool: web, retry: {methods: some}}]\n",
+        "2:39: routes[0].retry.methods: expected one of idempotent, all, got \"some\"");
+    BAD(POOL "routes: [{pool: web, retry: {backoff: {base: 1s, max: 10ms}}}]\n",
+        "2:55: routes[0].retry.backoff.max: expected a duration no shorter than base (1000ms), "
+        "got 10ms");
+    BAD(POOL "routes: [{pool: web, hedge: {}}]\n",
+        "2:29: routes[0].hedge.delay: missing; expected a duration such as 250ms, 1.5s, 2m or "
+        "30 (seconds)");
+    BAD(POOL "routes: [{pool: web, timeouts: {header: 1s}}]\n",
+        "2:41: routes[0].timeouts.header: the header timeout runs before a route is chosen; set "
+        "it in the top-level timeouts");
+    BAD(POOL "routes: [{pool: web, budget: {percent: 10}}]\n",
+        "2:30: routes[0].budget: the retry budget is shared by a pool's routes; set it as "
+        "pools.NAME.budget");
+}
+
+TEST(limits)
+{
+    BAD("limits: {max_request_line: 100}\n",
+        "1:28: limits.max_request_line: expected a size from 256 bytes to 24k, got \"100\"");
+    BAD("limits: {max_header_size: 1m}\n",
+        "1:27: limits.max_header_size: expected a size from 256 bytes to 48k, got \"1m\"");
+    BAD("limits: {max_connections: 0}\n",
+        "1:27: limits.max_connections: expected a whole number from 1 to 1000000, got \"0\"");
+    BAD("limits: {max_body_size: -1}\n",
+        "1:25: limits.max_body_size: expected a size such as 0 (unlimited), 8192, 64k or "
+        "10MiB, got \"-1\"");
+}
+
+TEST(syntax_and_files)
+{
+    BAD("timeouts: [1s, 2s\n",
+        "2:1: syntax: did not find expected ',' or ']' while parsing a flow sequence that "
+        "starts on line 1");
+    BAD("timeouts:\n  read: 1s\n bad\n",
+        "3:2: syntax: did not find expected key while parsing a block mapping that starts on "
+        "line 1");
+    BAD("x: *nope\n", "1:4: syntax: found undefined alias");
+    BAD("timeouts: {read: 1s}\n---\ntimeouts: {read: 2s}\n",
+        "3:1: a second YAML document; expected only one");
+
+    char *errors = NULL;
+    CHECK(load_text("", &errors) == NULL);
+    char want[256];
+    snprintf(want, sizeof want,
+             "%s: the file is empty; expected a mapping of top-level keys (listen, timeouts, "
+             "limits, access_log, pools, routes)\n",
+             tmp_path);
+    CHECK_EQ_STR(errors, want);
+    free(errors);
+
+    errors = NULL;
+    CHECK(conf_load("/nonexistent/hourglass.yaml", &errors) == NULL);
+    CHECK_EQ_STR(errors, "/nonexistent/hourglass.yaml: cannot read: No such file or directory\n");
+    free(errors);
+}
+
+TEST(many_errors_in_file_order)
+{
+    char *errors = NULL;
+    struct conf *c = load_text("timeouts: {read: x}\n"           /* 1 */
+                               "pools: {a: {servers: [1]}}\n"    /* 2 */
+                               "routes: [{pool: b}]\n"           /* 3 */
+                               "limits: {max_headers: 0}\n",     /* 4 */
+                               &errors);
+    CHECK(c == NULL);
+    int lines = 0;
+    for (const char *p = errors; p && *p; p++)
+        lines += *p == '\n';
+    CHECK_EQ_INT(lines, 4);
+    const char *a = errors ? strstr(errors, ":1:") : NULL, *b = errors ? strstr(errors, ":2:") : NULL;
+    const char *d = errors ? strstr(errors, ":3:") : NULL, *e = errors ? strstr(errors, ":4:") : NULL;
+    CHECK(a && b && d && e && a < b && b < d && d < e);
+    conf_free(c);
+    free(errors);
+
+    /* more than 20: the first 20, then a count */
+    char big[4096] = "timeouts:\n";
+    for (int i = 0; i < 25; i++)
+        snprintf(big + strlen(big), sizeof big - strlen(big), "  k%d: 1s\n", i);
+    errors = NULL;
+    c = load_text(big, &errors);
+    CHECK(c == NULL);
+    lines = 0;
+    for (const char *p = errors; p && *p; p++)
+        lines += *p == '\n';
+    CHECK_EQ_INT(lines, 21);
+    CHECK(errors && strstr(errors, ": 5 more errors not shown\n"));
+    free(errors);
+}
+
+TEST(alias_bomb_is_bounded)
+{
+    /* 1100 aliases of a route whose retry list is an alias of 1000 items:
+     * 1.1 million nodes to visit from a 13 kB file; the walk stops at 1M */
+    size_t cap = 64 << 10;
+    char *text = malloc(cap);
+    if (!CHECK(text != NULL))
+        return;
+    strcpy(text, "pools: {p: {servers: [127.0.0.1:1]}}\nx: &o [reset");
+    for (int i = 1; i < 1000; i++)
+        strcat(text, ",reset");
+    strcat(text, "]\nroutes: [&r {pool: p, retry: {on: *o}}");
+    for (int i = 1; i < 1100; i++)
+        strcat(text, ",*r");
+    strcat(text, "]\n");
+    char *errors = NULL;
+    struct conf *c = load_text(text, &errors);
+    CHECK(c == NULL);
+    CHECK(errors && strstr(errors, ": the document expands past 1000000 nodes (aliases?); stopped there\n"));
+    conf_free(c);
+    free(errors);
+    free(text);
+}
+
+/* -------------------------------------------------- the command line */
+
+#define ARGC(v) ((int)(sizeof(v) / sizeof *(v)) - 1)
+
+static const char cli_file[] =
+    "listen: [127.0.0.1:18090]\n"
+    "timeouts: {read: 5s, write: 6s, total: 1m}\n"
+    "limits: {max_headers: 20}\n"
+    "access_log: \"off\"\n"
+    "pools: {web: {servers: [127.0.0.1:9301, 127.0.0.1:9302]}}\n";
+
+TEST(flags_override_the_file)
+{
+    const char *path = write_tmp(cli_file);
+    char file[64];
+    strcpy(file, path);
+    struct cfg cfg;
+
+    /* the file alone */
+    char *a1[] = {"hourglass", "--config", file, NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a1), a1), 0)) {
+        CHECK(cfg.conf != NULL);
+        CHECK_EQ_U64(cfg.read_ms, 5000);
+        CHECK_EQ_U64(cfg.write_ms, 6000);
+        CHECK_EQ_U64(cfg.total_ms, 60000);
+        CHECK_EQ_U64(cfg.connect_ms, 1000); /* not in the file: the default */
+        CHECK_EQ_INT(cfg.max_headers, 20);
+        CHECK_EQ_STR(cfg.access_log, "off");
+        if (CHECK_EQ_INT(cfg.nlisten, 1))
+            CHECK_EQ_STR(cfg.listen[0].text, "127.0.0.1:18090");
+        if (CHECK_EQ_INT(cfg.nupstream, 2))
+            CHECK_EQ_STR(cfg.upstream[1].text, "127.0.0.1:9302");
+    }
+    cli_free(&cfg);
+
+    /* flags win, before or after --config */
+    char *a2[] = {"hourglass", "--read-timeout", "250ms", "--config", file, "--listen",
+                  "127.0.0.1:18091", "--upstream", "127.0.0.1:9401", "--access-log", "-",
+                  "--max-headers", "30", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a2), a2), 0)) {
+        CHECK_EQ_U64(cfg.read_ms, 250);
+        CHECK_EQ_U64(cfg.write_ms, 6000); /* still the file's */
+        CHECK_EQ_INT(cfg.max_headers, 30);
+        CHECK_EQ_STR(cfg.access_log, "-");
+        if (CHECK_EQ_INT(cfg.nlisten, 1))
+            CHECK_EQ_STR(cfg.listen[0].text, "127.0.0.1:18091");
+        if (CHECK_EQ_INT(cfg.nupstream, 1)) /* replaces the pool's servers */
+            CHECK_EQ_STR(cfg.upstream[0].text, "127.0.0.1:9401");
+    }
+    cli_free(&cfg);
+
+    /* --check-config / -t: 1 (exit 0) after "FILE: ok" */
+    char *a3[] = {"hourglass", "--check-config", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a3), a3), 1);
+    CHECK(cfg.conf == NULL);
+    char *a4[] = {"hourglass", "-t", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a4), a4), 1);
+
+    fprintf(stderr, "(cli_parse error messages below are expected)\n");
+    /* a bad flag with a good file: 2, nothing kept */
+    char *a5[] = {"hourglass", "--config", file, "--read-timeout", "soon", NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a5), a5), 2);
+    CHECK(cfg.conf == NULL);
+    char *a6[] = {"hourglass", "--config", file, "-t", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a6), a6), 2);
+    char *a7[] = {"hourglass", "--config", NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a7), a7), 2);
+    unlink(file);
+
+    /* a bad file: 2 */
+    path = write_tmp("timeouts: {read: 0}\n");
+    strcpy(file, path);
+    char *a8[] = {"hourglass", "--config", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a8), a8), 2);
+    char *a9[] = {"hourglass", "-t", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a9), a9), 2);
+    unlink(file);
+
+    /* still fine without a file afterwards (getopt state reset) */
+    char *a10[] = {"hourglass", "--read-timeout", "2s", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a10), a10), 0)) {
+        CHECK_EQ_U64(cfg.read_ms, 2000);
+        CHECK(cfg.conf == NULL);
+        CHECK_EQ_STR(cfg.upstream[0].text, "127.0.0.1:9001");
+    }
+    cli_free(&cfg);
+}
+
+int main(void)
+{
+    RUN(full_file_into_the_model);
+    RUN(retry_block_defaults);
+    RUN(default_pool_and_small_files);
+    RUN(example_file_is_valid);
+    RUN(unknown_keys);
+    RUN(wrong_types);
+    RUN(missing_pool);
+    RUN(duplicates);
+    RUN(bad_durations);
+    RUN(pools_and_servers);
+    RUN(routes);
+    RUN(limits);
+    RUN(syntax_and_files);
+    RUN(many_errors_in_file_order);
+    RUN(alias_bomb_is_bounded);
+    RUN(flags_override_the_file);
+    return unit_summary("test_conf");
+}
