@@ -376,7 +376,7 @@ static int client_abort(struct client *c)
 static bool uin_room(const struct client *c)
 {
     if (c->s->x.flags & X_SPLICE)
-        return c->s->relay.len < RELAY_CAP;
+        return relay_room(&c->s->relay);
     return !c->s->uin.data || buf_room(&c->s->uin) || c->s->uin.start > 0;
 }
 
@@ -859,16 +859,16 @@ static int upstream_splice(struct client *c)
     struct upconn *up = c->s->up;
     int progress = 0;
 
-    while ((up->io.ready & LOOP_READ) && c->s->relay.len < RELAY_CAP && x->resp_left) {
+    while ((up->io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
         size_t want = RELAY_CAP - c->s->relay.len;
         if (want > x->resp_left)
             want = (size_t)x->resp_left;
         ssize_t n = relay_fill(&c->s->relay, up->io.fd, want);
         if (n > 0) {
+            /* A short splice says nothing of the socket: a pipe holds 16
+             * page slots, not 64 KiB, and fills up on small segments. */
             x->resp_left -= (uint64_t)n;
             x->read_mark = loop->now;
-            if ((size_t)n < want)
-                read_was_short(&up->io);
             progress = 1;
             continue;
         }
@@ -877,7 +877,11 @@ static int upstream_splice(struct client *c)
             return upstream_failed(c, 0, false);
         }
         if (n == -EAGAIN) {
-            up->io.ready &= ~LOOP_READ;
+            /* Only an empty pipe makes EAGAIN mean "socket drained"; with
+             * bytes in the pipe it may mean "pipe full": keep the read bit,
+             * and try again once the client has taken some. */
+            if (!c->s->relay.len)
+                up->io.ready &= ~LOOP_READ;
             break;
         }
         return upstream_failed(c, (int)n, false);
@@ -1356,15 +1360,20 @@ static int head_step(struct client *c)
     if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
         return progress;
     int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &scratch, &limits);
+    if (r == HTTP_INCOMPLETE && !buf_room(&c->in) && c->in.start == 0 &&
+        c->in.cap >= BUF_LARGE)
+        r = -431;   /* limits set near their maximum can exceed the buffer */
     if (r == HTTP_INCOMPLETE) {
         x->parsed_len = buf_len(&c->in);
         return progress;
     }
     if (r < 0) {
-        char detail[64];
-        snprintf(detail, sizeof detail, "unparseable request head");
+        const char *detail = r == -414 ? "request line longer than --max-request-line"
+                           : r == -431 ? "header fields over --max-header-size or --max-headers"
+                           : r == -505 ? "only HTTP/1.0 and HTTP/1.1 are served"
+                                       : "malformed request head";
         struct peer_text pt;
-        log_error("info", "bad request from %s: status %d", peer_of(c, &pt), -r);
+        log_error("info", "bad request from %s: %d, %s", peer_of(c, &pt), -r, detail);
         x->flags |= X_CLOSE_AFTER;
         respond_error(c, -r, "bad_request", detail);
         return 1;

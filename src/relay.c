@@ -32,8 +32,11 @@ ssize_t relay_fill(struct relay *r, int from, size_t max)
     do
         n = splice(from, NULL, r->wfd, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (n < 0) {
+        if (errno == EAGAIN && r->len)
+            r->full = true;
         return -errno;
+    }
     r->len += (uint32_t)n;
     return n;
 }
@@ -47,5 +50,7 @@ ssize_t relay_drain(struct relay *r, int to)
     if (n < 0)
         return -errno;
     r->len -= (uint32_t)n;
+    if (n > 0)
+        r->full = false;
     return n;
 }

@@ -16,7 +16,12 @@
 struct relay {
     int rfd, wfd;   /* read and write ends; 0/0 when closed (never valid pipe fds) */
     uint32_t len;   /* bytes in the pipe */
+    bool full;      /* the pipe refused bytes (its page slots can run out
+                       before RELAY_CAP bytes); cleared when it drains */
 };
+
+/* Whether the pipe can take more bytes now. */
+static inline bool relay_room(const struct relay *r) { return !r->full && r->len < RELAY_CAP; }
 
 static inline bool relay_is_open(const struct relay *r) { return r->wfd > 0; }
 
@@ -27,7 +32,9 @@ int relay_open(struct relay *r);
 void relay_close(struct relay *r);
 
 /* Moves up to max bytes from socket `from` into the pipe. Returns the bytes
- * moved, 0 at end of stream, or -errno (-EAGAIN when nothing is ready). */
+ * moved, 0 at end of stream, or -errno. -EAGAIN means the socket had nothing
+ * when the pipe was empty; with bytes in the pipe it may instead mean the
+ * pipe is full, and r->full is set until relay_drain makes room. */
 ssize_t relay_fill(struct relay *r, int from, size_t max);
 
 /* Moves bytes from the pipe to socket `to`. Returns the bytes moved or
