@@ -7,32 +7,224 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <string.h>
+
 #include "buf.h"
+#include "conf.h"
+#include "log.h"
 #include "net.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 static struct loop *loop;
-static struct pool_server servers[CLI_MAX_UPSTREAM];
-static unsigned nservers, rr;
-static uint64_t idle_ns;
+static struct pool_group *groups;
+static unsigned ngroups;
+static struct pool_group *default_group;
 static unsigned open_count;
 static struct upconn *free_list;   /* recycled structs, linked through next */
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-void pool_init(struct loop *l, const struct cfg *cfg)
+static unsigned rnd(unsigned n)
 {
-    loop = l;
-    nservers = cfg->nupstream;
-    for (unsigned i = 0; i < nservers; i++)
-        servers[i] = (struct pool_server){.addr = &cfg->upstream[i]};
-    idle_ns = cfg->upstream_idle_ms * MS;
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
 }
 
-struct pool_server *pool_pick(void)
+static void group_defaults(struct pool_group *g, const struct cfg *cfg)
 {
-    struct pool_server *s = &servers[rr];
-    rr = (rr + 1) % nservers;
-    return s;
+    g->balance = POOL_ROUND_ROBIN;
+    g->fail_limit = 5;
+    g->ejection_ns = 30000 * MS;
+    g->max_ejection_ns = 300000 * MS;
+    g->max_ejected_percent = 50;
+    g->idle_ns = cfg->upstream_idle_ms * MS;
+    g->max_idle = UINT32_MAX;
+}
+
+static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
+                            const struct cfg *cfg)
+{
+    g->name = cp->name;
+    g->balance = cp->balance == CONF_BALANCE_LEAST_CONN ? POOL_LEAST_CONN
+               : cp->balance == CONF_BALANCE_P2C        ? POOL_P2C
+                                                        : POOL_ROUND_ROBIN;
+    g->fail_limit = cp->passive.failures;
+    g->ejection_ns = cp->passive.ejection_ms * MS;
+    g->max_ejection_ns = cp->passive.max_ejection_ms * MS;
+    g->max_ejected_percent = cp->passive.max_ejected_percent;
+    if (cp->keepalive_idle_ms)
+        g->idle_ns = cp->keepalive_idle_ms * MS;
+    else
+        g->idle_ns = cfg->upstream_idle_ms * MS;
+    if (cp->keepalive_max_idle_set)
+        g->max_idle = cp->keepalive_max_idle;
+}
+
+/* The --upstream servers, with the file's weights when they are the file's
+ * default pool's own servers. */
+static void servers_from_cfg(struct pool_group *g, const struct cfg *cfg,
+                             const struct conf_pool *cp)
+{
+    g->nservers = cfg->nupstream;
+    g->servers = xcalloc(g->nservers, sizeof *g->servers);
+    bool same = cp && cp->nservers == cfg->nupstream;
+    for (unsigned i = 0; same && i < cp->nservers; i++)
+        same = strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
+    for (unsigned i = 0; i < g->nservers; i++) {
+        g->servers[i] = (struct pool_server){.addr = &cfg->upstream[i], .group = g, .weight = 1};
+        if (same)
+            g->servers[i].weight = cp->servers[i].weight;
+    }
+}
+
+int pool_init(struct loop *l, const struct cfg *cfg)
+{
+    const struct conf *cf = cfg->conf;
+    const struct conf_pool *dp = cf ? conf_default_pool(cf) : NULL;
+
+    loop = l;
+    rng ^= loop_clock_ns();
+    ngroups = cf && cf->npools ? cf->npools : 1;
+    groups = xcalloc(ngroups, sizeof *groups);
+    if (!cf || !cf->npools) {
+        group_defaults(&groups[0], cfg);
+        groups[0].name = "default";
+        servers_from_cfg(&groups[0], cfg, NULL);
+        default_group = &groups[0];
+        return 0;
+    }
+    for (unsigned i = 0; i < ngroups; i++) {
+        const struct conf_pool *cp = &cf->pools[i];
+        struct pool_group *g = &groups[i];
+        group_defaults(g, cfg);
+        group_from_conf(g, cp, cfg);
+        if (cp == dp) {
+            servers_from_cfg(g, cfg, cp);
+            default_group = g;
+            continue;
+        }
+        g->nservers = cp->nservers;
+        g->servers = xcalloc(g->nservers, sizeof *g->servers);
+        for (unsigned k = 0; k < g->nservers; k++)
+            g->servers[k] = (struct pool_server){
+                .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
+    }
+    if (!default_group)
+        default_group = &groups[0];
+    return 0;
+}
+
+struct pool_group *pool_group_find(const char *name)
+{
+    for (unsigned i = 0; i < ngroups; i++)
+        if (strcmp(groups[i].name, name) == 0)
+            return &groups[i];
+    return NULL;
+}
+
+struct pool_group *pool_group_default(void)
+{
+    return default_group;
+}
+
+/* In service now? An ejection whose cool-down has passed ends here. */
+static bool in_service(struct pool_group *g, struct pool_server *s)
+{
+    if (!s->ejected_until)
+        return true;
+    if (loop->now < s->ejected_until)
+        return false;
+    s->ejected_until = 0;
+    s->fails = 0;
+    g->nejected--;
+    return true;
+}
+
+/* a has fewer connections per unit of weight than b */
+static bool lighter(const struct pool_server *a, const struct pool_server *b)
+{
+    return (uint64_t)a->active * b->weight < (uint64_t)b->active * a->weight;
+}
+
+struct pool_server *pool_pick(struct pool_group *g)
+{
+    struct pool_server *best = NULL;
+    unsigned n = g->nservers;
+
+    switch (g->balance) {
+    case POOL_ROUND_ROBIN: {
+        /* Smooth weighted round-robin: each server gains its weight, the
+         * richest is chosen and pays the total, so a 3:1 pool goes a a b a. */
+        int total = 0;
+        for (unsigned i = 0; i < n; i++) {
+            struct pool_server *s = &g->servers[i];
+            if (!in_service(g, s))
+                continue;
+            s->cur += (int)s->weight;
+            total += (int)s->weight;
+            if (!best || s->cur > best->cur)
+                best = s;
+        }
+        if (best)
+            best->cur -= total;
+        return best;
+    }
+    case POOL_LEAST_CONN: {
+        unsigned start = g->rr++;
+        for (unsigned k = 0; k < n; k++) {
+            struct pool_server *s = &g->servers[(start + k) % n];
+            if (in_service(g, s) && (!best || lighter(s, best)))
+                best = s;
+        }
+        return best;
+    }
+    case POOL_P2C: {
+        /* Two choices at random among those in service, the lighter wins. */
+        struct pool_server *a = NULL, *b = NULL;
+        unsigned live = 0;
+        for (unsigned i = 0; i < n; i++)
+            live += in_service(g, &g->servers[i]);
+        if (!live)
+            return NULL;
+        unsigned ia = rnd(live), ib = live > 1 ? (ia + 1 + rnd(live - 1)) % live : ia;
+        for (unsigned i = 0, k = 0; i < n; i++) {
+            if (g->servers[i].ejected_until)
+                continue;
+            if (k == ia)
+                a = &g->servers[i];
+            if (k == ib)
+                b = &g->servers[i];
+            k++;
+        }
+        return lighter(b, a) ? b : a;
+    }
+    }
+    return NULL;
+}
+
+void pool_report(struct pool_server *s, bool ok)
+{
+    struct pool_group *g = s->group;
+    if (ok) {
+        s->fails = 0;
+        s->ejections = 0;
+        return;
+    }
+    if (s->ejected_until || ++s->fails < g->fail_limit)
+        return;
+    if ((uint64_t)(g->nejected + 1) * 100 > (uint64_t)g->max_ejected_percent * g->nservers)
+        return;   /* the pool may not lose more of its servers */
+    uint64_t cool = g->ejection_ns << (s->ejections < 20 ? s->ejections : 20);
+    if (cool > g->max_ejection_ns)
+        cool = g->max_ejection_ns;
+    s->ejected_until = loop->now + cool;
+    s->ejections++;
+    s->fails = 0;
+    g->nejected++;
+    log_error("warn", "upstream %s ejected from pool %s for %llu ms after %u failures in a row",
+              s->addr->text, g->name, (unsigned long long)(cool / MS), g->fail_limit);
 }
 
 unsigned pool_open_count(void)
@@ -64,6 +256,8 @@ void pool_close(struct upconn *up)
 {
     if (!up->owner && up->io.fd >= 0)
         unlink_idle(up);
+    else if (up->owner)
+        up->srv->active--;
     loop_timer_stop(loop, &up->idle_timer);
     loop_close(loop, &up->io);
     up->owner = NULL;
@@ -114,6 +308,7 @@ struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb 
     up->on_event = cb;
     up->connecting = true;
     open_count++;
+    srv->active++;
     return up;
 
 out_free_conn:
@@ -137,6 +332,7 @@ struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_c
         up->owner = owner;
         up->on_event = cb;
         up->reused = true;
+        srv->active++;
         return up;
     }
     return NULL;
@@ -158,6 +354,11 @@ void pool_put_idle(struct upconn *up)
         }
         up->io.ready &= ~LOOP_READ;
     }
+    if (s->nidle >= s->group->max_idle) {
+        pool_close(up);   /* this pool keeps no more idle connections */
+        return;
+    }
+    s->active--;
     up->owner = NULL;
     up->on_event = NULL;
     up->prev = NULL;
@@ -166,14 +367,15 @@ void pool_put_idle(struct upconn *up)
         s->idle->prev = up;
     s->idle = up;
     s->nidle++;
-    loop_timer_at(loop, &up->idle_timer, loop->now + idle_ns);
+    loop_timer_at(loop, &up->idle_timer, loop->now + s->group->idle_ns);
 }
 
 void pool_close_idle(void)
 {
-    for (unsigned i = 0; i < nservers; i++)
-        while (servers[i].idle)
-            pool_close(servers[i].idle);
+    for (unsigned g = 0; g < ngroups; g++)
+        for (unsigned i = 0; i < groups[g].nservers; i++)
+            while (groups[g].servers[i].idle)
+                pool_close(groups[g].servers[i].idle);
 }
 
 void pool_free_structs(void)
@@ -183,4 +385,9 @@ void pool_free_structs(void)
         free_list = up->next;
         free(up);
     }
+    for (unsigned g = 0; g < ngroups; g++)
+        free(groups[g].servers);
+    free(groups);
+    groups = NULL;
+    ngroups = 0;
 }

@@ -17,11 +17,38 @@
 
 struct upconn;
 typedef void pool_event_cb(struct upconn *up, uint32_t events);
+struct pool_group;
 
 struct pool_server {
     const struct cli_addr *addr;
+    struct pool_group *group;
     struct upconn *idle;     /* most recently used first */
     unsigned nidle;
+    unsigned weight;         /* 1..1000 */
+    int cur;                 /* smooth weighted round-robin state */
+    unsigned active;         /* connections owned by exchanges now */
+    unsigned fails;          /* consecutive failed attempts (passive health) */
+    unsigned ejections;      /* ejections in a row: the cool-down doubles */
+    uint64_t ejected_until;  /* ns; 0 = in service */
+};
+
+enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
+
+/* A named set of servers with one balancing method and one health policy. */
+struct pool_group {
+    const char *name;
+    struct pool_server *servers;
+    unsigned nservers;
+    enum pool_balance balance;
+    unsigned rr;                 /* rotation for ties */
+    unsigned nejected;
+    /* passive health */
+    unsigned fail_limit;         /* consecutive failures that eject */
+    uint64_t ejection_ns, max_ejection_ns;
+    unsigned max_ejected_percent;
+    /* keep-alive */
+    uint64_t idle_ns;            /* pooled connection idle timeout */
+    unsigned max_idle;           /* idle connections kept per server */
 };
 
 struct upconn {
@@ -36,10 +63,26 @@ struct upconn {
     bool reused;                  /* handed out from the idle list */
 };
 
-void pool_init(struct loop *l, const struct cfg *cfg);
+/* Builds the pools: those of the configuration file, or one named "default"
+ * of the --upstream servers (which also replace the file's default pool's
+ * servers when given). 0, or -1 after printing why. */
+int pool_init(struct loop *l, const struct cfg *cfg);
 
-/* The next server in round-robin order. */
-struct pool_server *pool_pick(void);
+/* The pool of that name, or NULL. */
+struct pool_group *pool_group_find(const char *name);
+
+/* The pool used when no file names one: that of the --upstream servers. */
+struct pool_group *pool_group_default(void);
+
+/* A server in service chosen by the pool's balancing method, or NULL when
+ * every server is ejected. */
+struct pool_server *pool_pick(struct pool_group *g);
+
+/* Passive health: the outcome of an attempt on s. Enough consecutive
+ * failures eject s for a cool-down that doubles with each ejection in a row
+ * (up to a cap), unless that would eject more than the pool's allowed share;
+ * a success puts the counts back to zero. */
+void pool_report(struct pool_server *s, bool ok);
 
 /* An idle connection to srv that still looks alive, or NULL. */
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb);
@@ -60,8 +103,8 @@ unsigned pool_open_count(void);
 /* Closes every idle connection (at shutdown). */
 void pool_close_idle(void);
 
-/* Frees the recycled connection structs (at exit, after the loop's deferred
- * releases have run). */
+/* Frees the recycled connection structs and the pools (at exit, after the
+ * loop's deferred releases have run). */
 void pool_free_structs(void);
 
 #endif

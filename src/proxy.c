@@ -40,6 +40,7 @@
 #include "net.h"
 #include "pool.h"
 #include "relay.h"
+#include "route.h"
 #include "tmo.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -104,6 +105,7 @@ struct exch {
     int64_t connect_ns, first_byte_ns; /* -1: not applicable */
     uint64_t read_mark, body_mark, send_mark;
     uint64_t write_since, write_used;
+    const struct route *route;         /* NULL until the head is checked */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -167,6 +169,15 @@ static void read_was_short(struct loop_io *io)
 {
     if (!(io->ready & LOOP_HUP))
         io->ready &= ~LOOP_READ;
+}
+
+/* The timeouts in force: the route's, or the command line's before a route
+ * is chosen (an error answered to an unparseable head). */
+static struct route_policy default_policy;
+
+static const struct route_policy *policy(const struct client *c)
+{
+    return c->s->x.route ? &c->s->x.route->policy : &default_policy;
 }
 
 static uint64_t ns_of(uint64_t ms) { return ms * MS; }
@@ -400,6 +411,7 @@ static void fold_deadlines(struct client *c)
     struct exch *x = &c->s->x;
     uint64_t now = loop->now;
     struct tmo_set *t = &c->s->tmo;
+    const struct route_policy *P = policy(c);
 
     *t = (struct tmo_set){0};
     switch (c->state) {
@@ -412,19 +424,19 @@ static void fold_deadlines(struct client *c)
         } else if (!(c->io.ready & LOOP_WRITE)) {
             if (!x->send_mark)
                 x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(cfg->send_ms);
+            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
         }
         break;
     case CS_EXCH:
-        t->at[TMO_TOTAL] = x->t_start + ns_of(cfg->total_ms);
+        t->at[TMO_TOTAL] = x->t_start + ns_of(P->total_ms);
         if (c->s->up && c->s->up->connecting)
-            t->at[TMO_CONNECT] = x->t_connect + ns_of(cfg->connect_ms);
+            t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
         if (x->write_since)
-            t->at[TMO_WRITE] = x->write_since + ns_of(cfg->write_ms) - x->write_used;
+            t->at[TMO_WRITE] = x->write_since + ns_of(P->write_ms) - x->write_used;
         if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->s->up && uin_room(c)) {
             if (!x->read_mark)
                 x->read_mark = now;
-            t->at[TMO_READ] = x->read_mark + ns_of(cfg->read_ms);
+            t->at[TMO_READ] = x->read_mark + ns_of(P->read_ms);
         } else {
             x->read_mark = 0;
         }
@@ -432,14 +444,14 @@ static void fold_deadlines(struct client *c)
             !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE))) {
             if (!x->body_mark)
                 x->body_mark = now;
-            t->at[TMO_BODY] = x->body_mark + ns_of(cfg->body_ms);
+            t->at[TMO_BODY] = x->body_mark + ns_of(P->body_ms);
         } else {
             x->body_mark = 0;
         }
         if (client_pending(c) && !(c->io.ready & LOOP_WRITE)) {
             if (!x->send_mark)
                 x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(cfg->send_ms);
+            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
         } else {
             x->send_mark = 0;
         }
@@ -467,16 +479,17 @@ static void arm(struct client *c)
         loop_timer_at(loop, &c->timer, next);
 }
 
-static uint64_t configured_ms(enum tmo_kind k)
+static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
 {
+    const struct route_policy *P = policy(c);
     switch (k) {
-    case TMO_TOTAL: return cfg->total_ms;
-    case TMO_CONNECT: return cfg->connect_ms;
-    case TMO_WRITE: return cfg->write_ms;
-    case TMO_READ: return cfg->read_ms;
+    case TMO_TOTAL: return P->total_ms;
+    case TMO_CONNECT: return P->connect_ms;
+    case TMO_WRITE: return P->write_ms;
+    case TMO_READ: return P->read_ms;
     case TMO_HEADER: return cfg->header_ms;
-    case TMO_BODY: return cfg->body_ms;
-    case TMO_SEND: return cfg->send_ms;
+    case TMO_BODY: return P->body_ms;
+    case TMO_SEND: return P->send_ms;
     case TMO_IDLE: return cfg->idle_ms;
     default: return 0;
     }
@@ -485,10 +498,12 @@ static uint64_t configured_ms(enum tmo_kind k)
 static void exchange_timeout(struct client *c, enum tmo_kind k)
 {
     char what[320], detail[96];
-    uint64_t ms = configured_ms(k);
+    uint64_t ms = configured_ms(c, k);
     describe(c, what, sizeof what);
     snprintf(detail, sizeof detail, "%s after %llu ms", tmo_reason(k), (unsigned long long)ms);
 
+    if (k == TMO_CONNECT)
+        pool_report(c->s->srv, false);
     switch (k) {
     case TMO_CONNECT:
     case TMO_WRITE:
@@ -596,6 +611,10 @@ static int upstream_failed(struct client *c, int err, bool connecting)
     char what[320], detail[96];
     const char *reason;
 
+    /* Refused, reset or closed before a response counts against the server;
+     * a pooled connection it closed while idle is the keep-alive race. */
+    if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !c->s->up || !c->s->up->reused))
+        pool_report(c->s->srv, false);
     if (!connecting && can_retry(c))
         return retry(c);
     describe(c, what, sizeof what);
@@ -631,7 +650,13 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    c->s->srv = pool_pick();
+    c->s->srv = pool_pick(x->route->pool);
+    if (!c->s->srv) {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("warn", "no upstream in service in pool %s (%s)", x->route->pool->name, what);
+        return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
+    }
     x->attempts++;
     if (allow_pooled) {
         c->s->up = pool_take_idle(c->s->srv, c, on_upstream);
@@ -930,6 +955,7 @@ static int upstream_recv(struct client *c)
             if (!(x->flags & X_GOT_BYTE)) {
                 x->flags |= X_GOT_BYTE;
                 x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+                pool_report(c->s->srv, true);
             }
             if ((uint32_t)n < room)
                 read_was_short(&up->io);
@@ -1255,6 +1281,18 @@ static int exchange_start(struct client *c, int head_len)
         respond_error(c, -r, "bad_request", detail);
         return 1;
     }
+    /* Route by Host (or an absolute-form target's authority) and path. */
+    const char *rh = info.host, *rp = m->target;
+    size_t rhl = info.host_len, rpl = m->target_len;
+    fwd_split_absolute(m->target, m->target_len, &rh, &rhl, &rp, &rpl);
+    x->route = route_match(rh, rhl, rpl ? rp : "/", rpl ? rpl : 1);
+    if (!x->route) {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("info", "no route for this request (%s)", what);
+        respond_error(c, 404, "no_route", "no route matches this host and path");
+        return 1;
+    }
     if (!info.conn_close)
         x->flags &= ~X_CLOSE_AFTER;
     if (http_method_is_head(m->method, m->method_len))
@@ -1567,7 +1605,10 @@ int px_init(struct loop *l, const struct cfg *c)
         .max_block = c->max_header_size,
         .max_fields = c->max_headers,
     };
-    pool_init(l, c);
+    default_policy = (struct route_policy){c->connect_ms, c->write_ms, c->read_ms,
+                                           c->total_ms, c->body_ms, c->send_ms};
+    if (pool_init(l, c) < 0 || route_init(c) < 0)
+        return -EINVAL;
     timer_init(&accept_retry, on_accept_retry);
     timer_init(&trim_timer, on_trim);
     l->on_iteration_end = on_iteration_end;
@@ -1619,5 +1660,6 @@ void px_shutdown(void)
     }
     nfree_sessions = 0;
     pool_free_structs();
+    route_free();
     log_flush();
 }

@@ -1,0 +1,122 @@
+/* route.c -- routes by host and path prefix (see route.h). */
+#include "route.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "pool.h"
+
+static struct route *routes;
+static unsigned nroutes;
+
+static struct route_policy policy_of(const struct conf_route *r, const struct cfg *cfg)
+{
+    if (!r)
+        return (struct route_policy){cfg->connect_ms, cfg->write_ms, cfg->read_ms,
+                                     cfg->total_ms, cfg->body_ms, cfg->send_ms};
+    return (struct route_policy){
+        conf_route_ms(r, CONF_TMO_CONNECT, cfg), conf_route_ms(r, CONF_TMO_WRITE, cfg),
+        conf_route_ms(r, CONF_TMO_READ, cfg),    conf_route_ms(r, CONF_TMO_TOTAL, cfg),
+        conf_route_ms(r, CONF_TMO_BODY, cfg),    conf_route_ms(r, CONF_TMO_SEND, cfg),
+    };
+}
+
+int route_init(const struct cfg *cfg)
+{
+    const struct conf *cf = cfg->conf;
+
+    if (!cf || !cf->nroutes) {
+        routes = xcalloc(1, sizeof *routes);
+        nroutes = 1;
+        routes[0] = (struct route){.path = "/", .path_len = 1, .pool = pool_group_default(),
+                                   .policy = policy_of(NULL, cfg)};
+        return 0;
+    }
+    routes = xcalloc(cf->nroutes, sizeof *routes);
+    nroutes = cf->nroutes;
+    for (unsigned i = 0; i < nroutes; i++) {
+        const struct conf_route *cr = &cf->routes[i];
+        struct route *r = &routes[i];
+        r->host = cr->host;
+        r->host_len = cr->host ? strlen(cr->host) : 0;
+        r->path = cr->path;
+        r->path_len = strlen(cr->path);
+        r->pool = pool_group_find(cr->pool->name);
+        r->policy = policy_of(cr, cfg);
+        if (!r->pool) {
+            fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",
+                    cr->path, cr->pool->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void route_free(void)
+{
+    free(routes);
+    routes = NULL;
+    nroutes = 0;
+}
+
+static bool ieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x |= 0x20;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/* 2: exact host, 1: wildcard, 0: any host, -1: no match. Patterns are
+ * lower case (the configuration checked them); the request's host is not. */
+static int host_rank(const struct route *r, const char *h, size_t n)
+{
+    if (!r->host)
+        return 0;
+    if (r->host[0] == '*') {   /* "*.example.com" matches "a.example.com" */
+        size_t sl = r->host_len - 1;
+        return n > sl && ieq(h + n - sl, r->host + 1, sl) ? 1 : -1;
+    }
+    return n == r->host_len && ieq(h, r->host, n) ? 2 : -1;
+}
+
+const struct route *route_match(const char *host, size_t host_len,
+                                const char *target, size_t target_len)
+{
+    /* The host without its port: "example.com:8080", "[::1]:8080". */
+    size_t hl = host ? host_len : 0;
+    if (hl && host[0] == '[') {
+        const char *close = memchr(host, ']', hl);
+        if (close)
+            hl = (size_t)(close - host) + 1;
+    } else {
+        const char *colon = hl ? memchr(host, ':', hl) : NULL;
+        if (colon)
+            hl = (size_t)(colon - host);
+    }
+    /* The path, without the query. */
+    const char *q = memchr(target, '?', target_len);
+    size_t pl = q ? (size_t)(q - target) : target_len;
+
+    const struct route *best = NULL;
+    int best_rank = -1;
+    for (unsigned i = 0; i < nroutes; i++) {
+        const struct route *r = &routes[i];
+        int rank = host_rank(r, host, hl);
+        if (rank < 0 || r->path_len > pl || memcmp(target, r->path, r->path_len) != 0)
+            continue;
+        if (rank > best_rank || (rank == best_rank && r->path_len > best->path_len)) {
+            best = r;
+            best_rank = rank;
+        }
+    }
+    return best;
+}

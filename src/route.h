@@ -1,0 +1,42 @@
+/* route.h -- choosing where a request goes: routes matched by host and path
+ * prefix (longest prefix wins; an exact host beats a wildcard, which beats
+ * any host), each naming an upstream pool and its own timeout policy.
+ *
+ * Without a configuration file there is one route, "/", to the pool of the
+ * --upstream servers, with the command line's timeouts. */
+#ifndef HG_ROUTE_H
+#define HG_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli.h"
+
+struct pool_group;
+
+/* The upstream-side and client-body timeouts of a route, in ms. The header
+ * and idle timeouts run before a route is known: they stay global. */
+struct route_policy {
+    uint64_t connect_ms, write_ms, read_ms, total_ms, body_ms, send_ms;
+};
+
+struct route {
+    const char *host;        /* NULL: any; "example.com" or "*.example.com" */
+    const char *path;        /* prefix, starts with '/' */
+    size_t host_len, path_len;
+    struct pool_group *pool;
+    struct route_policy policy;
+};
+
+/* Builds the route table from cfg (and cfg->conf when a file was read). The
+ * pools must exist (pool_init). 0, or -1 when a route names no pool. */
+int route_init(const struct cfg *cfg);
+
+/* The route for a Host value (port and case ignored; may be NULL) and a
+ * request target; NULL when none matches. */
+const struct route *route_match(const char *host, size_t host_len,
+                                const char *target, size_t target_len);
+
+void route_free(void);
+
+#endif
