@@ -132,6 +132,8 @@ struct pool_group *pool_group_default(void)
 /* In service now? An ejection whose cool-down has passed ends here. */
 static bool in_service(struct pool_group *g, struct pool_server *s)
 {
+    if (s->down)
+        return false;
     if (!s->ejected_until)
         return true;
     if (loop->now < s->ejected_until)
@@ -190,7 +192,7 @@ struct pool_server *pool_pick(struct pool_group *g)
             return NULL;
         unsigned ia = rnd(live), ib = live > 1 ? (ia + 1 + rnd(live - 1)) % live : ia;
         for (unsigned i = 0, k = 0; i < n; i++) {
-            if (g->servers[i].ejected_until)
+            if (g->servers[i].ejected_until || g->servers[i].down)
                 continue;
             if (k == ia)
                 a = &g->servers[i];

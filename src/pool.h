@@ -30,6 +30,7 @@ struct pool_server {
     unsigned fails;          /* consecutive failed attempts (passive health) */
     unsigned ejections;      /* ejections in a row: the cool-down doubles */
     uint64_t ejected_until;  /* ns; 0 = in service */
+    bool down;               /* active health checks say so (health.c) */
 };
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
