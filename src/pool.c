@@ -41,6 +41,8 @@ static void group_defaults(struct pool_group *g, const struct cfg *cfg)
     g->max_ejected_percent = 50;
     g->idle_ns = cfg->upstream_idle_ms * MS;
     g->max_idle = UINT32_MAX;
+    g->budget_percent = 20;
+    g->budget_min = 3;
 }
 
 static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
@@ -60,6 +62,8 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
         g->idle_ns = cfg->upstream_idle_ms * MS;
     if (cp->keepalive_max_idle_set)
         g->max_idle = cp->keepalive_max_idle;
+    g->budget_percent = cp->budget.percent;
+    g->budget_min = cp->budget.min;
 }
 
 /* The --upstream servers, with the file's weights when they are the file's
@@ -204,6 +208,25 @@ struct pool_server *pool_pick(struct pool_group *g)
     }
     }
     return NULL;
+}
+
+struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_server *avoid)
+{
+    struct pool_server *s = NULL;
+    for (int k = 0; k < 4; k++) {   /* a few draws: p2c is random */
+        s = pool_pick(g);
+        if (s != avoid)
+            break;
+    }
+    return s;
+}
+
+bool pool_retry_allowed(const struct pool_group *g)
+{
+    unsigned cap = (unsigned)((uint64_t)g->requests * g->budget_percent / 100);
+    if (cap < g->budget_min)
+        cap = g->budget_min;
+    return g->retries < cap;
 }
 
 void pool_report(struct pool_server *s, bool ok)

@@ -50,6 +50,9 @@ struct pool_group {
     /* keep-alive */
     uint64_t idle_ns;            /* pooled connection idle timeout */
     unsigned max_idle;           /* idle connections kept per server */
+    /* retry budget: retries in flight <= max(min, percent% of requests) */
+    unsigned budget_percent, budget_min;
+    unsigned requests, retries;  /* in flight now */
 };
 
 struct upconn {
@@ -78,6 +81,13 @@ struct pool_group *pool_group_default(void);
 /* A server in service chosen by the pool's balancing method, or NULL when
  * every server is ejected. */
 struct pool_server *pool_pick(struct pool_group *g);
+
+/* A server in service other than `avoid` when the pool has one; else as
+ * pool_pick. */
+struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_server *avoid);
+
+/* Whether the pool's retry budget allows one more retry now. */
+bool pool_retry_allowed(const struct pool_group *g);
 
 /* Passive health: the outcome of an attempt on s. Enough consecutive
  * failures eject s for a cool-down that doubles with each ejection in a row

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "conf.h"
 #include "fwd.h"
 #include "http.h"
 #include "log.h"
@@ -76,6 +77,9 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 #define X_LOGGED       0x10000u  /* the access log line is written */
 #define X_SPLICE_OK    0x20000u  /* the body may go through a pipe (splice) */
 #define X_SPLICE       0x40000u  /* ... and now does: uin is no longer used */
+#define X_KEEP_BODY    0x80000u  /* the request body stays in `in` for a retry */
+#define X_COUNTED     0x100000u  /* counted in its pool's requests in flight */
+#define X_RETRIED     0x200000u  /* counted in its pool's retries in flight */
 
 /* Content-Length bodies at least this large are spliced, not copied.
  * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
@@ -106,6 +110,9 @@ struct exch {
     uint64_t read_mark, body_mark, send_mark;
     uint64_t write_since, write_used;
     const struct route *route;         /* NULL until the head is checked */
+    const struct pool_server *avoid;   /* the server of the failed attempt */
+    uint64_t try_start;                /* this attempt began (per-try timeout) */
+    uint64_t backoff_until;            /* waiting before the next attempt */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -185,6 +192,9 @@ static int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
 
 static void pump(struct client *c);
 static void accept_all(void);
+static int upstream_connect(struct client *c, bool allow_pooled);
+static bool retry_allowed(struct client *c, unsigned cls, int status);
+static int retry_later(struct client *c, const char *why);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -290,6 +300,13 @@ static void log_exchange(struct client *c, int status, const char *reason)
     if (c->s->x.flags & X_LOGGED)
         return;
     c->s->x.flags |= X_LOGGED;
+    /* The exchange has ended (this runs once per exchange, on every path):
+     * it no longer counts towards its pool's retry budget. */
+    if (c->s->x.flags & X_COUNTED)
+        c->s->x.route->pool->requests--;
+    if (c->s->x.flags & X_RETRIED)
+        c->s->x.route->pool->retries--;
+    c->s->x.flags &= ~(X_COUNTED | X_RETRIED);
     if (!log_access_enabled())
         return;
     struct peer_text pt;
@@ -431,6 +448,11 @@ static void fold_deadlines(struct client *c)
         t->at[TMO_TOTAL] = x->t_start + ns_of(P->total_ms);
         if (c->s->up && c->s->up->connecting)
             t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
+        if (x->backoff_until)
+            t->at[TMO_BACKOFF] = x->backoff_until;
+        if (x->route && x->route->retry && x->route->retry->per_try_timeout_ms && c->s->up &&
+            !(x->flags & X_RESP_HEAD))
+            t->at[TMO_TRY] = x->try_start + ns_of(x->route->retry->per_try_timeout_ms);
         if (x->write_since)
             t->at[TMO_WRITE] = x->write_since + ns_of(P->write_ms) - x->write_used;
         if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->s->up && uin_room(c)) {
@@ -491,6 +513,8 @@ static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
     case TMO_BODY: return P->body_ms;
     case TMO_SEND: return P->send_ms;
     case TMO_IDLE: return cfg->idle_ms;
+    case TMO_TRY:
+        return c->s->x.route && c->s->x.route->retry ? c->s->x.route->retry->per_try_timeout_ms : 0;
     default: return 0;
     }
 }
@@ -502,8 +526,21 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     describe(c, what, sizeof what);
     snprintf(detail, sizeof detail, "%s after %llu ms", tmo_reason(k), (unsigned long long)ms);
 
+    if (k == TMO_BACKOFF) {
+        c->s->x.backoff_until = 0;
+        upstream_connect(c, true);
+        return;
+    }
     if (k == TMO_CONNECT)
         pool_report(c->s->srv, false);
+    unsigned cls = k == TMO_CONNECT                                    ? CONF_RETRY_CONNECT_TIMEOUT
+                 : k == TMO_TRY                                        ? CONF_RETRY_READ_TIMEOUT
+                 : k == TMO_READ && !(c->s->x.flags & X_RESP_HEAD) ? CONF_RETRY_READ_TIMEOUT
+                                                                       : 0;
+    if (cls && retry_allowed(c, cls, 0)) {
+        retry_later(c, tmo_reason(k));
+        return;
+    }
     switch (k) {
     case TMO_CONNECT:
     case TMO_WRITE:
@@ -513,6 +550,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         break;
     case TMO_READ:
     case TMO_TOTAL:
+    case TMO_TRY:
         log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
                   (unsigned long long)ms, c->s->srv ? c->s->srv->addr->text : "-", what);
         exchange_fail(c, 504, tmo_reason(k), detail);
@@ -579,8 +617,6 @@ static void on_upstream(struct upconn *up, uint32_t events)
     pump(up->owner);
 }
 
-static int upstream_connect(struct client *c, bool allow_pooled);
-
 /* A pooled connection that the server closed before any response byte, for a
  * request that can be sent again: retried once on a new connection. */
 static bool can_retry(const struct client *c)
@@ -590,19 +626,97 @@ static bool can_retry(const struct client *c)
            x->req_framing == HTTP_BODY_NONE && (x->flags & X_IDEMPOTENT);
 }
 
+/* Forgets the failed attempt: its upstream connection is closed (never
+ * pooled), its response bytes dropped, and the request (head, and a kept
+ * body) will be sent again from the start. */
+static void attempt_reset(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    drop_upstream(c);
+    buf_release(&c->s->uin);
+    x->uhead_off = 0;
+    x->body_sent = c->in.start + x->head_len;
+    x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
+                  X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
+    x->read_mark = x->write_since = x->write_used = 0;
+    x->resp_ready = 0;
+    x->resp_left = 0;
+    x->resp_chunk = (struct http_chunked){0};
+    x->status = 0;
+    x->first_byte_ns = -1;
+}
+
 static int retry(struct client *c)
 {
     char what[320];
     describe(c, what, sizeof what);
     log_error("info", "pooled connection to %s closed before a response; retrying on a new "
                       "connection (%s)", c->s->up->srv->addr->text, what);
-    drop_upstream(c);
-    c->s->x.uhead_off = 0;
-    c->s->x.flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
-    c->s->x.read_mark = 0;
-    c->s->x.write_since = 0;
-    buf_release(&c->s->uin);
+    attempt_reset(c);
     return upstream_connect(c, false);
+}
+
+/* Whether the route's retry policy lets this failure be tried again: a
+ * listed failure class (or response status), attempts left, a method it may
+ * repeat, a body still at hand, nothing yet sent to the client, and room in
+ * the pool's retry budget. The total deadline keeps running throughout. */
+static bool retry_allowed(struct client *c, unsigned cls, int status)
+{
+    const struct exch *x = &c->s->x;
+    const struct conf_retry *r = x->route ? x->route->retry : NULL;
+
+    if (!r || x->attempts >= r->attempts)
+        return false;
+    if (status ? !conf_retry_status(r, (unsigned)status) : !(r->on & cls))
+        return false;
+    if (!(x->flags & X_IDEMPOTENT) && r->methods != CONF_METHODS_ALL)
+        return false;
+    if (x->req_framing != HTTP_BODY_NONE && !(x->flags & X_KEEP_BODY))
+        return false;
+    if (x->bytes_sent || buf_len(&c->s->out) || (x->flags & X_RESP_HEAD))
+        return false;
+    if (!pool_retry_allowed(x->route->pool)) {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("warn", "retry budget of pool %s spent: not retrying (%s)",
+                  x->route->pool->name, what);
+        return false;
+    }
+    return true;
+}
+
+static uint64_t jitter_state = 0x2545f4914f6cdd1dull;
+
+/* Schedules the next attempt after a jittered exponential backoff ("full
+ * jitter": uniform in [0, min(max, base * 2^(n-1))]), on another server
+ * when the pool has one. */
+static int retry_later(struct client *c, const char *why)
+{
+    struct exch *x = &c->s->x;
+    const struct conf_retry *r = x->route->retry;
+    char what[320];
+
+    if (!(x->flags & X_RETRIED)) {
+        x->flags |= X_RETRIED;
+        x->route->pool->retries++;
+    }
+    uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
+    if (cap > r->backoff_max_ms)
+        cap = r->backoff_max_ms;
+    jitter_state ^= jitter_state << 13;
+    jitter_state ^= jitter_state >> 7;
+    jitter_state ^= jitter_state << 17;
+    uint64_t delay = cap ? jitter_state % (cap * MS + 1) : 0;
+    describe(c, what, sizeof what);
+    log_error("info", "retrying after %s from %s: attempt %u of %u in %llu ms (%s)", why,
+              c->s->srv->addr->text, x->attempts + 1, r->attempts,
+              (unsigned long long)(delay / MS), what);
+    x->avoid = c->s->srv;
+    attempt_reset(c);
+    if (!delay)
+        return upstream_connect(c, true);
+    x->backoff_until = loop->now + delay;
+    return 1;
 }
 
 /* The upstream failed: err is a negative errno, or 0 for end of stream. */
@@ -617,6 +731,9 @@ static int upstream_failed(struct client *c, int err, bool connecting)
         pool_report(c->s->srv, false);
     if (!connecting && can_retry(c))
         return retry(c);
+    if (!(c->s->x.flags & X_GOT_BYTE) &&
+        retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
+        return retry_later(c, connecting ? "a connect failure" : "a reset before the response");
     describe(c, what, sizeof what);
     const char *srv = c->s->srv->addr->text;
     if (connecting) {
@@ -650,7 +767,8 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    c->s->srv = pool_pick(x->route->pool);
+    c->s->srv = x->avoid ? pool_pick_other(x->route->pool, x->avoid) : pool_pick(x->route->pool);
+    x->try_start = loop->now;
     if (!c->s->srv) {
         char what[320];
         describe(c, what, sizeof what);
@@ -737,9 +855,10 @@ static int upstream_send(struct client *c)
             x->uhead_off == c->s->uhead.end)
             x->flags |= X_REQ_SENT;
     }
-    /* Reclaim the body space once everything read has been sent. */
+    /* Reclaim the body space once everything read has been sent (unless it
+     * is kept for a retry). */
     uint32_t hs = c->in.start + x->head_len;
-    if (x->body_sent == c->in.end && x->body_sent > hs)
+    if (!(x->flags & X_KEEP_BODY) && x->body_sent == c->in.end && x->body_sent > hs)
         x->body_sent = x->body_ready = c->in.end = hs;
     return 1;
 }
@@ -842,6 +961,11 @@ static int response_head(struct client *c)
             }
             c->s->uin.start += (uint32_t)r;
             continue;
+        }
+        if (retry_allowed(c, 0, scratch.status)) {
+            char why[32];
+            snprintf(why, sizeof why, "status %d", scratch.status);
+            return retry_later(c, why);
         }
         x->status = scratch.status;
         x->resp_framing = (uint8_t)info.framing;
@@ -959,7 +1083,11 @@ static int upstream_recv(struct client *c)
             }
             if ((uint32_t)n < room)
                 read_was_short(&up->io);
-            if (response_head(c) < 0 || response_body(c) < 0)
+            if (response_head(c) < 0)
+                return -1;
+            if (c->state != CS_EXCH || c->s->up != up)
+                return 1;   /* ended, or retried on another connection */
+            if (response_body(c) < 0)
                 return -1;
             if (c->state != CS_EXCH)
                 return 1;
@@ -1032,6 +1160,8 @@ static int request_body(struct client *c)
     x->body_ready += (uint32_t)kept;
     if (cfg->max_body && x->req_chunk.payload > cfg->max_body)
         return body_too_large(c);
+    if ((x->flags & X_KEEP_BODY) && x->req_chunk.payload > x->route->retry->max_body)
+        x->flags &= ~X_KEEP_BODY;   /* too large to keep: no retry */
     if (http_chunked_done(&x->req_chunk))
         x->flags |= X_BODY_DONE;
     return 1;
@@ -1053,6 +1183,7 @@ static int client_recv_body(struct client *c)
             uint32_t hs = c->in.start + x->head_len;
             if (x->body_sent == hs)
                 break;   /* full of unsent body: the write clock runs */
+            x->flags &= ~X_KEEP_BODY;   /* making room loses the kept body */
             uint32_t d = x->body_sent - hs;
             memmove(c->in.data + hs, c->in.data + x->body_sent, c->in.end - x->body_sent);
             x->body_sent = hs;
@@ -1285,7 +1416,11 @@ static int exchange_start(struct client *c, int head_len)
     const char *rh = info.host, *rp = m->target;
     size_t rhl = info.host_len, rpl = m->target_len;
     fwd_split_absolute(m->target, m->target_len, &rh, &rhl, &rp, &rpl);
-    x->route = route_match(rh, rhl, rpl ? rp : "/", rpl ? rpl : 1);
+    if (!rpl || rp[0] != '/') {   /* "http://h" and "http://h?q" have the path "/" */
+        rp = "/";
+        rpl = 1;
+    }
+    x->route = route_match(rh, rhl, rp, rpl);
     if (!x->route) {
         char what[320];
         describe(c, what, sizeof what);
@@ -1304,6 +1439,13 @@ static int exchange_start(struct client *c, int head_len)
     x->req_framing = (uint8_t)info.framing;
     x->req_left = info.length;
     x->req_chunk.keep_framing = 1;
+    /* A body the route may need to send again stays in `in` while it is
+     * small enough (retry.max_body) and fits the buffer. */
+    const struct conf_retry *rr = x->route->retry;
+    if (rr && info.framing != HTTP_BODY_NONE &&
+        ((x->flags & X_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
+        (info.framing != HTTP_BODY_LENGTH || info.length <= rr->max_body))
+        x->flags |= X_KEEP_BODY;
     if (cfg->max_body && info.framing == HTTP_BODY_LENGTH && info.length > cfg->max_body) {
         x->flags |= X_CLOSE_AFTER;
         body_too_large(c);

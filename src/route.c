@@ -47,6 +47,7 @@ int route_init(const struct cfg *cfg)
         r->path_len = strlen(cr->path);
         r->pool = pool_group_find(cr->pool->name);
         r->policy = policy_of(cr, cfg);
+        r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
         if (!r->pool) {
             fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",
                     cr->path, cr->pool->name);

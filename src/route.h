@@ -13,6 +13,7 @@
 #include "cli.h"
 
 struct pool_group;
+struct conf_retry;
 
 /* The upstream-side and client-body timeouts of a route, in ms. The header
  * and idle timeouts run before a route is known: they stay global. */
@@ -26,6 +27,7 @@ struct route {
     size_t host_len, path_len;
     struct pool_group *pool;
     struct route_policy policy;
+    const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

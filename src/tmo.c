@@ -6,13 +6,15 @@ static const char *const reasons[TMO_COUNT + 1] = {
     [TMO_WRITE] = "write_timeout",   [TMO_READ] = "read_timeout",
     [TMO_HEADER] = "header_timeout", [TMO_BODY] = "body_timeout",
     [TMO_SEND] = "send_timeout",     [TMO_IDLE] = "idle_timeout",
+    [TMO_TRY] = "try_timeout",       [TMO_BACKOFF] = "backoff",
     [TMO_NONE] = "none",
 };
 
 static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
-    [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_NONE] = "none",
+    [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "per-try",
+    [TMO_BACKOFF] = "backoff", [TMO_NONE] = "none",
 };
 
 uint64_t tmo_next(const struct tmo_set *s)

@@ -21,6 +21,8 @@ enum tmo_kind {
     TMO_BODY,
     TMO_SEND,
     TMO_IDLE,
+    TMO_TRY,         /* a retry policy's per-try timeout (before the response head) */
+    TMO_BACKOFF,     /* not a timeout: the wait before the next attempt */
     TMO_COUNT,
     TMO_NONE = TMO_COUNT
 };
