@@ -13,7 +13,7 @@ static const char *const reasons[TMO_COUNT + 1] = {
 static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
-    [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "per-try",
+    [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
     [TMO_BACKOFF] = "backoff", [TMO_NONE] = "none",
 };
 

@@ -127,8 +127,12 @@ TEST(words)
 {
     CHECK_EQ_STR(tmo_word(TMO_READ), "read");
     CHECK_EQ_STR(tmo_word(TMO_CONNECT), "connect");
-    /* every word is the reason without "_timeout" */
+    /* every word is the reason without "_timeout" (the backoff wait before
+     * a retry is a deadline but not a timeout) */
+    CHECK_EQ_STR(tmo_reason(TMO_BACKOFF), "backoff");
     for (int k = 0; k < TMO_COUNT; k++) {
+        if (k == TMO_BACKOFF)
+            continue;
         const char *r = tmo_reason((enum tmo_kind)k), *w = tmo_word((enum tmo_kind)k);
         if (!CHECK(r && w))
             continue;
