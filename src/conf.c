@@ -492,12 +492,12 @@ static bool valid_name(const char *s)
  * or '#'. */
 static bool valid_path(const char *s)
 {
-    if (*s != '/')
+    if (*s != '/' || strlen(s) >= 1024)
         return false;
     for (; *s; s++)
         if (*s <= 0x20 || *s >= 0x7f || *s == '?' || *s == '#')
             return false;
-    return strlen(s) < 1024;
+    return true;
 }
 
 static void parse_servers(struct ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)

@@ -36,6 +36,7 @@
 #include "buf.h"
 #include "conf.h"
 #include "fwd.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "net.h"
@@ -1751,6 +1752,7 @@ int px_init(struct loop *l, const struct cfg *c)
                                            c->total_ms, c->body_ms, c->send_ms};
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
+    health_init(l, c);
     timer_init(&accept_retry, on_accept_retry);
     timer_init(&trim_timer, on_trim);
     l->on_iteration_end = on_iteration_end;
@@ -1778,6 +1780,7 @@ void px_shutdown(void)
 {
     while (clients)
         client_close(clients);
+    health_stop();
     pool_close_idle();
     for (unsigned i = 0; i < nlisteners; i++)
         loop_close(loop, &listeners[i].io);
