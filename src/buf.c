@@ -8,15 +8,17 @@
 #include <sys/mman.h>
 
 /* Free storage is kept as a singly linked list threaded through itself.
- * buf_trim(), called about once a second, unmaps the spare buffers that
- * stayed unused for the whole period (the low-water mark of the list): a
- * steady load keeps its working set, a burst gives its peak back. */
+ * Once a second (buf_trim's tick) the spare buffers that stayed unused for
+ * the whole second (the low-water mark of the list) are marked, then
+ * unmapped a slice at a time: a steady load keeps its working set, a burst
+ * gives its peak back within a few seconds. */
 #define POOL_KEEP 4096
+#define TRIM_BATCH 64
 
 struct free_node { struct free_node *next; };
-struct pool { struct free_node *head; unsigned n, low; uint32_t size; };
+struct pool { struct free_node *head; unsigned n, low, doomed; uint32_t size; };
 
-static struct pool pools[2] = {{NULL, 0, 0, BUF_SMALL}, {NULL, 0, 0, BUF_LARGE}};
+static struct pool pools[2] = {{NULL, 0, 0, 0, BUF_SMALL}, {NULL, 0, 0, 0, BUF_LARGE}};
 
 void *xmalloc(uint64_t n)
 {
@@ -115,21 +117,32 @@ void buf_compact(struct buf *b)
     b->end = n;
 }
 
-bool buf_trim(void)
+int buf_trim(bool tick)
 {
-    bool spare = false;
+    bool more = false, spare = false;
     for (int i = 0; i < 2; i++) {
         struct pool *p = &pools[i];
-        for (unsigned k = p->low; k && p->head; k--) {
+        if (tick) {
+            p->doomed += p->low;   /* unused for the whole period */
+            p->low = p->n;
+        }
+        if (p->doomed > p->n)
+            p->doomed = p->n;
+        /* At most TRIM_BATCH unmaps a call, so that returning a burst's
+         * peak never stalls the loop for more than a fraction of a ms. */
+        for (unsigned k = TRIM_BATCH; k && p->doomed && p->head; k--) {
             struct free_node *n = p->head;
             p->head = n->next;
             p->n--;
+            p->doomed--;
             munmap(n, p->size);
         }
-        p->low = p->n;
+        if (p->low > p->n)
+            p->low = p->n;
+        more |= p->doomed > 0;
         spare |= p->n > 0;
     }
-    return spare;
+    return more ? 2 : spare ? 1 : 0;
 }
 
 void buf_drain_pools(void)
@@ -140,6 +153,6 @@ void buf_drain_pools(void)
             pools[i].head = n->next;
             munmap(n, pools[i].size);
         }
-        pools[i].n = pools[i].low = 0;
+        pools[i].n = pools[i].low = pools[i].doomed = 0;
     }
 }

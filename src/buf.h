@@ -35,9 +35,12 @@ void buf_release(struct buf *b);
 /* Moves the bytes to the front of the storage. */
 void buf_compact(struct buf *b);
 
-/* Unmaps the spare buffers unused since the previous call. Returns true
- * while spare buffers remain (call again later). */
-bool buf_trim(void);
+/* Gives back spare buffers. With tick (about once a second), the spare
+ * buffers unused since the previous tick are marked for release; each call
+ * releases at most a small slice of those. Returns 2 while some remain to be
+ * released (call again in ~10 ms), 1 while spare buffers are kept (call
+ * again at the next tick), 0 when there are none. */
+int buf_trim(bool tick);
 
 /* Frees the free lists (at exit, for leak checkers). */
 void buf_drain_pools(void);

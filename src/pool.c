@@ -64,6 +64,7 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
         g->max_idle = cp->keepalive_max_idle;
     g->budget_percent = cp->budget.percent;
     g->budget_min = cp->budget.min;
+    g->max_conns = cp->max_connections;
 }
 
 /* The --upstream servers, with the file's weights when they are the file's
@@ -283,6 +284,7 @@ void pool_close(struct upconn *up)
         unlink_idle(up);
     else if (up->owner)
         up->srv->active--;
+    up->srv->group->open--;
     loop_timer_stop(loop, &up->idle_timer);
     loop_close(loop, &up->io);
     up->owner = NULL;
@@ -317,6 +319,37 @@ static struct upconn *alloc_conn(void)
     return up;
 }
 
+unsigned pool_slots_free(const struct pool_group *g)
+{
+    if (!g->max_conns)
+        return UINT32_MAX;
+    unsigned n = g->open < g->max_conns ? g->max_conns - g->open : 0;
+    for (unsigned i = 0; i < g->nservers; i++)
+        n += g->servers[i].nidle;
+    return n;
+}
+
+struct pool_group *pool_groups(unsigned *n)
+{
+    *n = ngroups;
+    return groups;
+}
+
+bool pool_may_connect(struct pool_server *srv)
+{
+    struct pool_group *g = srv->group;
+    if (!g->max_conns || g->open < g->max_conns)
+        return true;
+    for (unsigned i = 0; i < g->nservers; i++) {   /* an idle one elsewhere makes room */
+        struct pool_server *o = &g->servers[i];
+        if (o != srv && o->idle) {
+            pool_close(o->idle);
+            return true;
+        }
+    }
+    return false;
+}
+
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err)
 {
     int fd = net_connect((const struct sockaddr *)&srv->addr->ss, srv->addr->len);
@@ -334,6 +367,7 @@ struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb 
     up->connecting = true;
     open_count++;
     srv->active++;
+    srv->group->open++;
     return up;
 
 out_free_conn:

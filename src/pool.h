@@ -53,6 +53,10 @@ struct pool_group {
     /* retry budget: retries in flight <= max(min, percent% of requests) */
     unsigned budget_percent, budget_min;
     unsigned requests, retries;  /* in flight now */
+    /* connection limit: open connections to all its servers together */
+    unsigned max_conns;          /* 0: unlimited */
+    unsigned open;
+    void *wait_head, *wait_tail; /* the proxy's FIFO of requests waiting for a slot */
 };
 
 struct upconn {
@@ -97,6 +101,18 @@ void pool_report(struct pool_server *s, bool ok);
 
 /* An idle connection to srv that still looks alive, or NULL. */
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb);
+
+/* Whether a new connection to srv fits its pool's limit now; when it does
+ * not, an idle connection to another server of the pool is closed to make
+ * room if there is one. False: wait for a slot (pool_slots_free). */
+bool pool_may_connect(struct pool_server *srv);
+
+/* Free connection slots of g now (UINT32_MAX when unlimited), counting an
+ * idle connection as one a waiting request can use. */
+unsigned pool_slots_free(const struct pool_group *g);
+
+/* The pools, for iteration: *n gets their number. */
+struct pool_group *pool_groups(unsigned *n);
 
 /* Starts a new connection to srv (connecting == true until writable).
  * NULL with -errno in *err when the connect failed at once. */

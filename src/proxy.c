@@ -81,6 +81,9 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 #define X_KEEP_BODY    0x80000u  /* the request body stays in `in` for a retry */
 #define X_COUNTED     0x100000u  /* counted in its pool's requests in flight */
 #define X_RETRIED     0x200000u  /* counted in its pool's retries in flight */
+#define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
+#define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
+#define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
 
 /* Content-Length bodies at least this large are spliced, not copied.
  * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
@@ -124,6 +127,11 @@ struct session {
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
     struct buf uin;    /* bytes from the upstream */
     struct relay relay;  /* the response body's pipe, in splice mode */
+    struct upconn *hedge;            /* a second attempt racing `up` for the head */
+    struct pool_server *hedge_srv;
+    struct buf hin;                  /* the hedge's response bytes */
+    uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
+    struct client *wait_next, *wait_prev;   /* in its pool's FIFO (X_WAIT_SLOT) */
     struct upconn *up;
     struct pool_server *srv;
     struct tmo_set tmo;
@@ -196,6 +204,8 @@ static void accept_all(void);
 static int upstream_connect(struct client *c, bool allow_pooled);
 static bool retry_allowed(struct client *c, unsigned cls, int status);
 static int retry_later(struct client *c, const char *why);
+static void hedge_start(struct client *c);
+static void hedge_promote(struct client *c, bool head);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -229,6 +239,7 @@ static void session_detach(struct client *c)
     buf_release(&s->out);
     buf_release(&s->uhead);
     buf_release(&s->uin);
+    buf_release(&s->hin);
     relay_close(&s->relay);
     c->s = NULL;
     if (nfree_sessions >= SESSIONS_KEEP) {
@@ -258,8 +269,52 @@ static void release_client(struct loop_defer *d)
     free_clients = c;
 }
 
+/* The FIFO of requests waiting for a connection slot of their pool. */
+static void wait_enqueue(struct client *c)
+{
+    struct pool_group *g = c->s->x.route->pool;
+    struct client *tail = g->wait_tail;
+    c->s->wait_next = NULL;
+    c->s->wait_prev = tail;
+    if (tail)
+        tail->s->wait_next = c;
+    else
+        g->wait_head = c;
+    g->wait_tail = c;
+    c->s->x.flags |= X_WAIT_SLOT;
+}
+
+static void wait_dequeue(struct client *c)
+{
+    if (!c->s || !(c->s->x.flags & X_WAIT_SLOT))
+        return;
+    struct pool_group *g = c->s->x.route->pool;
+    struct client *n = c->s->wait_next, *p = c->s->wait_prev;
+    if (p)
+        p->s->wait_next = n;
+    else
+        g->wait_head = n;
+    if (n)
+        n->s->wait_prev = p;
+    else
+        g->wait_tail = p;
+    c->s->wait_next = c->s->wait_prev = NULL;
+    c->s->x.flags &= ~X_WAIT_SLOT;
+}
+
+static void hedge_drop(struct client *c)
+{
+    if (c->s && c->s->hedge) {
+        pool_close(c->s->hedge);
+        c->s->hedge = NULL;
+        buf_release(&c->s->hin);
+    }
+}
+
 static void drop_upstream(struct client *c)
 {
+    wait_dequeue(c);
+    hedge_drop(c);
     if (c->s && c->s->up) {
         pool_close(c->s->up);
         c->s->up = NULL;
@@ -447,10 +502,12 @@ static void fold_deadlines(struct client *c)
         break;
     case CS_EXCH:
         t->at[TMO_TOTAL] = x->t_start + ns_of(P->total_ms);
-        if (c->s->up && c->s->up->connecting)
+        if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
             t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
         if (x->backoff_until)
             t->at[TMO_BACKOFF] = x->backoff_until;
+        if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD)) && c->s->up)
+            t->at[TMO_HEDGE] = x->try_start + ns_of(x->route->hedge_ms);
         if (x->route && x->route->retry && x->route->retry->per_try_timeout_ms && c->s->up &&
             !(x->flags & X_RESP_HEAD))
             t->at[TMO_TRY] = x->try_start + ns_of(x->route->retry->per_try_timeout_ms);
@@ -532,8 +589,24 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         upstream_connect(c, true);
         return;
     }
+    if (k == TMO_HEDGE) {
+        hedge_start(c);
+        return;
+    }
+    if (k == TMO_CONNECT && (c->s->x.flags & X_WAIT_SLOT)) {
+        log_error("warn", "no free connection in pool %s after %llu ms (max_connections %u) (%s)",
+                  c->s->x.route->pool->name, (unsigned long long)configured_ms(c, k),
+                  c->s->x.route->pool->max_conns, what);
+        exchange_fail(c, 503, "pool_full", "pool_full");
+        return;
+    }
     if (k == TMO_CONNECT)
         pool_report(c->s->srv, false);
+    if (c->s->hedge && !(c->s->x.flags & X_RESP_HEAD) &&
+        (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)) {
+        hedge_promote(c, false);   /* the first attempt timed out; the hedge runs on */
+        return;
+    }
     unsigned cls = k == TMO_CONNECT                                    ? CONF_RETRY_CONNECT_TIMEOUT
                  : k == TMO_TRY                                        ? CONF_RETRY_READ_TIMEOUT
                  : k == TMO_READ && !(c->s->x.flags & X_RESP_HEAD) ? CONF_RETRY_READ_TIMEOUT
@@ -720,6 +793,161 @@ static int retry_later(struct client *c, const char *why)
     return 1;
 }
 
+/* ---- hedging: the first response head wins ------------------------------ */
+
+/* Sends the request a second time, to another server of the pool, when the
+ * first attempt has no response head after the route's hedge delay (the
+ * asyncio.wait(FIRST_COMPLETED) of proxies). Only for idempotent requests
+ * without a body; a hedge counts against the pool's retry budget. */
+static void hedge_start(struct client *c)
+{
+    struct session *s = c->s;
+    struct exch *x = &s->x;
+    char what[320];
+    int err = 0;
+
+    x->flags |= X_HEDGED;
+    if (!(x->flags & X_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
+        buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
+        return;
+    struct pool_server *srv = pool_pick_other(x->route->pool, s->srv);
+    if (!srv || srv == s->srv)
+        return;
+    struct upconn *h = pool_take_idle(srv, c, on_upstream);
+    if (!h)
+        h = pool_connect(srv, c, on_upstream, &err);
+    if (!h) {
+        pool_report(srv, false);
+        return;
+    }
+    if (!(x->flags & X_RETRIED)) {
+        x->flags |= X_RETRIED;
+        x->route->pool->retries++;
+    }
+    s->hedge = h;
+    s->hedge_srv = srv;
+    s->hedge_off = 0;
+    x->attempts++;
+    describe(c, what, sizeof what);
+    log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
+              s->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
+}
+
+/* The hedge takes the first attempt's place, because its response head came
+ * first (head) or because the first attempt failed; the first attempt's
+ * connection is closed, never pooled. */
+static void hedge_promote(struct client *c, bool head)
+{
+    struct session *s = c->s;
+    struct exch *x = &s->x;
+    char what[320];
+
+    describe(c, what, sizeof what);
+    log_error("info", "hedged attempt on %s %s; cancelling the one on %s (%s)",
+              s->hedge_srv->addr->text, head ? "answered first" : "carries on",
+              s->srv->addr->text, what);
+    if (s->up)
+        pool_close(s->up);
+    buf_release(&s->uin);
+    s->up = s->hedge;
+    s->srv = s->hedge_srv;
+    s->hedge = NULL;
+    s->uin = s->hin;
+    s->hin = (struct buf){0};
+    x->uhead_off = s->hedge_off;
+    x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
+    if (x->uhead_off == s->uhead.end && (x->flags & X_BODY_DONE))
+        x->flags |= X_REQ_SENT;
+    x->read_mark = 0;
+    x->write_since = 0;
+    x->try_start = loop->now;
+    if (s->up->connecting)
+        x->t_connect = loop->now;   /* its own connect clock from here */
+    if (head) {
+        x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
+        if (x->first_byte_ns < 0)
+            x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+        pool_report(s->srv, true);
+    }
+}
+
+/* Advances the hedged attempt: connect, send the head, read until a final
+ * response head (which wins) or a failure (which drops the hedge alone). */
+static int hedge_step(struct client *c)
+{
+    struct session *s = c->s;
+    struct upconn *h = s->hedge;
+    int progress = 0;
+
+    if (!h)
+        return 0;
+    if (h->connecting) {
+        if (!(h->io.ready & (LOOP_WRITE | LOOP_HUP)))
+            return 0;
+        if (net_socket_error(h->io.fd))
+            goto out_failed;
+        h->connecting = false;
+        progress = 1;
+    }
+    if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+        ssize_t n = send(h->io.fd, s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off,
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            s->hedge_off += (uint32_t)n;
+            progress = 1;
+            if (s->hedge_off < s->uhead.end)
+                h->io.ready &= ~LOOP_WRITE;
+        } else if (n < 0 && errno == EAGAIN) {
+            h->io.ready &= ~LOOP_WRITE;
+        } else if (n < 0 && errno != EINTR) {
+            goto out_failed;
+        }
+    }
+    while (h->io.ready & LOOP_READ) {
+        buf_reserve(&s->hin, BUF_SMALL);
+        if (!buf_room(&s->hin)) {
+            if (s->hin.cap >= BUF_LARGE)
+                goto out_failed;   /* a head this large is refused anyway */
+            buf_reserve(&s->hin, BUF_LARGE);
+        }
+        uint32_t room = buf_room(&s->hin);
+        ssize_t n = read(h->io.fd, buf_tail(&s->hin), room);
+        if (n > 0) {
+            s->hin.end += (uint32_t)n;
+            progress = 1;
+            if ((uint32_t)n < room)
+                read_was_short(&h->io);
+            for (;;) {   /* 1xx heads of the hedge are not relayed */
+                int r = http_parse_response(buf_head(&s->hin), buf_len(&s->hin), &scratch,
+                                            &http_default_limits);
+                if (r == HTTP_INCOMPLETE)
+                    break;
+                if (r < 0)
+                    goto out_failed;
+                if (scratch.status >= 200 || scratch.status == 101) {
+                    hedge_promote(c, true);
+                    return 1;
+                }
+                s->hin.start += (uint32_t)r;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            h->io.ready &= ~LOOP_READ;
+            break;
+        }
+        goto out_failed;   /* closed or reset before a head */
+    }
+    return progress;
+
+out_failed:
+    pool_report(s->hedge_srv, false);
+    hedge_drop(c);
+    return 1;
+}
+
 /* The upstream failed: err is a negative errno, or 0 for end of stream. */
 static int upstream_failed(struct client *c, int err, bool connecting)
 {
@@ -730,6 +958,10 @@ static int upstream_failed(struct client *c, int err, bool connecting)
      * a pooled connection it closed while idle is the keep-alive race. */
     if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !c->s->up || !c->s->up->reused))
         pool_report(c->s->srv, false);
+    if (c->s->hedge && !(c->s->x.flags & X_RESP_HEAD)) {
+        hedge_promote(c, false);   /* the hedge is still in the race */
+        return 1;
+    }
     if (!connecting && can_retry(c))
         return retry(c);
     if (!(c->s->x.flags & X_GOT_BYTE) &&
@@ -776,14 +1008,24 @@ static int upstream_connect(struct client *c, bool allow_pooled)
         log_error("warn", "no upstream in service in pool %s (%s)", x->route->pool->name, what);
         return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
     }
-    x->attempts++;
     if (allow_pooled) {
         c->s->up = pool_take_idle(c->s->srv, c, on_upstream);
         if (c->s->up) {
+            x->attempts++;
             x->connect_ns = 0;
             return 1;
         }
     }
+    if (!pool_may_connect(c->s->srv)) {
+        /* At the pool's connection limit: wait for a slot, under the
+         * connect timeout (and the total deadline). */
+        if (!(x->flags & X_WAIT_SLOT)) {
+            x->t_connect = loop->now;
+            wait_enqueue(c);
+        }
+        return 1;
+    }
+    x->attempts++;
     c->s->up = pool_connect(c->s->srv, c, on_upstream, &err);
     if (!c->s->up)
         return upstream_failed(c, err, true);
@@ -853,8 +1095,12 @@ static int upstream_send(struct client *c)
         /* Mark it now: a fast upstream may answer before the next pass, and
          * must not be mistaken for one answering before the request ended. */
         if ((x->flags & X_BODY_DONE) && x->body_sent == x->body_ready &&
-            x->uhead_off == c->s->uhead.end)
+            x->uhead_off == c->s->uhead.end) {
             x->flags |= X_REQ_SENT;
+            /* The read clock starts now, at the hand-over itself, not at the
+             * (earlier) time this event was dispatched: never early. */
+            x->read_mark = loop_clock_ns();
+        }
     }
     /* Reclaim the body space once everything read has been sent (unless it
      * is kept for a retry). */
@@ -968,6 +1214,13 @@ static int response_head(struct client *c)
             snprintf(why, sizeof why, "status %d", scratch.status);
             return retry_later(c, why);
         }
+        if (c->s->hedge) {
+            char what[320];
+            describe(c, what, sizeof what);
+            log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
+                      c->s->srv->addr->text, c->s->hedge_srv->addr->text, what);
+            hedge_drop(c);
+        }
         x->status = scratch.status;
         x->resp_framing = (uint8_t)info.framing;
         x->resp_left = info.length;
@@ -1050,6 +1303,18 @@ static int upstream_recv(struct client *c)
 
     if (!up || up->connecting || (x->flags & X_RESP_DONE))
         return 0;
+    if (x->flags & X_HEAD_QUEUED) {   /* read by the hedge that won */
+        x->flags &= ~X_HEAD_QUEUED;
+        if (response_head(c) < 0)
+            return -1;
+        if (c->state != CS_EXCH || c->s->up != up)
+            return 1;
+        if (response_body(c) < 0)
+            return -1;
+        if (c->state != CS_EXCH)
+            return 1;
+        progress = 1;
+    }
     if ((x->flags & X_SPLICE_OK) && !(x->flags & X_SPLICE) && (x->flags & X_RESP_HEAD) &&
         c->s->uin.start == c->s->uin.end) {
         /* Every body byte read so far has been sent: the rest can bypass
@@ -1361,6 +1626,7 @@ static int exchange_step(struct client *c)
     if ((r = upstream_send(c)) < 0 || c->state != CS_EXCH)
         return r;
     progress |= r;
+    progress |= hedge_step(c);
     if ((r = upstream_recv(c)) < 0 || c->state != CS_EXCH)
         return r;
     progress |= r;
@@ -1722,19 +1988,52 @@ static void on_accept_retry(struct timer *t)
     accept_all();
 }
 
+static uint64_t trim_tick_at;
+
 static void on_trim(struct timer *t)
 {
-    if (buf_trim())
-        loop_timer_at(loop, t, loop->now + TRIM_NS);
+    bool tick = loop->now >= trim_tick_at;
+    if (tick)
+        trim_tick_at = loop->now + TRIM_NS;
+    int r = buf_trim(tick);
+    if (r == 2)
+        loop_timer_at(loop, t, loop->now + 10 * MS);   /* next slice */
+    else if (r == 1)
+        loop_timer_at(loop, t, trim_tick_at);
+}
+
+/* Hands freed connection slots to the requests waiting for them, oldest
+ * first. Done here, between events, never from inside another connection's
+ * callback. */
+static void wake_waiters(void)
+{
+    unsigned n;
+    struct pool_group *gs = pool_groups(&n);
+    for (unsigned i = 0; i < n; i++) {
+        struct pool_group *g = &gs[i];
+        while (g->wait_head && pool_slots_free(g)) {
+            struct client *c = g->wait_head;
+            wait_dequeue(c);
+            upstream_connect(c, true);
+            if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
+                break;   /* queued again: the slot went elsewhere */
+            if (c->state != CS_CLOSED)
+                pump(c);
+        }
+    }
 }
 
 static void on_iteration_end(struct loop *l)
 {
     (void)l;
+    wake_waiters();
     if (accept_paused && nclients < cfg->max_connections)
         accept_all();
-    if (!trim_timer.armed)
-        loop_timer_at(loop, &trim_timer, loop->now + TRIM_NS);
+    if (!trim_timer.armed) {
+        if (trim_tick_at <= loop->now)
+            trim_tick_at = loop->now + TRIM_NS;
+        loop_timer_at(loop, &trim_timer, trim_tick_at);
+    }
     log_flush();
 }
 

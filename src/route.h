@@ -28,6 +28,7 @@ struct route {
     struct pool_group *pool;
     struct route_policy policy;
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
+    uint64_t hedge_ms;                /* 0: no hedging */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

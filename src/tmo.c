@@ -7,6 +7,7 @@ static const char *const reasons[TMO_COUNT + 1] = {
     [TMO_HEADER] = "header_timeout", [TMO_BODY] = "body_timeout",
     [TMO_SEND] = "send_timeout",     [TMO_IDLE] = "idle_timeout",
     [TMO_TRY] = "try_timeout",       [TMO_BACKOFF] = "backoff",
+    [TMO_HEDGE] = "hedge",
     [TMO_NONE] = "none",
 };
 
@@ -14,7 +15,7 @@ static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
     [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
-    [TMO_BACKOFF] = "backoff", [TMO_NONE] = "none",
+    [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_NONE] = "none",
 };
 
 uint64_t tmo_next(const struct tmo_set *s)

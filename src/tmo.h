@@ -23,6 +23,7 @@ enum tmo_kind {
     TMO_IDLE,
     TMO_TRY,         /* a retry policy's per-try timeout (before the response head) */
     TMO_BACKOFF,     /* not a timeout: the wait before the next attempt */
+    TMO_HEDGE,       /* not a timeout: when to send a hedged request */
     TMO_COUNT,
     TMO_NONE = TMO_COUNT
 };

@@ -1,0 +1,81 @@
+"""A pool's max_connections: open connections to its servers together stay
+within the limit; a request finding no free slot waits for one under its
+connect timeout, then gets 503 pool_full."""
+import threading
+import time
+
+from conftest import request_bytes
+
+
+def start_with(proxy_factory, tmp_path, text):
+    path = tmp_path / "hourglass.yaml"
+    path.write_text(text)
+    return proxy_factory("--config", path)
+
+
+def slow(delay):
+    async def handler(reader, writer, ctx):
+        async def respond(ctx, req):
+            await ctx.delay(delay)
+            await ctx.respond(200, req.target.encode())
+        await ctx.serve_forever(respond)
+    return handler
+
+
+def concurrent_gets(p, targets, timeout=5.0):
+    out = {}
+
+    def one(t):
+        c = p.client(timeout=timeout)
+        t0 = time.monotonic()
+        c.send(request_bytes("GET", t))
+        r = c.read_response()
+        out[t] = (r, time.monotonic() - t0)
+        c.close()
+    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for th in ths:
+        th.start()
+        time.sleep(0.02)   # (in this order)
+    for th in ths:
+        th.join(timeout + 1)
+    return out
+
+
+def test_requests_wait_for_a_free_connection(proxy_factory, upstream, tmp_path):
+    up = upstream(slow(0.3))
+    p = start_with(proxy_factory, tmp_path, f"""
+pools:
+  app:
+    servers: [{up.addr}]
+    max_connections: 1
+routes:
+  - {{path: /, pool: app}}
+""")
+    res = concurrent_gets(p, ["/a", "/b"])
+    (ra, ta), (rb, tb) = res["/a"], res["/b"]
+    assert ra.status == 200 and ra.body == b"/a"
+    assert rb.status == 200 and rb.body == b"/b"
+    assert ta < 0.55 and 0.55 <= tb < 1.2, (ta, tb)   # b waited for a's connection
+    assert len(up.conns) == 1, "the limit of one connection was exceeded"
+
+
+def test_waiting_is_bounded_by_the_connect_timeout(proxy_factory, upstream, tmp_path):
+    up = upstream(slow(1.0))
+    p = start_with(proxy_factory, tmp_path, f"""
+timeouts: {{connect: 200ms}}
+pools:
+  app:
+    servers: [{up.addr}]
+    max_connections: 1
+routes:
+  - {{path: /, pool: app}}
+""")
+    res = concurrent_gets(p, ["/a", "/b"])
+    (ra, _), (rb, tb) = res["/a"], res["/b"]
+    assert ra.status == 200
+    assert rb.status == 503 and 0.18 <= tb < 0.5, (rb, tb)
+    lines = p.wait_log(2)
+    b = [l for l in lines if l["target"] == "/b"][0]
+    assert b["reason"] == "pool_full", b
+    assert "no free connection in pool app" in p.stderr_text()
+    assert len(up.conns) == 1
