@@ -194,3 +194,35 @@ def test_no_retry_after_response_bytes(proxy_factory, upstream, tmp_path):
     (line,) = p.wait_log(1)
     assert line["attempts"] == "1"
     assert not b.requests()
+
+
+def test_budget_caps_a_retry_storm(proxy_factory, upstream, tmp_path):
+    # 20 requests at once to servers that never answer, each allowed 3
+    # attempts: without a budget that is 40 more requests on a sick pool.
+    # With budget {percent: 0, min: 2}, at most 2 exchanges retry at a time,
+    # and each holds its slot until it ends.
+    import threading
+    a = upstream(silent_handler())
+    b = upstream(silent_handler())
+    p = start_with(proxy_factory, tmp_path, config(
+        [a.addr, b.addr],
+        "{attempts: 3, on: [read_timeout], per_try_timeout: 200ms, backoff: {base: 1ms, max: 1ms}}",
+        extra_pool="    budget: {percent: 0, min: 2}",
+        timeouts="timeouts: {total: 2s}"))
+    codes = []
+
+    def one(i):
+        r, _ = send(p, target=f"/storm{i}")
+        codes.append(r.status)
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(5)
+    assert codes.count(504) == 20, codes
+    lines = p.wait_log(20)
+    retried = [l for l in lines if l["attempts"] != "1"]
+    assert 1 <= len(retried) <= 2, [l["attempts"] for l in lines]
+    upstream_requests = len(a.requests()) + len(b.requests())
+    assert upstream_requests <= 20 + 2 * 2, upstream_requests
+    assert "retry budget of pool app spent" in p.stderr_text()
