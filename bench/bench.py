@@ -961,11 +961,11 @@ def report(b, a, meta):
                           "min late ms", "early (< -0.1 ms)", "p50 from send", "p99 from send",
                           "other replies", "no reply"], rows))
         out.append("\nLate = (kernel receive time of the 504 at the client - kernel receive time of the request "
-                   "at the silent upstream) - 1000 ms: how long after the read timeout was due the 504 reached "
+                   "at the silent upstream) - %d ms (the read timeout): how long after it was due the 504 reached "
                    "the client. \"From send\" counts instead from the client's send(), so it adds the time the "
                    "proxy took to accept the connection, read the request and connect upstream while thousands "
-                   "of others arrived at once. Early = a 504 less than 1000 ms after the upstream received the "
-                   "request.\n")
+                   "of others arrived at once. Early = a 504 more than %.1f ms (the loopback delivery time) before "
+                   "the read timeout was due.\n" % (TIMER_MS, EARLY_SLACK_MS))
     return "\n".join(out)
 
 

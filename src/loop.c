@@ -167,6 +167,14 @@ int loop_run(struct loop *l)
                 bits |= LOOP_HUP | LOOP_READ;
             io->ready |= bits;
             io->cb(io, bits);
+            /* A full batch of accepts and requests can take milliseconds:
+             * serve the timers that fell due meanwhile every 32 events, not
+             * only after the batch (safe: what a timer closes is skipped by
+             * the events that follow and released after the iteration). */
+            if ((i & 31) == 31) {
+                loop_update_clock(l);
+                run_timers(l);
+            }
         }
         loop_update_clock(l);
         run_timers(l);
