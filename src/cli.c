@@ -33,6 +33,10 @@ void cli_defaults(struct cfg *cfg)
     cfg->max_header_size = 32768;
     cfg->max_headers = 100;
     cfg->max_body = 0;
+    cfg->log_level = 1;   /* info */
+    cfg->drain_ms = 10000;
+    cfg->deadline_header = "X-Request-Deadline-Ms";
+    cfg->trust_deadline = false;
 }
 
 int cli_size(const char *s, uint64_t *bytes)
@@ -196,6 +200,14 @@ static const char usage[] =
     "  --max-header-size SIZE    header fields together, else 431 (default 32k)\n"
     "  --max-headers N           number of header fields, else 431 (default 100)\n"
     "  --max-body-size SIZE      request body, else 413 (default 0: unlimited)\n"
+    "Operations:\n"
+    "  --log-level LEVEL         error log threshold: debug, info, warn, error (info)\n"
+    "  --drain-timeout D         on SIGTERM/SIGINT, in-flight requests may finish\n"
+    "                            within it; then the rest is cut (default 10s)\n"
+    "  --deadline-header NAME|off  send the time left of the total deadline (ms)\n"
+    "                            upstream in this header (X-Request-Deadline-Ms)\n"
+    "  --trust-deadline-header   honour that header from clients: the total\n"
+    "                            deadline is the smaller of ours and theirs\n"
     "  --help                    show this help and exit\n"
     "  --version                 show the version and exit\n";
 
@@ -203,7 +215,8 @@ enum {
     OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
-    OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG,
+    OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
+    OPT_TRUST_DEADLINE,
 };
 
 static const struct option options[] = {
@@ -226,6 +239,10 @@ static const struct option options[] = {
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"deadline-header", required_argument, NULL, OPT_DEADLINE_HEADER},
+    {"trust-deadline-header", no_argument, NULL, OPT_TRUST_DEADLINE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -371,6 +388,35 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_CHECK_CONFIG:
         case 't':
             break;   /* loaded by the first pass */
+        case OPT_LOG_LEVEL: {
+            static const char *const levels[] = {"debug", "info", "warn", "error"};
+            int lv = -1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, levels[i]) == 0)
+                    lv = i;
+            if (lv < 0)
+                return fail(name, optarg, "expected debug, info, warn or error");
+            cfg->log_level = lv;
+            break;
+        }
+        case OPT_DRAIN: dur = &cfg->drain_ms; break;
+        case OPT_DEADLINE_HEADER: {
+            if (strcmp(optarg, "off") == 0) {
+                cfg->deadline_header = NULL;
+                break;
+            }
+            bool ok = *optarg != '\0' && strlen(optarg) <= 64;
+            for (const char *q = optarg; ok && *q; q++)
+                ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                     (*q >= '0' && *q <= '9') || *q == '-' || *q == '_';
+            if (!ok)
+                return fail(name, optarg, "expected a header name (letters, digits, - and _) or off");
+            cfg->deadline_header = optarg;
+            break;
+        }
+        case OPT_TRUST_DEADLINE:
+            cfg->trust_deadline = true;
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return 1;

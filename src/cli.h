@@ -32,6 +32,11 @@ struct cfg {
     /* request limits (bytes; max_body 0 = unlimited) */
     uint32_t max_request_line, max_header_size, max_headers;
     uint64_t max_body;
+    /* operations */
+    int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
+    uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */
+    const char *deadline_header; /* sent upstream with the time left; NULL: off */
+    bool trust_deadline;         /* honour the client's deadline header */
     /* the --config file's model (conf.h), or NULL; cfg's strings may point
      * into it: release both with cli_free */
     struct conf *conf;

@@ -136,7 +136,9 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
         const struct http_field *f = &m->fields[i];
         if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
             HTTP_NAME_IS(f, "x-forwarded-for") || HTTP_NAME_IS(f, "x-forwarded-proto") ||
-            (r->strip_expect && HTTP_NAME_IS(f, "expect")))
+            (r->strip_expect && HTTP_NAME_IS(f, "expect")) ||
+            (r->deadline_name &&
+             ieq(f->name, f->name_len, r->deadline_name, strlen(r->deadline_name))))
             continue;
         if (HTTP_NAME_IS(f, "host")) {
             if (auth) {   /* RFC 9112 3.2.2: the target's authority wins */
@@ -164,7 +166,15 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     put_appended(&o, m, "x-forwarded-for", 15, "X-Forwarded-For", r->client_ip);
     PUTS(&o, "X-Forwarded-Proto: ");
     put(&o, r->proto, strlen(r->proto));
-    PUTS(&o, "\r\n\r\n");
+    PUTS(&o, "\r\n");
+    if (r->deadline_name) {
+        put(&o, r->deadline_name, strlen(r->deadline_name));
+        PUTS(&o, ":");
+        if (r->deadline_at)
+            *r->deadline_at = o.n;
+        PUTS(&o, "          \r\n");   /* FWD_DEADLINE_WIDTH blanks */
+    }
+    PUTS(&o, "\r\n");
     return o.full ? -1 : (int)o.n;
 }
 

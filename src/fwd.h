@@ -22,7 +22,14 @@ struct fwd_req {
     const char *proto;         /* X-Forwarded-Proto: "http" */
     const char *default_host;  /* Host for an HTTP/1.0 request without one */
     bool strip_expect;         /* the proxy answers 100-continue itself */
+    const char *deadline_name; /* NULL, or the deadline header: any incoming one
+                                  is dropped, and a placeholder is written */
+    size_t *deadline_at;       /* out: offset of FWD_DEADLINE_WIDTH blanks to fill */
 };
+
+/* Width of the deadline value placeholder: right-aligned digits, leading
+ * blanks (optional whitespace before a field value, RFC 9110 5.5). */
+#define FWD_DEADLINE_WIDTH 10
 
 /* Writes the upstream request head into out[0..cap): request line in HTTP/1.1
  * with an origin-form target (an absolute-form target is split and its

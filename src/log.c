@@ -132,8 +132,27 @@ void log_access(const struct log_entry *e)
     alen += (size_t)(p - start);
 }
 
+static int min_level = LOG_INFO;
+
+void log_set_level(int level)
+{
+    min_level = level;
+}
+
+static int level_of(const char *level)
+{
+    switch (level[0]) {
+    case 'd': return LOG_DEBUG;
+    case 'i': return LOG_INFO;
+    case 'w': return LOG_WARN;
+    default: return LOG_ERROR;
+    }
+}
+
 void log_error(const char *level, const char *fmt, ...)
 {
+    if (level_of(level) < min_level)
+        return;
     char line[2048];
     size_t n = format_time(line);
     n += (size_t)snprintf(line + n, sizeof line - n, " hourglass[%d]: %s: ", (int)getpid(), level);

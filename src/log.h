@@ -39,6 +39,11 @@ void log_access(const struct log_entry *e);
 /* Writes buffered access log lines. */
 void log_flush(void);
 
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Lines below this level ("debug", "info", "warn", "error") are not written. */
+void log_set_level(int level);
+
 /* "2026-11-22T00:10:00.123Z hourglass[42]: warn: <message>\n" on stderr. */
 void log_error(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -143,11 +143,9 @@ int loop_run(struct loop *l)
     while (!l->stop) {
         int n = wait_events(l, ev);
         if (n < 0) {
-            if (errno == EINTR) {
-                loop_update_clock(l);
-                continue;
-            }
-            return -errno;
+            if (errno != EINTR)
+                return -errno;
+            n = 0;   /* a signal: let the iteration end act on its flag */
         }
         for (int i = 0; i < n; i++) {
             struct loop_io *io = ev[i].data.ptr;

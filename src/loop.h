@@ -8,6 +8,7 @@
 #ifndef HG_LOOP_H
 #define HG_LOOP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -42,6 +43,8 @@ struct loop {
     struct loop_defer *defer;  /* released at the end of the iteration */
     void (*on_iteration_end)(struct loop *l); /* e.g. log flush; may be NULL */
     volatile int stop;
+    volatile sig_atomic_t sig_term;   /* SIGTERM/SIGINT received (count) */
+    volatile sig_atomic_t sig_usr1;   /* SIGUSR1 received */
 };
 
 int loop_init(struct loop *l);

@@ -16,10 +16,14 @@
 
 static struct loop loop;
 
-static void on_stop_signal(int sig)
+/* Signals only set flags: the loop acts on them between events (proxy.c):
+ * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens logs. */
+static void on_signal(int sig)
 {
-    (void)sig;
-    loop.stop = 1;
+    if (sig == SIGUSR1)
+        loop.sig_usr1 = 1;
+    else
+        loop.sig_term++;
 }
 
 /* Each connection costs a descriptor (two while proxied): raise the soft
@@ -50,10 +54,12 @@ int main(int argc, char **argv)
         cli_free(&cfg);
         return 2;
     }
-    struct sigaction sa = {.sa_handler = on_stop_signal};
+    log_set_level(cfg.log_level);
+    struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 

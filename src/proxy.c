@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -84,6 +85,11 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 #define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
 #define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
+#define X_CLIENT_DEADLINE 0x2000000u  /* total capped by a trusted client's header */
+
+/* Of the time left, this much is kept for this hop (relaying the answer)
+ * when the rest is passed on: the next hop times out first. */
+#define DEADLINE_HOP_MARGIN_MS 5
 
 /* Content-Length bodies at least this large are spliced, not copied.
  * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
@@ -117,6 +123,8 @@ struct exch {
     const struct pool_server *avoid;   /* the server of the failed attempt */
     uint64_t try_start;                /* this attempt began (per-try timeout) */
     uint64_t backoff_until;            /* waiting before the next attempt */
+    uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
+    uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -174,6 +182,8 @@ static unsigned nclients;
 static bool accept_paused;
 static struct timer accept_retry;
 static struct timer trim_timer;      /* gives back buffers a burst left spare */
+static struct timer drain_timer;     /* SIGTERM: the end of the drain */
+static bool draining;
 #define TRIM_NS (1000 * MS)
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
 static struct http_limits limits;    /* request head limits from the flags */
@@ -196,6 +206,15 @@ static const struct route_policy *policy(const struct client *c)
     return c->s->x.route ? &c->s->x.route->policy : &default_policy;
 }
 
+/* The total deadline: the route's, or less when a trusted client said so. */
+static uint64_t total_ms(const struct client *c)
+{
+    uint64_t t = policy(c)->total_ms;
+    if ((c->s->x.flags & X_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
+        t = c->s->x.client_total_ms;
+    return t;
+}
+
 static uint64_t ns_of(uint64_t ms) { return ms * MS; }
 static int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
 
@@ -206,6 +225,7 @@ static bool retry_allowed(struct client *c, unsigned cls, int status);
 static int retry_later(struct client *c, const char *why);
 static void hedge_start(struct client *c);
 static void hedge_promote(struct client *c, bool head);
+static void stamp_deadline(struct client *c);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -501,7 +521,7 @@ static void fold_deadlines(struct client *c)
         }
         break;
     case CS_EXCH:
-        t->at[TMO_TOTAL] = x->t_start + ns_of(P->total_ms);
+        t->at[TMO_TOTAL] = x->t_start + ns_of(total_ms(c));
         if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
             t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
         if (x->backoff_until)
@@ -563,7 +583,7 @@ static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
 {
     const struct route_policy *P = policy(c);
     switch (k) {
-    case TMO_TOTAL: return P->total_ms;
+    case TMO_TOTAL: return total_ms(c);
     case TMO_CONNECT: return P->connect_ms;
     case TMO_WRITE: return P->write_ms;
     case TMO_READ: return P->read_ms;
@@ -890,6 +910,8 @@ static int hedge_step(struct client *c)
         progress = 1;
     }
     if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+        if (s->hedge_off == 0)
+            stamp_deadline(c);
         ssize_t n = send(h->io.fd, s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off,
                          MSG_NOSIGNAL);
         if (n > 0) {
@@ -1034,6 +1056,23 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     return 1;
 }
 
+/* Writes the time left of the total deadline into the request head's
+ * deadline field, just before the head is sent (each attempt anew). */
+static void stamp_deadline(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (!x->deadline_at)
+        return;
+    uint64_t end = x->t_start + ns_of(total_ms(c)), now = loop_clock_ns();
+    uint64_t left = end > now ? (end - now) / MS : 0;
+    left = left > DEADLINE_HOP_MARGIN_MS ? left - DEADLINE_HOP_MARGIN_MS : 0;
+    char *p = c->s->uhead.data + x->deadline_at + FWD_DEADLINE_WIDTH;
+    for (int i = 0; i < FWD_DEADLINE_WIDTH; i++) {   /* right-aligned, blank-padded */
+        *--p = (i == 0 || left) ? (char)('0' + left % 10) : ' ';
+        left /= 10;
+    }
+}
+
 /* Sends what is held of the request to the upstream, running the write clock
  * while the upstream will not take it. */
 static int upstream_send(struct client *c)
@@ -1061,6 +1100,8 @@ static int upstream_send(struct client *c)
             x->write_since = loop->now;
         return 0;
     }
+    if (x->uhead_off == 0)
+        stamp_deadline(c);
     if (pb > SEND_SLICE)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
@@ -1581,7 +1622,7 @@ static int exchange_done(struct client *c)
     buf_release(&c->s->uin);
     buf_release(&c->s->out);
     relay_close(&c->s->relay);
-    if (x->flags & X_CLOSE_AFTER) {
+    if ((x->flags & X_CLOSE_AFTER) || draining) {
         c->state = CS_CLOSING;
         return 1;
     }
@@ -1695,6 +1736,19 @@ static int exchange_start(struct client *c, int head_len)
         respond_error(c, 404, "no_route", "no route matches this host and path");
         return 1;
     }
+    if (cfg->trust_deadline && cfg->deadline_header) {
+        size_t dl = strlen(cfg->deadline_header);
+        for (uint32_t i = 0; i < m->nfields; i++) {
+            const struct http_field *f = &m->fields[i];
+            uint64_t v;
+            if (f->name_len == dl && strncasecmp(f->name, cfg->deadline_header, dl) == 0 &&
+                http_parse_u64(f->value, f->value_len, &v) == 0) {
+                x->client_total_ms = v;
+                x->flags |= X_CLIENT_DEADLINE;
+                break;
+            }
+        }
+    }
     if (!info.conn_close)
         x->flags &= ~X_CLOSE_AFTER;
     if (http_method_is_head(m->method, m->method_len))
@@ -1723,6 +1777,7 @@ static int exchange_start(struct client *c, int head_len)
         x->flags |= X_BODY_DONE;
 
     char ip[INET6_ADDRSTRLEN];
+    size_t deadline_at = 0;
     net_ip_text(&c->peer.sa, ip, sizeof ip);
     struct fwd_req fq = {
         .m = m,
@@ -1731,6 +1786,8 @@ static int exchange_start(struct client *c, int head_len)
         .proto = "http",
         .default_host = cfg->upstream[0].text,
         .strip_expect = true,
+        .deadline_name = cfg->deadline_header,
+        .deadline_at = &deadline_at,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
     int n = fwd_request_head(c->s->uhead.data, c->s->uhead.cap, &fq);
@@ -1739,6 +1796,7 @@ static int exchange_start(struct client *c, int head_len)
         return 1;
     }
     c->s->uhead.end = (uint32_t)n;
+    x->deadline_at = (uint32_t)deadline_at;
     if (bulk(info.framing, info.length)) {
         /* The head moves to the front of a larger buffer; offsets follow. */
         uint32_t was = c->in.start;
@@ -2023,11 +2081,52 @@ static void wake_waiters(void)
     }
 }
 
+static void on_drain_over(struct timer *t)
+{
+    (void)t;
+    log_error("warn", "drain timeout: cutting %u connection(s) still open", nclients);
+    loop->stop = 1;
+}
+
+/* SIGTERM/SIGINT: stop accepting, close idle connections, let requests in
+ * flight finish (then close their connections), and stop when none is left
+ * or the drain timeout has passed. */
+static void drain_begin(void)
+{
+    draining = true;
+    for (unsigned i = 0; i < nlisteners; i++)
+        loop_close(loop, &listeners[i].io);
+    struct client *c = clients, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CS_IDLE)
+            client_close(c);
+        else if (c->s)
+            c->s->x.flags |= X_CLOSE_AFTER;   /* answered with Connection: close */
+    }
+    log_error("info", "draining: no longer accepting; %u connection(s) to finish within %llu ms",
+              nclients, (unsigned long long)cfg->drain_ms);
+    loop_timer_at(loop, &drain_timer, loop->now + ns_of(cfg->drain_ms));
+}
+
 static void on_iteration_end(struct loop *l)
 {
-    (void)l;
+    if (l->sig_usr1) {
+        l->sig_usr1 = 0;
+        int r = log_reopen();
+        if (r < 0)
+            log_error("error", "reopening the access log: %s", strerror(-r));
+        else
+            log_error("info", "access log reopened");
+    }
+    if (l->sig_term && !draining)
+        drain_begin();
+    else if (l->sig_term > 1)
+        l->stop = 1;   /* a second signal: stop now */
+    if (draining && !nclients)
+        l->stop = 1;
     wake_waiters();
-    if (accept_paused && nclients < cfg->max_connections)
+    if (accept_paused && nclients < cfg->max_connections && !draining)
         accept_all();
     if (!trim_timer.armed) {
         if (trim_tick_at <= loop->now)
@@ -2054,6 +2153,7 @@ int px_init(struct loop *l, const struct cfg *c)
     health_init(l, c);
     timer_init(&accept_retry, on_accept_retry);
     timer_init(&trim_timer, on_trim);
+    timer_init(&drain_timer, on_drain_over);
     l->on_iteration_end = on_iteration_end;
     for (unsigned i = 0; i < c->nlisten; i++) {
         const struct cli_addr *a = &c->listen[i];
@@ -2086,6 +2186,7 @@ void px_shutdown(void)
     nlisteners = 0;
     loop_timer_stop(loop, &accept_retry);
     loop_timer_stop(loop, &trim_timer);
+    loop_timer_stop(loop, &drain_timer);
     /* run the deferred releases, then free the recycled structs */
     while (loop->defer) {
         struct loop_defer *d = loop->defer;
