@@ -194,6 +194,7 @@ static const char usage[] =
     "  --upstream-idle-timeout D pooled upstream connection idle (30s)\n"
     "Other:\n"
     "  --access-log PATH|-|off   access log file, - for standard output (default)\n"
+    "  --access-log-format kv|json  key=value lines (default) or JSON Lines\n"
     "  --max-connections N       client connections served at once (10000)\n"
     "Request limits (sizes: 8192, 8k, 32KiB, 1m):\n"
     "  --max-request-line SIZE   request line, else 414 (default 8k)\n"
@@ -216,7 +217,7 @@ enum {
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE,
+    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
 };
 
 static const struct option options[] = {
@@ -240,6 +241,7 @@ static const struct option options[] = {
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"deadline-header", required_argument, NULL, OPT_DEADLINE_HEADER},
     {"trust-deadline-header", no_argument, NULL, OPT_TRUST_DEADLINE},
@@ -400,6 +402,14 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             break;
         }
         case OPT_DRAIN: dur = &cfg->drain_ms; break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                cfg->access_log_json = true;
+            else if (strcmp(optarg, "kv") == 0)
+                cfg->access_log_json = false;
+            else
+                return fail(name, optarg, "expected kv or json");
+            break;
         case OPT_DEADLINE_HEADER: {
             if (strcmp(optarg, "off") == 0) {
                 cfg->deadline_header = NULL;

@@ -28,6 +28,7 @@ struct cfg {
     uint64_t header_ms, body_ms, send_ms, idle_ms;
     uint64_t upstream_idle_ms;
     const char *access_log;   /* path, "-" or "off" */
+    bool access_log_json;     /* JSON Lines instead of key=value */
     unsigned max_connections;
     /* request limits (bytes; max_body 0 = unlimited) */
     uint32_t max_request_line, max_header_size, max_headers;

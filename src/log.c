@@ -14,12 +14,14 @@
 #define LOG_LINE_MAX (16 * 1024)
 
 static int access_fd = -1;        /* -1: off */
+static bool access_json;
 static const char *access_path;   /* NULL for standard output */
 static char abuf[LOG_BUF];
 static size_t alen;
 
-int log_open(const char *where)
+int log_open(const char *where, bool json)
 {
+    access_json = json;
     if (strcmp(where, "off") == 0) {
         access_fd = -1;
         return 0;
@@ -102,16 +104,80 @@ static size_t put_ms(char *p, int64_t v)
     return (size_t)sprintf(p, "%lld", (long long)v);
 }
 
+/* Copies a token into a JSON string, escaping what JSON requires. */
+static size_t put_json(char *p, const char *s, size_t n)
+{
+    char *start = p;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            *p++ = '\\';
+            *p++ = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            p += sprintf(p, "\\u%04x", ch);
+        } else {
+            *p++ = (char)ch;
+        }
+    }
+    return (size_t)(p - start);
+}
+
+static size_t put_json_ms(char *p, const char *key, int64_t v)
+{
+    return v < 0 ? (size_t)sprintf(p, ",\"%s\":null", key)
+                 : (size_t)sprintf(p, ",\"%s\":%lld", key, (long long)v);
+}
+
+static void log_access_json(const struct log_entry *e, uint32_t tl)
+{
+    char *p = abuf + alen, *start = p;
+    p += sprintf(p, "{\"time\":\"");
+    p += format_time(p);
+    p += sprintf(p, "\",\"client\":\"%s\",\"method\":", e->client);
+    if (e->method) {
+        *p++ = '"';
+        p += put_json(p, e->method, e->method_len > 64 ? 64 : e->method_len);
+        *p++ = '"';
+    } else {
+        p += sprintf(p, "null");
+    }
+    p += sprintf(p, ",\"target\":");
+    if (e->target) {
+        *p++ = '"';
+        p += put_json(p, e->target, tl);
+        *p++ = '"';
+    } else {
+        p += sprintf(p, "null");
+    }
+    p += e->status ? (size_t)sprintf(p, ",\"status\":%d", e->status)
+                   : (size_t)sprintf(p, ",\"status\":null");
+    p += sprintf(p, ",\"bytes\":%llu,\"bytes_in\":%llu,\"upstream\":",
+                 (unsigned long long)e->bytes, (unsigned long long)e->bytes_in);
+    p += e->upstream ? (size_t)sprintf(p, "\"%s\"", e->upstream) : (size_t)sprintf(p, "null");
+    p += sprintf(p, ",\"attempts\":%u", e->attempts);
+    p += put_json_ms(p, "connect_ms", e->connect_ms);
+    p += put_json_ms(p, "sent_ms", e->sent_ms);
+    p += put_json_ms(p, "first_byte_ms", e->first_byte_ms);
+    p += put_json_ms(p, "total_ms", e->total_ms);
+    p += sprintf(p, ",\"reason\":\"%s\"}\n", e->reason);
+    alen += (size_t)(p - start);
+}
+
 void log_access(const struct log_entry *e)
 {
     if (access_fd < 0)
         return;
     if (LOG_BUF - alen < LOG_LINE_MAX)
         log_flush();
-    char *p = abuf + alen, *start = p;
     uint32_t tl = e->target ? e->target_len : 1;
+    if (access_json) {
+        /* escaped, a byte may take 6: 2 KiB of target stays within a line */
+        log_access_json(e, tl > 2048 ? 2048 : tl);
+        return;
+    }
     if (tl > 8192)
         tl = 8192;
+    char *p = abuf + alen, *start = p;
     memcpy(p, "time=", 5);
     p += 5;
     p += format_time(p);
@@ -119,9 +185,13 @@ void log_access(const struct log_entry *e)
                  e->method ? (int)(e->method_len > 64 ? 64 : e->method_len) : 1,
                  e->method ? e->method : "-", (int)tl, e->target ? e->target : "-");
     p += e->status ? (size_t)sprintf(p, "%d", e->status) : (size_t)sprintf(p, "-");
-    p += sprintf(p, " bytes=%llu upstream=%s attempts=%u connect_ms=",
-                 (unsigned long long)e->bytes, e->upstream ? e->upstream : "-", e->attempts);
+    p += sprintf(p, " bytes=%llu bytes_in=%llu upstream=%s attempts=%u connect_ms=",
+                 (unsigned long long)e->bytes, (unsigned long long)e->bytes_in,
+                 e->upstream ? e->upstream : "-", e->attempts);
     p += put_ms(p, e->connect_ms);
+    memcpy(p, " sent_ms=", 9);
+    p += 9;
+    p += put_ms(p, e->sent_ms);
     memcpy(p, " first_byte_ms=", 15);
     p += 15;
     p += put_ms(p, e->first_byte_ms);

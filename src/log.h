@@ -18,17 +18,20 @@ struct log_entry {
     uint32_t target_len;
     int status;                /* 0: "-" */
     uint64_t bytes;            /* bytes sent to the client for this response */
+    uint64_t bytes_in;         /* bytes of the request received from the client */
     const char *upstream;      /* NULL: "-" */
     unsigned attempts;
     int64_t connect_ms;        /* < 0: "-" */
+    int64_t sent_ms;           /* the whole request handed to the upstream */
     int64_t first_byte_ms;
     int64_t total_ms;
     const char *reason;        /* "ok", "read_timeout", ... */
 };
 
 /* Opens the access log: a path (appended to), "-" for standard output, or
- * "off". 0 or -errno. */
-int log_open(const char *where);
+ * "off"; lines are key=value, or JSON objects (JSON Lines) when json.
+ * 0 or -errno. */
+int log_open(const char *where, bool json);
 
 /* Reopens the access log file (after rotation). */
 int log_reopen(void);

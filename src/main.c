@@ -44,7 +44,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
 
-    int r = log_open(cfg.access_log);
+    int r = log_open(cfg.access_log, cfg.access_log_json);
     if (r < 0) {
         if (cfg.conf && cfg.access_log == cfg.conf->access_log)   /* from the file */
             fprintf(stderr, "%s: access_log '%s': %s\n", cfg.conf->file, cfg.access_log,

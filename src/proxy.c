@@ -124,6 +124,8 @@ struct exch {
     uint64_t try_start;                /* this attempt began (per-try timeout) */
     uint64_t backoff_until;            /* waiting before the next attempt */
     uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
+    uint64_t bytes_in;                 /* request bytes received from the client */
+    int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
 };
 
@@ -231,7 +233,7 @@ static void stamp_deadline(struct client *c);
 static void exch_reset(struct exch *x)
 {
     *x = (struct exch){0};
-    x->connect_ns = x->first_byte_ns = -1;
+    x->connect_ns = x->first_byte_ns = x->sent_ns = -1;
 }
 
 /* Gives c a fresh session (entering HEAD from IDLE). */
@@ -390,10 +392,12 @@ static void log_exchange(struct client *c, int status, const char *reason)
         .client = peer_of(c, &pt),
         .status = status,
         .bytes = c->s->x.bytes_sent,
+        .bytes_in = c->s->x.bytes_in ? c->s->x.bytes_in : c->s->x.head_len,
         .upstream = c->s->srv ? c->s->srv->addr->text : NULL,
         .attempts = c->s->x.attempts,
         .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
         .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,
+        .sent_ms = c->s->x.sent_ns >= 0 ? ms_of((uint64_t)c->s->x.sent_ns) : -1,
         .reason = reason,
     };
     e.method = method_of(c, &e.method_len);
@@ -1141,6 +1145,7 @@ static int upstream_send(struct client *c)
             /* The read clock starts now, at the hand-over itself, not at the
              * (earlier) time this event was dispatched: never early. */
             x->read_mark = loop_clock_ns();
+            x->sent_ns = (int64_t)(x->read_mark - x->t_start);
         }
     }
     /* Reclaim the body space once everything read has been sent (unless it
@@ -1445,6 +1450,7 @@ static int request_body(struct client *c)
         return 0;
     if (x->req_framing == HTTP_BODY_LENGTH) {
         uint64_t k = avail < x->req_left ? avail : x->req_left;
+        x->bytes_in += k;
         x->body_ready += (uint32_t)k;
         x->req_left -= k;
         if (!x->req_left)
@@ -1461,6 +1467,7 @@ static int request_body(struct client *c)
         return exchange_fail(c, 400, "bad_request", "malformed chunked body");
     }
     uint32_t rest = avail - (uint32_t)r;
+    x->bytes_in += (uint64_t)r;
     if (rest && kept != (size_t)r)
         memmove(p + kept, p + r, rest);
     c->in.end -= (uint32_t)r - (uint32_t)kept;
@@ -1690,6 +1697,7 @@ static int exchange_start(struct client *c, int head_len)
     const char *base = c->in.data + c->in.start;
 
     x->head_len = (uint32_t)head_len;
+    x->bytes_in = (uint32_t)head_len;
     x->method_len = m->method_len;
     x->target_off = (uint32_t)(m->target - base);
     x->target_len = m->target_len;

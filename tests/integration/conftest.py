@@ -133,8 +133,8 @@ def wait_until(pred, timeout, interval=0.005, msg="condition"):
 # --------------------------------------------------------------------------
 # access log
 
-LOG_KEYS = ["time", "client", "method", "target", "status", "bytes", "upstream",
-            "attempts", "connect_ms", "first_byte_ms", "total_ms", "reason"]
+LOG_KEYS = ["time", "client", "method", "target", "status", "bytes", "bytes_in", "upstream",
+            "attempts", "connect_ms", "sent_ms", "first_byte_ms", "total_ms", "reason"]
 
 
 def parse_log_line(line):

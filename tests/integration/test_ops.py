@@ -150,3 +150,26 @@ def test_log_level_warn_hides_info(proxy_factory, upstream):
     err = p.stderr_text()
     assert "listening on" not in err        # info
     assert "connect to 127.0.0.1:9 failed" in err   # warn
+
+
+def test_access_log_json_lines(proxy_factory, upstream):
+    import json
+    up = upstream(ok_handler(b"hello"))
+    p = proxy_factory("--access-log-format", "json", upstreams=[up])
+    c = p.client()
+    body = b"x" * 100
+    c.send(request_bytes("POST", '/j?q="quoted"\\x', headers=[("Content-Length", "100")]) + body)
+    r = c.read_response()
+    assert r.status == 200
+    deadline = time.monotonic() + 2
+    while not p.raw_log_lines() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (raw,) = p.raw_log_lines()
+    e = json.loads(raw)
+    assert list(e) == ["time", "client", "method", "target", "status", "bytes", "bytes_in",
+                       "upstream", "attempts", "connect_ms", "sent_ms", "first_byte_ms",
+                       "total_ms", "reason"], e
+    assert e["method"] == "POST" and e["target"] == '/j?q="quoted"\\x'
+    assert e["status"] == 200 and e["reason"] == "ok" and e["upstream"] == up.addr
+    assert e["bytes"] == len(r.raw) and e["bytes_in"] > 100
+    assert 0 <= e["connect_ms"] <= e["sent_ms"] <= e["first_byte_ms"] <= e["total_ms"]
