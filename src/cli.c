@@ -203,6 +203,7 @@ static const char usage[] =
     "  --max-body-size SIZE      request body, else 413 (default 0: unlimited)\n"
     "Operations:\n"
     "  --log-level LEVEL         error log threshold: debug, info, warn, error (info)\n"
+    "  --admin ADDR:PORT         serve /metrics (Prometheus) and /healthz there (off)\n"
     "  --drain-timeout D         on SIGTERM/SIGINT, in-flight requests may finish\n"
     "                            within it; then the rest is cut (default 10s)\n"
     "  --deadline-header NAME|off  send the time left of the total deadline (ms)\n"
@@ -217,7 +218,7 @@ enum {
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
+    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN,
 };
 
 static const struct option options[] = {
@@ -241,6 +242,7 @@ static const struct option options[] = {
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"admin", required_argument, NULL, OPT_ADMIN},
     {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"deadline-header", required_argument, NULL, OPT_DEADLINE_HEADER},
@@ -402,6 +404,11 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             break;
         }
         case OPT_DRAIN: dur = &cfg->drain_ms; break;
+        case OPT_ADMIN:
+            if (cli_address(optarg, &cfg->admin, err, sizeof err) < 0)
+                return fail(name, optarg, err);
+            cfg->has_admin = true;
+            break;
         case OPT_LOG_FORMAT:
             if (strcmp(optarg, "json") == 0)
                 cfg->access_log_json = true;

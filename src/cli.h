@@ -38,6 +38,8 @@ struct cfg {
     uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */
     const char *deadline_header; /* sent upstream with the time left; NULL: off */
     bool trust_deadline;         /* honour the client's deadline header */
+    struct cli_addr admin;       /* --admin listener */
+    bool has_admin;
     /* the --config file's model (conf.h), or NULL; cfg's strings may point
      * into it: release both with cli_free */
     struct conf *conf;

@@ -44,6 +44,8 @@
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
+#include "stats.h"
+#include "admin.h"
 #include "tmo.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -385,6 +387,13 @@ static void log_exchange(struct client *c, int status, const char *reason)
     if (c->s->x.flags & X_RETRIED)
         c->s->x.route->pool->retries--;
     c->s->x.flags &= ~(X_COUNTED | X_RETRIED);
+    {
+        unsigned nr;
+        const struct route *base = route_all(&nr);
+        int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
+        int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
+        stats_exchange(ri, status, reason, fb);
+    }
     if (!log_access_enabled())
         return;
     struct peer_text pt;
@@ -798,6 +807,7 @@ static int retry_later(struct client *c, const char *why)
         x->flags |= X_RETRIED;
         x->route->pool->retries++;
     }
+    stats.retries++;
     uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
     if (cap > r->backoff_max_ms)
         cap = r->backoff_max_ms;
@@ -848,6 +858,7 @@ static void hedge_start(struct client *c)
         x->flags |= X_RETRIED;
         x->route->pool->retries++;
     }
+    stats.hedges++;
     s->hedge = h;
     s->hedge_srv = srv;
     s->hedge_off = 0;
@@ -2089,6 +2100,42 @@ static void wake_waiters(void)
     }
 }
 
+/* /metrics: the counters of stats.c with the gauges of this moment. */
+static size_t render_metrics(char *out, size_t cap)
+{
+    unsigned npools, nroutes;
+    struct pool_group *gs = pool_groups(&npools);
+    const struct route *rs = route_all(&nroutes);
+    const char *pool_names[64], *route_names[STATS_MAX_ROUTES];
+    unsigned pool_idle[64];
+    char names[STATS_MAX_ROUTES][160];
+    if (npools > 64)
+        npools = 64;
+    if (nroutes > STATS_MAX_ROUTES)
+        nroutes = STATS_MAX_ROUTES;
+    for (unsigned i = 0; i < npools; i++) {
+        pool_names[i] = gs[i].name;
+        pool_idle[i] = 0;
+        for (unsigned k = 0; k < gs[i].nservers; k++)
+            pool_idle[i] += gs[i].servers[k].nidle;
+    }
+    for (unsigned i = 0; i < nroutes; i++) {
+        snprintf(names[i], sizeof names[i], "%s%s", rs[i].host ? rs[i].host : "", rs[i].path);
+        route_names[i] = names[i];
+    }
+    struct stats_gauges g = {
+        .clients = nclients, .upstream_open = pool_open_count(),
+        .npools = npools, .pool_names = pool_names, .pool_idle = pool_idle,
+        .nroutes = nroutes, .route_names = route_names,
+    };
+    return stats_render(out, cap, &g);
+}
+
+static bool admin_healthy(void)
+{
+    return !draining;
+}
+
 static void on_drain_over(struct timer *t)
 {
     (void)t;
@@ -2159,6 +2206,8 @@ int px_init(struct loop *l, const struct cfg *c)
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     health_init(l, c);
+    if (c->has_admin && admin_init(l, &c->admin, render_metrics, admin_healthy) < 0)
+        return -EINVAL;
     timer_init(&accept_retry, on_accept_retry);
     timer_init(&trim_timer, on_trim);
     timer_init(&drain_timer, on_drain_over);
@@ -2188,6 +2237,7 @@ void px_shutdown(void)
     while (clients)
         client_close(clients);
     health_stop();
+    admin_stop();
     pool_close_idle();
     for (unsigned i = 0; i < nlisteners; i++)
         loop_close(loop, &listeners[i].io);

@@ -58,6 +58,12 @@ int route_init(const struct cfg *cfg)
     return 0;
 }
 
+const struct route *route_all(unsigned *n)
+{
+    *n = nroutes;
+    return routes;
+}
+
 void route_free(void)
 {
     free(routes);

@@ -42,4 +42,8 @@ const struct route *route_match(const char *host, size_t host_len,
 
 void route_free(void);
 
+/* The routes, for metrics: *n gets their number; a route's index is its
+ * position in the returned array. */
+const struct route *route_all(unsigned *n);
+
 #endif

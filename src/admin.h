@@ -1,0 +1,28 @@
+/* admin.h -- the admin listener (off unless --admin): GET /metrics in the
+ * Prometheus text format and GET /healthz, served on the proxy's own loop.
+ * Each admin connection answers one request and closes; it holds a small
+ * fixed buffer and a 2 s deadline, so a stuck scraper costs nothing. */
+#ifndef HG_ADMIN_H
+#define HG_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cli.h"
+#include "loop.h"
+
+/* Renders /metrics into out (cap bytes); returns the length, or the length
+ * needed when larger than cap. */
+typedef size_t admin_render_fn(char *out, size_t cap);
+
+/* Whether /healthz should say 200 (false: 503, e.g. while draining). */
+typedef bool admin_healthy_fn(void);
+
+/* Opens the admin listener. 0, or -errno after logging why. */
+int admin_init(struct loop *l, const struct cli_addr *addr, admin_render_fn *render,
+               admin_healthy_fn *healthy);
+
+/* Closes the listener and every admin connection. */
+void admin_stop(void);
+
+#endif

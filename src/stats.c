@@ -1,0 +1,120 @@
+/* stats.c -- counters for /metrics (see stats.h). */
+#include "stats.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct stats stats;
+
+const uint64_t stats_bucket_ms[STATS_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000};
+
+/* Every reason the access log can name, in a fixed order. */
+static const char *const reasons[] = {
+    "ok", "connect_timeout", "write_timeout", "read_timeout", "total_timeout", "try_timeout",
+    "header_timeout", "body_timeout", "send_timeout", "upstream_refused", "upstream_reset",
+    "upstream_closed", "upstream_error", "bad_upstream_response", "client_abort", "bad_request",
+    "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "other",
+};
+#define NREASONS (sizeof reasons / sizeof reasons[0])
+
+int stats_reason_index(const char *reason)
+{
+    for (size_t i = 0; i + 1 < NREASONS; i++)
+        if (strcmp(reasons[i], reason) == 0)
+            return (int)i;
+    return (int)NREASONS - 1;
+}
+
+void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_ms)
+{
+    stats.reasons[stats_reason_index(reason)]++;
+    if (ri < 0 || ri >= STATS_MAX_ROUTES)
+        return;
+    struct stats_route *r = &stats.routes[ri];
+    int cls = status >= 100 && status < 600 ? status / 100 : 0;
+    r->by_class[cls]++;
+    if (first_byte_ms >= 0) {
+        for (int b = 0; b < STATS_BUCKETS; b++)
+            if ((uint64_t)first_byte_ms <= stats_bucket_ms[b])
+                r->first_byte[b]++;
+        r->first_byte[STATS_BUCKETS]++;
+        r->first_byte_sum_ms += (uint64_t)first_byte_ms;
+        r->first_byte_count++;
+    }
+}
+
+struct out { char *p; size_t n, cap; };
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(o->n < o->cap ? o->p + o->n : NULL, o->n < o->cap ? o->cap - o->n : 0, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        o->n += (size_t)k;
+}
+
+size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
+{
+    struct out o = {buf, 0, cap};
+    static const char *const cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+    put(&o, "# HELP hourglass_requests_total Requests ended, by route and status class.\n"
+            "# TYPE hourglass_requests_total counter\n");
+    for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++)
+        for (int c = 0; c < 6; c++)
+            put(&o, "hourglass_requests_total{route=\"%s\",class=\"%s\"} %llu\n", g->route_names[r],
+                cls[c], (unsigned long long)stats.routes[r].by_class[c]);
+    put(&o, "# HELP hourglass_exchanges_ended_total Exchanges ended, by the reason logged.\n"
+            "# TYPE hourglass_exchanges_ended_total counter\n");
+    for (size_t i = 0; i < NREASONS; i++)
+        put(&o, "hourglass_exchanges_ended_total{reason=\"%s\"} %llu\n", reasons[i],
+            (unsigned long long)stats.reasons[i]);
+    put(&o, "# HELP hourglass_timeouts_total Timeouts that ended an exchange, by kind.\n"
+            "# TYPE hourglass_timeouts_total counter\n");
+    for (size_t i = 0; i < NREASONS; i++) {
+        size_t l = strlen(reasons[i]);
+        if (l > 8 && strcmp(reasons[i] + l - 8, "_timeout") == 0)
+            put(&o, "hourglass_timeouts_total{kind=\"%.*s\"} %llu\n", (int)(l - 8), reasons[i],
+                (unsigned long long)stats.reasons[i]);
+    }
+    put(&o, "# HELP hourglass_retries_total Retry attempts started.\n"
+            "# TYPE hourglass_retries_total counter\nhourglass_retries_total %llu\n",
+        (unsigned long long)stats.retries);
+    put(&o, "# HELP hourglass_hedges_total Hedged attempts started.\n"
+            "# TYPE hourglass_hedges_total counter\nhourglass_hedges_total %llu\n",
+        (unsigned long long)stats.hedges);
+    put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
+            "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
+        (unsigned long long)stats.ejections);
+    put(&o, "# HELP hourglass_upstream_first_byte_seconds From the request head to the first "
+            "response byte.\n# TYPE hourglass_upstream_first_byte_seconds histogram\n");
+    for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++) {
+        const struct stats_route *sr = &stats.routes[r];
+        for (int b = 0; b < STATS_BUCKETS; b++)
+            put(&o, "hourglass_upstream_first_byte_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                g->route_names[r], (double)stats_bucket_ms[b] / 1000,
+                (unsigned long long)sr->first_byte[b]);
+        put(&o, "hourglass_upstream_first_byte_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+            g->route_names[r], (unsigned long long)sr->first_byte[STATS_BUCKETS]);
+        put(&o, "hourglass_upstream_first_byte_seconds_sum{route=\"%s\"} %.3f\n",
+            g->route_names[r], (double)sr->first_byte_sum_ms / 1000);
+        put(&o, "hourglass_upstream_first_byte_seconds_count{route=\"%s\"} %llu\n",
+            g->route_names[r], (unsigned long long)sr->first_byte_count);
+    }
+    put(&o, "# HELP hourglass_client_connections Client connections open now.\n"
+            "# TYPE hourglass_client_connections gauge\nhourglass_client_connections %u\n",
+        g->clients);
+    put(&o, "# HELP hourglass_upstream_connections Upstream connections open now (busy or idle).\n"
+            "# TYPE hourglass_upstream_connections gauge\nhourglass_upstream_connections %u\n",
+        g->upstream_open);
+    put(&o, "# HELP hourglass_pool_idle_connections Idle pooled connections, by pool.\n"
+            "# TYPE hourglass_pool_idle_connections gauge\n");
+    for (unsigned i = 0; i < g->npools; i++)
+        put(&o, "hourglass_pool_idle_connections{pool=\"%s\"} %u\n", g->pool_names[i],
+            g->pool_idle[i]);
+    return o.n;
+}
