@@ -925,7 +925,9 @@ static int hedge_step(struct client *c)
         progress = 1;
     }
     if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
-        if (s->hedge_off == 0)
+        /* The head is shared with the first attempt: stamp it anew only
+         * when that one has sent all of it, never under its feet. */
+        if (s->hedge_off == 0 && (!s->up || s->x.uhead_off == s->uhead.end))
             stamp_deadline(c);
         ssize_t n = send(h->io.fd, s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off,
                          MSG_NOSIGNAL);
