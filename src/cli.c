@@ -210,6 +210,10 @@ static const char usage[] =
     "                            upstream in this header (X-Request-Deadline-Ms)\n"
     "  --trust-deadline-header   honour that header from clients: the total\n"
     "                            deadline is the smaller of ours and theirs\n"
+    "  --workers N|auto          worker processes under a supervising master\n"
+    "                            (default auto: one per CPU; at most 64)\n"
+    "  --single-process          no master and no workers: the process started\n"
+    "                            serves (debugging, tests; SIGHUP cannot reload)\n"
     "  --help                    show this help and exit\n"
     "  --version                 show the version and exit\n";
 
@@ -218,7 +222,7 @@ enum {
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN,
+    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE,
 };
 
 static const struct option options[] = {
@@ -247,6 +251,8 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"deadline-header", required_argument, NULL, OPT_DEADLINE_HEADER},
     {"trust-deadline-header", no_argument, NULL, OPT_TRUST_DEADLINE},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"single-process", no_argument, NULL, OPT_SINGLE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -319,8 +325,10 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         uint64_t *dur = NULL;
         switch (c) {
         case OPT_LISTEN:
-            if (!listen_set)
+            if (!listen_set) {
                 cfg->nlisten = 0;
+                memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
+            }
             listen_set = true;
             if (cfg->nlisten == CLI_MAX_LISTEN)
                 return fail(name, optarg, "too many listeners (at most 16)");
@@ -417,22 +425,30 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             else
                 return fail(name, optarg, "expected kv or json");
             break;
-        case OPT_DEADLINE_HEADER: {
-            if (strcmp(optarg, "off") == 0) {
+        case OPT_DEADLINE_HEADER:
+            if (strcmp(optarg, "off") == 0)
                 cfg->deadline_header = NULL;
-                break;
-            }
-            bool ok = *optarg != '\0' && strlen(optarg) <= 64;
-            for (const char *q = optarg; ok && *q; q++)
-                ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-                     (*q >= '0' && *q <= '9') || *q == '-' || *q == '_';
-            if (!ok)
+            else if (cli_header_name(optarg))
+                cfg->deadline_header = optarg;
+            else
                 return fail(name, optarg, "expected a header name (letters, digits, - and _) or off");
-            cfg->deadline_header = optarg;
             break;
-        }
         case OPT_TRUST_DEADLINE:
             cfg->trust_deadline = true;
+            break;
+        case OPT_WORKERS: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (strcmp(optarg, "auto") == 0)
+                cfg->workers = 0;
+            else if (!*optarg || *end || v < 1 || v > CLI_MAX_WORKERS)
+                return fail(name, optarg, "expected auto or a number from 1 to 64");
+            else
+                cfg->workers = (unsigned)v;
+            break;
+        }
+        case OPT_SINGLE:
+            cfg->single_process = true;
             break;
         case OPT_HELP:
             fputs(usage, stdout);
@@ -472,11 +488,23 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         cli_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
         cfg->nupstream = 1;
     }
+    if (cfg->trust_deadline)
+        for (unsigned i = 0; i < cfg->nlisten; i++)
+            cfg->listen_trust[i] = true;
     if (check) {
         printf("%s: ok\n", check);
         return 1;
     }
     return 0;
+}
+
+bool cli_header_name(const char *s)
+{
+    bool ok = *s != '\0' && strlen(s) <= 64;
+    for (const char *q = s; ok && *q; q++)
+        ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+             *q == '-' || *q == '_';
+    return ok;
 }
 
 int cli_parse(struct cfg *cfg, int argc, char **argv)

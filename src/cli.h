@@ -9,6 +9,7 @@
 
 #define CLI_MAX_LISTEN   16
 #define CLI_MAX_UPSTREAM 64
+#define CLI_MAX_WORKERS  64
 
 struct cli_addr {
     struct sockaddr_storage ss;
@@ -20,6 +21,7 @@ struct conf;
 
 struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
+    bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
     unsigned nupstream;
@@ -37,7 +39,9 @@ struct cfg {
     int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
     uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */
     const char *deadline_header; /* sent upstream with the time left; NULL: off */
-    bool trust_deadline;         /* honour the client's deadline header */
+    bool trust_deadline;         /* --trust-deadline-header: on every listener */
+    unsigned workers;            /* worker processes; 0 = one per CPU */
+    bool single_process;         /* no master: the process started serves */
     struct cli_addr admin;       /* --admin listener */
     bool has_admin;
     /* the --config file's model (conf.h), or NULL; cfg's strings may point
@@ -66,6 +70,10 @@ int cli_duration(const char *s, uint64_t *ms);
 /* Parses a size: "8192", "8k", "32KiB", "1m", "1MiB", "2g" (k = 1024).
  * 0 or -1. */
 int cli_size(const char *s, uint64_t *bytes);
+
+/* Whether s is a header name we accept for the deadline header: 1 to 64 of
+ * letters, digits, '-' and '_'. */
+bool cli_header_name(const char *s);
 
 /* Parses "HOST:PORT", "[V6]:PORT" (names resolved once, at start). 0 or -1
  * with a message in err. */

@@ -376,6 +376,25 @@ static bool get_addr(struct ctx *x, yaml_node_t *n, const char *key, const char 
 
 /* ------------------------------------------------------------- sections */
 
+static bool get_bool(struct ctx *x, yaml_node_t *n, const char *key, bool *out)
+{
+    static const char what[] = "true or false";
+    const char *s = scalar(x, n, key, what);
+    if (!s)
+        return false;
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+        *out = true;
+    else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+        *out = false;
+    else {
+        expected(x, n, key, what);
+        return false;
+    }
+    return true;
+}
+
+/* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
+ * trust_deadline_header: BOOL}. */
 static void parse_listen(struct ctx *x, yaml_node_t *n)
 {
     static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
@@ -392,7 +411,8 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
     }
     struct conf *c = x->c;
     c->listen = calloc(count, sizeof *c->listen);
-    if (!c->listen) {
+    c->listen_trust = calloc(count, sizeof *c->listen_trust);
+    if (!c->listen || !c->listen_trust) {
         x->nomem = true;
         return;
     }
@@ -404,6 +424,24 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
+        bool trust = false;
+        if (v->type == YAML_MAPPING_NODE) {
+            static const char *const lk[] = {"address", "trust_deadline_header", NULL};
+            yaml_node_t *w[MAX_KEYS];
+            char sub[PATHLEN];
+            if (!fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
+                continue;
+            join(sub, key, "trust_deadline_header");
+            if (w[1] && !get_bool(x, w[1], sub, &trust))
+                continue;
+            join(sub, key, "address");
+            if (!w[0]) {
+                err(x, v, sub, "missing; expected ADDR:PORT");
+                continue;
+            }
+            v = w[0];
+            memcpy(key, sub, sizeof key);
+        }
         if (!get_addr(x, v, key, "ADDR:PORT", a))
             continue;
         bool dup = false;
@@ -412,8 +450,10 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
                 err(x, v, key, "%s is listed twice (first on line %d)", a->text, lines[j]);
                 dup = true;
             }
-        if (!dup)
+        if (!dup) {
+            c->listen_trust[c->nlisten] = trust;
             lines[c->nlisten++] = line_of(v);
+        }
     }
 }
 
@@ -878,12 +918,13 @@ static void parse_retry(struct ctx *x, yaml_node_t *n, const char *path, struct 
 static void parse_route(struct ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
-                                       "budget", NULL};
+                                       "budget", "deadline_header", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     joini(path, "routes", idx);
     *r = (struct conf_route){
         .line = line_of(n),
+        .deadline_header = true,
         .retry = {.attempts = 1,
                   .on = CONF_RETRY_CONNECT_FAILURE | CONF_RETRY_CONNECT_TIMEOUT |
                         CONF_RETRY_RESET,
@@ -947,6 +988,9 @@ static void parse_route(struct ctx *x, yaml_node_t *n, unsigned idx, struct conf
     if (v[6])
         err(x, v[6], key, "the retry budget is shared by a pool's routes; set it as "
                           "pools.NAME.budget");
+    join(key, path, "deadline_header");
+    if (v[7])
+        get_bool(x, v[7], key, &r->deadline_header);
 }
 
 static void parse_routes(struct ctx *x, yaml_node_t *n)
@@ -1029,11 +1073,11 @@ static void resolve_pools(struct ctx *x)
 static void parse_top(struct ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {"listen", "timeouts", "limits", "access_log", "pools",
-                                       "routes", NULL};
+                                       "routes", "workers", "deadline_header", NULL};
     yaml_node_t *v[MAX_KEYS];
     if (!fields(x, root, "",
                 "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
-                "routes)",
+                "routes, workers, deadline_header)",
                 keys, v))
         return;
     if (v[0])
@@ -1051,6 +1095,24 @@ static void parse_top(struct ctx *x, yaml_node_t *root)
         parse_pools(x, v[4]);
     if (v[5])
         parse_routes(x, v[5]);
+    if (v[6]) {
+        const char *s = v[6]->type == YAML_SCALAR_NODE ? (const char *)v[6]->data.scalar.value
+                                                        : NULL;
+        if (s && !strcmp(s, "auto"))
+            x->c->workers = CONF_WORKERS_AUTO;
+        else
+            get_uint(x, v[6], "workers", 1, CLI_MAX_WORKERS, &x->c->workers);
+    }
+    if (v[7]) {
+        static const char what[] = "a header name (letters, digits, - and _) or off";
+        const char *s = scalar(x, v[7], "deadline_header", what);
+        if (s && !strcmp(s, "off"))
+            x->c->deadline_header = xstrdup(x, "");
+        else if (s && !cli_header_name(s))
+            expected(x, v[7], "deadline_header", what);
+        else if (s)
+            x->c->deadline_header = xstrdup(x, s);
+    }
     resolve_pools(x);
 }
 
@@ -1198,6 +1260,8 @@ void conf_free(struct conf *c)
     }
     free(c->routes);
     free(c->listen);
+    free(c->listen_trust);
+    free(c->deadline_header);
     free(c->access_log);
     free(c->file);
     free(c);
@@ -1234,8 +1298,14 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
 {
     if (c->nlisten) {
         memcpy(cfg->listen, c->listen, c->nlisten * sizeof *c->listen);
+        for (unsigned i = 0; i < c->nlisten; i++)
+            cfg->listen_trust[i] = c->listen_trust[i];
         cfg->nlisten = c->nlisten;
     }
+    if (c->workers)
+        cfg->workers = c->workers == CONF_WORKERS_AUTO ? 0 : c->workers;
+    if (c->deadline_header)
+        cfg->deadline_header = *c->deadline_header ? c->deadline_header : NULL;
     for (int k = 0; k < CONF_TMO_N; k++)
         if (c->timeouts.ms[k])
             *cfg_ms(cfg, (enum conf_tmo)k) = c->timeouts.ms[k];

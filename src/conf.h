@@ -26,6 +26,8 @@
 
 #include "cli.h"
 
+#define CONF_WORKERS_AUTO 0xffffffffu
+
 /* Timeout kinds, in the order of their keys under `timeouts:`. */
 enum conf_tmo {
     CONF_TMO_CONNECT,
@@ -136,13 +138,17 @@ struct conf_route {
     struct conf_timeouts timeouts;   /* overrides of the top level (0 = inherit) */
     struct conf_retry retry;
     uint64_t hedge_delay_ms;         /* 0 = no hedging */
+    bool deadline_header;            /* propagate the time left (default true) */
     int line;
 };
 
 struct conf {
     char *file;                      /* as given to conf_load */
     struct cli_addr *listen;
+    bool *listen_trust;              /* per listener: trust_deadline_header */
     unsigned nlisten;                /* 0 = not set */
+    unsigned workers;                /* 0 = not set; CONF_WORKERS_AUTO = auto */
+    char *deadline_header;           /* NULL = not set; "" = off */
     struct conf_timeouts timeouts;
     struct conf_limits limits;
     char *access_log;                /* NULL = not set; path, "-" or "off" */

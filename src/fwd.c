@@ -167,7 +167,7 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     PUTS(&o, "X-Forwarded-Proto: ");
     put(&o, r->proto, strlen(r->proto));
     PUTS(&o, "\r\n");
-    if (r->deadline_name) {
+    if (r->deadline_name && !r->deadline_strip_only) {
         put(&o, r->deadline_name, strlen(r->deadline_name));
         PUTS(&o, ":");
         if (r->deadline_at)

@@ -24,6 +24,8 @@ struct fwd_req {
     bool strip_expect;         /* the proxy answers 100-continue itself */
     const char *deadline_name; /* NULL, or the deadline header: any incoming one
                                   is dropped, and a placeholder is written */
+    bool deadline_strip_only;  /* remove an incoming one but send none (the
+                                  route turned propagation off) */
     size_t *deadline_at;       /* out: offset of FWD_DEADLINE_WIDTH blanks to fill */
 };
 

@@ -161,6 +161,7 @@ struct client {
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
+    bool trusted;      /* its listener honours the client's deadline header */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
         struct sockaddr_in v4;
@@ -171,6 +172,7 @@ struct client {
 struct listener {
     struct loop_io io;
     const struct cli_addr *addr;
+    bool trust_deadline;
 };
 
 static struct loop *loop;
@@ -1757,7 +1759,7 @@ static int exchange_start(struct client *c, int head_len)
         respond_error(c, 404, "no_route", "no route matches this host and path");
         return 1;
     }
-    if (cfg->trust_deadline && cfg->deadline_header) {
+    if (c->trusted && cfg->deadline_header) {
         size_t dl = strlen(cfg->deadline_header);
         for (uint32_t i = 0; i < m->nfields; i++) {
             const struct http_field *f = &m->fields[i];
@@ -1808,6 +1810,7 @@ static int exchange_start(struct client *c, int head_len)
         .default_host = cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = cfg->deadline_header,
+        .deadline_strip_only = x->route->no_deadline_header,
         .deadline_at = &deadline_at,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
@@ -1997,7 +2000,7 @@ static void on_client(struct loop_io *io, uint32_t events)
 
 /* ---- listeners -------------------------------------------------------------- */
 
-static void client_new(int fd, const struct sockaddr_storage *peer)
+static void client_new(int fd, const struct sockaddr_storage *peer, bool trusted)
 {
     struct client *c = free_clients;
     if (c)
@@ -2014,6 +2017,7 @@ static void client_new(int fd, const struct sockaddr_storage *peer)
     }
     memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
+    c->trusted = trusted;
     c->t_first = loop->now;
     c->next = clients;
     if (clients)
@@ -2036,7 +2040,7 @@ static void accept_all(void)
             socklen_t len;
             int fd = net_accept(ls->io.fd, &peer, &len);
             if (fd >= 0) {
-                client_new(fd, &peer);
+                client_new(fd, &peer, ls->trust_deadline);
                 continue;
             }
             if (fd == -EAGAIN) {
@@ -2224,6 +2228,7 @@ int px_init(struct loop *l, const struct cfg *c)
             return fd;
         }
         listeners[i].addr = a;
+        listeners[i].trust_deadline = c->listen_trust[i];
         int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
         if (r < 0) {
             close(fd);

@@ -49,6 +49,7 @@ int route_init(const struct cfg *cfg)
         r->policy = policy_of(cr, cfg);
         r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
         r->hedge_ms = cr->hedge_delay_ms;
+        r->no_deadline_header = !cr->deadline_header;
         if (!r->pool) {
             fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",
                     cr->path, cr->pool->name);

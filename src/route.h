@@ -7,6 +7,7 @@
 #ifndef HG_ROUTE_H
 #define HG_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct route {
     struct route_policy policy;
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
     uint64_t hedge_ms;                /* 0: no hedging */
+    bool no_deadline_header;          /* route's deadline_header: false */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

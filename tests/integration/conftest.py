@@ -274,14 +274,17 @@ class Proxy:
 
 @pytest.fixture
 def proxy_factory(tmp_path):
-    """start(*flags, upstreams=[...], listen=None) -> running Proxy.
+    """start(*flags, upstreams=[...], listen=None, workers=None) -> running Proxy.
 
     Adds --listen (a fresh loopback port unless given), one --upstream per
     entry and --access-log <tmpfile>. At teardown: SIGTERM, SIGKILL after 3s,
     and the test fails if the proxy died on its own or a sanitizer spoke."""
     procs = []
 
-    def start(*flags, upstreams=(), listen=None, extra_listen=(), env=None, access_log=None):
+    def start(*flags, upstreams=(), listen=None, extra_listen=(), env=None, access_log=None,
+              workers=None):
+        # workers=None: --single-process (the process started serves, so its
+        # pid, fds and RSS are the server's); workers=N: a master and N workers
         for attempt in range(3):
             if listen is None:
                 host, port = "127.0.0.1", free_port()
@@ -296,6 +299,7 @@ def proxy_factory(tmp_path):
             for u in upstreams:
                 args += ["--upstream", u if isinstance(u, str) else u.addr]
             args += [str(f) for f in flags]
+            args += ["--single-process"] if workers is None else ["--workers", str(workers)]
             p = Proxy(args, tmp_path, host, port, env=env, access_log=access_log)
             procs.append(p)
             if p.start():
