@@ -163,12 +163,14 @@ static void on_accept(struct loop_io *io, uint32_t events)
     }
 }
 
-int admin_init(struct loop *l, const struct cli_addr *addr, admin_render_fn *r,
+int admin_init(struct loop *l, const struct cli_addr *addr, int fd, admin_render_fn *r,
                admin_healthy_fn *h)
 {
     render = r;
     healthy = h;
-    int fd = net_listen((const struct sockaddr *)&addr->ss, addr->len, 64);
+    bool shared = fd >= 0;
+    if (!shared)
+        fd = net_listen((const struct sockaddr *)&addr->ss, addr->len, 64);
     if (fd < 0) {
         log_error("error", "cannot listen on %s (--admin): %s", addr->text, strerror(-fd));
         return fd;
@@ -179,8 +181,15 @@ int admin_init(struct loop *l, const struct cli_addr *addr, admin_render_fn *r,
         return rc;
     }
     loop = l;   /* (admin_stop does nothing unless this succeeded) */
-    log_error("info", "admin listener on %s: /metrics, /healthz", addr->text);
+    if (!shared)
+        log_error("info", "admin listener on %s: /metrics, /healthz", addr->text);
     return 0;
+}
+
+void admin_close_listener(void)
+{
+    if (loop)
+        loop_close_shared(loop, &lst);
 }
 
 void admin_stop(void)
@@ -190,5 +199,5 @@ void admin_stop(void)
     for (int i = 0; i < ADMIN_CONNS; i++)
         if (conns[i].used)
             conn_close(&conns[i]);
-    loop_close(loop, &lst);
+    loop_close_shared(loop, &lst);
 }

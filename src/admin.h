@@ -18,9 +18,15 @@ typedef size_t admin_render_fn(char *out, size_t cap);
 /* Whether /healthz should say 200 (false: 503, e.g. while draining). */
 typedef bool admin_healthy_fn(void);
 
-/* Opens the admin listener. 0, or -errno after logging why. */
-int admin_init(struct loop *l, const struct cli_addr *addr, admin_render_fn *render,
+/* Serves the admin listener: fd when >= 0 (opened by a master and shared
+ * by its workers), else a socket opened here for addr. 0, or -errno after
+ * logging why. */
+int admin_init(struct loop *l, const struct cli_addr *addr, int fd, admin_render_fn *render,
                admin_healthy_fn *healthy);
+
+/* Stops accepting admin connections (those open are answered): a retiring
+ * worker leaves the shared socket to the generation that replaced it. */
+void admin_close_listener(void);
 
 /* Closes the listener and every admin connection. */
 void admin_stop(void);

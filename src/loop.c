@@ -68,6 +68,13 @@ void loop_close(struct loop *l, struct loop_io *io)
     io->ready = 0;
 }
 
+void loop_close_shared(struct loop *l, struct loop_io *io)
+{
+    if (io->fd >= 0)
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    loop_close(l, io);
+}
+
 void loop_timer_at(struct loop *l, struct timer *t, uint64_t at)
 {
     if (t->armed) {

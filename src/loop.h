@@ -45,6 +45,8 @@ struct loop {
     volatile int stop;
     volatile sig_atomic_t sig_term;   /* SIGTERM/SIGINT received (count) */
     volatile sig_atomic_t sig_usr1;   /* SIGUSR1 received */
+    volatile sig_atomic_t sig_usr2;   /* SIGUSR2: retire (a new generation took over) */
+    volatile sig_atomic_t sig_hup;    /* SIGHUP received */
 };
 
 int loop_init(struct loop *l);
@@ -58,6 +60,11 @@ int loop_add_listener(struct loop *l, struct loop_io *io, int fd, loop_io_cb *cb
 
 /* Closes io->fd (which also removes it from epoll) and marks io closed. */
 void loop_close(struct loop *l, struct loop_io *io);
+
+/* The same for a socket that other processes also hold (a listener shared
+ * with a master): epoll forgets a file only when its last descriptor is
+ * closed, so it is removed explicitly first. */
+void loop_close_shared(struct loop *l, struct loop_io *io);
 
 /* Arms t at absolute time `at` (ns), moving it if already armed. */
 void loop_timer_at(struct loop *l, struct timer *t, uint64_t at);

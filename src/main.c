@@ -1,27 +1,37 @@
-/* main.c -- hourglass: parse the command line, open the logs and listeners,
- * run the event loop until SIGINT or SIGTERM. */
+/* main.c -- hourglass: parse the command line, then serve: in this process
+ * (--single-process) or under the supervising master (master.h), whose
+ * workers each run serve() on the sockets it opened. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cli.h"
 #include "conf.h"
 #include "log.h"
 #include "loop.h"
+#include "master.h"
 #include "proxy.h"
 
 static struct loop loop;
 
 /* Signals only set flags: the loop acts on them between events (proxy.c):
- * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR1 reopens logs. */
+ * SIGTERM/SIGINT drain (a second one stops at once), SIGUSR2 retires (a
+ * drain asked by the master after a reload), SIGUSR1 reopens logs, SIGHUP
+ * is refused without a master. */
 static void on_signal(int sig)
 {
     if (sig == SIGUSR1)
         loop.sig_usr1 = 1;
+    else if (sig == SIGUSR2)
+        loop.sig_usr2 = 1;
+    else if (sig == SIGHUP)
+        loop.sig_hup = 1;
     else
         loop.sig_term++;
 }
@@ -37,50 +47,67 @@ static void raise_fd_limit(void)
     }
 }
 
-int main(int argc, char **argv)
+static void announce(const struct cfg *cfg)
 {
-    static struct cfg cfg;
-    int rc = cli_parse(&cfg, argc, argv);
-    if (rc)
-        return rc == 1 ? 0 : 2;
+    char ups[256] = "";
+    for (unsigned i = 0; i < cfg->nupstream && strlen(ups) < 200; i++)
+        snprintf(ups + strlen(ups), sizeof ups - strlen(ups), "%s%s", i ? ", " : "",
+                 cfg->upstream[i].text);
+    for (unsigned i = 0; i < cfg->nlisten; i++)
+        log_error("info", "listening on %s, proxying to %s (connect %llums, write %llums, "
+                          "read %llums, total %llums)",
+                  cfg->listen[i].text, ups, (unsigned long long)cfg->connect_ms,
+                  (unsigned long long)cfg->write_ms, (unsigned long long)cfg->read_ms,
+                  (unsigned long long)cfg->total_ms);
+}
 
-    int r = log_open(cfg.access_log, cfg.access_log_json);
+/* Serves cfg in this process until stopped: the whole server in single-
+ * process mode, a worker under the master (fds: the inherited sockets;
+ * ready_fd: told once serving). The exit status. */
+static void access_log_error(const struct cfg *cfg, int r)
+{
+    if (cfg->conf && cfg->access_log == cfg->conf->access_log)   /* from the file */
+        fprintf(stderr, "%s: access_log '%s': %s\n", cfg->conf->file, cfg->access_log,
+                strerror(-r));
+    else
+        fprintf(stderr, "hourglass: --access-log '%s': %s\n", cfg->access_log, strerror(-r));
+}
+
+static int serve(struct cfg *cfg, const struct px_fds *fds, int ready_fd)
+{
+    int rc = 0;
+    int r = log_open(cfg->access_log, cfg->access_log_json);
     if (r < 0) {
-        if (cfg.conf && cfg.access_log == cfg.conf->access_log)   /* from the file */
-            fprintf(stderr, "%s: access_log '%s': %s\n", cfg.conf->file, cfg.access_log,
-                    strerror(-r));
-        else
-            fprintf(stderr, "hourglass: --access-log '%s': %s\n", cfg.access_log, strerror(-r));
-        cli_free(&cfg);
+        access_log_error(cfg, r);
         return 2;
     }
-    log_set_level(cfg.log_level);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);   /* a worker starts with the master's blocked */
 
     if ((r = loop_init(&loop)) < 0) {
         fprintf(stderr, "hourglass: epoll: %s\n", strerror(-r));
         return 1;
     }
-    if (px_init(&loop, &cfg) < 0) {
+    if (px_init(&loop, cfg, fds) < 0) {
         rc = 1;
         goto out_shutdown;
     }
-    char ups[256] = "";
-    for (unsigned i = 0; i < cfg.nupstream && strlen(ups) < 200; i++)
-        snprintf(ups + strlen(ups), sizeof ups - strlen(ups), "%s%s", i ? ", " : "",
-                 cfg.upstream[i].text);
-    for (unsigned i = 0; i < cfg.nlisten; i++)
-        log_error("info", "listening on %s, proxying to %s (connect %llums, write %llums, "
-                          "read %llums, total %llums)",
-                  cfg.listen[i].text, ups, (unsigned long long)cfg.connect_ms,
-                  (unsigned long long)cfg.write_ms, (unsigned long long)cfg.read_ms,
-                  (unsigned long long)cfg.total_ms);
+    if (ready_fd >= 0) {
+        (void)!write(ready_fd, "R", 1);
+        close(ready_fd);
+    } else {
+        announce(cfg);
+    }
     r = loop_run(&loop);
     if (r < 0) {
         log_error("error", "event loop: %s", strerror(-r));
@@ -94,6 +121,33 @@ out_shutdown:
     loop_free(&loop);
     buf_drain_pools();
     log_flush();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static struct cfg cfg;
+    int rc = cli_parse(&cfg, argc, argv);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    log_set_level(cfg.log_level);
+    raise_fd_limit();
+    if (cfg.single_process) {
+        rc = serve(&cfg, NULL, -1);
+    } else {
+        /* the workers open the access log: a bad path is the command
+         * line's fault (exit 2), so it is tried here first */
+        if (strcmp(cfg.access_log, "-") && strcmp(cfg.access_log, "off")) {
+            int fd = open(cfg.access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            if (fd < 0) {
+                access_log_error(&cfg, -errno);
+                cli_free(&cfg);
+                return 2;
+            }
+            close(fd);
+        }
+        rc = master_run(&cfg, argc, argv, serve);
+    }
     cli_free(&cfg);
     return rc;
 }

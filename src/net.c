@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "net.h"
 
+#include <stdbool.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -10,13 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
-int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
+static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, bool reuseport)
 {
     int one = 1, err;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        goto out_close;
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
@@ -27,6 +31,16 @@ out_close:
     err = errno;
     close(fd);
     return -err;
+}
+
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
+{
+    return listen_on(sa, len, backlog, false);
+}
+
+int net_listen_reuseport(const struct sockaddr *sa, socklen_t len, int backlog)
+{
+    return listen_on(sa, len, backlog, true);
 }
 
 int net_connect(const struct sockaddr *sa, socklen_t len)

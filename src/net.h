@@ -8,6 +8,10 @@
 /* A non-blocking, close-on-exec listening socket. fd or -errno. */
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog);
 
+/* The same with SO_REUSEPORT, one of a group sharing the address (the
+ * kernel spreads new connections over the group by a hash of the peer). */
+int net_listen_reuseport(const struct sockaddr *sa, socklen_t len, int backlog);
+
 /* Starts a non-blocking connect. Returns the fd (connected or in progress:
  * wait for writability, then net_socket_error) or -errno. */
 int net_connect(const struct sockaddr *sa, socklen_t len);

@@ -248,7 +248,7 @@ void pool_report(struct pool_server *s, bool ok)
         cool = g->max_ejection_ns;
     s->ejected_until = loop->now + cool;
     s->ejections++;
-    stats.ejections++;
+    stats->ejections++;
     s->fails = 0;
     g->nejected++;
     log_error("warn", "upstream %s ejected from pool %s for %llu ms after %u failures in a row",

@@ -809,7 +809,7 @@ static int retry_later(struct client *c, const char *why)
         x->flags |= X_RETRIED;
         x->route->pool->retries++;
     }
-    stats.retries++;
+    stats->retries++;
     uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
     if (cap > r->backoff_max_ms)
         cap = r->backoff_max_ms;
@@ -860,7 +860,7 @@ static void hedge_start(struct client *c)
         x->flags |= X_RETRIED;
         x->route->pool->retries++;
     }
-    stats.hedges++;
+    stats->hedges++;
     s->hedge = h;
     s->hedge_srv = srv;
     s->hedge_off = 0;
@@ -2073,11 +2073,29 @@ static void on_accept_retry(struct timer *t)
 
 static uint64_t trim_tick_at;
 
+/* The gauges of this process into its stats slot, for the /metrics of
+ * whichever worker answers the scrape. */
+static void publish_gauges(void)
+{
+    unsigned npools, idle[STATS_MAX_POOLS];
+    struct pool_group *gs = pool_groups(&npools);
+    if (npools > STATS_MAX_POOLS)
+        npools = STATS_MAX_POOLS;
+    for (unsigned i = 0; i < npools; i++) {
+        idle[i] = 0;
+        for (unsigned k = 0; k < gs[i].nservers; k++)
+            idle[i] += gs[i].servers[k].nidle;
+    }
+    stats_publish(nclients, pool_open_count(), idle, npools);
+}
+
 static void on_trim(struct timer *t)
 {
     bool tick = loop->now >= trim_tick_at;
-    if (tick)
+    if (tick) {
         trim_tick_at = loop->now + TRIM_NS;
+        publish_gauges();
+    }
     int r = buf_trim(tick);
     if (r == 2)
         loop_timer_at(loop, t, loop->now + 10 * MS);   /* next slice */
@@ -2112,26 +2130,21 @@ static size_t render_metrics(char *out, size_t cap)
     unsigned npools, nroutes;
     struct pool_group *gs = pool_groups(&npools);
     const struct route *rs = route_all(&nroutes);
-    const char *pool_names[64], *route_names[STATS_MAX_ROUTES];
-    unsigned pool_idle[64];
+    const char *pool_names[STATS_MAX_POOLS], *route_names[STATS_MAX_ROUTES];
     char names[STATS_MAX_ROUTES][160];
-    if (npools > 64)
-        npools = 64;
+    if (npools > STATS_MAX_POOLS)
+        npools = STATS_MAX_POOLS;
     if (nroutes > STATS_MAX_ROUTES)
         nroutes = STATS_MAX_ROUTES;
-    for (unsigned i = 0; i < npools; i++) {
+    for (unsigned i = 0; i < npools; i++)
         pool_names[i] = gs[i].name;
-        pool_idle[i] = 0;
-        for (unsigned k = 0; k < gs[i].nservers; k++)
-            pool_idle[i] += gs[i].servers[k].nidle;
-    }
     for (unsigned i = 0; i < nroutes; i++) {
         snprintf(names[i], sizeof names[i], "%s%s", rs[i].host ? rs[i].host : "", rs[i].path);
         route_names[i] = names[i];
     }
+    publish_gauges();
     struct stats_gauges g = {
-        .clients = nclients, .upstream_open = pool_open_count(),
-        .npools = npools, .pool_names = pool_names, .pool_idle = pool_idle,
+        .npools = npools, .pool_names = pool_names,
         .nroutes = nroutes, .route_names = route_names,
     };
     return stats_render(out, cap, &g);
@@ -2156,7 +2169,7 @@ static void drain_begin(void)
 {
     draining = true;
     for (unsigned i = 0; i < nlisteners; i++)
-        loop_close(loop, &listeners[i].io);
+        loop_close_shared(loop, &listeners[i].io);
     struct client *c = clients, *next;
     for (; c; c = next) {
         next = c->next;
@@ -2180,6 +2193,15 @@ static void on_iteration_end(struct loop *l)
         else
             log_error("info", "access log reopened");
     }
+    if (l->sig_hup) {
+        l->sig_hup = 0;
+        log_error("warn", "SIGHUP ignored: reloading needs the master process (started "
+                          "without --single-process)");
+    }
+    if (l->sig_usr2 && !draining) {
+        admin_close_listener();   /* the new generation answers scrapes */
+        drain_begin();
+    }
     if (l->sig_term && !draining)
         drain_begin();
     else if (l->sig_term > 1)
@@ -2197,7 +2219,7 @@ static void on_iteration_end(struct loop *l)
     log_flush();
 }
 
-int px_init(struct loop *l, const struct cfg *c)
+int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
 {
     loop = l;
     cfg = c;
@@ -2212,7 +2234,8 @@ int px_init(struct loop *l, const struct cfg *c)
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     health_init(l, c);
-    if (c->has_admin && admin_init(l, &c->admin, render_metrics, admin_healthy) < 0)
+    if (c->has_admin &&
+        admin_init(l, &c->admin, fds ? fds->admin : -1, render_metrics, admin_healthy) < 0)
         return -EINVAL;
     timer_init(&accept_retry, on_accept_retry);
     timer_init(&trim_timer, on_trim);
@@ -2220,7 +2243,7 @@ int px_init(struct loop *l, const struct cfg *c)
     l->on_iteration_end = on_iteration_end;
     for (unsigned i = 0; i < c->nlisten; i++) {
         const struct cli_addr *a = &c->listen[i];
-        int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
+        int fd = fds ? fds->listen[i] : net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
         if (fd < 0) {
             log_error("error", "cannot listen on %s: %s%s", a->text, strerror(-fd),
                       fd == -EADDRINUSE ? " (is another process using the port? "
@@ -2247,7 +2270,7 @@ void px_shutdown(void)
     admin_stop();
     pool_close_idle();
     for (unsigned i = 0; i < nlisteners; i++)
-        loop_close(loop, &listeners[i].io);
+        loop_close_shared(loop, &listeners[i].io);
     nlisteners = 0;
     loop_timer_stop(loop, &accept_retry);
     loop_timer_stop(loop, &trim_timer);

@@ -12,9 +12,21 @@
 #include "cli.h"
 #include "loop.h"
 
-/* Opens the listeners and prepares the pools. 0, or -errno after logging
- * which address failed. */
-int px_init(struct loop *l, const struct cfg *cfg);
+/* Listening sockets opened by a master and inherited by a worker:
+ * listen[i] serves cfg->listen[i]; admin serves cfg->admin (-1: none). */
+struct px_fds {
+    int listen[CLI_MAX_LISTEN];
+    int admin;
+};
+
+/* Opens the listeners (or serves those of fds, when not NULL) and prepares
+ * the pools. 0, or -errno after logging which address failed.
+ *
+ * Signals, acted on between events: sig_term drains (stop accepting, let
+ * in-flight requests finish within cfg->drain_ms; a second one stops now);
+ * sig_usr2 retires: the same drain, and the shared admin listener is left
+ * to the generation that replaced this one; sig_usr1 reopens the logs. */
+int px_init(struct loop *l, const struct cfg *cfg, const struct px_fds *fds);
 
 /* Closes every connection and listener and frees what the proxy holds. */
 void px_shutdown(void);

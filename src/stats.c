@@ -1,11 +1,56 @@
 /* stats.c -- counters for /metrics (see stats.h). */
+#define _GNU_SOURCE
 #include "stats.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
-struct stats stats;
+static struct stats own;
+struct stats *stats = &own;
+static struct stats *shared;   /* the master's mapping, inherited */
+static unsigned nshared;
+
+int stats_share(unsigned nslots)
+{
+    void *p = mmap(NULL, nslots * sizeof *shared, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    shared = p;
+    nshared = nslots;
+    return 0;
+}
+
+struct stats *stats_slot(unsigned i)
+{
+    return shared && i < nshared ? &shared[i] : NULL;
+}
+
+unsigned stats_nslots(void)
+{
+    return nshared;
+}
+
+void stats_use(unsigned i)
+{
+    if (shared && i < nshared)
+        stats = &shared[i];
+}
+
+void stats_publish(unsigned clients, unsigned upstream_open, const unsigned *pool_idle,
+                   unsigned npools)
+{
+    stats->clients = clients;
+    stats->upstream_open = upstream_open;
+    if (npools > STATS_MAX_POOLS)
+        npools = STATS_MAX_POOLS;
+    for (unsigned i = 0; i < npools; i++)
+        stats->pool_idle[i] = pool_idle[i];
+    stats->npools = npools;
+}
 
 const uint64_t stats_bucket_ms[STATS_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000};
 
@@ -28,10 +73,10 @@ int stats_reason_index(const char *reason)
 
 void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_ms)
 {
-    stats.reasons[stats_reason_index(reason)]++;
+    stats->reasons[stats_reason_index(reason)]++;
     if (ri < 0 || ri >= STATS_MAX_ROUTES)
         return;
-    struct stats_route *r = &stats.routes[ri];
+    struct stats_route *r = &stats->routes[ri];
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
     r->by_class[cls]++;
     if (first_byte_ms >= 0) {
@@ -57,8 +102,42 @@ static void put(struct out *o, const char *fmt, ...)
         o->n += (size_t)k;
 }
 
+/* The sum of the slots of this process's generation (just its own struct
+ * when single-process). Large: static, the loop is single-threaded. */
+static const struct stats *total(void)
+{
+    static struct stats t;
+    if (stats == &own)
+        return &own;
+    memset(&t, 0, sizeof t);
+    for (unsigned i = 0; i < nshared; i++) {
+        const struct stats *s = &shared[i];
+        if (s->gen != stats->gen)
+            continue;
+        for (int r = 0; r < STATS_MAX_ROUTES; r++) {
+            for (int c = 0; c < 6; c++)
+                t.routes[r].by_class[c] += s->routes[r].by_class[c];
+            for (int b = 0; b <= STATS_BUCKETS; b++)
+                t.routes[r].first_byte[b] += s->routes[r].first_byte[b];
+            t.routes[r].first_byte_sum_ms += s->routes[r].first_byte_sum_ms;
+            t.routes[r].first_byte_count += s->routes[r].first_byte_count;
+        }
+        for (size_t k = 0; k < NREASONS; k++)
+            t.reasons[k] += s->reasons[k];
+        t.retries += s->retries;
+        t.hedges += s->hedges;
+        t.ejections += s->ejections;
+        t.clients += s->clients;
+        t.upstream_open += s->upstream_open;
+        for (unsigned p = 0; p < s->npools && p < STATS_MAX_POOLS; p++)
+            t.pool_idle[p] += s->pool_idle[p];
+    }
+    return &t;
+}
+
 size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
 {
+    const struct stats *st = total();
     struct out o = {buf, 0, cap};
     static const char *const cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
@@ -67,33 +146,33 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++)
         for (int c = 0; c < 6; c++)
             put(&o, "hourglass_requests_total{route=\"%s\",class=\"%s\"} %llu\n", g->route_names[r],
-                cls[c], (unsigned long long)stats.routes[r].by_class[c]);
+                cls[c], (unsigned long long)st->routes[r].by_class[c]);
     put(&o, "# HELP hourglass_exchanges_ended_total Exchanges ended, by the reason logged.\n"
             "# TYPE hourglass_exchanges_ended_total counter\n");
     for (size_t i = 0; i < NREASONS; i++)
         put(&o, "hourglass_exchanges_ended_total{reason=\"%s\"} %llu\n", reasons[i],
-            (unsigned long long)stats.reasons[i]);
+            (unsigned long long)st->reasons[i]);
     put(&o, "# HELP hourglass_timeouts_total Timeouts that ended an exchange, by kind.\n"
             "# TYPE hourglass_timeouts_total counter\n");
     for (size_t i = 0; i < NREASONS; i++) {
         size_t l = strlen(reasons[i]);
         if (l > 8 && strcmp(reasons[i] + l - 8, "_timeout") == 0)
             put(&o, "hourglass_timeouts_total{kind=\"%.*s\"} %llu\n", (int)(l - 8), reasons[i],
-                (unsigned long long)stats.reasons[i]);
+                (unsigned long long)st->reasons[i]);
     }
     put(&o, "# HELP hourglass_retries_total Retry attempts started.\n"
             "# TYPE hourglass_retries_total counter\nhourglass_retries_total %llu\n",
-        (unsigned long long)stats.retries);
+        (unsigned long long)st->retries);
     put(&o, "# HELP hourglass_hedges_total Hedged attempts started.\n"
             "# TYPE hourglass_hedges_total counter\nhourglass_hedges_total %llu\n",
-        (unsigned long long)stats.hedges);
+        (unsigned long long)st->hedges);
     put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
             "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
-        (unsigned long long)stats.ejections);
+        (unsigned long long)st->ejections);
     put(&o, "# HELP hourglass_upstream_first_byte_seconds From the request head to the first "
             "response byte.\n# TYPE hourglass_upstream_first_byte_seconds histogram\n");
     for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++) {
-        const struct stats_route *sr = &stats.routes[r];
+        const struct stats_route *sr = &st->routes[r];
         for (int b = 0; b < STATS_BUCKETS; b++)
             put(&o, "hourglass_upstream_first_byte_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                 g->route_names[r], (double)stats_bucket_ms[b] / 1000,
@@ -107,14 +186,14 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     }
     put(&o, "# HELP hourglass_client_connections Client connections open now.\n"
             "# TYPE hourglass_client_connections gauge\nhourglass_client_connections %u\n",
-        g->clients);
+        (unsigned)st->clients);
     put(&o, "# HELP hourglass_upstream_connections Upstream connections open now (busy or idle).\n"
             "# TYPE hourglass_upstream_connections gauge\nhourglass_upstream_connections %u\n",
-        g->upstream_open);
+        (unsigned)st->upstream_open);
     put(&o, "# HELP hourglass_pool_idle_connections Idle pooled connections, by pool.\n"
             "# TYPE hourglass_pool_idle_connections gauge\n");
     for (unsigned i = 0; i < g->npools; i++)
-        put(&o, "hourglass_pool_idle_connections{pool=\"%s\"} %u\n", g->pool_names[i],
-            g->pool_idle[i]);
+        put(&o, "hourglass_pool_idle_connections{pool=\"%s\"} %llu\n", g->pool_names[i],
+            (unsigned long long)(i < STATS_MAX_POOLS ? st->pool_idle[i] : 0));
     return o.n;
 }

@@ -1,6 +1,16 @@
 /* stats.h -- counters for /metrics: plain integers bumped on the hot path
- * (no locks, one process), rendered in the Prometheus text format only when
- * scraped. */
+ * (no locks), rendered in the Prometheus text format only when scraped.
+ *
+ * Each process writes only its own `struct stats`. Under a master, the slots
+ * live in one shared mapping made before the workers are forked
+ * (stats_share); a slot carries the configuration generation of its worker,
+ * and a scrape, answered by whichever worker accepts it, sums the slots of
+ * its own generation. A replacement worker takes over its predecessor's slot
+ * and counts on from there; a reload starts new slots (counters reset, as on
+ * a restart). Gauges are published into the slot by each worker once a
+ * second and at each scrape, so those of other workers may be up to 1 s old.
+ * Readers may see a counter torn between two values only on 32-bit targets;
+ * 64-bit aligned loads and stores do not tear on x86-64 or arm64. */
 #ifndef HG_STATS_H
 #define HG_STATS_H
 
@@ -9,6 +19,7 @@
 
 #define STATS_MAX_ROUTES 64
 #define STATS_BUCKETS 12   /* first-byte latency histogram */
+#define STATS_MAX_POOLS 64
 
 struct stats_route {
     uint64_t by_class[6];       /* responses by status class: [1]=1xx .. [5]=5xx, [0]=none */
@@ -18,12 +29,30 @@ struct stats_route {
 };
 
 struct stats {
+    uint32_t gen;               /* generation of the worker using it; 0 = free */
+    uint32_t npools;
     struct stats_route routes[STATS_MAX_ROUTES];
     uint64_t reasons[32];       /* exchanges ended, by reason (stats_reason_index) */
     uint64_t retries, hedges, ejections;
+    /* gauges, as last published by the slot's worker */
+    uint64_t clients, upstream_open;
+    uint64_t pool_idle[STATS_MAX_POOLS];
 };
 
-extern struct stats stats;
+/* This process's counters: a private struct, or a shared slot after
+ * stats_use(). */
+extern struct stats *stats;
+
+/* Master: maps nslots zeroed shared slots (inherited by forked workers).
+ * 0 or -errno. */
+int stats_share(unsigned nslots);
+
+/* Master: slot i of the shared mapping (NULL when none or out of range). */
+struct stats *stats_slot(unsigned i);
+unsigned stats_nslots(void);
+
+/* Worker: count into shared slot i from now on. */
+void stats_use(unsigned i);
 
 /* Bucket bounds of the first-byte histogram, in milliseconds. */
 extern const uint64_t stats_bucket_ms[STATS_BUCKETS];
@@ -34,18 +63,22 @@ int stats_reason_index(const char *reason);
 /* Counts one ended exchange of route index ri (-1: none). */
 void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_ms);
 
-/* Gauges supplied by the caller at scrape time. */
+/* Publishes this process's gauges into its struct stats. */
+void stats_publish(unsigned clients, unsigned upstream_open, const unsigned *pool_idle,
+                   unsigned npools);
+
+/* Names for the labels, supplied by the caller at scrape time (the same in
+ * every worker of a generation). */
 struct stats_gauges {
-    unsigned clients, upstream_open;
     unsigned npools;
     const char *const *pool_names;
-    const unsigned *pool_idle;
     unsigned nroutes;
     const char *const *route_names;   /* "host/path" */
 };
 
 /* Renders every metric in the Prometheus text format (version 0.0.4) into
- * out (cap bytes). Returns the length, or the length needed if larger. */
+ * out (cap bytes), summed over the slots of this process's generation.
+ * Returns the length, or the length needed if larger. */
 size_t stats_render(char *out, size_t cap, const struct stats_gauges *g);
 
 #endif

@@ -334,7 +334,7 @@ TEST(unknown_keys)
 {
     BAD("listen: [127.0.0.1:8080]\nlisten_on: x\n",
         "2:1: listen_on: unknown key (expected one of: listen, timeouts, limits, access_log, "
-        "pools, routes)");
+        "pools, routes, workers, deadline_header)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
         "body, send, idle, upstream_idle)");
@@ -368,7 +368,7 @@ TEST(wrong_types)
         "2:17: routes[0].pool: expected the name of a pool, got a list");
     BAD("- listen\n",
         "1:1: expected a mapping of top-level keys (listen, timeouts, limits, access_log, "
-        "pools, routes), got a list");
+        "pools, routes, workers, deadline_header), got a list");
 }
 
 TEST(missing_pool)
@@ -683,8 +683,64 @@ TEST(flags_override_the_file)
     cli_free(&cfg);
 }
 
+/* Issue 6's operations keys: workers, the deadline header's name, a
+ * listener's trust of it, a route's off switch. */
+TEST(operations_keys)
+{
+    char *errors = NULL;
+    struct conf *c = load_text("workers: 3\ndeadline_header: X-Budget\n"
+                               "listen:\n  - 127.0.0.1:8080\n"
+                               "  - {address: 127.0.0.1:8081, trust_deadline_header: true}\n"
+                               POOL "routes:\n  - {pool: web, path: /a, deadline_header: false}\n"
+                               "  - {pool: static}\n", &errors);
+    if (!CHECK(c != NULL)) {
+        fprintf(stderr, "%s", errors ? errors : "");
+        free(errors);
+        return;
+    }
+    CHECK_EQ_INT(c->workers, 3);
+    CHECK_EQ_STR(c->deadline_header, "X-Budget");
+    CHECK_EQ_INT(c->nlisten, 2);
+    CHECK(!c->listen_trust[0]);
+    CHECK(c->listen_trust[1]);
+    CHECK_EQ_STR(c->listen[1].text, "127.0.0.1:8081");
+    CHECK(!c->routes[0].deadline_header);
+    CHECK(c->routes[1].deadline_header);
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    conf_apply(c, &cfg);
+    CHECK_EQ_INT(cfg.workers, 3);
+    CHECK_EQ_STR(cfg.deadline_header, "X-Budget");
+    CHECK(!cfg.listen_trust[0] && cfg.listen_trust[1]);
+    conf_free(c);
+
+    c = load_text("workers: auto\ndeadline_header: off\n", &errors);
+    if (CHECK(c != NULL)) {
+        CHECK_EQ_INT(c->workers, CONF_WORKERS_AUTO);
+        cli_defaults(&cfg);
+        cfg.workers = 7;
+        conf_apply(c, &cfg);
+        CHECK_EQ_INT(cfg.workers, 0);   /* auto */
+        CHECK(cfg.deadline_header == NULL);
+    }
+    conf_free(c);
+
+    BAD("workers: 0\n", "1:10: workers: expected a whole number from 1 to 64, got \"0\"");
+    BAD("workers: 65\n", "1:10: workers: expected a whole number from 1 to 64, got \"65\"");
+    BAD("deadline_header: \"X Y\"\n",
+        "1:18: deadline_header: expected a header name (letters, digits, - and _) or off, "
+        "got \"X Y\"");
+    BAD("listen:\n  - {address: 127.0.0.1:1, trust_deadline_header: maybe}\n",
+        "2:51: listen[0].trust_deadline_header: expected true or false, got \"maybe\"");
+    BAD("listen:\n  - {trust_deadline_header: true}\n",
+        "2:5: listen[0].address: missing; expected ADDR:PORT");
+    BAD(POOL "routes:\n  - {pool: web, deadline_header: 1}\n",
+        "3:34: routes[0].deadline_header: expected true or false, got \"1\"");
+}
+
 int main(void)
 {
+    RUN(operations_keys);
     RUN(full_file_into_the_model);
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);
