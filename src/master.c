@@ -202,7 +202,7 @@ static void sockets_keep_only(const struct gen *keep, const struct gen *g)
             wanted = !strcmp(keep->cfg->listen[k].text, s->addr.text);
         sock_close_from(s, wanted ? keep->nworkers : 0);
     }
-    if (g->admin_fd >= 0 && g->admin_fd != keep->admin_fd)
+    if (g->id && g->admin_fd >= 0 && g->admin_fd != keep->admin_fd)
         close(g->admin_fd);
 }
 
@@ -353,8 +353,10 @@ static void announce(const struct gen *g)
 static void reload_abort(const char *why)
 {
     log_error("error", "reload refused: %s; generation %u keeps serving", why, cur.id);
-    signal_gen(next.id, SIGUSR2, true);
-    sockets_keep_only(&cur, &next);
+    if (next.id) {
+        signal_gen(next.id, SIGUSR2, true);
+        sockets_keep_only(&cur, &next);
+    }
     gen_free(&next);
     notify("READY=1");
 }
@@ -480,6 +482,11 @@ static void begin_stop(int sig)
     signal_gen(0, SIGTERM, false);
     for (unsigned i = 0; i < CLI_MAX_WORKERS; i++)
         cur.respawn_at[i] = 0;
+    /* the workers close theirs as they start draining: with the master's
+     * copies gone too, new connections are refused, not left queued */
+    for (int i = 0; i < MAX_SOCKETS; i++)
+        if (socks[i].used)
+            sock_close_from(&socks[i], 0);
 }
 
 /* The first generation: every worker ready, or a failure that ends it all. */
@@ -654,7 +661,7 @@ out:
     for (int i = 0; i < MAX_SOCKETS; i++)
         if (socks[i].used)
             sock_close_from(&socks[i], 0);
-    if (cur.admin_fd > 0)
+    if (cur.id && cur.admin_fd >= 0)
         close(cur.admin_fd);
     gen_free(&cur);
     gen_free(&next);

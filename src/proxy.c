@@ -161,13 +161,16 @@ struct client {
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
-    bool trusted;      /* its listener honours the client's deadline header */
+    uint8_t cflags;    /* CF_* */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;
     } peer;
 };
+
+#define CF_TRUSTED 0x1u   /* its listener honours the client's deadline header */
+#define CF_SERVED  0x2u   /* has had a response: idle means between requests */
 
 struct listener {
     struct loop_io io;
@@ -190,6 +193,7 @@ static struct timer accept_retry;
 static struct timer trim_timer;      /* gives back buffers a burst left spare */
 static struct timer drain_timer;     /* SIGTERM: the end of the drain */
 static bool draining;
+#define DRAIN_GRACE_NS (1000 * MS)   /* a new connection's first request, while draining */
 #define TRIM_NS (1000 * MS)
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
 static struct http_limits limits;    /* request head limits from the flags */
@@ -1289,7 +1293,7 @@ static int response_head(struct client *c)
             x->flags |= X_NO_REUSE;
         if (!(x->flags & X_REQ_SENT))   /* an early response: stop the upload */
             x->flags |= X_ABANDON_BODY | X_NO_REUSE | X_CLOSE_AFTER;
-        if (c->minor == 0 || info.framing == HTTP_BODY_CLOSE)
+        if (c->minor == 0 || info.framing == HTTP_BODY_CLOSE || draining)
             x->flags |= X_CLOSE_AFTER;
         if (info.framing == HTTP_BODY_CHUNKED && c->minor == 0)
             x->flags |= X_DECHUNK;
@@ -1657,6 +1661,7 @@ static int exchange_done(struct client *c)
         buf_release(&c->in);        /* idle: no buffer, no session */
         session_detach(c);
         c->state = CS_IDLE;
+        c->cflags |= CF_SERVED;
     }
     return 1;
 }
@@ -1759,7 +1764,7 @@ static int exchange_start(struct client *c, int head_len)
         respond_error(c, 404, "no_route", "no route matches this host and path");
         return 1;
     }
-    if (c->trusted && cfg->deadline_header) {
+    if ((c->cflags & CF_TRUSTED) && cfg->deadline_header) {
         size_t dl = strlen(cfg->deadline_header);
         for (uint32_t i = 0; i < m->nfields; i++) {
             const struct http_field *f = &m->fields[i];
@@ -2017,7 +2022,7 @@ static void client_new(int fd, const struct sockaddr_storage *peer, bool trusted
     }
     memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
-    c->trusted = trusted;
+    c->cflags = trusted ? CF_TRUSTED : 0;
     c->t_first = loop->now;
     c->next = clients;
     if (clients)
@@ -2173,9 +2178,26 @@ static void drain_begin(void)
     struct client *c = clients, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->state == CS_IDLE)
-            client_close(c);
-        else if (c->s)
+        if (c->state == CS_IDLE) {
+            /* Between requests a connection is closed at once, unless a
+             * request is already waiting in it. One accepted a moment ago
+             * has not had the time to send its first request: it gets
+             * DRAIN_GRACE for that (then the idle timeout closes it), so a
+             * retiring worker never resets a client that did nothing wrong. */
+            char b;
+            ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0)
+                continue;   /* served, with Connection: close */
+            if (n == 0 || (c->cflags & CF_SERVED)) {
+                client_close(c);
+                continue;
+            }
+            uint64_t by = loop->now + DRAIN_GRACE_NS;
+            if (c->t_first + ns_of(cfg->idle_ms) > by) {
+                c->t_first = by - ns_of(cfg->idle_ms);
+                arm(c);
+            }
+        } else if (c->s)
             c->s->x.flags |= X_CLOSE_AFTER;   /* answered with Connection: close */
     }
     log_error("info", "draining: no longer accepting; %u connection(s) to finish within %llu ms",
