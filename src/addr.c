@@ -31,10 +31,11 @@ static int hex_value(char c)
 }
 
 /* A host name: letters, digits, '-', '_', labels of 1..63 bytes separated by
- * single dots, one trailing dot allowed, at most 253 bytes without it. Not
- * strict LDH (underscores and edge hyphens occur in real names); what matters
- * here is that nothing else (spaces, '%', '@', ':', NUL, bytes >= 0x80)
- * reaches the resolver. */
+ * single dots, no label starting or ending with '-', one trailing dot
+ * allowed, at most 253 bytes without it. Underscores are allowed anywhere
+ * (_sip._tcp names, some real host names); what matters is that nothing else
+ * (spaces, '%', '@', ':', '+', NUL, bytes >= 0x80) reaches the resolver, and
+ * that "-1" is not taken for a name. */
 static bool host_name_ok(const char *s, size_t len)
 {
     size_t label = 0;
@@ -46,17 +47,17 @@ static bool host_name_ok(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '.') {
-            if (label == 0)
+            if (label == 0 || s[i - 1] == '-')
                 return false;
             label = 0;
-        } else if (is_alpha(c) || is_digit(c) || c == '-' || c == '_') {
+        } else if (is_alpha(c) || is_digit(c) || c == '_' || (c == '-' && label > 0)) {
             if (++label > 63)
                 return false;
         } else {
             return false;
         }
     }
-    return label > 0;
+    return label > 0 && s[len - 1] != '-';
 }
 
 /* ------------------------------------------------------------------ IPv4 */

@@ -33,8 +33,9 @@
  * Returns 1 when s is an IP literal: *out holds a sockaddr_in or
  * sockaddr_in6 (port 0, scope 0, everything else zero). Returns 0 when s is
  * a host name to resolve: letters, digits, '-', '_' and '.', labels of 1 to
- * 63 bytes, at most 253 bytes, one trailing dot allowed. Returns -1 when s is
- * neither (answer 400, never resolve it). *out is written only on 1.
+ * 63 bytes not starting or ending with '-', at most 253 bytes, one trailing
+ * dot allowed. Returns -1 when s is neither (answer 400, never resolve it).
+ * *out is written only on 1.
  *
  * IPv4 is read the way inet_aton and the WHATWG URL parser read it: 1 to 4
  * parts separated by dots; each part decimal, octal after a leading 0 (0177),
