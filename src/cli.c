@@ -27,6 +27,9 @@ void cli_defaults(struct cfg *cfg)
     cfg->send_ms = 15000;
     cfg->idle_ms = 60000;
     cfg->upstream_idle_ms = 30000;
+    cfg->dns_ms = 2000;
+    cfg->tunnel_idle_ms = 60000;
+    cfg->tunnel_max_ms = 0;
     cfg->access_log = "-";
     cfg->max_connections = 10000;
     cfg->max_request_line = 8192;
@@ -192,6 +195,10 @@ static const char usage[] =
     "  --send-timeout D          while the client takes no response bytes (15s)\n"
     "  --idle-timeout D          keep-alive idle between requests (60s)\n"
     "  --upstream-idle-timeout D pooled upstream connection idle (30s)\n"
+    "  --dns-timeout D           forward proxy: resolve a destination (2s)\n"
+    "  --tunnel-idle-timeout D   CONNECT or WebSocket tunnel without a byte\n"
+    "                            either way (60s)\n"
+    "  --tunnel-max-lifetime D   a tunnel's whole life (default: unlimited)\n"
     "Other:\n"
     "  --access-log PATH|-|off   access log file, - for standard output (default)\n"
     "  --access-log-format kv|json  key=value lines (default) or JSON Lines\n"
@@ -222,7 +229,8 @@ enum {
     OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE,
+    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
+    OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX,
 };
 
 static const struct option options[] = {
@@ -239,6 +247,9 @@ static const struct option options[] = {
     {"send-timeout", required_argument, NULL, OPT_SEND},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
+    {"dns-timeout", required_argument, NULL, OPT_DNS},
+    {"tunnel-idle-timeout", required_argument, NULL, OPT_TUNNEL_IDLE},
+    {"tunnel-max-lifetime", required_argument, NULL, OPT_TUNNEL_MAX},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
@@ -355,6 +366,9 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_SEND: dur = &cfg->send_ms; break;
         case OPT_IDLE: dur = &cfg->idle_ms; break;
         case OPT_UP_IDLE: dur = &cfg->upstream_idle_ms; break;
+        case OPT_DNS: dur = &cfg->dns_ms; break;
+        case OPT_TUNNEL_IDLE: dur = &cfg->tunnel_idle_ms; break;
+        case OPT_TUNNEL_MAX: dur = &cfg->tunnel_max_ms; break;
         case OPT_ACCESS_LOG:
             if (!*optarg)
                 return fail(name, optarg, "expected a file path, - or off");

@@ -29,6 +29,9 @@ struct cfg {
     uint64_t connect_ms, write_ms, read_ms, total_ms;
     uint64_t header_ms, body_ms, send_ms, idle_ms;
     uint64_t upstream_idle_ms;
+    uint64_t dns_ms;                 /* forward proxy: resolving a destination */
+    uint64_t tunnel_idle_ms;         /* CONNECT / WebSocket tunnel with no byte */
+    uint64_t tunnel_max_ms;          /* a tunnel's lifetime; 0 = unlimited */
     const char *access_log;   /* path, "-" or "off" */
     bool access_log_json;     /* JSON Lines instead of key=value */
     unsigned max_connections;

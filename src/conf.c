@@ -23,6 +23,7 @@
 
 const char *const conf_tmo_names[CONF_TMO_N] = {
     "connect", "write", "read", "total", "header", "body", "send", "idle", "upstream_idle",
+    "dns", "tunnel_idle", "tunnel_max",
 };
 
 static const char WHAT_DUR[] = "a duration such as 250ms, 1.5s, 2m or 30 (seconds)";
@@ -1288,6 +1289,9 @@ static uint64_t *cfg_ms(struct cfg *cfg, enum conf_tmo k)
     case CONF_TMO_BODY: return &cfg->body_ms;
     case CONF_TMO_SEND: return &cfg->send_ms;
     case CONF_TMO_IDLE: return &cfg->idle_ms;
+    case CONF_TMO_DNS: return &cfg->dns_ms;
+    case CONF_TMO_TUNNEL_IDLE: return &cfg->tunnel_idle_ms;
+    case CONF_TMO_TUNNEL_MAX: return &cfg->tunnel_max_ms;
     case CONF_TMO_UPSTREAM_IDLE:
     case CONF_TMO_N: break;
     }

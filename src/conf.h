@@ -39,6 +39,9 @@ enum conf_tmo {
     CONF_TMO_SEND,
     CONF_TMO_IDLE,
     CONF_TMO_UPSTREAM_IDLE,
+    CONF_TMO_DNS,
+    CONF_TMO_TUNNEL_IDLE,
+    CONF_TMO_TUNNEL_MAX,
     CONF_TMO_N
 };
 

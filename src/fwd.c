@@ -96,6 +96,49 @@ static void put_appended(struct out *o, const struct http_msg *m, const char *lo
     PUTS(o, "\r\n");
 }
 
+/* "Connection: upgrade" and the Upgrade field(s) of m, merged. */
+static void put_upgrade(struct out *o, const struct http_msg *m)
+{
+    PUTS(o, "Connection: upgrade\r\nUpgrade: ");
+    bool first = true;
+    for (uint32_t i = 0; i < m->nfields; i++)
+        if (HTTP_NAME_IS(&m->fields[i], "upgrade") && m->fields[i].value_len) {
+            if (!first)
+                PUTS(o, ", ");
+            put(o, m->fields[i].value, m->fields[i].value_len);
+            first = false;
+        }
+    PUTS(o, "\r\n");
+}
+
+static bool is_websocket(const char *el, size_t n, void *arg)
+{
+    /* "websocket" or "websocket/13": the protocol name, any version */
+    if (n >= 9 && ieq(el, 9, "websocket", 9) && (n == 9 || el[9] == '/'))
+        *(bool *)arg = true;
+    return !*(bool *)arg;
+}
+
+static bool is_upgrade(const char *el, size_t n, void *arg)
+{
+    if (ieq(el, n, "upgrade", 7))
+        *(bool *)arg = true;
+    return !*(bool *)arg;
+}
+
+bool fwd_wants_websocket(const struct http_msg *m)
+{
+    bool ws = false, up = false;
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (HTTP_NAME_IS(f, "upgrade"))
+            http_list_each(f->value, f->value_len, is_websocket, &ws);
+        else if (HTTP_NAME_IS(f, "connection"))
+            http_list_each(f->value, f->value_len, is_upgrade, &up);
+    }
+    return ws && up;
+}
+
 int fwd_split_absolute(const char *t, size_t n, const char **auth, size_t *auth_len,
                        const char **path, size_t *path_len)
 {
@@ -167,6 +210,8 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     PUTS(&o, "X-Forwarded-Proto: ");
     put(&o, r->proto, strlen(r->proto));
     PUTS(&o, "\r\n");
+    if (r->upgrade)
+        put_upgrade(&o, m);
     if (r->deadline_name && !r->deadline_strip_only) {
         put(&o, r->deadline_name, strlen(r->deadline_name));
         PUTS(&o, ":");
@@ -202,6 +247,8 @@ int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
     put_appended(&o, m, "via", 3, "Via", m->minor == 0 ? "1.0 hourglass" : FWD_VIA);
     if (r->close)
         PUTS(&o, "Connection: close\r\n");
+    else if (r->upgrade)
+        put_upgrade(&o, m);
     PUTS(&o, "\r\n");
     return o.full ? -1 : (int)o.n;
 }

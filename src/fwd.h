@@ -27,6 +27,8 @@ struct fwd_req {
     bool deadline_strip_only;  /* remove an incoming one but send none (the
                                   route turned propagation off) */
     size_t *deadline_at;       /* out: offset of FWD_DEADLINE_WIDTH blanks to fill */
+    bool upgrade;              /* a WebSocket upgrade: Connection: upgrade and the
+                                  client's Upgrade field are passed on */
 };
 
 /* Width of the deadline value placeholder: right-aligned digits, leading
@@ -42,11 +44,16 @@ struct fwd_resp {
     const struct http_msg *m;
     bool chunked;       /* relay the body chunked (Transfer-Encoding kept) */
     bool close;         /* add Connection: close */
+    bool upgrade;       /* a 101 to an upgrade: Connection: upgrade and Upgrade kept */
 };
 
 /* Writes the client response head into out[0..cap). Returns the length, or -1
  * when it does not fit. */
 int fwd_response_head(char *out, size_t cap, const struct fwd_resp *r);
+
+/* Whether the head asks for a WebSocket upgrade: an Upgrade field naming
+ * websocket and a Connection field naming upgrade (RFC 9110 7.8). */
+bool fwd_wants_websocket(const struct http_msg *m);
 
 /* Splits an absolute-form target "http://authority/path?q": 0 with the parts
  * (path "" means "/"), -1 when target is not absolute-form. */

@@ -59,7 +59,7 @@
  * 0.24 (nginx, same run: 0.29). Reads stay at up to 64 KiB. */
 #define SEND_SLICE (32u * 1024)
 
-enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
+enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 
 /* Exchange flags. */
 #define X_BODY_DONE    0x00001u  /* whole request body received and checked */
@@ -88,6 +88,13 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_CLOSED };
 #define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
 #define X_CLIENT_DEADLINE 0x2000000u  /* total capped by a trusted client's header */
+#define X_UPGRADE    0x4000000u  /* a WebSocket upgrade: a 101 turns it into a tunnel */
+
+/* Tunnel flags (exch.tflags): which end has finished its direction. */
+#define T_CEOF  0x1u   /* the client sent its end of stream */
+#define T_UEOF  0x2u   /* the upstream did */
+#define T_USHUT 0x4u   /* ... passed on: write side of the upstream shut */
+#define T_CSHUT 0x8u   /* ... write side of the client shut */
 
 /* Of the time left, this much is kept for this hop (relaying the answer)
  * when the rest is passed on: the next hop times out first. */
@@ -129,6 +136,8 @@ struct exch {
     uint64_t bytes_in;                 /* request bytes received from the client */
     int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
+    uint8_t tflags;                    /* T_*, in state TUNNEL */
+    uint64_t t_tunnel, t_active;       /* tunnel began; last byte either way */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -236,6 +245,7 @@ static int retry_later(struct client *c, const char *why);
 static void hedge_start(struct client *c);
 static void hedge_promote(struct client *c, bool head);
 static void stamp_deadline(struct client *c);
+static int tunnel_end(struct client *c, const char *reason);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -539,13 +549,19 @@ static void fold_deadlines(struct client *c)
             t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
         }
         break;
+    case CS_TUNNEL:
+        t->at[TMO_TUNNEL_IDLE] = x->t_active + ns_of(P->tunnel_idle_ms);
+        if (P->tunnel_max_ms)
+            t->at[TMO_TUNNEL_MAX] = x->t_tunnel + ns_of(P->tunnel_max_ms);
+        break;
     case CS_EXCH:
         t->at[TMO_TOTAL] = x->t_start + ns_of(total_ms(c));
         if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
             t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
         if (x->backoff_until)
             t->at[TMO_BACKOFF] = x->backoff_until;
-        if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD)) && c->s->up)
+        if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)) &&
+            c->s->up)
             t->at[TMO_HEDGE] = x->try_start + ns_of(x->route->hedge_ms);
         if (x->route && x->route->retry && x->route->retry->per_try_timeout_ms && c->s->up &&
             !(x->flags & X_RESP_HEAD))
@@ -610,6 +626,9 @@ static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
     case TMO_BODY: return P->body_ms;
     case TMO_SEND: return P->send_ms;
     case TMO_IDLE: return cfg->idle_ms;
+    case TMO_DNS: return cfg->dns_ms;
+    case TMO_TUNNEL_IDLE: return P->tunnel_idle_ms;
+    case TMO_TUNNEL_MAX: return P->tunnel_max_ms;
     case TMO_TRY:
         return c->s->x.route && c->s->x.route->retry ? c->s->x.route->retry->per_try_timeout_ms : 0;
     default: return 0;
@@ -715,6 +734,14 @@ static void on_timer(struct timer *t)
     case CS_EXCH:
         exchange_timeout(c, k);
         break;
+    case CS_TUNNEL: {
+        char what[320];
+        describe(c, what, sizeof what);
+        log_error("info", "tunnel %s timeout after %llu ms: closing both ends (%s)", tmo_word(k),
+                  (unsigned long long)configured_ms(c, k), what);
+        tunnel_end(c, tmo_reason(k));
+        return;
+    }
     default:
         return;
     }
@@ -1236,6 +1263,135 @@ out_extra:
 
 /* Parses response heads in uin: 1xx heads are relayed (to HTTP/1.1 clients)
  * and skipped, the final head is rewritten into out. */
+/* ---- tunnels ---------------------------------------------------------------
+ *
+ * After a 101 to a WebSocket upgrade (or a 200 to CONNECT) the connection
+ * pair relays bytes both ways until both directions have ended: client bytes
+ * through `in`, upstream bytes through `uin`, after the response head in
+ * `out`. An end of stream from one side is passed on as a shut write side
+ * to the other (the other direction keeps flowing); a reset or error on
+ * either side cuts both. The clock is the tunnel's own: idle (no byte either
+ * way) and an optional lifetime; the exchange's total deadline ended with
+ * the response head. The upstream connection is never pooled. */
+
+static void tunnel_begin(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    c->state = CS_TUNNEL;
+    x->t_tunnel = x->t_active = loop->now;
+    x->tflags = 0;
+    c->in.start = x->body_ready;   /* bytes the client sent after its head */
+    buf_reserve(&c->in, BUF_SMALL);
+    buf_compact(&c->in);
+    buf_reserve(&c->s->uin, BUF_SMALL);
+    buf_compact(&c->s->uin);
+    relay_close(&c->s->relay);
+}
+
+static int tunnel_end(struct client *c, const char *reason)
+{
+    log_exchange(c, c->s->x.status, reason);
+    client_close(c);   /* and the upstream, never pooled */
+    return -1;
+}
+
+/* Moves src's bytes to fd; false after a write error (errno set). */
+static bool tunnel_send(struct loop_io *io, struct buf *b, uint64_t *count, int *moved)
+{
+    while (buf_len(b) && (io->ready & LOOP_WRITE)) {
+        ssize_t n = send(io->fd, buf_head(b), buf_len(b), MSG_NOSIGNAL);
+        if (n > 0) {
+            if ((uint32_t)n < buf_len(b))
+                io->ready &= ~LOOP_WRITE;
+            b->start += (uint32_t)n;
+            *count += (uint64_t)n;
+            *moved = 1;
+        } else if (n < 0 && errno == EAGAIN) {
+            io->ready &= ~LOOP_WRITE;
+        } else if (!(n < 0 && errno == EINTR)) {
+            return false;
+        }
+    }
+    if (!buf_len(b))
+        b->start = b->end = 0;
+    return true;
+}
+
+/* Reads from io into b while there is room; 1 at end of stream, -1 after
+ * an error, else 0. */
+static int tunnel_recv(struct loop_io *io, struct buf *b, uint64_t *count, int *moved)
+{
+    while ((io->ready & LOOP_READ) && buf_room(b)) {
+        uint32_t room = buf_room(b);
+        ssize_t n = read(io->fd, buf_tail(b), room);
+        if (n > 0) {
+            b->end += (uint32_t)n;
+            *count += (uint64_t)n;
+            *moved = 1;
+            if ((uint32_t)n < room)
+                read_was_short(io);
+        } else if (n == 0) {
+            *moved = 1;
+            return 1;
+        } else if (errno == EAGAIN) {
+            io->ready &= ~LOOP_READ;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int tunnel_step(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    struct upconn *up = c->s->up;
+    uint64_t to_client = 0, to_up = 0, ignored = 0;
+    int moved;
+    do {
+        moved = 0;
+        /* upstream -> client: the response head, then the upstream's bytes */
+        if (!tunnel_send(&c->io, &c->s->out, &to_client, &moved) ||
+            (!buf_len(&c->s->out) && !tunnel_send(&c->io, &c->s->uin, &to_client, &moved)))
+            return tunnel_end(c, "client_abort");
+        if (!buf_len(&c->s->out))
+            x->flags |= X_FINAL_SENT;
+        if (!(x->tflags & T_UEOF)) {
+            int r = tunnel_recv(&up->io, &c->s->uin, &ignored, &moved);
+            if (r < 0)
+                return tunnel_end(c, "upstream_reset");
+            if (r > 0)
+                x->tflags |= T_UEOF;
+        }
+        if ((x->tflags & T_UEOF) && !(x->tflags & T_CSHUT) && !buf_len(&c->s->out) &&
+            !buf_len(&c->s->uin)) {
+            shutdown(c->io.fd, SHUT_WR);
+            x->tflags |= T_CSHUT;
+        }
+        /* client -> upstream */
+        if (!tunnel_send(&up->io, &c->in, &to_up, &moved))
+            return tunnel_end(c, "upstream_reset");
+        if (!(x->tflags & T_CEOF)) {
+            int r = tunnel_recv(&c->io, &c->in, &ignored, &moved);
+            if (r < 0)
+                return tunnel_end(c, "client_abort");
+            if (r > 0)
+                x->tflags |= T_CEOF;
+        }
+        if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(&c->in)) {
+            shutdown(up->io.fd, SHUT_WR);
+            x->tflags |= T_USHUT;
+        }
+    } while (moved);
+    x->bytes_sent += to_client;
+    x->bytes_in += to_up;
+    if (to_client || to_up)
+        x->t_active = loop->now;
+    if ((x->tflags & (T_CSHUT | T_USHUT)) == (T_CSHUT | T_USHUT))
+        return tunnel_end(c, "ok");
+    return 0;
+}
+
 static int response_head(struct client *c)
 {
     struct exch *x = &c->s->x;
@@ -1259,6 +1415,21 @@ static int response_head(struct client *c)
             return bad_response(c, "bad response framing");
         buf_reserve(&c->s->out, BUF_SMALL);
         buf_compact(&c->s->out);
+        if (scratch.status == 101 && (x->flags & X_UPGRADE)) {
+            if (!fwd_wants_websocket(&scratch))
+                return bad_response(c, "101 Switching Protocols to something but websocket");
+            struct fwd_resp fr = {.m = &scratch, .upgrade = true};
+            int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
+            if (n < 0)
+                return bad_response(c, "response head too large");
+            c->s->out.end += (uint32_t)n;
+            c->s->uin.start += (uint32_t)r;
+            x->resp_ready = c->s->uin.start;
+            x->status = 101;
+            x->flags |= X_RESP_HEAD | X_NO_REUSE;
+            tunnel_begin(c);
+            return 1;
+        }
         if (scratch.status < 200) {
             if (scratch.status == 101)
                 return bad_response(c, "101 Switching Protocols without an upgrade request");
@@ -1783,6 +1954,9 @@ static int exchange_start(struct client *c, int head_len)
         x->flags |= X_HEAD_METHOD;
     if (http_method_idempotent(m->method, m->method_len))
         x->flags |= X_IDEMPOTENT;
+    if (m->minor == 1 && info.framing == HTTP_BODY_NONE && m->method_len == 3 &&
+        memcmp(m->method, "GET", 3) == 0 && fwd_wants_websocket(m))
+        x->flags |= X_UPGRADE;
     if (info.expect_continue && m->minor == 1)
         x->flags |= X_EXPECT;
     x->req_framing = (uint8_t)info.framing;
@@ -1816,6 +1990,7 @@ static int exchange_start(struct client *c, int head_len)
         .strip_expect = true,
         .deadline_name = cfg->deadline_header,
         .deadline_strip_only = x->route->no_deadline_header,
+        .upgrade = (x->flags & X_UPGRADE) != 0,
         .deadline_at = &deadline_at,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
@@ -1985,6 +2160,9 @@ static void pump(struct client *c)
             break;
         case CS_CLOSING:
             r = closing_step(c);
+            break;
+        case CS_TUNNEL:
+            r = tunnel_step(c);
             break;
         default:
             return;
@@ -2252,7 +2430,8 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         .max_fields = c->max_headers,
     };
     default_policy = (struct route_policy){c->connect_ms, c->write_ms, c->read_ms,
-                                           c->total_ms, c->body_ms, c->send_ms};
+                                           c->total_ms, c->body_ms, c->send_ms,
+                                           c->tunnel_idle_ms, c->tunnel_max_ms};
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     health_init(l, c);

@@ -17,11 +17,13 @@ static struct route_policy policy_of(const struct conf_route *r, const struct cf
 {
     if (!r)
         return (struct route_policy){cfg->connect_ms, cfg->write_ms, cfg->read_ms,
-                                     cfg->total_ms, cfg->body_ms, cfg->send_ms};
+                                     cfg->total_ms, cfg->body_ms, cfg->send_ms,
+                                     cfg->tunnel_idle_ms, cfg->tunnel_max_ms};
     return (struct route_policy){
         conf_route_ms(r, CONF_TMO_CONNECT, cfg), conf_route_ms(r, CONF_TMO_WRITE, cfg),
         conf_route_ms(r, CONF_TMO_READ, cfg),    conf_route_ms(r, CONF_TMO_TOTAL, cfg),
         conf_route_ms(r, CONF_TMO_BODY, cfg),    conf_route_ms(r, CONF_TMO_SEND, cfg),
+        conf_route_ms(r, CONF_TMO_TUNNEL_IDLE, cfg), conf_route_ms(r, CONF_TMO_TUNNEL_MAX, cfg),
     };
 }
 

@@ -20,6 +20,7 @@ struct conf_retry;
  * and idle timeouts run before a route is known: they stay global. */
 struct route_policy {
     uint64_t connect_ms, write_ms, read_ms, total_ms, body_ms, send_ms;
+    uint64_t tunnel_idle_ms, tunnel_max_ms;
 };
 
 struct route {

@@ -59,7 +59,9 @@ static const char *const reasons[] = {
     "ok", "connect_timeout", "write_timeout", "read_timeout", "total_timeout", "try_timeout",
     "header_timeout", "body_timeout", "send_timeout", "upstream_refused", "upstream_reset",
     "upstream_closed", "upstream_error", "bad_upstream_response", "client_abort", "bad_request",
-    "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "other",
+    "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "dns_timeout",
+    "tunnel_idle_timeout", "tunnel_max_timeout", "dns_failed", "forbidden",
+    "proxy_auth_required", "other",
 };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 

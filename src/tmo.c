@@ -6,6 +6,8 @@ static const char *const reasons[TMO_COUNT + 1] = {
     [TMO_WRITE] = "write_timeout",   [TMO_READ] = "read_timeout",
     [TMO_HEADER] = "header_timeout", [TMO_BODY] = "body_timeout",
     [TMO_SEND] = "send_timeout",     [TMO_IDLE] = "idle_timeout",
+    [TMO_DNS] = "dns_timeout",       [TMO_TUNNEL_IDLE] = "tunnel_idle_timeout",
+    [TMO_TUNNEL_MAX] = "tunnel_max_timeout",
     [TMO_TRY] = "try_timeout",       [TMO_BACKOFF] = "backoff",
     [TMO_HEDGE] = "hedge",
     [TMO_NONE] = "none",
@@ -15,6 +17,7 @@ static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
     [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
+    [TMO_DNS] = "dns",       [TMO_TUNNEL_IDLE] = "tunnel idle", [TMO_TUNNEL_MAX] = "tunnel lifetime",
     [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_NONE] = "none",
 };
 

@@ -21,6 +21,9 @@ enum tmo_kind {
     TMO_BODY,
     TMO_SEND,
     TMO_IDLE,
+    TMO_DNS,         /* resolving a forward proxy's destination */
+    TMO_TUNNEL_IDLE, /* a tunnel (CONNECT, WebSocket) with no byte either way */
+    TMO_TUNNEL_MAX,  /* a tunnel's whole lifetime (optional) */
     TMO_TRY,         /* a retry policy's per-try timeout (before the response head) */
     TMO_BACKOFF,     /* not a timeout: the wait before the next attempt */
     TMO_HEDGE,       /* not a timeout: when to send a hedged request */
