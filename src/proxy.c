@@ -737,7 +737,8 @@ static void on_timer(struct timer *t)
     case CS_TUNNEL: {
         char what[320];
         describe(c, what, sizeof what);
-        log_error("info", "tunnel %s timeout after %llu ms: closing both ends (%s)", tmo_word(k),
+        log_error("info", "%s timeout after %llu ms: closing both ends of the tunnel (%s)",
+                  tmo_word(k),
                   (unsigned long long)configured_ms(c, k), what);
         tunnel_end(c, tmo_reason(k));
         return;
@@ -1277,12 +1278,16 @@ out_extra:
 static void tunnel_begin(struct client *c)
 {
     struct exch *x = &c->s->x;
+    struct buf *t = &c->s->uhead;   /* client -> upstream from now on */
+    uint32_t early = c->in.end - x->body_ready;   /* sent by the client after its head */
     c->state = CS_TUNNEL;
     x->t_tunnel = x->t_active = loop->now;
     x->tflags = 0;
-    c->in.start = x->body_ready;   /* bytes the client sent after its head */
-    buf_reserve(&c->in, BUF_SMALL);
-    buf_compact(&c->in);
+    buf_release(t);
+    buf_reserve(t, early > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
+    memcpy(t->data, c->in.data + x->body_ready, early);
+    t->end = early;
+    c->in.end = x->body_ready;      /* the head stays, for the access log */
     buf_reserve(&c->s->uin, BUF_SMALL);
     buf_compact(&c->s->uin);
     relay_close(&c->s->relay);
@@ -1369,16 +1374,17 @@ static int tunnel_step(struct client *c)
             x->tflags |= T_CSHUT;
         }
         /* client -> upstream */
-        if (!tunnel_send(&up->io, &c->in, &to_up, &moved))
+        struct buf *t = &c->s->uhead;
+        if (!tunnel_send(&up->io, t, &to_up, &moved))
             return tunnel_end(c, "upstream_reset");
         if (!(x->tflags & T_CEOF)) {
-            int r = tunnel_recv(&c->io, &c->in, &ignored, &moved);
+            int r = tunnel_recv(&c->io, t, &ignored, &moved);
             if (r < 0)
                 return tunnel_end(c, "client_abort");
             if (r > 0)
                 x->tflags |= T_CEOF;
         }
-        if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(&c->in)) {
+        if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(t)) {
             shutdown(up->io.fd, SHUT_WR);
             x->tflags |= T_USHUT;
         }
