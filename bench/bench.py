@@ -326,7 +326,10 @@ class Proxy:
                     "--write-timeout", "15s", "--send-timeout", "15s",
                     "--header-timeout", "10s", "--body-timeout", "15s",
                     "--idle-timeout", "60s", "--upstream-idle-timeout", "30s",
-                    "--max-connections", str(maxconn), "--access-log", "off"]
+                    "--max-connections", str(maxconn), "--access-log", "off",
+                    # one process, as nginx and HAProxy run one worker here:
+                    # /proc of this pid is all the CPU the proxy spends
+                    "--single-process"]
         elif name == "nginx":
             argv = ["/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx",
                     "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout),

@@ -40,6 +40,11 @@ void cli_defaults(struct cfg *cfg)
     cfg->drain_ms = 10000;
     cfg->deadline_header = "X-Request-Deadline-Ms";
     cfg->trust_deadline = false;
+    addr_cidr_parse("127.0.0.0/8", &cfg->fwd.clients[0]);
+    addr_cidr_parse("::1", &cfg->fwd.clients[1]);
+    cfg->fwd.nclients = 2;
+    cfg->fwd.ports[0] = 443;
+    cfg->fwd.nports = 1;
 }
 
 int cli_size(const char *s, uint64_t *bytes)
@@ -217,6 +222,17 @@ static const char usage[] =
     "                            upstream in this header (X-Request-Deadline-Ms)\n"
     "  --trust-deadline-header   honour that header from clients: the total\n"
     "                            deadline is the smaller of ours and theirs\n"
+    "Forward proxy:\n"
+    "  --forward-listen ADDR:PORT  also listen there as a forward proxy\n"
+    "                            (absolute-form requests and CONNECT)\n"
+    "  --forward-allow-client CIDR  clients that may use it (repeat; default\n"
+    "                            127.0.0.0/8 and ::1)\n"
+    "  --forward-allow-destination CIDR  reachable although loopback, private,\n"
+    "                            link-local... (repeat; default none)\n"
+    "  --forward-connect-port N  ports CONNECT may reach (repeat; default 443)\n"
+    "  --proxy-auth-file FILE    require Proxy-Authorization: Basic, checked\n"
+    "                            against user:password lines of FILE\n"
+    "  --resolver ADDR:PORT[,...]  DNS servers (default /etc/resolv.conf)\n"
     "  --workers N|auto          worker processes under a supervising master\n"
     "                            (default auto: one per CPU; at most 64)\n"
     "  --single-process          no master and no workers: the process started\n"
@@ -230,7 +246,8 @@ enum {
     OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
     OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
-    OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX,
+    OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
+    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER,
 };
 
 static const struct option options[] = {
@@ -263,6 +280,12 @@ static const struct option options[] = {
     {"deadline-header", required_argument, NULL, OPT_DEADLINE_HEADER},
     {"trust-deadline-header", no_argument, NULL, OPT_TRUST_DEADLINE},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"forward-listen", required_argument, NULL, OPT_FWD_LISTEN},
+    {"forward-allow-client", required_argument, NULL, OPT_FWD_CLIENT},
+    {"forward-allow-destination", required_argument, NULL, OPT_FWD_DEST},
+    {"forward-connect-port", required_argument, NULL, OPT_FWD_PORT},
+    {"proxy-auth-file", required_argument, NULL, OPT_FWD_AUTH},
+    {"resolver", required_argument, NULL, OPT_RESOLVER},
     {"single-process", no_argument, NULL, OPT_SINGLE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -319,7 +342,8 @@ static int load_config(struct cfg *cfg, int argc, char **argv, const char **chec
 static int parse_flags(struct cfg *cfg, int argc, char **argv)
 {
     char err[256];
-    bool listen_set = false, upstream_set = false;
+    bool listen_set = false, upstream_set = false, clients_set = false, dests_set = false,
+         ports_set = false;
     int c, idx;
     const char *check;
 
@@ -339,6 +363,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             if (!listen_set) {
                 cfg->nlisten = 0;
                 memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
+                memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
             }
             listen_set = true;
             if (cfg->nlisten == CLI_MAX_LISTEN)
@@ -463,6 +488,55 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         }
         case OPT_SINGLE:
             cfg->single_process = true;
+            break;
+        case OPT_FWD_LISTEN:
+            if (!listen_set) {   /* like --listen: the flags replace the file's */
+                cfg->nlisten = 0;
+                memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
+                memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
+            }
+            listen_set = true;
+            if (cfg->nlisten == CLI_MAX_LISTEN)
+                return fail(name, optarg, "too many listeners (at most 16)");
+            if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
+                return fail(name, optarg, err);
+            cfg->listen_forward[cfg->nlisten++] = true;
+            break;
+        case OPT_FWD_CLIENT:
+        case OPT_FWD_DEST: {
+            bool cl = c == OPT_FWD_CLIENT;
+            bool *set = cl ? &clients_set : &dests_set;
+            unsigned *n = cl ? &cfg->fwd.nclients : &cfg->fwd.ndests;
+            struct addr_cidr *list = cl ? cfg->fwd.clients : cfg->fwd.dests;
+            if (!*set)
+                *n = 0;
+            *set = true;
+            if (*n == CLI_MAX_CIDR)
+                return fail(name, optarg, "too many networks (at most 32)");
+            if (addr_cidr_parse(optarg, &list[*n]) < 0)
+                return fail(name, optarg, "expected an address or network such as 10.0.0.0/8 "
+                                          "or ::1 (no host bits below the prefix)");
+            (*n)++;
+            break;
+        }
+        case OPT_FWD_PORT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 65535)
+                return fail(name, optarg, "expected a port from 1 to 65535");
+            if (!ports_set)
+                cfg->fwd.nports = 0;
+            ports_set = true;
+            if (cfg->fwd.nports == CLI_MAX_PORTS)
+                return fail(name, optarg, "too many ports (at most 16)");
+            cfg->fwd.ports[cfg->fwd.nports++] = (uint16_t)v;
+            break;
+        }
+        case OPT_FWD_AUTH:
+            cfg->fwd.auth_file = optarg;
+            break;
+        case OPT_RESOLVER:
+            cfg->fwd.resolver = optarg;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

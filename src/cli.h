@@ -7,9 +7,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "addr.h"
+
 #define CLI_MAX_LISTEN   16
 #define CLI_MAX_UPSTREAM 64
 #define CLI_MAX_WORKERS  64
+#define CLI_MAX_CIDR     32
+#define CLI_MAX_PORTS    16
 
 struct cli_addr {
     struct sockaddr_storage ss;
@@ -19,9 +23,22 @@ struct cli_addr {
 
 struct conf;
 
+/* Forward proxy mode (listeners with forward set). */
+struct cfg_forward {
+    struct addr_cidr clients[CLI_MAX_CIDR];   /* may use it; default loopback */
+    unsigned nclients;
+    struct addr_cidr dests[CLI_MAX_CIDR];     /* reachable despite their class */
+    unsigned ndests;
+    uint16_t ports[CLI_MAX_PORTS];            /* CONNECT ports; default 443 */
+    unsigned nports;
+    const char *auth_file;                    /* user:password lines; NULL: none */
+    const char *resolver;                     /* "127.0.0.1:53,[::1]:53"; NULL: system */
+};
+
 struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
     bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
+    bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
     unsigned nupstream;
@@ -45,6 +62,7 @@ struct cfg {
     bool trust_deadline;         /* --trust-deadline-header: on every listener */
     unsigned workers;            /* worker processes; 0 = one per CPU */
     bool single_process;         /* no master: the process started serves */
+    struct cfg_forward fwd;
     struct cli_addr admin;       /* --admin listener */
     bool has_admin;
     /* the --config file's model (conf.h), or NULL; cfg's strings may point

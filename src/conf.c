@@ -413,7 +413,8 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
     struct conf *c = x->c;
     c->listen = calloc(count, sizeof *c->listen);
     c->listen_trust = calloc(count, sizeof *c->listen_trust);
-    if (!c->listen || !c->listen_trust) {
+    c->listen_forward = calloc(count, sizeof *c->listen_forward);
+    if (!c->listen || !c->listen_trust || !c->listen_forward) {
         x->nomem = true;
         return;
     }
@@ -425,9 +426,9 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
-        bool trust = false;
+        bool trust = false, forward = false;
         if (v->type == YAML_MAPPING_NODE) {
-            static const char *const lk[] = {"address", "trust_deadline_header", NULL};
+            static const char *const lk[] = {"address", "trust_deadline_header", "mode", NULL};
             yaml_node_t *w[MAX_KEYS];
             char sub[PATHLEN];
             if (!fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -435,6 +436,14 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
             join(sub, key, "trust_deadline_header");
             if (w[1] && !get_bool(x, w[1], sub, &trust))
                 continue;
+            join(sub, key, "mode");
+            if (w[2]) {
+                static const char *const modes[] = {"reverse", "forward", NULL};
+                int m = get_enum(x, w[2], sub, modes);
+                if (m < 0)
+                    continue;
+                forward = m == 1;
+            }
             join(sub, key, "address");
             if (!w[0]) {
                 err(x, v, sub, "missing; expected ADDR:PORT");
@@ -453,6 +462,7 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
             }
         if (!dup) {
             c->listen_trust[c->nlisten] = trust;
+            c->listen_forward[c->nlisten] = forward;
             lines[c->nlisten++] = line_of(v);
         }
     }
@@ -1071,14 +1081,110 @@ static void resolve_pools(struct ctx *x)
     }
 }
 
+/* A list of networks ("10.0.0.0/8", "::1") into list[0..CLI_MAX_CIDR). */
+static bool get_cidrs(struct ctx *x, yaml_node_t *n, const char *key, struct addr_cidr *list,
+                      unsigned *count)
+{
+    static const char what[] = "a list of addresses or networks such as 10.0.0.0/8 or ::1";
+    unsigned k;
+    if (!items(x, n, key, what, &k))
+        return false;
+    if (k > CLI_MAX_CIDR) {
+        err(x, n, key, "at most %d networks, got %u", CLI_MAX_CIDR, k);
+        return false;
+    }
+    *count = 0;
+    for (unsigned i = 0; i < k; i++) {
+        char sub[PATHLEN];
+        joini(sub, key, i);
+        yaml_node_t *v = item(x, n, i);
+        const char *s = v ? scalar(x, v, sub, "an address or network such as 10.0.0.0/8") : NULL;
+        if (!s)
+            continue;
+        if (addr_cidr_parse(s, &list[*count]) < 0) {
+            err(x, v, sub, "expected an address or network such as 10.0.0.0/8 or ::1 (no host "
+                           "bits below the prefix), got \"%.64s\"", s);
+            continue;
+        }
+        (*count)++;
+    }
+    return true;
+}
+
+/* `forward:` -- who may use the forward proxy and where it may go. */
+static void parse_forward(struct ctx *x, yaml_node_t *n)
+{
+    static const char *const keys[] = {"allow_clients", "allow_destinations", "connect_ports",
+                                       "auth_file", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    struct cfg_forward *f = &x->c->fwd;
+    if (!fields(x, n, "forward", "a mapping (allow_clients, allow_destinations, connect_ports, "
+                                 "auth_file)", keys, v))
+        return;
+    if (v[0])
+        x->c->fwd_clients_set = get_cidrs(x, v[0], "forward.allow_clients", f->clients,
+                                          &f->nclients);
+    if (v[1])
+        x->c->fwd_dests_set = get_cidrs(x, v[1], "forward.allow_destinations", f->dests,
+                                        &f->ndests);
+    if (v[2]) {
+        unsigned k;
+        if (items(x, v[2], "forward.connect_ports", "a list of ports", &k)) {
+            if (k > CLI_MAX_PORTS) {
+                err(x, v[2], "forward.connect_ports", "at most %d ports, got %u", CLI_MAX_PORTS, k);
+            } else {
+                x->c->fwd_ports_set = true;
+                for (unsigned i = 0; i < k; i++) {
+                    char sub[PATHLEN];
+                    unsigned port;
+                    joini(sub, "forward.connect_ports", i);
+                    yaml_node_t *w = item(x, v[2], i);
+                    if (w && get_uint(x, w, sub, 1, 65535, &port))
+                        f->ports[f->nports++] = (uint16_t)port;
+                }
+            }
+        }
+    }
+    if (v[3]) {
+        const char *s = scalar(x, v[3], "forward.auth_file", "a file path");
+        if (s)
+            f->auth_file = xstrdup(x, s);
+    }
+}
+
+/* `resolver:` -- the DNS servers of the forward proxy. */
+static void parse_resolver(struct ctx *x, yaml_node_t *n)
+{
+    static const char *const keys[] = {"servers", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    if (!fields(x, n, "resolver", "a mapping (servers)", keys, v) || !v[0])
+        return;
+    unsigned k;
+    if (!items(x, v[0], "resolver.servers", "a list of ADDR:PORT", &k))
+        return;
+    char csv[1024] = "";
+    for (unsigned i = 0; i < k; i++) {
+        char sub[PATHLEN];
+        struct cli_addr a;
+        joini(sub, "resolver.servers", i);
+        yaml_node_t *w = item(x, v[0], i);
+        if (w && get_addr(x, w, sub, "ADDR:PORT", &a))
+            snprintf(csv + strlen(csv), sizeof csv - strlen(csv), "%s%s", *csv ? "," : "",
+                     a.text);
+    }
+    if (*csv)
+        x->c->fwd.resolver = xstrdup(x, csv);
+}
+
 static void parse_top(struct ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {"listen", "timeouts", "limits", "access_log", "pools",
-                                       "routes", "workers", "deadline_header", NULL};
+                                       "routes", "workers", "deadline_header", "forward",
+                                       "resolver", NULL};
     yaml_node_t *v[MAX_KEYS];
     if (!fields(x, root, "",
                 "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
-                "routes, workers, deadline_header)",
+                "routes, workers, deadline_header, forward, resolver)",
                 keys, v))
         return;
     if (v[0])
@@ -1104,6 +1210,10 @@ static void parse_top(struct ctx *x, yaml_node_t *root)
         else
             get_uint(x, v[6], "workers", 1, CLI_MAX_WORKERS, &x->c->workers);
     }
+    if (v[8])
+        parse_forward(x, v[8]);
+    if (v[9])
+        parse_resolver(x, v[9]);
     if (v[7]) {
         static const char what[] = "a header name (letters, digits, - and _) or off";
         const char *s = scalar(x, v[7], "deadline_header", what);
@@ -1262,6 +1372,9 @@ void conf_free(struct conf *c)
     free(c->routes);
     free(c->listen);
     free(c->listen_trust);
+    free(c->listen_forward);
+    free((char *)c->fwd.auth_file);
+    free((char *)c->fwd.resolver);
     free(c->deadline_header);
     free(c->access_log);
     free(c->file);
@@ -1302,12 +1415,30 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
 {
     if (c->nlisten) {
         memcpy(cfg->listen, c->listen, c->nlisten * sizeof *c->listen);
-        for (unsigned i = 0; i < c->nlisten; i++)
+        for (unsigned i = 0; i < c->nlisten; i++) {
             cfg->listen_trust[i] = c->listen_trust[i];
+            cfg->listen_forward[i] = c->listen_forward[i];
+        }
         cfg->nlisten = c->nlisten;
     }
     if (c->workers)
         cfg->workers = c->workers == CONF_WORKERS_AUTO ? 0 : c->workers;
+    if (c->fwd_clients_set) {
+        memcpy(cfg->fwd.clients, c->fwd.clients, sizeof c->fwd.clients);
+        cfg->fwd.nclients = c->fwd.nclients;
+    }
+    if (c->fwd_dests_set) {
+        memcpy(cfg->fwd.dests, c->fwd.dests, sizeof c->fwd.dests);
+        cfg->fwd.ndests = c->fwd.ndests;
+    }
+    if (c->fwd_ports_set) {
+        memcpy(cfg->fwd.ports, c->fwd.ports, sizeof c->fwd.ports);
+        cfg->fwd.nports = c->fwd.nports;
+    }
+    if (c->fwd.auth_file)
+        cfg->fwd.auth_file = c->fwd.auth_file;
+    if (c->fwd.resolver)
+        cfg->fwd.resolver = c->fwd.resolver;
     if (c->deadline_header)
         cfg->deadline_header = *c->deadline_header ? c->deadline_header : NULL;
     for (int k = 0; k < CONF_TMO_N; k++)

@@ -149,6 +149,9 @@ struct conf {
     char *file;                      /* as given to conf_load */
     struct cli_addr *listen;
     bool *listen_trust;              /* per listener: trust_deadline_header */
+    bool *listen_forward;            /* per listener: mode: forward */
+    struct cfg_forward fwd;          /* `forward:` and `resolver:`, strings owned here */
+    bool fwd_clients_set, fwd_dests_set, fwd_ports_set;
     unsigned nlisten;                /* 0 = not set */
     unsigned workers;                /* 0 = not set; CONF_WORKERS_AUTO = auto */
     char *deadline_header;           /* NULL = not set; "" = off */

@@ -180,6 +180,7 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
         if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
             HTTP_NAME_IS(f, "x-forwarded-for") || HTTP_NAME_IS(f, "x-forwarded-proto") ||
             (r->strip_expect && HTTP_NAME_IS(f, "expect")) ||
+            (r->strip_proxy_auth && HTTP_NAME_IS(f, "proxy-authorization")) ||
             (r->deadline_name &&
              ieq(f->name, f->name_len, r->deadline_name, strlen(r->deadline_name))))
             continue;

@@ -27,6 +27,7 @@ struct fwd_req {
     bool deadline_strip_only;  /* remove an incoming one but send none (the
                                   route turned propagation off) */
     size_t *deadline_at;       /* out: offset of FWD_DEADLINE_WIDTH blanks to fill */
+    bool strip_proxy_auth;     /* a forward proxy consumed Proxy-Authorization */
     bool upgrade;              /* a WebSocket upgrade: Connection: upgrade and the
                                   client's Upgrade field are passed on */
 };

@@ -54,7 +54,13 @@ static void announce(const struct cfg *cfg)
         snprintf(ups + strlen(ups), sizeof ups - strlen(ups), "%s%s", i ? ", " : "",
                  cfg->upstream[i].text);
     for (unsigned i = 0; i < cfg->nlisten; i++)
-        log_error("info", "listening on %s, proxying to %s (connect %llums, write %llums, "
+        if (cfg->listen_forward[i])
+            log_error("info", "listening on %s as a forward proxy (connect %llums, dns %llums, "
+                              "total %llums)", cfg->listen[i].text,
+                      (unsigned long long)cfg->connect_ms, (unsigned long long)cfg->dns_ms,
+                      (unsigned long long)cfg->total_ms);
+        else
+            log_error("info", "listening on %s, proxying to %s (connect %llums, write %llums, "
                           "read %llums, total %llums)",
                   cfg->listen[i].text, ups, (unsigned long long)cfg->connect_ms,
                   (unsigned long long)cfg->write_ms, (unsigned long long)cfg->read_ms,

@@ -344,8 +344,9 @@ static void announce(const struct gen *g)
         snprintf(ups + strlen(ups), sizeof ups - strlen(ups), "%s%s", i ? ", " : "",
                  c->upstream[i].text);
     for (unsigned i = 0; i < c->nlisten; i++)
-        log_error("info", "listening on %s with %u worker(s), proxying to %s", c->listen[i].text,
-                  g->nworkers, ups);
+        log_error("info", "listening on %s with %u worker(s), %s%s", c->listen[i].text,
+                  g->nworkers, c->listen_forward[i] ? "as a forward proxy" : "proxying to ",
+                  c->listen_forward[i] ? "" : ups);
 }
 
 /* A new generation failed: retire what it started, keep the sockets cur

@@ -45,6 +45,9 @@
 #include "relay.h"
 #include "route.h"
 #include "stats.h"
+#include "addr.h"
+#include "auth.h"
+#include "dns.h"
 #include "admin.h"
 #include "tmo.h"
 
@@ -89,6 +92,9 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
 #define X_CLIENT_DEADLINE 0x2000000u  /* total capped by a trusted client's header */
 #define X_UPGRADE    0x4000000u  /* a WebSocket upgrade: a 101 turns it into a tunnel */
+#define X_FORWARD    0x8000000u  /* forward proxy: the destination is the client's */
+#define X_CONNECT   0x10000000u  /* ... a CONNECT: a tunnel once connected */
+#define X_RESOLVING 0x20000000u  /* ... its name is being resolved (TMO_DNS) */
 
 /* Tunnel flags (exch.tflags): which end has finished its direction. */
 #define T_CEOF  0x1u   /* the client sent its end of stream */
@@ -137,6 +143,7 @@ struct exch {
     int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
     uint8_t tflags;                    /* T_*, in state TUNNEL */
+    uint64_t t_dns;                    /* resolving began */
     uint64_t t_tunnel, t_active;       /* tunnel began; last byte either way */
 };
 
@@ -158,6 +165,13 @@ struct session {
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
+    /* forward proxy: where this request goes (an ad-hoc server of the
+     * "forward" group, never pooled) */
+    struct pool_server fsrv;
+    struct cli_addr faddr;
+    struct dns_query dns;
+    char fhost[256];                 /* the name to resolve, lower case */
+    uint16_t fport;
 };
 
 struct client {
@@ -180,12 +194,22 @@ struct client {
 
 #define CF_TRUSTED 0x1u   /* its listener honours the client's deadline header */
 #define CF_SERVED  0x2u   /* has had a response: idle means between requests */
+#define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 
 struct listener {
     struct loop_io io;
     const struct cli_addr *addr;
     bool trust_deadline;
+    bool forward;
 };
+
+/* The forward proxy's destinations: one ad-hoc server per request, in a
+ * group of its own that never ejects, pools or limits. */
+static struct pool_group forward_group = {
+    .name = "forward", .fail_limit = ~0u, .max_ejection_ns = 0, .budget_min = 0,
+};
+static struct route forward_route;
+static struct auth *proxy_auth;
 
 static struct loop *loop;
 static const struct cfg *cfg;
@@ -246,6 +270,7 @@ static void hedge_start(struct client *c);
 static void hedge_promote(struct client *c, bool head);
 static void stamp_deadline(struct client *c);
 static int tunnel_end(struct client *c, const char *reason);
+static int connect_established(struct client *c);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -353,6 +378,8 @@ static void hedge_drop(struct client *c)
 
 static void drop_upstream(struct client *c)
 {
+    if (c->s)
+        dns_cancel(&c->s->dns);
     wait_dequeue(c);
     hedge_drop(c);
     if (c->s && c->s->up) {
@@ -406,7 +433,8 @@ static void log_exchange(struct client *c, int status, const char *reason)
     {
         unsigned nr;
         const struct route *base = route_all(&nr);
-        int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
+        int ri = c->s->x.route && c->s->x.route != &forward_route
+                     ? (int)(c->s->x.route - base) : -1;
         int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
         stats_exchange(ri, status, reason, fb);
     }
@@ -452,7 +480,17 @@ static void describe(struct client *c, char *out, size_t n)
 
 /* Queues a short plain-text error response and moves to CLOSING: the client
  * gets the response, then the connection is shut and its input drained. */
+static void respond_error_ex(struct client *c, int status, const char *reason,
+                             const char *detail, const char *extra);
+
 static void respond_error(struct client *c, int status, const char *reason, const char *detail)
+{
+    respond_error_ex(c, status, reason, detail, "");
+}
+
+/* extra: more header lines, each ending in CRLF ("" for none). */
+static void respond_error_ex(struct client *c, int status, const char *reason,
+                             const char *detail, const char *extra)
 {
     char body[256];
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
@@ -465,8 +503,8 @@ static void respond_error(struct client *c, int status, const char *reason, cons
     c->s->x.interim = 0;
     int hl = snprintf(c->s->out.data, c->s->out.cap,
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                      "Connection: close\r\n\r\n",
-                      status, http_reason(status), bl);
+                      "%sConnection: close\r\n\r\n",
+                      status, http_reason(status), bl, extra);
     c->s->out.end = (uint32_t)hl;
     if (!(c->s->x.flags & X_HEAD_METHOD)) {
         memcpy(c->s->out.data + c->s->out.end, body, (size_t)bl);
@@ -558,6 +596,8 @@ static void fold_deadlines(struct client *c)
         t->at[TMO_TOTAL] = x->t_start + ns_of(total_ms(c));
         if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
             t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
+        if (x->flags & X_RESOLVING)
+            t->at[TMO_DNS] = x->t_dns + ns_of(cfg->dns_ms);
         if (x->backoff_until)
             t->at[TMO_BACKOFF] = x->backoff_until;
         if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)) &&
@@ -649,6 +689,12 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     }
     if (k == TMO_HEDGE) {
         hedge_start(c);
+        return;
+    }
+    if (k == TMO_DNS) {
+        log_error("warn", "dns timeout after %llu ms resolving %s (%s)", (unsigned long long)ms,
+                  c->s->fhost, what);
+        exchange_fail(c, 504, tmo_reason(k), detail);
         return;
     }
     if (k == TMO_CONNECT && (c->s->x.flags & X_WAIT_SLOT)) {
@@ -1073,7 +1119,9 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    c->s->srv = x->avoid ? pool_pick_other(x->route->pool, x->avoid) : pool_pick(x->route->pool);
+    c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
+              : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
+                                        : pool_pick(x->route->pool);
     x->try_start = loop->now;
     if (!c->s->srv) {
         char what[320];
@@ -1855,6 +1903,8 @@ static int exchange_step(struct client *c)
         c->s->up->connecting = false;
         x->connect_ns = (int64_t)(loop->now - x->t_connect);
         progress = 1;
+        if (x->flags & X_CONNECT)
+            return connect_established(c);
     }
     if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->s->up && !c->s->up->connecting) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -1884,6 +1934,155 @@ static int exchange_step(struct client *c)
     return progress;
 }
 
+/* ---- forward proxy -----------------------------------------------------------
+ *
+ * A forward listener takes absolute-form requests (GET http://host/path) and
+ * CONNECT host:port. Who may use it is an allow-list of client networks;
+ * where it may go is checked on the address actually connected to, after
+ * resolution, never on the name: loopback, private, link-local, unspecified,
+ * multicast and reserved addresses (in every spelling addr_parse_ip reads)
+ * are refused unless an allow_destinations network holds them, so a name
+ * that resolves to 127.0.0.1 (DNS rebinding) gets 403 like 127.0.0.1 does. */
+
+static int forward_refuse(struct client *c, int status, const char *reason, const char *why)
+{
+    char what[320];
+    describe(c, what, sizeof what);
+    log_error("info", "forward proxy: %s (%s)", why, what);
+    respond_error_ex(c, status, reason, why,
+                     status == 407 ? "Proxy-Authenticate: Basic realm=\"hourglass\"\r\n" : "");
+    return 1;
+}
+
+/* Checks the client, its credentials and the target; 0 to go on (the
+ * destination is in the session), else 1 after answering. */
+static int forward_admit(struct client *c, const struct http_msg *m, bool is_connect)
+{
+    struct session *s = c->s;
+    const struct cfg_forward *f = &cfg->fwd;
+    if (!addr_cidr_list_match(f->clients, f->nclients, &c->peer.sa))
+        return forward_refuse(c, 403, "forbidden", "this client may not use the forward proxy");
+    if (proxy_auth) {
+        bool ok = false;
+        for (uint32_t i = 0; i < m->nfields && !ok; i++)
+            if (HTTP_NAME_IS(&m->fields[i], "proxy-authorization"))
+                ok = auth_check(proxy_auth, m->fields[i].value, m->fields[i].value_len);
+        if (!ok)
+            return forward_refuse(c, 407, "proxy_auth_required",
+                                  "proxy credentials missing or wrong");
+    }
+    const char *auth = m->target, *path;
+    size_t auth_len = m->target_len, path_len;
+    if (!is_connect && fwd_split_absolute(m->target, m->target_len, &auth, &auth_len, &path,
+                                          &path_len) < 0)
+        return forward_refuse(c, 400, "bad_request",
+                              "a forward proxy takes http://host/path targets or CONNECT");
+    struct addr_authority a;
+    if (addr_parse_authority(auth, auth_len, &a) < 0)
+        return forward_refuse(c, 400, "bad_request", "bad host or port in the target");
+    if (is_connect) {
+        bool port_ok = false;
+        for (unsigned i = 0; i < f->nports; i++)
+            port_ok |= f->ports[i] == a.port;
+        if (!a.has_port)
+            return forward_refuse(c, 400, "bad_request", "CONNECT needs host:port");
+        if (!port_ok)
+            return forward_refuse(c, 403, "forbidden", "CONNECT to this port is not allowed");
+    }
+    s->fport = a.has_port ? a.port : 80;
+    s->fhost[0] = '\0';
+    if (a.is_ip) {
+        s->faddr.ss = a.ip;
+        addr_set_port(&s->faddr.ss, s->fport);
+    } else if (addr_host_lower(s->fhost, sizeof s->fhost, a.host, a.host_len) < 0) {
+        return forward_refuse(c, 400, "bad_request", "host name too long");
+    }
+    return 0;
+}
+
+/* Connects to addr (the checked destination) if it may be reached. */
+static int forward_connect(struct client *c, const struct sockaddr_storage *ss)
+{
+    struct session *s = c->s;
+    enum addr_class k = addr_classify((const struct sockaddr *)ss);
+    if (k != ADDR_PUBLIC &&
+        !addr_cidr_list_match(cfg->fwd.dests, cfg->fwd.ndests, (const struct sockaddr *)ss)) {
+        char why[160], ip[INET6_ADDRSTRLEN];
+        net_ip_text((const struct sockaddr *)ss, ip, sizeof ip);
+        snprintf(why, sizeof why, "destination %s is a %s address", ip, addr_class_name(k));
+        return forward_refuse(c, 403, "forbidden", why);
+    }
+    s->faddr.ss = *ss;
+    s->faddr.len = addr_socklen((const struct sockaddr *)ss);
+    net_addr_text((const struct sockaddr *)ss, s->faddr.text, sizeof s->faddr.text);
+    s->fsrv = (struct pool_server){.addr = &s->faddr, .group = &forward_group, .weight = 1};
+    return upstream_connect(c, false);
+}
+
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+{
+    struct client *c = arg;
+    struct exch *x = &c->s->x;
+    x->flags &= ~X_RESOLVING;
+    if (status < 0) {
+        char what[320], detail[320];
+        describe(c, what, sizeof what);
+        snprintf(detail, sizeof detail, "cannot resolve %s: %s", c->s->fhost,
+                 status == -ENOENT ? "no such name" : strerror(-status));
+        log_error("info", "forward proxy: %s (%s)", detail, what);
+        exchange_fail(c, 502, "dns_failed", detail);
+    } else {
+        /* the first address that may be reached; if none may, the refusal
+         * names the first one */
+        unsigned i = 0;
+        while (i + 1 < n && addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
+               !addr_cidr_list_match(cfg->fwd.dests, cfg->fwd.ndests,
+                                     (const struct sockaddr *)&addrs[i]))
+            i++;
+        if (addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
+            !addr_cidr_list_match(cfg->fwd.dests, cfg->fwd.ndests,
+                                  (const struct sockaddr *)&addrs[i]))
+            i = 0;
+        forward_connect(c, &addrs[i]);
+    }
+    if (c->state != CS_CLOSED)
+        pump(c);
+}
+
+/* Resolves the destination's name (an IP literal needs none), then
+ * connects; DNS runs under the dns timeout, clamped by the total. */
+static int forward_resolve(struct client *c)
+{
+    struct session *s = c->s;
+    if (!s->fhost[0])
+        return forward_connect(c, &s->faddr.ss);
+    int r = dns_resolve(&s->dns, s->fhost, s->fport, on_dns, c);
+    if (r < 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "cannot resolve: %s", strerror(-r));
+        return exchange_fail(c, 502, "dns_failed", detail);
+    }
+    s->x.flags |= X_RESOLVING;
+    s->x.t_dns = loop->now;
+    return 1;
+}
+
+/* CONNECT: the upstream connection is open, the tunnel begins. */
+static int connect_established(struct client *c)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+    struct exch *x = &c->s->x;
+    buf_reserve(&c->s->out, BUF_SMALL);
+    memcpy(buf_tail(&c->s->out), ok, sizeof ok - 1);
+    c->s->out.end += sizeof ok - 1;
+    x->status = 200;
+    x->flags |= X_REQ_SENT | X_RESP_HEAD;
+    x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+    pool_report(c->s->srv, true);
+    tunnel_begin(c);
+    return 1;
+}
+
 /* A complete request head is at in.start: check it and start the exchange. */
 static int exchange_start(struct client *c, int head_len)
 {
@@ -1905,10 +2104,13 @@ static int exchange_start(struct client *c, int head_len)
 
     int r = http_request_info(m, &info);
     const char *bad = NULL;
+    bool is_connect = m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0;
     if (r < 0)
         bad = r == -501 ? "unsupported transfer coding" : "bad framing or Host";
-    else if (m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0)
+    else if (is_connect && !(c->cflags & CF_FORWARD))
         r = -501, bad = "CONNECT is not supported by a reverse proxy";
+    else if (c->cflags & CF_FORWARD)
+        ;   /* forward_admit checks the target */
     else if (!(m->target[0] == '/' ||
                (m->target_len == 1 && m->target[0] == '*' && m->method_len == 7 &&
                 memcmp(m->method, "OPTIONS", 7) == 0))) {
@@ -1924,6 +2126,13 @@ static int exchange_start(struct client *c, int head_len)
         snprintf(detail, sizeof detail, "%s", bad);
         respond_error(c, -r, "bad_request", detail);
         return 1;
+    }
+    if (c->cflags & CF_FORWARD) {
+        if (forward_admit(c, m, is_connect))
+            return 1;   /* answered: 400, 403 or 407 */
+        x->route = &forward_route;
+        x->flags |= X_FORWARD | X_NO_REUSE;
+        goto routed;
     }
     /* Route by Host (or an absolute-form target's authority) and path. */
     const char *rh = info.host, *rp = m->target;
@@ -1941,6 +2150,7 @@ static int exchange_start(struct client *c, int head_len)
         respond_error(c, 404, "no_route", "no route matches this host and path");
         return 1;
     }
+routed:
     if ((c->cflags & CF_TRUSTED) && cfg->deadline_header) {
         size_t dl = strlen(cfg->deadline_header);
         for (uint32_t i = 0; i < m->nfields; i++) {
@@ -1983,6 +2193,10 @@ static int exchange_start(struct client *c, int head_len)
     x->body_sent = x->body_ready = c->in.start + (uint32_t)head_len;
     if (info.framing == HTTP_BODY_NONE)
         x->flags |= X_BODY_DONE;
+    if (is_connect) {   /* forward: what follows the head is the tunnel's */
+        x->flags |= X_CONNECT | X_BODY_DONE;
+        return forward_resolve(c);
+    }
 
     char ip[INET6_ADDRSTRLEN];
     size_t deadline_at = 0;
@@ -1997,6 +2211,7 @@ static int exchange_start(struct client *c, int head_len)
         .deadline_name = cfg->deadline_header,
         .deadline_strip_only = x->route->no_deadline_header,
         .upgrade = (x->flags & X_UPGRADE) != 0,
+        .strip_proxy_auth = (x->flags & X_FORWARD) != 0,
         .deadline_at = &deadline_at,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
@@ -2018,6 +2233,8 @@ static int exchange_start(struct client *c, int head_len)
         return -1;
     if (c->state != CS_EXCH)
         return 1;
+    if (x->flags & X_FORWARD)
+        return forward_resolve(c);
     return upstream_connect(c, true);
 }
 
@@ -2189,7 +2406,7 @@ static void on_client(struct loop_io *io, uint32_t events)
 
 /* ---- listeners -------------------------------------------------------------- */
 
-static void client_new(int fd, const struct sockaddr_storage *peer, bool trusted)
+static void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags)
 {
     struct client *c = free_clients;
     if (c)
@@ -2206,7 +2423,7 @@ static void client_new(int fd, const struct sockaddr_storage *peer, bool trusted
     }
     memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
-    c->cflags = trusted ? CF_TRUSTED : 0;
+    c->cflags = cflags;
     c->t_first = loop->now;
     c->next = clients;
     if (clients)
@@ -2229,7 +2446,8 @@ static void accept_all(void)
             socklen_t len;
             int fd = net_accept(ls->io.fd, &peer, &len);
             if (fd >= 0) {
-                client_new(fd, &peer, ls->trust_deadline);
+                client_new(fd, &peer, (ls->trust_deadline ? CF_TRUSTED : 0) |
+                                          (ls->forward ? CF_FORWARD : 0));
                 continue;
             }
             if (fd == -EAGAIN) {
@@ -2441,6 +2659,24 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     health_init(l, c);
+    forward_group.idle_ns = ns_of(c->upstream_idle_ms);
+    forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
+                                   .policy = default_policy, .no_deadline_header = true};
+    bool any_forward = false;
+    for (unsigned i = 0; i < c->nlisten; i++)
+        any_forward |= c->listen_forward[i];
+    if (any_forward) {
+        struct dns_config dc = {.servers = c->fwd.resolver};
+        if (dns_init(l, &dc) < 0)
+            return -EINVAL;
+        if (c->fwd.auth_file) {
+            char err[512];
+            if (!(proxy_auth = auth_load(c->fwd.auth_file, err, sizeof err))) {
+                log_error("error", "proxy auth file: %s", err);
+                return -EINVAL;
+            }
+        }
+    }
     if (c->has_admin &&
         admin_init(l, &c->admin, fds ? fds->admin : -1, render_metrics, admin_healthy) < 0)
         return -EINVAL;
@@ -2459,6 +2695,7 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         }
         listeners[i].addr = a;
         listeners[i].trust_deadline = c->listen_trust[i];
+        listeners[i].forward = c->listen_forward[i];
         int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
         if (r < 0) {
             close(fd);
@@ -2501,5 +2738,8 @@ void px_shutdown(void)
     nfree_sessions = 0;
     pool_free_structs();
     route_free();
+    dns_shutdown();
+    auth_free(proxy_auth);
+    proxy_auth = NULL;
     log_flush();
 }

@@ -334,7 +334,7 @@ TEST(unknown_keys)
 {
     BAD("listen: [127.0.0.1:8080]\nlisten_on: x\n",
         "2:1: listen_on: unknown key (expected one of: listen, timeouts, limits, access_log, "
-        "pools, routes, workers, deadline_header)");
+        "pools, routes, workers, deadline_header, forward, resolver)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
         "body, send, idle, upstream_idle)");
@@ -368,7 +368,7 @@ TEST(wrong_types)
         "2:17: routes[0].pool: expected the name of a pool, got a list");
     BAD("- listen\n",
         "1:1: expected a mapping of top-level keys (listen, timeouts, limits, access_log, "
-        "pools, routes, workers, deadline_header), got a list");
+        "pools, routes, workers, deadline_header, forward, resolver), got a list");
 }
 
 TEST(missing_pool)
