@@ -337,7 +337,7 @@ TEST(unknown_keys)
         "pools, routes, workers, deadline_header, forward, resolver)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
-        "body, send, idle, upstream_idle)");
+        "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
         "max_connections, keepalive, health, budget)");
@@ -738,9 +738,53 @@ TEST(operations_keys)
         "3:34: routes[0].deadline_header: expected true or false, got \"1\"");
 }
 
+/* Issue 7's keys: a forward listener, who may use it, where it may go. */
+TEST(forward_keys)
+{
+    char *errors = NULL;
+    struct conf *c = load_text("listen:\n  - 127.0.0.1:8080\n"
+                               "  - {address: 127.0.0.1:3128, mode: forward}\n"
+                               "forward:\n  allow_clients: [10.0.0.0/8, \"::1\"]\n"
+                               "  allow_destinations: [127.0.0.0/8]\n"
+                               "  connect_ports: [443, 8443]\n  auth_file: /etc/hg/users\n"
+                               "resolver:\n  servers: [127.0.0.1:5353, \"[::1]:53\"]\n",
+                               &errors);
+    if (!CHECK(c != NULL)) {
+        fprintf(stderr, "%s", errors ? errors : "");
+        free(errors);
+        return;
+    }
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    CHECK_EQ_INT(cfg.fwd.nclients, 2);   /* default: loopback */
+    CHECK_EQ_INT(cfg.fwd.nports, 1);
+    conf_apply(c, &cfg);
+    CHECK(!cfg.listen_forward[0] && cfg.listen_forward[1]);
+    CHECK_EQ_INT(cfg.fwd.nclients, 2);
+    CHECK_EQ_INT(cfg.fwd.clients[0].bits, 8);
+    CHECK_EQ_INT(cfg.fwd.ndests, 1);
+    CHECK_EQ_INT(cfg.fwd.nports, 2);
+    CHECK_EQ_INT(cfg.fwd.ports[1], 8443);
+    CHECK_EQ_STR(cfg.fwd.auth_file, "/etc/hg/users");
+    CHECK_EQ_STR(cfg.fwd.resolver, "127.0.0.1:5353,[::1]:53");
+    conf_free(c);
+
+    BAD("listen:\n  - {address: 127.0.0.1:1, mode: sideways}\n",
+        "2:34: listen[0].mode: expected one of reverse, forward, got \"sideways\"");
+    BAD("forward:\n  allow_clients: [10.1.2.3/8]\n",
+        "2:19: forward.allow_clients[0]: expected an address or network such as 10.0.0.0/8 or "
+        "::1 (no host bits below the prefix), got \"10.1.2.3/8\"");
+    BAD("forward:\n  connect_ports: [0]\n",
+        "2:19: forward.connect_ports[0]: expected a whole number from 1 to 65535, got \"0\"");
+    BAD("forward:\n  allow_client: []\n",
+        "2:3: forward.allow_client: unknown key (expected one of: allow_clients, "
+        "allow_destinations, connect_ports, auth_file)");
+}
+
 int main(void)
 {
     RUN(operations_keys);
+    RUN(forward_keys);
     RUN(full_file_into_the_model);
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);
