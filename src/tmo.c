@@ -17,7 +17,7 @@ static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
     [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
-    [TMO_DNS] = "dns",       [TMO_TUNNEL_IDLE] = "tunnel idle", [TMO_TUNNEL_MAX] = "tunnel lifetime",
+    [TMO_DNS] = "dns",       [TMO_TUNNEL_IDLE] = "tunnel_idle", [TMO_TUNNEL_MAX] = "tunnel_max",
     [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_NONE] = "none",
 };
 
