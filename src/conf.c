@@ -490,6 +490,11 @@ static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
                                  "set it in the top-level timeouts");
             continue;
         }
+        if (route && (k == CONF_TMO_DNS || k == CONF_TMO_IDLE)) {
+            err(x, vals[k], key, "the %s timeout runs before a route is chosen; set it in the "
+                                 "top-level timeouts", conf_tmo_names[k]);
+            continue;
+        }
         if (route && k == CONF_TMO_UPSTREAM_IDLE) {
             err(x, vals[k], key, "pooled connections belong to a pool; set "
                                  "pools.NAME.keepalive.idle_timeout instead");

@@ -89,7 +89,13 @@ static int serve(struct cfg *cfg, const struct px_fds *fds, int ready_fd)
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    /* a worker leaves SIGINT (a Ctrl-C to the whole process group) to the
+     * master, which forwards it once: else the worker would count two
+     * signals and skip the drain */
+    if (ready_fd >= 0)
+        signal(SIGINT, SIG_IGN);
+    else
+        sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
