@@ -2027,7 +2027,8 @@ static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, 
     if (status == -ETIMEDOUT) {   /* c-ares gave up: every try of every server */
         char what[320], detail[320];
         describe(c, what, sizeof what);
-        snprintf(detail, sizeof detail, "dns_timeout resolving %s", c->s->fhost);
+        snprintf(detail, sizeof detail, "dns_timeout after %llu ms",
+                 (unsigned long long)cfg->dns_ms);
         log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fhost, what);
         exchange_fail(c, 504, "dns_timeout", detail);
     } else if (status < 0) {
@@ -2674,7 +2675,7 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
     if (any_forward) {
         /* c-ares doubles its per-try timeout each round: 3 tries of d/7
          * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
-        unsigned try_ms = (unsigned)(c->dns_ms / 7 > 50 ? c->dns_ms / 7 : 50);
+        unsigned try_ms = (unsigned)(c->dns_ms / 7 > 50 ? c->dns_ms / 7 + 1 : 50);
         struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
         if (dns_init(l, &dc) < 0)
             return -EINVAL;
