@@ -360,7 +360,8 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         uint64_t *dur = NULL;
         switch (c) {
         case OPT_LISTEN:
-            if (!listen_set) {
+        case OPT_FWD_LISTEN:
+            if (!listen_set) {   /* the flags replace the file's listeners */
                 cfg->nlisten = 0;
                 memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
                 memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
@@ -370,7 +371,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                 return fail(name, optarg, "too many listeners (at most 16)");
             if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
                 return fail(name, optarg, err);
-            cfg->nlisten++;
+            cfg->listen_forward[cfg->nlisten++] = c == OPT_FWD_LISTEN;
             break;
         case OPT_UPSTREAM:
             if (!upstream_set)
@@ -488,19 +489,6 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         }
         case OPT_SINGLE:
             cfg->single_process = true;
-            break;
-        case OPT_FWD_LISTEN:
-            if (!listen_set) {   /* like --listen: the flags replace the file's */
-                cfg->nlisten = 0;
-                memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
-                memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
-            }
-            listen_set = true;
-            if (cfg->nlisten == CLI_MAX_LISTEN)
-                return fail(name, optarg, "too many listeners (at most 16)");
-            if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
-                return fail(name, optarg, err);
-            cfg->listen_forward[cfg->nlisten++] = true;
             break;
         case OPT_FWD_CLIENT:
         case OPT_FWD_DEST: {
