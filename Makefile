@@ -11,7 +11,7 @@ CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-pro
             -fno-strict-aliasing -DHG_VERSION='"$(VERSION)"' -MMD -MP
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
-LDLIBS   := -lyaml -lcares
+LDLIBS   := -lyaml -lcares -lssl -lcrypto
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 

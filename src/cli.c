@@ -30,6 +30,7 @@ void cli_defaults(struct cfg *cfg)
     cfg->dns_ms = 2000;
     cfg->tunnel_idle_ms = 60000;
     cfg->tunnel_max_ms = 0;
+    cfg->handshake_ms = 10000;
     cfg->access_log = "-";
     cfg->max_connections = 10000;
     cfg->max_request_line = 8192;
@@ -195,6 +196,7 @@ static const char usage[] =
     "  --total-timeout D         whole exchange from the request head on; clamps\n"
     "                            every other timeout (default 30s)\n"
     "Client timeouts:\n"
+    "  --handshake-timeout D     TLS listeners: the handshake, from accept (10s)\n"
     "  --header-timeout D        whole request head, from its first byte (10s)\n"
     "  --body-timeout D          between two reads of the request body (15s)\n"
     "  --send-timeout D          while the client takes no response bytes (15s)\n"
@@ -247,7 +249,7 @@ enum {
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
     OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
     OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
-    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER,
+    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_HANDSHAKE,
 };
 
 static const struct option options[] = {
@@ -265,6 +267,7 @@ static const struct option options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
     {"dns-timeout", required_argument, NULL, OPT_DNS},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
     {"tunnel-idle-timeout", required_argument, NULL, OPT_TUNNEL_IDLE},
     {"tunnel-max-lifetime", required_argument, NULL, OPT_TUNNEL_MAX},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
@@ -365,6 +368,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                 cfg->nlisten = 0;
                 memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
                 memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
+                memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
             }
             listen_set = true;
             if (cfg->nlisten == CLI_MAX_LISTEN)
@@ -395,6 +399,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_DNS: dur = &cfg->dns_ms; break;
         case OPT_TUNNEL_IDLE: dur = &cfg->tunnel_idle_ms; break;
         case OPT_TUNNEL_MAX: dur = &cfg->tunnel_max_ms; break;
+        case OPT_HANDSHAKE: dur = &cfg->handshake_ms; break;
         case OPT_ACCESS_LOG:
             if (!*optarg)
                 return fail(name, optarg, "expected a file path, - or off");

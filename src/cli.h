@@ -22,6 +22,7 @@ struct cli_addr {
 };
 
 struct conf;
+struct tls_server_conf;
 
 /* Forward proxy mode (listeners with forward set). */
 struct cfg_forward {
@@ -39,6 +40,7 @@ struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
     bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
     bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
+    const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
     unsigned nupstream;
@@ -49,6 +51,7 @@ struct cfg {
     uint64_t dns_ms;                 /* forward proxy: resolving a destination */
     uint64_t tunnel_idle_ms;         /* CONNECT / WebSocket tunnel with no byte */
     uint64_t tunnel_max_ms;          /* a tunnel's lifetime; 0 = unlimited */
+    uint64_t handshake_ms;           /* TLS listeners: accept to handshake done */
     const char *access_log;   /* path, "-" or "off" */
     bool access_log_json;     /* JSON Lines instead of key=value */
     unsigned max_connections;

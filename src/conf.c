@@ -23,7 +23,7 @@
 
 const char *const conf_tmo_names[CONF_TMO_N] = {
     "connect", "write", "read", "total", "header", "body", "send", "idle", "upstream_idle",
-    "dns", "tunnel_idle", "tunnel_max",
+    "dns", "tunnel_idle", "tunnel_max", "handshake",
 };
 
 static const char WHAT_DUR[] = "a duration such as 250ms, 1.5s, 2m or 30 (seconds)";
@@ -394,8 +394,136 @@ static bool get_bool(struct ctx *x, yaml_node_t *n, const char *key, bool *out)
     return true;
 }
 
+static void tls_conf_free(struct tls_server_conf *t)
+{
+    for (unsigned i = 0; i < t->npairs; i++) {
+        free((char *)t->pairs[i].cert);
+        free((char *)t->pairs[i].key);
+    }
+    free((struct tls_pair *)t->pairs);
+    *t = (struct tls_server_conf){0};
+}
+
+/* A file name: a non-empty string (checked for readability when loaded). */
+static char *get_file(struct ctx *x, yaml_node_t *n, const char *key)
+{
+    const char *s = scalar(x, n, key, "a file name");
+    return s ? xstrdup(x, s) : NULL;
+}
+
+/* One {cert, key} pair into *p; false after an error. nodes[0..1]: the
+ * value nodes, for messages about loading. */
+static bool parse_pair(struct ctx *x, yaml_node_t *n, const char *path, yaml_node_t *cert,
+                       yaml_node_t *key, struct tls_pair *p)
+{
+    char sub[PATHLEN];
+    join(sub, path, "cert");
+    if (!cert) {
+        err(x, n, sub, "missing; expected a PEM certificate file (with its key in key)");
+        return false;
+    }
+    join(sub, path, "key");
+    if (!key) {
+        err(x, n, sub, "missing; expected the PEM private key file of %s",
+            cert->type == YAML_SCALAR_NODE ? (const char *)cert->data.scalar.value : "cert");
+        return false;
+    }
+    join(sub, path, "cert");
+    p->cert = get_file(x, cert, sub);
+    join(sub, path, "key");
+    p->key = get_file(x, key, sub);
+    return p->cert && p->key;
+}
+
+/* A listener's `tls:` {cert, key, certificates: [{cert, key}...],
+ * min_version}. The certificates are loaded once here, so that a file that
+ * does not load is reported with its line (and a reload refused). */
+static bool parse_listen_tls(struct ctx *x, yaml_node_t *n, const char *path,
+                             struct tls_server_conf *t)
+{
+    static const char *const keys[] = {"cert", "key", "certificates", "min_version", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    yaml_node_t *where[2 * 65];   /* the cert and key nodes of each pair */
+    char sub[PATHLEN], sub2[PATHLEN];
+    if (!fields(x, n, path, "a mapping (cert, key, certificates, min_version)", keys, v))
+        return false;
+    unsigned nmore = 0;
+    join(sub, path, "certificates");
+    if (v[2] && !items(x, v[2], sub, "a list of {cert, key}", &nmore))
+        return false;
+    if (nmore > 64) {
+        err(x, v[2], sub, "at most 64 certificates, got %u", nmore);
+        return false;
+    }
+    if (!v[0] && !v[1] && !nmore) {
+        err(x, n, path, "expected cert and key (or certificates: a list of {cert, key})");
+        return false;
+    }
+    struct tls_pair *pairs = calloc(nmore + 1, sizeof *pairs);
+    if (!pairs) {
+        x->nomem = true;
+        return false;
+    }
+    t->pairs = pairs;
+    bool ok = true;
+    if (v[0] || v[1]) {
+        ok = parse_pair(x, n, path, v[0], v[1], &pairs[0]);
+        where[0] = v[0];
+        where[1] = v[1];
+        t->npairs = 1;
+    }
+    for (unsigned i = 0; i < nmore && ok; i++) {
+        static const char *const pk[] = {"cert", "key", NULL};
+        yaml_node_t *w[MAX_KEYS], *it = item(x, v[2], i);
+        joini(sub2, sub, i);
+        if (!it || !fields(x, it, sub2, "a mapping (cert, key)", pk, w)) {
+            ok = false;
+            break;
+        }
+        ok = parse_pair(x, it, sub2, w[0], w[1], &pairs[t->npairs]);
+        where[2 * t->npairs] = w[0];
+        where[2 * t->npairs + 1] = w[1];
+        t->npairs++;
+    }
+    t->min_version = TLS1_2_VERSION;
+    join(sub2, path, "min_version");
+    if (v[3]) {
+        const char *s = scalar(x, v[3], sub2, "\"1.2\" or \"1.3\"");
+        if (s && !strcmp(s, "1.2"))
+            t->min_version = TLS1_2_VERSION;
+        else if (s && !strcmp(s, "1.3"))
+            t->min_version = TLS1_3_VERSION;
+        else {
+            if (s)
+                expected(x, v[3], sub2, "\"1.2\" or \"1.3\" (older versions are not offered)");
+            ok = false;
+        }
+    }
+    if (ok) {
+        char why[512];
+        unsigned bad = 0;
+        int bad_key = 0;
+        struct tls_server *srv = tls_server_new(t, why, sizeof why, &bad, &bad_key);
+        if (!srv) {
+            char k[PATHLEN];
+            if (bad == 0 && (v[0] || v[1]))
+                join(k, path, bad_key ? "key" : "cert");
+            else {
+                joini(sub2, sub, bad - (v[0] || v[1] ? 1 : 0));
+                join(k, sub2, bad_key ? "key" : "cert");
+            }
+            err(x, where[2 * bad + (bad_key ? 1 : 0)], k, "%s", why);
+            ok = false;
+        }
+        tls_server_free(srv);
+    }
+    if (!ok)
+        tls_conf_free(t);
+    return ok;
+}
+
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
- * trust_deadline_header: BOOL}. */
+ * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...}}. */
 static void parse_listen(struct ctx *x, yaml_node_t *n)
 {
     static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
@@ -414,7 +542,8 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
     c->listen = calloc(count, sizeof *c->listen);
     c->listen_trust = calloc(count, sizeof *c->listen_trust);
     c->listen_forward = calloc(count, sizeof *c->listen_forward);
-    if (!c->listen || !c->listen_trust || !c->listen_forward) {
+    c->listen_tls = calloc(count, sizeof *c->listen_tls);
+    if (!c->listen || !c->listen_trust || !c->listen_forward || !c->listen_tls) {
         x->nomem = true;
         return;
     }
@@ -427,8 +556,10 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
         bool trust = false, forward = false;
+        struct tls_server_conf tls = {0};
         if (v->type == YAML_MAPPING_NODE) {
-            static const char *const lk[] = {"address", "trust_deadline_header", "mode", NULL};
+            static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
+                                             NULL};
             yaml_node_t *w[MAX_KEYS];
             char sub[PATHLEN];
             if (!fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -444,16 +575,22 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
                     continue;
                 forward = m == 1;
             }
+            join(sub, key, "tls");
+            if (w[3] && !parse_listen_tls(x, w[3], sub, &tls))
+                continue;
             join(sub, key, "address");
             if (!w[0]) {
                 err(x, v, sub, "missing; expected ADDR:PORT");
+                tls_conf_free(&tls);
                 continue;
             }
             v = w[0];
             memcpy(key, sub, sizeof key);
         }
-        if (!get_addr(x, v, key, "ADDR:PORT", a))
+        if (!get_addr(x, v, key, "ADDR:PORT", a)) {
+            tls_conf_free(&tls);
             continue;
+        }
         bool dup = false;
         for (unsigned j = 0; j < c->nlisten && !dup; j++)
             if (!strcmp(c->listen[j].text, a->text)) {
@@ -463,7 +600,10 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
         if (!dup) {
             c->listen_trust[c->nlisten] = trust;
             c->listen_forward[c->nlisten] = forward;
+            c->listen_tls[c->nlisten] = tls;
             lines[c->nlisten++] = line_of(v);
+        } else {
+            tls_conf_free(&tls);
         }
     }
 }
@@ -490,7 +630,7 @@ static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
                                  "set it in the top-level timeouts");
             continue;
         }
-        if (route && (k == CONF_TMO_DNS || k == CONF_TMO_IDLE)) {
+        if (route && (k == CONF_TMO_DNS || k == CONF_TMO_IDLE || k == CONF_TMO_HANDSHAKE)) {
             err(x, vals[k], key, "the %s timeout runs before a route is chosen; set it in the "
                                  "top-level timeouts", conf_tmo_names[k]);
             continue;
@@ -686,10 +826,78 @@ static void parse_health(struct ctx *x, yaml_node_t *n, const char *path, struct
     }
 }
 
+static void tls_up_free(struct conf_tls_up *t)
+{
+    free((char *)t->c.ca);
+    free((char *)t->c.server_name);
+    free((char *)t->c.cert);
+    free((char *)t->c.key);
+    *t = (struct conf_tls_up){0};
+}
+
+/* A pool's `tls:` {ca, verify, server_name, cert, key}; `tls: {}` is TLS
+ * with the defaults. The files are loaded once here, for the line numbers. */
+static void parse_pool_tls(struct ctx *x, yaml_node_t *n, const char *path, struct conf_tls_up *t)
+{
+    static const char *const keys[] = {"ca", "verify", "server_name", "cert", "key", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char sub[PATHLEN];
+    if (is_null(n)) {
+        t->enabled = true;
+        t->c.verify = true;
+        t->line = line_of(n);
+        return;
+    }
+    if (!fields(x, n, path, "a mapping (ca, verify, server_name, cert, key)", keys, v))
+        return;
+    t->enabled = true;
+    t->c.verify = true;
+    t->line = line_of(n);
+    bool ok = true;
+    join(sub, path, "ca");
+    if (v[0] && !(t->c.ca = get_file(x, v[0], sub)))
+        ok = false;
+    join(sub, path, "verify");
+    if (v[1] && !get_bool(x, v[1], sub, &t->c.verify))
+        ok = false;
+    join(sub, path, "server_name");
+    if (v[2]) {
+        const char *s = scalar(x, v[2], sub, "a host name such as api.internal");
+        if (!s || !*s || strlen(s) > 253 || strpbrk(s, " /:\t")) {
+            if (s)
+                expected(x, v[2], sub, "a host name such as api.internal");
+            ok = false;
+        } else if (!(t->c.server_name = xstrdup(x, s)))
+            ok = false;
+    }
+    if (v[3] || v[4]) {
+        struct tls_pair p = {0};
+        if (parse_pair(x, n, path, v[3], v[4], &p)) {
+            t->c.cert = p.cert;
+            t->c.key = p.key;
+        } else {
+            free((char *)p.cert);
+            free((char *)p.key);
+            ok = false;
+        }
+    }
+    if (ok) {
+        char why[512];
+        const char *bad = "ca";
+        struct tls_client *cl = tls_client_new(&t->c, why, sizeof why, &bad);
+        if (!cl) {
+            yaml_node_t *at = !strcmp(bad, "cert") ? v[3] : !strcmp(bad, "key") ? v[4] : v[0];
+            join(sub, path, bad);
+            err(x, at ? at : n, sub, "%s", why);
+        }
+        tls_client_free(cl);
+    }
+}
+
 static void parse_pool(struct ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
-                                       "health", "budget", NULL};
+                                       "health", "budget", "tls", NULL};
     static const char *const balances[] = {"round_robin", "least_conn", "p2c", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN], sub[PATHLEN];
@@ -748,6 +956,9 @@ static void parse_pool(struct ctx *x, yaml_node_t *k, yaml_node_t *n, struct con
                 get_uint(x, w[1], sub, 0, 100000, &p->budget.min);
         }
     }
+    join(key, path, "tls");
+    if (v[6])
+        parse_pool_tls(x, v[6], key, &p->tls);
 }
 
 static void parse_pools(struct ctx *x, yaml_node_t *n)
@@ -1368,6 +1579,7 @@ void conf_free(struct conf *c)
         free(p->servers);
         free(p->active.path);
         free(p->name);
+        tls_up_free(&p->tls);
     }
     free(c->pools);
     for (unsigned i = 0; i < c->nroutes; i++) {
@@ -1375,6 +1587,9 @@ void conf_free(struct conf *c)
         free(c->routes[i].path);
     }
     free(c->routes);
+    for (unsigned i = 0; c->listen_tls && i < c->nlisten; i++)
+        tls_conf_free(&c->listen_tls[i]);
+    free(c->listen_tls);
     free(c->listen);
     free(c->listen_trust);
     free(c->listen_forward);
@@ -1410,6 +1625,7 @@ static uint64_t *cfg_ms(struct cfg *cfg, enum conf_tmo k)
     case CONF_TMO_DNS: return &cfg->dns_ms;
     case CONF_TMO_TUNNEL_IDLE: return &cfg->tunnel_idle_ms;
     case CONF_TMO_TUNNEL_MAX: return &cfg->tunnel_max_ms;
+    case CONF_TMO_HANDSHAKE: return &cfg->handshake_ms;
     case CONF_TMO_UPSTREAM_IDLE:
     case CONF_TMO_N: break;
     }
@@ -1423,6 +1639,7 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         for (unsigned i = 0; i < c->nlisten; i++) {
             cfg->listen_trust[i] = c->listen_trust[i];
             cfg->listen_forward[i] = c->listen_forward[i];
+            cfg->listen_tls[i] = c->listen_tls[i].npairs ? &c->listen_tls[i] : NULL;
         }
         cfg->nlisten = c->nlisten;
     }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "tls.h"
 
 #define CONF_WORKERS_AUTO 0xffffffffu
 
@@ -42,6 +43,7 @@ enum conf_tmo {
     CONF_TMO_DNS,
     CONF_TMO_TUNNEL_IDLE,
     CONF_TMO_TUNNEL_MAX,
+    CONF_TMO_HANDSHAKE,
     CONF_TMO_N
 };
 
@@ -95,6 +97,13 @@ struct conf_budget {
     unsigned min;                    /* default 3 */
 };
 
+/* A pool's `tls:` (absent: plain TCP). Strings owned by the model. */
+struct conf_tls_up {
+    bool enabled;
+    struct tls_client_conf c;        /* verify defaults to true */
+    int line;
+};
+
 struct conf_pool {
     char *name;
     struct conf_server *servers;
@@ -107,6 +116,7 @@ struct conf_pool {
     struct conf_passive passive;
     struct conf_active active;
     struct conf_budget budget;
+    struct conf_tls_up tls;
     int line;
 };
 
@@ -150,6 +160,7 @@ struct conf {
     struct cli_addr *listen;
     bool *listen_trust;              /* per listener: trust_deadline_header */
     bool *listen_forward;            /* per listener: mode: forward */
+    struct tls_server_conf *listen_tls;   /* per listener; npairs 0: plain TCP */
     struct cfg_forward fwd;          /* `forward:` and `resolver:`, strings owned here */
     bool fwd_clients_set, fwd_dests_set, fwd_ports_set;
     unsigned nlisten;                /* 0 = not set */

@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "master.h"
 #include "proxy.h"
+#include "tls.h"
 
 static struct loop loop;
 
@@ -139,6 +140,10 @@ out_shutdown:
 int main(int argc, char **argv)
 {
     static struct cfg cfg;
+    if (tls_global_init() < 0) {
+        fprintf(stderr, "hourglass: OpenSSL failed to initialise (is libssl3 installed?)\n");
+        return 1;
+    }
     int rc = cli_parse(&cfg, argc, argv);
     if (rc)
         return rc == 1 ? 0 : 2;

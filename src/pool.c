@@ -85,6 +85,42 @@ static void servers_from_cfg(struct pool_group *g, const struct cfg *cfg,
     }
 }
 
+/* "host:port" or "[v6]:port" as written: the host. */
+static char *host_of(const char *address)
+{
+    const char *end = strrchr(address, ':');
+    size_t n = end ? (size_t)(end - address) : strlen(address);
+    if (n >= 2 && address[0] == '[' && address[n - 1] == ']') {
+        address++;
+        n -= 2;
+    }
+    char *h = xmalloc(n + 1);
+    memcpy(h, address, n);
+    h[n] = 0;
+    return h;
+}
+
+/* TLS toward a pool's servers: the context, and each server's name. */
+static int group_tls(struct pool_group *g, const struct conf_pool *cp)
+{
+    char err[512];
+    const char *bad = "tls";
+    if (!cp->tls.enabled)
+        return 0;
+    if (!(g->tls = tls_client_new(&cp->tls.c, err, sizeof err, &bad))) {
+        log_error("error", "pools.%s.tls.%s: %s", g->name, bad, err);
+        return -1;
+    }
+    for (unsigned i = 0; i < g->nservers; i++) {
+        const char *written = g->servers[i].addr->text;
+        for (unsigned k = 0; k < cp->nservers; k++)
+            if (!strcmp(cp->servers[k].addr.text, written))
+                written = cp->servers[k].address;
+        g->servers[i].tls_host = host_of(written);
+    }
+    return 0;
+}
+
 int pool_init(struct loop *l, const struct cfg *cfg)
 {
     const struct conf *cf = cfg->conf;
@@ -109,13 +145,15 @@ int pool_init(struct loop *l, const struct cfg *cfg)
         if (cp == dp) {
             servers_from_cfg(g, cfg, cp);
             default_group = g;
-            continue;
+        } else {
+            g->nservers = cp->nservers;
+            g->servers = xcalloc(g->nservers, sizeof *g->servers);
+            for (unsigned k = 0; k < g->nservers; k++)
+                g->servers[k] = (struct pool_server){
+                    .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
         }
-        g->nservers = cp->nservers;
-        g->servers = xcalloc(g->nservers, sizeof *g->servers);
-        for (unsigned k = 0; k < g->nservers; k++)
-            g->servers[k] = (struct pool_server){
-                .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
+        if (group_tls(g, cp) < 0)
+            return -1;
     }
     if (!default_group)
         default_group = &groups[0];
@@ -288,6 +326,8 @@ void pool_close(struct upconn *up)
         up->srv->active--;
     up->srv->group->open--;
     loop_timer_stop(loop, &up->idle_timer);
+    tls_free(up->ssl);
+    up->ssl = NULL;
     loop_close(loop, &up->io);
     up->owner = NULL;
     open_count--;
@@ -296,13 +336,16 @@ void pool_close(struct upconn *up)
 
 static void idle_expired(struct timer *t)
 {
-    pool_close(container_of(t, struct upconn, idle_timer));
+    struct upconn *up = container_of(t, struct upconn, idle_timer);
+    tls_close_notify(up->ssl);   /* a clean end: the server may keep the session */
+    pool_close(up);
 }
 
 /* Events on a connection: to the owner, or, when idle, a sign of death. */
 static void on_io(struct loop_io *io, uint32_t events)
 {
     struct upconn *up = container_of(io, struct upconn, io);
+    tls_rearm(&up->tls_want, &up->io.ready, events, LOOP_READ, LOOP_WRITE);
     if (up->owner)
         up->on_event(up, events);
     else if (events & (LOOP_READ | LOOP_HUP))
@@ -363,6 +406,14 @@ struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb 
     int r = loop_add(loop, &up->io, fd, on_io);
     if (r < 0)
         goto out_free_conn;
+    if (srv->group->tls &&
+        !(up->ssl = tls_client_conn(srv->group->tls, fd, srv->tls_host, &srv->tls_session))) {
+        loop_close(loop, &up->io);
+        up->next = free_list;
+        free_list = up;
+        *err = -ENOMEM;
+        return NULL;
+    }
     up->srv = srv;
     up->owner = owner;
     up->on_event = cb;
@@ -378,6 +429,30 @@ out_free_conn:
     free_list = up;
     *err = r;
     return NULL;
+}
+
+int pool_connect_step(struct upconn *up, char *err, size_t errlen)
+{
+    if (!up->tcp_open) {
+        if (!(up->io.ready & (LOOP_WRITE | LOOP_HUP)))
+            return 0;
+        int e = net_socket_error(up->io.fd);
+        if (e)
+            return -e;
+        up->tcp_open = true;
+    }
+    if (up->ssl) {
+        int r = tls_handshake(up->ssl, &up->io.ready, err, errlen);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            stats->tls[STATS_TLS_UPSTREAM][TLS_FAILED]++;
+            return -EPROTO;
+        }
+        stats->tls[STATS_TLS_UPSTREAM][tls_resumed(up->ssl) ? TLS_RESUMED : TLS_OK]++;
+    }
+    up->connecting = false;
+    return 1;
 }
 
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb)
@@ -409,7 +484,7 @@ void pool_put_idle(struct upconn *up)
     if (up->io.ready & (LOOP_READ | LOOP_HUP)) {
         char b;
         ssize_t n = recv(up->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n != -1 || errno != EAGAIN || (up->io.ready & LOOP_HUP)) {
+        if (n != -1 || errno != EAGAIN || (up->io.ready & LOOP_HUP) || tls_pending(up->ssl)) {
             pool_close(up);   /* still owned: not on the idle list */
             return;
         }
@@ -446,8 +521,14 @@ void pool_free_structs(void)
         free_list = up->next;
         free(up);
     }
-    for (unsigned g = 0; g < ngroups; g++)
+    for (unsigned g = 0; g < ngroups; g++) {
+        for (unsigned i = 0; i < groups[g].nservers; i++) {
+            free(groups[g].servers[i].tls_host);
+            SSL_SESSION_free(groups[g].servers[i].tls_session);
+        }
+        tls_client_free(groups[g].tls);
         free(groups[g].servers);
+    }
     free(groups);
     groups = NULL;
     ngroups = 0;

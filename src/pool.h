@@ -11,9 +11,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "loop.h"
+#include "tls.h"
 
 struct upconn;
 typedef void pool_event_cb(struct upconn *up, uint32_t events);
@@ -31,6 +34,8 @@ struct pool_server {
     unsigned ejections;      /* ejections in a row: the cool-down doubles */
     uint64_t ejected_until;  /* ns; 0 = in service */
     bool down;               /* active health checks say so (health.c) */
+    char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
+    SSL_SESSION *tls_session;   /* TLS: the session the next connection resumes */
 };
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
@@ -57,6 +62,7 @@ struct pool_group {
     unsigned max_conns;          /* 0: unlimited */
     unsigned open;
     void *wait_head, *wait_tail; /* the proxy's FIFO of requests waiting for a slot */
+    struct tls_client *tls;      /* TLS to its servers, or NULL */
 };
 
 struct upconn {
@@ -67,9 +73,26 @@ struct upconn {
     struct upconn *next, *prev;   /* idle list */
     void *owner;                  /* the exchange, or NULL when idle */
     pool_event_cb *on_event;
-    bool connecting;
+    bool connecting;              /* TCP connect, then TLS handshake, not done */
+    bool tcp_open;                /* ... the TCP part is */
     bool reused;                  /* handed out from the idle list */
+    uint8_t tls_want;             /* TLS_READ_WANTS_WRITE */
+    SSL *ssl;                     /* TLS pools */
 };
+
+/* read(2) and sendmsg(2) on an upstream connection, TLS or not. */
+static inline ssize_t pool_read(struct upconn *up, void *buf, size_t len)
+{
+    return up->ssl ? tls_read(up->ssl, buf, len, &up->tls_want) : read(up->io.fd, buf, len);
+}
+
+static inline ssize_t pool_writev(struct upconn *up, const struct iovec *iov, int n)
+{
+    if (up->ssl)
+        return tls_writev(up->ssl, iov, n);
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(up->io.fd, &mh, MSG_NOSIGNAL);
+}
 
 /* Builds the pools: those of the configuration file, or one named "default"
  * of the --upstream servers (which also replace the file's default pool's
@@ -114,7 +137,14 @@ unsigned pool_slots_free(const struct pool_group *g);
 /* The pools, for iteration: *n gets their number. */
 struct pool_group *pool_groups(unsigned *n);
 
-/* Starts a new connection to srv (connecting == true until writable).
+/* Advances a connection being opened: the TCP connect, then the TLS
+ * handshake of a TLS pool. 1 open (connecting now false), 0 not yet, -errno
+ * when the connect failed, or -EPROTO when the handshake did (its reason
+ * in err). */
+int pool_connect_step(struct upconn *up, char *err, size_t errlen);
+
+/* Starts a new connection to srv (connecting == true until open: see
+ * pool_connect_step).
  * NULL with -errno in *err when the connect failed at once. */
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err);
 

@@ -50,6 +50,7 @@
 #include "dns.h"
 #include "admin.h"
 #include "tmo.h"
+#include "tls.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -185,6 +186,8 @@ struct client {
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
     uint8_t cflags;    /* CF_* */
+    uint8_t tls_want;  /* TLS_READ_WANTS_WRITE */
+    SSL *ssl;          /* TLS listeners */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
         struct sockaddr_in v4;
@@ -195,12 +198,14 @@ struct client {
 #define CF_TRUSTED 0x1u   /* its listener honours the client's deadline header */
 #define CF_SERVED  0x2u   /* has had a response: idle means between requests */
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
+#define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
 
 struct listener {
     struct loop_io io;
     const struct cli_addr *addr;
     bool trust_deadline;
     bool forward;
+    struct tls_server *tls;   /* TLS listener: its certificates; NULL: plain */
 };
 
 /* The forward proxy's destinations: one ad-hoc server per request, in a
@@ -238,6 +243,28 @@ static void read_was_short(struct loop_io *io)
 {
     if (!(io->ready & LOOP_HUP))
         io->ready &= ~LOOP_READ;
+}
+
+/* read(2) and sendmsg(2) on the client connection, TLS or not. */
+static ssize_t client_read(struct client *c, void *buf, size_t len)
+{
+    return c->ssl ? tls_read(c->ssl, buf, len, &c->tls_want) : read(c->io.fd, buf, len);
+}
+
+static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
+{
+    if (c->ssl)
+        return tls_writev(c->ssl, iov, n);
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+}
+
+/* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
+ * write side. Only for a clean end, never for a cancelled exchange. */
+static void shut_write(int fd, SSL *ssl)
+{
+    tls_close_notify(ssl);
+    shutdown(fd, SHUT_WR);
 }
 
 /* The timeouts in force: the route's, or the command line's before a route
@@ -399,6 +426,8 @@ static void client_close(struct client *c)
     drop_upstream(c);
     session_detach(c);
     loop_timer_stop(loop, &c->timer);
+    tls_free(c->ssl);   /* no close_notify: a clean end sends it before */
+    c->ssl = NULL;
     loop_close(loop, &c->io);
     buf_release(&c->in);
     c->state = CS_CLOSED;
@@ -642,8 +671,8 @@ static void fold_deadlines(struct client *c)
 static void arm(struct client *c)
 {
     uint64_t next;
-    if (!c->s) {
-        next = c->t_first + ns_of(cfg->idle_ms);   /* IDLE: one deadline */
+    if (!c->s) {   /* IDLE: one deadline */
+        next = c->t_first + ns_of((c->cflags & CF_HANDSHAKE) ? cfg->handshake_ms : cfg->idle_ms);
     } else {
         fold_deadlines(c);
         next = tmo_next(&c->s->tmo);
@@ -752,10 +781,24 @@ static void on_timer(struct timer *t)
     struct client *c = container_of(t, struct client, timer);
 
     if (!c->s) {   /* IDLE */
-        if (loop->now >= c->t_first + ns_of(cfg->idle_ms))
+        if (c->cflags & CF_HANDSHAKE) {
+            if (loop->now < c->t_first + ns_of(cfg->handshake_ms)) {
+                arm(c);
+                return;
+            }
+            struct peer_text pt;
+            log_error("info", "client TLS handshake timeout after %llu ms (client %s)",
+                      (unsigned long long)cfg->handshake_ms, peer_of(c, &pt));
+            stats->tls[STATS_TLS_CLIENT][TLS_TIMEOUT]++;
             client_close(c);
-        else
+            return;
+        }
+        if (loop->now >= c->t_first + ns_of(cfg->idle_ms)) {
+            tls_close_notify(c->ssl);   /* a clean end between requests */
+            client_close(c);
+        } else {
             arm(c);
+        }
         return;
     }
     enum tmo_kind k = tmo_expired(&c->s->tmo, loop->now);
@@ -997,11 +1040,12 @@ static int hedge_step(struct client *c)
     if (!h)
         return 0;
     if (h->connecting) {
-        if (!(h->io.ready & (LOOP_WRITE | LOOP_HUP)))
+        char why[160];
+        int r = pool_connect_step(h, why, sizeof why);
+        if (r == 0)
             return 0;
-        if (net_socket_error(h->io.fd))
+        if (r < 0)
             goto out_failed;
-        h->connecting = false;
         progress = 1;
     }
     if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
@@ -1009,8 +1053,8 @@ static int hedge_step(struct client *c)
          * when that one has sent all of it, never under its feet. */
         if (s->hedge_off == 0 && (!s->up || s->x.uhead_off == s->uhead.end))
             stamp_deadline(c);
-        ssize_t n = send(h->io.fd, s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off,
-                         MSG_NOSIGNAL);
+        struct iovec iov = {s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off};
+        ssize_t n = pool_writev(h, &iov, 1);
         if (n > 0) {
             s->hedge_off += (uint32_t)n;
             progress = 1;
@@ -1030,7 +1074,7 @@ static int hedge_step(struct client *c)
             buf_reserve(&s->hin, BUF_LARGE);
         }
         uint32_t room = buf_room(&s->hin);
-        ssize_t n = read(h->io.fd, buf_tail(&s->hin), room);
+        ssize_t n = pool_read(h, buf_tail(&s->hin), room);
         if (n > 0) {
             s->hin.end += (uint32_t)n;
             progress = 1;
@@ -1067,7 +1111,11 @@ out_failed:
     return 1;
 }
 
-/* The upstream failed: err is a negative errno, or 0 for end of stream. */
+/* Why the last upstream TLS handshake failed (for upstream_failed). */
+static char tls_why[160];
+
+/* The upstream failed: err is a negative errno, or 0 for end of stream;
+ * -EPROTO while connecting: the TLS handshake failed (tls_why says why). */
 static int upstream_failed(struct client *c, int err, bool connecting)
 {
     char what[320], detail[96];
@@ -1088,7 +1136,10 @@ static int upstream_failed(struct client *c, int err, bool connecting)
         return retry_later(c, connecting ? "a connect failure" : "a reset before the response");
     describe(c, what, sizeof what);
     const char *srv = c->s->srv->addr->text;
-    if (connecting) {
+    if (connecting && err == -EPROTO) {
+        reason = "upstream_tls_error";
+        log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, tls_why, what);
+    } else if (connecting) {
         reason = err == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
         log_error("warn", "upstream connect to %s failed: %s (%s)", srv, strerror(-err), what);
     } else if (err == 0) {
@@ -1207,8 +1258,7 @@ static int upstream_send(struct client *c)
         {c->s->uhead.data + x->uhead_off, ph},
         {c->in.data + x->body_sent, pb},
     };
-    struct msghdr mh = {.msg_iov = ph ? iov : iov + 1, .msg_iovlen = ph ? 2 : 1};
-    ssize_t n = sendmsg(up->io.fd, &mh, MSG_NOSIGNAL);
+    ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
     if (n < 0) {
         if (errno == EINTR)
             return 1;
@@ -1348,11 +1398,25 @@ static int tunnel_end(struct client *c, const char *reason)
     return -1;
 }
 
-/* Moves src's bytes to fd; false after a write error (errno set). */
-static bool tunnel_send(struct loop_io *io, struct buf *b, uint64_t *count, int *moved)
+/* One end of a tunnel: a client or an upstream connection. */
+struct end {
+    struct loop_io *io;
+    SSL *ssl;
+    uint8_t *want;
+};
+
+/* Moves b's bytes to the end e; false after a write error (errno set). */
+static bool tunnel_send(struct end e, struct buf *b, uint64_t *count, int *moved)
 {
+    struct loop_io *io = e.io;
     while (buf_len(b) && (io->ready & LOOP_WRITE)) {
-        ssize_t n = send(io->fd, buf_head(b), buf_len(b), MSG_NOSIGNAL);
+        struct iovec iov = {buf_head(b), buf_len(b)};
+        ssize_t n;
+        if (e.ssl) {
+            n = tls_writev(e.ssl, &iov, 1);
+        } else {
+            n = send(io->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
+        }
         if (n > 0) {
             if ((uint32_t)n < buf_len(b))
                 io->ready &= ~LOOP_WRITE;
@@ -1370,13 +1434,14 @@ static bool tunnel_send(struct loop_io *io, struct buf *b, uint64_t *count, int 
     return true;
 }
 
-/* Reads from io into b while there is room; 1 at end of stream, -1 after
- * an error, else 0. */
-static int tunnel_recv(struct loop_io *io, struct buf *b, uint64_t *count, int *moved)
+/* Reads from the end e into b while there is room; 1 at end of stream, -1
+ * after an error, else 0. */
+static int tunnel_recv(struct end e, struct buf *b, uint64_t *count, int *moved)
 {
+    struct loop_io *io = e.io;
     while ((io->ready & LOOP_READ) && buf_room(b)) {
         uint32_t room = buf_room(b);
-        ssize_t n = read(io->fd, buf_tail(b), room);
+        ssize_t n = e.ssl ? tls_read(e.ssl, buf_tail(b), room, e.want) : read(io->fd, buf_tail(b), room);
         if (n > 0) {
             b->end += (uint32_t)n;
             *count += (uint64_t)n;
@@ -1400,17 +1465,18 @@ static int tunnel_step(struct client *c)
     struct exch *x = &c->s->x;
     struct upconn *up = c->s->up;
     uint64_t to_client = 0, to_up = 0, ignored = 0;
+    struct end ce = {&c->io, c->ssl, &c->tls_want}, ue = {&up->io, up->ssl, &up->tls_want};
     int moved;
     do {
         moved = 0;
         /* upstream -> client: the response head, then the upstream's bytes */
-        if (!tunnel_send(&c->io, &c->s->out, &to_client, &moved) ||
-            (!buf_len(&c->s->out) && !tunnel_send(&c->io, &c->s->uin, &to_client, &moved)))
+        if (!tunnel_send(ce, &c->s->out, &to_client, &moved) ||
+            (!buf_len(&c->s->out) && !tunnel_send(ce, &c->s->uin, &to_client, &moved)))
             return tunnel_end(c, "client_abort");
         if (!buf_len(&c->s->out))
             x->flags |= X_FINAL_SENT;
         if (!(x->tflags & T_UEOF)) {
-            int r = tunnel_recv(&up->io, &c->s->uin, &ignored, &moved);
+            int r = tunnel_recv(ue, &c->s->uin, &ignored, &moved);
             if (r < 0)
                 return tunnel_end(c, "upstream_reset");
             if (r > 0)
@@ -1418,22 +1484,22 @@ static int tunnel_step(struct client *c)
         }
         if ((x->tflags & T_UEOF) && !(x->tflags & T_CSHUT) && !buf_len(&c->s->out) &&
             !buf_len(&c->s->uin)) {
-            shutdown(c->io.fd, SHUT_WR);
+            shut_write(c->io.fd, c->ssl);
             x->tflags |= T_CSHUT;
         }
         /* client -> upstream */
         struct buf *t = &c->s->uhead;
-        if (!tunnel_send(&up->io, t, &to_up, &moved))
+        if (!tunnel_send(ue, t, &to_up, &moved))
             return tunnel_end(c, "upstream_reset");
         if (!(x->tflags & T_CEOF)) {
-            int r = tunnel_recv(&c->io, t, &ignored, &moved);
+            int r = tunnel_recv(ce, t, &ignored, &moved);
             if (r < 0)
                 return tunnel_end(c, "client_abort");
             if (r > 0)
                 x->tflags |= T_CEOF;
         }
         if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(t)) {
-            shutdown(up->io.fd, SHUT_WR);
+            shut_write(up->io.fd, up->ssl);
             x->tflags |= T_USHUT;
         }
     } while (moved);
@@ -1535,8 +1601,9 @@ static int response_head(struct client *c)
         c->s->uin.start += (uint32_t)r;
         if (bulk(info.framing, info.length))
             buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
-        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN)
-            x->flags |= X_SPLICE_OK;
+        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->ssl &&
+            !c->s->up->ssl)
+            x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
         x->resp_ready = c->s->uin.start;
         x->flags |= X_RESP_HEAD;
         if (info.framing == HTTP_BODY_NONE)
@@ -1628,7 +1695,7 @@ static int upstream_recv(struct client *c)
             x->resp_ready -= d;
         }
         uint32_t room = buf_room(&c->s->uin);
-        ssize_t n = read(up->io.fd, buf_tail(&c->s->uin), room);
+        ssize_t n = pool_read(up, buf_tail(&c->s->uin), room);
         if (n > 0) {
             c->s->uin.end += (uint32_t)n;
             x->read_mark = loop->now;
@@ -1749,7 +1816,7 @@ static int client_recv_body(struct client *c)
             c->in.end -= d;
         }
         uint32_t room = buf_room(&c->in);
-        ssize_t n = read(c->io.fd, buf_tail(&c->in), room);
+        ssize_t n = client_read(c, buf_tail(&c->in), room);
         if (n > 0) {
             c->in.end += (uint32_t)n;
             x->body_mark = loop->now;
@@ -1821,8 +1888,7 @@ static int client_send(struct client *c)
         {buf_head(&c->s->out), po},
         {c->s->uin.data + c->s->uin.start, pb},
     };
-    struct msghdr mh = {.msg_iov = po ? iov : iov + 1, .msg_iovlen = (po ? 1 : 0) + (pb ? 1 : 0)};
-    ssize_t n = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    ssize_t n = client_writev(c, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
     if (n < 0) {
         if (errno == EINTR)
             return 1;
@@ -1896,15 +1962,16 @@ static int exchange_step(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0, r;
 
-    if (c->s->up && c->s->up->connecting && (c->s->up->io.ready & (LOOP_WRITE | LOOP_HUP))) {
-        int err = net_socket_error(c->s->up->io.fd);
-        if (err)
-            return upstream_failed(c, -err, true);
-        c->s->up->connecting = false;
-        x->connect_ns = (int64_t)(loop->now - x->t_connect);
-        progress = 1;
-        if (x->flags & X_CONNECT)
-            return connect_established(c);
+    if (c->s->up && c->s->up->connecting) {
+        int err = pool_connect_step(c->s->up, tls_why, sizeof tls_why);
+        if (err < 0)
+            return upstream_failed(c, err, true);
+        if (err > 0) {
+            x->connect_ns = (int64_t)(loop->now - x->t_connect);
+            progress = 1;
+            if (x->flags & X_CONNECT)
+                return connect_established(c);
+        }
     }
     if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->s->up && !c->s->up->connecting) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -2250,6 +2317,23 @@ static int head_step(struct client *c)
 {
     int progress = 0;
 
+    if (c->cflags & CF_HANDSHAKE) {
+        char why[160];
+        int r = tls_handshake(c->ssl, &c->io.ready, why, sizeof why);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            struct peer_text pt;
+            log_error("info", "TLS handshake with client %s failed: %s", peer_of(c, &pt), why);
+            stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
+            client_close(c);
+            return -1;
+        }
+        stats->tls[STATS_TLS_CLIENT][tls_resumed(c->ssl) ? TLS_RESUMED : TLS_OK]++;
+        c->cflags &= ~CF_HANDSHAKE;
+        c->t_first = loop->now;   /* idle from here */
+        progress = 1;
+    }
     while (c->io.ready & LOOP_READ) {
         buf_reserve(&c->in, BUF_SMALL);
         if (!buf_room(&c->in)) {
@@ -2262,7 +2346,7 @@ static int head_step(struct client *c)
             }
         }
         uint32_t room = buf_room(&c->in);
-        ssize_t n = read(c->io.fd, buf_tail(&c->in), room);
+        ssize_t n = client_read(c, buf_tail(&c->in), room);
         if (n > 0) {
             if (c->state == CS_IDLE) {
                 session_attach(c);
@@ -2330,7 +2414,8 @@ static int closing_step(struct client *c)
     if (buf_len(&c->s->out)) {
         if (!(c->io.ready & LOOP_WRITE))
             return 0;
-        ssize_t n = send(c->io.fd, buf_head(&c->s->out), buf_len(&c->s->out), MSG_NOSIGNAL);
+        struct iovec iov = {buf_head(&c->s->out), buf_len(&c->s->out)};
+        ssize_t n = client_writev(c, &iov, 1);
         if (n < 0) {
             if (errno == EINTR)
                 return 1;
@@ -2354,12 +2439,12 @@ static int closing_step(struct client *c)
         buf_release(&c->in);
         buf_release(&c->s->uin);
         buf_release(&c->s->uhead);
-        shutdown(c->io.fd, SHUT_WR);
+        shut_write(c->io.fd, c->ssl);
         c->t_first = loop->now;
     }
     while (c->io.ready & LOOP_READ) {
         char sink[4096];
-        ssize_t n = read(c->io.fd, sink, sizeof sink);
+        ssize_t n = client_read(c, sink, sizeof sink);
         if (n > 0) {
             x->discarded += (uint32_t)n;
             if (x->discarded <= LINGER_MAX_BYTES)
@@ -2407,13 +2492,15 @@ static void pump(struct client *c)
 
 static void on_client(struct loop_io *io, uint32_t events)
 {
-    (void)events;
-    pump(container_of(io, struct client, io));
+    struct client *c = container_of(io, struct client, io);
+    tls_rearm(&c->tls_want, &c->io.ready, events, LOOP_READ, LOOP_WRITE);
+    pump(c);
 }
 
 /* ---- listeners -------------------------------------------------------------- */
 
-static void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags)
+static void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
+                       struct tls_server *tls)
 {
     struct client *c = free_clients;
     if (c)
@@ -2427,6 +2514,16 @@ static void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cfla
         c->next = free_clients;
         free_clients = c;
         return;
+    }
+    if (tls) {
+        if (!(c->ssl = tls_server_conn(tls, fd))) {
+            log_error("error", "TLS: out of memory for a new connection; closing it");
+            loop_close(loop, &c->io);
+            c->next = free_clients;
+            free_clients = c;
+            return;
+        }
+        cflags |= CF_HANDSHAKE;
     }
     memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
@@ -2453,8 +2550,9 @@ static void accept_all(void)
             socklen_t len;
             int fd = net_accept(ls->io.fd, &peer, &len);
             if (fd >= 0) {
-                client_new(fd, &peer, (ls->trust_deadline ? CF_TRUSTED : 0) |
-                                          (ls->forward ? CF_FORWARD : 0));
+                client_new(fd, &peer,
+                           (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0),
+                           ls->tls);
                 continue;
             }
             if (fd == -EAGAIN) {
@@ -2598,6 +2696,7 @@ static void drain_begin(void)
             if (n > 0)
                 continue;   /* served, with Connection: close */
             if (n == 0 || (c->cflags & CF_SERVED)) {
+                tls_close_notify(c->ssl);
                 client_close(c);
                 continue;
             }
@@ -2614,6 +2713,45 @@ static void drain_begin(void)
     loop_timer_at(loop, &drain_timer, loop->now + ns_of(cfg->drain_ms));
 }
 
+/* Loads listener i's certificates (checked once already when the file was
+ * read, but a file may have changed since). NULL after logging why. */
+static struct tls_server *listener_tls(unsigned i)
+{
+    char err[512];
+    unsigned bad = 0;
+    int bad_key = 0;
+    struct tls_server *t = tls_server_new(cfg->listen_tls[i], err, sizeof err, &bad, &bad_key);
+    if (!t)
+        log_error("error", "TLS on %s: %s", cfg->listen[i].text, err);
+    return t;
+}
+
+/* SIGHUP without a master: the certificate files are read again. New
+ * connections use them; open ones keep theirs. All or nothing. */
+static void reload_certificates(void)
+{
+    struct tls_server *fresh[CLI_MAX_LISTEN] = {0};
+    unsigned n = 0;
+    for (unsigned i = 0; i < nlisteners; i++) {
+        if (!listeners[i].tls)
+            continue;
+        if (!(fresh[i] = listener_tls(i))) {
+            log_error("error", "TLS certificate reload failed; keeping the old ones");
+            for (unsigned j = 0; j < i; j++)
+                tls_server_free(fresh[j]);
+            return;
+        }
+        n++;
+    }
+    for (unsigned i = 0; i < nlisteners; i++)
+        if (fresh[i]) {
+            tls_server_free(listeners[i].tls);
+            listeners[i].tls = fresh[i];
+        }
+    log_error("info", "TLS certificates reloaded (%u listener(s)); the rest of the "
+                      "configuration needs the master process to reload", n);
+}
+
 static void on_iteration_end(struct loop *l)
 {
     if (l->sig_usr1) {
@@ -2626,8 +2764,14 @@ static void on_iteration_end(struct loop *l)
     }
     if (l->sig_hup) {
         l->sig_hup = 0;
-        log_error("warn", "SIGHUP ignored: reloading needs the master process (started "
-                          "without --single-process)");
+        bool any_tls = false;
+        for (unsigned i = 0; i < nlisteners; i++)
+            any_tls |= listeners[i].tls != NULL;
+        if (any_tls)
+            reload_certificates();
+        else
+            log_error("warn", "SIGHUP ignored: reloading needs the master process (started "
+                              "without --single-process)");
     }
     if (l->sig_usr2 && !draining) {
         admin_close_listener();   /* the new generation answers scrapes */
@@ -2706,6 +2850,10 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         listeners[i].addr = a;
         listeners[i].trust_deadline = c->listen_trust[i];
         listeners[i].forward = c->listen_forward[i];
+        if (c->listen_tls[i] && !(listeners[i].tls = listener_tls(i))) {
+            close(fd);
+            return -EINVAL;
+        }
         int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
         if (r < 0) {
             close(fd);
@@ -2723,8 +2871,11 @@ void px_shutdown(void)
     health_stop();
     admin_stop();
     pool_close_idle();
-    for (unsigned i = 0; i < nlisteners; i++)
+    for (unsigned i = 0; i < nlisteners; i++) {
         loop_close_shared(loop, &listeners[i].io);
+        tls_server_free(listeners[i].tls);
+        listeners[i].tls = NULL;
+    }
     nlisteners = 0;
     loop_timer_stop(loop, &accept_retry);
     loop_timer_stop(loop, &trim_timer);

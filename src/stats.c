@@ -61,7 +61,7 @@ static const char *const reasons[] = {
     "upstream_closed", "upstream_error", "bad_upstream_response", "client_abort", "bad_request",
     "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "dns_timeout",
     "tunnel_idle_timeout", "tunnel_max_timeout", "dns_failed", "forbidden",
-    "proxy_auth_required", "other",
+    "proxy_auth_required", "upstream_tls_error", "other",
 };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
@@ -129,6 +129,9 @@ static const struct stats *total(void)
         t.retries += s->retries;
         t.hedges += s->hedges;
         t.ejections += s->ejections;
+        for (int d = 0; d < 2; d++)
+            for (int k = 0; k < 4; k++)
+                t.tls[d][k] += s->tls[d][k];
         t.clients += s->clients;
         t.upstream_open += s->upstream_open;
         for (unsigned p = 0; p < s->npools && p < STATS_MAX_POOLS; p++)
@@ -171,6 +174,14 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
             "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
         (unsigned long long)st->ejections);
+    static const char *const sides[2] = {"client", "upstream"};
+    static const char *const results[4] = {"ok", "resumed", "failed", "timeout"};
+    put(&o, "# HELP hourglass_tls_handshakes_total TLS handshakes, by side and result.\n"
+            "# TYPE hourglass_tls_handshakes_total counter\n");
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 4; k++)
+            put(&o, "hourglass_tls_handshakes_total{side=\"%s\",result=\"%s\"} %llu\n", sides[d],
+                results[k], (unsigned long long)st->tls[d][k]);
     put(&o, "# HELP hourglass_upstream_first_byte_seconds From the request head to the first "
             "response byte.\n# TYPE hourglass_upstream_first_byte_seconds histogram\n");
     for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++) {

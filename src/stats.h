@@ -34,10 +34,14 @@ struct stats {
     struct stats_route routes[STATS_MAX_ROUTES];
     uint64_t reasons[32];       /* exchanges ended, by reason (stats_reason_index) */
     uint64_t retries, hedges, ejections;
+    uint64_t tls[2][4];         /* handshakes by side (STATS_TLS_*) and result (tls.h) */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     uint64_t pool_idle[STATS_MAX_POOLS];
 };
+
+#define STATS_TLS_CLIENT 0
+#define STATS_TLS_UPSTREAM 1
 
 /* This process's counters: a private struct, or a shared slot after
  * stats_use(). */

@@ -1,0 +1,577 @@
+/* tls.c -- TLS on both sides (see tls.h). */
+#define _GNU_SOURCE
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "loop.h"
+
+/* Session ticket keys (name, HMAC and AES keys): made once in the process
+ * that forks the workers, so all of them, and those of later generations,
+ * read each other's tickets. */
+static unsigned char ticket_keys[80];
+static bool ticket_keys_set;
+
+/* TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 keeps OpenSSL's
+ * defaults, which are all of that kind). */
+static const char ciphers12[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+#define SERVER_CACHE_SIZE 20480   /* sessions kept per listener, per worker */
+#define MAX_NAMES 64              /* subjectAltName DNS names read per certificate */
+
+struct tls_cert {
+    SSL_CTX *ctx;
+    char **names;    /* lower case; "*.example.com" for a wildcard */
+    unsigned nnames;
+};
+
+struct tls_server {
+    struct tls_cert *certs;   /* [0] is the default */
+    unsigned ncerts;
+};
+
+struct tls_client {
+    SSL_CTX *ctx;
+    char *server_name;
+    bool verify;
+};
+
+int tls_global_init(void)
+{
+    if (!OPENSSL_init_ssl(0, NULL))
+        return -1;
+    if (!ticket_keys_set) {
+        if (RAND_bytes(ticket_keys, sizeof ticket_keys) != 1)
+            return -1;
+        ticket_keys_set = true;
+    }
+    return 0;
+}
+
+const char *tls_error_text(char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error();
+    unsigned long last;
+    while ((last = ERR_get_error()))   /* the first is the cause; drop the rest */
+        ;
+    if (!e) {
+        snprintf(buf, len, "unknown TLS error");
+        return buf;
+    }
+    const char *r = ERR_reason_error_string(e);
+    if (r)
+        snprintf(buf, len, "%s", r);
+    else
+        ERR_error_string_n(e, buf, len);
+    return buf;
+}
+
+/* "cannot load FILE: why", with errno's text when the file itself failed. */
+static void load_error(char *err, size_t errlen, const char *what, const char *file)
+{
+    char why[160];
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_SYS || (e == 0 && errno)) {
+        int code = ERR_GET_LIB(e) == ERR_LIB_SYS ? ERR_GET_REASON(e) : errno;
+        snprintf(why, sizeof why, "%s", strerror(code));
+        ERR_clear_error();
+    } else {
+        tls_error_text(why, sizeof why);
+    }
+    snprintf(err, errlen, "cannot load %s %s: %s", what, file, why);
+}
+
+/* ---- server side ------------------------------------------------------------ */
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned i = 0; i < inlen;) {   /* length-prefixed protocol names */
+        unsigned n = in[i];
+        if (i + 1 + n > inlen)
+            break;
+        if (n == 8 && !memcmp(in + i + 1, "http/1.1", 8)) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;   /* go on without ALPN: HTTP/1.1 anyway */
+}
+
+static bool name_matches(const char *pattern, const char *name)
+{
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        const char *dot = strchr(name, '.');   /* the wildcard covers one label */
+        return dot && dot != name && !strcasecmp(pattern + 1, dot);
+    }
+    return !strcasecmp(pattern, name);
+}
+
+/* SNI: the certificate whose names cover the requested one; the default
+ * when none does (or no name was sent). */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    struct tls_server *s = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    unsigned pick = 0;
+    if (!name || s->ncerts < 2)
+        return SSL_TLSEXT_ERR_OK;
+    for (unsigned i = 0; i < s->ncerts; i++)   /* an exact name first */
+        for (unsigned j = 0; j < s->certs[i].nnames; j++)
+            if (s->certs[i].names[j][0] != '*' && !strcasecmp(s->certs[i].names[j], name)) {
+                pick = i;
+                goto done;
+            }
+    for (unsigned i = 0; i < s->ncerts; i++)
+        for (unsigned j = 0; j < s->certs[i].nnames; j++)
+            if (s->certs[i].names[j][0] == '*' && name_matches(s->certs[i].names[j], name)) {
+                pick = i;
+                goto done;
+            }
+done:
+    if (pick)
+        SSL_set_SSL_CTX(ssl, s->certs[pick].ctx);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void add_name(struct tls_cert *c, const unsigned char *s, int len)
+{
+    if (len <= 0 || len > 253 || c->nnames >= MAX_NAMES || memchr(s, 0, (size_t)len))
+        return;
+    char *n = malloc((size_t)len + 1);
+    if (!n)
+        return;
+    for (int i = 0; i < len; i++)
+        n[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+    n[len] = 0;
+    c->names[c->nnames++] = n;
+}
+
+/* The DNS names of the certificate: subjectAltName, else the CN. */
+static void read_names(struct tls_cert *c)
+{
+    X509 *x = SSL_CTX_get0_certificate(c->ctx);
+    if (!x || !(c->names = calloc(MAX_NAMES, sizeof *c->names)))
+        return;
+    GENERAL_NAMES *san = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    if (san) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(san); i++) {
+            const GENERAL_NAME *g = sk_GENERAL_NAME_value(san, i);
+            if (g->type == GEN_DNS)
+                add_name(c, ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName));
+        }
+        GENERAL_NAMES_free(san);
+    }
+    if (c->nnames)
+        return;
+    X509_NAME *subj = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    if (i >= 0) {
+        ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+        add_name(c, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn));
+    }
+}
+
+static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c,
+                           const struct tls_pair *p, char *err, size_t errlen, int *bad_key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS context: %s", tls_error_text((char[128]){0}, 128));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, c->min_version ? c->min_version : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (!SSL_CTX_set_cipher_list(ctx, ciphers12))
+        goto out_openssl;
+    errno = 0;
+    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1) {
+        *bad_key = 0;
+        load_error(err, errlen, "certificate", p->cert);
+        goto out_free;
+    }
+    errno = 0;
+    if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
+        *bad_key = 1;
+        load_error(err, errlen, "key", p->key);
+        goto out_free;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        *bad_key = 1;
+        ERR_clear_error();
+        snprintf(err, errlen, "key %s does not match certificate %s", p->key, p->cert);
+        goto out_free;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(ctx, s);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, SERVER_CACHE_SIZE);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"hourglass", 9);
+    if (ticket_keys_set && SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof ticket_keys) != 1)
+        goto out_openssl;
+    return ctx;
+
+out_openssl:
+    *bad_key = 0;
+    snprintf(err, errlen, "TLS setup failed: %s", tls_error_text((char[128]){0}, 128));
+out_free:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+struct tls_server *tls_server_new(const struct tls_server_conf *c, char *err, size_t errlen,
+                                  unsigned *bad_pair, int *bad_key)
+{
+    struct tls_server *s = calloc(1, sizeof *s);
+    if (!s || !(s->certs = calloc(c->npairs ? c->npairs : 1, sizeof *s->certs))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (unsigned i = 0; i < c->npairs; i++) {
+        *bad_pair = i;
+        s->certs[i].ctx = server_ctx(s, c, &c->pairs[i], err, errlen, bad_key);
+        if (!s->certs[i].ctx)
+            goto out_free;
+        s->ncerts++;
+        read_names(&s->certs[i]);
+    }
+    return s;
+
+out_free:
+    tls_server_free(s);
+    return NULL;
+}
+
+void tls_server_free(struct tls_server *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->ncerts; i++) {
+        SSL_CTX_free(s->certs[i].ctx);   /* live connections hold their own reference */
+        for (unsigned j = 0; j < s->certs[i].nnames; j++)
+            free(s->certs[i].names[j]);
+        free(s->certs[i].names);
+    }
+    free(s->certs);
+    free(s);
+}
+
+SSL *tls_server_conn(struct tls_server *s, int fd)
+{
+    SSL *ssl = SSL_new(s->certs[0].ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+/* ---- client side ------------------------------------------------------------ */
+
+/* A new session from the server: kept as the one its next connection
+ * resumes (the slot is the server's, via the SSL's app data). */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_SESSION **slot = SSL_get_app_data(ssl);
+    if (!slot)
+        return 0;
+    SSL_SESSION_free(*slot);
+    *slot = sess;
+    return 1;   /* we took the reference */
+}
+
+struct tls_client *tls_client_new(const struct tls_client_conf *c, char *err, size_t errlen,
+                                  const char **bad_key)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    char why[160];
+    struct tls_client *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->verify = c->verify;
+    if (c->server_name && !(t->server_name = strdup(c->server_name)))
+        goto out_oom;
+    if (!(t->ctx = SSL_CTX_new(TLS_client_method()))) {
+        *bad_key = "tls";
+        snprintf(err, errlen, "cannot create a TLS context: %s", tls_error_text(why, sizeof why));
+        goto out_free;
+    }
+    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_cipher_list(t->ctx, ciphers12);
+    SSL_CTX_set_alpn_protos(t->ctx, alpn, sizeof alpn - 1);
+    if (c->verify) {
+        SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+        errno = 0;
+        if (c->ca ? SSL_CTX_load_verify_locations(t->ctx, c->ca, NULL) != 1
+                  : SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+            *bad_key = "ca";
+            load_error(err, errlen, "CA file", c->ca ? c->ca : "(system default)");
+            goto out_free;
+        }
+    }
+    if (c->cert) {
+        errno = 0;
+        if (SSL_CTX_use_certificate_chain_file(t->ctx, c->cert) != 1) {
+            *bad_key = "cert";
+            load_error(err, errlen, "certificate", c->cert);
+            goto out_free;
+        }
+        errno = 0;
+        if (SSL_CTX_use_PrivateKey_file(t->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+            *bad_key = "key";
+            load_error(err, errlen, "key", c->key);
+            goto out_free;
+        }
+        if (SSL_CTX_check_private_key(t->ctx) != 1) {
+            *bad_key = "key";
+            ERR_clear_error();
+            snprintf(err, errlen, "key %s does not match certificate %s", c->key, c->cert);
+            goto out_free;
+        }
+    }
+    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
+    return t;
+
+out_oom:
+    snprintf(err, errlen, "out of memory");
+out_free:
+    tls_client_free(t);
+    return NULL;
+}
+
+void tls_client_free(struct tls_client *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t->server_name);
+    free(t);
+}
+
+static bool is_ip_literal(const char *h)
+{
+    unsigned char b[16];
+    return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
+}
+
+SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION **session)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    if (!ssl)
+        return NULL;
+    const char *name = t->server_name ? t->server_name : host;
+    if (SSL_set_fd(ssl, fd) != 1)
+        goto out_free;
+    SSL_set_connect_state(ssl);
+    if (name && *name) {
+        if (is_ip_literal(name)) {
+            if (t->verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1)
+                goto out_free;
+        } else {
+            if (!SSL_set_tlsext_host_name(ssl, name))
+                goto out_free;
+            if (t->verify && SSL_set1_host(ssl, name) != 1)
+                goto out_free;
+        }
+    }
+    SSL_set_app_data(ssl, session);
+    if (session && *session)
+        SSL_set_session(ssl, *session);
+    return ssl;
+
+out_free:
+    ERR_clear_error();
+    SSL_free(ssl);
+    return NULL;
+}
+
+/* ---- I/O -------------------------------------------------------------------- */
+
+int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen)
+{
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return 1;
+    int saved = errno;
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        *ready &= ~LOOP_READ;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        *ready &= ~LOOP_WRITE;
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error()) {
+            tls_error_text(err, errlen);
+        } else {
+            snprintf(err, errlen, "%s", saved ? strerror(saved) : "connection closed");
+        }
+        return -1;
+    default: {
+        long v = SSL_get_verify_result(ssl);
+        if (v != X509_V_OK && !SSL_is_server(ssl)) {
+            ERR_clear_error();
+            snprintf(err, errlen, "certificate verify failed: %s",
+                     X509_verify_cert_error_string(v));
+        } else {
+            tls_error_text(err, errlen);
+        }
+        return -1;
+    }
+    }
+}
+
+bool tls_resumed(SSL *ssl)
+{
+    return SSL_session_reused(ssl) == 1;
+}
+
+ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want)
+{
+    int n = SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int saved = errno;
+    switch (SSL_get_error(ssl, n)) {
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        *want |= TLS_READ_WANTS_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        errno = saved ? saved : ECONNRESET;
+        return -1;
+    default: {
+        unsigned long e = ERR_peek_error();
+        ERR_clear_error();
+        if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            /* A TCP end with no close_notify: a client that just closes is
+             * common and harmless; from an upstream it may be a truncated
+             * body, so it reads as a reset, never as a clean end. */
+            if (SSL_is_server(ssl))
+                return 0;
+            errno = ECONNRESET;
+            return -1;
+        }
+        errno = EPROTO;
+        return -1;
+    }
+    }
+}
+
+/* Small leading pieces (a head) are sent together with what follows in one
+ * record. The staging is a function of the bytes offered alone, so a retry
+ * offering the same bytes (and maybe more) rebuilds the same record prefix. */
+#define STAGE_MAX 16384
+static char stage[STAGE_MAX];
+
+ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    int i = 0;
+    size_t off = 0;   /* into iov[i] */
+    while (i < iovcnt) {
+        if (off == iov[i].iov_len) {
+            i++;
+            off = 0;
+            continue;
+        }
+        const char *p = (const char *)iov[i].iov_base + off;
+        size_t len = iov[i].iov_len - off;
+        if (len < STAGE_MAX && i + 1 < iovcnt) {
+            size_t n = 0;
+            for (int j = i; j < iovcnt && n < STAGE_MAX; j++) {
+                const char *q = (const char *)iov[j].iov_base + (j == i ? off : 0);
+                size_t l = iov[j].iov_len - (j == i ? off : 0);
+                if (l > STAGE_MAX - n)
+                    l = STAGE_MAX - n;
+                memcpy(stage + n, q, l);
+                n += l;
+            }
+            p = stage;
+            len = n;
+        }
+        int w = SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+        if (w > 0) {
+            total += (size_t)w;
+            size_t k = (size_t)w;   /* advance through the iovecs */
+            while (k) {
+                size_t left = iov[i].iov_len - off;
+                if (k < left) {
+                    off += k;
+                    k = 0;
+                } else {
+                    k -= left;
+                    i++;
+                    off = 0;
+                }
+            }
+            continue;
+        }
+        int saved = errno;
+        int e = SSL_get_error(ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            if (total)
+                return (ssize_t)total;
+            errno = EAGAIN;
+            return -1;
+        }
+        ERR_clear_error();
+        if (total)
+            return (ssize_t)total;   /* the error shows again on the next call */
+        errno = e == SSL_ERROR_SYSCALL && saved ? saved : EPIPE;
+        return -1;
+    }
+    return (ssize_t)total;
+}
+
+void tls_close_notify(SSL *ssl)
+{
+    if (ssl && SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+        SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
+}
+
+void tls_free(SSL *ssl)
+{
+    SSL_free(ssl);
+}
