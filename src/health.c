@@ -30,7 +30,10 @@ struct checker {
     uint64_t started;              /* ns: start of the check in flight, or of the last */
     unsigned healthy, unhealthy;   /* thresholds */
     unsigned oks, fails;           /* in a row */
-    bool connecting;
+    bool connecting;               /* TCP connect, then the TLS handshake */
+    bool tcp_open;
+    uint8_t tls_want;
+    SSL *ssl;                      /* the pool speaks TLS */
     size_t got;
     char line[HEALTH_LINE_MAX];
 };
@@ -97,6 +100,8 @@ enum health_verdict health_status_line(const char *buf, size_t len, unsigned *st
  * service at the thresholds, and sets the timer to the next check. */
 static void finish(struct checker *c, bool ok, const char *why)
 {
+    tls_free(c->ssl);
+    c->ssl = NULL;
     loop_close(loop, &c->io);   /* removes it from epoll; the struct stays */
     struct pool_server *s = c->srv;
     if (ok) {
@@ -135,7 +140,9 @@ static void fail_errno(struct checker *c, const char *what, int err)
 static bool read_status(struct checker *c)
 {
     while (c->io.ready & LOOP_READ) {
-        ssize_t n = recv(c->io.fd, c->line + c->got, sizeof c->line - c->got, 0);
+        size_t room = sizeof c->line - c->got;
+        ssize_t n = c->ssl ? tls_read(c->ssl, c->line + c->got, room, &c->tls_want)
+                           : recv(c->io.fd, c->line + c->got, room, 0);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->io.ready &= ~LOOP_READ;
@@ -175,7 +182,7 @@ static bool read_status(struct checker *c)
 /* Moves the check on as far as the socket allows. */
 static void progress(struct checker *c)
 {
-    if (c->connecting) {
+    if (c->connecting && !c->tcp_open) {
         if (!(c->io.ready & (LOOP_WRITE | LOOP_HUP)))
             return;
         int err = net_socket_error(c->io.fd);
@@ -183,10 +190,24 @@ static void progress(struct checker *c)
             fail_errno(c, "connect", err);
             return;
         }
-        c->connecting = false;
+        c->tcp_open = true;
     }
+    if (c->connecting && c->ssl) {
+        char why[192], tmp[160];
+        int r = tls_handshake(c->ssl, &c->io.ready, tmp, sizeof tmp);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            snprintf(why, sizeof why, "TLS handshake: %s", tmp);
+            finish(c, false, why);
+            return;
+        }
+    }
+    c->connecting = false;
     while (c->sent < c->req_len && (c->io.ready & LOOP_WRITE)) {
-        ssize_t n = send(c->io.fd, c->req + c->sent, c->req_len - c->sent, MSG_NOSIGNAL);
+        struct iovec iov = {c->req + c->sent, c->req_len - c->sent};
+        ssize_t n = c->ssl ? tls_writev(c->ssl, &iov, 1)
+                           : send(c->io.fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->io.ready &= ~LOOP_WRITE;
@@ -207,8 +228,9 @@ static void progress(struct checker *c)
 
 static void on_io(struct loop_io *io, uint32_t events)
 {
-    (void)events;
-    progress(container_of(io, struct checker, io));
+    struct checker *c = container_of(io, struct checker, io);
+    tls_rearm(&c->tls_want, &c->io.ready, events, LOOP_READ, LOOP_WRITE);
+    progress(c);
 }
 
 static void start_check(struct checker *c)
@@ -217,6 +239,8 @@ static void start_check(struct checker *c)
     c->sent = 0;
     c->got = 0;
     c->connecting = true;
+    c->tcp_open = false;
+    c->tls_want = 0;
     int fd = net_connect((const struct sockaddr *)&c->srv->addr->ss, c->srv->addr->len);
     if (fd < 0) {
         fail_errno(c, "connect", -fd);
@@ -226,6 +250,11 @@ static void start_check(struct checker *c)
     if (r < 0) {
         c->io.fd = fd;   /* loop_close closes it */
         fail_errno(c, "epoll", -r);
+        return;
+    }
+    struct tls_client *tls = c->srv->group->tls;
+    if (tls && !(c->ssl = tls_client_conn(tls, fd, c->srv->tls_host, &c->srv->tls_session))) {
+        fail_errno(c, "TLS", ENOMEM);
         return;
     }
     loop_timer_at(loop, &c->timer, c->started + c->timeout_ns);
@@ -306,6 +335,7 @@ void health_stop(void)
 {
     for (unsigned i = 0; i < nchecks; i++) {
         struct checker *c = &checkers[i];
+        tls_free(c->ssl);
         if (c->io.fd >= 0)
             loop_close(loop, &c->io);
         loop_timer_stop(loop, &c->timer);

@@ -56,14 +56,15 @@ static void announce(const struct cfg *cfg)
                  cfg->upstream[i].text);
     for (unsigned i = 0; i < cfg->nlisten; i++)
         if (cfg->listen_forward[i])
-            log_error("info", "listening on %s as a forward proxy (connect %llums, dns %llums, "
+            log_error("info", "listening on %s%s as a forward proxy (connect %llums, dns %llums, "
                               "total %llums)", cfg->listen[i].text,
+                      cfg->listen_tls[i] ? " (TLS)" : "",
                       (unsigned long long)cfg->connect_ms, (unsigned long long)cfg->dns_ms,
                       (unsigned long long)cfg->total_ms);
         else
-            log_error("info", "listening on %s, proxying to %s (connect %llums, write %llums, "
+            log_error("info", "listening on %s%s, proxying to %s (connect %llums, write %llums, "
                           "read %llums, total %llums)",
-                  cfg->listen[i].text, ups, (unsigned long long)cfg->connect_ms,
+                  cfg->listen[i].text, cfg->listen_tls[i] ? " (TLS)" : "", ups, (unsigned long long)cfg->connect_ms,
                   (unsigned long long)cfg->write_ms, (unsigned long long)cfg->read_ms,
                   (unsigned long long)cfg->total_ms);
 }

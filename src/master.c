@@ -344,8 +344,8 @@ static void announce(const struct gen *g)
         snprintf(ups + strlen(ups), sizeof ups - strlen(ups), "%s%s", i ? ", " : "",
                  c->upstream[i].text);
     for (unsigned i = 0; i < c->nlisten; i++)
-        log_error("info", "listening on %s with %u worker(s), %s%s", c->listen[i].text,
-                  g->nworkers, c->listen_forward[i] ? "as a forward proxy" : "proxying to ",
+        log_error("info", "listening on %s%s with %u worker(s), %s%s", c->listen[i].text,
+                  c->listen_tls[i] ? " (TLS)" : "", g->nworkers, c->listen_forward[i] ? "as a forward proxy" : "proxying to ",
                   c->listen_forward[i] ? "" : ups);
 }
 

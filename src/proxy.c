@@ -2312,6 +2312,21 @@ routed:
     return upstream_connect(c, true);
 }
 
+/* A plain HTTP request on a TLS port gets a plain 400 that says so (best
+ * effort: one send), and its unread bytes are drained so that the close
+ * does not turn into a reset that destroys the answer. */
+static void plain_http_refusal(int fd)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 51\r\nConnection: close\r\n\r\n"
+                              "400 Bad Request: plain HTTP was sent to a TLS port\n";
+    char sink[4096];
+    (void)!send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 /* IDLE and HEAD: read and parse the next request head. */
 static int head_step(struct client *c)
 {
@@ -2326,6 +2341,8 @@ static int head_step(struct client *c)
             struct peer_text pt;
             log_error("info", "TLS handshake with client %s failed: %s", peer_of(c, &pt), why);
             stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
+            if (r == -2)
+                plain_http_refusal(c->io.fd);
             client_close(c);
             return -1;
         }

@@ -442,6 +442,11 @@ int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen)
         return -1;
     default: {
         long v = SSL_get_verify_result(ssl);
+        if (SSL_is_server(ssl) && ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST) {
+            ERR_clear_error();
+            snprintf(err, errlen, "plain HTTP sent to a TLS port");
+            return -2;
+        }
         if (v != X509_V_OK && !SSL_is_server(ssl)) {
             ERR_clear_error();
             snprintf(err, errlen, "certificate verify failed: %s",

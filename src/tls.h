@@ -86,7 +86,8 @@ void tls_client_free(struct tls_client *t);
 SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION **session);
 
 /* Advances the handshake: 1 done, 0 waiting for the socket (the bit it waits
- * for is cleared from *ready), -1 failed (reason in err). */
+ * for is cleared from *ready), -1 failed (reason in err), -2 failed because
+ * the client spoke plain HTTP (the server side may answer it in plain). */
 int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen);
 
 /* Whether the finished handshake resumed a session. */
