@@ -79,18 +79,24 @@ const char *tls_error_text(char *buf, size_t len)
     return buf;
 }
 
-/* "cannot load FILE: why", with errno's text when the file itself failed. */
+/* "cannot load FILE: why": errno's text when the file itself failed. */
 static void load_error(char *err, size_t errlen, const char *what, const char *file)
 {
-    char why[160];
-    unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) == ERR_LIB_SYS || (e == 0 && errno)) {
-        int code = ERR_GET_LIB(e) == ERR_LIB_SYS ? ERR_GET_REASON(e) : errno;
-        snprintf(why, sizeof why, "%s", strerror(code));
-        ERR_clear_error();
-    } else {
-        tls_error_text(why, sizeof why);
+    char why[160] = "";
+    unsigned long e, first = 0;
+    while ((e = ERR_get_error())) {
+        if (!first)
+            first = e;
+        if (ERR_SYSTEM_ERROR(e) && !*why)
+            snprintf(why, sizeof why, "%s", strerror(ERR_GET_REASON(e)));
     }
+    if (!*why && ERR_GET_REASON(first) == X509_R_KEY_VALUES_MISMATCH)
+        snprintf(why, sizeof why, "it does not match the certificate");
+    else if (!*why && first)
+        snprintf(why, sizeof why, "%s", ERR_reason_error_string(first)
+                                            ? ERR_reason_error_string(first) : "unreadable");
+    else if (!*why)
+        snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "unreadable");
     snprintf(err, errlen, "cannot load %s %s: %s", what, file, why);
 }
 

@@ -337,10 +337,10 @@ TEST(unknown_keys)
         "pools, routes, workers, deadline_header, forward, resolver)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
-        "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max)");
+        "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget)");
+        "max_connections, keepalive, health, budget, tls)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
         "per_try_timeout, backoff, methods, max_body)");
@@ -781,8 +781,100 @@ TEST(forward_keys)
         "allow_destinations, connect_ports, auth_file)");
 }
 
+/* A self-signed EC certificate made with the openssl CLI, in dir. */
+static bool make_cert(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=unit.test -keyout %s/k.pem -out %s/c.pem >/dev/null 2>&1 && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=other.test -keyout %s/k2.pem -out %s/c2.pem >/dev/null 2>&1",
+             dir, dir, dir, dir);
+    return system(cmd) == 0;
+}
+
+/* The 1-based column of needle on its line of text. */
+static int col_of(const char *text, const char *needle)
+{
+    const char *p = strstr(text, needle), *l = p;
+    while (l > text && l[-1] != '\n')
+        l--;
+    return (int)(p - l) + 1;
+}
+
+TEST(tls_keys)
+{
+    char dir[] = "/tmp/hg-tls-XXXXXX", text[2048], want[1024];
+    if (!CHECK(mkdtemp(dir) != NULL) || !CHECK(make_cert(dir)))
+        return;
+    char *errors = NULL;
+    snprintf(text, sizeof text,
+             "listen:\n  - 127.0.0.1:8080\n"
+             "  - address: 127.0.0.1:8443\n    tls:\n      cert: %s/c.pem\n      key: %s/k.pem\n"
+             "      certificates:\n        - {cert: %s/c2.pem, key: %s/k2.pem}\n"
+             "      min_version: \"1.3\"\n"
+             "timeouts: {handshake: 3s}\n"
+             "pools:\n  web:\n    servers: [localhost:9443]\n    tls: {}\n"
+             "  api:\n    servers: [127.0.0.1:9444]\n"
+             "    tls: {verify: false, server_name: api.internal, cert: %s/c.pem, key: %s/k.pem}\n",
+             dir, dir, dir, dir, dir, dir);
+    struct conf *c = load_text(text, &errors);
+    if (!CHECK(c != NULL)) {
+        fprintf(stderr, "%s", errors ? errors : "");
+        free(errors);
+        goto out_rm;
+    }
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    CHECK_EQ_INT(cfg.handshake_ms, 10000);
+    conf_apply(c, &cfg);
+    CHECK_EQ_INT(cfg.handshake_ms, 3000);
+    CHECK(cfg.listen_tls[0] == NULL);
+    if (CHECK(cfg.listen_tls[1] != NULL)) {
+        CHECK_EQ_INT(cfg.listen_tls[1]->npairs, 2);
+        CHECK_EQ_INT(cfg.listen_tls[1]->min_version, TLS1_3_VERSION);
+    }
+    CHECK(c->pools[0].tls.enabled && c->pools[0].tls.c.verify && !c->pools[0].tls.c.ca);
+    CHECK(c->pools[1].tls.enabled && !c->pools[1].tls.c.verify);
+    CHECK_EQ_STR(c->pools[1].tls.c.server_name, "api.internal");
+    conf_free(c);
+
+    BAD("listen:\n  - address: 127.0.0.1:1\n    tls: {cert: /nonexistent/c.pem}\n",
+        "3:10: listen[0].tls.key: missing; expected the PEM private key file of "
+        "/nonexistent/c.pem");
+    BAD("listen:\n  - address: 127.0.0.1:1\n    tls: {cert: /nonexistent/c.pem, key: /x}\n",
+        "3:17: listen[0].tls.cert: cannot load certificate /nonexistent/c.pem: No such file "
+        "or directory");
+    BAD("listen:\n  - address: 127.0.0.1:1\n    tls: {}\n",
+        "3:10: listen[0].tls: expected cert and key (or certificates: a list of {cert, key})");
+    snprintf(text, sizeof text,
+             "listen:\n  - address: 127.0.0.1:1\n    tls: {cert: %s/c.pem, key: %s/k2.pem}\n",
+             dir, dir);
+    snprintf(want, sizeof want, "3:%d: listen[0].tls.key: cannot load key %s/k2.pem: it does "
+             "not match the certificate", col_of(text, "/k2.pem") - (int)strlen(dir), dir);
+    bad1(text, want, __LINE__);
+    snprintf(text, sizeof text, "listen:\n  - address: 127.0.0.1:1\n    tls: {cert: %s/c.pem, "
+             "key: %s/k.pem, min_version: \"1.1\"}\n", dir, dir);
+    snprintf(want, sizeof want, "3:%d: listen[0].tls.min_version: expected \"1.2\" or \"1.3\" "
+             "(older versions are not offered), got \"1.1\"", col_of(text, "\"1.1\""));
+    bad1(text, want, __LINE__);
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    tls: {ca: /nonexistent/ca.pem}\n",
+        "4:15: pools.web.tls.ca: cannot load CA file /nonexistent/ca.pem: No such file or "
+        "directory");
+    BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    tls: {verify: maybe}\n",
+        "4:19: pools.web.tls.verify: expected true or false, got \"maybe\"");
+    BAD(POOL "routes:\n  - pool: web\n    timeouts: {handshake: 1s}\n",
+        "4:27: routes[0].timeouts.handshake: the handshake timeout runs before a route is chosen; "
+        "set it in the top-level timeouts");
+out_rm:
+    snprintf(text, sizeof text, "rm -rf %s", dir);
+    CHECK(system(text) == 0);
+}
+
 int main(void)
 {
+    RUN(tls_keys);
     RUN(operations_keys);
     RUN(forward_keys);
     RUN(full_file_into_the_model);
