@@ -485,12 +485,14 @@ void pool_put_idle(struct upconn *up)
         char b;
         ssize_t n = recv(up->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n != -1 || errno != EAGAIN || (up->io.ready & LOOP_HUP) || tls_pending(up->ssl)) {
+            tls_close_notify(up->ssl);
             pool_close(up);   /* still owned: not on the idle list */
             return;
         }
         up->io.ready &= ~LOOP_READ;
     }
     if (s->nidle >= s->group->max_idle) {
+        tls_close_notify(up->ssl);   /* a clean end: its session stays resumable */
         pool_close(up);   /* this pool keeps no more idle connections */
         return;
     }

@@ -199,6 +199,7 @@ struct client {
 #define CF_SERVED  0x2u   /* has had a response: idle means between requests */
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 #define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
+#define CF_SEALED  0x10u  /* TLS: queued bytes are sealed in a record not yet sent */
 
 struct listener {
     struct loop_io io;
@@ -253,8 +254,19 @@ static ssize_t client_read(struct client *c, void *buf, size_t len)
 
 static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
 {
-    if (c->ssl)
-        return tls_writev(c->ssl, iov, n);
+    if (c->ssl) {
+        /* A write that stops short leaves the next bytes sealed in a record
+         * that will go out as they are: they can no longer be taken back. */
+        size_t want = 0;
+        for (int i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        ssize_t r = tls_writev(c->ssl, iov, n);
+        if (r < 0 ? errno == EAGAIN : (size_t)r < want)
+            c->cflags |= CF_SEALED;
+        else
+            c->cflags &= ~CF_SEALED;
+        return r;
+    }
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     return sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
 }
@@ -553,7 +565,10 @@ static void respond_error_ex(struct client *c, int status, const char *reason,
 static int exchange_fail(struct client *c, int status, const char *reason, const char *detail)
 {
     drop_upstream(c);
-    if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0) {
+    /* An error response replaces what is queued for the client, which is
+     * only possible while none of it is sent (nor sealed in a TLS record). */
+    if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0 &&
+        !(c->cflags & CF_SEALED)) {
         respond_error(c, status, reason, detail);
         return 1;
     }
@@ -1146,6 +1161,9 @@ static int upstream_failed(struct client *c, int err, bool connecting)
         reason = "upstream_closed";
         log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
                   srv, what);
+    } else if (err == -EPROTO && c->s->up && c->s->up->ssl) {
+        reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
+        log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
     } else if (err == -ECONNRESET || err == -EPIPE) {
         reason = "upstream_reset";
         log_error("warn", "upstream %s reset the connection (%s)", srv, what);
@@ -1929,10 +1947,12 @@ static int exchange_done(struct client *c)
 
     log_exchange(c, x->status, "ok");
     if (c->s->up) {
-        if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT))
+        if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT)) {
             pool_put_idle(c->s->up);
-        else
+        } else {
+            tls_close_notify(c->s->up->ssl);   /* a clean end: the session stays resumable */
             pool_close(c->s->up);
+        }
         c->s->up = NULL;
     }
     buf_release(&c->s->uhead);

@@ -20,6 +20,7 @@
  * that forks the workers, so all of them, and those of later generations,
  * read each other's tickets. */
 static unsigned char ticket_keys[80];
+static char last_error[160] = "TLS error";   /* of the last EPROTO from tls_read */
 static bool ticket_keys_set;
 
 /* TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 keeps OpenSSL's
@@ -470,7 +471,8 @@ bool tls_resumed(SSL *ssl)
     return SSL_session_reused(ssl) == 1;
 }
 
-ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want)
+/* One SSL_read: > 0, 0 at the end, or -1 with errno (see tls_read). */
+static ssize_t read_once(SSL *ssl, void *buf, size_t len, uint8_t *want)
 {
     int n = SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0)
@@ -492,8 +494,8 @@ ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want)
         return -1;
     default: {
         unsigned long e = ERR_peek_error();
-        ERR_clear_error();
         if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error();
             /* A TCP end with no close_notify: a client that just closes is
              * common and harmless; from an upstream it may be a truncated
              * body, so it reads as a reset, never as a clean end. */
@@ -502,10 +504,34 @@ ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want)
             errno = ECONNRESET;
             return -1;
         }
+        tls_error_text(last_error, sizeof last_error);
         errno = EPROTO;
         return -1;
     }
     }
+}
+
+/* SSL_read hands out one record at a time: reading on until the buffer is
+ * full or the engine needs the socket keeps read(2)'s meaning of a short
+ * read (the socket is drained), on which the callers rely. */
+ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read_once(ssl, (char *)buf + got, len - got, want);
+        if (n <= 0) {
+            if (got)
+                return (ssize_t)got;   /* the end or error shows on the next call */
+            return n;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+const char *tls_last_error(void)
+{
+    return last_error;
 }
 
 /* Small leading pieces (a head) are sent together with what follows in one

@@ -90,6 +90,9 @@ SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION
  * the client spoke plain HTTP (the server side may answer it in plain). */
 int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen);
 
+/* Why the last tls_read failed with EPROTO ("certificate required"). */
+const char *tls_last_error(void);
+
 /* Whether the finished handshake resumed a session. */
 bool tls_resumed(SSL *ssl);
 
