@@ -57,6 +57,7 @@ struct gen {
 
 static struct lsock socks[MAX_SOCKETS];
 static struct worker workers[MAX_WORKERS];
+static bool hup_pending;         /* SIGHUP while the first generation started */
 static struct gen cur, next;    /* serving; being started by a reload */
 static unsigned last_gen;
 static int sigfd = -1;
@@ -524,6 +525,8 @@ static int first_start(void)
         while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
             if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                 return -2;
+            if (si.ssi_signo == SIGHUP)
+                hup_pending = true;   /* served once the first workers are */
         }
         int status;
         pid_t pid;
@@ -652,6 +655,8 @@ int master_run(struct cfg *cfg, int argc, char **argv, master_serve_fn *serve)
         } else {
             announce(&cur);
             notify("READY=1");
+            if (hup_pending)
+                reload();
         }
     }
     while (!stopping || live_workers())
