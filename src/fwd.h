@@ -19,7 +19,7 @@ struct fwd_req {
     const struct http_msg *m;
     const struct http_info *info;
     const char *client_ip;     /* appended to X-Forwarded-For */
-    const char *proto;         /* X-Forwarded-Proto: "http" */
+    const char *proto;         /* X-Forwarded-Proto: "http", or "https" on TLS */
     const char *default_host;  /* Host for an HTTP/1.0 request without one */
     bool strip_expect;         /* the proxy answers 100-continue itself */
     const char *deadline_name; /* NULL, or the deadline header: any incoming one

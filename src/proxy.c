@@ -2299,7 +2299,7 @@ routed:
         .m = m,
         .info = &info,
         .client_ip = ip,
-        .proto = "http",
+        .proto = c->ssl ? "https" : "http",
         .default_host = cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = cfg->deadline_header,
