@@ -42,6 +42,10 @@ SCENARIOS = [
     ("small-ka-64", "wrk", "100 B responses, keep-alive, 64 connections"),
     ("small-ka-1000", "wrk", "100 B responses, keep-alive, 1000 connections"),
     ("conn-close", "wrk", "100 B responses, new client connection per request (64 at once)"),
+    ("tls-keepalive", "wrk", "100 B responses over TLS 1.3 (proxy terminates it), keep-alive, 64 connections; "
+                             "floor not run (no TLS)"),
+    ("tls-handshake", "wrk", "100 B responses, a new TLS connection (full handshake) per request (64 at once); "
+                             "floor not run (no TLS)"),
     ("resp-1m", "wrk", "1 MiB responses, keep-alive, 16 connections"),
     ("resp-64m", "wrk", "64 MiB responses, keep-alive, 4 connections"),
     ("upload-16m", "upload", "16 MiB chunked uploads (64 KiB chunks), 4 connections"),
@@ -49,6 +53,11 @@ SCENARIOS = [
     ("timer", "timer", "requests in flight to a silent upstream, read timeout 3 s, sent evenly over 2 s"),
 ]
 PER_GIB = {"resp-1m", "resp-64m", "upload-16m"}
+# client -> proxy over TLS; the floor is a byte relay without TLS and does not run them
+TLS_SCEN = {"tls-keepalive", "tls-handshake"}
+# scenarios the floor does not run (the timer: it has no timeouts)
+NO_FLOOR = {"timer"} | TLS_SCEN
+TLS = None             # {"cert", "key", "pem", "shim"} once make_tls() has run
 
 # ----------------------------------------------------------------------------
 # process bookkeeping: every pid we start is written to $BENCH_TMP/pids so that
@@ -234,8 +243,15 @@ http {
     return path
 
 
-def write_nginx_proxy(prefix, port, upstream, read_timeout):
+def write_nginx_proxy(prefix, port, upstream, read_timeout, tls=None):
     os.makedirs(prefix, exist_ok=True)
+    ssl = ""
+    if tls:
+        # TLS 1.2 and 1.3 like the others; session tickets (nginx's default)
+        # and a shared session cache, as HAProxy (its default cache) and
+        # hourglass (tickets + a session cache) have
+        ssl = ("\n        ssl_certificate %(cert)s;\n        ssl_certificate_key %(key)s;\n"
+               "        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;" % tls)
     conf = nginx_common(prefix, 20000) + """
 http {
     %(temp)s
@@ -254,7 +270,7 @@ http {
         keepalive_timeout 30s;
     }
     server {
-        listen %(addr)s:%(port)d backlog=4096;
+        listen %(addr)s:%(port)d%(ssl_listen)s backlog=4096;%(ssl)s
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -271,14 +287,24 @@ http {
     }
 }
 """ % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port,
-       "rt": read_timeout}
+       "rt": read_timeout, "ssl_listen": " ssl" if tls else "", "ssl": ssl}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
         f.write(conf)
     return path
 
 
-def write_haproxy(prefix, port, upstream, read_timeout, maxconn):
+def write_hourglass_tls(prefix, port, tls):
+    """A YAML file with one TLS listener; the rest comes from the flags."""
+    os.makedirs(prefix, exist_ok=True)
+    path = prefix + "/hourglass.yaml"
+    with open(path, "w") as f:
+        f.write("listen:\n  - address: %s:%d\n    tls:\n      cert: %s\n      key: %s\n"
+                "      min_version: \"1.2\"\n" % (LOOP, port, tls["cert"], tls["key"]))
+    return path
+
+
+def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None):
     os.makedirs(prefix, exist_ok=True)
     # HAProxy refuses to start if 2 * maxconn (+ a few) exceeds the open-file hard limit
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -297,12 +323,15 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 60s
 frontend fe
-    bind %(addr)s:%(port)d
+    bind %(addr)s:%(port)d%(ssl)s
     maxconn %(mc)d
     default_backend be
 backend be
     server origin %(addr)s:%(up)d
-""" % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream}
+""" % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream,
+       # HAProxy wants the certificate and its key in one PEM file; session
+       # tickets and its shared session cache are on by default
+       "ssl": " ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else ""}
     path = prefix + "/haproxy.cfg"
     with open(path, "w") as f:
         f.write(conf)
@@ -312,15 +341,20 @@ backend be
 class Proxy:
     """One proxy under test; .pid is the process whose CPU and RSS we read."""
 
-    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000):
-        self.name, self.port = name, PORTS[name]
-        d = "%s/%s-%d" % (TMP, name, upstream)
+    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None):
+        self.name, self.port, self.tls = name, PORTS[name], tls
+        d = "%s/%s-%s%d" % (TMP, name, "tls-" if tls else "", upstream)
         log = d + ".log"
         os.makedirs(d, exist_ok=True)
         if name == "floor":
+            if tls:
+                raise RuntimeError("the floor has no TLS")
             argv = [FLOOR, str(self.port), str(upstream)]
         elif name == "hourglass":
-            argv = [HOURGLASS, "--listen", "%s:%d" % (LOOP, self.port),
+            # a TLS listener is only written in the YAML file; without --listen
+            # the file's listeners are used, and the flags below set the rest
+            argv = [HOURGLASS] + (["--config", write_hourglass_tls(d, self.port, tls)] if tls else
+                                  ["--listen", "%s:%d" % (LOOP, self.port)]) + [
                     "--upstream", "%s:%d" % (LOOP, upstream),
                     "--connect-timeout", "1s", "--read-timeout", read_timeout,
                     "--write-timeout", "15s", "--send-timeout", "15s",
@@ -332,11 +366,11 @@ class Proxy:
                     "--single-process"]
         elif name == "nginx":
             argv = ["/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx",
-                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout),
+                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout, tls),
                     "-e", d + "/error.log"]
         else:
             argv = ["/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy",
-                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn)]
+                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn, tls)]
         self.proc = spawn(argv, cpu=CPU_PROXY, log=log)
         wait_port(self.port, self.proc, name)
         self.pid = self.proc.pid
@@ -376,14 +410,19 @@ def parse_size(s):
     return float(m.group(1)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m.group(2)]
 
 
-def run_wrk(port, path, conns, secs, close=False):
+def run_wrk(port, path, conns, secs, close=False, tls=False):
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency", "--timeout", "10s"]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append("http://%s:%d%s" % (LOOP, port, path))
+    argv.append("%s://%s:%d%s" % ("https" if tls else "http", LOOP, port, path))
     if CPU_LOAD is not None:
         argv = ["taskset", "-c", str(CPU_LOAD)] + argv
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60).stdout
+    env = None
+    if tls and close:
+        # wrk would resume the previous session on each reconnect (SSL_clear
+        # keeps it); the shim makes every connection a full handshake
+        env = dict(os.environ, LD_PRELOAD=TLS["shim"])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60, env=env).stdout
     r = {"raw": out}
     m = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out)
     if not m:
@@ -401,6 +440,49 @@ def run_wrk(port, path, conns, secs, close=False):
     r["errors"] = sum(int(x) for x in m.groups()) if m else 0
     r["errdetail"] = m.group(0) if m else ""
     return r
+
+
+# ----------------------------------------------------------------------------
+# TLS: a certificate for the proxies, the wrk shim, a probe of what is negotiated
+
+def make_tls(d):
+    """ECDSA P-256 self-signed certificate + key (and both in one PEM file for
+    HAProxy) with the openssl CLI, and the wrk shim (bench/wrk_fresh_tls.c)."""
+    os.makedirs(d, exist_ok=True)
+    t = {"cert": d + "/cert.pem", "key": d + "/key.pem", "pem": d + "/combined.pem",
+         "shim": d + "/wrk_fresh_tls.so"}
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", t["key"], "-out", t["cert"], "-days", "2",
+                        "-subj", "/CN=bench.test", "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("openssl req failed:\n" + r.stderr)
+    with open(t["pem"], "w") as f:
+        f.write(open(t["cert"]).read() + open(t["key"]).read())
+    r = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-o", t["shim"],
+                        os.path.join(HERE, "wrk_fresh_tls.c"), "-ldl"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("cannot build the wrk shim:\n" + r.stderr)
+    return t
+
+
+def tls_probe(port):
+    """One request with openssl s_client (the same library defaults as wrk):
+    what the proxy negotiates, how many session tickets it sends, the status."""
+    req = "GET /small HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n"
+    try:
+        out = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (LOOP, port), "-servername",
+                              "bench.test", "-ign_eof"], input=req, capture_output=True, text=True,
+                             timeout=10).stdout
+    except subprocess.TimeoutExpired:
+        out = ""
+    m = re.search(r"^New, (\S+), Cipher is (\S+)", out, re.M)
+    g = re.search(r"^Server Temp Key: ([^,\n]+)", out, re.M)
+    sig = re.search(r"^Peer signature type: (\S+)", out, re.M)
+    st = re.search(r"^HTTP/1\.1 (\d+)", out, re.M)
+    return {"version": m.group(1) if m else "?", "cipher": m.group(2) if m else "?",
+            "group": g.group(1) if g else "?", "sig": sig.group(1) if sig else "?",
+            "tickets": out.count("New Session Ticket arrived"), "status": st.group(1) if st else "none"}
 
 
 # ----------------------------------------------------------------------------
@@ -673,8 +755,16 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.results = {}          # (scenario, proxy) -> list of run dicts
+        self.tls_info = {}         # (scenario, proxy) -> what tls_probe() found
         self.step = 0
         self.total = 0
+
+    def proxies_for(self, s):
+        """The proxies a scenario runs: those selected, less the floor where it cannot take part."""
+        return [p for p in PROXIES if p in self.a.proxies and not (p == "floor" and s in NO_FLOOR)]
+
+    def order(self, rnd, s):
+        return [p for p in order_for(rnd) if p in self.proxies_for(s)]
 
     def progress(self, rnd, proxy, scen, extra=""):
         self.step += 1
@@ -685,7 +775,7 @@ class Bench:
         n = 0
         for s, kind, _ in SCENARIOS:
             if s in scens:
-                n += self.a.rounds * (len(PROXIES) - (1 if kind == "timer" else 0))
+                n += self.a.rounds * len(self.proxies_for(s))
         self.total = n
 
     def run(self, scens):
@@ -694,28 +784,51 @@ class Bench:
             if s not in scens:
                 continue
             print("== %s: %s" % (s, desc), flush=True)
+            if not self.proxies_for(s):
+                print("   (none of the selected proxies runs it)", flush=True)
+                continue
             getattr(self, "scen_" + kind)(s)
 
-    def fleet(self, upstream=PORTS["origin"], read_timeout="15s", names=PROXIES, maxconn=10000):
-        return {n: Proxy(n, upstream, read_timeout, maxconn) for n in names}
+    def fleet(self, upstream=PORTS["origin"], read_timeout="15s", names=PROXIES, maxconn=10000, tls=None):
+        fl = {}
+        try:
+            for n in names:
+                fl[n] = Proxy(n, upstream, read_timeout, maxconn, tls)
+        except BaseException:
+            for x in fl.values():
+                x.close()
+            raise
+        return fl
 
     def scen_wrk(self, s):
         a = self.a
         path, conns, close = {"small-ka-64": ("/small", 64, False),
                               "small-ka-1000": ("/small", 1000, False),
                               "conn-close": ("/small", 64, True),
+                              "tls-keepalive": ("/small", 64, False),
+                              "tls-handshake": ("/small", 64, True),
                               "resp-1m": ("/1m", 16, False),
                               "resp-64m": ("/64m", 4, False)}[s]
-        fl = self.fleet()
+        tls = s in TLS_SCEN
+        names = self.proxies_for(s)
+        fl = self.fleet(names=names, tls=TLS if tls else None)
         try:
-            for p in PROXIES:                                  # warm-up, not measured
-                run_wrk(fl[p].port, path, conns, a.warmup, close)
+            if tls:                                            # same protocol, cipher, group for all?
+                for p in names:
+                    i = self.tls_info[(s, p)] = tls_probe(fl[p].port)
+                    print("   %-9s %s %s, %s, %s certificate, %d session ticket(s), status %s" % (
+                        p, i["version"], i["cipher"], i["group"], i["sig"], i["tickets"], i["status"]), flush=True)
+                    if i["version"] != "TLSv1.3" or i["status"] != "200":
+                        raise RuntimeError("%s: expected TLSv1.3 and a 200 from %s, got %s and %s" % (
+                            s, p, i["version"], i["status"]))
+            for p in names:                                    # warm-up, not measured
+                run_wrk(fl[p].port, path, conns, a.warmup, close, tls)
             for rnd in range(a.rounds):
-                for p in order_for(rnd):
+                for p in self.order(rnd, s):
                     self.progress(rnd, p, s)
                     pid = fl[p].pid
                     c0 = cpu_ticks(pid)
-                    r = run_wrk(fl[p].port, path, conns, a.duration, close)
+                    r = run_wrk(fl[p].port, path, conns, a.duration, close, tls)
                     time.sleep(0.2)                            # let it finish closing
                     r["cpu"] = (cpu_ticks(pid) - c0) / HZ
                     self.record(s, p, r)
@@ -725,12 +838,13 @@ class Bench:
 
     def scen_upload(self, s):
         a = self.a
-        fl = self.fleet()
+        names = self.proxies_for(s)
+        fl = self.fleet(names=names)
         try:
-            for p in PROXIES:
+            for p in names:
                 self.upload(fl[p].port, max(2, a.uploads // 8))
             for rnd in range(a.rounds):
-                for p in order_for(rnd):
+                for p in self.order(rnd, s):
                     self.progress(rnd, p, s)
                     pid = fl[p].pid
                     c0 = cpu_ticks(pid)
@@ -756,7 +870,7 @@ class Bench:
         a = self.a
         n = a.conns
         for rnd in range(a.rounds):
-            for p in order_for(rnd):
+            for p in self.order(rnd, s):
                 self.progress(rnd, p, s)
                 fl = self.fleet(names=[p], maxconn=n + 100)
                 x = fl[p]
@@ -796,7 +910,7 @@ class Bench:
         try:
             wait_port(PORTS["slow"], slow, "slow upstream")
             for rnd in range(a.rounds):
-                for p in [q for q in order_for(rnd) if q != "floor"]:
+                for p in self.order(rnd, s):
                     self.progress(rnd, p, s)
                     tag = "%s%d" % (p, rnd)
                     fl = self.fleet(upstream=PORTS["slow"], read_timeout="%dms" % TIMER_MS, names=[p],
@@ -906,6 +1020,23 @@ def report(b, a, meta):
         out.append("\nCPU = utime+stime of the proxy process (nginx: its one worker) from /proc/PID/stat, "
                    "sampled around each run; per request = / requests completed by the client; "
                    "per GiB = / bytes of response (or request body) the client received (sent).\n")
+        tls_s = [s for s in cpu_s if s in TLS_SCEN]
+        if tls_s:
+            out.append("tls-*: client -> proxy TLS, terminated by the proxy (self-signed ECDSA P-256 certificate); "
+                       "proxy -> origin plain HTTP with keep-alive, as in the other rows. tls-handshake: wrk with "
+                       "`Connection: close`, a full handshake per request (no resumption). The floor relays bytes "
+                       "and has no TLS: not run (-). Negotiated with each proxy (openssl s_client, the library "
+                       "defaults wrk uses too):\n")
+            for p in PROXIES:
+                seen = {}                                      # one line per proxy unless the scenarios differ
+                for s in tls_s:
+                    i = b.tls_info.get((s, p))
+                    if i:
+                        seen.setdefault("%s %s, %s, %s certificate, %d session ticket(s) sent per connection" % (
+                            i["version"], i["cipher"], i["group"], i["sig"], i["tickets"]), []).append(s)
+                for txt, ss in seen.items():
+                    out.append("- %s%s: %s" % (p, "" if len(seen) == 1 else " (%s)" % ", ".join(ss), txt))
+            out.append("")
         out.append("#### Every round (same units, in run order)\n")
         out.append(table(["scenario"] + PROXIES, rng))
         rows = []
@@ -973,7 +1104,7 @@ def report(b, a, meta):
 
 
 def main():
-    global TMP, FLOOR, HOURGLASS, CPU_PROXY, CPU_LOAD
+    global TMP, FLOOR, HOURGLASS, CPU_PROXY, CPU_LOAD, TLS
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         role, args = sys.argv[1], sys.argv[2:]
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -998,6 +1129,8 @@ def main():
                          "lowered to what the open-file hard limit allows; --quick 2000")
     ap.add_argument("--scenarios", default="all",
                     help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS))
+    ap.add_argument("--proxies", default="all",
+                    help="comma-separated subset of: " + ", ".join(PROXIES) + " (the others show -)")
     ap.add_argument("--output", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     a = ap.parse_args()
@@ -1014,6 +1147,10 @@ def main():
     for s in scens:
         if s not in names:
             ap.error("unknown scenario %r" % s)
+    a.proxies = PROXIES if a.proxies == "all" else a.proxies.split(",")
+    for p in a.proxies:
+        if p not in PROXIES:
+            ap.error("unknown proxy %r" % p)
 
     TMP = os.environ.get("BENCH_TMP") or __import__("tempfile").mkdtemp(prefix="hgbench.")
     FLOOR = os.environ.get("FLOOR_BIN", os.path.join(TMP, "floor"))
@@ -1063,6 +1200,7 @@ def main():
         "nginx": ver(["nginx", "-v"], r"nginx version: (\S+)"),
         "haproxy": ver(["haproxy", "-v"], r"(HAProxy version \S+)"),
         "wrk": ver(["wrk", "-v"], r"(wrk \S+)"),
+        "openssl": ver(["openssl", "version"], r"(OpenSSL \S+)"),
         "python": sys.version.split()[0],
         "load": open("/proc/loadavg").read().split()[:3],
     }
@@ -1083,6 +1221,8 @@ def main():
         origin = spawn(["nginx", "-p", od, "-c", write_origin(od, PORTS["origin"]), "-e", od + "/error.log"],
                        cpu=CPU_LOAD, log=od + ".log")
         wait_port(PORTS["origin"], origin, "origin nginx")
+        if TLS_SCEN & set(scens):
+            TLS = make_tls(os.path.join(TMP, "tls"))
         b.run(scens)
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
@@ -1096,12 +1236,15 @@ def main():
     head = ("# hourglass benchmark results\n\n"
             "- date: %(date)s\n- git commit: %(commit)s\n- kernel: %(kernel)s\n- CPU: %(cpu)s\n"
             "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, Python %(python)s\n"
+            "- TLS library: %(openssl)s (the openssl CLI; wrk, nginx and HAProxy link the system libssl)\n"
             "- load average at start: %(ld)s (the machine is shared)\n" % dict(meta, ld=" ".join(meta["load"])))
     head += ("- settings: %d round(s), %d s per wrk run (+%d s warm-up per proxy and scenario), %d uploads per "
              "run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n- command: `%s`\n\n" % (
                  a.rounds, a.duration, a.warmup, a.uploads, a.conns,
                  "proxy on CPU %s, origin + clients on CPU %s" % (CPU_PROXY, CPU_LOAD)
                  if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
+    if a.proxies != PROXIES:
+        head = head[:-1] + "- proxies run: %s (the others show -)\n\n" % ", ".join(a.proxies)
     print("\n" + body)
     with open(a.output, "w") as f:
         f.write(head + body + "\n")

@@ -11,6 +11,7 @@ need=()
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 command -v gcc >/dev/null || need+=(gcc)
+command -v openssl >/dev/null || need+=(openssl)   # certificate for the TLS scenarios
 command -v taskset >/dev/null || need+=(util-linux)
 [ -x /usr/bin/python3 ] || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

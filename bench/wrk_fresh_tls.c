@@ -1,0 +1,34 @@
+/* LD_PRELOAD shim for wrk: every TLS connection starts with a full handshake.
+ *
+ * wrk keeps one SSL object per connection slot and, when it reconnects (as it
+ * does after each response to "Connection: close"), calls SSL_shutdown() and
+ * SSL_clear() on it. After a clean shutdown SSL_clear() keeps the session, so
+ * the next SSL_connect() offers it (with TLS 1.3: the session ticket the server
+ * sent) and the server resumes it: no certificate, no signature. The
+ * tls-handshake scenario wants the cost of a full handshake, so this drops the
+ * session before the real SSL_clear() runs.
+ *
+ * Built by bench.py: gcc -O2 -shared -fPIC -o wrk_fresh_tls.so wrk_fresh_tls.c -ldl
+ * (no OpenSSL headers needed; the functions are looked up in the loaded libssl). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stddef.h>
+
+typedef struct ssl_st SSL;
+typedef struct ssl_session_st SSL_SESSION;
+
+int SSL_clear(SSL *s)
+{
+    static int (*real_clear)(SSL *);
+    static int (*set_session)(SSL *, SSL_SESSION *);
+
+    if (!real_clear) {
+        real_clear = (int (*)(SSL *))dlsym(RTLD_NEXT, "SSL_clear");
+        set_session = (int (*)(SSL *, SSL_SESSION *))dlsym(RTLD_NEXT, "SSL_set_session");
+        if (!real_clear)
+            return 0;
+    }
+    if (set_session)
+        set_session(s, NULL);     /* frees the kept session: nothing to offer */
+    return real_clear(s);
+}
