@@ -588,11 +588,24 @@ static int client_abort(struct client *c)
 
 /* ---- deadlines ------------------------------------------------------------ */
 
+/* Whether room can be made in uin by moving its unsent bytes to the front:
+ * always for a response head (it is parsed in one piece), but for a body
+ * only when a few bytes are left to move. Else the relay waits for the
+ * client to take them all (uin then starts over at 0): a wait the socket
+ * buffers absorb, where compacting cost a copy of most body bytes. */
+#define COMPACT_MAX 4096u
+
+static bool uin_compactable(const struct client *c)
+{
+    const struct buf *b = &c->s->uin;
+    return b->start > 0 && (!(c->s->x.flags & X_RESP_HEAD) || b->end - b->start <= COMPACT_MAX);
+}
+
 static bool uin_room(const struct client *c)
 {
     if (c->s->x.flags & X_SPLICE)
         return relay_room(&c->s->relay);
-    return !c->s->uin.data || buf_room(&c->s->uin) || c->s->uin.start > 0;
+    return !c->s->uin.data || buf_room(&c->s->uin) || uin_compactable(c);
 }
 
 static bool in_room(const struct client *c)
@@ -1706,7 +1719,7 @@ static int upstream_recv(struct client *c)
     while (up->io.ready & LOOP_READ) {
         buf_reserve(&c->s->uin, BUF_SMALL);
         if (!buf_room(&c->s->uin)) {
-            if (!c->s->uin.start)
+            if (!uin_compactable(c))
                 break;   /* full: the client is behind; the read clock pauses */
             uint32_t d = c->s->uin.start;
             buf_compact(&c->s->uin);
