@@ -608,10 +608,17 @@ static bool uin_room(const struct client *c)
     return !c->s->uin.data || buf_room(&c->s->uin) || uin_compactable(c);
 }
 
+/* The same for the request body in `in`: bytes already sent upstream are
+ * reclaimed by moving the unsent rest behind the head, when it is short. */
+static bool in_compactable(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    return x->body_sent > c->in.start + x->head_len && c->in.end - x->body_sent <= COMPACT_MAX;
+}
+
 static bool in_room(const struct client *c)
 {
-    return !c->in.data || buf_room(&c->in) ||
-           c->s->x.body_sent > c->in.start + c->s->x.head_len;
+    return !c->in.data || buf_room(&c->in) || in_compactable(c);
 }
 
 static uint32_t client_pending(const struct client *c)
@@ -1837,7 +1844,7 @@ static int client_recv_body(struct client *c)
     while (c->io.ready & LOOP_READ) {
         if (!buf_room(&c->in)) {
             uint32_t hs = c->in.start + x->head_len;
-            if (x->body_sent == hs)
+            if (!in_compactable(c))
                 break;   /* full of unsent body: the write clock runs */
             x->flags &= ~X_KEEP_BODY;   /* making room loses the kept body */
             uint32_t d = x->body_sent - hs;
