@@ -141,8 +141,7 @@ static bool read_status(struct checker *c)
 {
     while (c->io.ready & LOOP_READ) {
         size_t room = sizeof c->line - c->got;
-        ssize_t n = c->ssl ? tls_read(c->ssl, c->line + c->got, room, &c->tls_want)
-                           : recv(c->io.fd, c->line + c->got, room, 0);
+        ssize_t n = tls_or_read(c->io.fd, c->ssl, &c->tls_want, c->line + c->got, room);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->io.ready &= ~LOOP_READ;
@@ -206,8 +205,7 @@ static void progress(struct checker *c)
     c->connecting = false;
     while (c->sent < c->req_len && (c->io.ready & LOOP_WRITE)) {
         struct iovec iov = {c->req + c->sent, c->req_len - c->sent};
-        ssize_t n = c->ssl ? tls_writev(c->ssl, &iov, 1)
-                           : send(c->io.fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
+        ssize_t n = tls_or_writev(c->io.fd, c->ssl, &iov, 1);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->io.ready &= ~LOOP_WRITE;

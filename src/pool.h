@@ -11,8 +11,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "loop.h"
@@ -83,15 +81,12 @@ struct upconn {
 /* read(2) and sendmsg(2) on an upstream connection, TLS or not. */
 static inline ssize_t pool_read(struct upconn *up, void *buf, size_t len)
 {
-    return up->ssl ? tls_read(up->ssl, buf, len, &up->tls_want) : read(up->io.fd, buf, len);
+    return tls_or_read(up->io.fd, up->ssl, &up->tls_want, buf, len);
 }
 
 static inline ssize_t pool_writev(struct upconn *up, const struct iovec *iov, int n)
 {
-    if (up->ssl)
-        return tls_writev(up->ssl, iov, n);
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    return sendmsg(up->io.fd, &mh, MSG_NOSIGNAL);
+    return tls_or_writev(up->io.fd, up->ssl, iov, n);
 }
 
 /* Builds the pools: those of the configuration file, or one named "default"

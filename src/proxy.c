@@ -249,7 +249,7 @@ static void read_was_short(struct loop_io *io)
 /* read(2) and sendmsg(2) on the client connection, TLS or not. */
 static ssize_t client_read(struct client *c, void *buf, size_t len)
 {
-    return c->ssl ? tls_read(c->ssl, buf, len, &c->tls_want) : read(c->io.fd, buf, len);
+    return tls_or_read(c->io.fd, c->ssl, &c->tls_want, buf, len);
 }
 
 static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
@@ -267,8 +267,7 @@ static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
             c->cflags &= ~CF_SEALED;
         return r;
     }
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    return sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+    return tls_or_writev(c->io.fd, NULL, iov, n);
 }
 
 /* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
@@ -1449,12 +1448,7 @@ static bool tunnel_send(struct end e, struct buf *b, uint64_t *count, int *moved
     struct loop_io *io = e.io;
     while (buf_len(b) && (io->ready & LOOP_WRITE)) {
         struct iovec iov = {buf_head(b), buf_len(b)};
-        ssize_t n;
-        if (e.ssl) {
-            n = tls_writev(e.ssl, &iov, 1);
-        } else {
-            n = send(io->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
-        }
+        ssize_t n = tls_or_writev(io->fd, e.ssl, &iov, 1);
         if (n > 0) {
             if ((uint32_t)n < buf_len(b))
                 io->ready &= ~LOOP_WRITE;
@@ -1479,7 +1473,7 @@ static int tunnel_recv(struct end e, struct buf *b, uint64_t *count, int *moved)
     struct loop_io *io = e.io;
     while ((io->ready & LOOP_READ) && buf_room(b)) {
         uint32_t room = buf_room(b);
-        ssize_t n = e.ssl ? tls_read(e.ssl, buf_tail(b), room, e.want) : read(io->fd, buf_tail(b), room);
+        ssize_t n = tls_or_read(io->fd, e.ssl, e.want, buf_tail(b), room);
         if (n > 0) {
             b->end += (uint32_t)n;
             *count += (uint64_t)n;

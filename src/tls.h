@@ -27,8 +27,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -101,6 +103,21 @@ bool tls_resumed(SSL *ssl);
  * ECONNRESET or EPROTO (a TLS error). */
 ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want);
 ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int iovcnt);
+
+/* read(2) and sendmsg(2) on a socket that may carry TLS: through ssl when
+ * it is set, else on fd directly. */
+static inline ssize_t tls_or_read(int fd, SSL *ssl, uint8_t *want, void *buf, size_t len)
+{
+    return ssl ? tls_read(ssl, buf, len, want) : read(fd, buf, len);
+}
+
+static inline ssize_t tls_or_writev(int fd, SSL *ssl, const struct iovec *iov, int n)
+{
+    if (ssl)
+        return tls_writev(ssl, iov, n);
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(fd, &mh, MSG_NOSIGNAL);
+}
 
 /* The peer's bytes waiting inside the engine (already off the socket). */
 static inline bool tls_pending(SSL *ssl)
