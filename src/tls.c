@@ -101,6 +101,33 @@ static void load_error(char *err, size_t errlen, const char *what, const char *f
     snprintf(err, errlen, "cannot load %s %s: %s", what, file, why);
 }
 
+/* A certificate chain and its key into ctx; -1 with the reason in err and
+ * *bad_key 0 (the certificate) or 1 (the key). */
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen,
+                     int *bad_key)
+{
+    errno = 0;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        *bad_key = 0;
+        load_error(err, errlen, "certificate", cert);
+        return -1;
+    }
+    errno = 0;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        *bad_key = 1;
+        load_error(err, errlen, "key", key);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        *bad_key = 1;
+        ERR_clear_error();
+        snprintf(err, errlen, "cannot load key %s: it does not match the certificate %s", key,
+                 cert);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- server side ------------------------------------------------------------ */
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -212,24 +239,8 @@ static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c
                               SSL_MODE_RELEASE_BUFFERS);
     if (!SSL_CTX_set_cipher_list(ctx, ciphers12))
         goto out_openssl;
-    errno = 0;
-    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1) {
-        *bad_key = 0;
-        load_error(err, errlen, "certificate", p->cert);
+    if (load_pair(ctx, p->cert, p->key, err, errlen, bad_key) < 0)
         goto out_free;
-    }
-    errno = 0;
-    if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
-        *bad_key = 1;
-        load_error(err, errlen, "key", p->key);
-        goto out_free;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        *bad_key = 1;
-        ERR_clear_error();
-        snprintf(err, errlen, "key %s does not match certificate %s", p->key, p->cert);
-        goto out_free;
-    }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, s);
@@ -348,25 +359,10 @@ struct tls_client *tls_client_new(const struct tls_client_conf *c, char *err, si
             goto out_free;
         }
     }
-    if (c->cert) {
-        errno = 0;
-        if (SSL_CTX_use_certificate_chain_file(t->ctx, c->cert) != 1) {
-            *bad_key = "cert";
-            load_error(err, errlen, "certificate", c->cert);
-            goto out_free;
-        }
-        errno = 0;
-        if (SSL_CTX_use_PrivateKey_file(t->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-            *bad_key = "key";
-            load_error(err, errlen, "key", c->key);
-            goto out_free;
-        }
-        if (SSL_CTX_check_private_key(t->ctx) != 1) {
-            *bad_key = "key";
-            ERR_clear_error();
-            snprintf(err, errlen, "key %s does not match certificate %s", c->key, c->cert);
-            goto out_free;
-        }
+    int which = 0;
+    if (c->cert && load_pair(t->ctx, c->cert, c->key, err, errlen, &which) < 0) {
+        *bad_key = which ? "key" : "cert";
+        goto out_free;
     }
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
