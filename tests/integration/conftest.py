@@ -118,6 +118,21 @@ def wait_port(host, port, timeout=5.0, proc=None):
             s.close()
 
 
+def scrape(port, path="/metrics", timeout=3.0):
+    """GET path from an admin listener: (status, body text)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode()
+
+
 def wait_until(pred, timeout, interval=0.005, msg="condition"):
     """Polls pred() until it returns a true value; returns it, or fails."""
     deadline = time.monotonic() + timeout

@@ -5,21 +5,7 @@ import signal
 import socket
 import time
 
-from conftest import free_port, ok_handler, request_bytes, silent_handler
-
-
-def scrape(port, path="/metrics"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: admin\r\n\r\n")
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body.decode()
+from conftest import free_port, ok_handler, request_bytes, scrape, silent_handler
 
 
 def value(text, name, **labels):

@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (BIN, Client, FakeUpstream, Proxy, _EOF, _RecordingProtocol, chunked,
-                      free_port, is_sanitized, ok_handler, request_bytes, silent_handler,
+                      free_port, is_sanitized, ok_handler, request_bytes, scrape, silent_handler,
                       wait_until)
 
 # sanitizer builds run slower: upper bounds of timing windows are scaled by this
@@ -222,23 +222,9 @@ def client_hello(certs):
 # --------------------------------------------------------------------------
 # metrics
 
-def scrape(port, path="/metrics"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=3 * SLOW)
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body.decode()
-
-
 def metric(p, name, **labels):
     """The value of name{labels} (labels in any order), 0 when absent."""
-    code, text = scrape(p.admin_port)
+    code, text = scrape(p.admin_port, timeout=3 * SLOW)
     assert code == 200, text
     for line in text.splitlines():
         m = re.match(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
@@ -1448,5 +1434,5 @@ def test_handshake_metrics_count(hg, upstream, certs):
     assert hs(p, "client", "resumed") == 1
     assert hs(p, "client", "failed") == 1
     assert hs(p, "client", "timeout") == 0
-    code, text = scrape(p.admin_port)
+    code, text = scrape(p.admin_port, timeout=3 * SLOW)
     assert "# TYPE hourglass_tls_handshakes_total counter" in text
