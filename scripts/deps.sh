@@ -4,7 +4,7 @@
 # the exact command to run.
 set -euo pipefail
 
-need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev openssl python3 python3-pytest curl)
+need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev openssl python3 python3-pytest curl apache2-utils)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

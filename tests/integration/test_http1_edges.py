@@ -360,3 +360,25 @@ pools: {{web: {{servers: ["{up.addr}"]}}}}
         proc.terminate()
         proc.wait(5)
         proc.stderr.close()
+
+
+# ---- a real HTTP/1.0 keep-alive client ----------------------------------------
+
+def test_ab_keepalive_uses_one_connection_per_client(proxy_factory, upstream):
+    """ApacheBench -k speaks HTTP/1.0 with Connection: Keep-Alive: every
+    request must be a keep-alive one (it opened a connection per request)."""
+    import shutil
+    import subprocess
+    ab = shutil.which("ab")
+    if not ab:
+        pytest.skip("ab is missing: apt-get install apache2-utils (make deps does)")
+    up = upstream(ok_handler(b"x" * 100))
+    p = proxy_factory(upstreams=[up])
+    n = 2000
+    r = subprocess.run([ab, "-k", "-q", "-n", str(n), "-c", "20", "-s", "10",
+                        f"http://127.0.0.1:{p.port}/ab"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^Complete requests:\s+%d$" % n, r.stdout, re.M), r.stdout
+    assert re.search(r"^Failed requests:\s+0$", r.stdout, re.M), r.stdout
+    assert re.search(r"^Keep-Alive requests:\s+%d$" % n, r.stdout, re.M), r.stdout
