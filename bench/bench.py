@@ -444,7 +444,7 @@ def run_wrk(port, path, conns, secs, close=False, tls=False):
 
 
 AB_CONC = 50           # small-ab-k: ab -c
-AB_PER_SECOND = 25000  # small-ab-k: default requests per run = this * --duration
+AB_PER_SECOND = 40000  # small-ab-k: default requests per run = this * --duration
 
 
 def run_ab(port, path, conc, n):
@@ -1220,8 +1220,8 @@ def main():
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per proxy and scenario (default 1)")
     ap.add_argument("--uploads", type=int, help="16 MiB uploads per run (default 64; --quick 12)")
     ap.add_argument("--ab-requests", type=int,
-                    help="requests per ab run in small-ab-k (default 25000 per second of --duration: "
-                         "100000; --quick 25000)")
+                    help="requests per ab run in small-ab-k (default 40000 per second of --duration: "
+                         "160000; --quick 40000)")
     ap.add_argument("--conns", type=int,
                     help="idle connections (idle-10k) and requests in flight (timer); default 10000, "
                          "lowered to what the open-file hard limit allows; --quick 2000")
