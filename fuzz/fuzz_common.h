@@ -145,6 +145,21 @@ static inline bool fz_cl_consistent(const struct http_msg *m)
     return true;
 }
 
+/* Whether m has at most one Content-Length line, written in canonical
+ * decimal (no leading zero but "0" itself): what the proxy forwards. */
+static inline bool fz_cl_canonical(const struct http_msg *m)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (!fz_ieq(f->name, f->name_len, "content-length"))
+            continue;
+        if (++n > 1 || f->value_len == 0 || (f->value[0] == '0' && f->value_len > 1))
+            return false;
+    }
+    return true;
+}
+
 /* Checks what every complete head promises, request or response alike:
  *  - the head is buf[start..len) followed by nothing: it ends with the first
  *    empty line after `start` (CRLF CRLF), and the bytes before start are

@@ -131,7 +131,7 @@ static void check_info(const struct http_msg *m, int ri, const struct http_info 
 }
 
 static void check_forwarded(const char *out, int n, const struct http_msg *m,
-                            const struct http_info *info)
+                            const struct http_info *info, bool keep_underscores)
 {
     static struct http_msg o;
     FUZZ_CHECK(n > 0 && (size_t)n <= FZ_FWD_CAP);
@@ -142,6 +142,10 @@ static void check_forwarded(const char *out, int n, const struct http_msg *m,
     for (uint32_t i = 0; i < o.nfields; i++)
         FUZZ_CHECK(!hop_by_hop_name(&o.fields[i]));
     FUZZ_CHECK(fz_count(&o, "host") == 1);
+    FUZZ_CHECK(fz_cl_canonical(&o));
+    if (!keep_underscores)
+        for (uint32_t i = 0; i < o.nfields; i++)
+            FUZZ_CHECK(!memchr(o.fields[i].name, '_', o.fields[i].name_len));
     unsigned te = fz_count(&o, "transfer-encoding"), cl = fz_count(&o, "content-length");
     switch (info->framing) {
     case HTTP_BODY_CHUNKED:
@@ -165,6 +169,7 @@ static void forward(const struct http_msg *m, const struct http_info *info, uint
         .proto = "http",
         .default_host = "upstream.example:8080",
         .strip_expect = (cfg & 1) != 0,
+        .keep_underscores = (cfg & 2) != 0,
     };
     char *out = malloc(FZ_FWD_CAP);
     if (!out)
@@ -172,7 +177,7 @@ static void forward(const struct http_msg *m, const struct http_info *info, uint
     int n = fwd_request_head(out, FZ_FWD_CAP, &fq);
     FUZZ_CHECK(n == -1 || (n > 0 && (size_t)n <= FZ_FWD_CAP));
     if (n > 0) {
-        check_forwarded(out, n, m, info);
+        check_forwarded(out, n, m, info, fq.keep_underscores);
         /* the same into a block of exactly `cap` bytes, cap <= n */
         size_t cap = (size_t)n * cfg / 255;
         char *small = malloc(cap ? cap : 1);

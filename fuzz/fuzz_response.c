@@ -5,7 +5,8 @@
  * picks the tiny limits and the options: bit 0 the request was HEAD, bit 1
  * the client speaks HTTP/1.0 (a chunked body is decoded and the connection
  * closed, as proxy.c does), bit 2 close anyway. Invariants checked:
- *  - the result is a head length <= size, HTTP_INCOMPLETE or -502;
+ *  - the result is a head length <= size, HTTP_INCOMPLETE, -502 (malformed)
+ *    or -431 (over the limits);
  *  - a head is well formed (see fz_check_head) and every pointer lies in it;
  *  - parsing is deterministic; every prefix obeys the prefix rule;
  *  - a head accepted under tiny limits is accepted, the same, under defaults;
@@ -47,7 +48,7 @@ static int parse_and_check(const char *buf, size_t size, struct http_msg *m,
                            const struct http_limits *lim)
 {
     int r = http_parse_response(buf, size, m, lim);
-    FUZZ_CHECK(r == HTTP_INCOMPLETE || r == -502 || (r > 0 && (size_t)r <= size));
+    FUZZ_CHECK(r == HTTP_INCOMPLETE || r == -502 || r == -431 || (r > 0 && (size_t)r <= size));
     if (r > 0)
         check_response_head(buf, size, r, m, lim);
 
@@ -125,7 +126,8 @@ static void check_forwarded(const char *out, int n, const struct http_msg *m,
     for (uint32_t i = 0; i < o.nfields; i++)
         FUZZ_CHECK(!hop_by_hop_name(&o.fields[i]));
     unsigned te = fz_count(&o, "transfer-encoding"), cl = fz_count(&o, "content-length");
-    FUZZ_CHECK(fz_count(&o, "connection") == (fr->close ? 1u : 0u));
+    FUZZ_CHECK(fz_cl_canonical(&o));
+    FUZZ_CHECK(fz_count(&o, "connection") == (fr->close || fr->keepalive ? 1u : 0u));
     if (fr->chunked) {
         FUZZ_CHECK(te == 1 && cl == 0);
     } else {
@@ -147,7 +149,10 @@ static void forward(const struct http_msg *m, const struct http_info *info, uint
     struct fwd_resp fr = {
         .m = m,
         .chunked = info->framing == HTTP_BODY_CHUNKED && !dechunk,
-        .close = client10 || info->framing == HTTP_BODY_CLOSE || (cfg & 4) != 0,
+        .info = info,
+        .close = (client10 && info->framing == HTTP_BODY_CHUNKED) ||
+                 info->framing == HTTP_BODY_CLOSE || (cfg & 4) != 0,
+        .keepalive = client10,
     };
     char *out = malloc(FZ_FWD_CAP);
     if (!out)

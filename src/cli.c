@@ -36,6 +36,8 @@ void cli_defaults(struct cfg *cfg)
     cfg->max_request_line = 8192;
     cfg->max_header_size = 32768;
     cfg->max_headers = 100;
+    cfg->max_response_header_size = 65536;
+    cfg->max_response_headers = 256;
     cfg->max_body = 0;
     cfg->log_level = 1;   /* info */
     cfg->drain_ms = 10000;
@@ -215,6 +217,11 @@ static const char usage[] =
     "  --max-header-size SIZE    header fields together, else 431 (default 32k)\n"
     "  --max-headers N           number of header fields, else 431 (default 100)\n"
     "  --max-body-size SIZE      request body, else 413 (default 0: unlimited)\n"
+    "  --underscores-in-headers  pass on request fields whose name has a '_'\n"
+    "                            (default: dropped, as they can smuggle framing)\n"
+    "Response limits (else 502 upstream_head_too_large):\n"
+    "  --max-response-header-size SIZE  whole response head (default 64k)\n"
+    "  --max-response-headers N  number of response header fields (default 256)\n"
     "Operations:\n"
     "  --log-level LEVEL         error log threshold: debug, info, warn, error (info)\n"
     "  --admin ADDR:PORT         serve /metrics (Prometheus) and /healthz there (off)\n"
@@ -249,7 +256,8 @@ enum {
     OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
     OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
     OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
-    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_HANDSHAKE,
+    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_HANDSHAKE, OPT_RESP_HEADER,
+    OPT_RESP_HEADERS, OPT_UNDERSCORES,
 };
 
 static const struct option options[] = {
@@ -276,6 +284,9 @@ static const struct option options[] = {
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+    {"max-response-header-size", required_argument, NULL, OPT_RESP_HEADER},
+    {"max-response-headers", required_argument, NULL, OPT_RESP_HEADERS},
+    {"underscores-in-headers", no_argument, NULL, OPT_UNDERSCORES},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -368,6 +379,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                 cfg->nlisten = 0;
                 memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
                 memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
+                memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
                 memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
             }
             listen_set = true;
@@ -433,14 +445,27 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                 cfg->max_header_size = (uint32_t)v;
             break;
         }
-        case OPT_MAX_HEADERS: {
+        case OPT_MAX_HEADERS:
+        case OPT_RESP_HEADERS: {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (!*optarg || *end || v < 1 || v > 256)
                 return fail(name, optarg, "expected a number from 1 to 256");
-            cfg->max_headers = (uint32_t)v;
+            *(c == OPT_MAX_HEADERS ? &cfg->max_headers : &cfg->max_response_headers) =
+                (uint32_t)v;
             break;
         }
+        case OPT_RESP_HEADER: {
+            uint64_t v;
+            /* the head is read into one 64 KiB buffer */
+            if (cli_size(optarg, &v) < 0 || v < 1024 || v > 65536)
+                return fail(name, optarg, "expected a size from 1k to 64k");
+            cfg->max_response_header_size = (uint32_t)v;
+            break;
+        }
+        case OPT_UNDERSCORES:
+            cfg->underscores = true;
+            break;
         case OPT_CONFIG:
         case OPT_CHECK_CONFIG:
         case 't':
@@ -572,6 +597,9 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
     if (cfg->trust_deadline)
         for (unsigned i = 0; i < cfg->nlisten; i++)
             cfg->listen_trust[i] = true;
+    if (cfg->underscores)
+        for (unsigned i = 0; i < cfg->nlisten; i++)
+            cfg->listen_underscores[i] = true;
     if (check) {
         printf("%s: ok\n", check);
         return 1;

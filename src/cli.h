@@ -40,6 +40,7 @@ struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
     bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
     bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
+    bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
     const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
@@ -58,6 +59,10 @@ struct cfg {
     /* request limits (bytes; max_body 0 = unlimited) */
     uint32_t max_request_line, max_header_size, max_headers;
     uint64_t max_body;
+    /* response head limits (502 upstream_head_too_large) */
+    uint32_t max_response_header_size;   /* whole head, status line included */
+    uint32_t max_response_headers;       /* number of fields */
+    bool underscores;            /* --underscores-in-headers: on every listener */
     /* operations */
     int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
     uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */

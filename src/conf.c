@@ -542,8 +542,10 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
     c->listen = calloc(count, sizeof *c->listen);
     c->listen_trust = calloc(count, sizeof *c->listen_trust);
     c->listen_forward = calloc(count, sizeof *c->listen_forward);
+    c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
     c->listen_tls = calloc(count, sizeof *c->listen_tls);
-    if (!c->listen || !c->listen_trust || !c->listen_forward || !c->listen_tls) {
+    if (!c->listen || !c->listen_trust || !c->listen_forward || !c->listen_underscores ||
+        !c->listen_tls) {
         x->nomem = true;
         return;
     }
@@ -555,11 +557,11 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
-        bool trust = false, forward = false;
+        bool trust = false, forward = false, underscores = false;
         struct tls_server_conf tls = {0};
         if (v->type == YAML_MAPPING_NODE) {
             static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
-                                             NULL};
+                                             "underscores_in_headers", NULL};
             yaml_node_t *w[MAX_KEYS];
             char sub[PATHLEN];
             if (!fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -575,6 +577,9 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
                     continue;
                 forward = m == 1;
             }
+            join(sub, key, "underscores_in_headers");
+            if (w[4] && !get_bool(x, w[4], sub, &underscores))
+                continue;
             join(sub, key, "tls");
             if (w[3] && !parse_listen_tls(x, w[3], sub, &tls))
                 continue;
@@ -600,6 +605,7 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
         if (!dup) {
             c->listen_trust[c->nlisten] = trust;
             c->listen_forward[c->nlisten] = forward;
+            c->listen_underscores[c->nlisten] = underscores;
             c->listen_tls[c->nlisten] = tls;
             lines[c->nlisten++] = line_of(v);
         } else {
@@ -647,7 +653,9 @@ static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
 static void parse_limits(struct ctx *x, yaml_node_t *n)
 {
     static const char *const keys[] = {"max_connections", "max_request_line", "max_header_size",
-                                       "max_headers", "max_body_size", NULL};
+                                       "max_headers", "max_body_size",
+                                       "max_response_header_size", "max_response_headers",
+                                       NULL};
     yaml_node_t *v[MAX_KEYS];
     struct conf_limits *l = &x->c->limits;
     if (!fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
@@ -670,6 +678,12 @@ static void parse_limits(struct ctx *x, yaml_node_t *n)
         l->max_body_size = sz;
         l->max_body_size_set = true;
     }
+    /* a response head is read into one 64 KiB buffer */
+    if (v[5] && get_size(x, v[5], "limits.max_response_header_size", 1024, 65536,
+                         "a size from 1k to 64k", &sz))
+        l->max_response_header_size = (uint32_t)sz;
+    if (v[6] && get_uint(x, v[6], "limits.max_response_headers", 1, 256, &u))
+        l->max_response_headers = u;
 }
 
 static bool valid_name(const char *s)
@@ -1592,6 +1606,7 @@ void conf_free(struct conf *c)
     free(c->listen_tls);
     free(c->listen);
     free(c->listen_trust);
+    free(c->listen_underscores);
     free(c->listen_forward);
     free((char *)c->fwd.auth_file);
     free((char *)c->fwd.resolver);
@@ -1639,6 +1654,7 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         for (unsigned i = 0; i < c->nlisten; i++) {
             cfg->listen_trust[i] = c->listen_trust[i];
             cfg->listen_forward[i] = c->listen_forward[i];
+            cfg->listen_underscores[i] = c->listen_underscores[i];
             cfg->listen_tls[i] = c->listen_tls[i].npairs ? &c->listen_tls[i] : NULL;
         }
         cfg->nlisten = c->nlisten;
@@ -1685,6 +1701,10 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->max_headers = l->max_headers;
     if (l->max_body_size_set)
         cfg->max_body = l->max_body_size;
+    if (l->max_response_header_size)
+        cfg->max_response_header_size = l->max_response_header_size;
+    if (l->max_response_headers)
+        cfg->max_response_headers = l->max_response_headers;
     if (c->access_log)
         cfg->access_log = c->access_log;
 }

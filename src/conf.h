@@ -59,6 +59,7 @@ struct conf_timeouts {
 struct conf_limits {
     unsigned max_connections;
     uint32_t max_request_line, max_header_size, max_headers;
+    uint32_t max_response_header_size, max_response_headers;
     uint64_t max_body_size;   /* 0 = unlimited, when set */
     bool max_body_size_set;
 };
@@ -160,6 +161,7 @@ struct conf {
     struct cli_addr *listen;
     bool *listen_trust;              /* per listener: trust_deadline_header */
     bool *listen_forward;            /* per listener: mode: forward */
+    bool *listen_underscores;        /* per listener: underscores_in_headers */
     struct tls_server_conf *listen_tls;   /* per listener; npairs 0: plain TCP */
     struct cfg_forward fwd;          /* `forward:` and `resolver:`, strings owned here */
     bool fwd_clients_set, fwd_dests_set, fwd_ports_set;

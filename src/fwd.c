@@ -1,6 +1,8 @@
 /* fwd.c -- rewriting message heads as they cross the proxy (see fwd.h). */
 #include "fwd.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MAX_CONN_TOKENS 32
@@ -77,6 +79,26 @@ static bool hop_by_hop(const struct http_field *f, const struct tokens *tk)
         if (ieq(f->name, f->name_len, tk->t[i], tk->n[i]))
             return true;
     return false;
+}
+
+/* "Content-Length: N" in canonical decimal, once: called for each
+ * Content-Length line, it writes at the first and skips the others. With
+ * info NULL or no length known, every line is dropped. */
+static void put_length(struct out *o, const struct http_info *info, bool *done)
+{
+    if (*done || !info || !info->has_length)
+        return;
+    char v[24];
+    int n = snprintf(v, sizeof v, "%" PRIu64, info->content_length);
+    PUTS(o, "Content-Length: ");
+    put(o, v, (size_t)n);
+    PUTS(o, "\r\n");
+    *done = true;
+}
+
+bool fwd_name_has_underscore(const struct http_field *f)
+{
+    return memchr(f->name, '_', f->name_len) != NULL;
 }
 
 /* Emits "Name: v1, v2, ..., extra" merging every line of that field. */
@@ -174,9 +196,18 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     put(&o, path, path_len);
     PUTS(&o, " HTTP/1.1\r\n");
 
-    bool host_done = false;
+    bool host_done = false, length_done = false;
+    unsigned dropped = 0;
     for (uint32_t i = 0; i < m->nfields; i++) {
         const struct http_field *f = &m->fields[i];
+        if (!r->keep_underscores && fwd_name_has_underscore(f)) {
+            dropped++;
+            continue;
+        }
+        if (HTTP_NAME_IS(f, "content-length")) {
+            put_length(&o, r->info, &length_done);
+            continue;
+        }
         if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
             HTTP_NAME_IS(f, "x-forwarded-for") || HTTP_NAME_IS(f, "x-forwarded-proto") ||
             (r->strip_expect && HTTP_NAME_IS(f, "expect")) ||
@@ -221,6 +252,8 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
         PUTS(&o, "          \r\n");   /* FWD_DEADLINE_WIDTH blanks */
     }
     PUTS(&o, "\r\n");
+    if (r->dropped)
+        *r->dropped = dropped;
     return o.full ? -1 : (int)o.n;
 }
 
@@ -237,8 +270,14 @@ int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
     put(&o, st, 4);
     put(&o, m->reason, m->reason_len);
     PUTS(&o, "\r\n");
+    bool length_done = false;
     for (uint32_t i = 0; i < m->nfields; i++) {
         const struct http_field *f = &m->fields[i];
+        if (HTTP_NAME_IS(f, "content-length")) {
+            /* relayed chunked, the body has no length to announce */
+            put_length(&o, r->chunked ? NULL : r->info, &length_done);
+            continue;
+        }
         if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via"))
             continue;
         put_field(&o, f);
@@ -248,6 +287,8 @@ int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
     put_appended(&o, m, "via", 3, "Via", m->minor == 0 ? "1.0 hourglass" : FWD_VIA);
     if (r->close)
         PUTS(&o, "Connection: close\r\n");
+    else if (r->keepalive)
+        PUTS(&o, "Connection: keep-alive\r\n");
     else if (r->upgrade)
         put_upgrade(&o, m);
     PUTS(&o, "\r\n");

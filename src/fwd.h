@@ -30,6 +30,8 @@ struct fwd_req {
     bool strip_proxy_auth;     /* a forward proxy consumed Proxy-Authorization */
     bool upgrade;              /* a WebSocket upgrade: Connection: upgrade and the
                                   client's Upgrade field are passed on */
+    bool keep_underscores;     /* pass on fields whose name has a '_' (else dropped) */
+    unsigned *dropped;         /* out, may be NULL: how many fields were dropped for it */
 };
 
 /* Width of the deadline value placeholder: right-aligned digits, leading
@@ -38,19 +40,32 @@ struct fwd_req {
 
 /* Writes the upstream request head into out[0..cap): request line in HTTP/1.1
  * with an origin-form target (an absolute-form target is split and its
- * authority becomes Host). Returns the length, or -1 when it does not fit. */
+ * authority becomes Host). Content-Length is written once, as the decimal
+ * value the body was framed with (never "010" nor two lines), where the first
+ * Content-Length line stood. Unless keep_underscores, a field whose name has
+ * a '_' is dropped: CGI-style backends map '_' and '-' to the same variable,
+ * so "Transfer_Encoding" would reach them as a second framing field.
+ * Returns the length, or -1 when it does not fit. */
 int fwd_request_head(char *out, size_t cap, const struct fwd_req *r);
 
 struct fwd_resp {
     const struct http_msg *m;
+    const struct http_info *info; /* NULL for a 1xx head (its Content-Length
+                                     lines are dropped, RFC 9110 8.6) */
     bool chunked;       /* relay the body chunked (Transfer-Encoding kept) */
     bool close;         /* add Connection: close */
+    bool keepalive;     /* add Connection: keep-alive (an HTTP/1.0 client that
+                           asked for it); ignored with close */
     bool upgrade;       /* a 101 to an upgrade: Connection: upgrade and Upgrade kept */
 };
 
-/* Writes the client response head into out[0..cap). Returns the length, or -1
- * when it does not fit. */
+/* Writes the client response head into out[0..cap); Content-Length is
+ * written once, canonical, as for requests. Returns the length, or -1 when
+ * it does not fit. */
 int fwd_response_head(char *out, size_t cap, const struct fwd_resp *r);
+
+/* Whether a field's name has a '_' (see fwd_request_head). */
+bool fwd_name_has_underscore(const struct http_field *f);
 
 /* Whether the head asks for a WebSocket upgrade: an Upgrade field naming
  * websocket and a Connection field naming upgrade (RFC 9110 7.8). */

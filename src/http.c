@@ -241,7 +241,7 @@ int http_parse_response(const char *buf, size_t len, struct http_msg *m,
 
     int r = parse_version(p, end, &m->minor, 502, 502);
     if (r <= 0)
-        return r;
+        return r == HTTP_INCOMPLETE && (size_t)(end - buf) > lim->max_line + 1 ? -431 : r;
     p += 8;
     if ((size_t)(end - p) < 4)
         goto incomplete_line;
@@ -276,15 +276,15 @@ int http_parse_response(const char *buf, size_t len, struct http_msg *m,
         return -502;
     m->reason_len = (uint32_t)(p - m->reason);
     if ((size_t)(p - buf) > lim->max_line)
-        return -502;
+        return -431;
     p += 2;
     m->method = m->target = NULL;
     m->method_len = m->target_len = 0;
-    return parse_fields(buf, p, end, m, lim, 502, 502);
+    return parse_fields(buf, p, end, m, lim, 502, 431);
 
 incomplete_line:
     if ((size_t)(end - buf) > lim->max_line + 1)
-        return -502;
+        return -431;
     return HTTP_INCOMPLETE;
 }
 
@@ -427,6 +427,8 @@ int http_request_info(const struct http_msg *m, struct http_info *info)
                 info->expect_continue = true;
         }
     }
+    info->has_length = cl_seen;
+    info->content_length = info->length;
     info->has_host = host_count == 1;
     if (m->minor == 1 && !info->has_host)
         return -400;
@@ -461,8 +463,8 @@ int http_response_info(const struct http_msg *m, bool is_head, struct http_info 
     for (uint32_t i = 0; i < m->nfields; i++) {
         const struct http_field *f = &m->fields[i];
         if (HTTP_NAME_IS(f, "content-length")) {
-            if (cl_seen || length_field(f, &cl_seen, &info->length, 502) < 0)
-                return -502;   /* even equal duplicates: a sign of a confused upstream */
+            if (length_field(f, &cl_seen, &info->length, 502) < 0)
+                return -502;
         } else if (HTTP_NAME_IS(f, "transfer-encoding")) {
             if (++te_count > 1 || !IEQ(f->value, f->value_len, "chunked"))
                 return -502;
@@ -474,6 +476,8 @@ int http_response_info(const struct http_msg *m, bool is_head, struct http_info 
     }
     if (te_count && cl_seen)
         return -502;
+    info->has_length = cl_seen;
+    info->content_length = info->length;
     info->conn_keepalive = cs.keepalive;
     info->conn_close = m->minor == 0 ? !cs.keepalive : cs.close;
     if (is_head || m->status < 200 || m->status == 204 || m->status == 304) {

@@ -2,8 +2,10 @@
  *
  * The parsers copy and allocate nothing. Given the bytes received so far they
  * return the length of a complete head, HTTP_INCOMPLETE when more bytes are
- * needed, or a negative HTTP status (-400, -414, -431, -501, -505 for
- * requests; -502 for responses) when the bytes can never form a valid head.
+ * needed, or a negative HTTP status when the bytes can never form a valid
+ * head: -400, -414, -431, -501, -505 for requests; for responses -502 when
+ * malformed and -431 when a limit of struct http_limits is exceeded (the
+ * caller reports an upstream fault either way, but names the two apart).
  * Parsed fields point into the caller's buffer, which must stay put while they
  * are used. Parsing is strict where leniency lets two parties disagree on
  * where a message ends (request smuggling): bare LF, obs-fold, whitespace
@@ -57,7 +59,9 @@ struct http_msg {
 int http_parse_request(const char *buf, size_t len, struct http_msg *m,
                        const struct http_limits *lim);
 
-/* Parses a response head; every error is -502. */
+/* Parses a response head: the head length, HTTP_INCOMPLETE, -502 for a
+ * malformed head, or -431 when the status line, the head or the number of
+ * fields is over lim's limits. */
 int http_parse_response(const char *buf, size_t len, struct http_msg *m,
                         const struct http_limits *lim);
 
@@ -73,6 +77,10 @@ enum http_framing {
 struct http_info {
     enum http_framing framing;
     uint64_t length;          /* for HTTP_BODY_LENGTH */
+    bool has_length;          /* a Content-Length was given (one value, maybe
+                                 on several identical lines)... */
+    uint64_t content_length;  /* ...and this is it, whatever the framing (a
+                                 HEAD or 304 response keeps it) */
     bool conn_close;          /* Connection: close (or HTTP/1.0 without keep-alive) */
     bool conn_keepalive;      /* Connection: keep-alive */
     bool expect_continue;     /* Expect: 100-continue */
@@ -85,7 +93,9 @@ struct http_info {
 int http_request_info(const struct http_msg *m, struct http_info *info);
 
 /* Checks a response head's framing for a request of method HEAD (is_head)
- * Returns 0 or -502. 1xx, 204 and 304 have no body. */
+ * Returns 0 or -502. 1xx, 204 and 304 have no body. Content-Length lines
+ * are treated as for requests: identical duplicates count as one value,
+ * differing ones are refused. */
 int http_response_info(const struct http_msg *m, bool is_head, struct http_info *info);
 
 /* Case-insensitive comparison of a field name with a lowercase literal. */

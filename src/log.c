@@ -209,6 +209,11 @@ void log_set_level(int level)
     min_level = level;
 }
 
+bool log_enabled(int level)
+{
+    return level >= min_level;
+}
+
 static int level_of(const char *level)
 {
     switch (level[0]) {

@@ -47,6 +47,10 @@ enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Lines below this level ("debug", "info", "warn", "error") are not written. */
 void log_set_level(int level);
 
+/* Whether lines of this level (LOG_DEBUG...) are written: lets a caller skip
+ * building a costly message. */
+bool log_enabled(int level);
+
 /* "2026-11-22T00:10:00.123Z hourglass[42]: warn: <message>\n" on stderr. */
 void log_error(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -200,12 +200,14 @@ struct client {
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 #define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
 #define CF_SEALED  0x10u  /* TLS: queued bytes are sealed in a record not yet sent */
+#define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
 
 struct listener {
     struct loop_io io;
     const struct cli_addr *addr;
     bool trust_deadline;
     bool forward;
+    bool underscores;
     struct tls_server *tls;   /* TLS listener: its certificates; NULL: plain */
 };
 
@@ -236,6 +238,7 @@ static bool draining;
 #define TRIM_NS (1000 * MS)
 static struct http_msg scratch;      /* the head being parsed (single-threaded) */
 static struct http_limits limits;    /* request head limits from the flags */
+static struct http_limits resp_limits; /* response head limits */
 
 /* A read shorter than asked drained the socket: the next edge will say when
  * there is more. Not so when the peer has hung up: the end of stream has not
@@ -309,6 +312,7 @@ static void hedge_promote(struct client *c, bool head);
 static void stamp_deadline(struct client *c);
 static int tunnel_end(struct client *c, const char *reason);
 static int connect_established(struct client *c);
+static void underscores_dropped(struct client *c, const struct http_msg *m, unsigned n);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -1202,6 +1206,31 @@ static int bad_response(struct client *c, const char *why)
     return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
 }
 
+/* A response head over resp_limits (the parser said -431), or one whose
+ * rewritten form does not fit the output buffer: 502 with its own reason,
+ * so that an operator tells a large head from a broken one. */
+static int head_too_large(struct client *c, bool rewritten)
+{
+    const struct buf *b = &c->s->uin;
+    uint32_t got = buf_len(b), line = resp_limits.max_line + 2;
+    char why[128], what[320];
+    if (rewritten)
+        snprintf(why, sizeof why, "response head too large to forward (%u bytes, limit %u)",
+                 scratch.head_len, BUF_LARGE);
+    else if (got >= resp_limits.max_head)
+        snprintf(why, sizeof why, "response head too large (%u bytes, limit %u)", got,
+                 resp_limits.max_head);
+    else if (!memchr(buf_head(b), '\n', got < line ? got : line))
+        snprintf(why, sizeof why, "response head too large (status line over %u bytes)",
+                 resp_limits.max_line);
+    else
+        snprintf(why, sizeof why, "response head too large (more than %u fields, limit %u)",
+                 resp_limits.max_fields, resp_limits.max_fields);
+    describe(c, what, sizeof what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
+    return exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
+}
+
 static int upstream_connect(struct client *c, bool allow_pooled)
 {
     struct exch *x = &c->s->x;
@@ -1550,22 +1579,27 @@ static int response_head(struct client *c)
 
     while (!(x->flags & X_RESP_HEAD) && buf_len(&c->s->uin)) {
         int r = http_parse_response(buf_head(&c->s->uin), buf_len(&c->s->uin), &scratch,
-                                    &http_default_limits);
+                                    &resp_limits);
         if (r == HTTP_INCOMPLETE) {
+            /* The parser refuses a head once it outgrows resp_limits, which
+             * fit BUF_LARGE: a full large buffer cannot be incomplete. */
             if (!buf_room(&c->s->uin) && c->s->uin.start == 0) {
                 if (c->s->uin.cap >= BUF_LARGE)
-                    return bad_response(c, "response head too large");
+                    return head_too_large(c, false);
                 buf_reserve(&c->s->uin, BUF_LARGE);
                 x->resp_ready = c->s->uin.start;
             }
             return 0;
         }
+        if (r == -431)
+            return head_too_large(c, false);
         if (r < 0)
             return bad_response(c, "malformed response head");
         struct http_info info;
         if (http_response_info(&scratch, x->flags & X_HEAD_METHOD, &info) < 0)
             return bad_response(c, "bad response framing");
-        buf_reserve(&c->s->out, BUF_SMALL);
+        /* the rewritten head is about as long as the upstream's */
+        buf_reserve(&c->s->out, (uint32_t)r + x->interim + 512 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
         buf_compact(&c->s->out);
         if (scratch.status == 101 && (x->flags & X_UPGRADE)) {
             if (!fwd_wants_websocket(&scratch))
@@ -1573,7 +1607,7 @@ static int response_head(struct client *c)
             struct fwd_resp fr = {.m = &scratch, .upgrade = true};
             int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
             if (n < 0)
-                return bad_response(c, "response head too large");
+                return head_too_large(c, true);
             c->s->out.end += (uint32_t)n;
             c->s->uin.start += (uint32_t)r;
             x->resp_ready = c->s->uin.start;
@@ -1590,7 +1624,7 @@ static int response_head(struct client *c)
                 struct fwd_resp fr = {.m = &scratch};
                 int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
                 if (n < 0)
-                    return bad_response(c, "interim response head too large");
+                    return head_too_large(c, true);
                 c->s->out.end += (uint32_t)n;
                 x->interim += (uint32_t)n;
             }
@@ -1616,19 +1650,24 @@ static int response_head(struct client *c)
             x->flags |= X_NO_REUSE;
         if (!(x->flags & X_REQ_SENT))   /* an early response: stop the upload */
             x->flags |= X_ABANDON_BODY | X_NO_REUSE | X_CLOSE_AFTER;
-        if (c->minor == 0 || info.framing == HTTP_BODY_CLOSE || draining)
+        /* An HTTP/1.0 client that asked for keep-alive keeps its
+         * connection when the response has a known end: a length or no
+         * body. A chunked body is decoded for it and ends at close. */
+        if (info.framing == HTTP_BODY_CLOSE || draining)
             x->flags |= X_CLOSE_AFTER;
         if (info.framing == HTTP_BODY_CHUNKED && c->minor == 0)
-            x->flags |= X_DECHUNK;
+            x->flags |= X_DECHUNK | X_CLOSE_AFTER;
         x->resp_chunk.keep_framing = !(x->flags & X_DECHUNK);
         struct fwd_resp fr = {
             .m = &scratch,
+            .info = &info,
             .chunked = info.framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
             .close = (x->flags & X_CLOSE_AFTER) != 0,
+            .keepalive = c->minor == 0,
         };
         int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
         if (n < 0)
-            return bad_response(c, "response head too large");
+            return head_too_large(c, true);
         c->s->out.end += (uint32_t)n;
         c->s->uin.start += (uint32_t)r;
         if (bulk(info.framing, info.length))
@@ -2308,6 +2347,7 @@ routed:
 
     char ip[INET6_ADDRSTRLEN];
     size_t deadline_at = 0;
+    unsigned dropped = 0;
     net_ip_text(&c->peer.sa, ip, sizeof ip);
     struct fwd_req fq = {
         .m = m,
@@ -2321,6 +2361,8 @@ routed:
         .upgrade = (x->flags & X_UPGRADE) != 0,
         .strip_proxy_auth = (x->flags & X_FORWARD) != 0,
         .deadline_at = &deadline_at,
+        .keep_underscores = (c->cflags & CF_UNDERSCORES) != 0,
+        .dropped = &dropped,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
     int n = fwd_request_head(c->s->uhead.data, c->s->uhead.cap, &fq);
@@ -2330,6 +2372,8 @@ routed:
     }
     c->s->uhead.end = (uint32_t)n;
     x->deadline_at = (uint32_t)deadline_at;
+    if (dropped)
+        underscores_dropped(c, m, dropped);
     if (bulk(info.framing, info.length)) {
         /* The head moves to the front of a larger buffer; offsets follow. */
         uint32_t was = c->in.start;
@@ -2344,6 +2388,29 @@ routed:
     if (x->flags & X_FORWARD)
         return forward_resolve(c);
     return upstream_connect(c, true);
+}
+
+/* Counts and logs (at debug) the request fields fwd_request_head dropped
+ * because their names have a '_'. */
+static void underscores_dropped(struct client *c, const struct http_msg *m, unsigned n)
+{
+    stats->dropped_underscore += n;
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    char names[256], what[320];
+    size_t o = 0;
+    for (uint32_t i = 0; i < m->nfields && o + 2 < sizeof names; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (!fwd_name_has_underscore(f))
+            continue;
+        int w = snprintf(names + o, sizeof names - o, "%s%.*s", o ? ", " : "",
+                         (int)f->name_len, f->name);
+        o = w < 0 ? o : o + (size_t)w;
+    }
+    names[sizeof names - 1] = '\0';
+    describe(c, what, sizeof what);
+    log_error("debug", "dropped %u request field%s with '_' in the name: %s (%s)", n,
+              n == 1 ? "" : "s", names, what);
 }
 
 /* A plain HTTP request on a TLS port gets a plain 400 that says so (best
@@ -2602,7 +2669,8 @@ static void accept_all(void)
             int fd = net_accept(ls->io.fd, &peer, &len);
             if (fd >= 0) {
                 client_new(fd, &peer,
-                           (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0),
+                           (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
+                               (ls->underscores ? CF_UNDERSCORES : 0),
                            ls->tls);
                 continue;
             }
@@ -2855,6 +2923,11 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         .max_block = c->max_header_size,
         .max_fields = c->max_headers,
     };
+    resp_limits = (struct http_limits){
+        .max_line = http_default_limits.max_line,
+        .max_head = c->max_response_header_size,
+        .max_fields = c->max_response_headers,
+    };
     default_policy = (struct route_policy){c->connect_ms, c->write_ms, c->read_ms,
                                            c->total_ms, c->body_ms, c->send_ms,
                                            c->tunnel_idle_ms, c->tunnel_max_ms};
@@ -2901,6 +2974,7 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         listeners[i].addr = a;
         listeners[i].trust_deadline = c->listen_trust[i];
         listeners[i].forward = c->listen_forward[i];
+        listeners[i].underscores = c->listen_underscores[i];
         if (c->listen_tls[i] && !(listeners[i].tls = listener_tls(i))) {
             close(fd);
             return -EINVAL;

@@ -61,7 +61,7 @@ static const char *const reasons[] = {
     "upstream_closed", "upstream_error", "bad_upstream_response", "client_abort", "bad_request",
     "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "dns_timeout",
     "tunnel_idle_timeout", "tunnel_max_timeout", "dns_failed", "forbidden",
-    "proxy_auth_required", "upstream_tls_error", "other",
+    "proxy_auth_required", "upstream_tls_error", "upstream_head_too_large", "other",
 };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
@@ -129,6 +129,7 @@ static const struct stats *total(void)
         t.retries += s->retries;
         t.hedges += s->hedges;
         t.ejections += s->ejections;
+        t.dropped_underscore += s->dropped_underscore;
         for (int d = 0; d < 2; d++)
             for (int k = 0; k < 4; k++)
                 t.tls[d][k] += s->tls[d][k];
@@ -171,6 +172,10 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     put(&o, "# HELP hourglass_hedges_total Hedged attempts started.\n"
             "# TYPE hourglass_hedges_total counter\nhourglass_hedges_total %llu\n",
         (unsigned long long)st->hedges);
+    put(&o, "# HELP hourglass_request_fields_dropped_total Request header fields not passed "
+            "upstream, by cause.\n# TYPE hourglass_request_fields_dropped_total counter\n"
+            "hourglass_request_fields_dropped_total{cause=\"underscore\"} %llu\n",
+        (unsigned long long)st->dropped_underscore);
     put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
             "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
         (unsigned long long)st->ejections);

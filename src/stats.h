@@ -34,6 +34,7 @@ struct stats {
     struct stats_route routes[STATS_MAX_ROUTES];
     uint64_t reasons[32];       /* exchanges ended, by reason (stats_reason_index) */
     uint64_t retries, hedges, ejections;
+    uint64_t dropped_underscore;   /* request fields dropped: '_' in the name */
     uint64_t tls[2][4];         /* handshakes by side (STATS_TLS_*) and result (tls.h) */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;

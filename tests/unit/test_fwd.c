@@ -1,0 +1,139 @@
+/* test_fwd.c -- rewriting heads as they cross the proxy (src/fwd.h): one
+ * canonical Content-Length, fields named with '_' dropped, keep-alive for
+ * HTTP/1.0 clients. */
+#include "unit.h"
+
+#include <string.h>
+
+#include "fwd.h"
+#include "http.h"
+
+static struct http_msg M;
+static struct http_info I;
+static char out[4096];
+
+/* Parses a request and rewrites it; the output's length, or -1. */
+static int req(const char *s, bool keep_underscores, unsigned *dropped)
+{
+    int r = http_parse_request(s, strlen(s), &M, &http_default_limits);
+    if (!CHECK_EQ_INT(r, (int)strlen(s)))
+        return -1;
+    if (!CHECK_EQ_INT(http_request_info(&M, &I), 0))
+        return -1;
+    struct fwd_req fq = {.m = &M, .info = &I, .client_ip = "192.0.2.1", .proto = "http",
+                         .default_host = "up", .keep_underscores = keep_underscores,
+                         .dropped = dropped};
+    int n = fwd_request_head(out, sizeof out, &fq);
+    if (n >= 0)
+        out[n] = '\0';
+    return n;
+}
+
+static int resp(const char *s, bool is_head, bool close, bool keepalive)
+{
+    int r = http_parse_response(s, strlen(s), &M, &http_default_limits);
+    if (!CHECK_EQ_INT(r, (int)strlen(s)))
+        return -1;
+    if (!CHECK_EQ_INT(http_response_info(&M, is_head, &I), 0))
+        return -1;
+    struct fwd_resp fr = {.m = &M, .info = &I, .chunked = I.framing == HTTP_BODY_CHUNKED,
+                          .close = close, .keepalive = keepalive};
+    int n = fwd_response_head(out, sizeof out, &fr);
+    if (n >= 0)
+        out[n] = '\0';
+    return n;
+}
+
+static unsigned count(const char *hay, const char *needle)
+{
+    unsigned n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+TEST(request_length_canonical)
+{
+    if (req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 010\r\n\r\n", false, NULL) > 0) {
+        CHECK_EQ_INT(count(out, "Content-Length: 10\r\n"), 1);
+        CHECK_EQ_INT(count(out, "010"), 0);
+    }
+    if (req("POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 7\r\nA: b\r\nContent-Length: 0007\r\n\r\n",
+            false, NULL) > 0) {
+        CHECK_EQ_INT(count(out, "Content-Length"), 1);
+        CHECK_EQ_INT(count(out, "content-length"), 0);
+        CHECK(strstr(out, "Content-Length: 7\r\nA: b\r\n") != NULL);   /* where the first stood */
+    }
+    if (req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000\r\n\r\n", false, NULL) > 0)
+        CHECK_EQ_INT(count(out, "Content-Length: 0\r\n"), 1);
+    if (req("GET / HTTP/1.1\r\nHost: h\r\n\r\n", false, NULL) > 0)
+        CHECK_EQ_INT(count(out, "Content-Length"), 0);
+}
+
+TEST(request_underscores)
+{
+    unsigned dropped = 99;
+    const char *s = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\n"
+                    "Content_Length: 9\r\nX_Y: 1\r\nX-Y: 2\r\n\r\n";
+    if (req(s, false, &dropped) > 0) {
+        CHECK_EQ_INT(dropped, 3);
+        CHECK_EQ_INT(count(out, "_"), 0);
+        CHECK(strstr(out, "X-Y: 2\r\n") != NULL);
+        CHECK_EQ_INT(count(out, "Content-Length: 5\r\n"), 1);
+    }
+    dropped = 99;
+    if (req(s, true, &dropped) > 0) {
+        CHECK_EQ_INT(dropped, 0);
+        CHECK(strstr(out, "Transfer_Encoding: chunked\r\n") != NULL);
+        CHECK(strstr(out, "X_Y: 1\r\n") != NULL);
+    }
+    struct http_field f = {.name = "a_b", .name_len = 3};
+    CHECK(fwd_name_has_underscore(&f));
+    f.name_len = 1;
+    CHECK(!fwd_name_has_underscore(&f));
+}
+
+TEST(response_length_canonical)
+{
+    if (resp("HTTP/1.1 200 OK\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\n", false, false,
+             false) > 0) {
+        CHECK_EQ_INT(count(out, "Content-Length: 5\r\n"), 1);
+        CHECK_EQ_INT(count(out, "Content-Length"), 1);
+    }
+    /* HEAD: the length is announced, not framed, and still canonical */
+    if (resp("HTTP/1.1 200 OK\r\nContent-Length: 01234\r\n\r\n", true, false, false) > 0)
+        CHECK_EQ_INT(count(out, "Content-Length: 1234\r\n"), 1);
+    /* a 1xx head has no Content-Length (RFC 9110 8.6): NULL info drops it */
+    const char *s = "HTTP/1.1 103 Early Hints\r\nContent-Length: 3\r\nLink: </a>\r\n\r\n";
+    if (CHECK_EQ_INT(http_parse_response(s, strlen(s), &M, &http_default_limits), (int)strlen(s))) {
+        struct fwd_resp fr = {.m = &M};
+        int n = fwd_response_head(out, sizeof out, &fr);
+        if (CHECK(n > 0)) {
+            out[n] = '\0';
+            CHECK_EQ_INT(count(out, "Content-Length"), 0);
+            CHECK(strstr(out, "Link: </a>\r\n") != NULL);
+        }
+    }
+}
+
+TEST(response_connection)
+{
+    if (resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", false, false, true) > 0)
+        CHECK_EQ_INT(count(out, "Connection: keep-alive\r\n"), 1);
+    if (resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", false, true, true) > 0) {
+        CHECK_EQ_INT(count(out, "Connection: close\r\n"), 1);
+        CHECK_EQ_INT(count(out, "keep-alive"), 0);
+    }
+    if (resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n", false, false,
+             false) > 0)
+        CHECK_EQ_INT(count(out, "Connection"), 0);
+}
+
+int main(void)
+{
+    RUN(request_length_canonical);
+    RUN(request_underscores);
+    RUN(response_length_canonical);
+    RUN(response_connection);
+    return unit_summary("test_fwd");
+}
