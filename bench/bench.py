@@ -42,6 +42,7 @@ SCENARIOS = [
     ("small-ka-64", "wrk", "100 B responses, keep-alive, 64 connections"),
     ("small-ka-1000", "wrk", "100 B responses, keep-alive, 1000 connections"),
     ("conn-close", "wrk", "100 B responses, new client connection per request (64 at once)"),
+    ("small-ab-k", "ab", "ab -k: HTTP/1.0 requests with Connection: Keep-Alive, 100 B responses, 50 at a time"),
     ("tls-keepalive", "wrk", "100 B responses over TLS 1.3 (proxy terminates it), keep-alive, 64 connections; "
                              "floor not run (no TLS)"),
     ("tls-handshake", "wrk", "100 B responses, a new TLS connection (full handshake) per request (64 at once); "
@@ -442,6 +443,45 @@ def run_wrk(port, path, conns, secs, close=False, tls=False):
     return r
 
 
+AB_CONC = 50           # small-ab-k: ab -c
+AB_PER_SECOND = 40000  # small-ab-k: default requests per run = this * --duration
+
+
+def run_ab(port, path, conc, n):
+    """ab -k -c conc -n n: HTTP/1.0 requests with "Connection: Keep-Alive".
+    "Keep-Alive requests" counts the responses after which the proxy kept the
+    connection open; a proxy that closes it makes ab open a new one."""
+    argv = ["ab", "-k", "-q", "-r", "-s", "10", "-c", str(conc), "-n", str(n),
+            "http://%s:%d%s" % (LOOP, port, path)]
+    if CPU_LOAD is not None:
+        argv = ["taskset", "-c", str(CPU_LOAD)] + argv
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    out = p.stdout
+
+    def num(pat, default=None):
+        m = re.search(pat, out, re.M)
+        if m:
+            return float(m.group(1))
+        if default is None:
+            raise RuntimeError("cannot parse ab output (exit status %d):\n%s%s" % (p.returncode, out, p.stderr[-2000:]))
+        return default
+
+    r = {"raw": out, "n": n}
+    r["requests"] = int(num(r"^Complete requests:\s+(\d+)"))
+    r["failed"] = int(num(r"^Failed requests:\s+(\d+)"))
+    r["keepalive"] = int(num(r"^Keep-Alive requests:\s+(\d+)"))
+    r["non2xx"] = int(num(r"^Non-2xx responses:\s+(\d+)", 0))
+    r["bytes"] = num(r"^Total transferred:\s+(\d+) bytes", 0)
+    r["rps"] = num(r"^Requests per second:\s+([\d.]+)", 0)
+    for q in ("50", "99"):                                     # whole milliseconds
+        r["p" + q] = num(r"^\s+%s%%\s+(\d+)" % q, float("nan"))
+    m = re.search(r"^Failed requests:.*\n\s+\((.*)\)", out, re.M)
+    r["errdetail"] = m.group(1) if m else ""
+    r["errors"] = r["failed"]
+    r["errlabel"] = "failed"
+    return r
+
+
 # ----------------------------------------------------------------------------
 # TLS: a certificate for the proxies, the wrk shim, a probe of what is negotiated
 
@@ -823,15 +863,34 @@ class Bench:
                             s, p, i["version"], i["status"]))
             for p in names:                                    # warm-up, not measured
                 run_wrk(fl[p].port, path, conns, a.warmup, close, tls)
-            for rnd in range(a.rounds):
-                for p in self.order(rnd, s):
-                    self.progress(rnd, p, s)
-                    pid = fl[p].pid
-                    c0 = cpu_ticks(pid)
-                    r = run_wrk(fl[p].port, path, conns, a.duration, close, tls)
-                    time.sleep(0.2)                            # let it finish closing
-                    r["cpu"] = (cpu_ticks(pid) - c0) / HZ
-                    self.record(s, p, r)
+            self.measure(s, fl, lambda port: run_wrk(port, path, conns, a.duration, close, tls))
+        finally:
+            for x in fl.values():
+                x.close()
+
+    def measure(self, s, fl, go):
+        """The measured runs: every round, each proxy in that round's order, with
+        its CPU ticks read before and after go(port) runs the client."""
+        for rnd in range(self.a.rounds):
+            for p in self.order(rnd, s):
+                self.progress(rnd, p, s)
+                pid = fl[p].pid
+                c0 = cpu_ticks(pid)
+                r = go(fl[p].port)
+                time.sleep(0.2)                                # let it finish closing
+                r["cpu"] = (cpu_ticks(pid) - c0) / HZ
+                self.record(s, p, r)
+
+    def scen_ab(self, s):
+        """ab -k: a fixed number of requests (--ab-requests), AB_CONC at a time."""
+        a = self.a
+        names = self.proxies_for(s)
+        fl = self.fleet(names=names)
+        try:
+            warm = max(1000, a.ab_requests * a.warmup // max(a.duration, 1))
+            for p in names:                                    # warm-up, not measured
+                run_ab(fl[p].port, "/small", AB_CONC, warm)
+            self.measure(s, fl, lambda port: run_ab(port, "/small", AB_CONC, a.ab_requests))
         finally:
             for x in fl.values():
                 x.close()
@@ -955,9 +1014,13 @@ class Bench:
                 msg = " %.3f CPU s/GiB, %.0f req/s" % (r["cpu"] / max(r["bytes"], 1) * GiB, r["rps"])
             else:
                 msg = " %.1f CPU us/req, %.0f req/s" % (r["cpu"] / max(r["requests"], 1) * 1e6, r["rps"])
+            if "keepalive" in r:
+                msg += ", keep-alive %d/%d" % (r["keepalive"], r["requests"])
             bad = r.get("non2xx", 0) + r.get("errors", 0)
             if bad:
-                msg += "  (!! %d non-2xx, %d socket errors)" % (r.get("non2xx", 0), r.get("errors", 0))
+                msg += "  (!! %d non-2xx, %d %s%s)" % (r.get("non2xx", 0), r.get("errors", 0),
+                                                     r.get("errlabel", "socket errors"),
+                                                     ": " + r["errdetail"] if r.get("errdetail") else "")
         elif "per_conn" in r:
             msg = " %.2f KiB/conn (%d ok, %d failed)" % (r["per_conn"] / 1024, r["ok"], r["failed"])
         else:
@@ -988,6 +1051,33 @@ def table(head, rows):
                                         for i, c in enumerate(r)) + " |"
     sep = "|" + "|".join("-" * (x + 1) + ":" if i else ":" + "-" * (x + 1) for i, x in enumerate(w)) + "|"
     return "\n".join([line(head), sep] + [line(r) for r in rows])
+
+
+def report_ab(R, a, metric):
+    """small-ab-k: how many of ab's requests the proxy kept the connection for."""
+    s = "small-ab-k"
+    m = {p: med([metric(s, r) for r in R.get((s, p), [])]) for p in PROXIES}
+    rows, kn = [], {}
+    for p in PROXIES:
+        rs = R.get((s, p), [])
+        if not rs:
+            continue
+        kn[p] = med([r["keepalive"] / max(r["requests"], 1) for r in rs])
+        rows.append([p, rs[0]["n"], " ".join(str(r["keepalive"]) for r in rs), "%.2f" % kn[p],
+                     sum(r["failed"] for r in rs), sum(r["non2xx"] for r in rs), fmt(m[p], 1),
+                     "-" if p == "hourglass" else ratio(m["hourglass"], m[p])])
+    out = ["### ab -k: HTTP/1.0 keep-alive (%d requests per run, %d at a time)\n" % (a.ab_requests, AB_CONC),
+           table(["proxy", "requests per run", "keep-alive requests (every round)", "keep-alive / requests (median)",
+                  "failed (all rounds)", "non-2xx", "CPU us/req (median)", "hg / this"], rows),
+           "\nab sends HTTP/1.0 requests with `Connection: Keep-Alive`. Keep-alive requests = ab's \"Keep-Alive "
+           "requests\": the responses after which the proxy kept the connection open. Equal to the requests: "
+           "keep-alive honoured on every one; 0: the proxy closed the client connection after each response and "
+           "ab opened a new one. Failed = ab's \"Failed requests\" (connect, receive, length, exceptions).\n"]
+    if kn and max(kn.values()) - min(kn.values()) > 0.01:
+        out.append("!! The keep-alive fractions differ (%s): a proxy that closes after each response pays a new "
+                   "client connection per request, as in conn-close, so the CPU ratios on this row compare "
+                   "unlike work.\n" % ", ".join("%s %.2f" % kv for kv in kn.items()))
+    return "\n".join(out)
 
 
 def report(b, a, meta):
@@ -1037,6 +1127,8 @@ def report(b, a, meta):
                 for txt, ss in seen.items():
                     out.append("- %s%s: %s" % (p, "" if len(seen) == 1 else " (%s)" % ", ".join(ss), txt))
             out.append("")
+        if "small-ab-k" in cpu_s:
+            out.append(report_ab(R, a, metric))
         out.append("#### Every round (same units, in run order)\n")
         out.append(table(["scenario"] + PROXIES, rng))
         rows = []
@@ -1052,6 +1144,9 @@ def report(b, a, meta):
         out.append("\n### Throughput and latency (machine-bound: 2 shared cores, load generator and origin on one)\n")
         out.append(table(["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "requests (all rounds)",
                           "non-2xx", "socket errors"], rows))
+        if "small-ab-k" in cpu_s:
+            out.append("\nsmall-ab-k: \"socket errors\" is ab's \"Failed requests\"; ab gives latencies in whole "
+                       "milliseconds.\n")
     if "idle-10k" in scen_run:
         rows = []
         m = {}
@@ -1124,6 +1219,9 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 4; --quick 1)")
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per proxy and scenario (default 1)")
     ap.add_argument("--uploads", type=int, help="16 MiB uploads per run (default 64; --quick 12)")
+    ap.add_argument("--ab-requests", type=int,
+                    help="requests per ab run in small-ab-k (default 40000 per second of --duration: "
+                         "160000; --quick 40000)")
     ap.add_argument("--conns", type=int,
                     help="idle connections (idle-10k) and requests in flight (timer); default 10000, "
                          "lowered to what the open-file hard limit allows; --quick 2000")
@@ -1139,6 +1237,7 @@ def main():
     a.duration = a.duration or (1 if q else 4)
     a.warmup = a.warmup if a.warmup is not None else 1
     a.uploads = a.uploads or (12 if q else 64)
+    a.ab_requests = a.ab_requests or AB_PER_SECOND * a.duration
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     cap = (hard - 200) // 2 if hard != resource.RLIM_INFINITY else 10000
     a.conns = min(a.conns or (2000 if q else 10000), cap)
@@ -1200,16 +1299,18 @@ def main():
         "nginx": ver(["nginx", "-v"], r"nginx version: (\S+)"),
         "haproxy": ver(["haproxy", "-v"], r"(HAProxy version \S+)"),
         "wrk": ver(["wrk", "-v"], r"(wrk \S+)"),
+        "ab": "ab " + ver(["ab", "-V"], r"ApacheBench, Version (\S+)"),
         "openssl": ver(["openssl", "version"], r"(OpenSSL \S+)"),
         "python": sys.version.split()[0],
         "load": open("/proc/loadavg").read().split()[:3],
     }
-    print("bench: %d round(s), %ds per wrk run, %d uploads, %d idle/in-flight connections, pinning: %s" % (
-        a.rounds, a.duration, a.uploads, a.conns,
+    print("bench: %d round(s), %ds per wrk run, %d requests per ab run, %d uploads, %d idle/in-flight "
+          "connections, pinning: %s" % (
+        a.rounds, a.duration, a.ab_requests, a.uploads, a.conns,
         "proxy on CPU %s, origin + load generator on CPU %s" % (CPU_PROXY, CPU_LOAD) if CPU_PROXY is not None
         else "off"), flush=True)
-    print("bench: nginx %s, %s, %s; load average %s" % (meta["nginx"], meta["haproxy"], meta["wrk"],
-                                                        " ".join(meta["load"])), flush=True)
+    print("bench: nginx %s, %s, %s, %s; load average %s" % (meta["nginx"], meta["haproxy"], meta["wrk"],
+                                                            meta["ab"], " ".join(meta["load"])), flush=True)
 
     b = Bench(a)
     origin = None
@@ -1235,12 +1336,13 @@ def main():
     body = report(b, a, meta)
     head = ("# hourglass benchmark results\n\n"
             "- date: %(date)s\n- git commit: %(commit)s\n- kernel: %(kernel)s\n- CPU: %(cpu)s\n"
-            "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, Python %(python)s\n"
+            "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, %(ab)s, Python %(python)s\n"
             "- TLS library: %(openssl)s (the openssl CLI; wrk, nginx and HAProxy link the system libssl)\n"
             "- load average at start: %(ld)s (the machine is shared)\n" % dict(meta, ld=" ".join(meta["load"])))
-    head += ("- settings: %d round(s), %d s per wrk run (+%d s warm-up per proxy and scenario), %d uploads per "
-             "run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n- command: `%s`\n\n" % (
-                 a.rounds, a.duration, a.warmup, a.uploads, a.conns,
+    head += ("- settings: %d round(s), %d s per wrk run (+%d s warm-up per proxy and scenario), %d requests per "
+             "ab run, %d uploads per run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n"
+             "- command: `%s`\n\n" % (
+                 a.rounds, a.duration, a.warmup, a.ab_requests, a.uploads, a.conns,
                  "proxy on CPU %s, origin + clients on CPU %s" % (CPU_PROXY, CPU_LOAD)
                  if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
     if a.proxies != PROXIES:

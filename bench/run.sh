@@ -10,6 +10,7 @@ need=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx-light)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
+command -v ab >/dev/null || need+=(apache2-utils)   # ab, for small-ab-k
 command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)   # certificate for the TLS scenarios
 command -v taskset >/dev/null || need+=(util-linux)
