@@ -13,21 +13,46 @@ def run(*args, timeout=3):
                           stdin=subprocess.DEVNULL)
 
 
-def test_help():
-    r = run("--help")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help(flag):
+    r = run(flag)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    for flag in ("--listen", "--upstream", "--read-timeout", "--total-timeout",
-                 "--access-log"):
-        assert flag in out, f"{flag} missing from --help"
+    for f in ("--listen", "--upstream", "--read-timeout", "--total-timeout",
+              "--access-log", "-h, --help", "-V, --version"):
+        assert f in out, f"{f} missing from {flag}"
 
 
-def test_version():
-    r = run("--version")
+def test_short_help_is_long_help():
+    assert run("-h").stdout == run("--help").stdout
+
+
+def test_help_single_process_reload():
+    """With --single-process, SIGHUP reloads the TLS certificates (README, man
+    page, test_tls): --help says so, and not that it cannot reload."""
+    out = run("--help").stdout
+    i = out.index("--single-process")
+    entry = out[i:out.index("\n  -", i)]
+    text = " ".join(entry.split())
+    assert "cannot reload" not in text, entry
+    assert "SIGHUP reloads the TLS certificates only" in text, entry
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    r = run(flag)
     assert r.returncode == 0, r.stderr
     out = (r.stdout + r.stderr).strip()
-    assert out, "--version printed nothing"
+    assert out, f"{flag} printed nothing"
     assert any(ch.isdigit() for ch in out), out
+    assert r.stdout == run("--version").stdout
+
+
+@pytest.mark.parametrize("flag", ["-x", "-v", "-H"])
+def test_unknown_short_flag(flag):
+    r = run(flag)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert flag in r.stderr, r.stderr
 
 
 def test_unknown_flag():
