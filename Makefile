@@ -24,6 +24,7 @@ SANLIB   := $(LIBSRC:src/%.c=build/san/obj/%.o)
 UNITSRC  := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNITSRC:tests/unit/%.c=build/tests/%)
 SANUNITS := $(UNITSRC:tests/unit/%.c=build/san/tests/%)
+COUNTS   := build/counts
 
 .PHONY: all test unit integration san-unit san-integration run deps clean format lint
 all: build/hourglass
@@ -61,11 +62,12 @@ test: deps
 	@echo "==> [5/5] integration tests under ASan+UBSan" && $(MAKE) --no-print-directory san-integration
 	@echo "==> all tests passed"
 
+# Every program runs, even after one failed; all failures are named at the end.
 unit: $(UNITS)
-	@set -e; for t in $(UNITS); do echo "--- $$t"; $$t; done
+	@bash scripts/unit.sh $(COUNTS)/unit $(UNITS)
 
 san-unit: $(SANUNITS)
-	@set -e; for t in $(SANUNITS); do echo "--- $$t"; $$t; done
+	@bash scripts/unit.sh $(COUNTS)/san-unit $(SANUNITS)
 
 integration: build/hourglass
 	HOURGLASS_BIN=$(CURDIR)/build/hourglass $(PYTEST) -q tests/integration
@@ -88,7 +90,7 @@ lint:
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(SANOBJ:.o=.d)
+-include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(UNITS:=.d) $(SANUNITS:=.d)
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target, ASan+UBSan.
 FUZZ_SECONDS ?= 20
