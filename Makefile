@@ -24,6 +24,7 @@ SANLIB   := $(LIBSRC:src/%.c=build/san/obj/%.o)
 UNITSRC  := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNITSRC:tests/unit/%.c=build/tests/%)
 SANUNITS := $(UNITSRC:tests/unit/%.c=build/san/tests/%)
+COUNTS   := build/counts
 
 .PHONY: all test unit integration san-unit san-integration run deps clean format lint
 all: build/hourglass
@@ -53,27 +54,46 @@ deps:
 	@bash scripts/deps.sh
 
 # Each stage prints a banner so a person watching knows where the run is.
-test: deps
-	@echo "==> [1/5] building" && $(MAKE) --no-print-directory all $(UNITS) build/san/hourglass $(SANUNITS)
-	@echo "==> [2/5] unit tests" && $(MAKE) --no-print-directory unit
-	@echo "==> [3/5] integration tests (build/hourglass)" && $(MAKE) --no-print-directory integration
-	@echo "==> [4/5] unit tests under ASan+UBSan" && $(MAKE) --no-print-directory san-unit
-	@echo "==> [5/5] integration tests under ASan+UBSan" && $(MAKE) --no-print-directory san-integration
-	@echo "==> all tests passed"
+# Every test stage runs, even after one failed (none runs if the build
+# failed); each leaves its exit status and counts in build/counts/, and the
+# last line sums them: "total: N passed, N failed, N skipped" (unit tests
+# count checks). The exit status is 1 if anything failed.
+TEST_STAGES := build unit integration san-unit san-integration
+test:
+	@rm -rf $(COUNTS) && mkdir -p $(COUNTS); \
+	stage() { s=$$1; shift; "$$@"; echo $$? >$(COUNTS)/$$s.status; }; \
+	bash scripts/deps.sh || { echo "==> results"; echo "  missing Debian packages (above): no test ran"; \
+	    echo "total: 0 passed, 1 failed, 0 skipped"; exit 1; }; \
+	echo "==> [1/5] building"; \
+	stage build $(MAKE) --no-print-directory all $(UNITS) build/san/hourglass $(SANUNITS); \
+	if [ "$$(cat $(COUNTS)/build.status)" = 0 ]; then \
+	    echo "==> [2/5] unit tests"; stage unit $(MAKE) --no-print-directory unit; \
+	    echo "==> [3/5] integration tests (build/hourglass)"; \
+	    stage integration $(MAKE) --no-print-directory integration; \
+	    echo "==> [4/5] unit tests under ASan+UBSan"; stage san-unit $(MAKE) --no-print-directory san-unit; \
+	    echo "==> [5/5] integration tests under ASan+UBSan"; \
+	    stage san-integration $(MAKE) --no-print-directory san-integration; \
+	fi; \
+	$(PYTHON) scripts/test-counts.py $(COUNTS) $(TEST_STAGES)
 
+# Every program runs, even after one failed; all failures are named at the end.
 unit: $(UNITS)
-	@set -e; for t in $(UNITS); do echo "--- $$t"; $$t; done
+	@bash scripts/unit.sh $(COUNTS)/unit $(UNITS)
 
 san-unit: $(SANUNITS)
-	@set -e; for t in $(SANUNITS); do echo "--- $$t"; $$t; done
+	@bash scripts/unit.sh $(COUNTS)/san-unit $(SANUNITS)
 
+# pytest's JUnit XML report gives `make test` its counts.
 integration: build/hourglass
-	HOURGLASS_BIN=$(CURDIR)/build/hourglass $(PYTEST) -q tests/integration
+	@mkdir -p $(COUNTS) && rm -f $(COUNTS)/integration.xml
+	HOURGLASS_BIN=$(CURDIR)/build/hourglass $(PYTEST) -q --junitxml=$(COUNTS)/integration.xml \
+	    tests/integration
 
 san-integration: build/san/hourglass
+	@mkdir -p $(COUNTS) && rm -f $(COUNTS)/san-integration.xml
 	HOURGLASS_BIN=$(CURDIR)/build/san/hourglass HOURGLASS_SANITIZED=1 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	$(PYTEST) -q tests/integration
+	$(PYTEST) -q --junitxml=$(COUNTS)/san-integration.xml tests/integration
 
 run: deps all
 	@bash scripts/run-demo.sh $(ARGS)
@@ -88,7 +108,7 @@ lint:
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(SANOBJ:.o=.d)
+-include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(UNITS:=.d) $(SANUNITS:=.d)
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target, ASan+UBSan.
 FUZZ_SECONDS ?= 20

@@ -10,6 +10,10 @@
 # proxy's output goes to the terminal. When the proxy exits, or on Ctrl-C, the
 # demo upstream is stopped; the script exits with the proxy's status.
 #
+# With an --upstream among the arguments there is no demo: the demo upstream
+# is not started, and one line says where the proxy forwards. -h, --help, -V,
+# --version, -t and --check-config run the proxy alone (it answers and exits).
+#
 # Environment:
 #   HOURGLASS_BIN  the proxy binary (default build/hourglass)
 #   DEMO_PORT      port of the demo upstream on 127.0.0.1 (default 9001)
@@ -47,24 +51,19 @@ if [[ ! -f $HOURGLASS_BIN || ! -x $HOURGLASS_BIN ]]; then
     die "$HOURGLASS_BIN is missing or not executable: build it first with 'make' (or point HOURGLASS_BIN at a binary)"
 fi
 
-# The proxy's own questions need no demo.
+# The proxy's own questions need no demo: it answers them and exits.
 for arg in "$@"; do
     case $arg in
-        -h|--help|-V|--version) exec "$HOURGLASS_BIN" "$@" ;;
+        -h|--help|-V|--version|-t*|--check-config|--check-config=*) exec "$HOURGLASS_BIN" "$@" ;;
     esac
 done
 
-command -v -- "$PYTHON" >/dev/null 2>&1 \
-    || die "$PYTHON not found: the demo upstream needs Python 3.11 or later (Debian: apt-get install python3), or set PYTHON"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
-    || die "the demo upstream needs Python 3.11 or later; $PYTHON is $("$PYTHON" -V 2>&1 || echo unusable); set PYTHON to another"
-
 # What the user's arguments already say.
-user_listen='' user_upstream='' expect=''
+user_listen='' user_upstreams=() expect=''
 for arg in "$@"; do
     if [[ -n $expect ]]; then
         [[ $expect == listen && -z $user_listen ]] && user_listen=$arg
-        [[ $expect == upstream && -z $user_upstream ]] && user_upstream=$arg
+        [[ $expect == upstream ]] && user_upstreams+=("$arg")
         expect=
         continue
     fi
@@ -72,14 +71,18 @@ for arg in "$@"; do
         --listen) expect=listen ;;
         --listen=*) [[ -n $user_listen ]] || user_listen=${arg#--listen=} ;;
         --upstream) expect=upstream ;;
-        --upstream=*) [[ -n $user_upstream ]] || user_upstream=${arg#--upstream=} ;;
+        --upstream=*) user_upstreams+=("${arg#--upstream=}") ;;
         --) break ;;
     esac
 done
 
+# The demo upstream only when the user names no upstream of their own.
+demo=1
+(( ${#user_upstreams[@]} == 0 )) || demo=
+
 proxy_args=()
 [[ -n $user_listen ]] || proxy_args+=(--listen "$PROXY_LISTEN_DEFAULT")
-[[ -n $user_upstream ]] || proxy_args+=(--upstream "127.0.0.1:$DEMO_PORT")
+[[ -z $demo ]] || proxy_args+=(--upstream "127.0.0.1:$DEMO_PORT")
 
 # Where curl should go: a wildcard listen address is reached on loopback.
 proxy_addr=${user_listen:-$PROXY_LISTEN_DEFAULT}
@@ -90,6 +93,13 @@ esac
 base="http://$proxy_addr"
 
 # ---- the demo upstream ----------------------------------------------------
+
+if [[ -n $demo ]]; then
+    command -v -- "$PYTHON" >/dev/null 2>&1 \
+        || die "$PYTHON not found: the demo upstream needs Python 3.11 or later (Debian: apt-get install python3), or set PYTHON"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+        || die "the demo upstream needs Python 3.11 or later; $PYTHON is $("$PYTHON" -V 2>&1 || echo unusable); set PYTHON to another"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hourglass-demo.XXXXXX")
 upstream_pid=
@@ -130,41 +140,46 @@ port_help() {
     say "then stop that process, or run the demo on another port:  DEMO_PORT=9002 make run"
 }
 
-if port_answers "$DEMO_PORT"; then
-    say "port $DEMO_PORT on 127.0.0.1 is already in use, so the demo upstream cannot listen there"
-    port_help
-    exit 1
-fi
-
-# Its stdout (the readiness line) goes to a file, its request log (stderr) to
-# the terminal, next to the proxy's. --exit-with-parent: it also goes away if
-# this script is killed outright.
-"$PYTHON" demo/upstream.py --listen "127.0.0.1:$DEMO_PORT" --exit-with-parent >"$tmp/upstream.out" &
-upstream_pid=$!
-
-ready=
-for ((i = 0; i < WAIT_STEPS; i++)); do
-    if ! kill -0 "$upstream_pid" 2>/dev/null; then
-        upstream_pid=
-        say "the demo upstream ($PYTHON demo/upstream.py) exited before it answered on 127.0.0.1:$DEMO_PORT (its error is above)"
+# Starts the demo upstream and waits until it answers; exits on failure.
+start_demo_upstream() {
+    local i ready=
+    if port_answers "$DEMO_PORT"; then
+        say "port $DEMO_PORT on 127.0.0.1 is already in use, so the demo upstream cannot listen there"
         port_help
         exit 1
     fi
-    if grep -q '^demo upstream listening on ' "$tmp/upstream.out" 2>/dev/null && port_answers "$DEMO_PORT"; then
-        ready=1
-        break
+
+    # Its stdout (the readiness line) goes to a file, its request log (stderr) to
+    # the terminal, next to the proxy's. --exit-with-parent: it also goes away if
+    # this script is killed outright.
+    "$PYTHON" demo/upstream.py --listen "127.0.0.1:$DEMO_PORT" --exit-with-parent >"$tmp/upstream.out" &
+    upstream_pid=$!
+
+    for ((i = 0; i < WAIT_STEPS; i++)); do
+        if ! kill -0 "$upstream_pid" 2>/dev/null; then
+            upstream_pid=
+            say "the demo upstream ($PYTHON demo/upstream.py) exited before it answered on 127.0.0.1:$DEMO_PORT (its error is above)"
+            port_help
+            exit 1
+        fi
+        if grep -q '^demo upstream listening on ' "$tmp/upstream.out" 2>/dev/null && port_answers "$DEMO_PORT"; then
+            ready=1
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -z $ready ]]; then
+        say "the demo upstream did not answer on 127.0.0.1:$DEMO_PORT within 5 s"
+        port_help
+        exit 1
     fi
-    sleep 0.1
-done
-if [[ -z $ready ]]; then
-    say "the demo upstream did not answer on 127.0.0.1:$DEMO_PORT within 5 s"
-    port_help
-    exit 1
-fi
+}
 
 # ---- banner -----------------------------------------------------------------
 
-cat <<EOF
+# The curl lines that show each timeout; $@ are the arguments of the script.
+demo_banner() {
+    cat <<EOF
 
 hourglass demo
   upstream  demo/upstream.py on 127.0.0.1:$DEMO_PORT ($(basename "$PYTHON"); GET / lists its endpoints)
@@ -193,6 +208,18 @@ connect 1s, write 15s, read 15s, total 30s):
 Ctrl-C stops the proxy and the demo upstream.
 
 EOF
+}
+
+if [[ -n $demo ]]; then
+    start_demo_upstream
+    demo_banner "$@"
+else
+    # The user's own upstream: no demo, so no curl lines about it either.
+    list=${user_upstreams[0]}
+    for u in "${user_upstreams[@]:1}"; do list+=", $u"; done
+    printf 'hourglass on %s forwards to %s (your --upstream; no demo upstream started); Ctrl-C stops it\n' \
+        "$base" "$list"
+fi
 
 # ---- the proxy --------------------------------------------------------------
 

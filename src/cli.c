@@ -245,9 +245,10 @@ static const char usage[] =
     "  --workers N|auto          worker processes under a supervising master\n"
     "                            (default auto: one per CPU; at most 64)\n"
     "  --single-process          no master and no workers: the process started\n"
-    "                            serves (debugging, tests; SIGHUP cannot reload)\n"
-    "  --help                    show this help and exit\n"
-    "  --version                 show the version and exit\n";
+    "                            serves (debugging, tests); SIGHUP reloads the\n"
+    "                            TLS certificates only, not the configuration\n"
+    "  -h, --help                show this help and exit\n"
+    "  -V, --version             show the version and exit\n";
 
 enum {
     OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
@@ -330,7 +331,7 @@ static int load_config(struct cfg *cfg, int argc, char **argv, const char **chec
     *check = NULL;
     optind = 0;   /* 0: full reset of getopt's state */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:", options, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:hV", options, &idx)) != -1) {
         if (c != OPT_CONFIG && c != OPT_CHECK_CONFIG && c != 't')
             continue;   /* everything else is the second pass's business */
         if (file)
@@ -366,7 +367,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         return rc;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:", options, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:hV", options, &idx)) != -1) {
         const char *name = NULL;
         for (const struct option *o = options; o->name; o++)
             if (o->val == c)
@@ -557,9 +558,11 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             cfg->fwd.resolver = optarg;
             break;
         case OPT_HELP:
+        case 'h':
             fputs(usage, stdout);
             return 1;
         case OPT_VERSION:
+        case 'V':
             printf("hourglass %s\n", HG_VERSION);
             return 1;
         case ':':

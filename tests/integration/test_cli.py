@@ -1,11 +1,15 @@
 """The command line."""
 
+import os
+import signal
 import socket
 import subprocess
 
 import pytest
 
-from conftest import BIN, Client, free_port, ok_handler, request_bytes
+from conftest import REPO, BIN, Client, free_port, ok_handler, request_bytes, wait_port
+
+RUN_DEMO = str(REPO / "scripts" / "run-demo.sh")
 
 
 def run(*args, timeout=3):
@@ -13,21 +17,46 @@ def run(*args, timeout=3):
                           stdin=subprocess.DEVNULL)
 
 
-def test_help():
-    r = run("--help")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help(flag):
+    r = run(flag)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    for flag in ("--listen", "--upstream", "--read-timeout", "--total-timeout",
-                 "--access-log"):
-        assert flag in out, f"{flag} missing from --help"
+    for f in ("--listen", "--upstream", "--read-timeout", "--total-timeout",
+              "--access-log", "-h, --help", "-V, --version"):
+        assert f in out, f"{f} missing from {flag}"
 
 
-def test_version():
-    r = run("--version")
+def test_short_help_is_long_help():
+    assert run("-h").stdout == run("--help").stdout
+
+
+def test_help_single_process_reload():
+    """With --single-process, SIGHUP reloads the TLS certificates (README, man
+    page, test_tls): --help says so, and not that it cannot reload."""
+    out = run("--help").stdout
+    i = out.index("--single-process")
+    entry = out[i:out.index("\n  -", i)]
+    text = " ".join(entry.split())
+    assert "cannot reload" not in text, entry
+    assert "SIGHUP reloads the TLS certificates only" in text, entry
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    r = run(flag)
     assert r.returncode == 0, r.stderr
     out = (r.stdout + r.stderr).strip()
-    assert out, "--version printed nothing"
+    assert out, f"{flag} printed nothing"
     assert any(ch.isdigit() for ch in out), out
+    assert r.stdout == run("--version").stdout
+
+
+@pytest.mark.parametrize("flag", ["-x", "-v", "-H"])
+def test_unknown_short_flag(flag):
+    r = run(flag)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert flag in r.stderr, r.stderr
 
 
 def test_unknown_flag():
@@ -98,7 +127,6 @@ def test_listen_ipv6_and_repeated_listen(proxy_factory, upstream):
     c6 = Client(port6, host="::1")
     c6.send(request_bytes("GET", "/v6"))
     assert c6.read_response().body == b"six"
-    from conftest import wait_port
     wait_port("127.0.0.1", port4, 5)
     c4 = Client(port4)
     c4.send(request_bytes("GET", "/v4"))
@@ -133,3 +161,44 @@ def test_access_log_off(proxy_factory, upstream):
     assert "target=" not in p.stdout_text()
     assert not p.log_path.exists()
     assert not (p.workdir / "off").exists()
+
+
+# --------------------------------------------------------------------------
+# make run (scripts/run-demo.sh)
+
+def test_run_demo_with_own_upstream_starts_no_demo(upstream):
+    """make run ARGS="--upstream ...": the proxy forwards there; the demo
+    upstream is not started and its curl lines are not printed."""
+    up = upstream(ok_handler(b"mine"))
+    demo_port, listen = free_port(), free_port()
+    env = dict(os.environ, HOURGLASS_BIN=BIN, DEMO_PORT=str(demo_port))
+    p = subprocess.Popen(
+        ["bash", RUN_DEMO, "--listen", f"127.0.0.1:{listen}",
+         "--upstream", up.addr, "--single-process", "--access-log", "off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env)
+    try:
+        assert wait_port("127.0.0.1", listen, 10.0, p), "run-demo.sh exited early"
+        c = Client(listen)
+        c.send(request_bytes("GET", "/x"))
+        assert c.read_response().body == b"mine"
+        c.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", demo_port), timeout=1).close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+    lines = out.splitlines()
+    assert lines == [f"hourglass on http://127.0.0.1:{listen} forwards to {up.addr} "
+                     "(your --upstream; no demo upstream started); Ctrl-C stops it"], (out, err)
+    assert "demo upstream" not in err and "upstream.py" not in err, err
+
+
+@pytest.mark.parametrize("flag", ["-h", "-V", "--version"])
+def test_run_demo_passes_questions_to_the_proxy(flag):
+    """-h/-V go straight to the proxy (no demo upstream, no banner)."""
+    env = dict(os.environ, HOURGLASS_BIN=BIN, DEMO_PORT=str(free_port()))
+    r = subprocess.run(["bash", RUN_DEMO, flag], env=env,
+                       capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == run(flag).stdout

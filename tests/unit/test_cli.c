@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -76,6 +77,16 @@ static int port_of(const struct cli_addr *a)
     return -1;
 }
 
+/* Whether the system resolves name (it may not: no /etc/hosts, no DNS). */
+static bool resolves(const char *name)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(name, NULL, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
+}
+
 TEST(address_ok)
 {
     struct cli_addr a;
@@ -101,8 +112,12 @@ TEST(address_ok)
     } else {
         fprintf(stderr, "    err: %s\n", err);
     }
+    /* a name is resolved: the one check here that needs the system's resolver */
     memset(&a, 0, sizeof a);
-    if (CHECK_EQ_INT(cli_address("localhost:9001", &a, err, sizeof err), 0)) {
+    if (!resolves("localhost")) {
+        SKIP("'localhost' does not resolve here (no /etc/hosts?): cli_address(\"localhost:9001\") "
+             "not checked");
+    } else if (CHECK_EQ_INT(cli_address("localhost:9001", &a, err, sizeof err), 0)) {
         CHECK(a.ss.ss_family == AF_INET || a.ss.ss_family == AF_INET6);
         CHECK_EQ_INT(port_of(&a), 9001);
         CHECK(strcmp(a.text, "127.0.0.1:9001") == 0 || strcmp(a.text, "[::1]:9001") == 0);

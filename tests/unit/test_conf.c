@@ -815,7 +815,7 @@ TEST(tls_keys)
              "      certificates:\n        - {cert: %s/c2.pem, key: %s/k2.pem}\n"
              "      min_version: \"1.3\"\n"
              "timeouts: {handshake: 3s}\n"
-             "pools:\n  web:\n    servers: [localhost:9443]\n    tls: {}\n"
+             "pools:\n  web:\n    servers: [127.0.0.1:9443]\n    tls: {}\n"
              "  api:\n    servers: [127.0.0.1:9444]\n"
              "    tls: {verify: false, server_name: api.internal, cert: %s/c.pem, key: %s/k.pem}\n",
              dir, dir, dir, dir, dir, dir);

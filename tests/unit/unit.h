@@ -8,6 +8,11 @@
  * unit_summary() prints one line and returns the exit status: 1 if any check
  * failed, else 0. Each test_X.c is its own executable.
  *
+ * A check that cannot run here (e.g. it needs a name to resolve) is skipped
+ * with SKIP("why"): one "SKIP:" line on stderr, counted apart from the checks.
+ * With $UNIT_COUNTS set, unit_summary() also appends
+ * "SUITE PASSED FAILED SKIPPED" (checks) to that file, for `make test`.
+ *
  * A crash (SIGSEGV, SIGBUS: e.g. a read into a guard page) names the running
  * test on stderr, then the previous handler (sanitizer or default) takes over.
  * Include this header before any other so sigaction is declared. */
@@ -20,6 +25,8 @@
 
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,6 +37,7 @@ static int unit_checks;        /* checks evaluated */
 static int unit_failures;      /* checks failed */
 static int unit_tests;         /* tests run */
 static int unit_tests_failed;  /* tests with at least one failed check */
+static int unit_skipped;       /* checks skipped (SKIP) */
 static const char *unit_current = "?";
 
 #define UNIT_UNUSED __attribute__((unused))
@@ -39,6 +47,18 @@ static UNIT_UNUSED bool unit_fail_head(const char *file, int line)
     unit_failures++;
     fprintf(stderr, "%s:%d: [%s] FAIL: ", file, line, unit_current);
     return false;
+}
+
+static UNIT_UNUSED __attribute__((format(printf, 3, 4))) void
+unit_skip(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    unit_skipped++;
+    fprintf(stderr, "%s:%d: [%s] SKIP: ", file, line, unit_current);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
 }
 
 static UNIT_UNUSED bool unit_check(bool ok, const char *file, int line, const char *expr)
@@ -157,14 +177,28 @@ static UNIT_UNUSED void unit_run(const char *name, void (*fn)(void))
 
 static UNIT_UNUSED int unit_summary(const char *suite)
 {
-    printf("%s: %d tests, %d checks, %d failed checks in %d tests: %s\n", suite, unit_tests,
-           unit_checks, unit_failures, unit_tests_failed, unit_failures ? "FAIL" : "ok");
+    printf("%s: %d tests, %d checks, %d failed checks in %d tests, %d skipped: %s\n", suite,
+           unit_tests, unit_checks, unit_failures, unit_tests_failed, unit_skipped,
+           unit_failures ? "FAIL" : "ok");
     fflush(stdout);
+    const char *counts = getenv("UNIT_COUNTS");
+    if (counts && *counts) {
+        FILE *f = fopen(counts, "a");
+        if (!f) {
+            fprintf(stderr, "%s: cannot append to UNIT_COUNTS=%s\n", suite, counts);
+            return 1;
+        }
+        fprintf(f, "%s %d %d %d\n", suite, unit_checks - unit_failures, unit_failures,
+                unit_skipped);
+        fclose(f);
+    }
     return unit_failures ? 1 : 0;
 }
 
 #define TEST(name) static void test_##name(void)
 #define RUN(name) unit_run(#name, test_##name)
+/* Skips a check that cannot run here, saying why (printf format). */
+#define SKIP(...) unit_skip(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Each macro evaluates to true when the check passed, so a test can guard
  * later checks: if (CHECK_EQ_INT(r, 0)) { ... }. */
