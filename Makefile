@@ -15,40 +15,51 @@ LDLIBS   := -lyaml -lcares -lssl -lcrypto
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 
-SRC      := $(wildcard src/*.c)
-LIBSRC   := $(filter-out src/main.c,$(SRC))
+# src/ is in layers, lowest first; a module includes only its own layer and
+# those below it (scripts/layers.sh checks). Headers are found by name.
+LAYERS   := base http conf upstream proxy app
+INC      := $(addprefix -Isrc/,$(LAYERS))
+SRC      := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+LIBSRC   := $(filter-out src/app/main.c,$(SRC))
 OBJ      := $(SRC:src/%.c=build/obj/%.o)
 LIBOBJ   := $(LIBSRC:src/%.c=build/obj/%.o)
 SANOBJ   := $(SRC:src/%.c=build/san/obj/%.o)
 SANLIB   := $(LIBSRC:src/%.c=build/san/obj/%.o)
-UNITSRC  := $(wildcard tests/unit/test_*.c)
-UNITS    := $(UNITSRC:tests/unit/%.c=build/tests/%)
-SANUNITS := $(UNITSRC:tests/unit/%.c=build/san/tests/%)
+# tests/unit mirrors src/: tests/unit/LAYER/test_MODULE.c -> build/tests/test_MODULE
+UNITSRC  := $(wildcard tests/unit/*/test_*.c)
+UNITS    := $(addprefix build/tests/,$(basename $(notdir $(UNITSRC))))
+SANUNITS := $(addprefix build/san/tests/,$(basename $(notdir $(UNITSRC))))
+vpath test_%.c $(sort $(dir $(UNITSRC)))
 COUNTS   := build/counts
 
-.PHONY: all test unit integration san-unit san-integration run deps clean format lint
+.PHONY: all test unit integration san-unit san-integration run deps clean format lint layers
 all: build/hourglass
 
 build/hourglass: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-build/obj/%.o: src/%.c | build/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+build/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
 
 build/san/hourglass: $(SANOBJ)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-build/san/obj/%.o: src/%.c | build/san/obj
-	$(CC) $(CFLAGS) $(SANFLAGS) -c -o $@ $<
+build/san/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(INC) -c -o $@ $<
 
-build/tests/test_%: tests/unit/test_%.c $(LIBOBJ) | build/tests
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS)
+build/tests/test_%: test_%.c $(LIBOBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(INC) -Itests/unit -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS)
 
-build/san/tests/test_%: tests/unit/test_%.c $(SANLIB) | build/san/tests
-	$(CC) $(CFLAGS) $(SANFLAGS) -Isrc -o $@ $< $(SANLIB) $(LDFLAGS) $(LDLIBS)
+build/san/tests/test_%: test_%.c $(SANLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(INC) -Itests/unit -o $@ $< $(SANLIB) $(LDFLAGS) $(LDLIBS)
 
-build/obj build/san/obj build/tests build/san/tests:
-	mkdir -p $@
+# The include arrows point down the layers only.
+layers:
+	@bash scripts/layers.sh $(LAYERS)
 
 deps:
 	@bash scripts/deps.sh
@@ -65,7 +76,7 @@ test:
 	bash scripts/deps.sh || { echo "==> results"; echo "  missing Debian packages (above): no test ran"; \
 	    echo "total: 0 passed, 1 failed, 0 skipped"; exit 1; }; \
 	echo "==> [1/5] building"; \
-	stage build $(MAKE) --no-print-directory all $(UNITS) build/san/hourglass $(SANUNITS); \
+	stage build $(MAKE) --no-print-directory layers all $(UNITS) build/san/hourglass $(SANUNITS); \
 	if [ "$$(cat $(COUNTS)/build.status)" = 0 ]; then \
 	    echo "==> [2/5] unit tests"; stage unit $(MAKE) --no-print-directory unit; \
 	    echo "==> [3/5] integration tests (build/hourglass)"; \
@@ -99,11 +110,11 @@ run: deps all
 	@bash scripts/run-demo.sh $(ARGS)
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*/*.c tests/unit/*.h
 
 lint:
 	cppcheck --quiet --enable=warning,portability --error-exitcode=1 --std=c11 \
-	    --suppress=missingIncludeSystem -Isrc src
+	    --suppress=missingIncludeSystem $(INC) src
 
 clean:
 	rm -rf build

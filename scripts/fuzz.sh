@@ -15,14 +15,14 @@ cd "$(dirname "$0")/.."
 out=build/fuzz
 CLANG="${CLANG:-clang}"
 CFLAGS_FUZZ=(-g -O1 -std=c17 -Wall -Wextra -fsanitize=fuzzer,address,undefined
-             -fno-sanitize-recover=undefined -Isrc)
+             -fno-sanitize-recover=undefined -Isrc/base -Isrc/http)
 
 # target name, description, the src/ files it links
 targets=(request response chunked)
 declare -A what=([request]="request parser" [response]="response parser"
                  [chunked]="chunked decoder")
-declare -A srcs=([request]="src/http.c src/fwd.c" [response]="src/http.c src/fwd.c"
-                 [chunked]="src/http.c")
+declare -A srcs=([request]="src/http/http.c src/http/fwd.c" [response]="src/http/http.c src/http/fwd.c"
+                 [chunked]="src/http/http.c")
 
 # clang with the libFuzzer runtime: try linking an empty target.
 clang_works() {

@@ -1,5 +1,5 @@
 /* test_addr.c -- IP literals, address classes, CIDR lists and authority
- * parsing for the forward-proxy mode (src/addr.h).
+ * parsing for the forward-proxy mode (src/base/addr.h).
  *
  * Every (pointer, length) input is copied to the end of a page followed by a
  * PROT_NONE page (guarded()), so reading one byte past the length crashes.

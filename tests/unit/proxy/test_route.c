@@ -1,4 +1,4 @@
-/* test_route.c -- route matching (src/route.h) and server choice (src/pool.h),
+/* test_route.c -- route matching (src/proxy/route.h) and server choice (src/upstream/pool.h),
  * built from a configuration file parsed in memory. */
 #include "unit.h"
 

@@ -1,4 +1,4 @@
-/* test_timer.c -- the intrusive pairing heap (src/timer.h). */
+/* test_timer.c -- the intrusive pairing heap (src/base/timer.h). */
 #include "unit.h"
 
 #include <stdlib.h>

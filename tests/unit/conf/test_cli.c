@@ -1,4 +1,4 @@
-/* test_cli.c -- durations, addresses and flags (src/cli.h). */
+/* test_cli.c -- durations, addresses and flags (src/conf/cli.h). */
 #include "unit.h"
 
 #include <arpa/inet.h>

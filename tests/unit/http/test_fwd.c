@@ -1,4 +1,4 @@
-/* test_fwd.c -- rewriting heads as they cross the proxy (src/fwd.h): one
+/* test_fwd.c -- rewriting heads as they cross the proxy (src/http/fwd.h): one
  * canonical Content-Length, fields named with '_' dropped, keep-alive for
  * HTTP/1.0 clients. */
 #include "unit.h"

@@ -1,4 +1,4 @@
-/* test_net.c -- address text for logs and X-Forwarded-For (src/net.h). */
+/* test_net.c -- address text for logs and X-Forwarded-For (src/base/net.h). */
 #include "unit.h"
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* test_conf.c -- the configuration file (src/conf.h) and its wiring into
+/* test_conf.c -- the configuration file (src/conf/conf.h) and its wiring into
  * cli_parse: a full file into the model, every class of error with its exact
  * FILE:LINE:COL: KEY: message, and flags overriding the file. */
 #define _GNU_SOURCE

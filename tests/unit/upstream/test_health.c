@@ -1,5 +1,5 @@
 /* test_health.c -- the status-line verdict of active health checks
- * (src/health.h). */
+ * (src/upstream/health.h). */
 #include "unit.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* test_dns.c -- asynchronous name resolution (src/dns.h) against a tiny DNS
+/* test_dns.c -- asynchronous name resolution (src/upstream/dns.h) against a tiny DNS
  * server that runs in the test's own loop on 127.0.0.1 (UDP, and TCP on the
  * same port for truncated answers). */
 #define _GNU_SOURCE

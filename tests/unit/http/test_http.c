@@ -1,5 +1,5 @@
 /* test_http.c -- the HTTP/1.1 head parsers, framing checks and the chunked
- * decoder (src/http.h).
+ * decoder (src/http/http.h).
  *
  * Every input is placed right before a PROT_NONE page (guarded()), so a parser
  * that reads one byte past the length it was given crashes the test instead
