@@ -1,4 +1,4 @@
-/* test_tmo.c -- folding the deadlines of one exchange (src/proxy/tmo.h). */
+/* test_tmo.c -- folding the deadlines of one exchange (src/base/tmo.h). */
 #include "unit.h"
 
 #include <string.h>
