@@ -10,6 +10,7 @@
 #ifndef HG_TMO_H
 #define HG_TMO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum tmo_kind {
@@ -34,6 +35,62 @@ enum tmo_kind {
 struct tmo_set {
     uint64_t at[TMO_COUNT];  /* absolute deadlines, 0 = not running */
 };
+
+/* The phase of a client connection, as the fold sees it (IDLE folds
+ * nothing: its one deadline is the caller's). */
+enum tmo_phase {
+    TMO_PHASE_HEAD,     /* reading a request head */
+    TMO_PHASE_EXCH,     /* an exchange in flight */
+    TMO_PHASE_CLOSING,  /* an error reply is flushed, then input lingers */
+    TMO_PHASE_TUNNEL,   /* bytes relayed both ways (CONNECT, WebSocket) */
+};
+
+/* Which conditions hold now (TMO_IF_*): each starts or keeps a clock. */
+#define TMO_IF_CONNECTING 0x001u /* the upstream connection is being opened,
+                                    or the request waits for a free one */
+#define TMO_IF_RESOLVING  0x002u /* the destination's name is being resolved */
+#define TMO_IF_HEDGE      0x004u /* a hedged attempt may still be sent */
+#define TMO_IF_TRY        0x008u /* an attempt runs without a response head */
+#define TMO_IF_READ       0x010u /* request sent, response incomplete, room for it */
+#define TMO_IF_BODY       0x020u /* request body wanted and room for it */
+#define TMO_IF_SEND       0x040u /* response bytes wait on a client that takes none */
+#define TMO_IF_LINGER     0x080u /* CLOSING: the reply is out, input is discarded */
+
+/* When each clock of one connection started (ns on the loop's clock; 0 = not
+ * started). The caller keeps it and sets the times of events (a read sets
+ * read_mark); the fold starts the "marks" whose condition began to hold and
+ * clears those whose condition ended, so that no path can leave a clock
+ * running by forgetting it. */
+struct tmo_clocks {
+    uint64_t first;          /* HEAD: the head's first byte; CLOSING: linger start */
+    uint64_t start;          /* the request head arrived (total) */
+    uint64_t connect;        /* connecting (or waiting for a connection) since */
+    uint64_t dns;            /* resolving since */
+    uint64_t try_start;      /* this attempt began (per-try timeout, hedge delay) */
+    uint64_t backoff_until;  /* waiting before the next attempt until */
+    uint64_t tunnel;         /* the tunnel began */
+    uint64_t active;         /* the tunnel's last byte either way */
+    uint64_t write_since;    /* the upstream stopped taking request bytes */
+    uint64_t write_used;     /* write budget spent in earlier stalls */
+    uint64_t read_mark;      /* last response read, or when reading became possible */
+    uint64_t body_mark;      /* last request body read, or when it became wanted */
+    uint64_t send_mark;      /* the client stopped taking response bytes */
+};
+
+/* Configured durations, milliseconds, indexed by kind; 0 = none for the
+ * optional kinds (TMO_TUNNEL_MAX, TMO_TRY, TMO_HEDGE). In CLOSING, TMO_IDLE
+ * is the linger. */
+struct tmo_limits {
+    uint64_t ms[TMO_COUNT];
+};
+
+/* The deadlines that run in phase ph with conditions cond (TMO_IF_*), into
+ * out (every other kind 0). Pure: reads the clocks and limits, starts or
+ * clears clk's marks at now, and nothing else. This is the table of
+ * docs/DESIGN.md ("The timeout state machine"); tests/unit/base/test_tmo.c
+ * checks it row by row. */
+void tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
+              struct tmo_clocks *clk, uint64_t now, struct tmo_set *out);
 
 /* The earliest running deadline, or 0 when none runs. */
 uint64_t tmo_next(const struct tmo_set *s);

@@ -130,22 +130,16 @@ struct exch {
     uint64_t req_left, resp_left;
     struct http_chunked req_chunk, resp_chunk;
     uint64_t bytes_sent;
-    uint64_t t_start;                  /* request head complete */
-    uint64_t t_connect;                /* connect started */
     int64_t connect_ns, first_byte_ns; /* -1: not applicable */
-    uint64_t read_mark, body_mark, send_mark;
-    uint64_t write_since, write_used;
+    struct tmo_clocks clk;             /* when each clock started (tmo.h) */
+    struct tmo_limits lim;             /* the durations that apply to it */
     const struct route *route;         /* NULL until the head is checked */
     const struct pool_server *avoid;   /* the server of the failed attempt */
-    uint64_t try_start;                /* this attempt began (per-try timeout) */
-    uint64_t backoff_until;            /* waiting before the next attempt */
     uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
     uint64_t bytes_in;                 /* request bytes received from the client */
     int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
     uint8_t tflags;                    /* T_*, in state TUNNEL */
-    uint64_t t_dns;                    /* resolving began */
-    uint64_t t_tunnel, t_active;       /* tunnel began; last byte either way */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -313,6 +307,7 @@ static void stamp_deadline(struct client *c);
 static int tunnel_end(struct client *c, const char *reason);
 static int connect_established(struct client *c);
 static void underscores_dropped(struct client *c, const struct http_msg *m, unsigned n);
+static void exchange_limits(struct client *c);
 
 /* A fresh exchange: timings that have not happened read as "-". */
 static void exch_reset(struct exch *x)
@@ -334,6 +329,7 @@ static void session_attach(struct client *c)
     *s = (struct session){0};
     exch_reset(&s->x);
     c->s = s;
+    exchange_limits(c);
 }
 
 /* Releases everything the session holds and recycles it (back to IDLE, or
@@ -502,7 +498,7 @@ static void log_exchange(struct client *c, int status, const char *reason)
         e.target = c->in.data + c->in.start + c->s->x.target_off;
         e.target_len = c->s->x.target_len;
     }
-    uint64_t since = c->s->x.t_start ? c->s->x.t_start : c->t_first;
+    uint64_t since = c->s->x.clk.start ? c->s->x.clk.start : c->t_first;
     e.total_ms = ms_of(loop->now - since);
     log_access(&e);
 }
@@ -557,7 +553,7 @@ static void respond_error_ex(struct client *c, int status, const char *reason,
     c->s->x.bytes_sent = c->s->out.end;
     log_exchange(c, status, reason);
     c->state = CS_CLOSING;
-    c->s->x.send_mark = 0;
+    c->s->x.clk.send_mark = 0;
 }
 
 /* The one cancellation path. Closes the upstream connection (never pooled).
@@ -632,75 +628,72 @@ static uint32_t client_pending(const struct client *c)
     return n;
 }
 
-/* Recomputes every running deadline from the connection's state. */
-static void fold_deadlines(struct client *c)
+/* The durations that apply to c's exchange: the default policy until a
+ * route is chosen, then the route's, with the total capped by a trusted
+ * client's deadline. Set when the exchange starts and when it is routed. */
+static void exchange_limits(struct client *c)
 {
     struct exch *x = &c->s->x;
-    uint64_t now = loop->now;
-    struct tmo_set *t = &c->s->tmo;
     const struct route_policy *P = policy(c);
+    uint64_t *ms = x->lim.ms;
+    ms[TMO_TOTAL] = total_ms(c);
+    ms[TMO_CONNECT] = P->connect_ms;
+    ms[TMO_WRITE] = P->write_ms;
+    ms[TMO_READ] = P->read_ms;
+    ms[TMO_HEADER] = cfg->header_ms;
+    ms[TMO_BODY] = P->body_ms;
+    ms[TMO_SEND] = P->send_ms;
+    ms[TMO_IDLE] = LINGER_NS / MS;   /* the fold's IDLE in CLOSING is the linger */
+    ms[TMO_DNS] = cfg->dns_ms;
+    ms[TMO_TUNNEL_IDLE] = P->tunnel_idle_ms;
+    ms[TMO_TUNNEL_MAX] = P->tunnel_max_ms;
+    ms[TMO_TRY] = x->route && x->route->retry ? x->route->retry->per_try_timeout_ms : 0;
+    ms[TMO_HEDGE] = x->route ? x->route->hedge_ms : 0;
+}
 
-    *t = (struct tmo_set){0};
-    switch (c->state) {
-    case CS_HEAD:
-        t->at[TMO_HEADER] = c->t_first + ns_of(cfg->header_ms);
-        break;
-    case CS_CLOSING:
-        if (x->flags & X_LINGER) {
-            t->at[TMO_IDLE] = c->t_first + LINGER_NS;
-        } else if (!(c->io.ready & LOOP_WRITE)) {
-            if (!x->send_mark)
-                x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
-        }
-        break;
-    case CS_TUNNEL:
-        t->at[TMO_TUNNEL_IDLE] = x->t_active + ns_of(P->tunnel_idle_ms);
-        if (P->tunnel_max_ms)
-            t->at[TMO_TUNNEL_MAX] = x->t_tunnel + ns_of(P->tunnel_max_ms);
-        break;
-    case CS_EXCH:
-        t->at[TMO_TOTAL] = x->t_start + ns_of(total_ms(c));
-        if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
-            t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
-        if (x->flags & X_RESOLVING)
-            t->at[TMO_DNS] = x->t_dns + ns_of(cfg->dns_ms);
-        if (x->backoff_until)
-            t->at[TMO_BACKOFF] = x->backoff_until;
-        if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)) &&
-            c->s->up)
-            t->at[TMO_HEDGE] = x->try_start + ns_of(x->route->hedge_ms);
-        if (x->route && x->route->retry && x->route->retry->per_try_timeout_ms && c->s->up &&
-            !(x->flags & X_RESP_HEAD))
-            t->at[TMO_TRY] = x->try_start + ns_of(x->route->retry->per_try_timeout_ms);
-        if (x->write_since)
-            t->at[TMO_WRITE] = x->write_since + ns_of(P->write_ms) - x->write_used;
-        if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->s->up && uin_room(c)) {
-            if (!x->read_mark)
-                x->read_mark = now;
-            t->at[TMO_READ] = x->read_mark + ns_of(P->read_ms);
-        } else {
-            x->read_mark = 0;
-        }
-        if (!(x->flags & (X_BODY_DONE | X_ABANDON_BODY)) && in_room(c) &&
-            !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE))) {
-            if (!x->body_mark)
-                x->body_mark = now;
-            t->at[TMO_BODY] = x->body_mark + ns_of(P->body_ms);
-        } else {
-            x->body_mark = 0;
-        }
-        if (client_pending(c) && !(c->io.ready & LOOP_WRITE)) {
-            if (!x->send_mark)
-                x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
-        } else {
-            x->send_mark = 0;
-        }
-        break;
-    default:
-        break;
+/* What holds now of the conditions that run clocks (tmo.h TMO_IF_*). */
+static uint32_t conditions(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    const struct upconn *up = c->s->up;
+    uint32_t cond = 0;
+    if (!(c->io.ready & LOOP_WRITE))
+        cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
+    if (c->state != CS_EXCH)
+        return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
+    if ((up && up->connecting) || (x->flags & X_WAIT_SLOT))
+        cond |= TMO_IF_CONNECTING;
+    if (x->flags & X_RESOLVING)
+        cond |= TMO_IF_RESOLVING;
+    if (up && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)))
+        cond |= TMO_IF_HEDGE;
+    if (up && !(x->flags & X_RESP_HEAD))
+        cond |= TMO_IF_TRY;
+    if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && up && uin_room(c))
+        cond |= TMO_IF_READ;
+    if (!(x->flags & (X_BODY_DONE | X_ABANDON_BODY)) && in_room(c) &&
+        !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE)))
+        cond |= TMO_IF_BODY;
+    return cond;
+}
+
+/* Recomputes every running deadline from the connection's state: the pure
+ * fold of tmo.h over what holds now. */
+static void fold_deadlines(struct client *c)
+{
+    static const uint8_t phase[] = {
+        [CS_HEAD] = TMO_PHASE_HEAD, [CS_EXCH] = TMO_PHASE_EXCH,
+        [CS_CLOSING] = TMO_PHASE_CLOSING, [CS_TUNNEL] = TMO_PHASE_TUNNEL,
+    };
+    struct exch *x = &c->s->x;
+    if (c->state != CS_HEAD && c->state != CS_EXCH && c->state != CS_CLOSING &&
+        c->state != CS_TUNNEL) {
+        c->s->tmo = (struct tmo_set){0};
+        return;
     }
+    x->clk.first = c->t_first;
+    tmo_fold((enum tmo_phase)phase[c->state], conditions(c), &x->lim, &x->clk, loop->now,
+             &c->s->tmo);
 }
 
 /* Folds the deadlines into the one timer. A deadline that moved later leaves
@@ -750,7 +743,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     snprintf(detail, sizeof detail, "%s after %llu ms", tmo_reason(k), (unsigned long long)ms);
 
     if (k == TMO_BACKOFF) {
-        c->s->x.backoff_until = 0;
+        c->s->x.clk.backoff_until = 0;
         upstream_connect(c, true);
         return;
     }
@@ -906,7 +899,7 @@ static void attempt_reset(struct client *c)
     x->body_sent = c->in.start + x->head_len;
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
                   X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
-    x->read_mark = x->write_since = x->write_used = 0;
+    x->clk.read_mark = x->clk.write_since = x->clk.write_used = 0;
     x->resp_ready = 0;
     x->resp_left = 0;
     x->resp_chunk = (struct http_chunked){0};
@@ -984,7 +977,7 @@ static int retry_later(struct client *c, const char *why)
     attempt_reset(c);
     if (!delay)
         return upstream_connect(c, true);
-    x->backoff_until = loop->now + delay;
+    x->clk.backoff_until = loop->now + delay;
     return 1;
 }
 
@@ -1054,15 +1047,15 @@ static void hedge_promote(struct client *c, bool head)
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
     if (x->uhead_off == s->uhead.end && (x->flags & X_BODY_DONE))
         x->flags |= X_REQ_SENT;
-    x->read_mark = 0;
-    x->write_since = 0;
-    x->try_start = loop->now;
+    x->clk.read_mark = 0;
+    x->clk.write_since = 0;
+    x->clk.try_start = loop->now;
     if (s->up->connecting)
-        x->t_connect = loop->now;   /* its own connect clock from here */
+        x->clk.connect = loop->now;   /* its own connect clock from here */
     if (head) {
         x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
         if (x->first_byte_ns < 0)
-            x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+            x->first_byte_ns = (int64_t)(loop->now - x->clk.start);
         pool_report(s->srv, true);
     }
 }
@@ -1239,7 +1232,7 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
-    x->try_start = loop->now;
+    x->clk.try_start = loop->now;
     if (!c->s->srv) {
         char what[320];
         describe(c, what, sizeof what);
@@ -1258,7 +1251,7 @@ static int upstream_connect(struct client *c, bool allow_pooled)
         /* At the pool's connection limit: wait for a slot, under the
          * connect timeout (and the total deadline). */
         if (!(x->flags & X_WAIT_SLOT)) {
-            x->t_connect = loop->now;
+            x->clk.connect = loop->now;
             wait_enqueue(c);
         }
         return 1;
@@ -1267,7 +1260,7 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     c->s->up = pool_connect(c->s->srv, c, on_upstream, &err);
     if (!c->s->up)
         return upstream_failed(c, err, true);
-    x->t_connect = loop->now;
+    x->clk.connect = loop->now;
     x->connect_ns = -1;
     return 1;
 }
@@ -1279,7 +1272,7 @@ static void stamp_deadline(struct client *c)
     struct exch *x = &c->s->x;
     if (!x->deadline_at)
         return;
-    uint64_t end = x->t_start + ns_of(total_ms(c)), now = loop_clock_ns();
+    uint64_t end = x->clk.start + ns_of(total_ms(c)), now = loop_clock_ns();
     uint64_t left = end > now ? (end - now) / MS : 0;
     left = left > DEADLINE_HOP_MARGIN_MS ? left - DEADLINE_HOP_MARGIN_MS : 0;
     char *p = c->s->uhead.data + x->deadline_at + FWD_DEADLINE_WIDTH;
@@ -1301,9 +1294,9 @@ static int upstream_send(struct client *c)
     uint32_t ph = c->s->uhead.end - x->uhead_off;
     uint32_t pb = x->body_ready - x->body_sent;
     if (ph + pb == 0) {
-        if (x->write_since) {
-            x->write_used += loop->now - x->write_since;
-            x->write_since = 0;
+        if (x->clk.write_since) {
+            x->clk.write_used += loop->now - x->clk.write_since;
+            x->clk.write_since = 0;
         }
         if (x->flags & X_BODY_DONE) {
             x->flags |= X_REQ_SENT;
@@ -1312,8 +1305,8 @@ static int upstream_send(struct client *c)
         return 0;
     }
     if (!(up->io.ready & LOOP_WRITE)) {
-        if (!x->write_since)
-            x->write_since = loop->now;
+        if (!x->clk.write_since)
+            x->clk.write_since = loop->now;
         return 0;
     }
     if (x->uhead_off == 0)
@@ -1330,8 +1323,8 @@ static int upstream_send(struct client *c)
             return 1;
         if (errno == EAGAIN) {
             up->io.ready &= ~LOOP_WRITE;
-            if (!x->write_since)
-                x->write_since = loop->now;
+            if (!x->clk.write_since)
+                x->clk.write_since = loop->now;
             return 0;
         }
         return upstream_failed(c, -errno, false);
@@ -1341,12 +1334,12 @@ static int upstream_send(struct client *c)
     x->body_sent += (uint32_t)n - k;
     if ((uint32_t)n < ph + pb) {
         up->io.ready &= ~LOOP_WRITE;
-        if (!x->write_since)
-            x->write_since = loop->now;
+        if (!x->clk.write_since)
+            x->clk.write_since = loop->now;
     } else {
-        if (x->write_since) {
-            x->write_used += loop->now - x->write_since;
-            x->write_since = 0;
+        if (x->clk.write_since) {
+            x->clk.write_used += loop->now - x->clk.write_since;
+            x->clk.write_since = 0;
         }
         /* Mark it now: a fast upstream may answer before the next pass, and
          * must not be mistaken for one answering before the request ended. */
@@ -1355,8 +1348,8 @@ static int upstream_send(struct client *c)
             x->flags |= X_REQ_SENT;
             /* The read clock starts now, at the hand-over itself, not at the
              * (earlier) time this event was dispatched: never early. */
-            x->read_mark = loop_clock_ns();
-            x->sent_ns = (int64_t)(x->read_mark - x->t_start);
+            x->clk.read_mark = loop_clock_ns();
+            x->sent_ns = (int64_t)(x->clk.read_mark - x->clk.start);
         }
     }
     /* Reclaim the body space once everything read has been sent (unless it
@@ -1445,7 +1438,7 @@ static void tunnel_begin(struct client *c)
     struct buf *t = &c->s->uhead;   /* client -> upstream from now on */
     uint32_t early = c->in.end - x->body_ready;   /* sent by the client after its head */
     c->state = CS_TUNNEL;
-    x->t_tunnel = x->t_active = loop->now;
+    x->clk.tunnel = x->clk.active = loop->now;
     x->tflags = 0;
     buf_release(t);
     buf_reserve(t, early > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
@@ -1567,7 +1560,7 @@ static int tunnel_step(struct client *c)
     x->bytes_sent += to_client;
     x->bytes_in += to_up;
     if (to_client || to_up)
-        x->t_active = loop->now;
+        x->clk.active = loop->now;
     if ((x->tflags & (T_CSHUT | T_USHUT)) == (T_CSHUT | T_USHUT))
         return tunnel_end(c, "ok");
     return 0;
@@ -1699,7 +1692,7 @@ static int upstream_splice(struct client *c)
             /* A short splice says nothing of the socket: a pipe holds 16
              * page slots, not 64 KiB, and fills up on small segments. */
             x->resp_left -= (uint64_t)n;
-            x->read_mark = loop->now;
+            x->clk.read_mark = loop->now;
             progress = 1;
             continue;
         }
@@ -1769,10 +1762,10 @@ static int upstream_recv(struct client *c)
         ssize_t n = pool_read(up, buf_tail(&c->s->uin), room);
         if (n > 0) {
             c->s->uin.end += (uint32_t)n;
-            x->read_mark = loop->now;
+            x->clk.read_mark = loop->now;
             if (!(x->flags & X_GOT_BYTE)) {
                 x->flags |= X_GOT_BYTE;
-                x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+                x->first_byte_ns = (int64_t)(loop->now - x->clk.start);
                 pool_report(c->s->srv, true);
             }
             if ((uint32_t)n < room)
@@ -1890,7 +1883,7 @@ static int client_recv_body(struct client *c)
         ssize_t n = client_read(c, buf_tail(&c->in), room);
         if (n > 0) {
             c->in.end += (uint32_t)n;
-            x->body_mark = loop->now;
+            x->clk.body_mark = loop->now;
             if ((uint32_t)n < room)
                 read_was_short(&c->io);
             if (request_body(c) < 0)
@@ -1926,7 +1919,7 @@ static int client_splice(struct client *c)
         ssize_t n = relay_drain(&c->s->relay, c->io.fd);
         if (n > 0) {
             x->bytes_sent += (uint64_t)n;
-            x->send_mark = loop->now;
+            x->clk.send_mark = loop->now;
             x->flags |= X_FINAL_SENT;
             if ((uint32_t)n < want)
                 c->io.ready &= ~LOOP_WRITE;
@@ -1982,7 +1975,7 @@ static int client_send(struct client *c)
         x->flags |= X_FINAL_SENT;
     }
     x->bytes_sent += (uint64_t)n;
-    x->send_mark = loop->now;
+    x->clk.send_mark = loop->now;
     if (!buf_len(&c->s->out))
         c->s->out.start = c->s->out.end = 0;
     if ((x->flags & X_RESP_HEAD) && c->s->uin.start == c->s->uin.end)
@@ -2020,6 +2013,7 @@ static int exchange_done(struct client *c)
     c->t_first = loop->now;
     if (buf_len(&c->in)) {
         exch_reset(&c->s->x);       /* a pipelined request is waiting */
+        exchange_limits(c);
         c->state = CS_HEAD;
     } else {
         buf_release(&c->in);        /* idle: no buffer, no session */
@@ -2040,7 +2034,7 @@ static int exchange_step(struct client *c)
         if (err < 0)
             return upstream_failed(c, err, true);
         if (err > 0) {
-            x->connect_ns = (int64_t)(loop->now - x->t_connect);
+            x->connect_ns = (int64_t)(loop->now - x->clk.connect);
             progress = 1;
             if (x->flags & X_CONNECT)
                 return connect_established(c);
@@ -2210,7 +2204,7 @@ static int forward_resolve(struct client *c)
         return exchange_fail(c, 502, "dns_failed", detail);
     }
     s->x.flags |= X_RESOLVING;
-    s->x.t_dns = loop->now;
+    s->x.clk.dns = loop->now;
     return 1;
 }
 
@@ -2224,7 +2218,7 @@ static int connect_established(struct client *c)
     c->s->out.end += sizeof ok - 1;
     x->status = 200;
     x->flags |= X_REQ_SENT | X_RESP_HEAD;
-    x->first_byte_ns = (int64_t)(loop->now - x->t_start);
+    x->first_byte_ns = (int64_t)(loop->now - x->clk.start);
     pool_report(c->s->srv, true);
     tunnel_begin(c);
     return 1;
@@ -2244,7 +2238,7 @@ static int exchange_start(struct client *c, int head_len)
     x->method_len = m->method_len;
     x->target_off = (uint32_t)(m->target - base);
     x->target_len = m->target_len;
-    x->t_start = loop->now;
+    x->clk.start = loop->now;
     c->minor = (uint8_t)m->minor;
     c->state = CS_EXCH;
     x->flags |= X_CLOSE_AFTER;   /* until the head is known to be sound */
@@ -2311,6 +2305,7 @@ routed:
             }
         }
     }
+    exchange_limits(c);   /* the route's, and the client's total */
     if (!info.conn_close)
         x->flags &= ~X_CLOSE_AFTER;
     if (http_method_is_head(m->method, m->method_len))
@@ -2545,7 +2540,7 @@ static int closing_step(struct client *c)
             return -1;
         }
         c->s->out.start += (uint32_t)n;
-        x->send_mark = loop->now;
+        x->clk.send_mark = loop->now;
         if (buf_len(&c->s->out)) {
             c->io.ready &= ~LOOP_WRITE;
             return 1;

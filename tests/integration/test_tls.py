@@ -1313,6 +1313,9 @@ def test_reload_workers_bad_certificate_refused(hg, upstream, certs, tmp_path):
     live = _live_pair(tmp_path, certs, "site")
     p = hg.start(tls=live, up=up, workers=2)
     pids = hg.wait_workers(p, 2)
+    # the workers load the certificate after they start: replace it only
+    # once both said they were ready (the master then announces the listeners)
+    p.wait_stderr(r"listening on \S+ \(TLS\) with 2 worker", 5 * SLOW)
     (tmp_path / "live.pem").write_text("not a certificate\n")
     os.kill(p.pid, signal.SIGHUP)
     p.wait_stderr(r"reload refused", 5 * SLOW)

@@ -142,6 +142,148 @@ TEST(words)
     }
 }
 
+
+/* ------------------------------------------------------------ tmo_fold */
+
+#define MSNS 1000000ull
+#define NOW (500 * MSNS)
+
+/* Durations of every kind, distinct so that a wrong pairing shows. */
+static const struct tmo_limits LIM = {.ms = {
+    [TMO_TOTAL] = 30000, [TMO_CONNECT] = 1000, [TMO_WRITE] = 15000, [TMO_READ] = 14000,
+    [TMO_HEADER] = 10000, [TMO_BODY] = 13000, [TMO_SEND] = 12000, [TMO_IDLE] = 2000,
+    [TMO_DNS] = 2500, [TMO_TUNNEL_IDLE] = 60000, [TMO_TUNNEL_MAX] = 90000, [TMO_TRY] = 700,
+    [TMO_HEDGE] = 50,
+}};
+
+/* Clock starts, each at its own time (ns), before NOW. */
+static struct tmo_clocks clocks(void)
+{
+    return (struct tmo_clocks){
+        .first = 1 * MSNS, .start = 2 * MSNS, .connect = 3 * MSNS, .dns = 4 * MSNS,
+        .try_start = 5 * MSNS, .tunnel = 7 * MSNS, .active = 8 * MSNS,
+    };
+}
+
+/* One row of docs/DESIGN.md's table: a phase and conditions, and the kinds
+ * that must run (with their deadlines); every other kind must not. */
+struct row {
+    const char *what;
+    enum tmo_phase ph;
+    uint32_t cond;
+    struct tmo_clocks extra;   /* fields set on top of clocks() when non-zero */
+    uint64_t want[TMO_COUNT];
+};
+
+static void check_row(const struct row *r, const struct tmo_limits *lim)
+{
+    struct tmo_clocks c = clocks();
+    const uint64_t *e = (const uint64_t *)&r->extra, *end = e + sizeof r->extra / 8;
+    uint64_t *d = (uint64_t *)&c;
+    for (; e < end; e++, d++)
+        if (*e)
+            *d = *e;
+    struct tmo_set out;
+    memset(&out, 0xff, sizeof out);   /* the fold must clear what does not run */
+    tmo_fold(r->ph, r->cond, lim, &c, NOW, &out);
+    for (int k = 0; k < TMO_COUNT; k++) {
+        if (out.at[k] != r->want[k])
+            fprintf(stderr, "row '%s': %s\n", r->what, tmo_word((enum tmo_kind)k));
+        CHECK_EQ_U64(out.at[k], r->want[k]);
+    }
+}
+
+TEST(fold_table)
+{
+    const struct row rows[] = {
+        {"HEAD: header from the head's first byte", TMO_PHASE_HEAD, TMO_IF_SEND, {0},
+         {[TMO_HEADER] = 1 * MSNS + 10000 * MSNS}},
+        {"EXCH: total alone (request sent, response complete)", TMO_PHASE_EXCH, 0, {0},
+         {[TMO_TOTAL] = 2 * MSNS + 30000 * MSNS}},
+        {"EXCH: connect while connecting", TMO_PHASE_EXCH, TMO_IF_CONNECTING, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_CONNECT] = 1003 * MSNS}},
+        {"EXCH: dns while resolving", TMO_PHASE_EXCH, TMO_IF_RESOLVING, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_DNS] = 2504 * MSNS}},
+        {"EXCH: write is a budget: stalled since 100 ms, 40 ms spent before",
+         TMO_PHASE_EXCH, 0, {.write_since = 100 * MSNS, .write_used = 40 * MSNS},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_WRITE] = (100 + 15000 - 40) * MSNS}},
+        {"EXCH: read from the last read", TMO_PHASE_EXCH, TMO_IF_READ, {.read_mark = 450 * MSNS},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_READ] = (450 + 14000) * MSNS}},
+        {"EXCH: read starts now when reading becomes possible", TMO_PHASE_EXCH, TMO_IF_READ, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_READ] = NOW + 14000 * MSNS}},
+        {"EXCH: body from the last body read", TMO_PHASE_EXCH, TMO_IF_BODY, {.body_mark = 420 * MSNS},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_BODY] = (420 + 13000) * MSNS}},
+        {"EXCH: send while the client takes nothing", TMO_PHASE_EXCH, TMO_IF_SEND, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_SEND] = NOW + 12000 * MSNS}},
+        {"EXCH: per-try and hedge from the attempt's start", TMO_PHASE_EXCH,
+         TMO_IF_TRY | TMO_IF_HEDGE, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_TRY] = 705 * MSNS, [TMO_HEDGE] = 55 * MSNS}},
+        {"EXCH: backoff until its time", TMO_PHASE_EXCH, 0, {.backoff_until = 777 * MSNS},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_BACKOFF] = 777 * MSNS}},
+        {"EXCH: everything at once", TMO_PHASE_EXCH,
+         TMO_IF_CONNECTING | TMO_IF_READ | TMO_IF_BODY | TMO_IF_SEND, {0},
+         {[TMO_TOTAL] = 30002 * MSNS, [TMO_CONNECT] = 1003 * MSNS,
+          [TMO_READ] = NOW + 14000 * MSNS, [TMO_BODY] = NOW + 13000 * MSNS,
+          [TMO_SEND] = NOW + 12000 * MSNS}},
+        {"CLOSING: send while the reply is flushed", TMO_PHASE_CLOSING, TMO_IF_SEND,
+         {.send_mark = 300 * MSNS}, {[TMO_SEND] = (300 + 12000) * MSNS}},
+        {"CLOSING: nothing while the client takes the reply", TMO_PHASE_CLOSING, 0, {0}, {0}},
+        {"CLOSING: then the linger", TMO_PHASE_CLOSING, TMO_IF_LINGER | TMO_IF_SEND, {0},
+         {[TMO_IDLE] = (1 + 2000) * MSNS}},
+        {"TUNNEL: idle from the last byte, max from its start; no total", TMO_PHASE_TUNNEL,
+         TMO_IF_SEND | TMO_IF_READ, {0},
+         {[TMO_TUNNEL_IDLE] = (8 + 60000) * MSNS, [TMO_TUNNEL_MAX] = (7 + 90000) * MSNS}},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        check_row(&rows[i], &LIM);
+
+    /* optional kinds at 0 never run, whatever holds */
+    struct tmo_limits lim = LIM;
+    lim.ms[TMO_TRY] = lim.ms[TMO_HEDGE] = lim.ms[TMO_TUNNEL_MAX] = 0;
+    const struct row off[] = {
+        {"no per-try, no hedge", TMO_PHASE_EXCH, TMO_IF_TRY | TMO_IF_HEDGE, {0},
+         {[TMO_TOTAL] = 30002 * MSNS}},
+        {"no tunnel max", TMO_PHASE_TUNNEL, 0, {0}, {[TMO_TUNNEL_IDLE] = 60008 * MSNS}},
+    };
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        check_row(&off[i], &lim);
+}
+
+/* The marks: started when their condition begins, kept while it holds,
+ * cleared when it ends (so the next wait starts afresh). */
+TEST(fold_marks)
+{
+    struct tmo_clocks c = clocks();
+    struct tmo_set out;
+    tmo_fold(TMO_PHASE_EXCH, TMO_IF_READ | TMO_IF_BODY | TMO_IF_SEND, &LIM, &c, NOW, &out);
+    CHECK_EQ_U64(c.read_mark, NOW);
+    CHECK_EQ_U64(c.body_mark, NOW);
+    CHECK_EQ_U64(c.send_mark, NOW);
+    tmo_fold(TMO_PHASE_EXCH, TMO_IF_READ | TMO_IF_BODY | TMO_IF_SEND, &LIM, &c, NOW + 9 * MSNS,
+             &out);
+    CHECK_EQ_U64(c.read_mark, NOW);   /* kept: still the same wait */
+    CHECK_EQ_U64(out.at[TMO_READ], NOW + 14000 * MSNS);
+    tmo_fold(TMO_PHASE_EXCH, TMO_IF_BODY, &LIM, &c, NOW + 10 * MSNS, &out);
+    CHECK_EQ_U64(c.read_mark, 0);
+    CHECK_EQ_U64(c.send_mark, 0);
+    CHECK_EQ_U64(c.body_mark, NOW);
+    CHECK_EQ_U64(out.at[TMO_READ], 0);
+    tmo_fold(TMO_PHASE_EXCH, TMO_IF_READ, &LIM, &c, NOW + 20 * MSNS, &out);
+    CHECK_EQ_U64(out.at[TMO_READ], NOW + 20 * MSNS + 14000 * MSNS);
+    /* CLOSING keeps the send clock's start across writable edges */
+    c.send_mark = 100 * MSNS;
+    tmo_fold(TMO_PHASE_CLOSING, 0, &LIM, &c, NOW, &out);
+    CHECK_EQ_U64(c.send_mark, 100 * MSNS);
+    /* the earliest running deadline is what the connection sleeps on, and
+     * a tie with total is reported as total */
+    struct tmo_limits lim = LIM;
+    lim.ms[TMO_CONNECT] = 30000 - 1;   /* connect started 1 ms after total */
+    c = clocks();
+    tmo_fold(TMO_PHASE_EXCH, TMO_IF_CONNECTING, &lim, &c, NOW, &out);
+    CHECK_EQ_U64(tmo_next(&out), 30002 * MSNS);
+    CHECK_EQ_INT(tmo_expired(&out, 30002 * MSNS), TMO_TOTAL);
+}
+
 int main(void)
 {
     RUN(next_none_running);
@@ -151,5 +293,7 @@ int main(void)
     RUN(tie_total_wins);
     RUN(reason_names);
     RUN(words);
+    RUN(fold_table);
+    RUN(fold_marks);
     return unit_summary("test_tmo");
 }
