@@ -16,7 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "master.h"
-#include "proxy.h"
+#include "worker.h"
 #include "tls.h"
 
 static struct loop loop;
@@ -81,7 +81,7 @@ static void access_log_error(const struct cfg *cfg, int r)
         fprintf(stderr, "hourglass: --access-log '%s': %s\n", cfg->access_log, strerror(-r));
 }
 
-static int serve(struct cfg *cfg, const struct px_fds *fds, int ready_fd)
+static int serve(struct cfg *cfg, const struct worker_fds *fds, int ready_fd)
 {
     int rc = 0;
     int r = log_open(cfg->access_log, cfg->access_log_json);
@@ -112,7 +112,7 @@ static int serve(struct cfg *cfg, const struct px_fds *fds, int ready_fd)
         fprintf(stderr, "hourglass: epoll: %s\n", strerror(-r));
         return 1;
     }
-    if (px_init(&loop, cfg, fds) < 0) {
+    if (worker_init(&loop, cfg, fds) < 0) {
         rc = 1;
         goto out_shutdown;
     }
@@ -131,7 +131,7 @@ static int serve(struct cfg *cfg, const struct px_fds *fds, int ready_fd)
     }
 
 out_shutdown:
-    px_shutdown();
+    worker_shutdown();
     loop_free(&loop);
     buf_drain_pools();
     log_flush();

@@ -238,7 +238,7 @@ static unsigned live_workers(void)
 }
 
 /* In the child: keep only the sockets of this worker's slot. */
-static void child_setup(const struct gen *g, unsigned slot, struct px_fds *fds)
+static void child_setup(const struct gen *g, unsigned slot, struct worker_fds *fds)
 {
     for (unsigned i = 0; i < g->cfg->nlisten; i++)
         fds->listen[i] = sock_find(g->cfg->listen[i].text)->fd[slot];
@@ -283,7 +283,7 @@ static int spawn(struct gen *g, unsigned slot, unsigned stats_slot)
         return -1;
     }
     if (pid == 0) {
-        struct px_fds fds;
+        struct worker_fds fds;
         close(p[0]);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != master)

@@ -28,12 +28,12 @@
 #define HG_MASTER_H
 
 #include "cli.h"
-#include "proxy.h"
+#include "worker.h"
 
 /* Serves cfg in this (forked) process on the inherited sockets of fds:
  * writes one byte to ready_fd once serving (then closes it), runs until
  * told to stop, and returns the exit status. */
-typedef int master_serve_fn(struct cfg *cfg, const struct px_fds *fds, int ready_fd);
+typedef int master_serve_fn(struct cfg *cfg, const struct worker_fds *fds, int ready_fd);
 
 /* Runs the master until its workers have exited after SIGTERM/SIGINT.
  * cfg is the parsed command line (argv is parsed again on each reload).

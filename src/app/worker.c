@@ -1,0 +1,242 @@
+/* worker.c -- a worker process's life: starting the request path on its
+ * loop, signals, the drain, certificate reloads, buffer trimming, gauges and
+ * the admin listener (see worker.h). */
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "attempt.h"
+#include "buf.h"
+#include "client.h"
+#include "dns.h"
+#include "exchange.h"
+#include "forward.h"
+#include "health.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "px.h"
+#include "route.h"
+#include "stats.h"
+#include "tls.h"
+
+#define DRAIN_GRACE_NS (1000 * MS)   /* a new connection's first request, while draining */
+#define TRIM_NS (1000 * MS)
+
+static struct timer trim_timer;      /* gives back buffers a burst left spare */
+static struct timer drain_timer;     /* SIGTERM: the end of the drain */
+static uint64_t trim_tick_at;
+
+/* The gauges of this process into its stats slot, for the /metrics of
+ * whichever worker answers the scrape. */
+static void publish_gauges(void)
+{
+    unsigned npools, idle[STATS_MAX_POOLS];
+    struct pool_group *gs = pool_groups(&npools);
+    if (npools > STATS_MAX_POOLS)
+        npools = STATS_MAX_POOLS;
+    for (unsigned i = 0; i < npools; i++) {
+        idle[i] = 0;
+        for (unsigned k = 0; k < gs[i].nservers; k++)
+            idle[i] += gs[i].servers[k].nidle;
+    }
+    stats_publish(px_nclients, pool_open_count(), idle, npools);
+}
+
+static void on_trim(struct timer *t)
+{
+    bool tick = px_loop->now >= trim_tick_at;
+    if (tick) {
+        trim_tick_at = px_loop->now + TRIM_NS;
+        publish_gauges();
+    }
+    int r = buf_trim(tick);
+    if (r == 2)
+        loop_timer_at(px_loop, t, px_loop->now + 10 * MS);   /* next slice */
+    else if (r == 1)
+        loop_timer_at(px_loop, t, trim_tick_at);
+}
+
+/* Hands freed connection slots to the requests waiting for them, oldest
+ * first. Done here, between events, never from inside another connection's
+ * callback. */
+static void wake_waiters(void)
+{
+    unsigned n;
+    struct pool_group *gs = pool_groups(&n);
+    for (unsigned i = 0; i < n; i++) {
+        struct pool_group *g = &gs[i];
+        while (g->wait_head && pool_slots_free(g)) {
+            struct client *c = g->wait_head;
+            exchange_wait_dequeue(c);
+            attempt_connect(c, true);
+            if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
+                break;   /* queued again: the slot went elsewhere */
+            if (c->state != CS_CLOSED)
+                client_pump(c);
+        }
+    }
+}
+
+/* /metrics: the counters of stats.c with the gauges of this moment. */
+static size_t render_metrics(char *out, size_t cap)
+{
+    unsigned npools, nroutes;
+    struct pool_group *gs = pool_groups(&npools);
+    const struct route *rs = route_all(&nroutes);
+    const char *pool_names[STATS_MAX_POOLS], *route_names[STATS_MAX_ROUTES];
+    char names[STATS_MAX_ROUTES][160];
+    if (npools > STATS_MAX_POOLS)
+        npools = STATS_MAX_POOLS;
+    if (nroutes > STATS_MAX_ROUTES)
+        nroutes = STATS_MAX_ROUTES;
+    for (unsigned i = 0; i < npools; i++)
+        pool_names[i] = gs[i].name;
+    for (unsigned i = 0; i < nroutes; i++) {
+        snprintf(names[i], sizeof names[i], "%s%s", rs[i].host ? rs[i].host : "", rs[i].path);
+        route_names[i] = names[i];
+    }
+    publish_gauges();
+    struct stats_gauges g = {
+        .npools = npools, .pool_names = pool_names,
+        .nroutes = nroutes, .route_names = route_names,
+    };
+    return stats_render(out, cap, &g);
+}
+
+static bool admin_healthy(void)
+{
+    return !px_draining;
+}
+
+static void on_drain_over(struct timer *t)
+{
+    (void)t;
+    log_error("warn", "drain timeout: cutting %u connection(s) still open", px_nclients);
+    px_loop->stop = 1;
+}
+
+/* SIGTERM/SIGINT: stop accepting, close idle connections, let requests in
+ * flight finish (then close their connections), and stop when none is left
+ * or the drain timeout has passed. */
+static void drain_begin(void)
+{
+    px_draining = true;
+    listener_close_all();
+    struct client *c = px_clients, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CS_IDLE) {
+            /* Between requests a connection is closed at once, unless a
+             * request is already waiting in it. One accepted a moment ago
+             * has not had the time to send its first request: it gets
+             * DRAIN_GRACE for that (then the idle timeout closes it), so a
+             * retiring worker never resets a client that did nothing wrong. */
+            char b;
+            ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0)
+                continue;   /* served, with Connection: close */
+            if (n == 0 || (c->cflags & CF_SERVED)) {
+                tls_close_notify(c->ssl);
+                client_close(c);
+                continue;
+            }
+            uint64_t by = px_loop->now + DRAIN_GRACE_NS;
+            if (c->t_first + ns_of(px_cfg->idle_ms) > by) {
+                c->t_first = by - ns_of(px_cfg->idle_ms);
+                exchange_arm(c);
+            }
+        } else if (c->s)
+            c->s->x.flags |= X_CLOSE_AFTER;   /* answered with Connection: close */
+    }
+    log_error("info", "draining: no longer accepting; %u connection(s) to finish within %llu ms",
+              px_nclients, (unsigned long long)px_cfg->drain_ms);
+    loop_timer_at(px_loop, &drain_timer, px_loop->now + ns_of(px_cfg->drain_ms));
+}
+
+static void on_iteration_end(struct loop *l)
+{
+    if (l->sig_usr1) {
+        l->sig_usr1 = 0;
+        int r = log_reopen();
+        if (r < 0)
+            log_error("error", "reopening the access log: %s", strerror(-r));
+        else
+            log_error("info", "access log reopened");
+    }
+    if (l->sig_hup) {
+        l->sig_hup = 0;
+        if (listener_any_tls())
+            listener_reload_certificates();
+        else
+            log_error("warn", "SIGHUP ignored: reloading needs the master process (started "
+                              "without --single-process)");
+    }
+    if (l->sig_usr2 && !px_draining) {
+        admin_close_listener();   /* the new generation answers scrapes */
+        drain_begin();
+    }
+    if (l->sig_term && !px_draining)
+        drain_begin();
+    else if (l->sig_term > 1)
+        l->stop = 1;   /* a second signal: stop now */
+    if (px_draining && !px_nclients)
+        l->stop = 1;
+    wake_waiters();
+    if (px_nclients < px_cfg->max_connections && !px_draining)
+        listener_resume();
+    if (!trim_timer.armed) {
+        if (trim_tick_at <= px_loop->now)
+            trim_tick_at = px_loop->now + TRIM_NS;
+        loop_timer_at(px_loop, &trim_timer, trim_tick_at);
+    }
+    log_flush();
+}
+
+int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fds)
+{
+    px_configure(l, c);
+    if (pool_init(l, c) < 0 || route_init(c) < 0)
+        return -EINVAL;
+    health_init(l, c);
+    if (forward_init(l, c) < 0)
+        return -EINVAL;
+    if (c->has_admin &&
+        admin_init(l, &c->admin, fds ? fds->admin : -1, render_metrics, admin_healthy) < 0)
+        return -EINVAL;
+    timer_init(&trim_timer, on_trim);
+    timer_init(&drain_timer, on_drain_over);
+    l->on_iteration_end = on_iteration_end;
+    return listener_open_all(l, c, fds ? fds->listen : NULL);
+}
+
+void worker_shutdown(void)
+{
+    while (px_clients)
+        client_close(px_clients);
+    health_stop();
+    admin_stop();
+    pool_close_idle();
+    listener_shutdown();
+    loop_timer_stop(px_loop, &trim_timer);
+    loop_timer_stop(px_loop, &drain_timer);
+    /* run the deferred releases, then free the recycled structs */
+    while (px_loop->defer) {
+        struct loop_defer *d = px_loop->defer;
+        px_loop->defer = d->next;
+        d->cb(d);
+    }
+    client_free_spares();
+    pool_free_structs();
+    route_free();
+    dns_shutdown();
+    forward_shutdown();
+    log_flush();
+}

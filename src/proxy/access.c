@@ -1,0 +1,114 @@
+/* access.c -- the access log line of an exchange, and the words that name a
+ * request in the error log (see access.h). */
+#define _GNU_SOURCE
+#include "access.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "addr.h"
+#include "attempt.h"
+#include "auth.h"
+#include "buf.h"
+#include "client.h"
+#include "conf.h"
+#include "dns.h"
+#include "exchange.h"
+#include "forward.h"
+#include "fwd.h"
+#include "health.h"
+#include "hedge.h"
+#include "http.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "relay.h"
+#include "route.h"
+#include "stats.h"
+#include "tls.h"
+#include "tmo.h"
+#include "tunnel.h"
+
+static const char *access_method(const struct client *c, uint32_t *len);
+
+const char *access_peer(const struct client *c, struct peer_text *t)
+{
+    net_addr_text(&c->peer.sa, t->s, sizeof t->s);
+    return t->s;
+}
+
+static const char *access_method(const struct client *c, uint32_t *len)
+{
+    *len = c->s->x.method_len;
+    return c->s->x.method_len ? c->in.data + c->in.start : NULL;
+}
+
+void access_log(struct client *c, int status, const char *reason)
+{
+    if (c->s->x.flags & X_LOGGED)
+        return;
+    c->s->x.flags |= X_LOGGED;
+    /* The exchange has ended (this runs once per exchange, on every path):
+     * it no longer counts towards its pool's retry budget. */
+    if (c->s->x.flags & X_COUNTED)
+        c->s->x.route->pool->requests--;
+    if (c->s->x.flags & X_RETRIED)
+        c->s->x.route->pool->retries--;
+    c->s->x.flags &= ~(X_COUNTED | X_RETRIED);
+    {
+        unsigned nr;
+        const struct route *base = route_all(&nr);
+        int ri = c->s->x.route && c->s->x.route != &forward_route
+                     ? (int)(c->s->x.route - base) : -1;
+        int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
+        stats_exchange(ri, status, reason, fb);
+    }
+    if (!log_access_enabled())
+        return;
+    struct peer_text pt;
+    struct log_entry e = {
+        .client = access_peer(c, &pt),
+        .status = status,
+        .bytes = c->s->x.bytes_sent,
+        .bytes_in = c->s->x.bytes_in ? c->s->x.bytes_in : c->s->x.head_len,
+        .upstream = c->s->srv ? c->s->srv->addr->text : NULL,
+        .attempts = c->s->x.attempts,
+        .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
+        .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,
+        .sent_ms = c->s->x.sent_ns >= 0 ? ms_of((uint64_t)c->s->x.sent_ns) : -1,
+        .reason = reason,
+    };
+    e.method = access_method(c, &e.method_len);
+    if (e.method) {
+        e.target = c->in.data + c->in.start + c->s->x.target_off;
+        e.target_len = c->s->x.target_len;
+    }
+    uint64_t since = c->s->x.clk.start ? c->s->x.clk.start : c->t_first;
+    e.total_ms = ms_of(px_loop->now - since);
+    log_access(&e);
+}
+
+/* "GET /path" for error log sentences (target cut at 200 bytes). */
+void access_describe(struct client *c, char *out, size_t n)
+{
+    struct peer_text pt;
+    uint32_t ml;
+    const char *m = access_method(c, &ml);
+    if (!m) {
+        snprintf(out, n, "client %s", access_peer(c, &pt));
+        return;
+    }
+    uint32_t tl = c->s->x.target_len > 200 ? 200 : c->s->x.target_len;
+    snprintf(out, n, "client %s, %.*s %.*s", access_peer(c, &pt), (int)ml, m, (int)tl,
+             c->in.data + c->in.start + c->s->x.target_off);
+}

@@ -1,0 +1,643 @@
+/* client.c -- an HTTP/1.1 client connection: reading request heads and bodies,
+ * writing responses and error replies, lingering, and the pump that moves it (see client.h). */
+#define _GNU_SOURCE
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "addr.h"
+#include "attempt.h"
+#include "auth.h"
+#include "buf.h"
+#include "client.h"
+#include "conf.h"
+#include "dns.h"
+#include "exchange.h"
+#include "forward.h"
+#include "fwd.h"
+#include "health.h"
+#include "hedge.h"
+#include "http.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "relay.h"
+#include "route.h"
+#include "stats.h"
+#include "tls.h"
+#include "tmo.h"
+#include "tunnel.h"
+
+#define LINGER_MAX_BYTES (1u << 20)    /* input discarded after an error reply, at most */
+#define SESSIONS_KEEP 256              /* spare sessions kept after a burst */
+
+static struct client *free_clients;   /* recycled structs */
+static struct session *free_sessions;
+static unsigned nfree_sessions;
+
+static ssize_t client_read(struct client *c, void *buf, size_t len);
+static ssize_t client_writev(struct client *c, const struct iovec *iov, int n);
+static void client_session_attach(struct client *c);
+static void release_client(struct loop_defer *d);
+static int client_splice(struct client *c);
+static void plain_http_refusal(int fd);
+static int head_step(struct client *c);
+static int closing_step(struct client *c);
+static void on_client(struct loop_io *io, uint32_t events);
+
+/* A read shorter than asked drained the socket: the next edge will say when
+ * there is more. Not so when the peer has hung up: the end of stream has not
+ * been read yet, and no further edge will come for it. */
+void px_read_was_short(struct loop_io *io)
+{
+    if (!(io->ready & LOOP_HUP))
+        io->ready &= ~LOOP_READ;
+}
+
+/* read(2) and sendmsg(2) on the client connection, TLS or not. */
+static ssize_t client_read(struct client *c, void *buf, size_t len)
+{
+    return tls_or_read(c->io.fd, c->ssl, &c->tls_want, buf, len);
+}
+
+static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
+{
+    if (c->ssl) {
+        /* A write that stops short leaves the next bytes sealed in a record
+         * that will go out as they are: they can no longer be taken back. */
+        size_t want = 0;
+        for (int i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        ssize_t r = tls_writev(c->ssl, iov, n);
+        if (r < 0 ? errno == EAGAIN : (size_t)r < want)
+            c->cflags |= CF_SEALED;
+        else
+            c->cflags &= ~CF_SEALED;
+        return r;
+    }
+    return tls_or_writev(c->io.fd, NULL, iov, n);
+}
+
+/* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
+ * write side. Only for a clean end, never for a cancelled exchange. */
+void shut_write(int fd, SSL *ssl)
+{
+    tls_close_notify(ssl);
+    shutdown(fd, SHUT_WR);
+}
+
+/* Gives c a fresh session (entering HEAD from IDLE). */
+static void client_session_attach(struct client *c)
+{
+    struct session *s = free_sessions;
+    if (s) {
+        free_sessions = s->next_free;
+        nfree_sessions--;
+    } else {
+        s = xmalloc(sizeof *s);
+    }
+    *s = (struct session){0};
+    exchange_reset(&s->x);
+    c->s = s;
+    exchange_set_limits(c);
+}
+
+/* Releases everything the session holds and recycles it (back to IDLE, or
+ * closing). The upstream connection must already be pooled or closed. */
+void client_session_detach(struct client *c)
+{
+    struct session *s = c->s;
+    if (!s)
+        return;
+    buf_release(&s->out);
+    buf_release(&s->uhead);
+    buf_release(&s->uin);
+    buf_release(&s->hin);
+    relay_close(&s->relay);
+    c->s = NULL;
+    if (nfree_sessions >= SESSIONS_KEEP) {
+        free(s);
+        return;
+    }
+    s->next_free = free_sessions;
+    free_sessions = s;
+    nfree_sessions++;
+}
+
+static void release_client(struct loop_defer *d)
+{
+    struct client *c = container_of(d, struct client, defer);
+    c->next = free_clients;
+    free_clients = c;
+}
+
+/* Closes the client connection at once and releases everything it holds.
+ * The struct itself is recycled at the end of the loop iteration. */
+void client_close(struct client *c)
+{
+    if (c->state == CS_CLOSED)
+        return;
+    attempt_drop(c);
+    client_session_detach(c);
+    loop_timer_stop(px_loop, &c->timer);
+    tls_free(c->ssl);   /* no close_notify: a clean end sends it before */
+    c->ssl = NULL;
+    loop_close(px_loop, &c->io);
+    buf_release(&c->in);
+    c->state = CS_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        px_clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    px_nclients--;
+    loop_defer(px_loop, &c->defer, release_client);
+}
+
+void client_error(struct client *c, int status, const char *reason, const char *detail)
+{
+    client_error_ex(c, status, reason, detail, "");
+}
+
+/* extra: more header lines, each ending in CRLF ("" for none). */
+void client_error_ex(struct client *c, int status, const char *reason,
+                             const char *detail, const char *extra)
+{
+    char body[256];
+    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body);
+    buf_release(&c->s->uin);
+    buf_release(&c->s->uhead);
+    buf_reserve(&c->s->out, BUF_SMALL);
+    c->s->out.start = c->s->out.end = 0;
+    c->s->x.interim = 0;
+    int hl = snprintf(c->s->out.data, c->s->out.cap,
+                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                      "%sConnection: close\r\n\r\n",
+                      status, http_reason(status), bl, extra);
+    c->s->out.end = (uint32_t)hl;
+    if (!(c->s->x.flags & X_HEAD_METHOD)) {
+        memcpy(c->s->out.data + c->s->out.end, body, (size_t)bl);
+        c->s->out.end += (uint32_t)bl;
+    }
+    c->s->x.bytes_sent = c->s->out.end;
+    access_log(c, status, reason);
+    c->state = CS_CLOSING;
+    c->s->x.clk.send_mark = 0;
+}
+
+int client_abort(struct client *c)
+{
+    char what[320];
+    access_describe(c, what, sizeof what);
+    log_error("info", "client closed the connection before the response was complete (%s)", what);
+    return exchange_fail(c, 0, "client_abort", "client closed");
+}
+
+int client_body_too_large(struct client *c)
+{
+    char what[320];
+    access_describe(c, what, sizeof what);
+    log_error("info", "request body larger than --max-body-size %llu (%s)",
+              (unsigned long long)px_cfg->max_body, what);
+    return exchange_fail(c, 413, "body_too_large", "body larger than the limit");
+}
+
+/* Checks the request body bytes past body_ready: counts a Content-Length
+ * body; scans a chunked one, dropping its trailer fields in place. */
+int client_request_body(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    uint32_t avail = c->in.end - x->body_ready;
+
+    if ((x->flags & X_BODY_DONE) || !avail)
+        return 0;
+    if (x->req_framing == HTTP_BODY_LENGTH) {
+        uint64_t k = avail < x->req_left ? avail : x->req_left;
+        x->bytes_in += k;
+        x->body_ready += (uint32_t)k;
+        x->req_left -= k;
+        if (!x->req_left)
+            x->flags |= X_BODY_DONE;
+        return 1;
+    }
+    size_t kept = 0;
+    char *p = c->in.data + x->body_ready;
+    ssize_t r = http_chunked_feed(&x->req_chunk, p, avail, &kept);
+    if (r < 0) {
+        char what[320];
+        access_describe(c, what, sizeof what);
+        log_error("warn", "malformed chunked request body (%s)", what);
+        return exchange_fail(c, 400, "bad_request", "malformed chunked body");
+    }
+    uint32_t rest = avail - (uint32_t)r;
+    x->bytes_in += (uint64_t)r;
+    if (rest && kept != (size_t)r)
+        memmove(p + kept, p + r, rest);
+    c->in.end -= (uint32_t)r - (uint32_t)kept;
+    x->body_ready += (uint32_t)kept;
+    if (px_cfg->max_body && x->req_chunk.payload > px_cfg->max_body)
+        return client_body_too_large(c);
+    if ((x->flags & X_KEEP_BODY) && x->req_chunk.payload > x->route->retry->max_body)
+        x->flags &= ~X_KEEP_BODY;   /* too large to keep: no retry */
+    if (http_chunked_done(&x->req_chunk))
+        x->flags |= X_BODY_DONE;
+    return 1;
+}
+
+/* Reads request body bytes while they are wanted and there is room. */
+int client_recv_body(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    int progress = 0;
+
+    if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
+        if (c->io.ready & LOOP_HUP)
+            return client_abort(c);   /* the client went away: cancel */
+        return 0;
+    }
+    while (c->io.ready & LOOP_READ) {
+        if (!buf_room(&c->in)) {
+            uint32_t hs = c->in.start + x->head_len;
+            if (!client_in_compactable(c))
+                break;   /* full of unsent body: the write clock runs */
+            x->flags &= ~X_KEEP_BODY;   /* making room loses the kept body */
+            uint32_t d = x->body_sent - hs;
+            memmove(c->in.data + hs, c->in.data + x->body_sent, c->in.end - x->body_sent);
+            x->body_sent = hs;
+            x->body_ready -= d;
+            c->in.end -= d;
+        }
+        uint32_t room = buf_room(&c->in);
+        ssize_t n = client_read(c, buf_tail(&c->in), room);
+        if (n > 0) {
+            c->in.end += (uint32_t)n;
+            x->clk.body_mark = px_loop->now;
+            if ((uint32_t)n < room)
+                px_read_was_short(&c->io);
+            if (client_request_body(c) < 0)
+                return -1;
+            if (c->state != CS_EXCH)
+                return 1;
+            progress = 1;
+            if (x->flags & X_BODY_DONE)
+                break;
+            continue;
+        }
+        if (n == 0)
+            return client_abort(c);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            break;
+        }
+        return client_abort(c);
+    }
+    return progress;
+}
+
+/* Splice mode: moves the pipe's bytes to the client, once out is sent. */
+static int client_splice(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    int progress = 0;
+
+    while ((c->io.ready & LOOP_WRITE) && c->s->relay.len && !buf_len(&c->s->out)) {
+        uint32_t want = c->s->relay.len;
+        ssize_t n = relay_drain(&c->s->relay, c->io.fd);
+        if (n > 0) {
+            x->bytes_sent += (uint64_t)n;
+            x->clk.send_mark = px_loop->now;
+            x->flags |= X_FINAL_SENT;
+            if ((uint32_t)n < want)
+                c->io.ready &= ~LOOP_WRITE;
+            progress = 1;
+            continue;
+        }
+        if (n == -EAGAIN) {
+            c->io.ready &= ~LOOP_WRITE;
+            break;
+        }
+        return client_abort(c);
+    }
+    return progress;
+}
+
+/* Sends queued heads and validated response body bytes to the client. */
+int client_send(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if ((x->flags & X_SPLICE) && !buf_len(&c->s->out))
+        return client_splice(c);   /* (a head still queued goes first, below) */
+    uint32_t po = buf_len(&c->s->out);
+    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->s->uin.start : 0;
+
+    if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
+        return 0;
+    if (pb > SEND_SLICE)
+        pb = SEND_SLICE;
+    struct iovec iov[2] = {
+        {buf_head(&c->s->out), po},
+        {c->s->uin.data + c->s->uin.start, pb},
+    };
+    ssize_t n = client_writev(c, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
+    if (n < 0) {
+        if (errno == EINTR)
+            return 1;
+        if (errno == EAGAIN) {
+            c->io.ready &= ~LOOP_WRITE;
+            return 0;
+        }
+        return client_abort(c);
+    }
+    uint32_t k = (uint32_t)n < po ? (uint32_t)n : po;
+    c->s->out.start += k;
+    if (x->interim >= k) {
+        x->interim -= k;
+    } else {
+        x->interim = 0;
+        x->flags |= X_FINAL_SENT;
+    }
+    if ((uint32_t)n > k) {
+        c->s->uin.start += (uint32_t)n - k;
+        x->flags |= X_FINAL_SENT;
+    }
+    x->bytes_sent += (uint64_t)n;
+    x->clk.send_mark = px_loop->now;
+    if (!buf_len(&c->s->out))
+        c->s->out.start = c->s->out.end = 0;
+    if ((x->flags & X_RESP_HEAD) && c->s->uin.start == c->s->uin.end)
+        c->s->uin.start = c->s->uin.end = x->resp_ready = 0;
+    if ((uint32_t)n < po + pb)
+        c->io.ready &= ~LOOP_WRITE;
+    return 1;
+}
+
+/* A plain HTTP request on a TLS port gets a plain 400 that says so (best
+ * effort: one send), and its unread bytes are drained so that the close
+ * does not turn into a reset that destroys the answer. */
+static void plain_http_refusal(int fd)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 51\r\nConnection: close\r\n\r\n"
+                              "400 Bad Request: plain HTTP was sent to a TLS port\n";
+    char sink[4096];
+    (void)!send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+/* IDLE and HEAD: read and parse the next request head. */
+static int head_step(struct client *c)
+{
+    int progress = 0;
+
+    if (c->cflags & CF_HANDSHAKE) {
+        char why[160];
+        int r = tls_handshake(c->ssl, &c->io.ready, why, sizeof why);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            struct peer_text pt;
+            log_error("info", "TLS handshake with client %s failed: %s", access_peer(c, &pt), why);
+            stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
+            if (r == -2)
+                plain_http_refusal(c->io.fd);
+            client_close(c);
+            return -1;
+        }
+        stats->tls[STATS_TLS_CLIENT][tls_resumed(c->ssl) ? TLS_RESUMED : TLS_OK]++;
+        c->cflags &= ~CF_HANDSHAKE;
+        c->t_first = px_loop->now;   /* idle from here */
+        progress = 1;
+    }
+    while (c->io.ready & LOOP_READ) {
+        buf_reserve(&c->in, BUF_SMALL);
+        if (!buf_room(&c->in)) {
+            if (c->in.start) {
+                buf_compact(&c->in);
+            } else if (c->in.cap < BUF_LARGE) {
+                buf_reserve(&c->in, BUF_LARGE);
+            } else {
+                break;   /* the parser refuses a head this large */
+            }
+        }
+        uint32_t room = buf_room(&c->in);
+        ssize_t n = client_read(c, buf_tail(&c->in), room);
+        if (n > 0) {
+            if (c->state == CS_IDLE) {
+                client_session_attach(c);
+                c->state = CS_HEAD;
+                c->t_first = px_loop->now;
+            }
+            c->in.end += (uint32_t)n;
+            progress = 1;
+            if ((uint32_t)n < room)
+                px_read_was_short(&c->io);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            break;
+        }
+        /* end of stream or error: fine between requests, an abort within one */
+        if (c->state == CS_HEAD && buf_len(&c->in)) {
+            struct peer_text pt;
+            log_error("info", "client %s closed the connection within a request head",
+                      access_peer(c, &pt));
+            access_log(c, 400, "client_abort");
+        }
+        client_close(c);
+        return -1;
+    }
+    if (c->state == CS_IDLE) {
+        buf_release(&c->in);   /* idle connections hold no buffer */
+        return progress;
+    }
+    struct exch *x = &c->s->x;
+    if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
+        return progress;
+    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &px_scratch, &px_req_limits);
+    if (r == HTTP_INCOMPLETE && !buf_room(&c->in) && c->in.start == 0 &&
+        c->in.cap >= BUF_LARGE)
+        r = -431;   /* limits set near their maximum can exceed the buffer */
+    if (r == HTTP_INCOMPLETE) {
+        x->parsed_len = buf_len(&c->in);
+        return progress;
+    }
+    if (r < 0) {
+        const char *detail = r == -414 ? "request line longer than --max-request-line"
+                           : r == -431 ? "header fields over --max-header-size or --max-headers"
+                           : r == -505 ? "only HTTP/1.0 and HTTP/1.1 are served"
+                                       : "malformed request head";
+        struct peer_text pt;
+        log_error("info", "bad request from %s: %d, %s", access_peer(c, &pt), -r, detail);
+        x->flags |= X_CLOSE_AFTER;
+        client_error(c, -r, "bad_request", detail);
+        return 1;
+    }
+    return exchange_start(c, r);
+}
+
+/* CLOSING: finish sending, shut the write side, then discard input until the
+ * client closes or the linger time is over, so that unread request bytes do
+ * not turn the close into a reset that destroys the response in flight. */
+static int closing_step(struct client *c)
+{
+    struct exch *x = &c->s->x;
+
+    if (buf_len(&c->s->out)) {
+        if (!(c->io.ready & LOOP_WRITE))
+            return 0;
+        struct iovec iov = {buf_head(&c->s->out), buf_len(&c->s->out)};
+        ssize_t n = client_writev(c, &iov, 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                return 1;
+            if (errno == EAGAIN) {
+                c->io.ready &= ~LOOP_WRITE;
+                return 0;
+            }
+            client_close(c);
+            return -1;
+        }
+        c->s->out.start += (uint32_t)n;
+        x->clk.send_mark = px_loop->now;
+        if (buf_len(&c->s->out)) {
+            c->io.ready &= ~LOOP_WRITE;
+            return 1;
+        }
+    }
+    if (!(x->flags & X_LINGER)) {
+        x->flags |= X_LINGER;
+        buf_release(&c->s->out);
+        buf_release(&c->in);
+        buf_release(&c->s->uin);
+        buf_release(&c->s->uhead);
+        shut_write(c->io.fd, c->ssl);
+        c->t_first = px_loop->now;
+    }
+    while (c->io.ready & LOOP_READ) {
+        char sink[4096];
+        ssize_t n = client_read(c, sink, sizeof sink);
+        if (n > 0) {
+            x->discarded += (uint32_t)n;
+            if (x->discarded <= LINGER_MAX_BYTES)
+                continue;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            c->io.ready &= ~LOOP_READ;
+            return 0;
+        }
+        client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+void client_pump(struct client *c)
+{
+    for (;;) {
+        int r;
+        switch (c->state) {
+        case CS_IDLE:
+        case CS_HEAD:
+            r = head_step(c);
+            break;
+        case CS_EXCH:
+            r = exchange_step(c);
+            break;
+        case CS_CLOSING:
+            r = closing_step(c);
+            break;
+        case CS_TUNNEL:
+            r = tunnel_step(c);
+            break;
+        default:
+            return;
+        }
+        if (c->state == CS_CLOSED)
+            return;
+        if (r <= 0)
+            break;
+    }
+    exchange_arm(c);
+}
+
+static void on_client(struct loop_io *io, uint32_t events)
+{
+    struct client *c = container_of(io, struct client, io);
+    tls_rearm(&c->tls_want, &c->io.ready, events, LOOP_READ, LOOP_WRITE);
+    client_pump(c);
+}
+
+void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
+                       struct tls_server *tls)
+{
+    struct client *c = free_clients;
+    if (c)
+        free_clients = c->next;
+    else
+        c = xmalloc(sizeof *c);
+    *c = (struct client){0};
+    timer_init(&c->timer, exchange_on_timer);
+    if (loop_add(px_loop, &c->io, fd, on_client) < 0) {
+        close(fd);
+        c->next = free_clients;
+        free_clients = c;
+        return;
+    }
+    if (tls) {
+        if (!(c->ssl = tls_server_conn(tls, fd))) {
+            log_error("error", "TLS: out of memory for a new connection; closing it");
+            loop_close(px_loop, &c->io);
+            c->next = free_clients;
+            free_clients = c;
+            return;
+        }
+        cflags |= CF_HANDSHAKE;
+    }
+    memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
+    c->state = CS_IDLE;
+    c->cflags = cflags;
+    c->t_first = px_loop->now;
+    c->next = px_clients;
+    if (px_clients)
+        px_clients->prev = c;
+    px_clients = c;
+    px_nclients++;
+    exchange_arm(c);
+}
+
+void client_free_spares(void)
+{
+    while (free_clients) {
+        struct client *c = free_clients;
+        free_clients = c->next;
+        free(c);
+    }
+    while (free_sessions) {
+        struct session *s = free_sessions;
+        free_sessions = s->next_free;
+        free(s);
+    }
+    nfree_sessions = 0;
+}

@@ -1,0 +1,59 @@
+/* client.h -- an HTTP/1.1 client connection: reading request heads and bodies,
+ * writing responses and error replies, lingering, and the pump that moves it.
+ *
+ * The downstream side of the request path. A client connection is IDLE
+ * (no session), HEAD (reading a request head), EXCH (an exchange in flight),
+ * CLOSING (an error reply is flushed, then input lingers) or TUNNEL. Every
+ * event on it, or on its upstream, runs client_pump(), which advances what
+ * can advance until nothing moves and then arms the one timer. */
+#ifndef HG_CLIENT_H
+#define HG_CLIENT_H
+
+#include "px.h"
+
+/* A read shorter than asked drained the socket: the next edge will say when
+ * there is more. Not so when the peer has hung up: the end of stream has not
+ * been read yet, and no further edge will come for it. */
+void px_read_was_short(struct loop_io *io);
+
+/* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
+ * write side. Only for a clean end, never for a cancelled exchange. */
+void shut_write(int fd, SSL *ssl);
+
+/* Releases everything the session holds and recycles it (back to IDLE, or
+ * closing). The upstream connection must already be pooled or closed. */
+void client_session_detach(struct client *c);
+
+/* Closes the client connection at once and releases everything it holds.
+ * The struct itself is recycled at the end of the loop iteration. */
+void client_close(struct client *c);
+
+void client_error(struct client *c, int status, const char *reason, const char *detail);
+
+/* extra: more header lines, each ending in CRLF ("" for none). */
+void client_error_ex(struct client *c, int status, const char *reason,
+                             const char *detail, const char *extra);
+
+int client_abort(struct client *c);
+
+int client_body_too_large(struct client *c);
+
+/* Checks the request body bytes past body_ready: counts a Content-Length
+ * body; scans a chunked one, dropping its trailer fields in place. */
+int client_request_body(struct client *c);
+
+/* Reads request body bytes while they are wanted and there is room. */
+int client_recv_body(struct client *c);
+
+/* Sends queued heads and validated response body bytes to the client. */
+int client_send(struct client *c);
+
+void client_pump(struct client *c);
+
+void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
+                       struct tls_server *tls);
+
+/* Frees the recycled client and session structs (at exit). */
+void client_free_spares(void);
+
+#endif

@@ -1,0 +1,65 @@
+/* exchange.h -- one request from its head to its end: routing, the deadlines,
+ * retries, backoff, waiting for a connection, and the one cancellation path.
+ *
+ * The exchange owns the request's fate: it turns what the attempt and the
+ * client report (a timeout, a failed attempt, a response) into a retry, a
+ * 5xx, a cut, or the end of the exchange (exchange_fail and exchange_done).
+ * Its deadlines are folded by tmo_fold() from the conditions that hold. */
+#ifndef HG_EXCHANGE_H
+#define HG_EXCHANGE_H
+
+#include "px.h"
+
+/* The total deadline: the route's, or less when a trusted client said so. */
+uint64_t exchange_total_ms(const struct client *c);
+
+/* A fresh exchange: timings that have not happened read as "-". */
+void exchange_reset(struct exch *x);
+
+/* The FIFO of requests waiting for a connection slot of their pool. */
+void exchange_wait_enqueue(struct client *c);
+
+void exchange_wait_dequeue(struct client *c);
+
+/* The one cancellation path. Closes the upstream connection (never pooled).
+ * If no byte of the final response has reached the client and `status` is
+ * not 0, the client gets that status with the reason in a plain-text body;
+ * otherwise the client connection is cut so that it sees an incomplete
+ * message. Returns 1 when the client lives on (CLOSING), -1 when closed. */
+int exchange_fail(struct client *c, int status, const char *reason, const char *detail);
+
+/* The durations that apply to c's exchange: the default policy until a
+ * route is chosen, then the route's, with the total capped by a trusted
+ * client's deadline. Set when the exchange starts and when it is routed. */
+void exchange_set_limits(struct client *c);
+
+/* Folds the deadlines into the one timer. A deadline that moved later leaves
+ * the timer where it is: it fires early once, finds nothing expired, and is
+ * re-filed then, which is cheaper than re-sorting on every read. */
+void exchange_arm(struct client *c);
+
+void exchange_on_timer(struct timer *t);
+
+/* A pooled connection that the server closed before any response byte, for a
+ * request that can be sent again: retried once on a new connection. */
+bool exchange_can_retry(const struct client *c);
+
+int exchange_retry(struct client *c);
+
+/* Whether the route's retry policy lets this failure be tried again: a
+ * listed failure class (or response status), attempts left, a method it may
+ * repeat, a body still at hand, nothing yet sent to the client, and room in
+ * the pool's retry budget. The total deadline keeps running throughout. */
+bool exchange_retry_allowed(struct client *c, unsigned cls, int status);
+
+/* Schedules the next attempt after a jittered exponential backoff ("full
+ * jitter": uniform in [0, min(max, base * 2^(n-1))]), on another server
+ * when the pool has one. */
+int exchange_retry_later(struct client *c, const char *why);
+
+int exchange_step(struct client *c);
+
+/* A complete request head is at in.start: check it and start the exchange. */
+int exchange_start(struct client *c, int head_len);
+
+#endif

@@ -1,0 +1,229 @@
+/* forward.c -- the forward proxy: who may use it, where it may go, DNS (see forward.h). */
+#define _GNU_SOURCE
+#include "forward.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "addr.h"
+#include "attempt.h"
+#include "auth.h"
+#include "buf.h"
+#include "client.h"
+#include "conf.h"
+#include "dns.h"
+#include "exchange.h"
+#include "forward.h"
+#include "fwd.h"
+#include "health.h"
+#include "hedge.h"
+#include "http.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "relay.h"
+#include "route.h"
+#include "stats.h"
+#include "tls.h"
+#include "tmo.h"
+#include "tunnel.h"
+
+/* The forward proxy's destinations: one ad-hoc server per request, in a
+ * group of its own that never ejects, pools or limits. */
+static struct pool_group forward_group = {
+    .name = "forward", .fail_limit = ~0u, .max_ejection_ns = 0, .budget_min = 0,
+};
+struct route forward_route;
+static struct auth *proxy_auth;
+
+static int forward_refuse(struct client *c, int status, const char *reason, const char *why);
+static int forward_connect(struct client *c, const struct sockaddr_storage *ss);
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n);
+
+static int forward_refuse(struct client *c, int status, const char *reason, const char *why)
+{
+    char what[320];
+    access_describe(c, what, sizeof what);
+    log_error("info", "forward proxy: %s (%s)", why, what);
+    client_error_ex(c, status, reason, why,
+                     status == 407 ? "Proxy-Authenticate: Basic realm=\"hourglass\"\r\n" : "");
+    return 1;
+}
+
+/* Checks the client, its credentials and the target; 0 to go on (the
+ * destination is in the session), else 1 after answering. */
+int forward_admit(struct client *c, const struct http_msg *m, bool is_connect)
+{
+    struct session *s = c->s;
+    const struct cfg_forward *f = &px_cfg->fwd;
+    if (!addr_cidr_list_match(f->clients, f->nclients, &c->peer.sa))
+        return forward_refuse(c, 403, "forbidden", "this client may not use the forward proxy");
+    if (proxy_auth) {
+        bool ok = false;
+        for (uint32_t i = 0; i < m->nfields && !ok; i++)
+            if (HTTP_NAME_IS(&m->fields[i], "proxy-authorization"))
+                ok = auth_check(proxy_auth, m->fields[i].value, m->fields[i].value_len);
+        if (!ok)
+            return forward_refuse(c, 407, "proxy_auth_required",
+                                  "proxy credentials missing or wrong");
+    }
+    const char *auth = m->target, *path;
+    size_t auth_len = m->target_len, path_len;
+    if (!is_connect && fwd_split_absolute(m->target, m->target_len, &auth, &auth_len, &path,
+                                          &path_len) < 0)
+        return forward_refuse(c, 400, "bad_request",
+                              "a forward proxy takes http://host/path targets or CONNECT");
+    struct addr_authority a;
+    if (addr_parse_authority(auth, auth_len, &a) < 0)
+        return forward_refuse(c, 400, "bad_request", "bad host or port in the target");
+    if (is_connect) {
+        bool port_ok = false;
+        for (unsigned i = 0; i < f->nports; i++)
+            port_ok |= f->ports[i] == a.port;
+        if (!a.has_port)
+            return forward_refuse(c, 400, "bad_request", "CONNECT needs host:port");
+        if (!port_ok)
+            return forward_refuse(c, 403, "forbidden", "CONNECT to this port is not allowed");
+    }
+    s->fport = a.has_port ? a.port : 80;
+    s->fhost[0] = '\0';
+    if (a.is_ip) {
+        s->faddr.ss = a.ip;
+        addr_set_port(&s->faddr.ss, s->fport);
+    } else if (addr_host_lower(s->fhost, sizeof s->fhost, a.host, a.host_len) < 0) {
+        return forward_refuse(c, 400, "bad_request", "host name too long");
+    }
+    return 0;
+}
+
+/* Connects to addr (the checked destination) if it may be reached. */
+static int forward_connect(struct client *c, const struct sockaddr_storage *ss)
+{
+    struct session *s = c->s;
+    enum addr_class k = addr_classify((const struct sockaddr *)ss);
+    if (k != ADDR_PUBLIC &&
+        !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests, (const struct sockaddr *)ss)) {
+        char why[160], ip[INET6_ADDRSTRLEN];
+        net_ip_text((const struct sockaddr *)ss, ip, sizeof ip);
+        snprintf(why, sizeof why, "destination %s is a %s address", ip, addr_class_name(k));
+        return forward_refuse(c, 403, "forbidden", why);
+    }
+    s->faddr.ss = *ss;
+    s->faddr.len = addr_socklen((const struct sockaddr *)ss);
+    net_addr_text((const struct sockaddr *)ss, s->faddr.text, sizeof s->faddr.text);
+    s->fsrv = (struct pool_server){.addr = &s->faddr, .group = &forward_group, .weight = 1};
+    return attempt_connect(c, false);
+}
+
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+{
+    struct client *c = arg;
+    struct exch *x = &c->s->x;
+    x->flags &= ~X_RESOLVING;
+    if (status == -ETIMEDOUT) {   /* c-ares gave up: every try of every server */
+        char what[320], detail[320];
+        access_describe(c, what, sizeof what);
+        snprintf(detail, sizeof detail, "dns_timeout after %llu ms",
+                 (unsigned long long)px_cfg->dns_ms);
+        log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fhost, what);
+        exchange_fail(c, 504, "dns_timeout", detail);
+    } else if (status < 0) {
+        char what[320], detail[320];
+        access_describe(c, what, sizeof what);
+        snprintf(detail, sizeof detail, "cannot resolve %s: %s", c->s->fhost,
+                 status == -ENOENT ? "no such name" : strerror(-status));
+        log_error("info", "forward proxy: %s (%s)", detail, what);
+        exchange_fail(c, 502, "dns_failed", detail);
+    } else {
+        /* the first address that may be reached; if none may, the refusal
+         * names the first one */
+        unsigned i = 0;
+        while (i + 1 < n && addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
+               !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests,
+                                     (const struct sockaddr *)&addrs[i]))
+            i++;
+        if (addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
+            !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests,
+                                  (const struct sockaddr *)&addrs[i]))
+            i = 0;
+        forward_connect(c, &addrs[i]);
+    }
+    if (c->state != CS_CLOSED)
+        client_pump(c);
+}
+
+/* Resolves the destination's name (an IP literal needs none), then
+ * connects; DNS runs under the dns timeout, clamped by the total. */
+int forward_resolve(struct client *c)
+{
+    struct session *s = c->s;
+    if (!s->fhost[0])
+        return forward_connect(c, &s->faddr.ss);
+    int r = dns_resolve(&s->dns, s->fhost, s->fport, on_dns, c);
+    if (r < 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "cannot resolve: %s", strerror(-r));
+        return exchange_fail(c, 502, "dns_failed", detail);
+    }
+    s->x.flags |= X_RESOLVING;
+    s->x.clk.dns = px_loop->now;
+    return 1;
+}
+
+/* CONNECT: the upstream connection is open, the tunnel begins. */
+int forward_established(struct client *c)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+    struct exch *x = &c->s->x;
+    buf_reserve(&c->s->out, BUF_SMALL);
+    memcpy(buf_tail(&c->s->out), ok, sizeof ok - 1);
+    c->s->out.end += sizeof ok - 1;
+    x->status = 200;
+    x->flags |= X_REQ_SENT | X_RESP_HEAD;
+    x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
+    pool_report(c->s->srv, true);
+    tunnel_begin(c);
+    return 1;
+}
+
+int forward_init(struct loop *l, const struct cfg *c)
+{
+    forward_group.idle_ns = ns_of(c->upstream_idle_ms);
+    forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
+                                   .policy = px_default_policy, .no_deadline_header = true};
+    bool any_forward = false;
+    for (unsigned i = 0; i < c->nlisten; i++)
+        any_forward |= c->listen_forward[i];
+    if (!any_forward)
+        return 0;
+    /* c-ares doubles its per-try timeout each round: 3 tries of d/7
+     * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
+    unsigned try_ms = (unsigned)(c->dns_ms / 7 > 50 ? c->dns_ms / 7 + 1 : 50);
+    struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
+    if (dns_init(l, &dc) < 0)
+        return -1;
+    if (c->fwd.auth_file) {
+        char err[512];
+        if (!(proxy_auth = auth_load(c->fwd.auth_file, err, sizeof err))) {
+            log_error("error", "proxy auth file: %s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void forward_shutdown(void)
+{
+    auth_free(proxy_auth);
+    proxy_auth = NULL;
+}

@@ -1,0 +1,33 @@
+/* forward.h -- the forward proxy: who may use it, where it may go, DNS.
+ *
+ * A forward listener takes absolute-form requests and CONNECT host:port.
+ * Destinations are checked on the address actually connected to, after
+ * resolution, never on the name. */
+#ifndef HG_FORWARD_H
+#define HG_FORWARD_H
+
+#include "px.h"
+
+/* The forward proxy's route: every forward request takes it (its timeouts
+ * are the command line's). Set by forward_init. */
+extern struct route forward_route;
+
+/* Prepares the forward proxy when a listener of c is one: the resolver
+ * (c-ares on l) and the credentials file. 0, or -1 after logging why. */
+int forward_init(struct loop *l, const struct cfg *c);
+
+/* Frees what forward_init made. */
+void forward_shutdown(void);
+
+/* Checks the client, its credentials and the target; 0 to go on (the
+ * destination is in the session), else 1 after answering. */
+int forward_admit(struct client *c, const struct http_msg *m, bool is_connect);
+
+/* Resolves the destination's name (an IP literal needs none), then
+ * connects; DNS runs under the dns timeout, clamped by the total. */
+int forward_resolve(struct client *c);
+
+/* CONNECT: the upstream connection is open, the tunnel begins. */
+int forward_established(struct client *c);
+
+#endif

@@ -1,0 +1,209 @@
+/* hedge.c -- a second attempt raced against the first for the response head (see hedge.h). */
+#define _GNU_SOURCE
+#include "hedge.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "addr.h"
+#include "attempt.h"
+#include "auth.h"
+#include "buf.h"
+#include "client.h"
+#include "conf.h"
+#include "dns.h"
+#include "exchange.h"
+#include "forward.h"
+#include "fwd.h"
+#include "health.h"
+#include "hedge.h"
+#include "http.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "pool.h"
+#include "relay.h"
+#include "route.h"
+#include "stats.h"
+#include "tls.h"
+#include "tmo.h"
+#include "tunnel.h"
+
+
+
+void hedge_drop(struct client *c)
+{
+    if (c->s && c->s->hedge) {
+        pool_close(c->s->hedge);
+        c->s->hedge = NULL;
+        buf_release(&c->s->hin);
+    }
+}
+
+/* Sends the request a second time, to another server of the pool, when the
+ * first attempt has no response head after the route's hedge delay (the
+ * asyncio.wait(FIRST_COMPLETED) of proxies). Only for idempotent requests
+ * without a body; a hedge counts against the pool's retry budget. */
+void hedge_start(struct client *c)
+{
+    struct session *s = c->s;
+    struct exch *x = &s->x;
+    char what[320];
+    int err = 0;
+
+    x->flags |= X_HEDGED;
+    if (!(x->flags & X_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
+        buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
+        return;
+    struct pool_server *srv = pool_pick_other(x->route->pool, s->srv);
+    if (!srv || srv == s->srv)
+        return;
+    struct upconn *h = pool_take_idle(srv, c, attempt_on_upstream);
+    if (!h)
+        h = pool_connect(srv, c, attempt_on_upstream, &err);
+    if (!h) {
+        pool_report(srv, false);
+        return;
+    }
+    if (!(x->flags & X_RETRIED)) {
+        x->flags |= X_RETRIED;
+        x->route->pool->retries++;
+    }
+    stats->hedges++;
+    s->hedge = h;
+    s->hedge_srv = srv;
+    s->hedge_off = 0;
+    x->attempts++;
+    access_describe(c, what, sizeof what);
+    log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
+              s->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
+}
+
+/* The hedge takes the first attempt's place, because its response head came
+ * first (head) or because the first attempt failed; the first attempt's
+ * connection is closed, never pooled. */
+void hedge_promote(struct client *c, bool head)
+{
+    struct session *s = c->s;
+    struct exch *x = &s->x;
+    char what[320];
+
+    access_describe(c, what, sizeof what);
+    log_error("info", "hedged attempt on %s %s; cancelling the one on %s (%s)",
+              s->hedge_srv->addr->text, head ? "answered first" : "carries on",
+              s->srv->addr->text, what);
+    if (s->up)
+        pool_close(s->up);
+    buf_release(&s->uin);
+    s->up = s->hedge;
+    s->srv = s->hedge_srv;
+    s->hedge = NULL;
+    s->uin = s->hin;
+    s->hin = (struct buf){0};
+    x->uhead_off = s->hedge_off;
+    x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
+    if (x->uhead_off == s->uhead.end && (x->flags & X_BODY_DONE))
+        x->flags |= X_REQ_SENT;
+    x->clk.read_mark = 0;
+    x->clk.write_since = 0;
+    x->clk.try_start = px_loop->now;
+    if (s->up->connecting)
+        x->clk.connect = px_loop->now;   /* its own connect clock from here */
+    if (head) {
+        x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
+        if (x->first_byte_ns < 0)
+            x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
+        pool_report(s->srv, true);
+    }
+}
+
+/* Advances the hedged attempt: connect, send the head, read until a final
+ * response head (which wins) or a failure (which drops the hedge alone). */
+int hedge_step(struct client *c)
+{
+    struct session *s = c->s;
+    struct upconn *h = s->hedge;
+    int progress = 0;
+
+    if (!h)
+        return 0;
+    if (h->connecting) {
+        char why[160];
+        int r = pool_connect_step(h, why, sizeof why);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            goto out_failed;
+        progress = 1;
+    }
+    if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+        /* The head is shared with the first attempt: stamp it anew only
+         * when that one has sent all of it, never under its feet. */
+        if (s->hedge_off == 0 && (!s->up || s->x.uhead_off == s->uhead.end))
+            attempt_stamp_deadline(c);
+        struct iovec iov = {s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off};
+        ssize_t n = pool_writev(h, &iov, 1);
+        if (n > 0) {
+            s->hedge_off += (uint32_t)n;
+            progress = 1;
+            if (s->hedge_off < s->uhead.end)
+                h->io.ready &= ~LOOP_WRITE;
+        } else if (n < 0 && errno == EAGAIN) {
+            h->io.ready &= ~LOOP_WRITE;
+        } else if (n < 0 && errno != EINTR) {
+            goto out_failed;
+        }
+    }
+    while (h->io.ready & LOOP_READ) {
+        buf_reserve(&s->hin, BUF_SMALL);
+        if (!buf_room(&s->hin)) {
+            if (s->hin.cap >= BUF_LARGE)
+                goto out_failed;   /* a head this large is refused anyway */
+            buf_reserve(&s->hin, BUF_LARGE);
+        }
+        uint32_t room = buf_room(&s->hin);
+        ssize_t n = pool_read(h, buf_tail(&s->hin), room);
+        if (n > 0) {
+            s->hin.end += (uint32_t)n;
+            progress = 1;
+            if ((uint32_t)n < room)
+                px_read_was_short(&h->io);
+            for (;;) {   /* 1xx heads of the hedge are not relayed */
+                int r = http_parse_response(buf_head(&s->hin), buf_len(&s->hin), &px_scratch,
+                                            &http_default_limits);
+                if (r == HTTP_INCOMPLETE)
+                    break;
+                if (r < 0)
+                    goto out_failed;
+                if (px_scratch.status >= 200 || px_scratch.status == 101) {
+                    hedge_promote(c, true);
+                    return 1;
+                }
+                s->hin.start += (uint32_t)r;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            h->io.ready &= ~LOOP_READ;
+            break;
+        }
+        goto out_failed;   /* closed or reset before a head */
+    }
+    return progress;
+
+out_failed:
+    pool_report(s->hedge_srv, false);
+    hedge_drop(c);
+    return 1;
+}

@@ -1,0 +1,180 @@
+/* listener.c -- listening sockets: accepting within the connection limit,
+ * TLS certificates per listener (see listener.h). */
+#define _GNU_SOURCE
+#include "listener.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+
+#define ACCEPT_RETRY_NS (100 * MS)     /* after EMFILE */
+
+struct listener {
+    struct loop_io io;
+    const struct cli_addr *addr;
+    bool trust_deadline;
+    bool forward;
+    bool underscores;
+    struct tls_server *tls;   /* TLS listener: its certificates; NULL: plain */
+};
+
+static struct listener listeners[CLI_MAX_LISTEN];
+static unsigned nlisteners;
+static bool accept_paused;           /* at max_connections: the rest wait */
+static struct timer accept_retry;    /* after EMFILE and the like */
+
+static void on_accept(struct loop_io *io, uint32_t events);
+static void on_accept_retry(struct timer *t);
+static struct tls_server *listener_tls(unsigned i);
+
+void listener_accept_all(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++) {
+        struct listener *ls = &listeners[i];
+        while (ls->io.ready & LOOP_READ) {
+            if (px_nclients >= px_cfg->max_connections) {
+                accept_paused = true;   /* they wait in the listen queue */
+                return;
+            }
+            struct sockaddr_storage peer;
+            socklen_t len;
+            int fd = net_accept(ls->io.fd, &peer, &len);
+            if (fd >= 0) {
+                client_new(fd, &peer,
+                           (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
+                               (ls->underscores ? CF_UNDERSCORES : 0),
+                           ls->tls);
+                continue;
+            }
+            if (fd == -EAGAIN) {
+                ls->io.ready &= ~LOOP_READ;
+            } else if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+                log_error("error", "accept on %s: %s; retrying in 100 ms (raise the open "
+                                   "file limit with ulimit -n, or lower --max-connections)",
+                          ls->addr->text, strerror(-fd));
+                loop_timer_at(px_loop, &accept_retry, px_loop->now + ACCEPT_RETRY_NS);
+                return;
+            }
+            /* other errors (ECONNABORTED...) concern one connection only */
+        }
+    }
+    accept_paused = false;
+}
+
+static void on_accept(struct loop_io *io, uint32_t events)
+{
+    (void)io;
+    (void)events;
+    listener_accept_all();
+}
+
+static void on_accept_retry(struct timer *t)
+{
+    (void)t;
+    listener_accept_all();
+}
+
+/* Loads listener i's certificates (checked once already when the file was
+ * read, but a file may have changed since). NULL after logging why. */
+static struct tls_server *listener_tls(unsigned i)
+{
+    char err[512];
+    unsigned bad = 0;
+    int bad_key = 0;
+    struct tls_server *t = tls_server_new(px_cfg->listen_tls[i], err, sizeof err, &bad, &bad_key);
+    if (!t)
+        log_error("error", "TLS on %s: %s", px_cfg->listen[i].text, err);
+    return t;
+}
+
+/* SIGHUP without a master: the certificate files are read again. New
+ * connections use them; open ones keep theirs. All or nothing. */
+void listener_reload_certificates(void)
+{
+    struct tls_server *fresh[CLI_MAX_LISTEN] = {0};
+    unsigned n = 0;
+    for (unsigned i = 0; i < nlisteners; i++) {
+        if (!listeners[i].tls)
+            continue;
+        if (!(fresh[i] = listener_tls(i))) {
+            log_error("error", "TLS certificate reload failed; keeping the old ones");
+            for (unsigned j = 0; j < i; j++)
+                tls_server_free(fresh[j]);
+            return;
+        }
+        n++;
+    }
+    for (unsigned i = 0; i < nlisteners; i++)
+        if (fresh[i]) {
+            tls_server_free(listeners[i].tls);
+            listeners[i].tls = fresh[i];
+        }
+    log_error("info", "TLS certificates reloaded (%u listener(s)); the rest of the "
+                      "configuration needs the master process to reload", n);
+}
+
+int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
+{
+    timer_init(&accept_retry, on_accept_retry);
+    for (unsigned i = 0; i < c->nlisten; i++) {
+        const struct cli_addr *a = &c->listen[i];
+        int fd = fds ? fds[i] : net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
+        if (fd < 0) {
+            log_error("error", "cannot listen on %s: %s%s", a->text, strerror(-fd),
+                      fd == -EADDRINUSE ? " (is another process using the port? "
+                                          "find it with: ss -ltnp)" : "");
+            return fd;
+        }
+        listeners[i].addr = a;
+        listeners[i].trust_deadline = c->listen_trust[i];
+        listeners[i].forward = c->listen_forward[i];
+        listeners[i].underscores = c->listen_underscores[i];
+        if (c->listen_tls[i] && !(listeners[i].tls = listener_tls(i))) {
+            close(fd);
+            return -EINVAL;
+        }
+        int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
+        if (r < 0) {
+            close(fd);
+            return r;
+        }
+        nlisteners++;
+    }
+    return 0;
+}
+
+void listener_close_all(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++)
+        loop_close_shared(px_loop, &listeners[i].io);
+}
+
+bool listener_any_tls(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++)
+        if (listeners[i].tls)
+            return true;
+    return false;
+}
+
+void listener_resume(void)
+{
+    if (accept_paused)
+        listener_accept_all();
+}
+
+void listener_shutdown(void)
+{
+    for (unsigned i = 0; i < nlisteners; i++) {
+        loop_close_shared(px_loop, &listeners[i].io);
+        tls_server_free(listeners[i].tls);
+        listeners[i].tls = NULL;
+    }
+    nlisteners = 0;
+    loop_timer_stop(px_loop, &accept_retry);
+}

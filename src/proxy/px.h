@@ -1,0 +1,233 @@
+/* px.h -- the request path's shared types and state: the client
+ * connection, its session and the exchange it carries.
+ *
+ * The modules of src/proxy/ each own a part of one request's path (see
+ * docs/DESIGN.md): client.c the HTTP/1.1 connection, exchange.c the
+ * request's fate and deadlines, attempt.c one upstream try, hedge.c the
+ * second try, tunnel.c relayed bytes, forward.c the forward proxy,
+ * access.c the access log, listener.c accepting. They share these structs;
+ * everything runs on one loop in one thread, so the state below has no
+ * locks. Every clock of an exchange is in struct tmo_clocks (tmo.h). */
+#ifndef HG_PX_H
+#define HG_PX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "dns.h"
+#include "http.h"
+#include "loop.h"
+#include "pool.h"
+#include "relay.h"
+#include "route.h"
+#include "tls.h"
+#include "tmo.h"
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+#define LINGER_NS (2000 * MS)          /* discard input after an error reply */
+
+/* Body bytes handed to the kernel per sendmsg. Measured on loopback, 1 MiB
+ * responses: 64 KiB writes cost 0.50 s of CPU per GiB relayed, 32 KiB writes
+ * 0.24 (nginx, same run: 0.29). Reads stay at up to 64 KiB. */
+#define SEND_SLICE (32u * 1024)
+
+enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
+
+/* Exchange flags. */
+#define X_BODY_DONE    0x00001u  /* whole request body received and checked */
+#define X_REQ_SENT     0x00002u  /* request head and body handed to the upstream */
+#define X_RESP_HEAD    0x00004u  /* final response head parsed */
+#define X_RESP_DONE    0x00008u  /* whole response body received */
+#define X_FINAL_SENT   0x00010u  /* a byte of the final response reached the client */
+#define X_UP_EOF       0x00020u  /* upstream closed its side */
+#define X_NO_REUSE     0x00040u  /* the upstream connection must not be pooled */
+#define X_CLOSE_AFTER  0x00080u  /* close the client connection after this response */
+#define X_EXPECT       0x00100u  /* client awaits 100 Continue */
+#define X_CONTINUE     0x00200u  /* 100 Continue queued */
+#define X_DECHUNK      0x00400u  /* decode a chunked response for an HTTP/1.0 client */
+#define X_HEAD_METHOD  0x00800u
+#define X_IDEMPOTENT   0x01000u
+#define X_GOT_BYTE     0x02000u  /* some response byte came from the upstream */
+#define X_ABANDON_BODY 0x04000u  /* upstream answered early: stop sending the body */
+#define X_LINGER       0x08000u  /* CLOSING: output done, write side shut */
+#define X_LOGGED       0x10000u  /* the access log line is written */
+#define X_SPLICE_OK    0x20000u  /* the body may go through a pipe (splice) */
+#define X_SPLICE       0x40000u  /* ... and now does: uin is no longer used */
+#define X_KEEP_BODY    0x80000u  /* the request body stays in `in` for a retry */
+#define X_COUNTED     0x100000u  /* counted in its pool's requests in flight */
+#define X_RETRIED     0x200000u  /* counted in its pool's retries in flight */
+#define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
+#define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
+#define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
+#define X_CLIENT_DEADLINE 0x2000000u  /* total capped by a trusted client's header */
+#define X_UPGRADE    0x4000000u  /* a WebSocket upgrade: a 101 turns it into a tunnel */
+#define X_FORWARD    0x8000000u  /* forward proxy: the destination is the client's */
+#define X_CONNECT   0x10000000u  /* ... a CONNECT: a tunnel once connected */
+#define X_RESOLVING 0x20000000u  /* ... its name is being resolved (TMO_DNS) */
+
+/* Tunnel flags (exch.tflags): which end has finished its direction. */
+#define T_CEOF  0x1u   /* the client sent its end of stream */
+#define T_UEOF  0x2u   /* the upstream did */
+#define T_USHUT 0x4u   /* ... passed on: write side of the upstream shut */
+#define T_CSHUT 0x8u   /* ... write side of the client shut */
+
+/* Of the time left, this much is kept for this hop (relaying the answer)
+ * when the rest is passed on: the next hop times out first. */
+#define DEADLINE_HOP_MARGIN_MS 5
+
+/* Content-Length bodies at least this large are spliced, not copied.
+ * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
+ * splice 0.27 (setting up the pipe does not pay); 64 MiB bodies, copy 0.41
+ * and splice 0.36 (nginx, same run: 0.29 and 0.40). */
+#define SPLICE_MIN (4u * 1024 * 1024)
+
+/* The state of one exchange; zeroed when the next one starts. */
+struct exch {
+    uint32_t flags;
+    uint32_t head_len;                 /* request head at in.start */
+    uint32_t method_len, target_off, target_len;
+    uint32_t body_sent, body_ready;    /* offsets in in.data */
+    uint32_t uhead_off;                /* bytes of uhead sent */
+    uint32_t resp_ready;               /* offset in uin.data: validated, unsent */
+    uint32_t interim;                  /* bytes of out holding 1xx heads */
+    uint32_t parsed_len;               /* head bytes seen by the last parse */
+    uint32_t discarded;                /* lingering: input bytes thrown away */
+    uint8_t req_framing, resp_framing;
+    int status;                        /* of the final response */
+    unsigned attempts;
+    uint64_t req_left, resp_left;
+    struct http_chunked req_chunk, resp_chunk;
+    uint64_t bytes_sent;
+    int64_t connect_ns, first_byte_ns; /* -1: not applicable */
+    struct tmo_clocks clk;             /* when each clock started (tmo.h) */
+    struct tmo_limits lim;             /* the durations that apply to it */
+    const struct route *route;         /* NULL until the head is checked */
+    const struct pool_server *avoid;   /* the server of the failed attempt */
+    uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
+    uint64_t bytes_in;                 /* request bytes received from the client */
+    int64_t sent_ns;                   /* whole request handed over; -1: not yet */
+    uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
+    uint8_t tflags;                    /* T_*, in state TUNNEL */
+};
+
+/* What a connection holds only while a request is in flight (states HEAD,
+ * EXCH and CLOSING): recycled through a free list, so that an idle
+ * keep-alive connection costs a struct client and nothing more. */
+struct session {
+    struct buf out;    /* bytes for the client before the body: heads, errors */
+    struct buf uhead;  /* the request head for the upstream (kept for a retry) */
+    struct buf uin;    /* bytes from the upstream */
+    struct relay relay;  /* the response body's pipe, in splice mode */
+    struct upconn *hedge;            /* a second attempt racing `up` for the head */
+    struct pool_server *hedge_srv;
+    struct buf hin;                  /* the hedge's response bytes */
+    uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
+    struct client *wait_next, *wait_prev;   /* in its pool's FIFO (X_WAIT_SLOT) */
+    struct upconn *up;
+    struct pool_server *srv;
+    struct tmo_set tmo;
+    struct exch x;
+    struct session *next_free;
+    /* forward proxy: where this request goes (an ad-hoc server of the
+     * "forward" group, never pooled) */
+    struct pool_server fsrv;
+    struct cli_addr faddr;
+    struct dns_query dns;
+    char fhost[256];                 /* the name to resolve, lower case */
+    uint16_t fport;
+};
+
+struct client {
+    struct loop_io io;
+    struct timer timer;
+    struct loop_defer defer;
+    struct client *next, *prev;
+    struct buf in;     /* bytes from the client; the request head stays at in.start */
+    struct session *s; /* NULL exactly when IDLE (or CLOSED) */
+    uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
+    uint8_t state;
+    uint8_t minor;     /* the client's HTTP minor version */
+    uint8_t cflags;    /* CF_* */
+    uint8_t tls_want;  /* TLS_READ_WANTS_WRITE */
+    SSL *ssl;          /* TLS listeners */
+    union {            /* the peer's address, formatted only when needed */
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+};
+
+#define CF_TRUSTED 0x1u   /* its listener honours the client's deadline header */
+#define CF_SERVED  0x2u   /* has had a response: idle means between requests */
+#define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
+#define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
+#define CF_SEALED  0x10u  /* TLS: queued bytes are sealed in a record not yet sent */
+#define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
+
+
+/* Whether room can be made in uin by moving its unsent bytes to the front:
+ * always for a response head (it is parsed in one piece), but for a body
+ * only when a few bytes are left to move. Else the relay waits for the
+ * client to take them all (uin then starts over at 0): a wait the socket
+ * buffers absorb, where compacting cost a copy of most body bytes. */
+#define COMPACT_MAX 4096u
+
+/* Shared state of this process's request path (px.c). */
+extern struct loop *px_loop;
+extern const struct cfg *px_cfg;
+extern struct http_msg px_scratch;          /* the head being parsed */
+extern struct http_limits px_req_limits;    /* request head limits */
+extern struct http_limits px_resp_limits;   /* response head limits */
+extern struct route_policy px_default_policy; /* before a route is chosen */
+extern bool px_draining;                    /* SIGTERM: finishing, not accepting */
+extern struct client *px_clients;           /* every open client */
+extern unsigned px_nclients;
+
+/* Sets the state above from the configuration (the limits and the default
+ * policy). Called once by the worker before anything else. */
+void px_configure(struct loop *l, const struct cfg *c);
+
+static inline uint64_t ns_of(uint64_t ms) { return ms * MS; }
+static inline int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
+
+static inline bool attempt_uin_compactable(const struct client *c)
+{
+    const struct buf *b = &c->s->uin;
+    return b->start > 0 && (!(c->s->x.flags & X_RESP_HEAD) || b->end - b->start <= COMPACT_MAX);
+}
+
+static inline bool attempt_uin_room(const struct client *c)
+{
+    if (c->s->x.flags & X_SPLICE)
+        return relay_room(&c->s->relay);
+    return !c->s->uin.data || buf_room(&c->s->uin) || attempt_uin_compactable(c);
+}
+
+/* The same for the request body in `in`: bytes already sent upstream are
+ * reclaimed by moving the unsent rest behind the head, when it is short. */
+static inline bool client_in_compactable(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    return x->body_sent > c->in.start + x->head_len && c->in.end - x->body_sent <= COMPACT_MAX;
+}
+
+static inline bool client_in_room(const struct client *c)
+{
+    return !c->in.data || buf_room(&c->in) || client_in_compactable(c);
+}
+
+static inline uint32_t client_pending(const struct client *c)
+{
+    uint32_t n = buf_len(&c->s->out) + c->s->relay.len;
+    if (c->s->x.flags & X_RESP_HEAD)
+        n += c->s->x.resp_ready - c->s->uin.start;
+    return n;
+}
+
+#endif
