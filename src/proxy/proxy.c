@@ -160,7 +160,7 @@ struct session {
     struct pool_server *hedge_srv;
     struct buf hin;                  /* the hedge's response bytes */
     uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
-    struct client *wait_next, *wait_prev;   /* in its pool's FIFO (X_WAIT_SLOT) */
+    struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
     struct upconn *up;
     struct pool_server *srv;
     struct tmo_set tmo;
@@ -336,6 +336,29 @@ static void session_attach(struct client *c)
     c->s = s;
 }
 
+/* The exchange's place in its pool's counts of requests and retries in
+ * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
+ * to its end, and among the retries (X_RETRIED) from its first retry or
+ * hedge to its end, once however many attempts it makes. */
+static void budget_take(struct client *c)
+{
+    if (!(c->s->x.flags & X_RETRIED)) {
+        c->s->x.flags |= X_RETRIED;
+        pool_budget_take(c->s->x.route->pool);
+    }
+}
+
+/* Idempotent: every end of an exchange may call it. */
+static void budget_release(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (x->flags & X_COUNTED)
+        pool_request_end(x->route->pool);
+    if (x->flags & X_RETRIED)
+        pool_budget_release(x->route->pool);
+    x->flags &= ~(X_COUNTED | X_RETRIED);
+}
+
 /* Releases everything the session holds and recycles it (back to IDLE, or
  * closing). The upstream connection must already be pooled or closed. */
 static void session_detach(struct client *c)
@@ -376,18 +399,11 @@ static void release_client(struct loop_defer *d)
     free_clients = c;
 }
 
-/* The FIFO of requests waiting for a connection slot of their pool. */
+/* The queue of requests waiting for a connection slot of their pool (the
+ * pool keeps it; X_WAIT_SLOT mirrors membership for the deadlines). */
 static void wait_enqueue(struct client *c)
 {
-    struct pool_group *g = c->s->x.route->pool;
-    struct client *tail = g->wait_tail;
-    c->s->wait_next = NULL;
-    c->s->wait_prev = tail;
-    if (tail)
-        tail->s->wait_next = c;
-    else
-        g->wait_head = c;
-    g->wait_tail = c;
+    pool_wait_add(c->s->x.route->pool, &c->s->waiter, c);
     c->s->x.flags |= X_WAIT_SLOT;
 }
 
@@ -395,17 +411,7 @@ static void wait_dequeue(struct client *c)
 {
     if (!c->s || !(c->s->x.flags & X_WAIT_SLOT))
         return;
-    struct pool_group *g = c->s->x.route->pool;
-    struct client *n = c->s->wait_next, *p = c->s->wait_prev;
-    if (p)
-        p->s->wait_next = n;
-    else
-        g->wait_head = n;
-    if (n)
-        n->s->wait_prev = p;
-    else
-        g->wait_tail = p;
-    c->s->wait_next = c->s->wait_prev = NULL;
+    pool_wait_remove(&c->s->waiter);
     c->s->x.flags &= ~X_WAIT_SLOT;
 }
 
@@ -469,11 +475,7 @@ static void log_exchange(struct client *c, int status, const char *reason)
     c->s->x.flags |= X_LOGGED;
     /* The exchange has ended (this runs once per exchange, on every path):
      * it no longer counts towards its pool's retry budget. */
-    if (c->s->x.flags & X_COUNTED)
-        c->s->x.route->pool->requests--;
-    if (c->s->x.flags & X_RETRIED)
-        c->s->x.route->pool->retries--;
-    c->s->x.flags &= ~(X_COUNTED | X_RETRIED);
+    budget_release(c);
     {
         unsigned nr;
         const struct route *base = route_all(&nr);
@@ -964,10 +966,7 @@ static int retry_later(struct client *c, const char *why)
     const struct conf_retry *r = x->route->retry;
     char what[320];
 
-    if (!(x->flags & X_RETRIED)) {
-        x->flags |= X_RETRIED;
-        x->route->pool->retries++;
-    }
+    budget_take(c);
     stats->retries++;
     uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
     if (cap > r->backoff_max_ms)
@@ -1015,10 +1014,7 @@ static void hedge_start(struct client *c)
         pool_report(srv, false);
         return;
     }
-    if (!(x->flags & X_RETRIED)) {
-        x->flags |= X_RETRIED;
-        x->route->pool->retries++;
-    }
+    budget_take(c);
     stats->hedges++;
     s->hedge = h;
     s->hedge_srv = srv;
@@ -2743,9 +2739,9 @@ static void wake_waiters(void)
     struct pool_group *gs = pool_groups(&n);
     for (unsigned i = 0; i < n; i++) {
         struct pool_group *g = &gs[i];
-        while (g->wait_head && pool_slots_free(g)) {
-            struct client *c = g->wait_head;
-            wait_dequeue(c);
+        for (struct pool_waiter *w; (w = pool_wait_next(g));) {
+            struct client *c = w->owner;
+            wait_dequeue(c);   /* (out of the queue already: the flag) */
             upstream_connect(c, true);
             if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
                 break;   /* queued again: the slot went elsewhere */
