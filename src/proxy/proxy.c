@@ -2704,16 +2704,9 @@ static uint64_t trim_tick_at;
  * whichever worker answers the scrape. */
 static void publish_gauges(void)
 {
-    unsigned npools, idle[STATS_MAX_POOLS];
-    struct pool_group *gs = pool_groups(&npools);
-    if (npools > STATS_MAX_POOLS)
-        npools = STATS_MAX_POOLS;
-    for (unsigned i = 0; i < npools; i++) {
-        idle[i] = 0;
-        for (unsigned k = 0; k < gs[i].nservers; k++)
-            idle[i] += gs[i].servers[k].nidle;
-    }
-    stats_publish(nclients, pool_open_count(), idle, npools);
+    struct stats_pool pools[STATS_MAX_POOLS];
+    unsigned npools = pool_gauges(pools, STATS_MAX_POOLS);
+    stats_publish(nclients, pool_open_count(), pools, npools);
 }
 
 static void on_trim(struct timer *t)

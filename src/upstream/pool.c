@@ -456,6 +456,19 @@ struct pool_group *pool_groups(unsigned *n)
     return groups;
 }
 
+unsigned pool_gauges(struct stats_pool *out, unsigned max)
+{
+    unsigned n = ngroups < max ? ngroups : max;
+    for (unsigned i = 0; i < n; i++) {
+        const struct pool_group *g = &groups[i];
+        out[i] = (struct stats_pool){
+            .requests = g->requests, .retries = g->retries, .waiting = g->nwaiting};
+        for (unsigned k = 0; k < g->nservers; k++)
+            out[i].idle += g->servers[k].nidle;
+    }
+    return n;
+}
+
 bool pool_may_connect(struct pool_server *srv)
 {
     struct pool_group *g = srv->group;

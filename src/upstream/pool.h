@@ -175,6 +175,11 @@ unsigned pool_slots_free(const struct pool_group *g);
 /* The pools, for iteration: *n gets their number. */
 struct pool_group *pool_groups(unsigned *n);
 
+/* The gauges of the first `max` pools now, in pool_groups order, into out;
+ * returns how many were written. */
+struct stats_pool;
+unsigned pool_gauges(struct stats_pool *out, unsigned max);
+
 /* Advances a connection being opened: the TCP connect, then the TLS
  * handshake of a TLS pool. 1 open (connecting now false), 0 not yet, -errno
  * when the connect failed, or -EPROTO when the handshake did (its reason

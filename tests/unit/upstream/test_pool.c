@@ -13,6 +13,7 @@
 #include "net.h"
 #include "pool.h"
 #include "pools.h"
+#include "stats.h"
 
 static struct loop L;
 static struct cfg C;
@@ -170,6 +171,13 @@ static void on_event(struct upconn *up, uint32_t events)
     (void)events;
 }
 
+/* The index of g in pool_groups() order (that of the gauges). */
+static unsigned index_of(const struct pool_group *g)
+{
+    unsigned n;
+    return (unsigned)(g - pool_groups(&n));
+}
+
 /* One loop iteration: the deferred releases of closed connections run. */
 static void one_iteration(void)
 {
@@ -195,10 +203,37 @@ TEST(a_waiter_leaves_only_for_a_free_slot)
     pool_wait_add(g, &w, &owner);
     CHECK(pool_wait_next(g) == NULL);   /* full: it stays queued */
     CHECK(w.group == g);
+    struct stats_pool gauges[8];
+    unsigned n = pool_gauges(gauges, 8), i = index_of(g);
+    if (CHECK(i < n))
+        CHECK_EQ_U64(gauges[i].waiting, 1);
     pool_close(up);
     CHECK(pool_wait_next(g) == &w);
     CHECK_EQ_INT(g->nwaiting, 0);
     one_iteration();
+}
+
+TEST(gauges_show_what_is_in_flight)
+{
+    struct pool_group *g = pool_group_find("half");
+    struct stats_pool gauges[8];
+    unsigned total;
+    pool_groups(&total);
+    if (!CHECK(g))
+        return;
+    pool_request_begin(g);
+    pool_request_begin(g);
+    pool_budget_take(g);
+    unsigned n = pool_gauges(gauges, 8), i = index_of(g);
+    CHECK_EQ_INT(n, total);
+    if (CHECK(i < n)) {
+        CHECK_EQ_U64(gauges[i].requests, 2);
+        CHECK_EQ_U64(gauges[i].retries, 1);
+        CHECK_EQ_U64(gauges[i].waiting, 0);
+    }
+    CHECK_EQ_INT(pool_gauges(gauges, 1), 1);   /* no more than asked for */
+    pool_budget_release(g);
+    end_requests(g, 2);
 }
 
 TEST(teardown)
@@ -219,6 +254,7 @@ int main(void)
     RUN(an_end_without_a_begin_does_not_wrap);
     RUN(waiters_leave_in_order);
     RUN(a_waiter_leaves_only_for_a_free_slot);
+    RUN(gauges_show_what_is_in_flight);
     RUN(teardown);
     return unit_summary("test_pool");
 }
