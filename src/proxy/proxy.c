@@ -340,6 +340,14 @@ static void session_attach(struct client *c)
  * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
  * to its end, and among the retries (X_RETRIED) from its first retry or
  * hedge to its end, once however many attempts it makes. */
+static void budget_count(struct client *c)
+{
+    if (!(c->s->x.flags & X_COUNTED)) {
+        c->s->x.flags |= X_COUNTED;
+        pool_request_begin(c->s->x.route->pool);
+    }
+}
+
 static void budget_take(struct client *c)
 {
     if (!(c->s->x.flags & X_RETRIED)) {
@@ -366,6 +374,7 @@ static void session_detach(struct client *c)
     struct session *s = c->s;
     if (!s)
         return;
+    budget_release(c);   /* (log_exchange did, unless an end forgot to log) */
     buf_release(&s->out);
     buf_release(&s->uhead);
     buf_release(&s->uin);
@@ -1232,6 +1241,7 @@ static int upstream_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
+    budget_count(c);   /* dispatched: in flight on its pool until it ends */
     c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
@@ -1442,6 +1452,7 @@ static void tunnel_begin(struct client *c)
     uint32_t early = c->in.end - x->body_ready;   /* sent by the client after its head */
     c->state = CS_TUNNEL;
     x->t_tunnel = x->t_active = loop->now;
+    budget_release(c);   /* answered: a tunnel is no request in flight */
     x->tflags = 0;
     buf_release(t);
     buf_reserve(t, early > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
