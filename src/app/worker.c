@@ -38,16 +38,9 @@ static uint64_t trim_tick_at;
  * whichever worker answers the scrape. */
 static void publish_gauges(void)
 {
-    unsigned npools, idle[STATS_MAX_POOLS];
-    struct pool_group *gs = pool_groups(&npools);
-    if (npools > STATS_MAX_POOLS)
-        npools = STATS_MAX_POOLS;
-    for (unsigned i = 0; i < npools; i++) {
-        idle[i] = 0;
-        for (unsigned k = 0; k < gs[i].nservers; k++)
-            idle[i] += gs[i].servers[k].nidle;
-    }
-    stats_publish(px_nclients, pool_open_count(), idle, npools);
+    struct stats_pool pools[STATS_MAX_POOLS];
+    unsigned npools = pool_gauges(pools, STATS_MAX_POOLS);
+    stats_publish(px_nclients, pool_open_count(), pools, npools);
 }
 
 static void on_trim(struct timer *t)
@@ -73,9 +66,9 @@ static void wake_waiters(void)
     struct pool_group *gs = pool_groups(&n);
     for (unsigned i = 0; i < n; i++) {
         struct pool_group *g = &gs[i];
-        while (g->wait_head && pool_slots_free(g)) {
-            struct client *c = g->wait_head;
-            exchange_wait_dequeue(c);
+        for (struct pool_waiter *w; (w = pool_wait_next(g));) {
+            struct client *c = w->owner;
+            exchange_wait_dequeue(c);   /* (out of the queue already: the flag) */
             attempt_connect(c, true);
             if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
                 break;   /* queued again: the slot went elsewhere */

@@ -40,7 +40,7 @@ void stats_use(unsigned i)
         stats = &shared[i];
 }
 
-void stats_publish(unsigned clients, unsigned upstream_open, const unsigned *pool_idle,
+void stats_publish(unsigned clients, unsigned upstream_open, const struct stats_pool *pools,
                    unsigned npools)
 {
     stats->clients = clients;
@@ -48,7 +48,7 @@ void stats_publish(unsigned clients, unsigned upstream_open, const unsigned *poo
     if (npools > STATS_MAX_POOLS)
         npools = STATS_MAX_POOLS;
     for (unsigned i = 0; i < npools; i++)
-        stats->pool_idle[i] = pool_idle[i];
+        stats->pools[i] = pools[i];
     stats->npools = npools;
 }
 
@@ -135,8 +135,12 @@ static const struct stats *total(void)
                 t.tls[d][k] += s->tls[d][k];
         t.clients += s->clients;
         t.upstream_open += s->upstream_open;
-        for (unsigned p = 0; p < s->npools && p < STATS_MAX_POOLS; p++)
-            t.pool_idle[p] += s->pool_idle[p];
+        for (unsigned p = 0; p < s->npools && p < STATS_MAX_POOLS; p++) {
+            t.pools[p].idle += s->pools[p].idle;
+            t.pools[p].requests += s->pools[p].requests;
+            t.pools[p].retries += s->pools[p].retries;
+            t.pools[p].waiting += s->pools[p].waiting;
+        }
     }
     return &t;
 }
@@ -208,10 +212,30 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     put(&o, "# HELP hourglass_upstream_connections Upstream connections open now (busy or idle).\n"
             "# TYPE hourglass_upstream_connections gauge\nhourglass_upstream_connections %u\n",
         (unsigned)st->upstream_open);
-    put(&o, "# HELP hourglass_pool_idle_connections Idle pooled connections, by pool.\n"
-            "# TYPE hourglass_pool_idle_connections gauge\n");
-    for (unsigned i = 0; i < g->npools; i++)
-        put(&o, "hourglass_pool_idle_connections{pool=\"%s\"} %llu\n", g->pool_names[i],
-            (unsigned long long)(i < STATS_MAX_POOLS ? st->pool_idle[i] : 0));
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } pool_gauges[] = {
+        {"hourglass_pool_idle_connections", "Idle pooled connections, by pool.",
+         offsetof(struct stats_pool, idle)},
+        {"hourglass_pool_requests_in_flight", "Requests in flight, by pool.",
+         offsetof(struct stats_pool, requests)},
+        {"hourglass_pool_retries_in_flight",
+         "Requests in flight that retried or hedged (the retry budget in use), by pool.",
+         offsetof(struct stats_pool, retries)},
+        {"hourglass_pool_waiting_requests",
+         "Requests waiting for a connection slot (max_connections), by pool.",
+         offsetof(struct stats_pool, waiting)},
+    };
+    for (size_t k = 0; k < sizeof pool_gauges / sizeof pool_gauges[0]; k++) {
+        put(&o, "# HELP %s %s\n# TYPE %s gauge\n", pool_gauges[k].name, pool_gauges[k].help,
+            pool_gauges[k].name);
+        for (unsigned i = 0; i < g->npools && i < STATS_MAX_POOLS; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&st->pools[i] + pool_gauges[k].off, sizeof v);
+            put(&o, "%s{pool=\"%s\"} %llu\n", pool_gauges[k].name, g->pool_names[i],
+                (unsigned long long)v);
+        }
+    }
     return o.n;
 }

@@ -28,6 +28,14 @@ struct stats_route {
     uint64_t first_byte_count;
 };
 
+/* A pool's gauges. */
+struct stats_pool {
+    uint64_t idle;       /* idle keep-alive connections */
+    uint64_t requests;   /* requests in flight (the retry budget's base) */
+    uint64_t retries;    /* ... of them retrying or hedged (the budget's use) */
+    uint64_t waiting;    /* requests waiting for a connection slot */
+};
+
 struct stats {
     uint32_t gen;               /* generation of the worker using it; 0 = free */
     uint32_t npools;
@@ -38,7 +46,7 @@ struct stats {
     uint64_t tls[2][4];         /* handshakes by side (STATS_TLS_*) and result (tls.h) */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
-    uint64_t pool_idle[STATS_MAX_POOLS];
+    struct stats_pool pools[STATS_MAX_POOLS];
 };
 
 #define STATS_TLS_CLIENT 0
@@ -69,7 +77,7 @@ int stats_reason_index(const char *reason);
 void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_ms);
 
 /* Publishes this process's gauges into its struct stats. */
-void stats_publish(unsigned clients, unsigned upstream_open, const unsigned *pool_idle,
+void stats_publish(unsigned clients, unsigned upstream_open, const struct stats_pool *pools,
                    unsigned npools);
 
 /* Names for the labels, supplied by the caller at scrape time (the same in

@@ -91,8 +91,8 @@ struct conf_active {
     unsigned unhealthy;              /* failures to be taken out; default 3 */
 };
 
-/* Retry budget of a pool: retries and hedges in flight may add at most
- * percent % to the pool's requests in flight, but `min` are always allowed. */
+/* Retry budget of a pool: requests retrying or hedged may be at most
+ * percent % of the pool's requests in flight, but `min` are always allowed. */
 struct conf_budget {
     unsigned percent;                /* 0..100; default 20 */
     unsigned min;                    /* default 3 */

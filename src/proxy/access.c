@@ -60,11 +60,7 @@ void access_log(struct client *c, int status, const char *reason)
     c->s->x.flags |= X_LOGGED;
     /* The exchange has ended (this runs once per exchange, on every path):
      * it no longer counts towards its pool's retry budget. */
-    if (c->s->x.flags & X_COUNTED)
-        c->s->x.route->pool->requests--;
-    if (c->s->x.flags & X_RETRIED)
-        c->s->x.route->pool->retries--;
-    c->s->x.flags &= ~(X_COUNTED | X_RETRIED);
+    exchange_budget_release(c);
     {
         unsigned nr;
         const struct route *base = route_all(&nr);

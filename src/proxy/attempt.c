@@ -171,6 +171,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
+    exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
     c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);

@@ -120,6 +120,7 @@ void client_session_detach(struct client *c)
     struct session *s = c->s;
     if (!s)
         return;
+    exchange_budget_release(c);   /* (access_log did, unless an end forgot to log) */
     buf_release(&s->out);
     buf_release(&s->uhead);
     buf_release(&s->uin);

@@ -71,18 +71,41 @@ void exchange_reset(struct exch *x)
     x->connect_ns = x->first_byte_ns = x->sent_ns = -1;
 }
 
-/* The FIFO of requests waiting for a connection slot of their pool. */
+/* The exchange's place in its pool's counts of requests and retries in
+ * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
+ * to its end, and among the retries (X_RETRIED) from its first retry or
+ * hedge to its end, once however many attempts it makes. */
+void exchange_budget_count(struct client *c)
+{
+    if (!(c->s->x.flags & X_COUNTED)) {
+        c->s->x.flags |= X_COUNTED;
+        pool_request_begin(c->s->x.route->pool);
+    }
+}
+
+void exchange_budget_take(struct client *c)
+{
+    if (!(c->s->x.flags & X_RETRIED)) {
+        c->s->x.flags |= X_RETRIED;
+        pool_budget_take(c->s->x.route->pool);
+    }
+}
+
+void exchange_budget_release(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (x->flags & X_COUNTED)
+        pool_request_end(x->route->pool);
+    if (x->flags & X_RETRIED)
+        pool_budget_release(x->route->pool);
+    x->flags &= ~(X_COUNTED | X_RETRIED);
+}
+
+/* The queue of requests waiting for a connection slot of their pool (the
+ * pool keeps it; X_WAIT_SLOT mirrors membership for the deadlines). */
 void exchange_wait_enqueue(struct client *c)
 {
-    struct pool_group *g = c->s->x.route->pool;
-    struct client *tail = g->wait_tail;
-    c->s->wait_next = NULL;
-    c->s->wait_prev = tail;
-    if (tail)
-        tail->s->wait_next = c;
-    else
-        g->wait_head = c;
-    g->wait_tail = c;
+    pool_wait_add(c->s->x.route->pool, &c->s->waiter, c);
     c->s->x.flags |= X_WAIT_SLOT;
 }
 
@@ -90,17 +113,7 @@ void exchange_wait_dequeue(struct client *c)
 {
     if (!c->s || !(c->s->x.flags & X_WAIT_SLOT))
         return;
-    struct pool_group *g = c->s->x.route->pool;
-    struct client *n = c->s->wait_next, *p = c->s->wait_prev;
-    if (p)
-        p->s->wait_next = n;
-    else
-        g->wait_head = n;
-    if (n)
-        n->s->wait_prev = p;
-    else
-        g->wait_tail = p;
-    c->s->wait_next = c->s->wait_prev = NULL;
+    pool_wait_remove(&c->s->waiter);
     c->s->x.flags &= ~X_WAIT_SLOT;
 }
 
@@ -424,10 +437,7 @@ int exchange_retry_later(struct client *c, const char *why)
     const struct conf_retry *r = x->route->retry;
     char what[320];
 
-    if (!(x->flags & X_RETRIED)) {
-        x->flags |= X_RETRIED;
-        x->route->pool->retries++;
-    }
+    exchange_budget_take(c);
     stats->retries++;
     uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
     if (cap > r->backoff_max_ms)

@@ -74,10 +74,7 @@ void hedge_start(struct client *c)
         pool_report(srv, false);
         return;
     }
-    if (!(x->flags & X_RETRIED)) {
-        x->flags |= X_RETRIED;
-        x->route->pool->retries++;
-    }
+    exchange_budget_take(c);
     stats->hedges++;
     s->hedge = h;
     s->hedge_srv = srv;

@@ -128,7 +128,7 @@ struct session {
     struct pool_server *hedge_srv;
     struct buf hin;                  /* the hedge's response bytes */
     uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
-    struct client *wait_next, *wait_prev;   /* in its pool's FIFO (X_WAIT_SLOT) */
+    struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
     struct upconn *up;
     struct pool_server *srv;
     struct tmo_set tmo;

@@ -55,6 +55,7 @@ void tunnel_begin(struct client *c)
     uint32_t early = c->in.end - x->body_ready;   /* sent by the client after its head */
     c->state = CS_TUNNEL;
     x->clk.tunnel = x->clk.active = px_loop->now;
+    exchange_budget_release(c);   /* answered: a tunnel is no request in flight */
     x->tflags = 0;
     buf_release(t);
     buf_reserve(t, early > BUF_SMALL ? BUF_LARGE : BUF_SMALL);

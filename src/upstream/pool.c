@@ -261,12 +261,88 @@ struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_serv
     return s;
 }
 
+/* ---- requests in flight and the retry budget ---------------------------- */
+
+/* An end without its begin would wrap a count to 4 billion and open the
+ * budget wide: it is a bug of the caller, so it is loud, and the count stays. */
+static void count_down(const struct pool_group *g, unsigned *n, const char *what)
+{
+    if (!*n) {
+        log_error("error", "pool %s: %s", g->name, what);
+        return;
+    }
+    (*n)--;
+}
+
+void pool_request_begin(struct pool_group *g)
+{
+    g->requests++;
+}
+
+void pool_request_end(struct pool_group *g)
+{
+    count_down(g, &g->requests, "a request ended that had not begun");
+}
+
 bool pool_retry_allowed(const struct pool_group *g)
 {
     unsigned cap = (unsigned)((uint64_t)g->requests * g->budget_percent / 100);
     if (cap < g->budget_min)
         cap = g->budget_min;
     return g->retries < cap;
+}
+
+void pool_budget_take(struct pool_group *g)
+{
+    g->retries++;
+}
+
+void pool_budget_release(struct pool_group *g)
+{
+    count_down(g, &g->retries, "a retry released that was not taken");
+}
+
+/* ---- requests waiting for a connection slot ------------------------------ */
+
+void pool_wait_add(struct pool_group *g, struct pool_waiter *w, void *owner)
+{
+    w->group = g;
+    w->owner = owner;
+    w->next = NULL;
+    w->prev = g->wait_tail;
+    if (g->wait_tail)
+        g->wait_tail->next = w;
+    else
+        g->wait_head = w;
+    g->wait_tail = w;
+    g->nwaiting++;
+}
+
+void pool_wait_remove(struct pool_waiter *w)
+{
+    struct pool_group *g = w->group;
+    if (!g)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        g->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        g->wait_tail = w->prev;
+    w->next = w->prev = NULL;
+    w->group = NULL;
+    g->nwaiting--;
+}
+
+struct pool_waiter *pool_wait_next(struct pool_group *g)
+{
+    struct pool_waiter *w = g->wait_head;
+    if (!w || !pool_slots_free(g))
+        return NULL;
+    pool_wait_remove(w);
+    return w;
 }
 
 void pool_report(struct pool_server *s, bool ok)
@@ -378,6 +454,19 @@ struct pool_group *pool_groups(unsigned *n)
 {
     *n = ngroups;
     return groups;
+}
+
+unsigned pool_gauges(struct stats_pool *out, unsigned max)
+{
+    unsigned n = ngroups < max ? ngroups : max;
+    for (unsigned i = 0; i < n; i++) {
+        const struct pool_group *g = &groups[i];
+        out[i] = (struct stats_pool){
+            .requests = g->requests, .retries = g->retries, .waiting = g->nwaiting};
+        for (unsigned k = 0; k < g->nservers; k++)
+            out[i].idle += g->servers[k].nidle;
+    }
+    return n;
 }
 
 bool pool_may_connect(struct pool_server *srv)

@@ -1,5 +1,9 @@
 /* pool.h -- upstream servers, round-robin choice, and the pool of idle
- * keep-alive connections to them.
+ * keep-alive connections to them; and the state the requests sent to a pool
+ * share: their count in flight and the retries among them (the retry
+ * budget), and the queue of those waiting for a connection slot. That state
+ * changes only through the functions below; a request holds only its place
+ * in it (a struct pool_waiter, its own flags).
  *
  * An upstream connection (struct upconn) is owned either by one exchange
  * (owner != NULL; its events go to owner's handler) or by the pool (idle).
@@ -38,6 +42,16 @@ struct pool_server {
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
 
+/* A request waiting for a free connection of a pool at its max_connections:
+ * a node embedded in the request's own state, so that queueing never
+ * allocates. The pool owns the links (pool_wait_*); owner is the caller's,
+ * handed back by pool_wait_next. */
+struct pool_waiter {
+    struct pool_waiter *next, *prev;
+    struct pool_group *group;    /* the pool it waits in; NULL: not waiting */
+    void *owner;
+};
+
 /* A named set of servers with one balancing method and one health policy. */
 struct pool_group {
     const char *name;
@@ -53,13 +67,17 @@ struct pool_group {
     /* keep-alive */
     uint64_t idle_ns;            /* pooled connection idle timeout */
     unsigned max_idle;           /* idle connections kept per server */
-    /* retry budget: retries in flight <= max(min, percent% of requests) */
+    /* retry budget: retries in flight <= max(min, percent% of requests in
+     * flight); the counts change only through pool_request_* and
+     * pool_budget_* */
     unsigned budget_percent, budget_min;
     unsigned requests, retries;  /* in flight now */
     /* connection limit: open connections to all its servers together */
     unsigned max_conns;          /* 0: unlimited */
     unsigned open;
-    void *wait_head, *wait_tail; /* the proxy's FIFO of requests waiting for a slot */
+    /* requests waiting for a slot, oldest first (pool_wait_*) */
+    struct pool_waiter *wait_head, *wait_tail;
+    unsigned nwaiting;
     struct tls_client *tls;      /* TLS to its servers, or NULL */
 };
 
@@ -108,8 +126,33 @@ struct pool_server *pool_pick(struct pool_group *g);
  * pool_pick. */
 struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_server *avoid);
 
-/* Whether the pool's retry budget allows one more retry now. */
+/* Requests in flight on g, from their dispatch to their end, whatever ends
+ * them: the base of the retry budget's percent. Each begin is matched by
+ * exactly one end. */
+void pool_request_begin(struct pool_group *g);
+void pool_request_end(struct pool_group *g);
+
+/* Whether the pool's retry budget allows one more retry now: retries in
+ * flight below max(min, percent x requests in flight / 100). */
 bool pool_retry_allowed(const struct pool_group *g);
+
+/* A request starts counting among g's retries in flight (a retry or a
+ * hedge), until pool_budget_release. Taken once per request however many
+ * attempts it makes; the caller asked pool_retry_allowed first. */
+void pool_budget_take(struct pool_group *g);
+void pool_budget_release(struct pool_group *g);
+
+/* Queues w, for owner, at the tail of g's requests waiting for a connection
+ * slot. w must not be waiting already. */
+void pool_wait_add(struct pool_group *g, struct pool_waiter *w, void *owner);
+
+/* Takes w out of its pool's queue; nothing when it is not waiting. */
+void pool_wait_remove(struct pool_waiter *w);
+
+/* The oldest waiter of g, taken out of the queue, when g has a free slot
+ * now (pool_slots_free); else NULL. The caller then connects or queues it
+ * again. */
+struct pool_waiter *pool_wait_next(struct pool_group *g);
 
 /* Passive health: the outcome of an attempt on s. Enough consecutive
  * failures eject s for a cool-down that doubles with each ejection in a row
@@ -131,6 +174,11 @@ unsigned pool_slots_free(const struct pool_group *g);
 
 /* The pools, for iteration: *n gets their number. */
 struct pool_group *pool_groups(unsigned *n);
+
+/* The gauges of the first `max` pools now, in pool_groups order, into out;
+ * returns how many were written. */
+struct stats_pool;
+unsigned pool_gauges(struct stats_pool *out, unsigned max);
 
 /* Advances a connection being opened: the TCP connect, then the TLS
  * handshake of a TLS pool. 1 open (connecting now false), 0 not yet, -errno

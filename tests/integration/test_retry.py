@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from conftest import free_port, ok_handler, request_bytes, silent_handler
+from conftest import (free_port, ok_handler, request_bytes, scrape, silent_handler,
+                      wait_until)
+from test_forward import ws_handler, ws_request   # the tunnel tests' WebSocket server
 
 
 def start_with(proxy_factory, tmp_path, text):
@@ -226,3 +228,158 @@ def test_budget_caps_a_retry_storm(proxy_factory, upstream, tmp_path):
     upstream_requests = len(a.requests()) + len(b.requests())
     assert upstream_requests <= 20 + 2 * 2, upstream_requests
     assert "retry budget of pool app spent" in p.stderr_text()
+
+
+def reset_first_then_answer(reset_after, answer_after):
+    """Per target: the first request is reset after reset_after seconds, the
+    next one answered 200 after answer_after seconds."""
+    seen = set()
+
+    async def handler(reader, writer, ctx):
+        req = await ctx.read_request()
+        if req is None:
+            return
+        if req.target not in seen:
+            seen.add(req.target)
+            await ctx.delay(reset_after)
+            ctx.reset_conn()
+            return
+        await ctx.delay(answer_after)
+        await ctx.respond(200, b"second")
+    return handler
+
+
+def concurrent(p, targets):
+    """Sends one GET per target at once; {target: status (None: no answer)}."""
+    import threading
+    out = {}
+
+    def one(t):
+        r, _ = send(p, target=t)
+        out[t] = r.status if r is not None else None
+    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(10)
+    return out
+
+
+def test_budget_percent_of_requests_in_flight(proxy_factory, upstream, tmp_path):
+    # 10 requests in flight, each reset on its first attempt after 300 ms (so
+    # that all 10 are dispatched before the first reset), and answered 500 ms
+    # into its retry (so that the retries overlap). budget {percent: 50,
+    # min: 1}: up to max(1, 50% of 10) = 5 may retry at once; when 1 is the
+    # cap, the percent term is not counted.
+    up = upstream(reset_first_then_answer(0.3, 0.5))
+    p = start_with(proxy_factory, tmp_path, config(
+        [up.addr], "{attempts: 2, on: [reset], backoff: {base: 1ms, max: 1ms}}",
+        extra_pool="    budget: {percent: 50, min: 1}"))
+    statuses = concurrent(p, [f"/b{i}" for i in range(10)])
+    lines = p.wait_log(10)
+    retried = [l for l in lines if l["attempts"] == "2"]
+    assert 2 <= len(retried) <= 5, [l["attempts"] for l in lines]
+    assert all(l["status"] == "200" for l in retried), retried
+    assert sorted(statuses.values()) == sorted(int(l["status"]) for l in lines), statuses
+    assert len(up.requests()) == 10 + len(retried)
+
+
+def pool_gauges(admin):
+    """{(metric, pool): value} of the per-pool gauges of /metrics."""
+    import re
+    code, text = scrape(admin)
+    assert code == 200
+    return {(m.group(1), m.group(2)): int(m.group(3)) for m in re.finditer(
+        r'^(hourglass_pool_\w+)\{pool="([^"]+)"\} (\d+)$', text, re.M)}
+
+
+IN_FLIGHT = ("hourglass_pool_requests_in_flight", "hourglass_pool_retries_in_flight",
+             "hourglass_pool_waiting_requests")
+
+
+def test_requests_in_flight_return_to_zero(proxy_factory, upstream, tmp_path):
+    # Every way a request ends gives its place back: an answer, a retry that
+    # ends in an answer, a connect failure after a retry, a timeout, a client
+    # abort, a hedge dropped, a wait for a connection that ends in pool_full,
+    # and a WebSocket tunnel (answered: it stops counting at the 101).
+    import socket
+    import threading
+    ok = upstream(ok_handler(b"ok"))
+    silent = upstream(silent_handler())
+    flaky = upstream(reset_first_then_answer(0.1, 0.4))
+
+    def slow(delay):
+        async def handler(reader, writer, ctx):
+            async def respond(ctx, req):
+                await ctx.delay(delay)
+                await ctx.respond(200, b"slow")
+            await ctx.serve_forever(respond)
+        return handler
+    first, hedged, narrow = upstream(slow(0.5)), upstream(slow(0.8)), upstream(slow(0.6))
+
+    tunnel = upstream(ws_handler())
+    dead = f"127.0.0.1:{free_port()}"
+    admin = free_port()
+    path = tmp_path / "hourglass.yaml"
+    path.write_text(f"""
+pools:
+  ok: {{servers: [{ok.addr}]}}
+  flaky: {{servers: [{flaky.addr}], health: {{passive: {{failures: 1000}}}}}}
+  dead: {{servers: [{dead}], health: {{passive: {{failures: 1000}}}}}}
+  silent: {{servers: [{silent.addr}], health: {{passive: {{failures: 1000}}}}}}
+  race: {{servers: [{first.addr}, {hedged.addr}]}}
+  narrow: {{servers: [{narrow.addr}], max_connections: 1}}
+  ws: {{servers: [{tunnel.addr}]}}
+routes:
+  - {{path: /ok, pool: ok}}
+  - {{path: /flaky, pool: flaky, retry: {{attempts: 2, on: [reset], backoff: {{base: 1ms, max: 1ms}}}}}}
+  - {{path: /dead, pool: dead, retry: {{attempts: 2, on: [connect_failure], backoff: {{base: 1ms, max: 1ms}}}}}}
+  - {{path: /silent, pool: silent, timeouts: {{read: 500ms}}}}
+  - {{path: /race, pool: race, hedge: {{delay: 50ms}}}}
+  - {{path: /narrow, pool: narrow, timeouts: {{connect: 400ms}}}}
+  - {{path: /ws, pool: ws}}
+""")
+    p = proxy_factory("--config", path, "--admin", f"127.0.0.1:{admin}")
+    statuses = {}
+
+    def one(target):
+        r, _ = send(p, target=target)
+        statuses[target] = r.status if r is not None else None
+    targets = ["/ok", "/flaky/1", "/flaky/2", "/dead", "/silent", "/race",
+               "/narrow/1", "/narrow/2"]
+    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for t in ths:
+        t.start()
+    aborted = p.client()
+    aborted.send(request_bytes("GET", "/silent/abort"))
+    ws_client = p.client()
+    ws_client.send(ws_request("dGhlIHNhbXBsZSBub25jZQ==", path="/ws"))
+    head, _ = ws_client.read_head()
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+    # In flight (from 100 to 400 ms): counted, the hedged one and the two
+    # retried ones among the retries, one waiting.
+    def busy():
+        g = pool_gauges(admin)
+        return (g[IN_FLIGHT[0], "silent"] == 2 and g[IN_FLIGHT[1], "race"] == 1 and
+                g[IN_FLIGHT[1], "flaky"] == 2 and g[IN_FLIGHT[2], "narrow"] == 1 and g)
+    g = wait_until(busy, 2.0, msg="the requests counted while in flight")
+    assert g[IN_FLIGHT[0], "narrow"] == 2 and g[IN_FLIGHT[0], "ws"] == 0, g
+    aborted.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    aborted.close()
+    for t in ths:
+        t.join(5)
+    narrowed = sorted((statuses.pop("/narrow/1"), statuses.pop("/narrow/2")))
+    assert narrowed == [200, 503], narrowed   # one served, one waited in vain
+    assert statuses == {"/ok": 200, "/flaky/1": 200, "/flaky/2": 200, "/dead": 502,
+                        "/silent": 504, "/race": 200}, statuses
+    lines = p.wait_log(len(targets) + 1)
+    assert {l["target"]: l["reason"] for l in lines}["/silent/abort"] == "client_abort", lines
+
+    # Ended, every one: nothing counted any more, and the tunnel never was.
+    def idle():
+        g = pool_gauges(admin)
+        return all(v == 0 for (name, _), v in g.items() if name in IN_FLIGHT) and g
+    g = wait_until(idle, 2.0, msg="every gauge in flight back to 0")
+    assert len([k for k in g if k[0] in IN_FLIGHT]) == 3 * 7, g
+    ws_client.close()

@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "loop.h"
 #include "pool.h"
+#include "pools.h"
 #include "route.h"
 
 static const char yaml[] =
@@ -38,17 +39,8 @@ static const char *pool_for(const char *host, const char *target)
 
 TEST(setup)
 {
-    char *err = NULL;
-    cli_defaults(&C);
-    C.conf = conf_parse("t.yaml", yaml, sizeof yaml - 1, &err);
-    if (!CHECK(C.conf != NULL)) {
-        fprintf(stderr, "%s", err ? err : "");
-        return;
-    }
-    conf_apply(C.conf, &C);
-    CHECK_EQ_INT(loop_init(&L), 0);
-    CHECK_EQ_INT(pool_init(&L, &C), 0);
-    CHECK_EQ_INT(route_init(&C), 0);
+    if (unit_pools(yaml, sizeof yaml - 1, &L, &C))
+        CHECK_EQ_INT(route_init(&C), 0);
 }
 
 TEST(longest_path_prefix)

@@ -1,0 +1,260 @@
+/* test_pool.c -- the state a pool keeps for the proxy (src/upstream/pool.h):
+ * requests and retries in flight against the retry budget, and the queue of
+ * requests waiting for a connection slot. Pools are built from a
+ * configuration file parsed in memory. */
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "loop.h"
+#include "net.h"
+#include "pool.h"
+#include "pools.h"
+#include "stats.h"
+
+static struct loop L;
+static struct cfg C;
+static int listener = -1;   /* the server of pool "narrow", never answering */
+
+TEST(setup)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    listener = net_listen((const struct sockaddr *)&sa, sizeof sa, 8);
+    if (!CHECK(listener >= 0) ||
+        !CHECK(getsockname(listener, (struct sockaddr *)&sa, &len) == 0))
+        return;
+    char yaml[512];
+    int n = snprintf(yaml, sizeof yaml,
+                     "pools:\n"
+                     "  half:\n"
+                     "    servers: [127.0.0.1:9101]\n"
+                     "    budget: {percent: 50, min: 2}\n"
+                     "  none:\n"
+                     "    servers: [127.0.0.1:9201]\n"
+                     "    budget: {percent: 0, min: 0}\n"
+                     "  narrow:\n"
+                     "    servers: [127.0.0.1:%u]\n"
+                     "    max_connections: 1\n"
+                     "routes:\n"
+                     "  - {path: /, pool: half}\n",
+                     (unsigned)ntohs(sa.sin_port));
+    unit_pools(yaml, (size_t)n, &L, &C);
+}
+
+/* Takes retries while the budget allows, up to limit; returns how many. */
+static unsigned take_all(struct pool_group *g, unsigned limit)
+{
+    unsigned n = 0;
+    while (n < limit && pool_retry_allowed(g)) {
+        pool_budget_take(g);
+        n++;
+    }
+    return n;
+}
+
+static void release(struct pool_group *g, unsigned n)
+{
+    while (n--)
+        pool_budget_release(g);
+}
+
+static void end_requests(struct pool_group *g, unsigned n)
+{
+    while (n--)
+        pool_request_end(g);
+}
+
+TEST(budget_is_min_when_nothing_is_in_flight)
+{
+    struct pool_group *g = pool_group_find("half");
+    if (!CHECK(g))
+        return;
+    CHECK_EQ_INT(take_all(g, 100), 2);
+    CHECK(!pool_retry_allowed(g));
+    pool_budget_release(g);
+    CHECK(pool_retry_allowed(g));
+    release(g, 1);
+    CHECK_EQ_INT(g->retries, 0);
+}
+
+TEST(budget_grows_with_requests_in_flight)
+{
+    struct pool_group *g = pool_group_find("half");
+    if (!CHECK(g))
+        return;
+    for (int i = 0; i < 10; i++)
+        pool_request_begin(g);
+    CHECK_EQ_INT(take_all(g, 100), 5);   /* max(2, 50% of 10) */
+    end_requests(g, 4);                  /* 6 in flight: a cap of 3, 5 in use */
+    CHECK(!pool_retry_allowed(g));
+    release(g, 2);
+    CHECK(!pool_retry_allowed(g));       /* 3 of 3 */
+    pool_budget_release(g);
+    CHECK(pool_retry_allowed(g));
+    end_requests(g, 1);                  /* 5 in flight: 50% rounds down to 2 */
+    CHECK(!pool_retry_allowed(g));
+    release(g, 2);
+    end_requests(g, 5);
+    CHECK_EQ_INT(g->requests, 0);
+    CHECK_EQ_INT(g->retries, 0);
+    CHECK_EQ_INT(take_all(g, 100), 2);   /* back to min */
+    release(g, 2);
+}
+
+TEST(zero_budget_never_allows)
+{
+    struct pool_group *g = pool_group_find("none");
+    if (!CHECK(g))
+        return;
+    CHECK(!pool_retry_allowed(g));
+    for (int i = 0; i < 1000; i++)
+        pool_request_begin(g);
+    CHECK(!pool_retry_allowed(g));
+    end_requests(g, 1000);
+}
+
+TEST(an_end_without_a_begin_does_not_wrap)
+{
+    struct pool_group *g = pool_group_find("half");
+    if (!CHECK(g))
+        return;
+    pool_request_end(g);     /* a caller's bug: logged, and the count stays */
+    pool_budget_release(g);
+    CHECK_EQ_INT(g->requests, 0);
+    CHECK_EQ_INT(g->retries, 0);
+    CHECK_EQ_INT(take_all(g, 100), 2);
+    release(g, 2);
+}
+
+TEST(waiters_leave_in_order)
+{
+    struct pool_group *g = pool_group_find("half");   /* unlimited: always a slot */
+    struct pool_waiter w[4] = {{0}};
+    int owners[4];
+    if (!CHECK(g))
+        return;
+    CHECK(pool_wait_next(g) == NULL);   /* nobody waits */
+    for (int i = 0; i < 4; i++)
+        pool_wait_add(g, &w[i], &owners[i]);
+    CHECK_EQ_INT(g->nwaiting, 4);
+    pool_wait_remove(&w[1]);            /* the middle */
+    pool_wait_remove(&w[1]);            /* no longer waiting: nothing */
+    CHECK(w[1].group == NULL);
+    pool_wait_remove(&w[3]);            /* the tail */
+    CHECK_EQ_INT(g->nwaiting, 2);
+    struct pool_waiter *a = pool_wait_next(g), *b = pool_wait_next(g);
+    CHECK(a == &w[0] && a->owner == &owners[0] && a->group == NULL);
+    CHECK(b == &w[2] && b->owner == &owners[2]);
+    CHECK(pool_wait_next(g) == NULL);
+    CHECK(g->wait_head == NULL && g->wait_tail == NULL);
+    CHECK_EQ_INT(g->nwaiting, 0);
+    pool_wait_add(g, &w[0], &owners[0]);   /* a node is reusable */
+    pool_wait_add(g, &w[1], &owners[1]);
+    pool_wait_remove(&w[0]);               /* the head */
+    CHECK(pool_wait_next(g) == &w[1]);
+    CHECK(g->wait_head == NULL && g->wait_tail == NULL);
+}
+
+static void on_stop(struct timer *t)
+{
+    (void)t;
+    L.stop = 1;
+}
+
+static void on_event(struct upconn *up, uint32_t events)
+{
+    (void)up;
+    (void)events;
+}
+
+/* The index of g in pool_groups() order (that of the gauges). */
+static unsigned index_of(const struct pool_group *g)
+{
+    unsigned n;
+    return (unsigned)(g - pool_groups(&n));
+}
+
+/* One loop iteration: the deferred releases of closed connections run. */
+static void one_iteration(void)
+{
+    struct timer stop;
+    timer_init(&stop, on_stop);
+    loop_timer_at(&L, &stop, loop_clock_ns());
+    L.stop = 0;
+    loop_run(&L);
+    L.stop = 0;
+}
+
+TEST(a_waiter_leaves_only_for_a_free_slot)
+{
+    struct pool_group *g = pool_group_find("narrow");
+    struct pool_waiter w = {0};
+    int owner, err = 0;
+    if (!CHECK(g))
+        return;
+    struct upconn *up = pool_connect(&g->servers[0], &owner, on_event, &err);
+    if (!CHECK(up != NULL))
+        return;
+    CHECK_EQ_INT(pool_slots_free(g), 0);
+    pool_wait_add(g, &w, &owner);
+    CHECK(pool_wait_next(g) == NULL);   /* full: it stays queued */
+    CHECK(w.group == g);
+    struct stats_pool gauges[8];
+    unsigned n = pool_gauges(gauges, 8), i = index_of(g);
+    if (CHECK(i < n))
+        CHECK_EQ_U64(gauges[i].waiting, 1);
+    pool_close(up);
+    CHECK(pool_wait_next(g) == &w);
+    CHECK_EQ_INT(g->nwaiting, 0);
+    one_iteration();
+}
+
+TEST(gauges_show_what_is_in_flight)
+{
+    struct pool_group *g = pool_group_find("half");
+    struct stats_pool gauges[8];
+    unsigned total;
+    pool_groups(&total);
+    if (!CHECK(g))
+        return;
+    pool_request_begin(g);
+    pool_request_begin(g);
+    pool_budget_take(g);
+    unsigned n = pool_gauges(gauges, 8), i = index_of(g);
+    CHECK_EQ_INT(n, total);
+    if (CHECK(i < n)) {
+        CHECK_EQ_U64(gauges[i].requests, 2);
+        CHECK_EQ_U64(gauges[i].retries, 1);
+        CHECK_EQ_U64(gauges[i].waiting, 0);
+    }
+    CHECK_EQ_INT(pool_gauges(gauges, 1), 1);   /* no more than asked for */
+    pool_budget_release(g);
+    end_requests(g, 2);
+}
+
+TEST(teardown)
+{
+    pool_free_structs();
+    loop_free(&L);
+    if (listener >= 0)
+        close(listener);
+    conf_free(C.conf);
+}
+
+int main(void)
+{
+    RUN(setup);
+    RUN(budget_is_min_when_nothing_is_in_flight);
+    RUN(budget_grows_with_requests_in_flight);
+    RUN(zero_budget_never_allows);
+    RUN(an_end_without_a_begin_does_not_wrap);
+    RUN(waiters_leave_in_order);
+    RUN(a_waiter_leaves_only_for_a_free_slot);
+    RUN(gauges_show_what_is_in_flight);
+    RUN(teardown);
+    return unit_summary("test_pool");
+}
