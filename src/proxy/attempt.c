@@ -53,9 +53,9 @@ void attempt_drop(struct client *c)
         dns_cancel(&c->s->dns);
     exchange_wait_dequeue(c);
     hedge_drop(c);
-    if (c->s && c->s->up) {
-        pool_close(c->s->up);
-        c->s->up = NULL;
+    if (c->s && px_att(c->s)->up) {
+        pool_close(px_att(c->s)->up);
+        px_att(c->s)->up = NULL;
     }
     if (c->s)
         relay_close(&c->s->relay);
@@ -74,8 +74,8 @@ void attempt_reset(struct client *c)
 {
     struct exch *x = &c->s->x;
     attempt_drop(c);
-    buf_release(&c->s->uin);
-    x->uhead_off = 0;
+    buf_release(&px_att(c->s)->in);
+    px_att(c->s)->head_off = 0;
     x->body_sent = c->in.start + x->head_len;
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
                   X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
@@ -96,9 +96,9 @@ int attempt_failed(struct client *c, int err, bool connecting)
 
     /* Refused, reset or closed before a response counts against the server;
      * a pooled connection it closed while idle is the keep-alive race. */
-    if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !c->s->up || !c->s->up->reused))
-        pool_report(c->s->srv, false);
-    if (c->s->hedge && !(c->s->x.flags & X_RESP_HEAD)) {
+    if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !px_att(c->s)->up || !px_att(c->s)->up->reused))
+        pool_report(px_att(c->s)->srv, false);
+    if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD)) {
         hedge_promote(c, false);   /* the hedge is still in the race */
         return 1;
     }
@@ -108,7 +108,7 @@ int attempt_failed(struct client *c, int err, bool connecting)
         exchange_retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
         return exchange_retry_later(c, connecting ? "a connect failure" : "a reset before the response");
     access_describe(c, what, sizeof what);
-    const char *srv = c->s->srv->addr->text;
+    const char *srv = px_att(c->s)->srv->addr->text;
     if (connecting && err == -EPROTO) {
         reason = "upstream_tls_error";
         log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, attempt_tls_why, what);
@@ -119,7 +119,7 @@ int attempt_failed(struct client *c, int err, bool connecting)
         reason = "upstream_closed";
         log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
                   srv, what);
-    } else if (err == -EPROTO && c->s->up && c->s->up->ssl) {
+    } else if (err == -EPROTO && px_att(c->s)->up && px_att(c->s)->up->ssl) {
         reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
         log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
     } else if (err == -ECONNRESET || err == -EPIPE) {
@@ -137,7 +137,7 @@ static int attempt_bad_response(struct client *c, const char *why)
 {
     char what[320];
     access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", px_att(c->s)->srv->addr->text, why, what);
     return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
 }
 
@@ -146,7 +146,7 @@ static int attempt_bad_response(struct client *c, const char *why)
  * so that an operator tells a large head from a broken one. */
 static int head_too_large(struct client *c, bool rewritten)
 {
-    const struct buf *b = &c->s->uin;
+    const struct buf *b = &px_att(c->s)->in;
     uint32_t got = buf_len(b), line = px_resp_limits.max_line + 2;
     char why[128], what[320];
     if (rewritten)
@@ -162,7 +162,7 @@ static int head_too_large(struct client *c, bool rewritten)
         snprintf(why, sizeof why, "response head too large (more than %u fields, limit %u)",
                  px_resp_limits.max_fields, px_resp_limits.max_fields);
     access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", px_att(c->s)->srv->addr->text, why, what);
     return exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
 }
 
@@ -172,25 +172,25 @@ int attempt_connect(struct client *c, bool allow_pooled)
     int err = 0;
 
     exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
-    c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
+    px_att(c->s)->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
-    if (!c->s->srv) {
+    if (!px_att(c->s)->srv) {
         char what[320];
         access_describe(c, what, sizeof what);
         log_error("warn", "no upstream in service in pool %s (%s)", x->route->pool->name, what);
         return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
     }
     if (allow_pooled) {
-        c->s->up = pool_take_idle(c->s->srv, c, attempt_on_upstream);
-        if (c->s->up) {
+        px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
+        if (px_att(c->s)->up) {
             x->attempts++;
             x->connect_ns = 0;
             return 1;
         }
     }
-    if (!pool_may_connect(c->s->srv)) {
+    if (!pool_may_connect(px_att(c->s)->srv)) {
         /* At the pool's connection limit: wait for a slot, under the
          * connect timeout (and the total deadline). */
         if (!(x->flags & X_WAIT_SLOT)) {
@@ -200,8 +200,8 @@ int attempt_connect(struct client *c, bool allow_pooled)
         return 1;
     }
     x->attempts++;
-    c->s->up = pool_connect(c->s->srv, c, attempt_on_upstream, &err);
-    if (!c->s->up)
+    px_att(c->s)->up = pool_connect(px_att(c->s)->srv, c, attempt_on_upstream, &err);
+    if (!px_att(c->s)->up)
         return attempt_failed(c, err, true);
     x->clk.connect = px_loop->now;
     x->connect_ns = -1;
@@ -230,11 +230,11 @@ void attempt_stamp_deadline(struct client *c)
 int attempt_send(struct client *c)
 {
     struct exch *x = &c->s->x;
-    struct upconn *up = c->s->up;
+    struct upconn *up = px_att(c->s)->up;
 
     if (!up || up->connecting || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
         return 0;
-    uint32_t ph = c->s->uhead.end - x->uhead_off;
+    uint32_t ph = c->s->uhead.end - px_att(c->s)->head_off;
     uint32_t pb = x->body_ready - x->body_sent;
     if (ph + pb == 0) {
         if (x->clk.write_since) {
@@ -252,12 +252,12 @@ int attempt_send(struct client *c)
             x->clk.write_since = px_loop->now;
         return 0;
     }
-    if (x->uhead_off == 0)
+    if (px_att(c->s)->head_off == 0)
         attempt_stamp_deadline(c);
     if (pb > SEND_SLICE)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
-        {c->s->uhead.data + x->uhead_off, ph},
+        {c->s->uhead.data + px_att(c->s)->head_off, ph},
         {c->in.data + x->body_sent, pb},
     };
     ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
@@ -273,7 +273,7 @@ int attempt_send(struct client *c)
         return attempt_failed(c, -errno, false);
     }
     uint32_t k = (uint32_t)n < ph ? (uint32_t)n : ph;
-    x->uhead_off += k;
+    px_att(c->s)->head_off += k;
     x->body_sent += (uint32_t)n - k;
     if ((uint32_t)n < ph + pb) {
         up->io.ready &= ~LOOP_WRITE;
@@ -287,7 +287,7 @@ int attempt_send(struct client *c)
         /* Mark it now: a fast upstream may answer before the next pass, and
          * must not be mistaken for one answering before the request ended. */
         if ((x->flags & X_BODY_DONE) && x->body_sent == x->body_ready &&
-            x->uhead_off == c->s->uhead.end) {
+            px_att(c->s)->head_off == c->s->uhead.end) {
             x->flags |= X_REQ_SENT;
             /* The read clock starts now, at the hand-over itself, not at the
              * (earlier) time this event was dispatched: never early. */
@@ -315,7 +315,7 @@ bool attempt_bulk(enum http_framing f, uint64_t length)
 static int attempt_response_body(struct client *c)
 {
     struct exch *x = &c->s->x;
-    uint32_t avail = c->s->uin.end - x->resp_ready;
+    uint32_t avail = px_att(c->s)->in.end - x->resp_ready;
 
     if (!(x->flags & X_RESP_HEAD) || !avail)
         return 0;   /* no final head yet: nothing here is body */
@@ -333,31 +333,31 @@ static int attempt_response_body(struct client *c)
     case HTTP_BODY_CHUNKED: {
         /* payload only for an HTTP/1.0 client, else framing minus trailers */
         size_t dl = 0;
-        char *p = c->s->uin.data + x->resp_ready;
+        char *p = px_att(c->s)->in.data + x->resp_ready;
         ssize_t r = http_chunked_feed(&x->resp_chunk, p, avail, &dl);
         if (r < 0)
             return attempt_bad_response(c, "malformed chunked body");
         uint32_t rest = avail - (uint32_t)r;
         if (rest && dl != (size_t)r)
             memmove(p + dl, p + r, rest);
-        c->s->uin.end = x->resp_ready + (uint32_t)dl + rest;
+        px_att(c->s)->in.end = x->resp_ready + (uint32_t)dl + rest;
         x->resp_ready += (uint32_t)dl;
         if (http_chunked_done(&x->resp_chunk))
             x->flags |= X_RESP_DONE;
         break;
     }
     case HTTP_BODY_CLOSE:
-        x->resp_ready = c->s->uin.end;
+        x->resp_ready = px_att(c->s)->in.end;
         break;
     default:
         x->flags |= X_RESP_DONE;
         break;
     }
-    if (!(x->flags & X_RESP_DONE) || c->s->uin.end == x->resp_ready)
+    if (!(x->flags & X_RESP_DONE) || px_att(c->s)->in.end == x->resp_ready)
         return 1;
 out_extra:
     /* Bytes past the end of the response: the connection cannot be trusted. */
-    c->s->uin.end = x->resp_ready;
+    px_att(c->s)->in.end = x->resp_ready;
     x->flags |= X_NO_REUSE;
     return 1;
 }
@@ -366,17 +366,17 @@ static int attempt_response_head(struct client *c)
 {
     struct exch *x = &c->s->x;
 
-    while (!(x->flags & X_RESP_HEAD) && buf_len(&c->s->uin)) {
-        int r = http_parse_response(buf_head(&c->s->uin), buf_len(&c->s->uin), &px_scratch,
+    while (!(x->flags & X_RESP_HEAD) && buf_len(&px_att(c->s)->in)) {
+        int r = http_parse_response(buf_head(&px_att(c->s)->in), buf_len(&px_att(c->s)->in), &px_scratch,
                                     &px_resp_limits);
         if (r == HTTP_INCOMPLETE) {
             /* The parser refuses a head once it outgrows resp_limits, which
              * fit BUF_LARGE: a full large buffer cannot be incomplete. */
-            if (!buf_room(&c->s->uin) && c->s->uin.start == 0) {
-                if (c->s->uin.cap >= BUF_LARGE)
+            if (!buf_room(&px_att(c->s)->in) && px_att(c->s)->in.start == 0) {
+                if (px_att(c->s)->in.cap >= BUF_LARGE)
                     return head_too_large(c, false);
-                buf_reserve(&c->s->uin, BUF_LARGE);
-                x->resp_ready = c->s->uin.start;
+                buf_reserve(&px_att(c->s)->in, BUF_LARGE);
+                x->resp_ready = px_att(c->s)->in.start;
             }
             return 0;
         }
@@ -398,8 +398,8 @@ static int attempt_response_head(struct client *c)
             if (n < 0)
                 return head_too_large(c, true);
             c->s->out.end += (uint32_t)n;
-            c->s->uin.start += (uint32_t)r;
-            x->resp_ready = c->s->uin.start;
+            px_att(c->s)->in.start += (uint32_t)r;
+            x->resp_ready = px_att(c->s)->in.start;
             x->status = 101;
             x->flags |= X_RESP_HEAD | X_NO_REUSE;
             tunnel_begin(c);
@@ -417,7 +417,7 @@ static int attempt_response_head(struct client *c)
                 c->s->out.end += (uint32_t)n;
                 x->interim += (uint32_t)n;
             }
-            c->s->uin.start += (uint32_t)r;
+            px_att(c->s)->in.start += (uint32_t)r;
             continue;
         }
         if (exchange_retry_allowed(c, 0, px_scratch.status)) {
@@ -425,11 +425,11 @@ static int attempt_response_head(struct client *c)
             snprintf(why, sizeof why, "status %d", px_scratch.status);
             return exchange_retry_later(c, why);
         }
-        if (c->s->hedge) {
+        if (px_hedge(c->s)->up) {
             char what[320];
             access_describe(c, what, sizeof what);
             log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
-                      c->s->srv->addr->text, c->s->hedge_srv->addr->text, what);
+                      px_att(c->s)->srv->addr->text, px_hedge(c->s)->srv->addr->text, what);
             hedge_drop(c);
         }
         x->status = px_scratch.status;
@@ -458,13 +458,13 @@ static int attempt_response_head(struct client *c)
         if (n < 0)
             return head_too_large(c, true);
         c->s->out.end += (uint32_t)n;
-        c->s->uin.start += (uint32_t)r;
+        px_att(c->s)->in.start += (uint32_t)r;
         if (attempt_bulk(info.framing, info.length))
-            buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
+            buf_reserve(&px_att(c->s)->in, BUF_LARGE);   /* fewer, larger reads and writes */
         if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->ssl &&
-            !c->s->up->ssl)
+            !px_att(c->s)->up->ssl)
             x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
-        x->resp_ready = c->s->uin.start;
+        x->resp_ready = px_att(c->s)->in.start;
         x->flags |= X_RESP_HEAD;
         if (info.framing == HTTP_BODY_NONE)
             x->flags |= X_RESP_DONE;
@@ -476,7 +476,7 @@ static int attempt_response_head(struct client *c)
 static int upstream_splice(struct client *c)
 {
     struct exch *x = &c->s->x;
-    struct upconn *up = c->s->up;
+    struct upconn *up = px_att(c->s)->up;
     int progress = 0;
 
     while ((up->io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
@@ -515,7 +515,7 @@ static int upstream_splice(struct client *c)
 int attempt_recv(struct client *c)
 {
     struct exch *x = &c->s->x;
-    struct upconn *up = c->s->up;
+    struct upconn *up = px_att(c->s)->up;
     int progress = 0;
 
     if (!up || up->connecting || (x->flags & X_RESP_DONE))
@@ -524,7 +524,7 @@ int attempt_recv(struct client *c)
         x->flags &= ~X_HEAD_QUEUED;
         if (attempt_response_head(c) < 0)
             return -1;
-        if (c->state != CS_EXCH || c->s->up != up)
+        if (c->state != CS_EXCH || px_att(c->s)->up != up)
             return 1;
         if (attempt_response_body(c) < 0)
             return -1;
@@ -533,42 +533,42 @@ int attempt_recv(struct client *c)
         progress = 1;
     }
     if ((x->flags & X_SPLICE_OK) && !(x->flags & X_SPLICE) && (x->flags & X_RESP_HEAD) &&
-        c->s->uin.start == c->s->uin.end) {
+        px_att(c->s)->in.start == px_att(c->s)->in.end) {
         /* Every body byte read so far has been sent: the rest can bypass
          * user space. Without a pipe (EMFILE...), it is simply copied. */
         x->flags &= ~X_SPLICE_OK;
         if (relay_open(&c->s->relay) == 0) {
             x->flags |= X_SPLICE;
-            buf_release(&c->s->uin);
+            buf_release(&px_att(c->s)->in);
             x->resp_ready = 0;
         }
     }
     if (x->flags & X_SPLICE)
         return upstream_splice(c);
     while (up->io.ready & LOOP_READ) {
-        buf_reserve(&c->s->uin, BUF_SMALL);
-        if (!buf_room(&c->s->uin)) {
+        buf_reserve(&px_att(c->s)->in, BUF_SMALL);
+        if (!buf_room(&px_att(c->s)->in)) {
             if (!attempt_uin_compactable(c))
                 break;   /* full: the client is behind; the read clock pauses */
-            uint32_t d = c->s->uin.start;
-            buf_compact(&c->s->uin);
+            uint32_t d = px_att(c->s)->in.start;
+            buf_compact(&px_att(c->s)->in);
             x->resp_ready -= d;
         }
-        uint32_t room = buf_room(&c->s->uin);
-        ssize_t n = pool_read(up, buf_tail(&c->s->uin), room);
+        uint32_t room = buf_room(&px_att(c->s)->in);
+        ssize_t n = pool_read(up, buf_tail(&px_att(c->s)->in), room);
         if (n > 0) {
-            c->s->uin.end += (uint32_t)n;
+            px_att(c->s)->in.end += (uint32_t)n;
             x->clk.read_mark = px_loop->now;
             if (!(x->flags & X_GOT_BYTE)) {
                 x->flags |= X_GOT_BYTE;
                 x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-                pool_report(c->s->srv, true);
+                pool_report(px_att(c->s)->srv, true);
             }
             if ((uint32_t)n < room)
                 px_read_was_short(&up->io);
             if (attempt_response_head(c) < 0)
                 return -1;
-            if (c->state != CS_EXCH || c->s->up != up)
+            if (c->state != CS_EXCH || px_att(c->s)->up != up)
                 return 1;   /* ended, or retried on another connection */
             if (attempt_response_body(c) < 0)
                 return -1;

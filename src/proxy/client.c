@@ -108,7 +108,7 @@ static void client_session_attach(struct client *c)
         s = xmalloc(sizeof *s);
     }
     *s = (struct session){0};
-    exchange_reset(&s->x);
+    exchange_reset(s);
     c->s = s;
     exchange_set_limits(c);
 }
@@ -123,8 +123,8 @@ void client_session_detach(struct client *c)
     exchange_budget_release(c);   /* (access_log did, unless an end forgot to log) */
     buf_release(&s->out);
     buf_release(&s->uhead);
-    buf_release(&s->uin);
-    buf_release(&s->hin);
+    buf_release(&px_att(s)->in);
+    buf_release(&px_hedge(s)->in);
     relay_close(&s->relay);
     c->s = NULL;
     if (nfree_sessions >= SESSIONS_KEEP) {
@@ -180,7 +180,7 @@ void client_error_ex(struct client *c, int status, const char *reason,
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
     if (bl < 0 || (size_t)bl >= sizeof body)
         bl = (int)strlen(body);
-    buf_release(&c->s->uin);
+    buf_release(&px_att(c->s)->in);
     buf_release(&c->s->uhead);
     buf_reserve(&c->s->out, BUF_SMALL);
     c->s->out.start = c->s->out.end = 0;
@@ -345,7 +345,7 @@ int client_send(struct client *c)
     if ((x->flags & X_SPLICE) && !buf_len(&c->s->out))
         return client_splice(c);   /* (a head still queued goes first, below) */
     uint32_t po = buf_len(&c->s->out);
-    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - c->s->uin.start : 0;
+    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - px_att(c->s)->in.start : 0;
 
     if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
         return 0;
@@ -353,7 +353,7 @@ int client_send(struct client *c)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
         {buf_head(&c->s->out), po},
-        {c->s->uin.data + c->s->uin.start, pb},
+        {px_att(c->s)->in.data + px_att(c->s)->in.start, pb},
     };
     ssize_t n = client_writev(c, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
     if (n < 0) {
@@ -374,15 +374,15 @@ int client_send(struct client *c)
         x->flags |= X_FINAL_SENT;
     }
     if ((uint32_t)n > k) {
-        c->s->uin.start += (uint32_t)n - k;
+        px_att(c->s)->in.start += (uint32_t)n - k;
         x->flags |= X_FINAL_SENT;
     }
     x->bytes_sent += (uint64_t)n;
     x->clk.send_mark = px_loop->now;
     if (!buf_len(&c->s->out))
         c->s->out.start = c->s->out.end = 0;
-    if ((x->flags & X_RESP_HEAD) && c->s->uin.start == c->s->uin.end)
-        c->s->uin.start = c->s->uin.end = x->resp_ready = 0;
+    if ((x->flags & X_RESP_HEAD) && px_att(c->s)->in.start == px_att(c->s)->in.end)
+        px_att(c->s)->in.start = px_att(c->s)->in.end = x->resp_ready = 0;
     if ((uint32_t)n < po + pb)
         c->io.ready &= ~LOOP_WRITE;
     return 1;
@@ -530,7 +530,7 @@ static int closing_step(struct client *c)
         x->flags |= X_LINGER;
         buf_release(&c->s->out);
         buf_release(&c->in);
-        buf_release(&c->s->uin);
+        buf_release(&px_att(c->s)->in);
         buf_release(&c->s->uhead);
         shut_write(c->io.fd, c->ssl);
         c->t_first = px_loop->now;

@@ -64,11 +64,15 @@ uint64_t exchange_total_ms(const struct client *c)
     return t;
 }
 
-/* A fresh exchange: timings that have not happened read as "-". */
-void exchange_reset(struct exch *x)
+/* A fresh exchange: timings that have not happened read as "-". Its
+ * attempts must hold no connection nor buffer (they are forgotten). */
+void exchange_reset(struct session *s)
 {
+    struct exch *x = &s->x;
     *x = (struct exch){0};
     x->connect_ns = x->first_byte_ns = x->sent_ns = -1;
+    memset(s->att, 0, sizeof s->att);
+    s->cur = 0;
 }
 
 /* The exchange's place in its pool's counts of requests and retries in
@@ -165,7 +169,7 @@ void exchange_set_limits(struct client *c)
 static uint32_t conditions(const struct client *c)
 {
     const struct exch *x = &c->s->x;
-    const struct upconn *up = c->s->up;
+    const struct upconn *up = px_att(c->s)->up;
     uint32_t cond = 0;
     if (!(c->io.ready & LOOP_WRITE))
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
@@ -275,8 +279,8 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         return;
     }
     if (k == TMO_CONNECT)
-        pool_report(c->s->srv, false);
-    if (c->s->hedge && !(c->s->x.flags & X_RESP_HEAD) &&
+        pool_report(px_att(c->s)->srv, false);
+    if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD) &&
         (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)) {
         hedge_promote(c, false);   /* the first attempt timed out; the hedge runs on */
         return;
@@ -293,14 +297,14 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     case TMO_CONNECT:
     case TMO_WRITE:
         log_error("warn", "upstream %s timeout after %llu ms to %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->s->srv->addr->text, what);
+                  (unsigned long long)ms, px_att(c->s)->srv->addr->text, what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_READ:
     case TMO_TOTAL:
     case TMO_TRY:
         log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->s->srv ? c->s->srv->addr->text : "-", what);
+                  (unsigned long long)ms, px_att(c->s)->srv ? px_att(c->s)->srv->addr->text : "-", what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_BODY:
@@ -385,7 +389,7 @@ void exchange_on_timer(struct timer *t)
 bool exchange_can_retry(const struct client *c)
 {
     const struct exch *x = &c->s->x;
-    return c->s->up && c->s->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
+    return px_att(c->s)->up && px_att(c->s)->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
            x->req_framing == HTTP_BODY_NONE && (x->flags & X_IDEMPOTENT);
 }
 
@@ -394,7 +398,7 @@ int exchange_retry(struct client *c)
     char what[320];
     access_describe(c, what, sizeof what);
     log_error("info", "pooled connection to %s closed before a response; retrying on a new "
-                      "connection (%s)", c->s->up->srv->addr->text, what);
+                      "connection (%s)", px_att(c->s)->up->srv->addr->text, what);
     attempt_reset(c);
     return attempt_connect(c, false);
 }
@@ -448,9 +452,9 @@ int exchange_retry_later(struct client *c, const char *why)
     uint64_t delay = cap ? jitter_state % (cap * MS + 1) : 0;
     access_describe(c, what, sizeof what);
     log_error("info", "retrying after %s from %s: attempt %u of %u in %llu ms (%s)", why,
-              c->s->srv->addr->text, x->attempts + 1, r->attempts,
+              px_att(c->s)->srv->addr->text, x->attempts + 1, r->attempts,
               (unsigned long long)(delay / MS), what);
-    x->avoid = c->s->srv;
+    x->avoid = px_att(c->s)->srv;
     attempt_reset(c);
     if (!delay)
         return attempt_connect(c, true);
@@ -464,18 +468,21 @@ static int exchange_done(struct client *c)
 {
     struct exch *x = &c->s->x;
 
+    struct attempt *a = px_att(c->s);
+
     access_log(c, x->status, "ok");
-    if (c->s->up) {
+    hedge_drop(c);
+    if (a->up) {
         if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT)) {
-            pool_put_idle(c->s->up);
+            pool_put_idle(a->up);
         } else {
-            tls_close_notify(c->s->up->ssl);   /* a clean end: the session stays resumable */
-            pool_close(c->s->up);
+            tls_close_notify(a->up->ssl);   /* a clean end: the session stays resumable */
+            pool_close(a->up);
         }
-        c->s->up = NULL;
+        a->up = NULL;
     }
     buf_release(&c->s->uhead);
-    buf_release(&c->s->uin);
+    buf_release(&a->in);
     buf_release(&c->s->out);
     relay_close(&c->s->relay);
     if ((x->flags & X_CLOSE_AFTER) || px_draining) {
@@ -485,7 +492,7 @@ static int exchange_done(struct client *c)
     c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
     c->t_first = px_loop->now;
     if (buf_len(&c->in)) {
-        exchange_reset(&c->s->x);       /* a pipelined request is waiting */
+        exchange_reset(c->s);       /* a pipelined request is waiting */
         exchange_set_limits(c);
         c->state = CS_HEAD;
     } else {
@@ -502,8 +509,8 @@ int exchange_step(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0, r;
 
-    if (c->s->up && c->s->up->connecting) {
-        int err = pool_connect_step(c->s->up, attempt_tls_why, sizeof attempt_tls_why);
+    if (px_att(c->s)->up && px_att(c->s)->up->connecting) {
+        int err = pool_connect_step(px_att(c->s)->up, attempt_tls_why, sizeof attempt_tls_why);
         if (err < 0)
             return attempt_failed(c, err, true);
         if (err > 0) {
@@ -513,7 +520,7 @@ int exchange_step(struct client *c)
                 return forward_established(c);
         }
     }
-    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && c->s->up && !c->s->up->connecting) {
+    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && px_att(c->s)->up && !px_att(c->s)->up->connecting) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         buf_reserve(&c->s->out, BUF_SMALL);
         memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);

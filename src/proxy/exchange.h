@@ -14,7 +14,7 @@
 uint64_t exchange_total_ms(const struct client *c);
 
 /* A fresh exchange: timings that have not happened read as "-". */
-void exchange_reset(struct exch *x);
+void exchange_reset(struct session *s);
 
 /* The FIFO of requests waiting for a connection slot of their pool. */
 void exchange_wait_enqueue(struct client *c);

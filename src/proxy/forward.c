@@ -191,7 +191,7 @@ int forward_established(struct client *c)
     x->status = 200;
     x->flags |= X_REQ_SENT | X_RESP_HEAD;
     x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-    pool_report(c->s->srv, true);
+    pool_report(px_att(c->s)->srv, true);
     tunnel_begin(c);
     return 1;
 }

@@ -42,10 +42,12 @@
 
 void hedge_drop(struct client *c)
 {
-    if (c->s && c->s->hedge) {
-        pool_close(c->s->hedge);
-        c->s->hedge = NULL;
-        buf_release(&c->s->hin);
+    struct attempt *h = c->s ? px_hedge(c->s) : NULL;
+    if (h && h->up) {
+        pool_close(h->up);
+        h->up = NULL;
+        buf_release(&h->in);
+        h->head_off = 0;
     }
 }
 
@@ -64,8 +66,8 @@ void hedge_start(struct client *c)
     if (!(x->flags & X_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
         buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
         return;
-    struct pool_server *srv = pool_pick_other(x->route->pool, s->srv);
-    if (!srv || srv == s->srv)
+    struct pool_server *srv = pool_pick_other(x->route->pool, px_att(s)->srv);
+    if (!srv || srv == px_att(s)->srv)
         return;
     struct upconn *h = pool_take_idle(srv, c, attempt_on_upstream);
     if (!h)
@@ -76,13 +78,13 @@ void hedge_start(struct client *c)
     }
     exchange_budget_take(c);
     stats->hedges++;
-    s->hedge = h;
-    s->hedge_srv = srv;
-    s->hedge_off = 0;
+    px_hedge(s)->up = h;
+    px_hedge(s)->srv = srv;
+    px_hedge(s)->head_off = 0;
     x->attempts++;
     access_describe(c, what, sizeof what);
     log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
-              s->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
+              px_att(s)->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
 }
 
 /* The hedge takes the first attempt's place, because its response head came
@@ -96,30 +98,28 @@ void hedge_promote(struct client *c, bool head)
 
     access_describe(c, what, sizeof what);
     log_error("info", "hedged attempt on %s %s; cancelling the one on %s (%s)",
-              s->hedge_srv->addr->text, head ? "answered first" : "carries on",
-              s->srv->addr->text, what);
-    if (s->up)
-        pool_close(s->up);
-    buf_release(&s->uin);
-    s->up = s->hedge;
-    s->srv = s->hedge_srv;
-    s->hedge = NULL;
-    s->uin = s->hin;
-    s->hin = (struct buf){0};
-    x->uhead_off = s->hedge_off;
+              px_hedge(s)->srv->addr->text, head ? "answered first" : "carries on",
+              px_att(s)->srv->addr->text, what);
+    struct attempt *lost = px_att(s);
+    if (lost->up)
+        pool_close(lost->up);
+    lost->up = NULL;
+    buf_release(&lost->in);
+    lost->head_off = 0;
+    s->cur ^= 1;   /* the hedge is the attempt now */
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
-    if (x->uhead_off == s->uhead.end && (x->flags & X_BODY_DONE))
+    if (px_att(s)->head_off == s->uhead.end && (x->flags & X_BODY_DONE))
         x->flags |= X_REQ_SENT;
     x->clk.read_mark = 0;
     x->clk.write_since = 0;
     x->clk.try_start = px_loop->now;
-    if (s->up->connecting)
+    if (px_att(s)->up->connecting)
         x->clk.connect = px_loop->now;   /* its own connect clock from here */
     if (head) {
         x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
         if (x->first_byte_ns < 0)
             x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-        pool_report(s->srv, true);
+        pool_report(px_att(s)->srv, true);
     }
 }
 
@@ -128,7 +128,7 @@ void hedge_promote(struct client *c, bool head)
 int hedge_step(struct client *c)
 {
     struct session *s = c->s;
-    struct upconn *h = s->hedge;
+    struct upconn *h = px_hedge(s)->up;
     int progress = 0;
 
     if (!h)
@@ -142,17 +142,17 @@ int hedge_step(struct client *c)
             goto out_failed;
         progress = 1;
     }
-    if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+    if (px_hedge(s)->head_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
         /* The head is shared with the first attempt: stamp it anew only
          * when that one has sent all of it, never under its feet. */
-        if (s->hedge_off == 0 && (!s->up || s->x.uhead_off == s->uhead.end))
+        if (px_hedge(s)->head_off == 0 && (!px_att(s)->up || px_att(s)->head_off == s->uhead.end))
             attempt_stamp_deadline(c);
-        struct iovec iov = {s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off};
+        struct iovec iov = {s->uhead.data + px_hedge(s)->head_off, s->uhead.end - px_hedge(s)->head_off};
         ssize_t n = pool_writev(h, &iov, 1);
         if (n > 0) {
-            s->hedge_off += (uint32_t)n;
+            px_hedge(s)->head_off += (uint32_t)n;
             progress = 1;
-            if (s->hedge_off < s->uhead.end)
+            if (px_hedge(s)->head_off < s->uhead.end)
                 h->io.ready &= ~LOOP_WRITE;
         } else if (n < 0 && errno == EAGAIN) {
             h->io.ready &= ~LOOP_WRITE;
@@ -161,21 +161,21 @@ int hedge_step(struct client *c)
         }
     }
     while (h->io.ready & LOOP_READ) {
-        buf_reserve(&s->hin, BUF_SMALL);
-        if (!buf_room(&s->hin)) {
-            if (s->hin.cap >= BUF_LARGE)
+        buf_reserve(&px_hedge(s)->in, BUF_SMALL);
+        if (!buf_room(&px_hedge(s)->in)) {
+            if (px_hedge(s)->in.cap >= BUF_LARGE)
                 goto out_failed;   /* a head this large is refused anyway */
-            buf_reserve(&s->hin, BUF_LARGE);
+            buf_reserve(&px_hedge(s)->in, BUF_LARGE);
         }
-        uint32_t room = buf_room(&s->hin);
-        ssize_t n = pool_read(h, buf_tail(&s->hin), room);
+        uint32_t room = buf_room(&px_hedge(s)->in);
+        ssize_t n = pool_read(h, buf_tail(&px_hedge(s)->in), room);
         if (n > 0) {
-            s->hin.end += (uint32_t)n;
+            px_hedge(s)->in.end += (uint32_t)n;
             progress = 1;
             if ((uint32_t)n < room)
                 px_read_was_short(&h->io);
             for (;;) {   /* 1xx heads of the hedge are not relayed */
-                int r = http_parse_response(buf_head(&s->hin), buf_len(&s->hin), &px_scratch,
+                int r = http_parse_response(buf_head(&px_hedge(s)->in), buf_len(&px_hedge(s)->in), &px_scratch,
                                             &http_default_limits);
                 if (r == HTTP_INCOMPLETE)
                     break;
@@ -185,7 +185,7 @@ int hedge_step(struct client *c)
                     hedge_promote(c, true);
                     return 1;
                 }
-                s->hin.start += (uint32_t)r;
+                px_hedge(s)->in.start += (uint32_t)r;
             }
             continue;
         }
@@ -200,7 +200,7 @@ int hedge_step(struct client *c)
     return progress;
 
 out_failed:
-    pool_report(s->hedge_srv, false);
+    pool_report(px_hedge(s)->srv, false);
     hedge_drop(c);
     return 1;
 }

@@ -93,7 +93,6 @@ struct exch {
     uint32_t head_len;                 /* request head at in.start */
     uint32_t method_len, target_off, target_len;
     uint32_t body_sent, body_ready;    /* offsets in in.data */
-    uint32_t uhead_off;                /* bytes of uhead sent */
     uint32_t resp_ready;               /* offset in uin.data: validated, unsent */
     uint32_t interim;                  /* bytes of out holding 1xx heads */
     uint32_t parsed_len;               /* head bytes seen by the last parse */
@@ -119,18 +118,25 @@ struct exch {
 /* What a connection holds only while a request is in flight (states HEAD,
  * EXCH and CLOSING): recycled through a free list, so that an idle
  * keep-alive connection costs a struct client and nothing more. */
+/* One upstream try of an exchange: a connection to one server, the bytes
+ * it answered, and how much of the request head it was sent. An exchange
+ * holds two: the attempt whose response is relayed, and a hedge racing it
+ * for the response head; promoting the hedge swaps their roles (an index),
+ * never their fields. */
+struct attempt {
+    struct upconn *up;         /* NULL: none yet (or waiting for a slot) */
+    struct pool_server *srv;   /* the server it goes to */
+    struct buf in;             /* bytes from the upstream */
+    uint32_t head_off;         /* bytes of the request head (uhead) sent on it */
+};
+
 struct session {
     struct buf out;    /* bytes for the client before the body: heads, errors */
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
-    struct buf uin;    /* bytes from the upstream */
     struct relay relay;  /* the response body's pipe, in splice mode */
-    struct upconn *hedge;            /* a second attempt racing `up` for the head */
-    struct pool_server *hedge_srv;
-    struct buf hin;                  /* the hedge's response bytes */
-    uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
+    struct attempt att[2];           /* [cur] is relayed; the other is a hedge */
+    uint8_t cur;
     struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
-    struct upconn *up;
-    struct pool_server *srv;
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
@@ -193,12 +199,24 @@ extern unsigned px_nclients;
  * policy). Called once by the worker before anything else. */
 void px_configure(struct loop *l, const struct cfg *c);
 
+/* The attempt whose response the client gets, and the hedge racing it
+ * (hedge->up NULL: none). */
+static inline struct attempt *px_att(const struct session *s)
+{
+    return (struct attempt *)&s->att[s->cur];
+}
+
+static inline struct attempt *px_hedge(const struct session *s)
+{
+    return (struct attempt *)&s->att[s->cur ^ 1];
+}
+
 static inline uint64_t ns_of(uint64_t ms) { return ms * MS; }
 static inline int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
 
 static inline bool attempt_uin_compactable(const struct client *c)
 {
-    const struct buf *b = &c->s->uin;
+    const struct buf *b = &px_att(c->s)->in;
     return b->start > 0 && (!(c->s->x.flags & X_RESP_HEAD) || b->end - b->start <= COMPACT_MAX);
 }
 
@@ -206,7 +224,7 @@ static inline bool attempt_uin_room(const struct client *c)
 {
     if (c->s->x.flags & X_SPLICE)
         return relay_room(&c->s->relay);
-    return !c->s->uin.data || buf_room(&c->s->uin) || attempt_uin_compactable(c);
+    return !px_att(c->s)->in.data || buf_room(&px_att(c->s)->in) || attempt_uin_compactable(c);
 }
 
 /* The same for the request body in `in`: bytes already sent upstream are
@@ -226,7 +244,7 @@ static inline uint32_t client_pending(const struct client *c)
 {
     uint32_t n = buf_len(&c->s->out) + c->s->relay.len;
     if (c->s->x.flags & X_RESP_HEAD)
-        n += c->s->x.resp_ready - c->s->uin.start;
+        n += c->s->x.resp_ready - px_att(c->s)->in.start;
     return n;
 }
 

@@ -62,8 +62,8 @@ void tunnel_begin(struct client *c)
     memcpy(t->data, c->in.data + x->body_ready, early);
     t->end = early;
     c->in.end = x->body_ready;      /* the head stays, for the access log */
-    buf_reserve(&c->s->uin, BUF_SMALL);
-    buf_compact(&c->s->uin);
+    buf_reserve(&px_att(c->s)->in, BUF_SMALL);
+    buf_compact(&px_att(c->s)->in);
     relay_close(&c->s->relay);
 }
 
@@ -127,7 +127,7 @@ static int tunnel_recv(struct end e, struct buf *b, uint64_t *count, int *moved)
 int tunnel_step(struct client *c)
 {
     struct exch *x = &c->s->x;
-    struct upconn *up = c->s->up;
+    struct upconn *up = px_att(c->s)->up;
     uint64_t to_client = 0, to_up = 0, ignored = 0;
     struct end ce = {&c->io, c->ssl, &c->tls_want}, ue = {&up->io, up->ssl, &up->tls_want};
     int moved;
@@ -135,19 +135,19 @@ int tunnel_step(struct client *c)
         moved = 0;
         /* upstream -> client: the response head, then the upstream's bytes */
         if (!tunnel_send(ce, &c->s->out, &to_client, &moved) ||
-            (!buf_len(&c->s->out) && !tunnel_send(ce, &c->s->uin, &to_client, &moved)))
+            (!buf_len(&c->s->out) && !tunnel_send(ce, &px_att(c->s)->in, &to_client, &moved)))
             return tunnel_end(c, "client_abort");
         if (!buf_len(&c->s->out))
             x->flags |= X_FINAL_SENT;
         if (!(x->tflags & T_UEOF)) {
-            int r = tunnel_recv(ue, &c->s->uin, &ignored, &moved);
+            int r = tunnel_recv(ue, &px_att(c->s)->in, &ignored, &moved);
             if (r < 0)
                 return tunnel_end(c, "upstream_reset");
             if (r > 0)
                 x->tflags |= T_UEOF;
         }
         if ((x->tflags & T_UEOF) && !(x->tflags & T_CSHUT) && !buf_len(&c->s->out) &&
-            !buf_len(&c->s->uin)) {
+            !buf_len(&px_att(c->s)->in)) {
             shut_write(c->io.fd, c->ssl);
             x->tflags |= T_CSHUT;
         }
