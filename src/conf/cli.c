@@ -1,15 +1,13 @@
-/* cli.c -- command-line flags, durations and addresses (see cli.h). */
+/* cli.c -- the command line: flags over the configuration file (see cli.h). */
 #define _GNU_SOURCE
 #include "cli.h"
-#include "conf.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "addr.h"
 
 #ifndef HG_VERSION
 #define HG_VERSION "0.1.0"
@@ -48,134 +46,6 @@ void cli_defaults(struct cfg *cfg)
     cfg->fwd.nclients = 2;
     cfg->fwd.ports[0] = 443;
     cfg->fwd.nports = 1;
-}
-
-int cli_size(const char *s, uint64_t *bytes)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    uint64_t mul = 1;
-    if (*end == 'k' || *end == 'K')
-        mul = 1ull << 10;
-    else if (*end == 'm' || *end == 'M')
-        mul = 1ull << 20;
-    else if (*end == 'g' || *end == 'G')
-        mul = 1ull << 30;
-    else if (*end)
-        return -1;
-    if (*end) {
-        end++;
-        if (strcmp(end, "iB") != 0 && strcmp(end, "") != 0 && strcmp(end, "B") != 0)
-            return -1;
-    }
-    if (v > (1ull << 50) / mul)
-        return -1;
-    *bytes = v * mul;
-    return 0;
-}
-
-int cli_duration(const char *s, uint64_t *ms)
-{
-    uint64_t whole = 0, frac = 0, scale = 1;
-    const char *p = s;
-    int digits = 0;
-
-    while (*p >= '0' && *p <= '9') {
-        whole = whole * 10 + (uint64_t)(*p++ - '0');
-        if (++digits > 12)
-            return -1;
-    }
-    if (*p == '.') {
-        p++;
-        int fd = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (++fd > 6)
-                return -1;
-            frac = frac * 10 + (uint64_t)(*p++ - '0');
-            scale *= 10;
-        }
-        if (!fd)
-            return -1;
-    }
-    if (!digits && scale == 1)
-        return -1;
-    uint64_t unit;
-    if (strcmp(p, "ms") == 0)
-        unit = 1;
-    else if (strcmp(p, "s") == 0 || *p == '\0')
-        unit = 1000;
-    else if (strcmp(p, "m") == 0)
-        unit = 60000;
-    else if (strcmp(p, "h") == 0)
-        unit = 3600000;
-    else
-        return -1;
-    if ((frac * unit) % scale)
-        return -1;   /* finer than a millisecond */
-    uint64_t v = whole * unit + frac * unit / scale;
-    if (v > UINT32_MAX)
-        return -1;
-    *ms = v;
-    return 0;
-}
-
-static void addr_text(struct cli_addr *a)
-{
-    char host[INET6_ADDRSTRLEN];
-    if (a->ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        snprintf(a->text, sizeof a->text, "[%s]:%u", host, ntohs(s6->sin6_port));
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        snprintf(a->text, sizeof a->text, "%s:%u", host, ntohs(s4->sin_port));
-    }
-}
-
-int cli_address(const char *s, struct cli_addr *a, char *err, size_t errlen)
-{
-    char host[256];
-    const char *port;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
-            snprintf(err, errlen, "expected [IPV6]:PORT");
-            return -1;
-        }
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) {
-            snprintf(err, errlen, "expected HOST:PORT");
-            return -1;
-        }
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-        port = colon + 1;
-    }
-    char *endp;
-    long pn = strtol(port, &endp, 10);
-    if (!*port || *endp || pn < 1 || pn > 65535) {
-        snprintf(err, errlen, "port must be a number from 1 to 65535");
-        return -1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
-    a->len = res->ai_addrlen;
-    freeaddrinfo(res);
-    addr_text(a);
-    return 0;
 }
 
 static const char usage[] =
@@ -386,7 +256,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             listen_set = true;
             if (cfg->nlisten == CLI_MAX_LISTEN)
                 return fail(name, optarg, "too many listeners (at most 16)");
-            if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
+            if (val_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
                 return fail(name, optarg, err);
             cfg->listen_forward[cfg->nlisten++] = c == OPT_FWD_LISTEN;
             break;
@@ -396,7 +266,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             upstream_set = true;
             if (cfg->nupstream == CLI_MAX_UPSTREAM)
                 return fail(name, optarg, "too many upstreams (at most 64)");
-            if (cli_address(optarg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
+            if (val_address(optarg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
                 return fail(name, optarg, err);
             cfg->nupstream++;
             break;
@@ -430,7 +300,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_MAX_HEADER:
         case OPT_MAX_BODY: {
             uint64_t v;
-            if (cli_size(optarg, &v) < 0)
+            if (val_size(optarg, &v) < 0)
                 return fail(name, optarg, "expected a size such as 8192, 8k or 1MiB");
             if (c == OPT_MAX_BODY) {
                 cfg->max_body = v;
@@ -459,7 +329,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_RESP_HEADER: {
             uint64_t v;
             /* the head is read into one 64 KiB buffer */
-            if (cli_size(optarg, &v) < 0 || v < 1024 || v > 65536)
+            if (val_size(optarg, &v) < 0 || v < 1024 || v > 65536)
                 return fail(name, optarg, "expected a size from 1k to 64k");
             cfg->max_response_header_size = (uint32_t)v;
             break;
@@ -484,7 +354,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         }
         case OPT_DRAIN: dur = &cfg->drain_ms; break;
         case OPT_ADMIN:
-            if (cli_address(optarg, &cfg->admin, err, sizeof err) < 0)
+            if (val_address(optarg, &cfg->admin, err, sizeof err) < 0)
                 return fail(name, optarg, err);
             cfg->has_admin = true;
             break;
@@ -499,7 +369,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         case OPT_DEADLINE_HEADER:
             if (strcmp(optarg, "off") == 0)
                 cfg->deadline_header = NULL;
-            else if (cli_header_name(optarg))
+            else if (val_header_name(optarg))
                 cfg->deadline_header = optarg;
             else
                 return fail(name, optarg, "expected a header name (letters, digits, - and _) or off");
@@ -577,7 +447,7 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
             return 2;
         }
         if (dur) {
-            if (cli_duration(optarg, dur) < 0)
+            if (val_duration(optarg, dur) < 0)
                 return fail(name, optarg,
                             "expected a duration such as 250ms, 1.5s, 2m or 30");
             if (*dur == 0)
@@ -590,11 +460,11 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         return 2;
     }
     if (!cfg->nlisten) {   /* neither flags nor the file */
-        cli_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
+        val_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
         cfg->nlisten = 1;
     }
     if (!cfg->nupstream) {
-        cli_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
+        val_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
         cfg->nupstream = 1;
     }
     if (cfg->trust_deadline)
@@ -608,15 +478,6 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
         return 1;
     }
     return 0;
-}
-
-bool cli_header_name(const char *s)
-{
-    bool ok = *s != '\0' && strlen(s) <= 64;
-    for (const char *q = s; ok && *q; q++)
-        ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-             *q == '-' || *q == '_';
-    return ok;
 }
 
 int cli_parse(struct cfg *cfg, int argc, char **argv)

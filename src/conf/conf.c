@@ -286,7 +286,7 @@ static bool get_dur(struct ctx *x, yaml_node_t *n, const char *key, uint64_t *ms
     if (!s)
         return false;
     uint64_t v;
-    if (cli_duration(s, &v) < 0) {
+    if (val_duration(s, &v) < 0) {
         expected(x, n, key, WHAT_DUR);
         return false;
     }
@@ -333,7 +333,7 @@ static bool get_size(struct ctx *x, yaml_node_t *n, const char *key, uint64_t lo
     if (!s)
         return false;
     uint64_t v;
-    if (cli_size(s, &v) < 0 || v < lo || v > hi) {
+    if (val_size(s, &v) < 0 || v < lo || v > hi) {
         expected(x, n, key, what);
         return false;
     }
@@ -365,7 +365,7 @@ static bool get_addr(struct ctx *x, yaml_node_t *n, const char *key, const char 
     if (!s)
         return false;
     char why[256];
-    if (cli_address(s, a, why, sizeof why) < 0) {
+    if (val_address(s, a, why, sizeof why) < 0) {
         if (!strncmp(why, "expected ", 9))
             err(x, n, key, "%s, got \"%.64s\"", why, s);
         else
@@ -1449,7 +1449,7 @@ static void parse_top(struct ctx *x, yaml_node_t *root)
         const char *s = scalar(x, v[7], "deadline_header", what);
         if (s && !strcmp(s, "off"))
             x->c->deadline_header = xstrdup(x, "");
-        else if (s && !cli_header_name(s))
+        else if (s && !val_header_name(s))
             expected(x, v[7], "deadline_header", what);
         else if (s)
             x->c->deadline_header = xstrdup(x, s);

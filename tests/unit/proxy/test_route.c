@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "cli.h"
 #include "conf.h"
 #include "loop.h"
 #include "pool.h"
