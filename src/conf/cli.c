@@ -13,22 +13,19 @@
 #define HG_VERSION "0.1.0"
 #endif
 
+/* The built-in durations, ms, by kind (the --help text names them too). */
+static const uint64_t default_ms[TMO_COUNT] = {
+    [TMO_CONNECT] = 1000,    [TMO_WRITE] = 15000,          [TMO_READ] = 15000,
+    [TMO_TOTAL] = 30000,     [TMO_HEADER] = 10000,         [TMO_BODY] = 15000,
+    [TMO_SEND] = 15000,      [TMO_IDLE] = 60000,           [TMO_UPSTREAM_IDLE] = 30000,
+    [TMO_DNS] = 2000,        [TMO_TUNNEL_IDLE] = 60000,    [TMO_TUNNEL_MAX] = 0, /* unlimited */
+    [TMO_HANDSHAKE] = 10000,
+};
+
 void cli_defaults(struct cfg *cfg)
 {
     *cfg = (struct cfg){0};
-    cfg->connect_ms = 1000;
-    cfg->write_ms = 15000;
-    cfg->read_ms = 15000;
-    cfg->total_ms = 30000;
-    cfg->header_ms = 10000;
-    cfg->body_ms = 15000;
-    cfg->send_ms = 15000;
-    cfg->idle_ms = 60000;
-    cfg->upstream_idle_ms = 30000;
-    cfg->dns_ms = 2000;
-    cfg->tunnel_idle_ms = 60000;
-    cfg->tunnel_max_ms = 0;
-    cfg->handshake_ms = 10000;
+    memcpy(cfg->ms, default_ms, sizeof cfg->ms);
     cfg->access_log = "-";
     cfg->max_connections = 10000;
     cfg->max_request_line = 8192;
@@ -121,14 +118,13 @@ static const char usage[] =
     "  -V, --version             show the version and exit\n";
 
 enum {
-    OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
-    OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
-    OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
-    OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
-    OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
-    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_HANDSHAKE, OPT_RESP_HEADER,
-    OPT_RESP_HEADERS, OPT_UNDERSCORES,
+    OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ACCESS_LOG, OPT_MAX_CONN, OPT_HELP, OPT_VERSION,
+    OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS, OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG,
+    OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER, OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
+    OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
+    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_RESP_HEADER, OPT_RESP_HEADERS,
+    OPT_UNDERSCORES,
+    OPT_TMO = 512,   /* OPT_TMO + k: the flag that sets cfg->ms[k] */
 };
 
 static const struct option options[] = {
@@ -136,19 +132,19 @@ static const struct option options[] = {
     {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"upstream", required_argument, NULL, OPT_UPSTREAM},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT},
-    {"write-timeout", required_argument, NULL, OPT_WRITE},
-    {"read-timeout", required_argument, NULL, OPT_READ},
-    {"total-timeout", required_argument, NULL, OPT_TOTAL},
-    {"header-timeout", required_argument, NULL, OPT_HEADER},
-    {"body-timeout", required_argument, NULL, OPT_BODY},
-    {"send-timeout", required_argument, NULL, OPT_SEND},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE},
-    {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
-    {"dns-timeout", required_argument, NULL, OPT_DNS},
-    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
-    {"tunnel-idle-timeout", required_argument, NULL, OPT_TUNNEL_IDLE},
-    {"tunnel-max-lifetime", required_argument, NULL, OPT_TUNNEL_MAX},
+    {"connect-timeout", required_argument, NULL, OPT_TMO + TMO_CONNECT},
+    {"write-timeout", required_argument, NULL, OPT_TMO + TMO_WRITE},
+    {"read-timeout", required_argument, NULL, OPT_TMO + TMO_READ},
+    {"total-timeout", required_argument, NULL, OPT_TMO + TMO_TOTAL},
+    {"header-timeout", required_argument, NULL, OPT_TMO + TMO_HEADER},
+    {"body-timeout", required_argument, NULL, OPT_TMO + TMO_BODY},
+    {"send-timeout", required_argument, NULL, OPT_TMO + TMO_SEND},
+    {"idle-timeout", required_argument, NULL, OPT_TMO + TMO_IDLE},
+    {"upstream-idle-timeout", required_argument, NULL, OPT_TMO + TMO_UPSTREAM_IDLE},
+    {"dns-timeout", required_argument, NULL, OPT_TMO + TMO_DNS},
+    {"handshake-timeout", required_argument, NULL, OPT_TMO + TMO_HANDSHAKE},
+    {"tunnel-idle-timeout", required_argument, NULL, OPT_TMO + TMO_TUNNEL_IDLE},
+    {"tunnel-max-lifetime", required_argument, NULL, OPT_TMO + TMO_TUNNEL_MAX},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
@@ -270,19 +266,6 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                 return fail(name, optarg, err);
             cfg->nupstream++;
             break;
-        case OPT_CONNECT: dur = &cfg->connect_ms; break;
-        case OPT_WRITE: dur = &cfg->write_ms; break;
-        case OPT_READ: dur = &cfg->read_ms; break;
-        case OPT_TOTAL: dur = &cfg->total_ms; break;
-        case OPT_HEADER: dur = &cfg->header_ms; break;
-        case OPT_BODY: dur = &cfg->body_ms; break;
-        case OPT_SEND: dur = &cfg->send_ms; break;
-        case OPT_IDLE: dur = &cfg->idle_ms; break;
-        case OPT_UP_IDLE: dur = &cfg->upstream_idle_ms; break;
-        case OPT_DNS: dur = &cfg->dns_ms; break;
-        case OPT_TUNNEL_IDLE: dur = &cfg->tunnel_idle_ms; break;
-        case OPT_TUNNEL_MAX: dur = &cfg->tunnel_max_ms; break;
-        case OPT_HANDSHAKE: dur = &cfg->handshake_ms; break;
         case OPT_ACCESS_LOG:
             if (!*optarg)
                 return fail(name, optarg, "expected a file path, - or off");
@@ -441,6 +424,10 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
                     argv[optind - 1]);
             return 2;
         default:
+            if (c >= OPT_TMO && c < OPT_TMO + TMO_COUNT) {
+                dur = &cfg->ms[c - OPT_TMO];
+                break;
+            }
             fprintf(stderr, "hourglass: unknown option '%s'\n"
                             "Try 'hourglass --help' for the list of options.\n",
                     argv[optind - 1]);

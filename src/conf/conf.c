@@ -21,10 +21,27 @@
 #define MAX_POOLS 1000u
 #define PATHLEN 320
 
-const char *const conf_tmo_names[CONF_TMO_N] = {
-    "connect", "write", "read", "total", "header", "body", "send", "idle", "upstream_idle",
-    "dns", "tunnel_idle", "tunnel_max", "handshake",
+/* The keys under `timeouts:` and their kinds: the one table between the
+ * file's names and enum tmo_kind, in the order messages list the keys. */
+static const struct {
+    const char *key;
+    enum tmo_kind kind;
+} tmo_keys[] = {
+    {"connect", TMO_CONNECT},
+    {"write", TMO_WRITE},
+    {"read", TMO_READ},
+    {"total", TMO_TOTAL},
+    {"header", TMO_HEADER},
+    {"body", TMO_BODY},
+    {"send", TMO_SEND},
+    {"idle", TMO_IDLE},
+    {"upstream_idle", TMO_UPSTREAM_IDLE},
+    {"dns", TMO_DNS},
+    {"tunnel_idle", TMO_TUNNEL_IDLE},
+    {"tunnel_max", TMO_TUNNEL_MAX},
+    {"handshake", TMO_HANDSHAKE},
 };
+#define NTMO_KEYS (sizeof tmo_keys / sizeof *tmo_keys)
 
 static const char WHAT_DUR[] = "a duration such as 250ms, 1.5s, 2m or 30 (seconds)";
 
@@ -619,34 +636,35 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
 static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
                            struct conf_timeouts *t, bool route)
 {
-    const char *keys[CONF_TMO_N + 1];
+    const char *keys[NTMO_KEYS + 1];
     yaml_node_t *vals[MAX_KEYS];
-    for (int k = 0; k < CONF_TMO_N; k++)
-        keys[k] = conf_tmo_names[k];
-    keys[CONF_TMO_N] = NULL;
+    for (size_t i = 0; i < NTMO_KEYS; i++)
+        keys[i] = tmo_keys[i].key;
+    keys[NTMO_KEYS] = NULL;
     if (!fields(x, n, path, "a mapping of timeouts (connect, read, total, ...)", keys, vals))
         return;
-    for (int k = 0; k < CONF_TMO_N; k++) {
-        if (!vals[k])
+    for (size_t i = 0; i < NTMO_KEYS; i++) {
+        enum tmo_kind k = tmo_keys[i].kind;
+        if (!vals[i])
             continue;
         char key[PATHLEN];
-        join(key, path, conf_tmo_names[k]);
-        if (route && k == CONF_TMO_HEADER) {
-            err(x, vals[k], key, "the header timeout runs before a route is chosen; "
+        join(key, path, keys[i]);
+        if (route && k == TMO_HEADER) {
+            err(x, vals[i], key, "the header timeout runs before a route is chosen; "
                                  "set it in the top-level timeouts");
             continue;
         }
-        if (route && (k == CONF_TMO_DNS || k == CONF_TMO_IDLE || k == CONF_TMO_HANDSHAKE)) {
-            err(x, vals[k], key, "the %s timeout runs before a route is chosen; set it in the "
-                                 "top-level timeouts", conf_tmo_names[k]);
+        if (route && (k == TMO_DNS || k == TMO_IDLE || k == TMO_HANDSHAKE)) {
+            err(x, vals[i], key, "the %s timeout runs before a route is chosen; set it in the "
+                                 "top-level timeouts", keys[i]);
             continue;
         }
-        if (route && k == CONF_TMO_UPSTREAM_IDLE) {
-            err(x, vals[k], key, "pooled connections belong to a pool; set "
+        if (route && k == TMO_UPSTREAM_IDLE) {
+            err(x, vals[i], key, "pooled connections belong to a pool; set "
                                  "pools.NAME.keepalive.idle_timeout instead");
             continue;
         }
-        get_dur(x, vals[k], key, &t->ms[k]);
+        get_dur(x, vals[i], key, &t->ms[k]);
     }
 }
 
@@ -1626,25 +1644,20 @@ const struct conf_pool *conf_default_pool(const struct conf *c)
     return c->npools ? &c->pools[0] : NULL;
 }
 
-static uint64_t *cfg_ms(struct cfg *cfg, enum conf_tmo k)
+const char *conf_tmo_key(enum tmo_kind k)
 {
-    switch (k) {
-    case CONF_TMO_CONNECT: return &cfg->connect_ms;
-    case CONF_TMO_WRITE: return &cfg->write_ms;
-    case CONF_TMO_READ: return &cfg->read_ms;
-    case CONF_TMO_TOTAL: return &cfg->total_ms;
-    case CONF_TMO_HEADER: return &cfg->header_ms;
-    case CONF_TMO_BODY: return &cfg->body_ms;
-    case CONF_TMO_SEND: return &cfg->send_ms;
-    case CONF_TMO_IDLE: return &cfg->idle_ms;
-    case CONF_TMO_DNS: return &cfg->dns_ms;
-    case CONF_TMO_TUNNEL_IDLE: return &cfg->tunnel_idle_ms;
-    case CONF_TMO_TUNNEL_MAX: return &cfg->tunnel_max_ms;
-    case CONF_TMO_HANDSHAKE: return &cfg->handshake_ms;
-    case CONF_TMO_UPSTREAM_IDLE:
-    case CONF_TMO_N: break;
-    }
-    return &cfg->upstream_idle_ms;
+    for (size_t i = 0; i < NTMO_KEYS; i++)
+        if (tmo_keys[i].kind == k)
+            return tmo_keys[i].key;
+    return NULL;
+}
+
+enum tmo_kind conf_tmo_kind(const char *key)
+{
+    for (size_t i = 0; i < NTMO_KEYS; i++)
+        if (!strcmp(tmo_keys[i].key, key))
+            return tmo_keys[i].kind;
+    return TMO_NONE;
 }
 
 void conf_apply(const struct conf *c, struct cfg *cfg)
@@ -1679,16 +1692,16 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->fwd.resolver = c->fwd.resolver;
     if (c->deadline_header)
         cfg->deadline_header = *c->deadline_header ? c->deadline_header : NULL;
-    for (int k = 0; k < CONF_TMO_N; k++)
+    for (int k = 0; k < TMO_COUNT; k++)
         if (c->timeouts.ms[k])
-            *cfg_ms(cfg, (enum conf_tmo)k) = c->timeouts.ms[k];
+            cfg->ms[k] = c->timeouts.ms[k];
     const struct conf_pool *p = conf_default_pool(c);
     if (p) {
         for (unsigned i = 0; i < p->nservers; i++)
             cfg->upstream[i] = p->servers[i].addr;
         cfg->nupstream = p->nservers;
         if (p->keepalive_idle_ms)
-            cfg->upstream_idle_ms = p->keepalive_idle_ms;
+            cfg->ms[TMO_UPSTREAM_IDLE] = p->keepalive_idle_ms;
     }
     const struct conf_limits *l = &c->limits;
     if (l->max_connections)
@@ -1709,11 +1722,11 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->access_log = c->access_log;
 }
 
-uint64_t conf_route_ms(const struct conf_route *r, enum conf_tmo k, const struct cfg *cfg)
+uint64_t conf_route_ms(const struct conf_route *r, enum tmo_kind k, const struct cfg *cfg)
 {
-    if (r && k < CONF_TMO_N && r->timeouts.ms[k])
-        return r->timeouts.ms[k];
-    return *cfg_ms((struct cfg *)cfg, k);
+    if (k >= TMO_COUNT)
+        return 0;
+    return r && r->timeouts.ms[k] ? r->timeouts.ms[k] : cfg->ms[k];
 }
 
 bool conf_retry_status(const struct conf_retry *r, unsigned status)

@@ -30,6 +30,7 @@
 
 #include "addr.h"
 #include "tls.h"
+#include "tmo.h"
 #include "value.h"
 
 /* Bounds of the lists in struct cfg, for the flags and the file alike. They
@@ -65,14 +66,9 @@ struct cfg {
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
     unsigned nupstream;
-    /* milliseconds */
-    uint64_t connect_ms, write_ms, read_ms, total_ms;
-    uint64_t header_ms, body_ms, send_ms, idle_ms;
-    uint64_t upstream_idle_ms;
-    uint64_t dns_ms;                 /* forward proxy: resolving a destination */
-    uint64_t tunnel_idle_ms;         /* CONNECT / WebSocket tunnel with no byte */
-    uint64_t tunnel_max_ms;          /* a tunnel's lifetime; 0 = unlimited */
-    uint64_t handshake_ms;           /* TLS listeners: accept to handshake done */
+    /* the top-level durations, ms, by kind (TMO_TUNNEL_MAX 0: unlimited);
+     * the kinds only a route sets (TMO_TRY, TMO_BACKOFF, TMO_HEDGE) stay 0 */
+    uint64_t ms[TMO_COUNT];
     const char *access_log;   /* path, "-" or "off" */
     bool access_log_json;     /* JSON Lines instead of key=value */
     unsigned max_connections;
@@ -100,30 +96,17 @@ struct cfg {
 
 #define CONF_WORKERS_AUTO 0xffffffffu
 
-/* Timeout kinds, in the order of their keys under `timeouts:`. */
-enum conf_tmo {
-    CONF_TMO_CONNECT,
-    CONF_TMO_WRITE,
-    CONF_TMO_READ,
-    CONF_TMO_TOTAL,
-    CONF_TMO_HEADER,
-    CONF_TMO_BODY,
-    CONF_TMO_SEND,
-    CONF_TMO_IDLE,
-    CONF_TMO_UPSTREAM_IDLE,
-    CONF_TMO_DNS,
-    CONF_TMO_TUNNEL_IDLE,
-    CONF_TMO_TUNNEL_MAX,
-    CONF_TMO_HANDSHAKE,
-    CONF_TMO_N
-};
+/* The key under `timeouts:` of kind k ("connect", ..., "handshake"), or
+ * NULL for the kinds the file sets elsewhere (TMO_TRY: a route's
+ * retry.per_try_timeout, TMO_HEDGE: its hedge.delay) or not at all. */
+const char *conf_tmo_key(enum tmo_kind k);
 
-/* The key of each kind: "connect", ..., "upstream_idle". */
-extern const char *const conf_tmo_names[CONF_TMO_N];
+/* The kind of a key under `timeouts:`, or TMO_NONE. */
+enum tmo_kind conf_tmo_kind(const char *key);
 
-/* ms[k] = 0: not set here (inherit). */
+/* ms[k] = 0: not set here (inherit). Only the kinds with a key are set. */
 struct conf_timeouts {
-    uint64_t ms[CONF_TMO_N];
+    uint64_t ms[TMO_COUNT];
 };
 
 /* Top-level `limits:`; 0 = not set (max_body_size: see max_body_size_set). */
@@ -268,9 +251,9 @@ const struct conf_pool *conf_default_pool(const struct conf *c);
  * not set are left as they are. cfg->access_log may then point into c. */
 void conf_apply(const struct conf *c, struct cfg *cfg);
 
-/* A route's timeout of kind k: its own override, else the top-level value in
- * cfg (file, then flags). */
-uint64_t conf_route_ms(const struct conf_route *r, enum conf_tmo k, const struct cfg *cfg);
+/* A route's timeout of kind k: its own override under its `timeouts:`, else
+ * the top-level value in cfg (file, then flags); r NULL: the top level. */
+uint64_t conf_route_ms(const struct conf_route *r, enum tmo_kind k, const struct cfg *cfg);
 
 /* Whether the route's retry policy lists this response status. */
 bool conf_retry_status(const struct conf_retry *r, unsigned status);

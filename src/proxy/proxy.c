@@ -293,7 +293,7 @@ static const struct route_policy *policy(const struct client *c)
 /* The total deadline: the route's, or less when a trusted client said so. */
 static uint64_t total_ms(const struct client *c)
 {
-    uint64_t t = policy(c)->total_ms;
+    uint64_t t = policy(c)->ms[TMO_TOTAL];
     if ((c->s->x.flags & X_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
         t = c->s->x.client_total_ms;
     return t;
@@ -643,7 +643,7 @@ static void fold_deadlines(struct client *c)
     *t = (struct tmo_set){0};
     switch (c->state) {
     case CS_HEAD:
-        t->at[TMO_HEADER] = c->t_first + ns_of(cfg->header_ms);
+        t->at[TMO_HEADER] = c->t_first + ns_of(cfg->ms[TMO_HEADER]);
         break;
     case CS_CLOSING:
         if (x->flags & X_LINGER) {
@@ -651,34 +651,32 @@ static void fold_deadlines(struct client *c)
         } else if (!(c->io.ready & LOOP_WRITE)) {
             if (!x->send_mark)
                 x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
+            t->at[TMO_SEND] = x->send_mark + ns_of(P->ms[TMO_SEND]);
         }
         break;
     case CS_TUNNEL:
-        t->at[TMO_TUNNEL_IDLE] = x->t_active + ns_of(P->tunnel_idle_ms);
-        if (P->tunnel_max_ms)
-            t->at[TMO_TUNNEL_MAX] = x->t_tunnel + ns_of(P->tunnel_max_ms);
+        t->at[TMO_TUNNEL_IDLE] = x->t_active + ns_of(P->ms[TMO_TUNNEL_IDLE]);
+        if (P->ms[TMO_TUNNEL_MAX])
+            t->at[TMO_TUNNEL_MAX] = x->t_tunnel + ns_of(P->ms[TMO_TUNNEL_MAX]);
         break;
     case CS_EXCH:
         t->at[TMO_TOTAL] = x->t_start + ns_of(total_ms(c));
         if ((c->s->up && c->s->up->connecting) || (x->flags & X_WAIT_SLOT))
-            t->at[TMO_CONNECT] = x->t_connect + ns_of(P->connect_ms);
+            t->at[TMO_CONNECT] = x->t_connect + ns_of(P->ms[TMO_CONNECT]);
         if (x->flags & X_RESOLVING)
-            t->at[TMO_DNS] = x->t_dns + ns_of(cfg->dns_ms);
+            t->at[TMO_DNS] = x->t_dns + ns_of(cfg->ms[TMO_DNS]);
         if (x->backoff_until)
             t->at[TMO_BACKOFF] = x->backoff_until;
-        if (x->route && x->route->hedge_ms && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)) &&
-            c->s->up)
-            t->at[TMO_HEDGE] = x->try_start + ns_of(x->route->hedge_ms);
-        if (x->route && x->route->retry && x->route->retry->per_try_timeout_ms && c->s->up &&
-            !(x->flags & X_RESP_HEAD))
-            t->at[TMO_TRY] = x->try_start + ns_of(x->route->retry->per_try_timeout_ms);
+        if (P->ms[TMO_HEDGE] && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)) && c->s->up)
+            t->at[TMO_HEDGE] = x->try_start + ns_of(P->ms[TMO_HEDGE]);
+        if (P->ms[TMO_TRY] && c->s->up && !(x->flags & X_RESP_HEAD))
+            t->at[TMO_TRY] = x->try_start + ns_of(P->ms[TMO_TRY]);
         if (x->write_since)
-            t->at[TMO_WRITE] = x->write_since + ns_of(P->write_ms) - x->write_used;
+            t->at[TMO_WRITE] = x->write_since + ns_of(P->ms[TMO_WRITE]) - x->write_used;
         if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && c->s->up && uin_room(c)) {
             if (!x->read_mark)
                 x->read_mark = now;
-            t->at[TMO_READ] = x->read_mark + ns_of(P->read_ms);
+            t->at[TMO_READ] = x->read_mark + ns_of(P->ms[TMO_READ]);
         } else {
             x->read_mark = 0;
         }
@@ -686,14 +684,14 @@ static void fold_deadlines(struct client *c)
             !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE))) {
             if (!x->body_mark)
                 x->body_mark = now;
-            t->at[TMO_BODY] = x->body_mark + ns_of(P->body_ms);
+            t->at[TMO_BODY] = x->body_mark + ns_of(P->ms[TMO_BODY]);
         } else {
             x->body_mark = 0;
         }
         if (client_pending(c) && !(c->io.ready & LOOP_WRITE)) {
             if (!x->send_mark)
                 x->send_mark = now;
-            t->at[TMO_SEND] = x->send_mark + ns_of(P->send_ms);
+            t->at[TMO_SEND] = x->send_mark + ns_of(P->ms[TMO_SEND]);
         } else {
             x->send_mark = 0;
         }
@@ -710,7 +708,7 @@ static void arm(struct client *c)
 {
     uint64_t next;
     if (!c->s) {   /* IDLE: one deadline */
-        next = c->t_first + ns_of((c->cflags & CF_HANDSHAKE) ? cfg->handshake_ms : cfg->idle_ms);
+        next = c->t_first + ns_of(cfg->ms[(c->cflags & CF_HANDSHAKE) ? TMO_HANDSHAKE : TMO_IDLE]);
     } else {
         fold_deadlines(c);
         next = tmo_next(&c->s->tmo);
@@ -721,25 +719,10 @@ static void arm(struct client *c)
         loop_timer_at(loop, &c->timer, next);
 }
 
+/* The duration of kind k in force for this exchange (policy, total_ms). */
 static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
 {
-    const struct route_policy *P = policy(c);
-    switch (k) {
-    case TMO_TOTAL: return total_ms(c);
-    case TMO_CONNECT: return P->connect_ms;
-    case TMO_WRITE: return P->write_ms;
-    case TMO_READ: return P->read_ms;
-    case TMO_HEADER: return cfg->header_ms;
-    case TMO_BODY: return P->body_ms;
-    case TMO_SEND: return P->send_ms;
-    case TMO_IDLE: return cfg->idle_ms;
-    case TMO_DNS: return cfg->dns_ms;
-    case TMO_TUNNEL_IDLE: return P->tunnel_idle_ms;
-    case TMO_TUNNEL_MAX: return P->tunnel_max_ms;
-    case TMO_TRY:
-        return c->s->x.route && c->s->x.route->retry ? c->s->x.route->retry->per_try_timeout_ms : 0;
-    default: return 0;
-    }
+    return k == TMO_TOTAL ? total_ms(c) : k < TMO_COUNT ? policy(c)->ms[k] : 0;
 }
 
 static void exchange_timeout(struct client *c, enum tmo_kind k)
@@ -820,18 +803,18 @@ static void on_timer(struct timer *t)
 
     if (!c->s) {   /* IDLE */
         if (c->cflags & CF_HANDSHAKE) {
-            if (loop->now < c->t_first + ns_of(cfg->handshake_ms)) {
+            if (loop->now < c->t_first + ns_of(cfg->ms[TMO_HANDSHAKE])) {
                 arm(c);
                 return;
             }
             struct peer_text pt;
             log_error("info", "client TLS handshake timeout after %llu ms (client %s)",
-                      (unsigned long long)cfg->handshake_ms, peer_of(c, &pt));
+                      (unsigned long long)cfg->ms[TMO_HANDSHAKE], peer_of(c, &pt));
             stats->tls[STATS_TLS_CLIENT][TLS_TIMEOUT]++;
             client_close(c);
             return;
         }
-        if (loop->now >= c->t_first + ns_of(cfg->idle_ms)) {
+        if (loop->now >= c->t_first + ns_of(cfg->ms[TMO_IDLE])) {
             tls_close_notify(c->ssl);   /* a clean end between requests */
             client_close(c);
         } else {
@@ -852,9 +835,9 @@ static void on_timer(struct timer *t)
         char detail[96];
         struct peer_text pt;
         snprintf(detail, sizeof detail, "header_timeout after %llu ms",
-                 (unsigned long long)cfg->header_ms);
+                 (unsigned long long)cfg->ms[TMO_HEADER]);
         log_error("warn", "client header timeout after %llu ms (client %s)",
-                  (unsigned long long)cfg->header_ms, peer_of(c, &pt));
+                  (unsigned long long)cfg->ms[TMO_HEADER], peer_of(c, &pt));
         respond_error(c, 408, "header_timeout", detail);
         break;
     }
@@ -1026,7 +1009,8 @@ static void hedge_start(struct client *c)
     x->attempts++;
     describe(c, what, sizeof what);
     log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
-              s->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
+              s->srv->addr->text, (unsigned long long)x->route->policy.ms[TMO_HEDGE],
+              srv->addr->text, what);
 }
 
 /* The hedge takes the first attempt's place, because its response head came
@@ -2168,7 +2152,7 @@ static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, 
         char what[320], detail[320];
         describe(c, what, sizeof what);
         snprintf(detail, sizeof detail, "dns_timeout after %llu ms",
-                 (unsigned long long)cfg->dns_ms);
+                 (unsigned long long)cfg->ms[TMO_DNS]);
         log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fhost, what);
         exchange_fail(c, 504, "dns_timeout", detail);
     } else if (status < 0) {
@@ -2820,8 +2804,8 @@ static void drain_begin(void)
                 continue;
             }
             uint64_t by = loop->now + DRAIN_GRACE_NS;
-            if (c->t_first + ns_of(cfg->idle_ms) > by) {
-                c->t_first = by - ns_of(cfg->idle_ms);
+            if (c->t_first + ns_of(cfg->ms[TMO_IDLE]) > by) {
+                c->t_first = by - ns_of(cfg->ms[TMO_IDLE]);
                 arm(c);
             }
         } else if (c->s)
@@ -2928,13 +2912,11 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
         .max_head = c->max_response_header_size,
         .max_fields = c->max_response_headers,
     };
-    default_policy = (struct route_policy){c->connect_ms, c->write_ms, c->read_ms,
-                                           c->total_ms, c->body_ms, c->send_ms,
-                                           c->tunnel_idle_ms, c->tunnel_max_ms};
+    memcpy(default_policy.ms, c->ms, sizeof default_policy.ms);
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     health_init(l, c);
-    forward_group.idle_ns = ns_of(c->upstream_idle_ms);
+    forward_group.idle_ns = ns_of(c->ms[TMO_UPSTREAM_IDLE]);
     forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
                                    .policy = default_policy, .no_deadline_header = true};
     bool any_forward = false;
@@ -2943,7 +2925,7 @@ int px_init(struct loop *l, const struct cfg *c, const struct px_fds *fds)
     if (any_forward) {
         /* c-ares doubles its per-try timeout each round: 3 tries of d/7
          * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
-        unsigned try_ms = (unsigned)(c->dns_ms / 7 > 50 ? c->dns_ms / 7 + 1 : 50);
+        unsigned try_ms = (unsigned)(c->ms[TMO_DNS] / 7 > 50 ? c->ms[TMO_DNS] / 7 + 1 : 50);
         struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
         if (dns_init(l, &dc) < 0)
             return -EINVAL;

@@ -18,14 +18,14 @@ TEST(parse_defaults)
     cli_defaults(&C);
     if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
         return;
-    CHECK_EQ_U64(C.connect_ms, 1000);
-    CHECK_EQ_U64(C.write_ms, 15000);
-    CHECK_EQ_U64(C.read_ms, 15000);
-    CHECK_EQ_U64(C.total_ms, 30000);
-    CHECK_EQ_U64(C.header_ms, 10000);
-    CHECK_EQ_U64(C.body_ms, 15000);
-    CHECK_EQ_U64(C.send_ms, 15000);
-    CHECK_EQ_U64(C.idle_ms, 60000);
+    CHECK_EQ_U64(C.ms[TMO_CONNECT], 1000);
+    CHECK_EQ_U64(C.ms[TMO_WRITE], 15000);
+    CHECK_EQ_U64(C.ms[TMO_READ], 15000);
+    CHECK_EQ_U64(C.ms[TMO_TOTAL], 30000);
+    CHECK_EQ_U64(C.ms[TMO_HEADER], 10000);
+    CHECK_EQ_U64(C.ms[TMO_BODY], 15000);
+    CHECK_EQ_U64(C.ms[TMO_SEND], 15000);
+    CHECK_EQ_U64(C.ms[TMO_IDLE], 60000);
     if (CHECK_EQ_INT(C.nlisten, 1))
         CHECK_EQ_STR(C.listen[0].text, "127.0.0.1:8080");
     if (CHECK_EQ_INT(C.nupstream, 1))
@@ -37,14 +37,14 @@ TEST(parse_defaults)
     struct cfg d;
     memset(&d, 0x5A, sizeof d);
     cli_defaults(&d);
-    CHECK_EQ_U64(d.connect_ms, 1000);
-    CHECK_EQ_U64(d.write_ms, 15000);
-    CHECK_EQ_U64(d.read_ms, 15000);
-    CHECK_EQ_U64(d.total_ms, 30000);
-    CHECK_EQ_U64(d.header_ms, 10000);
-    CHECK_EQ_U64(d.body_ms, 15000);
-    CHECK_EQ_U64(d.send_ms, 15000);
-    CHECK_EQ_U64(d.idle_ms, 60000);
+    CHECK_EQ_U64(d.ms[TMO_CONNECT], 1000);
+    CHECK_EQ_U64(d.ms[TMO_WRITE], 15000);
+    CHECK_EQ_U64(d.ms[TMO_READ], 15000);
+    CHECK_EQ_U64(d.ms[TMO_TOTAL], 30000);
+    CHECK_EQ_U64(d.ms[TMO_HEADER], 10000);
+    CHECK_EQ_U64(d.ms[TMO_BODY], 15000);
+    CHECK_EQ_U64(d.ms[TMO_SEND], 15000);
+    CHECK_EQ_U64(d.ms[TMO_IDLE], 60000);
 }
 
 TEST(parse_read_timeout)
@@ -53,9 +53,9 @@ TEST(parse_read_timeout)
     cli_defaults(&C);
     if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
         return;
-    CHECK_EQ_U64(C.read_ms, 250);
-    CHECK_EQ_U64(C.write_ms, 15000); /* the others untouched */
-    CHECK_EQ_U64(C.total_ms, 30000);
+    CHECK_EQ_U64(C.ms[TMO_READ], 250);
+    CHECK_EQ_U64(C.ms[TMO_WRITE], 15000); /* the others untouched */
+    CHECK_EQ_U64(C.ms[TMO_TOTAL], 30000);
 }
 
 TEST(parse_every_timeout)
@@ -67,14 +67,43 @@ TEST(parse_every_timeout)
     cli_defaults(&C);
     if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
         return;
-    CHECK_EQ_U64(C.connect_ms, 1);
-    CHECK_EQ_U64(C.write_ms, 2);
-    CHECK_EQ_U64(C.read_ms, 3);
-    CHECK_EQ_U64(C.total_ms, 4);
-    CHECK_EQ_U64(C.header_ms, 5);
-    CHECK_EQ_U64(C.body_ms, 6);
-    CHECK_EQ_U64(C.send_ms, 7);
-    CHECK_EQ_U64(C.idle_ms, 8);
+    CHECK_EQ_U64(C.ms[TMO_CONNECT], 1);
+    CHECK_EQ_U64(C.ms[TMO_WRITE], 2);
+    CHECK_EQ_U64(C.ms[TMO_READ], 3);
+    CHECK_EQ_U64(C.ms[TMO_TOTAL], 4);
+    CHECK_EQ_U64(C.ms[TMO_HEADER], 5);
+    CHECK_EQ_U64(C.ms[TMO_BODY], 6);
+    CHECK_EQ_U64(C.ms[TMO_SEND], 7);
+    CHECK_EQ_U64(C.ms[TMO_IDLE], 8);
+}
+
+/* Each timeout flag sets its own kind and no other. */
+TEST(every_timeout_flag_sets_its_kind)
+{
+    static const struct {
+        const char *flag;
+        enum tmo_kind kind;
+    } flags[] = {
+        {"--connect-timeout", TMO_CONNECT},   {"--write-timeout", TMO_WRITE},
+        {"--read-timeout", TMO_READ},         {"--total-timeout", TMO_TOTAL},
+        {"--header-timeout", TMO_HEADER},     {"--body-timeout", TMO_BODY},
+        {"--send-timeout", TMO_SEND},         {"--idle-timeout", TMO_IDLE},
+        {"--upstream-idle-timeout", TMO_UPSTREAM_IDLE},
+        {"--dns-timeout", TMO_DNS},           {"--handshake-timeout", TMO_HANDSHAKE},
+        {"--tunnel-idle-timeout", TMO_TUNNEL_IDLE},
+        {"--tunnel-max-lifetime", TMO_TUNNEL_MAX},
+    };
+    struct cfg d;
+    cli_defaults(&d);
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        char *argv[] = {"hourglass", (char *)flags[i].flag, "4321ms", NULL};
+        if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
+            continue;
+        for (int k = 0; k < TMO_COUNT; k++)
+            if (!CHECK_EQ_U64(C.ms[k], k == (int)flags[i].kind ? 4321 : d.ms[k]))
+                fprintf(stderr, "    %s, kind %d\n", flags[i].flag, k);
+        cli_free(&C);
+    }
 }
 
 TEST(parse_two_upstreams)
@@ -122,7 +151,7 @@ TEST(parse_errors)
     char *ok[] = {"hourglass", "--read-timeout", "2s", NULL};
     cli_defaults(&C);
     if (CHECK_EQ_INT(cli_parse(&C, ARGC(ok), ok), 0))
-        CHECK_EQ_U64(C.read_ms, 2000);
+        CHECK_EQ_U64(C.ms[TMO_READ], 2000);
 }
 
 int main(void)
@@ -130,6 +159,7 @@ int main(void)
     RUN(parse_defaults);
     RUN(parse_read_timeout);
     RUN(parse_every_timeout);
+    RUN(every_timeout_flag_sets_its_kind);
     RUN(parse_two_upstreams);
     RUN(parse_listen);
     RUN(parse_errors);
