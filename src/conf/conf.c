@@ -51,7 +51,7 @@ struct error {
     char *text;             /* the whole line, with '\n' */
 };
 
-struct ctx {
+struct conf_ctx {
     const char *file;
     yaml_document_t *doc;
     struct conf *c;
@@ -65,7 +65,7 @@ struct ctx {
 
 /* ---------------------------------------------------------------- errors */
 
-static void errv(struct ctx *x, const yaml_node_t *n, const char *key, const char *fmt,
+static void errv(struct conf_ctx *x, const yaml_node_t *n, const char *key, const char *fmt,
                  va_list ap)
 {
     if (x->nerr++ >= MAX_ERRORS)
@@ -100,7 +100,7 @@ static int error_order(const void *a, const void *b)
 }
 
 /* The error lines in file order, as one malloc'd text. */
-static char *error_text(struct ctx *x)
+static char *conf_errors_text(struct conf_ctx *x)
 {
     unsigned n = x->nerr < MAX_ERRORS ? x->nerr : MAX_ERRORS;
     qsort(x->errs, n, sizeof *x->errs, error_order);
@@ -126,7 +126,8 @@ static char *error_text(struct ctx *x)
 }
 
 __attribute__((format(printf, 4, 5)))
-static void err(struct ctx *x, const yaml_node_t *n, const char *key, const char *fmt, ...)
+static void conf_err(struct conf_ctx *x, const yaml_node_t *n, const char *key, const char *fmt,
+                     ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -134,7 +135,7 @@ static void err(struct ctx *x, const yaml_node_t *n, const char *key, const char
     va_end(ap);
 }
 
-static char *xstrdup(struct ctx *x, const char *s)
+static char *conf_strdup(struct conf_ctx *x, const char *s)
 {
     char *d = strdup(s);
     if (!d)
@@ -144,12 +145,12 @@ static char *xstrdup(struct ctx *x, const char *s)
 
 /* ----------------------------------------------------------------- nodes */
 
-static int line_of(const yaml_node_t *n)
+static int conf_line(const yaml_node_t *n)
 {
     return (int)n->start_mark.line + 1;
 }
 
-static yaml_node_t *node_at(struct ctx *x, int id)
+static yaml_node_t *conf_node(struct conf_ctx *x, int id)
 {
     if (x->visits >= MAX_VISITS) {
         x->too_big = true;   /* reported after the other errors, never dropped */
@@ -159,7 +160,7 @@ static yaml_node_t *node_at(struct ctx *x, int id)
     return yaml_document_get_node(x->doc, id);
 }
 
-static bool is_null(const yaml_node_t *n)
+static bool conf_is_null(const yaml_node_t *n)
 {
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -176,7 +177,7 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t size)
         return "a mapping";
     if (n->type == YAML_SEQUENCE_NODE)
         return "a list";
-    if (is_null(n))
+    if (conf_is_null(n))
         return "nothing";
     const unsigned char *v = n->data.scalar.value;
     size_t len = n->data.scalar.length, o = 0, max = size - 6;
@@ -192,22 +193,24 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t size)
     return buf;
 }
 
-static void expected(struct ctx *x, const yaml_node_t *n, const char *key, const char *what)
+static void conf_expected(struct conf_ctx *x, const yaml_node_t *n, const char *key,
+                          const char *what)
 {
     char buf[64];
-    err(x, n, key, "expected %s, got %s", what, describe(n, buf, sizeof buf));
+    conf_err(x, n, key, "expected %s, got %s", what, describe(n, buf, sizeof buf));
 }
 
 /* The text of a scalar, or NULL after an error naming what was expected. */
-static const char *scalar(struct ctx *x, const yaml_node_t *n, const char *key, const char *what)
+static const char *conf_scalar(struct conf_ctx *x, const yaml_node_t *n, const char *key,
+                               const char *what)
 {
-    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
-        expected(x, n, key, what);
+    if (n->type != YAML_SCALAR_NODE || conf_is_null(n)) {
+        conf_expected(x, n, key, what);
         return NULL;
     }
     const char *v = (const char *)n->data.scalar.value;
     if (strlen(v) != n->data.scalar.length) {
-        err(x, n, key, "expected %s, got text holding a NUL byte", what);
+        conf_err(x, n, key, "expected %s, got text holding a NUL byte", what);
         return NULL;
     }
     return v;
@@ -215,14 +218,14 @@ static const char *scalar(struct ctx *x, const yaml_node_t *n, const char *key, 
 
 /* Key paths: "pools.web.servers[0].weight" (shortened with "..." past
  * PATHLEN). */
-static void join(char *out, const char *path, const char *key)
+static void conf_join(char *out, const char *path, const char *key)
 {
     int n = snprintf(out, PATHLEN, "%s%s%s", path, *path ? "." : "", key);
     if (n < 0 || n >= PATHLEN)
         memcpy(out + PATHLEN - 4, "...", 4);
 }
 
-static void joini(char *out, const char *path, unsigned i)
+static void conf_joini(char *out, const char *path, unsigned i)
 {
     int n = snprintf(out, PATHLEN, "%s[%u]", path, i);
     if (n < 0 || n >= PATHLEN)
@@ -234,41 +237,41 @@ static void joini(char *out, const char *path, unsigned i)
 /* Checks that n is a mapping whose keys are all among keys[] (NULL-ended),
  * none twice. vals[i] receives the value of keys[i] (NULL when absent).
  * false after an error when n is not a mapping. */
-static bool fields(struct ctx *x, yaml_node_t *n, const char *path, const char *what,
-                   const char *const *keys, yaml_node_t **vals)
+static bool conf_fields(struct conf_ctx *x, yaml_node_t *n, const char *path, const char *what,
+                        const char *const *keys, yaml_node_t **vals)
 {
     size_t nkeys = 0;
     yaml_node_t *knode[MAX_KEYS];
     while (keys[nkeys])
         vals[nkeys] = knode[nkeys] = NULL, nkeys++;
     if (n->type != YAML_MAPPING_NODE) {
-        expected(x, n, path, what);
+        conf_expected(x, n, path, what);
         return false;
     }
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(x, p->key), *v = node_at(x, p->value);
+        yaml_node_t *k = conf_node(x, p->key), *v = conf_node(x, p->value);
         if (!k || !v)
             return false;
         const char *name = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : NULL;
-        if (!name || is_null(k)) {
-            expected(x, k, path, "a key name");
+        if (!name || conf_is_null(k)) {
+            conf_expected(x, k, path, "a key name");
             continue;
         }
         size_t i = 0;
         while (i < nkeys && strcmp(keys[i], name) != 0)
             i++;
         char sub[PATHLEN];
-        join(sub, path, name);
+        conf_join(sub, path, name);
         if (i == nkeys) {
             char list[256] = "";
             for (size_t j = 0; j < nkeys; j++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
                          keys[j]);
-            err(x, k, sub, "unknown key (expected one of: %s)", list);
+            conf_err(x, k, sub, "unknown key (expected one of: %s)", list);
             continue;
         }
         if (knode[i]) {
-            err(x, k, sub, "given twice (first on line %d)", line_of(knode[i]));
+            conf_err(x, k, sub, "given twice (first on line %d)", conf_line(knode[i]));
             continue;
         }
         knode[i] = k;
@@ -279,48 +282,48 @@ static bool fields(struct ctx *x, yaml_node_t *n, const char *path, const char *
 
 /* Checks that n is a list and gives its length (false after an error if it
  * is not). */
-static bool items(struct ctx *x, yaml_node_t *n, const char *path, const char *what,
-                  unsigned *count)
+static bool conf_items(struct conf_ctx *x, yaml_node_t *n, const char *path, const char *what,
+                       unsigned *count)
 {
     if (n->type != YAML_SEQUENCE_NODE) {
-        expected(x, n, path, what);
+        conf_expected(x, n, path, what);
         return false;
     }
     *count = (unsigned)(n->data.sequence.items.top - n->data.sequence.items.start);
     return true;
 }
 
-static yaml_node_t *item(struct ctx *x, yaml_node_t *n, unsigned i)
+static yaml_node_t *conf_item(struct conf_ctx *x, yaml_node_t *n, unsigned i)
 {
-    return node_at(x, n->data.sequence.items.start[i]);
+    return conf_node(x, n->data.sequence.items.start[i]);
 }
 
 /* ---------------------------------------------------------------- values */
 
-static bool get_dur(struct ctx *x, yaml_node_t *n, const char *key, uint64_t *ms)
+static bool conf_get_dur(struct conf_ctx *x, yaml_node_t *n, const char *key, uint64_t *ms)
 {
-    const char *s = scalar(x, n, key, WHAT_DUR);
+    const char *s = conf_scalar(x, n, key, WHAT_DUR);
     if (!s)
         return false;
     uint64_t v;
     if (val_duration(s, &v) < 0) {
-        expected(x, n, key, WHAT_DUR);
+        conf_expected(x, n, key, WHAT_DUR);
         return false;
     }
     if (v == 0) {
-        err(x, n, key, "expected a duration longer than 0, got \"%s\"", s);
+        conf_err(x, n, key, "expected a duration longer than 0, got \"%s\"", s);
         return false;
     }
     *ms = v;
     return true;
 }
 
-static bool get_uint(struct ctx *x, yaml_node_t *n, const char *key, unsigned lo, unsigned hi,
-                     unsigned *out)
+static bool conf_get_uint(struct conf_ctx *x, yaml_node_t *n, const char *key, unsigned lo,
+                          unsigned hi, unsigned *out)
 {
     char what[64];
     snprintf(what, sizeof what, "a whole number from %u to %u", lo, hi);
-    const char *s = scalar(x, n, key, what);
+    const char *s = conf_scalar(x, n, key, what);
     if (!s)
         return false;
     unsigned long long v = 0;
@@ -339,19 +342,19 @@ static bool get_uint(struct ctx *x, yaml_node_t *n, const char *key, unsigned lo
     *out = (unsigned)v;
     return true;
 bad:
-    expected(x, n, key, what);
+    conf_expected(x, n, key, what);
     return false;
 }
 
-static bool get_size(struct ctx *x, yaml_node_t *n, const char *key, uint64_t lo, uint64_t hi,
-                     const char *what, uint64_t *out)
+static bool conf_get_size(struct conf_ctx *x, yaml_node_t *n, const char *key, uint64_t lo,
+                          uint64_t hi, const char *what, uint64_t *out)
 {
-    const char *s = scalar(x, n, key, what);
+    const char *s = conf_scalar(x, n, key, what);
     if (!s)
         return false;
     uint64_t v;
     if (val_size(s, &v) < 0 || v < lo || v > hi) {
-        expected(x, n, key, what);
+        conf_expected(x, n, key, what);
         return false;
     }
     *out = v;
@@ -359,34 +362,35 @@ static bool get_size(struct ctx *x, yaml_node_t *n, const char *key, uint64_t lo
 }
 
 /* One of names[] (NULL-ended): its index, or -1 after an error. */
-static int get_enum(struct ctx *x, yaml_node_t *n, const char *key, const char *const *names)
+static int conf_get_enum(struct conf_ctx *x, yaml_node_t *n, const char *key,
+                         const char *const *names)
 {
     char what[160] = "one of ";
     for (size_t i = 0; names[i]; i++)
         snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", i ? ", " : "",
                  names[i]);
-    const char *s = scalar(x, n, key, what);
+    const char *s = conf_scalar(x, n, key, what);
     if (!s)
         return -1;
     for (int i = 0; names[i]; i++)
         if (!strcmp(s, names[i]))
             return i;
-    expected(x, n, key, what);
+    conf_expected(x, n, key, what);
     return -1;
 }
 
-static bool get_addr(struct ctx *x, yaml_node_t *n, const char *key, const char *what,
-                     struct cli_addr *a)
+static bool conf_get_addr(struct conf_ctx *x, yaml_node_t *n, const char *key, const char *what,
+                          struct cli_addr *a)
 {
-    const char *s = scalar(x, n, key, what);
+    const char *s = conf_scalar(x, n, key, what);
     if (!s)
         return false;
     char why[256];
     if (val_address(s, a, why, sizeof why) < 0) {
         if (!strncmp(why, "expected ", 9))
-            err(x, n, key, "%s, got \"%.64s\"", why, s);
+            conf_err(x, n, key, "%s, got \"%.64s\"", why, s);
         else
-            err(x, n, key, "expected %s, got \"%.64s\": %s", what, s, why);
+            conf_err(x, n, key, "expected %s, got \"%.64s\": %s", what, s, why);
         return false;
     }
     return true;
@@ -394,10 +398,10 @@ static bool get_addr(struct ctx *x, yaml_node_t *n, const char *key, const char 
 
 /* ------------------------------------------------------------- sections */
 
-static bool get_bool(struct ctx *x, yaml_node_t *n, const char *key, bool *out)
+static bool conf_get_bool(struct conf_ctx *x, yaml_node_t *n, const char *key, bool *out)
 {
     static const char what[] = "true or false";
-    const char *s = scalar(x, n, key, what);
+    const char *s = conf_scalar(x, n, key, what);
     if (!s)
         return false;
     if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
@@ -405,13 +409,13 @@ static bool get_bool(struct ctx *x, yaml_node_t *n, const char *key, bool *out)
     else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
         *out = false;
     else {
-        expected(x, n, key, what);
+        conf_expected(x, n, key, what);
         return false;
     }
     return true;
 }
 
-static void tls_conf_free(struct tls_server_conf *t)
+static void conf_free_listen_tls(struct tls_server_conf *t)
 {
     for (unsigned i = 0; i < t->npairs; i++) {
         free((char *)t->pairs[i].cert);
@@ -422,58 +426,58 @@ static void tls_conf_free(struct tls_server_conf *t)
 }
 
 /* A file name: a non-empty string (checked for readability when loaded). */
-static char *get_file(struct ctx *x, yaml_node_t *n, const char *key)
+static char *conf_get_file(struct conf_ctx *x, yaml_node_t *n, const char *key)
 {
-    const char *s = scalar(x, n, key, "a file name");
-    return s ? xstrdup(x, s) : NULL;
+    const char *s = conf_scalar(x, n, key, "a file name");
+    return s ? conf_strdup(x, s) : NULL;
 }
 
 /* One {cert, key} pair into *p; false after an error. nodes[0..1]: the
  * value nodes, for messages about loading. */
-static bool parse_pair(struct ctx *x, yaml_node_t *n, const char *path, yaml_node_t *cert,
-                       yaml_node_t *key, struct tls_pair *p)
+static bool conf_tls_pair(struct conf_ctx *x, yaml_node_t *n, const char *path, yaml_node_t *cert,
+                          yaml_node_t *key, struct tls_pair *p)
 {
     char sub[PATHLEN];
-    join(sub, path, "cert");
+    conf_join(sub, path, "cert");
     if (!cert) {
-        err(x, n, sub, "missing; expected a PEM certificate file (with its key in key)");
+        conf_err(x, n, sub, "missing; expected a PEM certificate file (with its key in key)");
         return false;
     }
-    join(sub, path, "key");
+    conf_join(sub, path, "key");
     if (!key) {
-        err(x, n, sub, "missing; expected the PEM private key file of %s",
-            cert->type == YAML_SCALAR_NODE ? (const char *)cert->data.scalar.value : "cert");
+        conf_err(x, n, sub, "missing; expected the PEM private key file of %s",
+                 cert->type == YAML_SCALAR_NODE ? (const char *)cert->data.scalar.value : "cert");
         return false;
     }
-    join(sub, path, "cert");
-    p->cert = get_file(x, cert, sub);
-    join(sub, path, "key");
-    p->key = get_file(x, key, sub);
+    conf_join(sub, path, "cert");
+    p->cert = conf_get_file(x, cert, sub);
+    conf_join(sub, path, "key");
+    p->key = conf_get_file(x, key, sub);
     return p->cert && p->key;
 }
 
 /* A listener's `tls:` {cert, key, certificates: [{cert, key}...],
  * min_version}. The certificates are loaded once here, so that a file that
  * does not load is reported with its line (and a reload refused). */
-static bool parse_listen_tls(struct ctx *x, yaml_node_t *n, const char *path,
+static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *path,
                              struct tls_server_conf *t)
 {
     static const char *const keys[] = {"cert", "key", "certificates", "min_version", NULL};
     yaml_node_t *v[MAX_KEYS];
     yaml_node_t *where[2 * 65];   /* the cert and key nodes of each pair */
     char sub[PATHLEN], sub2[PATHLEN];
-    if (!fields(x, n, path, "a mapping (cert, key, certificates, min_version)", keys, v))
+    if (!conf_fields(x, n, path, "a mapping (cert, key, certificates, min_version)", keys, v))
         return false;
     unsigned nmore = 0;
-    join(sub, path, "certificates");
-    if (v[2] && !items(x, v[2], sub, "a list of {cert, key}", &nmore))
+    conf_join(sub, path, "certificates");
+    if (v[2] && !conf_items(x, v[2], sub, "a list of {cert, key}", &nmore))
         return false;
     if (nmore > 64) {
-        err(x, v[2], sub, "at most 64 certificates, got %u", nmore);
+        conf_err(x, v[2], sub, "at most 64 certificates, got %u", nmore);
         return false;
     }
     if (!v[0] && !v[1] && !nmore) {
-        err(x, n, path, "expected cert and key (or certificates: a list of {cert, key})");
+        conf_err(x, n, path, "expected cert and key (or certificates: a list of {cert, key})");
         return false;
     }
     struct tls_pair *pairs = calloc(nmore + 1, sizeof *pairs);
@@ -484,35 +488,35 @@ static bool parse_listen_tls(struct ctx *x, yaml_node_t *n, const char *path,
     t->pairs = pairs;
     bool ok = true;
     if (v[0] || v[1]) {
-        ok = parse_pair(x, n, path, v[0], v[1], &pairs[0]);
+        ok = conf_tls_pair(x, n, path, v[0], v[1], &pairs[0]);
         where[0] = v[0];
         where[1] = v[1];
         t->npairs = 1;
     }
     for (unsigned i = 0; i < nmore && ok; i++) {
         static const char *const pk[] = {"cert", "key", NULL};
-        yaml_node_t *w[MAX_KEYS], *it = item(x, v[2], i);
-        joini(sub2, sub, i);
-        if (!it || !fields(x, it, sub2, "a mapping (cert, key)", pk, w)) {
+        yaml_node_t *w[MAX_KEYS], *it = conf_item(x, v[2], i);
+        conf_joini(sub2, sub, i);
+        if (!it || !conf_fields(x, it, sub2, "a mapping (cert, key)", pk, w)) {
             ok = false;
             break;
         }
-        ok = parse_pair(x, it, sub2, w[0], w[1], &pairs[t->npairs]);
+        ok = conf_tls_pair(x, it, sub2, w[0], w[1], &pairs[t->npairs]);
         where[2 * t->npairs] = w[0];
         where[2 * t->npairs + 1] = w[1];
         t->npairs++;
     }
     t->min_version = TLS1_2_VERSION;
-    join(sub2, path, "min_version");
+    conf_join(sub2, path, "min_version");
     if (v[3]) {
-        const char *s = scalar(x, v[3], sub2, "\"1.2\" or \"1.3\"");
+        const char *s = conf_scalar(x, v[3], sub2, "\"1.2\" or \"1.3\"");
         if (s && !strcmp(s, "1.2"))
             t->min_version = TLS1_2_VERSION;
         else if (s && !strcmp(s, "1.3"))
             t->min_version = TLS1_3_VERSION;
         else {
             if (s)
-                expected(x, v[3], sub2, "\"1.2\" or \"1.3\" (older versions are not offered)");
+                conf_expected(x, v[3], sub2, "\"1.2\" or \"1.3\" (older versions are not offered)");
             ok = false;
         }
     }
@@ -524,35 +528,35 @@ static bool parse_listen_tls(struct ctx *x, yaml_node_t *n, const char *path,
         if (!srv) {
             char k[PATHLEN];
             if (bad == 0 && (v[0] || v[1]))
-                join(k, path, bad_key ? "key" : "cert");
+                conf_join(k, path, bad_key ? "key" : "cert");
             else {
-                joini(sub2, sub, bad - (v[0] || v[1] ? 1 : 0));
-                join(k, sub2, bad_key ? "key" : "cert");
+                conf_joini(sub2, sub, bad - (v[0] || v[1] ? 1 : 0));
+                conf_join(k, sub2, bad_key ? "key" : "cert");
             }
-            err(x, where[2 * bad + (bad_key ? 1 : 0)], k, "%s", why);
+            conf_err(x, where[2 * bad + (bad_key ? 1 : 0)], k, "%s", why);
             ok = false;
         }
         tls_server_free(srv);
     }
     if (!ok)
-        tls_conf_free(t);
+        conf_free_listen_tls(t);
     return ok;
 }
 
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
  * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...}}. */
-static void parse_listen(struct ctx *x, yaml_node_t *n)
+static void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
     unsigned count;
-    if (!items(x, n, "listen", what, &count))
+    if (!conf_items(x, n, "listen", what, &count))
         return;
     if (count == 0) {
-        err(x, n, "listen", "expected at least one ADDR:PORT");
+        conf_err(x, n, "listen", "expected at least one ADDR:PORT");
         return;
     }
     if (count > CLI_MAX_LISTEN) {
-        err(x, n, "listen", "at most %d listeners, got %u", CLI_MAX_LISTEN, count);
+        conf_err(x, n, "listen", "at most %d listeners, got %u", CLI_MAX_LISTEN, count);
         return;
     }
     struct conf *c = x->c;
@@ -569,8 +573,8 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
     int lines[CLI_MAX_LISTEN];
     for (unsigned i = 0; i < count; i++) {
         char key[PATHLEN];
-        joini(key, "listen", i);
-        yaml_node_t *v = item(x, n, i);
+        conf_joini(key, "listen", i);
+        yaml_node_t *v = conf_item(x, n, i);
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
@@ -581,42 +585,42 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
                                              "underscores_in_headers", NULL};
             yaml_node_t *w[MAX_KEYS];
             char sub[PATHLEN];
-            if (!fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
+            if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
                 continue;
-            join(sub, key, "trust_deadline_header");
-            if (w[1] && !get_bool(x, w[1], sub, &trust))
+            conf_join(sub, key, "trust_deadline_header");
+            if (w[1] && !conf_get_bool(x, w[1], sub, &trust))
                 continue;
-            join(sub, key, "mode");
+            conf_join(sub, key, "mode");
             if (w[2]) {
                 static const char *const modes[] = {"reverse", "forward", NULL};
-                int m = get_enum(x, w[2], sub, modes);
+                int m = conf_get_enum(x, w[2], sub, modes);
                 if (m < 0)
                     continue;
                 forward = m == 1;
             }
-            join(sub, key, "underscores_in_headers");
-            if (w[4] && !get_bool(x, w[4], sub, &underscores))
+            conf_join(sub, key, "underscores_in_headers");
+            if (w[4] && !conf_get_bool(x, w[4], sub, &underscores))
                 continue;
-            join(sub, key, "tls");
+            conf_join(sub, key, "tls");
             if (w[3] && !parse_listen_tls(x, w[3], sub, &tls))
                 continue;
-            join(sub, key, "address");
+            conf_join(sub, key, "address");
             if (!w[0]) {
-                err(x, v, sub, "missing; expected ADDR:PORT");
-                tls_conf_free(&tls);
+                conf_err(x, v, sub, "missing; expected ADDR:PORT");
+                conf_free_listen_tls(&tls);
                 continue;
             }
             v = w[0];
             memcpy(key, sub, sizeof key);
         }
-        if (!get_addr(x, v, key, "ADDR:PORT", a)) {
-            tls_conf_free(&tls);
+        if (!conf_get_addr(x, v, key, "ADDR:PORT", a)) {
+            conf_free_listen_tls(&tls);
             continue;
         }
         bool dup = false;
         for (unsigned j = 0; j < c->nlisten && !dup; j++)
             if (!strcmp(c->listen[j].text, a->text)) {
-                err(x, v, key, "%s is listed twice (first on line %d)", a->text, lines[j]);
+                conf_err(x, v, key, "%s is listed twice (first on line %d)", a->text, lines[j]);
                 dup = true;
             }
         if (!dup) {
@@ -624,51 +628,51 @@ static void parse_listen(struct ctx *x, yaml_node_t *n)
             c->listen_forward[c->nlisten] = forward;
             c->listen_underscores[c->nlisten] = underscores;
             c->listen_tls[c->nlisten] = tls;
-            lines[c->nlisten++] = line_of(v);
+            lines[c->nlisten++] = conf_line(v);
         } else {
-            tls_conf_free(&tls);
+            conf_free_listen_tls(&tls);
         }
     }
 }
 
 /* `timeouts:` at the top level, or a route's overrides (route: the client
  * head and pooled-connection timeouts cannot depend on the route). */
-static void parse_timeouts(struct ctx *x, yaml_node_t *n, const char *path,
-                           struct conf_timeouts *t, bool route)
+static void conf_parse_timeouts(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                                struct conf_timeouts *t, bool route)
 {
     const char *keys[NTMO_KEYS + 1];
     yaml_node_t *vals[MAX_KEYS];
     for (size_t i = 0; i < NTMO_KEYS; i++)
         keys[i] = tmo_keys[i].key;
     keys[NTMO_KEYS] = NULL;
-    if (!fields(x, n, path, "a mapping of timeouts (connect, read, total, ...)", keys, vals))
+    if (!conf_fields(x, n, path, "a mapping of timeouts (connect, read, total, ...)", keys, vals))
         return;
     for (size_t i = 0; i < NTMO_KEYS; i++) {
         enum tmo_kind k = tmo_keys[i].kind;
         if (!vals[i])
             continue;
         char key[PATHLEN];
-        join(key, path, keys[i]);
+        conf_join(key, path, keys[i]);
         if (route && k == TMO_HEADER) {
-            err(x, vals[i], key, "the header timeout runs before a route is chosen; "
-                                 "set it in the top-level timeouts");
+            conf_err(x, vals[i], key, "the header timeout runs before a route is chosen; "
+                                      "set it in the top-level timeouts");
             continue;
         }
         if (route && (k == TMO_DNS || k == TMO_IDLE || k == TMO_HANDSHAKE)) {
-            err(x, vals[i], key, "the %s timeout runs before a route is chosen; set it in the "
-                                 "top-level timeouts", keys[i]);
+            conf_err(x, vals[i], key, "the %s timeout runs before a route is chosen; set it in the "
+                                      "top-level timeouts", keys[i]);
             continue;
         }
         if (route && k == TMO_UPSTREAM_IDLE) {
-            err(x, vals[i], key, "pooled connections belong to a pool; set "
-                                 "pools.NAME.keepalive.idle_timeout instead");
+            conf_err(x, vals[i], key, "pooled connections belong to a pool; set "
+                                      "pools.NAME.keepalive.idle_timeout instead");
             continue;
         }
-        get_dur(x, vals[i], key, &t->ms[k]);
+        conf_get_dur(x, vals[i], key, &t->ms[k]);
     }
 }
 
-static void parse_limits(struct ctx *x, yaml_node_t *n)
+static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char *const keys[] = {"max_connections", "max_request_line", "max_header_size",
                                        "max_headers", "max_body_size",
@@ -676,31 +680,31 @@ static void parse_limits(struct ctx *x, yaml_node_t *n)
                                        NULL};
     yaml_node_t *v[MAX_KEYS];
     struct conf_limits *l = &x->c->limits;
-    if (!fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
+    if (!conf_fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
         return;
     uint64_t sz;
     unsigned u;
-    if (v[0] && get_uint(x, v[0], "limits.max_connections", 1, 1000000, &u))
+    if (v[0] && conf_get_uint(x, v[0], "limits.max_connections", 1, 1000000, &u))
         l->max_connections = u;
     /* the whole head must fit one 64 KiB buffer (as --max-request-line) */
-    if (v[1] && get_size(x, v[1], "limits.max_request_line", 256, 24576,
-                         "a size from 256 bytes to 24k", &sz))
+    if (v[1] && conf_get_size(x, v[1], "limits.max_request_line", 256, 24576,
+                              "a size from 256 bytes to 24k", &sz))
         l->max_request_line = (uint32_t)sz;
-    if (v[2] && get_size(x, v[2], "limits.max_header_size", 256, 49152,
-                         "a size from 256 bytes to 48k", &sz))
+    if (v[2] && conf_get_size(x, v[2], "limits.max_header_size", 256, 49152,
+                              "a size from 256 bytes to 48k", &sz))
         l->max_header_size = (uint32_t)sz;
-    if (v[3] && get_uint(x, v[3], "limits.max_headers", 1, 256, &u))
+    if (v[3] && conf_get_uint(x, v[3], "limits.max_headers", 1, 256, &u))
         l->max_headers = u;
-    if (v[4] && get_size(x, v[4], "limits.max_body_size", 0, UINT64_MAX,
-                         "a size such as 0 (unlimited), 8192, 64k or 10MiB", &sz)) {
+    if (v[4] && conf_get_size(x, v[4], "limits.max_body_size", 0, UINT64_MAX,
+                              "a size such as 0 (unlimited), 8192, 64k or 10MiB", &sz)) {
         l->max_body_size = sz;
         l->max_body_size_set = true;
     }
     /* a response head is read into one 64 KiB buffer */
-    if (v[5] && get_size(x, v[5], "limits.max_response_header_size", 1024, 65536,
-                         "a size from 1k to 64k", &sz))
+    if (v[5] && conf_get_size(x, v[5], "limits.max_response_header_size", 1024, 65536,
+                              "a size from 1k to 64k", &sz))
         l->max_response_header_size = (uint32_t)sz;
-    if (v[6] && get_uint(x, v[6], "limits.max_response_headers", 1, 256, &u))
+    if (v[6] && conf_get_uint(x, v[6], "limits.max_response_headers", 1, 256, &u))
         l->max_response_headers = u;
 }
 
@@ -718,7 +722,7 @@ static bool valid_name(const char *s)
 
 /* A path for a request line or a prefix: '/' then visible ASCII, no '?'
  * or '#'. */
-static bool valid_path(const char *s)
+static bool conf_valid_path(const char *s)
 {
     if (*s != '/' || strlen(s) >= 1024)
         return false;
@@ -728,18 +732,18 @@ static bool valid_path(const char *s)
     return true;
 }
 
-static void parse_servers(struct ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
+static void parse_servers(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
 {
     static const char what[] = "a list of servers ({address: HOST:PORT, weight: N})";
     unsigned count;
-    if (!items(x, n, path, what, &count))
+    if (!conf_items(x, n, path, what, &count))
         return;
     if (count == 0) {
-        err(x, n, path, "expected at least one server");
+        conf_err(x, n, path, "expected at least one server");
         return;
     }
     if (count > MAX_SERVERS) {
-        err(x, n, path, "at most %d servers in a pool, got %u", MAX_SERVERS, count);
+        conf_err(x, n, path, "at most %d servers in a pool, got %u", MAX_SERVERS, count);
         return;
     }
     p->servers = calloc(count, sizeof *p->servers);
@@ -749,76 +753,76 @@ static void parse_servers(struct ctx *x, yaml_node_t *n, const char *path, struc
     }
     for (unsigned i = 0; i < count; i++) {
         static const char *const keys[] = {"address", "weight", NULL};
-        yaml_node_t *v[MAX_KEYS], *s = item(x, n, i);
+        yaml_node_t *v[MAX_KEYS], *s = conf_item(x, n, i);
         char key[PATHLEN], sub[PATHLEN];
         if (!s)
             return;
-        joini(key, path, i);
+        conf_joini(key, path, i);
         struct conf_server *srv = &p->servers[p->nservers];
-        *srv = (struct conf_server){.weight = 1, .line = line_of(s)};
+        *srv = (struct conf_server){.weight = 1, .line = conf_line(s)};
         yaml_node_t *addr = s;   /* a bare "HOST:PORT" is short for {address: ...} */
-        if (s->type != YAML_SCALAR_NODE || is_null(s)) {
-            if (!fields(x, s, key, "a server ({address: HOST:PORT, weight: N}) or HOST:PORT",
-                        keys, v))
+        if (s->type != YAML_SCALAR_NODE || conf_is_null(s)) {
+            if (!conf_fields(x, s, key, "a server ({address: HOST:PORT, weight: N}) or HOST:PORT",
+                             keys, v))
                 continue;
             addr = v[0];
-            join(sub, key, "weight");
-            if (v[1] && !get_uint(x, v[1], sub, 1, 1000, &srv->weight))
+            conf_join(sub, key, "weight");
+            if (v[1] && !conf_get_uint(x, v[1], sub, 1, 1000, &srv->weight))
                 continue;
-            join(sub, key, "address");
+            conf_join(sub, key, "address");
             memcpy(key, sub, sizeof key);
             if (!addr) {
-                err(x, s, key, "missing; expected HOST:PORT");
+                conf_err(x, s, key, "missing; expected HOST:PORT");
                 continue;
             }
         }
-        if (!get_addr(x, addr, key, "HOST:PORT", &srv->addr))
+        if (!conf_get_addr(x, addr, key, "HOST:PORT", &srv->addr))
             continue;
         bool dup = false;
         for (unsigned j = 0; j < p->nservers && !dup; j++)
             if (!strcmp(p->servers[j].addr.text, srv->addr.text)) {
-                err(x, addr, key, "%s is listed twice in this pool (first on line %d)",
-                    srv->addr.text, p->servers[j].line);
+                conf_err(x, addr, key, "%s is listed twice in this pool (first on line %d)",
+                         srv->addr.text, p->servers[j].line);
                 dup = true;
             }
         if (dup)
             continue;
-        srv->address = xstrdup(x, (const char *)addr->data.scalar.value);
+        srv->address = conf_strdup(x, (const char *)addr->data.scalar.value);
         p->nservers++;
     }
 }
 
-static void parse_health(struct ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
+static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
 {
     static const char *const keys[] = {"passive", "active", NULL};
     yaml_node_t *v[MAX_KEYS];
     char key[PATHLEN], sub[PATHLEN];
-    if (!fields(x, n, path, "a mapping with passive and/or active", keys, v))
+    if (!conf_fields(x, n, path, "a mapping with passive and/or active", keys, v))
         return;
     if (v[0]) {
         static const char *const pk[] = {"failures", "ejection", "max_ejection",
                                          "max_ejected_percent", NULL};
         yaml_node_t *w[MAX_KEYS];
         struct conf_passive *ps = &p->passive;
-        join(key, path, "passive");
-        if (fields(x, v[0], key, "a mapping (failures, ejection, ...)", pk, w)) {
-            join(sub, key, "failures");
+        conf_join(key, path, "passive");
+        if (conf_fields(x, v[0], key, "a mapping (failures, ejection, ...)", pk, w)) {
+            conf_join(sub, key, "failures");
             if (w[0])
-                get_uint(x, w[0], sub, 1, 1000, &ps->failures);
-            join(sub, key, "ejection");
+                conf_get_uint(x, w[0], sub, 1, 1000, &ps->failures);
+            conf_join(sub, key, "ejection");
             if (w[1])
-                get_dur(x, w[1], sub, &ps->ejection_ms);
-            join(sub, key, "max_ejection");
-            if (w[2] && get_dur(x, w[2], sub, &ps->max_ejection_ms) &&
+                conf_get_dur(x, w[1], sub, &ps->ejection_ms);
+            conf_join(sub, key, "max_ejection");
+            if (w[2] && conf_get_dur(x, w[2], sub, &ps->max_ejection_ms) &&
                 ps->max_ejection_ms < ps->ejection_ms)
-                err(x, w[2], sub, "expected a duration no shorter than ejection (%llums), "
-                                  "got %llums", (unsigned long long)ps->ejection_ms,
-                    (unsigned long long)ps->max_ejection_ms);
+                conf_err(x, w[2], sub, "expected a duration no shorter than ejection (%llums), "
+                                       "got %llums", (unsigned long long)ps->ejection_ms,
+                         (unsigned long long)ps->max_ejection_ms);
             else if (!w[2] && ps->max_ejection_ms < ps->ejection_ms)
                 ps->max_ejection_ms = ps->ejection_ms;
-            join(sub, key, "max_ejected_percent");
+            conf_join(sub, key, "max_ejected_percent");
             if (w[3])
-                get_uint(x, w[3], sub, 0, 100, &ps->max_ejected_percent);
+                conf_get_uint(x, w[3], sub, 0, 100, &ps->max_ejected_percent);
         }
     }
     if (v[1]) {
@@ -826,39 +830,40 @@ static void parse_health(struct ctx *x, yaml_node_t *n, const char *path, struct
                                          NULL};
         yaml_node_t *w[MAX_KEYS];
         struct conf_active *a = &p->active;
-        join(key, path, "active");
-        if (!fields(x, v[1], key, "a mapping (path, interval, timeout, ...)", ak, w))
+        conf_join(key, path, "active");
+        if (!conf_fields(x, v[1], key, "a mapping (path, interval, timeout, ...)", ak, w))
             return;
         a->enabled = true;
-        join(sub, key, "path");
+        conf_join(sub, key, "path");
         if (!w[0]) {
-            err(x, v[1], sub, "missing; expected the path to request, such as /healthz");
+            conf_err(x, v[1], sub, "missing; expected the path to request, such as /healthz");
         } else {
-            const char *s = scalar(x, w[0], sub, "a path starting with /, such as /healthz");
-            if (s && !valid_path(s))
-                expected(x, w[0], sub, "a path starting with /, such as /healthz");
+            const char *s = conf_scalar(x, w[0], sub, "a path starting with /, such as /healthz");
+            if (s && !conf_valid_path(s))
+                conf_expected(x, w[0], sub, "a path starting with /, such as /healthz");
             else if (s)
-                a->path = xstrdup(x, s);
+                a->path = conf_strdup(x, s);
         }
-        join(sub, key, "interval");
+        conf_join(sub, key, "interval");
         if (w[1])
-            get_dur(x, w[1], sub, &a->interval_ms);
-        join(sub, key, "timeout");
-        if (w[2] && get_dur(x, w[2], sub, &a->timeout_ms) && a->timeout_ms > a->interval_ms)
-            err(x, w[2], sub, "expected a duration no longer than interval (%llums), got %llums",
-                (unsigned long long)a->interval_ms, (unsigned long long)a->timeout_ms);
+            conf_get_dur(x, w[1], sub, &a->interval_ms);
+        conf_join(sub, key, "timeout");
+        if (w[2] && conf_get_dur(x, w[2], sub, &a->timeout_ms) && a->timeout_ms > a->interval_ms)
+            conf_err(x, w[2], sub,
+                     "expected a duration no longer than interval (%llums), got %llums",
+                     (unsigned long long)a->interval_ms, (unsigned long long)a->timeout_ms);
         else if (!w[2] && a->timeout_ms > a->interval_ms)
             a->timeout_ms = a->interval_ms;
-        join(sub, key, "healthy");
+        conf_join(sub, key, "healthy");
         if (w[3])
-            get_uint(x, w[3], sub, 1, 100, &a->healthy);
-        join(sub, key, "unhealthy");
+            conf_get_uint(x, w[3], sub, 1, 100, &a->healthy);
+        conf_join(sub, key, "unhealthy");
         if (w[4])
-            get_uint(x, w[4], sub, 1, 100, &a->unhealthy);
+            conf_get_uint(x, w[4], sub, 1, 100, &a->unhealthy);
     }
 }
 
-static void tls_up_free(struct conf_tls_up *t)
+static void conf_free_pool_tls(struct conf_tls_up *t)
 {
     free((char *)t->c.ca);
     free((char *)t->c.server_name);
@@ -869,42 +874,43 @@ static void tls_up_free(struct conf_tls_up *t)
 
 /* A pool's `tls:` {ca, verify, server_name, cert, key}; `tls: {}` is TLS
  * with the defaults. The files are loaded once here, for the line numbers. */
-static void parse_pool_tls(struct ctx *x, yaml_node_t *n, const char *path, struct conf_tls_up *t)
+static void parse_pool_tls(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                           struct conf_tls_up *t)
 {
     static const char *const keys[] = {"ca", "verify", "server_name", "cert", "key", NULL};
     yaml_node_t *v[MAX_KEYS];
     char sub[PATHLEN];
-    if (is_null(n)) {
+    if (conf_is_null(n)) {
         t->enabled = true;
         t->c.verify = true;
-        t->line = line_of(n);
+        t->line = conf_line(n);
         return;
     }
-    if (!fields(x, n, path, "a mapping (ca, verify, server_name, cert, key)", keys, v))
+    if (!conf_fields(x, n, path, "a mapping (ca, verify, server_name, cert, key)", keys, v))
         return;
     t->enabled = true;
     t->c.verify = true;
-    t->line = line_of(n);
+    t->line = conf_line(n);
     bool ok = true;
-    join(sub, path, "ca");
-    if (v[0] && !(t->c.ca = get_file(x, v[0], sub)))
+    conf_join(sub, path, "ca");
+    if (v[0] && !(t->c.ca = conf_get_file(x, v[0], sub)))
         ok = false;
-    join(sub, path, "verify");
-    if (v[1] && !get_bool(x, v[1], sub, &t->c.verify))
+    conf_join(sub, path, "verify");
+    if (v[1] && !conf_get_bool(x, v[1], sub, &t->c.verify))
         ok = false;
-    join(sub, path, "server_name");
+    conf_join(sub, path, "server_name");
     if (v[2]) {
-        const char *s = scalar(x, v[2], sub, "a host name such as api.internal");
+        const char *s = conf_scalar(x, v[2], sub, "a host name such as api.internal");
         if (!s || !*s || strlen(s) > 253 || strpbrk(s, " /:\t")) {
             if (s)
-                expected(x, v[2], sub, "a host name such as api.internal");
+                conf_expected(x, v[2], sub, "a host name such as api.internal");
             ok = false;
-        } else if (!(t->c.server_name = xstrdup(x, s)))
+        } else if (!(t->c.server_name = conf_strdup(x, s)))
             ok = false;
     }
     if (v[3] || v[4]) {
         struct tls_pair p = {0};
-        if (parse_pair(x, n, path, v[3], v[4], &p)) {
+        if (conf_tls_pair(x, n, path, v[3], v[4], &p)) {
             t->c.cert = p.cert;
             t->c.key = p.key;
         } else {
@@ -919,14 +925,14 @@ static void parse_pool_tls(struct ctx *x, yaml_node_t *n, const char *path, stru
         struct tls_client *cl = tls_client_new(&t->c, why, sizeof why, &bad);
         if (!cl) {
             yaml_node_t *at = !strcmp(bad, "cert") ? v[3] : !strcmp(bad, "key") ? v[4] : v[0];
-            join(sub, path, bad);
-            err(x, at ? at : n, sub, "%s", why);
+            conf_join(sub, path, bad);
+            conf_err(x, at ? at : n, sub, "%s", why);
         }
         tls_client_free(cl);
     }
 }
 
-static void parse_pool(struct ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
+static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
                                        "health", "budget", "tls", NULL};
@@ -936,77 +942,77 @@ static void parse_pool(struct ctx *x, yaml_node_t *k, yaml_node_t *n, struct con
     snprintf(path, sizeof path, "pools.%s", p->name);
     *p = (struct conf_pool){
         .name = p->name,
-        .line = line_of(k),
+        .line = conf_line(k),
         .passive = {.failures = 5, .ejection_ms = 30000, .max_ejection_ms = 300000,
                     .max_ejected_percent = 50},
         .active = {.interval_ms = 5000, .timeout_ms = 1000, .healthy = 2, .unhealthy = 3},
         .budget = {.percent = 20, .min = 3},
     };
-    if (!fields(x, n, path, "a pool: a mapping with servers (and balance, keepalive, ...)", keys,
-                v))
+    if (!conf_fields(x, n, path, "a pool: a mapping with servers (and balance, keepalive, ...)",
+                     keys, v))
         return;
-    join(key, path, "servers");
+    conf_join(key, path, "servers");
     if (!v[0])
-        err(x, k, key, "missing; a pool needs at least one server");
+        conf_err(x, k, key, "missing; a pool needs at least one server");
     else
         parse_servers(x, v[0], key, p);
-    join(key, path, "balance");
+    conf_join(key, path, "balance");
     if (v[1]) {
-        int b = get_enum(x, v[1], key, balances);
+        int b = conf_get_enum(x, v[1], key, balances);
         if (b >= 0)
             p->balance = (enum conf_balance)b;
     }
-    join(key, path, "max_connections");
+    conf_join(key, path, "max_connections");
     if (v[2])
-        get_uint(x, v[2], key, 1, 1000000, &p->max_connections);
+        conf_get_uint(x, v[2], key, 1, 1000000, &p->max_connections);
     if (v[3]) {
         static const char *const kk[] = {"idle_timeout", "max_idle", NULL};
         yaml_node_t *w[MAX_KEYS];
-        join(key, path, "keepalive");
-        if (fields(x, v[3], key, "a mapping (idle_timeout, max_idle)", kk, w)) {
-            join(sub, key, "idle_timeout");
+        conf_join(key, path, "keepalive");
+        if (conf_fields(x, v[3], key, "a mapping (idle_timeout, max_idle)", kk, w)) {
+            conf_join(sub, key, "idle_timeout");
             if (w[0])
-                get_dur(x, w[0], sub, &p->keepalive_idle_ms);
-            join(sub, key, "max_idle");
-            if (w[1] && get_uint(x, w[1], sub, 0, 100000, &p->keepalive_max_idle))
+                conf_get_dur(x, w[0], sub, &p->keepalive_idle_ms);
+            conf_join(sub, key, "max_idle");
+            if (w[1] && conf_get_uint(x, w[1], sub, 0, 100000, &p->keepalive_max_idle))
                 p->keepalive_max_idle_set = true;
         }
     }
-    join(key, path, "health");
+    conf_join(key, path, "health");
     if (v[4])
         parse_health(x, v[4], key, p);
     if (v[5]) {
         static const char *const bk[] = {"percent", "min", NULL};
         yaml_node_t *w[MAX_KEYS];
-        join(key, path, "budget");
-        if (fields(x, v[5], key, "a mapping (percent, min)", bk, w)) {
-            join(sub, key, "percent");
+        conf_join(key, path, "budget");
+        if (conf_fields(x, v[5], key, "a mapping (percent, min)", bk, w)) {
+            conf_join(sub, key, "percent");
             if (w[0])
-                get_uint(x, w[0], sub, 0, 100, &p->budget.percent);
-            join(sub, key, "min");
+                conf_get_uint(x, w[0], sub, 0, 100, &p->budget.percent);
+            conf_join(sub, key, "min");
             if (w[1])
-                get_uint(x, w[1], sub, 0, 100000, &p->budget.min);
+                conf_get_uint(x, w[1], sub, 0, 100000, &p->budget.min);
         }
     }
-    join(key, path, "tls");
+    conf_join(key, path, "tls");
     if (v[6])
         parse_pool_tls(x, v[6], key, &p->tls);
 }
 
-static void parse_pools(struct ctx *x, yaml_node_t *n)
+static void conf_parse_pools(struct conf_ctx *x, yaml_node_t *n)
 {
     struct conf *c = x->c;
     if (n->type != YAML_MAPPING_NODE) {
-        expected(x, n, "pools", "a mapping of pool names to pools");
+        conf_expected(x, n, "pools", "a mapping of pool names to pools");
         return;
     }
     size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
     if (count == 0) {
-        err(x, n, "pools", "expected at least one pool");
+        conf_err(x, n, "pools", "expected at least one pool");
         return;
     }
     if (count > MAX_POOLS) {
-        err(x, n, "pools", "at most %u pools, got %zu", MAX_POOLS, count);
+        conf_err(x, n, "pools", "at most %u pools, got %zu", MAX_POOLS, count);
         return;
     }
     c->pools = calloc(count, sizeof *c->pools);
@@ -1016,28 +1022,28 @@ static void parse_pools(struct ctx *x, yaml_node_t *n)
     }
     for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
          pr++) {
-        yaml_node_t *k = node_at(x, pr->key), *v = node_at(x, pr->value);
+        yaml_node_t *k = conf_node(x, pr->key), *v = conf_node(x, pr->value);
         if (!k || !v)
             return;
-        const char *name = scalar(x, k, "pools", "a pool name");
+        const char *name = conf_scalar(x, k, "pools", "a pool name");
         if (!name)
             continue;
         char key[PATHLEN];
-        join(key, "pools", name);
+        conf_join(key, "pools", name);
         if (!valid_name(name)) {
-            err(x, k, key, "expected a pool name of 1 to 63 letters, digits, '_' or '-'");
+            conf_err(x, k, key, "expected a pool name of 1 to 63 letters, digits, '_' or '-'");
             continue;
         }
         bool dup = false;
         for (unsigned j = 0; j < c->npools && !dup; j++)
             if (!strcmp(c->pools[j].name, name)) {
-                err(x, k, key, "given twice (first on line %d)", c->pools[j].line);
+                conf_err(x, k, key, "given twice (first on line %d)", c->pools[j].line);
                 dup = true;
             }
         if (dup)
             continue;
         struct conf_pool *p = &c->pools[c->npools++];
-        p->name = xstrdup(x, name);
+        p->name = conf_strdup(x, name);
         if (!p->name)
             return;
         parse_pool(x, k, v, p);
@@ -1075,26 +1081,27 @@ static bool valid_host(char *s)
 static const char *const retry_names[] = {"connect_failure", "connect_timeout", "reset",
                                           "read_timeout", NULL};
 
-static void parse_retry_on(struct ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
+static void parse_retry_on(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                           struct conf_retry *r)
 {
     static const char what[] =
         "connect_failure, connect_timeout, reset, read_timeout or a status from 400 to 599";
     unsigned count;
-    if (!items(x, n, path, "a list of failures to retry (connect_failure, reset, 503, ...)",
-               &count))
+    if (!conf_items(x, n, path, "a list of failures to retry (connect_failure, reset, 503, ...)",
+                    &count))
         return;
     if (count == 0) {
-        err(x, n, path, "expected at least one of %s", what);
+        conf_err(x, n, path, "expected at least one of %s", what);
         return;
     }
     r->on = 0;
     for (unsigned i = 0; i < count; i++) {
         char key[PATHLEN];
-        joini(key, path, i);
-        yaml_node_t *v = item(x, n, i);
+        conf_joini(key, path, i);
+        yaml_node_t *v = conf_item(x, n, i);
         if (!v)
             return;
-        const char *s = scalar(x, v, key, what);
+        const char *s = conf_scalar(x, v, key, what);
         if (!s)
             continue;
         int bit = -1;
@@ -1103,86 +1110,88 @@ static void parse_retry_on(struct ctx *x, yaml_node_t *n, const char *path, stru
                 bit = j;
         if (bit >= 0) {
             if (r->on & (1u << bit))
-                err(x, v, key, "%s is listed twice", s);
+                conf_err(x, v, key, "%s is listed twice", s);
             r->on |= 1u << bit;
             continue;
         }
         if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
             s[2] < '0' || s[2] > '9') {
-            expected(x, v, key, what);
+            conf_expected(x, v, key, what);
             continue;
         }
         unsigned st = (unsigned)atoi(s);
         if (conf_retry_status(r, st)) {
-            err(x, v, key, "%u is listed twice", st);
+            conf_err(x, v, key, "%u is listed twice", st);
             continue;
         }
         if (r->nstatus == CONF_MAX_RETRY_STATUS) {
-            err(x, v, key, "at most %d statuses", CONF_MAX_RETRY_STATUS);
+            conf_err(x, v, key, "at most %d statuses", CONF_MAX_RETRY_STATUS);
             continue;
         }
         r->status[r->nstatus++] = (uint16_t)st;
     }
 }
 
-static void parse_retry(struct ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
+static void parse_retry(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
 {
     static const char *const keys[] = {"attempts", "on", "per_try_timeout", "backoff",
                                        "methods", "max_body", NULL};
     static const char *const methods[] = {"idempotent", "all", NULL};
     yaml_node_t *v[MAX_KEYS];
     char key[PATHLEN], sub[PATHLEN];
-    if (!fields(x, n, path, "a retry policy: a mapping (attempts, on, per_try_timeout, ...)",
-                keys, v))
+    if (!conf_fields(x, n, path, "a retry policy: a mapping (attempts, on, per_try_timeout, ...)",
+                     keys, v))
         return;
     r->attempts = 2;
-    join(key, path, "attempts");
+    conf_join(key, path, "attempts");
     if (v[0])
-        get_uint(x, v[0], key, 1, 10, &r->attempts);
-    join(key, path, "on");
+        conf_get_uint(x, v[0], key, 1, 10, &r->attempts);
+    conf_join(key, path, "on");
     if (v[1])
         parse_retry_on(x, v[1], key, r);
-    join(key, path, "per_try_timeout");
+    conf_join(key, path, "per_try_timeout");
     if (v[2])
-        get_dur(x, v[2], key, &r->per_try_timeout_ms);
+        conf_get_dur(x, v[2], key, &r->per_try_timeout_ms);
     if (v[3]) {
         static const char *const bk[] = {"base", "max", NULL};
         yaml_node_t *w[MAX_KEYS];
-        join(key, path, "backoff");
-        if (fields(x, v[3], key, "a mapping (base, max)", bk, w)) {
-            join(sub, key, "base");
+        conf_join(key, path, "backoff");
+        if (conf_fields(x, v[3], key, "a mapping (base, max)", bk, w)) {
+            conf_join(sub, key, "base");
             if (w[0])
-                get_dur(x, w[0], sub, &r->backoff_base_ms);
-            join(sub, key, "max");
-            if (w[1] && get_dur(x, w[1], sub, &r->backoff_max_ms) &&
+                conf_get_dur(x, w[0], sub, &r->backoff_base_ms);
+            conf_join(sub, key, "max");
+            if (w[1] && conf_get_dur(x, w[1], sub, &r->backoff_max_ms) &&
                 r->backoff_max_ms < r->backoff_base_ms)
-                err(x, w[1], sub, "expected a duration no shorter than base (%llums), got %llums",
-                    (unsigned long long)r->backoff_base_ms,
-                    (unsigned long long)r->backoff_max_ms);
+                conf_err(x, w[1], sub,
+                         "expected a duration no shorter than base (%llums), got %llums",
+                         (unsigned long long)r->backoff_base_ms,
+                         (unsigned long long)r->backoff_max_ms);
             else if (!w[1] && r->backoff_max_ms < r->backoff_base_ms)
                 r->backoff_max_ms = r->backoff_base_ms;
         }
     }
-    join(key, path, "methods");
+    conf_join(key, path, "methods");
     if (v[4]) {
-        int m = get_enum(x, v[4], key, methods);
+        int m = conf_get_enum(x, v[4], key, methods);
         if (m >= 0)
             r->methods = m ? CONF_METHODS_ALL : CONF_METHODS_IDEMPOTENT;
     }
-    join(key, path, "max_body");
+    conf_join(key, path, "max_body");
     if (v[5])
-        get_size(x, v[5], key, 0, 64u << 20, "a size from 0 to 64MiB, such as 64k", &r->max_body);
+        conf_get_size(x, v[5], key, 0, 64u << 20, "a size from 0 to 64MiB, such as 64k",
+                      &r->max_body);
 }
 
-static void parse_route(struct ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
+static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
                                        "budget", "deadline_header", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
-    joini(path, "routes", idx);
+    conf_joini(path, "routes", idx);
     *r = (struct conf_route){
-        .line = line_of(n),
+        .line = conf_line(n),
         .deadline_header = true,
         .retry = {.attempts = 1,
                   .on = CONF_RETRY_CONNECT_FAILURE | CONF_RETRY_CONNECT_TIMEOUT |
@@ -1191,79 +1200,79 @@ static void parse_route(struct ctx *x, yaml_node_t *n, unsigned idx, struct conf
                   .backoff_max_ms = 250,
                   .max_body = 64 << 10},
     };
-    if (!fields(x, n, path, "a route: a mapping with pool (and host, path, timeouts, ...)", keys,
-                v))
+    if (!conf_fields(x, n, path, "a route: a mapping with pool (and host, path, timeouts, ...)",
+                     keys, v))
         return;
-    join(key, path, "host");
+    conf_join(key, path, "host");
     if (v[0]) {
         static const char what[] = "a host name such as example.com or *.example.com";
-        const char *s = scalar(x, v[0], key, what);
+        const char *s = conf_scalar(x, v[0], key, what);
         if (s) {
-            char *h = xstrdup(x, s);
+            char *h = conf_strdup(x, s);
             if (h && !valid_host(h)) {
-                expected(x, v[0], key, what);
+                conf_expected(x, v[0], key, what);
                 free(h);
             } else {
                 r->host = h;
             }
         }
     }
-    join(key, path, "path");
+    conf_join(key, path, "path");
     if (v[1]) {
         static const char what[] = "a path prefix starting with /";
-        const char *s = scalar(x, v[1], key, what);
-        if (s && !valid_path(s))
-            expected(x, v[1], key, what);
+        const char *s = conf_scalar(x, v[1], key, what);
+        if (s && !conf_valid_path(s))
+            conf_expected(x, v[1], key, what);
         else if (s)
-            r->path = xstrdup(x, s);
+            r->path = conf_strdup(x, s);
     }
     if (!r->path && !v[1])
-        r->path = xstrdup(x, "/");
-    join(key, path, "pool");
+        r->path = conf_strdup(x, "/");
+    conf_join(key, path, "pool");
     if (!v[2])
-        err(x, n, key, "missing; expected the name of a pool");
-    else if (scalar(x, v[2], key, "the name of a pool"))
+        conf_err(x, n, key, "missing; expected the name of a pool");
+    else if (conf_scalar(x, v[2], key, "the name of a pool"))
         x->route_pool[idx] = v[2];
-    join(key, path, "timeouts");
+    conf_join(key, path, "timeouts");
     if (v[3])
-        parse_timeouts(x, v[3], key, &r->timeouts, true);
-    join(key, path, "retry");
+        conf_parse_timeouts(x, v[3], key, &r->timeouts, true);
+    conf_join(key, path, "retry");
     if (v[4])
         parse_retry(x, v[4], key, &r->retry);
     if (v[5]) {
         static const char *const hk[] = {"delay", NULL};
         yaml_node_t *w[MAX_KEYS];
-        join(key, path, "hedge");
-        if (fields(x, v[5], key, "a mapping (delay)", hk, w)) {
+        conf_join(key, path, "hedge");
+        if (conf_fields(x, v[5], key, "a mapping (delay)", hk, w)) {
             char sub[PATHLEN];
-            join(sub, key, "delay");
+            conf_join(sub, key, "delay");
             if (!w[0])
-                err(x, v[5], sub, "missing; expected %s", WHAT_DUR);
+                conf_err(x, v[5], sub, "missing; expected %s", WHAT_DUR);
             else
-                get_dur(x, w[0], sub, &r->hedge_delay_ms);
+                conf_get_dur(x, w[0], sub, &r->hedge_delay_ms);
         }
     }
-    join(key, path, "budget");
+    conf_join(key, path, "budget");
     if (v[6])
-        err(x, v[6], key, "the retry budget is shared by a pool's routes; set it as "
-                          "pools.NAME.budget");
-    join(key, path, "deadline_header");
+        conf_err(x, v[6], key, "the retry budget is shared by a pool's routes; set it as "
+                               "pools.NAME.budget");
+    conf_join(key, path, "deadline_header");
     if (v[7])
-        get_bool(x, v[7], key, &r->deadline_header);
+        conf_get_bool(x, v[7], key, &r->deadline_header);
 }
 
-static void parse_routes(struct ctx *x, yaml_node_t *n)
+static void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)
 {
     struct conf *c = x->c;
     unsigned count;
-    if (!items(x, n, "routes", "a list of routes", &count))
+    if (!conf_items(x, n, "routes", "a list of routes", &count))
         return;
     if (count == 0) {
-        err(x, n, "routes", "expected at least one route");
+        conf_err(x, n, "routes", "expected at least one route");
         return;
     }
     if (count > MAX_ROUTES) {
-        err(x, n, "routes", "at most %u routes, got %u", MAX_ROUTES, count);
+        conf_err(x, n, "routes", "at most %u routes, got %u", MAX_ROUTES, count);
         return;
     }
     c->routes = calloc(count, sizeof *c->routes);
@@ -1278,7 +1287,7 @@ static void parse_routes(struct ctx *x, yaml_node_t *n)
         return;
     }
     for (unsigned i = 0; i < count && !x->nomem; i++) {
-        nodes[i] = item(x, n, i);
+        nodes[i] = conf_item(x, n, i);
         if (!nodes[i])
             break;
         parse_route(x, nodes[i], i, &c->routes[i]);
@@ -1295,16 +1304,17 @@ static void parse_routes(struct ctx *x, yaml_node_t *n)
                 (r->host && strcmp(q->host, r->host) != 0))
                 continue;
             char key[PATHLEN];
-            joini(key, "routes", i);
-            err(x, nodes[i], key, "same host and path as routes[%u] (line %d): host %s, path %s", j,
-                q->line, r->host ? r->host : "(any)", r->path);
+            conf_joini(key, "routes", i);
+            conf_err(x, nodes[i], key,
+                     "same host and path as routes[%u] (line %d): host %s, path %s", j, q->line,
+                     r->host ? r->host : "(any)", r->path);
             break;
         }
     }
     free(nodes);
 }
 
-static void resolve_pools(struct ctx *x)
+static void conf_resolve_pools(struct conf_ctx *x)
 {
     struct conf *c = x->c;
     for (unsigned i = 0; i < c->nroutes; i++) {
@@ -1323,35 +1333,36 @@ static void resolve_pools(struct ctx *x)
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
                      c->pools[j].name);
         if (c->npools)
-            err(x, n, key, "no pool named \"%.64s\" (pools: %s)", name, list);
+            conf_err(x, n, key, "no pool named \"%.64s\" (pools: %s)", name, list);
         else
-            err(x, n, key, "no pool named \"%.64s\" (the file declares no pools)", name);
+            conf_err(x, n, key, "no pool named \"%.64s\" (the file declares no pools)", name);
     }
 }
 
 /* A list of networks ("10.0.0.0/8", "::1") into list[0..CLI_MAX_CIDR). */
-static bool get_cidrs(struct ctx *x, yaml_node_t *n, const char *key, struct addr_cidr *list,
+static bool get_cidrs(struct conf_ctx *x, yaml_node_t *n, const char *key, struct addr_cidr *list,
                       unsigned *count)
 {
     static const char what[] = "a list of addresses or networks such as 10.0.0.0/8 or ::1";
     unsigned k;
-    if (!items(x, n, key, what, &k))
+    if (!conf_items(x, n, key, what, &k))
         return false;
     if (k > CLI_MAX_CIDR) {
-        err(x, n, key, "at most %d networks, got %u", CLI_MAX_CIDR, k);
+        conf_err(x, n, key, "at most %d networks, got %u", CLI_MAX_CIDR, k);
         return false;
     }
     *count = 0;
     for (unsigned i = 0; i < k; i++) {
         char sub[PATHLEN];
-        joini(sub, key, i);
-        yaml_node_t *v = item(x, n, i);
-        const char *s = v ? scalar(x, v, sub, "an address or network such as 10.0.0.0/8") : NULL;
+        conf_joini(sub, key, i);
+        yaml_node_t *v = conf_item(x, n, i);
+        const char *s =
+            v ? conf_scalar(x, v, sub, "an address or network such as 10.0.0.0/8") : NULL;
         if (!s)
             continue;
         if (addr_cidr_parse(s, &list[*count]) < 0) {
-            err(x, v, sub, "expected an address or network such as 10.0.0.0/8 or ::1 (no host "
-                           "bits below the prefix), got \"%.64s\"", s);
+            conf_err(x, v, sub, "expected an address or network such as 10.0.0.0/8 or ::1 (no host "
+                                "bits below the prefix), got \"%.64s\"", s);
             continue;
         }
         (*count)++;
@@ -1360,14 +1371,15 @@ static bool get_cidrs(struct ctx *x, yaml_node_t *n, const char *key, struct add
 }
 
 /* `forward:` -- who may use the forward proxy and where it may go. */
-static void parse_forward(struct ctx *x, yaml_node_t *n)
+static void conf_parse_forward(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char *const keys[] = {"allow_clients", "allow_destinations", "connect_ports",
                                        "auth_file", NULL};
     yaml_node_t *v[MAX_KEYS];
     struct cfg_forward *f = &x->c->fwd;
-    if (!fields(x, n, "forward", "a mapping (allow_clients, allow_destinations, connect_ports, "
-                                 "auth_file)", keys, v))
+    if (!conf_fields(x, n, "forward",
+                     "a mapping (allow_clients, allow_destinations, connect_ports, auth_file)",
+                     keys, v))
         return;
     if (v[0])
         x->c->fwd_clients_set = get_cidrs(x, v[0], "forward.allow_clients", f->clients,
@@ -1377,108 +1389,109 @@ static void parse_forward(struct ctx *x, yaml_node_t *n)
                                         &f->ndests);
     if (v[2]) {
         unsigned k;
-        if (items(x, v[2], "forward.connect_ports", "a list of ports", &k)) {
+        if (conf_items(x, v[2], "forward.connect_ports", "a list of ports", &k)) {
             if (k > CLI_MAX_PORTS) {
-                err(x, v[2], "forward.connect_ports", "at most %d ports, got %u", CLI_MAX_PORTS, k);
+                conf_err(x, v[2], "forward.connect_ports", "at most %d ports, got %u",
+                         CLI_MAX_PORTS, k);
             } else {
                 x->c->fwd_ports_set = true;
                 for (unsigned i = 0; i < k; i++) {
                     char sub[PATHLEN];
                     unsigned port;
-                    joini(sub, "forward.connect_ports", i);
-                    yaml_node_t *w = item(x, v[2], i);
-                    if (w && get_uint(x, w, sub, 1, 65535, &port))
+                    conf_joini(sub, "forward.connect_ports", i);
+                    yaml_node_t *w = conf_item(x, v[2], i);
+                    if (w && conf_get_uint(x, w, sub, 1, 65535, &port))
                         f->ports[f->nports++] = (uint16_t)port;
                 }
             }
         }
     }
     if (v[3]) {
-        const char *s = scalar(x, v[3], "forward.auth_file", "a file path");
+        const char *s = conf_scalar(x, v[3], "forward.auth_file", "a file path");
         if (s)
-            f->auth_file = xstrdup(x, s);
+            f->auth_file = conf_strdup(x, s);
     }
 }
 
 /* `resolver:` -- the DNS servers of the forward proxy. */
-static void parse_resolver(struct ctx *x, yaml_node_t *n)
+static void conf_parse_resolver(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char *const keys[] = {"servers", NULL};
     yaml_node_t *v[MAX_KEYS];
-    if (!fields(x, n, "resolver", "a mapping (servers)", keys, v) || !v[0])
+    if (!conf_fields(x, n, "resolver", "a mapping (servers)", keys, v) || !v[0])
         return;
     unsigned k;
-    if (!items(x, v[0], "resolver.servers", "a list of ADDR:PORT", &k))
+    if (!conf_items(x, v[0], "resolver.servers", "a list of ADDR:PORT", &k))
         return;
     char csv[1024] = "";
     for (unsigned i = 0; i < k; i++) {
         char sub[PATHLEN];
         struct cli_addr a;
-        joini(sub, "resolver.servers", i);
-        yaml_node_t *w = item(x, v[0], i);
-        if (w && get_addr(x, w, sub, "ADDR:PORT", &a))
+        conf_joini(sub, "resolver.servers", i);
+        yaml_node_t *w = conf_item(x, v[0], i);
+        if (w && conf_get_addr(x, w, sub, "ADDR:PORT", &a))
             snprintf(csv + strlen(csv), sizeof csv - strlen(csv), "%s%s", *csv ? "," : "",
                      a.text);
     }
     if (*csv)
-        x->c->fwd.resolver = xstrdup(x, csv);
+        x->c->fwd.resolver = conf_strdup(x, csv);
 }
 
-static void parse_top(struct ctx *x, yaml_node_t *root)
+static void parse_top(struct conf_ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {"listen", "timeouts", "limits", "access_log", "pools",
                                        "routes", "workers", "deadline_header", "forward",
                                        "resolver", NULL};
     yaml_node_t *v[MAX_KEYS];
-    if (!fields(x, root, "",
-                "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
-                "routes, workers, deadline_header, forward, resolver)",
-                keys, v))
+    if (!conf_fields(x, root, "",
+                     "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
+                     "routes, workers, deadline_header, forward, resolver)",
+                     keys, v))
         return;
     if (v[0])
-        parse_listen(x, v[0]);
+        conf_parse_listen(x, v[0]);
     if (v[1])
-        parse_timeouts(x, v[1], "timeouts", &x->c->timeouts, false);
+        conf_parse_timeouts(x, v[1], "timeouts", &x->c->timeouts, false);
     if (v[2])
         parse_limits(x, v[2]);
     if (v[3]) {
-        const char *s = scalar(x, v[3], "access_log", "a file path, - or off");
+        const char *s = conf_scalar(x, v[3], "access_log", "a file path, - or off");
         if (s)
-            x->c->access_log = xstrdup(x, s);
+            x->c->access_log = conf_strdup(x, s);
     }
     if (v[4])
-        parse_pools(x, v[4]);
+        conf_parse_pools(x, v[4]);
     if (v[5])
-        parse_routes(x, v[5]);
+        conf_parse_routes(x, v[5]);
     if (v[6]) {
         const char *s = v[6]->type == YAML_SCALAR_NODE ? (const char *)v[6]->data.scalar.value
                                                         : NULL;
         if (s && !strcmp(s, "auto"))
             x->c->workers = CONF_WORKERS_AUTO;
         else
-            get_uint(x, v[6], "workers", 1, CLI_MAX_WORKERS, &x->c->workers);
+            conf_get_uint(x, v[6], "workers", 1, CLI_MAX_WORKERS, &x->c->workers);
     }
     if (v[8])
-        parse_forward(x, v[8]);
+        conf_parse_forward(x, v[8]);
     if (v[9])
-        parse_resolver(x, v[9]);
+        conf_parse_resolver(x, v[9]);
     if (v[7]) {
         static const char what[] = "a header name (letters, digits, - and _) or off";
-        const char *s = scalar(x, v[7], "deadline_header", what);
+        const char *s = conf_scalar(x, v[7], "deadline_header", what);
         if (s && !strcmp(s, "off"))
-            x->c->deadline_header = xstrdup(x, "");
+            x->c->deadline_header = conf_strdup(x, "");
         else if (s && !val_header_name(s))
-            expected(x, v[7], "deadline_header", what);
+            conf_expected(x, v[7], "deadline_header", what);
         else if (s)
-            x->c->deadline_header = xstrdup(x, s);
+            x->c->deadline_header = conf_strdup(x, s);
     }
-    resolve_pools(x);
+    conf_resolve_pools(x);
 }
 
 /* ------------------------------------------------------------------ load */
 
 /* A syntax error from libyaml, with the position it gives. */
-static void syntax_error(struct ctx *x, const yaml_parser_t *p, const char *text, size_t len)
+static void syntax_error(struct conf_ctx *x, const yaml_parser_t *p, const char *text, size_t len)
 {
     yaml_node_t at = {0};
     const char *problem = p->problem ? p->problem : "cannot parse";
@@ -1494,27 +1507,27 @@ static void syntax_error(struct ctx *x, const yaml_parser_t *p, const char *text
                 line++, col = (size_t)-1;
         at.start_mark.line = line;
         at.start_mark.column = col;
-        err(x, &at, "syntax", "%s (byte %zu)", problem, p->problem_offset);
+        conf_err(x, &at, "syntax", "%s (byte %zu)", problem, p->problem_offset);
         return;
     }
     at.start_mark = p->problem_mark;
     if (p->context)
-        err(x, &at, "syntax", "%s %s that starts on line %d", problem, p->context,
-            (int)p->context_mark.line + 1);
+        conf_err(x, &at, "syntax", "%s %s that starts on line %d", problem, p->context,
+                 (int)p->context_mark.line + 1);
     else
-        err(x, &at, "syntax", "%s", problem);
+        conf_err(x, &at, "syntax", "%s", problem);
 }
 
 struct conf *conf_parse(const char *name, const char *text, size_t len, char **errors)
 {
-    struct ctx x = {.file = name};
+    struct conf_ctx x = {.file = name};
     *errors = NULL;
     x.c = calloc(1, sizeof *x.c);
     if (!x.c) {
         *errors = strdup("out of memory\n");
         return NULL;
     }
-    x.c->file = xstrdup(&x, name);
+    x.c->file = conf_strdup(&x, name);
 
     yaml_parser_t p;
     yaml_document_t doc;
@@ -1528,8 +1541,8 @@ struct conf *conf_parse(const char *name, const char *text, size_t len, char **e
             x.doc = &doc;
             yaml_node_t *root = yaml_document_get_root_node(&doc);
             if (!root) {
-                err(&x, NULL, NULL, "the file is empty; expected a mapping of top-level keys "
-                                    "(listen, timeouts, limits, access_log, pools, routes)");
+                conf_err(&x, NULL, NULL, "the file is empty; expected a mapping of top-level keys "
+                                         "(listen, timeouts, limits, access_log, pools, routes)");
             } else {
                 parse_top(&x, root);
                 yaml_document_t more;
@@ -1538,7 +1551,7 @@ struct conf *conf_parse(const char *name, const char *text, size_t len, char **e
                 } else {
                     yaml_node_t *r2 = yaml_document_get_root_node(&more);
                     if (r2)
-                        err(&x, r2, NULL, "a second YAML document; expected only one");
+                        conf_err(&x, r2, NULL, "a second YAML document; expected only one");
                     yaml_document_delete(&more);
                 }
             }
@@ -1549,7 +1562,7 @@ struct conf *conf_parse(const char *name, const char *text, size_t len, char **e
     free(x.route_pool);
     if (x.nerr || x.nomem || x.too_big) {
         conf_free(x.c);
-        *errors = error_text(&x);
+        *errors = conf_errors_text(&x);
         return NULL;
     }
     return x.c;
@@ -1611,7 +1624,7 @@ void conf_free(struct conf *c)
         free(p->servers);
         free(p->active.path);
         free(p->name);
-        tls_up_free(&p->tls);
+        conf_free_pool_tls(&p->tls);
     }
     free(c->pools);
     for (unsigned i = 0; i < c->nroutes; i++) {
@@ -1620,7 +1633,7 @@ void conf_free(struct conf *c)
     }
     free(c->routes);
     for (unsigned i = 0; c->listen_tls && i < c->nlisten; i++)
-        tls_conf_free(&c->listen_tls[i]);
+        conf_free_listen_tls(&c->listen_tls[i]);
     free(c->listen_tls);
     free(c->listen);
     free(c->listen_trust);
