@@ -11,6 +11,21 @@
 
 static struct cfg C;
 
+/* The built-in durations (as --help and docs/CONFIG.md give them). */
+static const uint64_t default_ms[TMO_COUNT] = {
+    [TMO_CONNECT] = 1000, [TMO_WRITE] = 15000,  [TMO_READ] = 15000,
+    [TMO_TOTAL] = 30000,  [TMO_HEADER] = 10000, [TMO_BODY] = 15000,
+    [TMO_SEND] = 15000,   [TMO_IDLE] = 60000,   [TMO_UPSTREAM_IDLE] = 30000,
+    [TMO_DNS] = 2000,     [TMO_TUNNEL_IDLE] = 60000, [TMO_HANDSHAKE] = 10000,
+};
+
+static void check_default_ms(const struct cfg *c)
+{
+    for (int k = 0; k < TMO_COUNT; k++)
+        if (!CHECK_EQ_U64(c->ms[k], default_ms[k]))
+            fprintf(stderr, "    kind %d (%s)\n", k, tmo_word((enum tmo_kind)k));
+}
+
 TEST(parse_defaults)
 {
     char *argv[] = {"hourglass", NULL};
@@ -18,14 +33,7 @@ TEST(parse_defaults)
     cli_defaults(&C);
     if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
         return;
-    CHECK_EQ_U64(C.ms[TMO_CONNECT], 1000);
-    CHECK_EQ_U64(C.ms[TMO_WRITE], 15000);
-    CHECK_EQ_U64(C.ms[TMO_READ], 15000);
-    CHECK_EQ_U64(C.ms[TMO_TOTAL], 30000);
-    CHECK_EQ_U64(C.ms[TMO_HEADER], 10000);
-    CHECK_EQ_U64(C.ms[TMO_BODY], 15000);
-    CHECK_EQ_U64(C.ms[TMO_SEND], 15000);
-    CHECK_EQ_U64(C.ms[TMO_IDLE], 60000);
+    check_default_ms(&C);
     if (CHECK_EQ_INT(C.nlisten, 1))
         CHECK_EQ_STR(C.listen[0].text, "127.0.0.1:8080");
     if (CHECK_EQ_INT(C.nupstream, 1))
@@ -37,14 +45,7 @@ TEST(parse_defaults)
     struct cfg d;
     memset(&d, 0x5A, sizeof d);
     cli_defaults(&d);
-    CHECK_EQ_U64(d.ms[TMO_CONNECT], 1000);
-    CHECK_EQ_U64(d.ms[TMO_WRITE], 15000);
-    CHECK_EQ_U64(d.ms[TMO_READ], 15000);
-    CHECK_EQ_U64(d.ms[TMO_TOTAL], 30000);
-    CHECK_EQ_U64(d.ms[TMO_HEADER], 10000);
-    CHECK_EQ_U64(d.ms[TMO_BODY], 15000);
-    CHECK_EQ_U64(d.ms[TMO_SEND], 15000);
-    CHECK_EQ_U64(d.ms[TMO_IDLE], 60000);
+    check_default_ms(&d);
 }
 
 TEST(parse_read_timeout)
@@ -64,17 +65,13 @@ TEST(parse_every_timeout)
                     "--read-timeout",   "3ms",               "--total-timeout", "4ms",
                     "--header-timeout", "5ms",               "--body-timeout", "6ms",
                     "--send-timeout",   "7ms",               "--idle-timeout", "8ms", NULL};
+    static const enum tmo_kind kinds[] = {TMO_CONNECT, TMO_WRITE, TMO_READ, TMO_TOTAL,
+                                          TMO_HEADER,  TMO_BODY,  TMO_SEND, TMO_IDLE};
     cli_defaults(&C);
     if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 0))
         return;
-    CHECK_EQ_U64(C.ms[TMO_CONNECT], 1);
-    CHECK_EQ_U64(C.ms[TMO_WRITE], 2);
-    CHECK_EQ_U64(C.ms[TMO_READ], 3);
-    CHECK_EQ_U64(C.ms[TMO_TOTAL], 4);
-    CHECK_EQ_U64(C.ms[TMO_HEADER], 5);
-    CHECK_EQ_U64(C.ms[TMO_BODY], 6);
-    CHECK_EQ_U64(C.ms[TMO_SEND], 7);
-    CHECK_EQ_U64(C.ms[TMO_IDLE], 8);
+    for (unsigned i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        CHECK_EQ_U64(C.ms[kinds[i]], i + 1);   /* 1ms, 2ms, ... in flag order */
 }
 
 /* Each timeout flag sets its own kind and no other. */

@@ -9,62 +9,71 @@
 
 #include "value.h"
 
+/* val_duration and val_size share their form: text in, a number out. Each
+ * case in ok must parse to its number, each text in bad be refused. */
+typedef int number_fn(const char *s, uint64_t *out);
+
+struct number_case {
+    const char *s;
+    uint64_t want;
+};
+
+#define N(a) (sizeof(a) / sizeof *(a))
+
+static void numbers(number_fn *f, const char *fname, const struct number_case *ok, size_t nok,
+                    const char *const *bad, size_t nbad)
+{
+    for (size_t i = 0; i < nok; i++) {
+        uint64_t v = 424242;
+        bool pass = CHECK_EQ_INT(f(ok[i].s, &v), 0);
+        pass = CHECK_EQ_U64(v, ok[i].want) && pass;
+        if (!pass)
+            fprintf(stderr, "    %s(\"%s\")\n", fname, ok[i].s);
+    }
+    for (size_t i = 0; i < nbad; i++) {
+        uint64_t v = 424242;
+        if (!CHECK_EQ_INT(f(bad[i], &v), -1))
+            fprintf(stderr, "    %s(\"%s\") gave %llu\n", fname, bad[i], (unsigned long long)v);
+    }
+}
+
 /* ------------------------------------------------------------ durations */
 
-static void dur_ok(const char *s, uint64_t want)
+TEST(durations)
 {
-    uint64_t ms = 424242;
-    int r = val_duration(s, &ms);
-    bool ok = CHECK_EQ_INT(r, 0);
-    ok = CHECK_EQ_U64(ms, want) && ok;
-    if (!ok)
-        fprintf(stderr, "    val_duration(\"%s\")\n", s);
+    static const struct number_case ok[] = {
+        {"250ms", 250},   {"1s", 1000},      {"1.5s", 1500},   {"2m", 120000},
+        {"1h", 3600000},  {"3", 3000},       {"0.25", 250},    {"1.001s", 1001},
+        {"0.5m", 30000},  {"1ms", 1},
+        {"4294967s", 4294967000ull},   /* just under 2^32 ms */
+    };
+    static const char *const bad[] = {
+        "", "-1s", "-1", "5x",
+        "1.5ms", "0.0005s", "1.2345s",   /* sub-millisecond */
+        "s", "ms", "1e3", "99999999999s",
+        "4294968s",                      /* past 2^32 ms */
+        "2000000h", "1sec", "1 s", "1s2", "+1s", "1.s", "0x10",
+    };
+    numbers(val_duration, "val_duration", ok, N(ok), bad, N(bad));
 }
 
-static void dur_bad(const char *s)
-{
-    uint64_t ms = 424242;
-    int r = val_duration(s, &ms);
-    if (!CHECK_EQ_INT(r, -1))
-        fprintf(stderr, "    val_duration(\"%s\") gave %llu ms\n", s, (unsigned long long)ms);
-}
+/* ---------------------------------------------------------------- sizes */
 
-TEST(duration_units)
+TEST(sizes)
 {
-    dur_ok("250ms", 250);
-    dur_ok("1s", 1000);
-    dur_ok("1.5s", 1500);
-    dur_ok("2m", 120000);
-    dur_ok("1h", 3600000);
-    dur_ok("3", 3000);
-    dur_ok("0.25", 250);
-    dur_ok("1.001s", 1001);
-    dur_ok("0.5m", 30000);
-    dur_ok("1ms", 1);
-    dur_ok("4294967s", 4294967000ull); /* just under 2^32 ms */
-}
-
-TEST(duration_refused)
-{
-    dur_bad("");
-    dur_bad("-1s");
-    dur_bad("-1");
-    dur_bad("5x");
-    dur_bad("1.5ms");   /* sub-millisecond */
-    dur_bad("0.0005s"); /* sub-millisecond */
-    dur_bad("1.2345s"); /* sub-millisecond */
-    dur_bad("s");
-    dur_bad("ms");
-    dur_bad("1e3");
-    dur_bad("99999999999s");
-    dur_bad("4294968s"); /* past 2^32 ms */
-    dur_bad("2000000h");
-    dur_bad("1sec");
-    dur_bad("1 s");
-    dur_bad("1s2");
-    dur_bad("+1s");
-    dur_bad("1.s");
-    dur_bad("0x10");
+    static const struct number_case ok[] = {
+        {"0", 0},           {"8192", 8192},      {"8k", 8192},      {"8K", 8192},
+        {"32KiB", 32768},   {"1kB", 1024},       {"1m", 1u << 20},  {"1MiB", 1u << 20},
+        {"2g", 2ull << 30},
+        {"1048576g", 1ull << 50},                /* the largest */
+        {"1125899906842624", 1ull << 50},
+    };
+    static const char *const bad[] = {
+        "", "k", "-1", "+1", " 1", "1 k", "1.5k", "1x", "1kb", "1ki", "1t",
+        "1048577g", "1125899906842625",          /* past 2^50 */
+        "99999999999999999999999",
+    };
+    numbers(val_size, "val_size", ok, N(ok), bad, N(bad));
 }
 
 /* ------------------------------------------------------------ addresses */
@@ -157,59 +166,6 @@ TEST(address_refused)
     addr_bad("::1:80x");
 }
 
-
-/* ---------------------------------------------------------------- sizes */
-
-static void size_ok(const char *s, uint64_t want)
-{
-    uint64_t v = 424242;
-    int r = val_size(s, &v);
-    bool ok = CHECK_EQ_INT(r, 0);
-    ok = CHECK_EQ_U64(v, want) && ok;
-    if (!ok)
-        fprintf(stderr, "    val_size(\"%s\")\n", s);
-}
-
-static void size_bad(const char *s)
-{
-    uint64_t v = 424242;
-    if (!CHECK_EQ_INT(val_size(s, &v), -1))
-        fprintf(stderr, "    val_size(\"%s\") gave %llu\n", s, (unsigned long long)v);
-}
-
-TEST(size_units)
-{
-    size_ok("0", 0);
-    size_ok("8192", 8192);
-    size_ok("8k", 8192);
-    size_ok("8K", 8192);
-    size_ok("32KiB", 32768);
-    size_ok("1kB", 1024);
-    size_ok("1m", 1u << 20);
-    size_ok("1MiB", 1u << 20);
-    size_ok("2g", 2ull << 30);
-    size_ok("1048576g", 1ull << 50); /* the largest */
-    size_ok("1125899906842624", 1ull << 50);
-}
-
-TEST(size_refused)
-{
-    size_bad("");
-    size_bad("k");
-    size_bad("-1");
-    size_bad("+1");
-    size_bad(" 1");
-    size_bad("1 k");
-    size_bad("1.5k");
-    size_bad("1x");
-    size_bad("1kb");
-    size_bad("1ki");
-    size_bad("1t");
-    size_bad("1048577g"); /* past 2^50 */
-    size_bad("1125899906842625");
-    size_bad("99999999999999999999999");
-}
-
 /* --------------------------------------------------------- header names */
 
 TEST(header_names)
@@ -233,10 +189,8 @@ TEST(header_names)
 
 int main(void)
 {
-    RUN(duration_units);
-    RUN(duration_refused);
-    RUN(size_units);
-    RUN(size_refused);
+    RUN(durations);
+    RUN(sizes);
     RUN(header_names);
     RUN(address_ok);
     RUN(address_refused);
