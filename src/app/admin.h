@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cli.h"
 #include "loop.h"
+#include "value.h"
 
 /* Renders /metrics into out (cap bytes); returns the length, or the length
  * needed when larger than cap. */

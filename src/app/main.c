@@ -59,14 +59,14 @@ static void announce(const struct cfg *cfg)
             log_error("info", "listening on %s%s as a forward proxy (connect %llums, dns %llums, "
                               "total %llums)", cfg->listen[i].text,
                       cfg->listen_tls[i] ? " (TLS)" : "",
-                      (unsigned long long)cfg->connect_ms, (unsigned long long)cfg->dns_ms,
-                      (unsigned long long)cfg->total_ms);
+                      (unsigned long long)cfg->ms[TMO_CONNECT],
+                      (unsigned long long)cfg->ms[TMO_DNS], (unsigned long long)cfg->ms[TMO_TOTAL]);
         else
             log_error("info", "listening on %s%s, proxying to %s (connect %llums, write %llums, "
                           "read %llums, total %llums)",
-                  cfg->listen[i].text, cfg->listen_tls[i] ? " (TLS)" : "", ups, (unsigned long long)cfg->connect_ms,
-                  (unsigned long long)cfg->write_ms, (unsigned long long)cfg->read_ms,
-                  (unsigned long long)cfg->total_ms);
+                  cfg->listen[i].text, cfg->listen_tls[i] ? " (TLS)" : "", ups,
+                  (unsigned long long)cfg->ms[TMO_CONNECT], (unsigned long long)cfg->ms[TMO_WRITE],
+                  (unsigned long long)cfg->ms[TMO_READ], (unsigned long long)cfg->ms[TMO_TOTAL]);
 }
 
 /* Serves cfg in this process until stopped: the whole server in single-

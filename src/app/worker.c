@@ -142,8 +142,8 @@ static void drain_begin(void)
                 continue;
             }
             uint64_t by = px_loop->now + DRAIN_GRACE_NS;
-            if (c->t_first + ns_of(px_cfg->idle_ms) > by) {
-                c->t_first = by - ns_of(px_cfg->idle_ms);
+            if (c->t_first + ns_of(px_cfg->ms[TMO_IDLE]) > by) {
+                c->t_first = by - ns_of(px_cfg->ms[TMO_IDLE]);
                 exchange_arm(c);
             }
         } else if (c->s)

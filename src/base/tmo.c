@@ -8,6 +8,7 @@ static const char *const reasons[TMO_COUNT + 1] = {
     [TMO_SEND] = "send_timeout",     [TMO_IDLE] = "idle_timeout",
     [TMO_DNS] = "dns_timeout",       [TMO_TUNNEL_IDLE] = "tunnel_idle_timeout",
     [TMO_TUNNEL_MAX] = "tunnel_max_timeout",
+    [TMO_HANDSHAKE] = "handshake_timeout", [TMO_UPSTREAM_IDLE] = "upstream_idle_timeout",
     [TMO_TRY] = "try_timeout",       [TMO_BACKOFF] = "backoff",
     [TMO_HEDGE] = "hedge",
     [TMO_NONE] = "none",
@@ -17,6 +18,7 @@ static const char *const words[TMO_COUNT + 1] = {
     [TMO_TOTAL] = "total",   [TMO_CONNECT] = "connect", [TMO_WRITE] = "write",
     [TMO_READ] = "read",     [TMO_HEADER] = "header",   [TMO_BODY] = "body",
     [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
+    [TMO_HANDSHAKE] = "handshake", [TMO_UPSTREAM_IDLE] = "upstream_idle",
     [TMO_DNS] = "dns",       [TMO_TUNNEL_IDLE] = "tunnel_idle", [TMO_TUNNEL_MAX] = "tunnel_max",
     [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_NONE] = "none",
 };

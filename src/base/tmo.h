@@ -28,6 +28,9 @@ enum tmo_kind {
     TMO_TRY,         /* a retry policy's per-try timeout (before the response head) */
     TMO_BACKOFF,     /* not a timeout: the wait before the next attempt */
     TMO_HEDGE,       /* not a timeout: when to send a hedged request */
+    /* configured like the others, but never in an exchange's tmo_set: */
+    TMO_HANDSHAKE,   /* a TLS client's handshake, from accept (the idle timer) */
+    TMO_UPSTREAM_IDLE, /* a pooled upstream connection unused (the pool's clock) */
     TMO_COUNT,
     TMO_NONE = TMO_COUNT
 };

@@ -1,36 +1,31 @@
-/* cli.c -- command-line flags, durations and addresses (see cli.h). */
+/* cli.c -- the command line: flags over the configuration file (see cli.h). */
 #define _GNU_SOURCE
 #include "cli.h"
-#include "conf.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "addr.h"
 
 #ifndef HG_VERSION
 #define HG_VERSION "0.1.0"
 #endif
 
+/* The built-in durations, ms, by kind (the --help text names them too). */
+static const uint64_t default_ms[TMO_COUNT] = {
+    [TMO_CONNECT] = 1000,    [TMO_WRITE] = 15000,          [TMO_READ] = 15000,
+    [TMO_TOTAL] = 30000,     [TMO_HEADER] = 10000,         [TMO_BODY] = 15000,
+    [TMO_SEND] = 15000,      [TMO_IDLE] = 60000,           [TMO_UPSTREAM_IDLE] = 30000,
+    [TMO_DNS] = 2000,        [TMO_TUNNEL_IDLE] = 60000,    [TMO_TUNNEL_MAX] = 0, /* unlimited */
+    [TMO_HANDSHAKE] = 10000,
+};
+
 void cli_defaults(struct cfg *cfg)
 {
     *cfg = (struct cfg){0};
-    cfg->connect_ms = 1000;
-    cfg->write_ms = 15000;
-    cfg->read_ms = 15000;
-    cfg->total_ms = 30000;
-    cfg->header_ms = 10000;
-    cfg->body_ms = 15000;
-    cfg->send_ms = 15000;
-    cfg->idle_ms = 60000;
-    cfg->upstream_idle_ms = 30000;
-    cfg->dns_ms = 2000;
-    cfg->tunnel_idle_ms = 60000;
-    cfg->tunnel_max_ms = 0;
-    cfg->handshake_ms = 10000;
+    memcpy(cfg->ms, default_ms, sizeof cfg->ms);
     cfg->access_log = "-";
     cfg->max_connections = 10000;
     cfg->max_request_line = 8192;
@@ -48,134 +43,6 @@ void cli_defaults(struct cfg *cfg)
     cfg->fwd.nclients = 2;
     cfg->fwd.ports[0] = 443;
     cfg->fwd.nports = 1;
-}
-
-int cli_size(const char *s, uint64_t *bytes)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    uint64_t mul = 1;
-    if (*end == 'k' || *end == 'K')
-        mul = 1ull << 10;
-    else if (*end == 'm' || *end == 'M')
-        mul = 1ull << 20;
-    else if (*end == 'g' || *end == 'G')
-        mul = 1ull << 30;
-    else if (*end)
-        return -1;
-    if (*end) {
-        end++;
-        if (strcmp(end, "iB") != 0 && strcmp(end, "") != 0 && strcmp(end, "B") != 0)
-            return -1;
-    }
-    if (v > (1ull << 50) / mul)
-        return -1;
-    *bytes = v * mul;
-    return 0;
-}
-
-int cli_duration(const char *s, uint64_t *ms)
-{
-    uint64_t whole = 0, frac = 0, scale = 1;
-    const char *p = s;
-    int digits = 0;
-
-    while (*p >= '0' && *p <= '9') {
-        whole = whole * 10 + (uint64_t)(*p++ - '0');
-        if (++digits > 12)
-            return -1;
-    }
-    if (*p == '.') {
-        p++;
-        int fd = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (++fd > 6)
-                return -1;
-            frac = frac * 10 + (uint64_t)(*p++ - '0');
-            scale *= 10;
-        }
-        if (!fd)
-            return -1;
-    }
-    if (!digits && scale == 1)
-        return -1;
-    uint64_t unit;
-    if (strcmp(p, "ms") == 0)
-        unit = 1;
-    else if (strcmp(p, "s") == 0 || *p == '\0')
-        unit = 1000;
-    else if (strcmp(p, "m") == 0)
-        unit = 60000;
-    else if (strcmp(p, "h") == 0)
-        unit = 3600000;
-    else
-        return -1;
-    if ((frac * unit) % scale)
-        return -1;   /* finer than a millisecond */
-    uint64_t v = whole * unit + frac * unit / scale;
-    if (v > UINT32_MAX)
-        return -1;
-    *ms = v;
-    return 0;
-}
-
-static void addr_text(struct cli_addr *a)
-{
-    char host[INET6_ADDRSTRLEN];
-    if (a->ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        snprintf(a->text, sizeof a->text, "[%s]:%u", host, ntohs(s6->sin6_port));
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        snprintf(a->text, sizeof a->text, "%s:%u", host, ntohs(s4->sin_port));
-    }
-}
-
-int cli_address(const char *s, struct cli_addr *a, char *err, size_t errlen)
-{
-    char host[256];
-    const char *port;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
-            snprintf(err, errlen, "expected [IPV6]:PORT");
-            return -1;
-        }
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) {
-            snprintf(err, errlen, "expected HOST:PORT");
-            return -1;
-        }
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-        port = colon + 1;
-    }
-    char *endp;
-    long pn = strtol(port, &endp, 10);
-    if (!*port || *endp || pn < 1 || pn > 65535) {
-        snprintf(err, errlen, "port must be a number from 1 to 65535");
-        return -1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
-    a->len = res->ai_addrlen;
-    freeaddrinfo(res);
-    addr_text(a);
-    return 0;
 }
 
 static const char usage[] =
@@ -251,14 +118,13 @@ static const char usage[] =
     "  -V, --version             show the version and exit\n";
 
 enum {
-    OPT_LISTEN = 256, OPT_UPSTREAM, OPT_CONNECT, OPT_WRITE, OPT_READ, OPT_TOTAL,
-    OPT_HEADER, OPT_BODY, OPT_SEND, OPT_IDLE, OPT_UP_IDLE, OPT_ACCESS_LOG,
-    OPT_MAX_CONN, OPT_HELP, OPT_VERSION, OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS,
-    OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG, OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER,
-    OPT_TRUST_DEADLINE, OPT_LOG_FORMAT, OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_DNS,
-    OPT_TUNNEL_IDLE, OPT_TUNNEL_MAX, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
-    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_HANDSHAKE, OPT_RESP_HEADER,
-    OPT_RESP_HEADERS, OPT_UNDERSCORES,
+    OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ACCESS_LOG, OPT_MAX_CONN, OPT_HELP, OPT_VERSION,
+    OPT_MAX_LINE, OPT_MAX_HEADER, OPT_MAX_HEADERS, OPT_MAX_BODY, OPT_CONFIG, OPT_CHECK_CONFIG,
+    OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER, OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
+    OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
+    OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_RESP_HEADER, OPT_RESP_HEADERS,
+    OPT_UNDERSCORES,
+    OPT_TMO = 512,   /* OPT_TMO + k: the flag that sets cfg->ms[k] */
 };
 
 static const struct option options[] = {
@@ -266,19 +132,19 @@ static const struct option options[] = {
     {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"upstream", required_argument, NULL, OPT_UPSTREAM},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT},
-    {"write-timeout", required_argument, NULL, OPT_WRITE},
-    {"read-timeout", required_argument, NULL, OPT_READ},
-    {"total-timeout", required_argument, NULL, OPT_TOTAL},
-    {"header-timeout", required_argument, NULL, OPT_HEADER},
-    {"body-timeout", required_argument, NULL, OPT_BODY},
-    {"send-timeout", required_argument, NULL, OPT_SEND},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE},
-    {"upstream-idle-timeout", required_argument, NULL, OPT_UP_IDLE},
-    {"dns-timeout", required_argument, NULL, OPT_DNS},
-    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},
-    {"tunnel-idle-timeout", required_argument, NULL, OPT_TUNNEL_IDLE},
-    {"tunnel-max-lifetime", required_argument, NULL, OPT_TUNNEL_MAX},
+    {"connect-timeout", required_argument, NULL, OPT_TMO + TMO_CONNECT},
+    {"write-timeout", required_argument, NULL, OPT_TMO + TMO_WRITE},
+    {"read-timeout", required_argument, NULL, OPT_TMO + TMO_READ},
+    {"total-timeout", required_argument, NULL, OPT_TMO + TMO_TOTAL},
+    {"header-timeout", required_argument, NULL, OPT_TMO + TMO_HEADER},
+    {"body-timeout", required_argument, NULL, OPT_TMO + TMO_BODY},
+    {"send-timeout", required_argument, NULL, OPT_TMO + TMO_SEND},
+    {"idle-timeout", required_argument, NULL, OPT_TMO + TMO_IDLE},
+    {"upstream-idle-timeout", required_argument, NULL, OPT_TMO + TMO_UPSTREAM_IDLE},
+    {"dns-timeout", required_argument, NULL, OPT_TMO + TMO_DNS},
+    {"handshake-timeout", required_argument, NULL, OPT_TMO + TMO_HANDSHAKE},
+    {"tunnel-idle-timeout", required_argument, NULL, OPT_TMO + TMO_TUNNEL_IDLE},
+    {"tunnel-max-lifetime", required_argument, NULL, OPT_TMO + TMO_TUNNEL_MAX},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
@@ -354,247 +220,224 @@ static int load_config(struct cfg *cfg, int argc, char **argv, const char **chec
     return 0;
 }
 
-static int parse_flags(struct cfg *cfg, int argc, char **argv)
+/* The first flag of a list replaces the list (the default, or the file's);
+ * the next ones add to it. */
+struct lists_seen {
+    bool listen, upstream, clients, dests, ports;
+};
+
+/* Each flag_* below takes one flag c, spelled name in messages, with its
+ * value arg into cfg: 0, or 2 after printing why. */
+
+static int flag_duration(uint64_t *ms, const char *name, const char *arg)
+{
+    if (val_duration(arg, ms) < 0)
+        return fail(name, arg, "expected a duration such as 250ms, 1.5s, 2m or 30");
+    if (*ms == 0)
+        return fail(name, arg, "a timeout must be longer than 0");
+    return 0;
+}
+
+/* A whole number from lo (>= 0) to hi, or -1. */
+static long whole(const char *s, long lo, long hi)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return !*s || *end || v < lo || v > hi ? -1 : v;
+}
+
+/* --listen, --forward-listen, --upstream, --admin */
+static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const char *name,
+                        const char *arg)
 {
     char err[256];
-    bool listen_set = false, upstream_set = false, clients_set = false, dests_set = false,
-         ports_set = false;
-    int c, idx;
-    const char *check;
+    if (c == OPT_ADMIN) {
+        if (val_address(arg, &cfg->admin, err, sizeof err) < 0)
+            return fail(name, arg, err);
+        cfg->has_admin = true;
+        return 0;
+    }
+    if (c == OPT_UPSTREAM) {
+        if (!seen->upstream)
+            cfg->nupstream = 0;
+        seen->upstream = true;
+        if (cfg->nupstream == CLI_MAX_UPSTREAM)
+            return fail(name, arg, "too many upstreams (at most 64)");
+        if (val_address(arg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
+            return fail(name, arg, err);
+        cfg->nupstream++;
+        return 0;
+    }
+    if (!seen->listen) {   /* the flags replace the file's listeners */
+        cfg->nlisten = 0;
+        memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
+        memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
+        memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
+        memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
+    }
+    seen->listen = true;
+    if (cfg->nlisten == CLI_MAX_LISTEN)
+        return fail(name, arg, "too many listeners (at most 16)");
+    if (val_address(arg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
+        return fail(name, arg, err);
+    cfg->listen_forward[cfg->nlisten++] = c == OPT_FWD_LISTEN;
+    return 0;
+}
 
-    int rc = load_config(cfg, argc, argv, &check);
-    if (rc)
-        return rc;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":t:hV", options, &idx)) != -1) {
-        const char *name = NULL;
-        for (const struct option *o = options; o->name; o++)
-            if (o->val == c)
-                name = o->name;
-        uint64_t *dur = NULL;
-        switch (c) {
-        case OPT_LISTEN:
-        case OPT_FWD_LISTEN:
-            if (!listen_set) {   /* the flags replace the file's listeners */
-                cfg->nlisten = 0;
-                memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
-                memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
-                memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
-                memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
-            }
-            listen_set = true;
-            if (cfg->nlisten == CLI_MAX_LISTEN)
-                return fail(name, optarg, "too many listeners (at most 16)");
-            if (cli_address(optarg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
-                return fail(name, optarg, err);
-            cfg->listen_forward[cfg->nlisten++] = c == OPT_FWD_LISTEN;
-            break;
-        case OPT_UPSTREAM:
-            if (!upstream_set)
-                cfg->nupstream = 0;
-            upstream_set = true;
-            if (cfg->nupstream == CLI_MAX_UPSTREAM)
-                return fail(name, optarg, "too many upstreams (at most 64)");
-            if (cli_address(optarg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
-                return fail(name, optarg, err);
-            cfg->nupstream++;
-            break;
-        case OPT_CONNECT: dur = &cfg->connect_ms; break;
-        case OPT_WRITE: dur = &cfg->write_ms; break;
-        case OPT_READ: dur = &cfg->read_ms; break;
-        case OPT_TOTAL: dur = &cfg->total_ms; break;
-        case OPT_HEADER: dur = &cfg->header_ms; break;
-        case OPT_BODY: dur = &cfg->body_ms; break;
-        case OPT_SEND: dur = &cfg->send_ms; break;
-        case OPT_IDLE: dur = &cfg->idle_ms; break;
-        case OPT_UP_IDLE: dur = &cfg->upstream_idle_ms; break;
-        case OPT_DNS: dur = &cfg->dns_ms; break;
-        case OPT_TUNNEL_IDLE: dur = &cfg->tunnel_idle_ms; break;
-        case OPT_TUNNEL_MAX: dur = &cfg->tunnel_max_ms; break;
-        case OPT_HANDSHAKE: dur = &cfg->handshake_ms; break;
-        case OPT_ACCESS_LOG:
-            if (!*optarg)
-                return fail(name, optarg, "expected a file path, - or off");
-            cfg->access_log = optarg;
-            break;
-        case OPT_MAX_CONN: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 1000000)
-                return fail(name, optarg, "expected a number from 1 to 1000000");
-            cfg->max_connections = (unsigned)v;
-            break;
-        }
-        case OPT_MAX_LINE:
-        case OPT_MAX_HEADER:
-        case OPT_MAX_BODY: {
-            uint64_t v;
-            if (cli_size(optarg, &v) < 0)
-                return fail(name, optarg, "expected a size such as 8192, 8k or 1MiB");
-            if (c == OPT_MAX_BODY) {
-                cfg->max_body = v;
-                break;
-            }
-            /* the whole head must fit one 64 KiB buffer */
-            if (v < 256 || v > 24576 * (c == OPT_MAX_LINE ? 1 : 2))
-                return fail(name, optarg, c == OPT_MAX_LINE ? "expected 256 bytes to 24k"
-                                                            : "expected 256 bytes to 48k");
-            if (c == OPT_MAX_LINE)
-                cfg->max_request_line = (uint32_t)v;
-            else
-                cfg->max_header_size = (uint32_t)v;
-            break;
-        }
-        case OPT_MAX_HEADERS:
-        case OPT_RESP_HEADERS: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 256)
-                return fail(name, optarg, "expected a number from 1 to 256");
-            *(c == OPT_MAX_HEADERS ? &cfg->max_headers : &cfg->max_response_headers) =
-                (uint32_t)v;
-            break;
-        }
-        case OPT_RESP_HEADER: {
-            uint64_t v;
-            /* the head is read into one 64 KiB buffer */
-            if (cli_size(optarg, &v) < 0 || v < 1024 || v > 65536)
-                return fail(name, optarg, "expected a size from 1k to 64k");
-            cfg->max_response_header_size = (uint32_t)v;
-            break;
-        }
-        case OPT_UNDERSCORES:
-            cfg->underscores = true;
-            break;
-        case OPT_CONFIG:
-        case OPT_CHECK_CONFIG:
-        case 't':
-            break;   /* loaded by the first pass */
-        case OPT_LOG_LEVEL: {
-            static const char *const levels[] = {"debug", "info", "warn", "error"};
-            int lv = -1;
-            for (int i = 0; i < 4; i++)
-                if (strcmp(optarg, levels[i]) == 0)
-                    lv = i;
-            if (lv < 0)
-                return fail(name, optarg, "expected debug, info, warn or error");
-            cfg->log_level = lv;
-            break;
-        }
-        case OPT_DRAIN: dur = &cfg->drain_ms; break;
-        case OPT_ADMIN:
-            if (cli_address(optarg, &cfg->admin, err, sizeof err) < 0)
-                return fail(name, optarg, err);
-            cfg->has_admin = true;
-            break;
-        case OPT_LOG_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                cfg->access_log_json = true;
-            else if (strcmp(optarg, "kv") == 0)
-                cfg->access_log_json = false;
-            else
-                return fail(name, optarg, "expected kv or json");
-            break;
-        case OPT_DEADLINE_HEADER:
-            if (strcmp(optarg, "off") == 0)
-                cfg->deadline_header = NULL;
-            else if (cli_header_name(optarg))
-                cfg->deadline_header = optarg;
-            else
-                return fail(name, optarg, "expected a header name (letters, digits, - and _) or off");
-            break;
-        case OPT_TRUST_DEADLINE:
-            cfg->trust_deadline = true;
-            break;
-        case OPT_WORKERS: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (strcmp(optarg, "auto") == 0)
-                cfg->workers = 0;
-            else if (!*optarg || *end || v < 1 || v > CLI_MAX_WORKERS)
-                return fail(name, optarg, "expected auto or a number from 1 to 64");
-            else
-                cfg->workers = (unsigned)v;
-            break;
-        }
-        case OPT_SINGLE:
-            cfg->single_process = true;
-            break;
-        case OPT_FWD_CLIENT:
-        case OPT_FWD_DEST: {
-            bool cl = c == OPT_FWD_CLIENT;
-            bool *set = cl ? &clients_set : &dests_set;
-            unsigned *n = cl ? &cfg->fwd.nclients : &cfg->fwd.ndests;
-            struct addr_cidr *list = cl ? cfg->fwd.clients : cfg->fwd.dests;
-            if (!*set)
-                *n = 0;
-            *set = true;
-            if (*n == CLI_MAX_CIDR)
-                return fail(name, optarg, "too many networks (at most 32)");
-            if (addr_cidr_parse(optarg, &list[*n]) < 0)
-                return fail(name, optarg, "expected an address or network such as 10.0.0.0/8 "
-                                          "or ::1 (no host bits below the prefix)");
-            (*n)++;
-            break;
-        }
-        case OPT_FWD_PORT: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 65535)
-                return fail(name, optarg, "expected a port from 1 to 65535");
-            if (!ports_set)
-                cfg->fwd.nports = 0;
-            ports_set = true;
-            if (cfg->fwd.nports == CLI_MAX_PORTS)
-                return fail(name, optarg, "too many ports (at most 16)");
-            cfg->fwd.ports[cfg->fwd.nports++] = (uint16_t)v;
-            break;
-        }
-        case OPT_FWD_AUTH:
-            cfg->fwd.auth_file = optarg;
-            break;
-        case OPT_RESOLVER:
-            cfg->fwd.resolver = optarg;
-            break;
-        case OPT_HELP:
-        case 'h':
-            fputs(usage, stdout);
-            return 1;
-        case OPT_VERSION:
-        case 'V':
-            printf("hourglass %s\n", HG_VERSION);
-            return 1;
-        case ':':
-            fprintf(stderr, "hourglass: option '%s' needs a value\n"
-                            "Try 'hourglass --help' for the list of options.\n",
-                    argv[optind - 1]);
-            return 2;
-        default:
-            fprintf(stderr, "hourglass: unknown option '%s'\n"
-                            "Try 'hourglass --help' for the list of options.\n",
-                    argv[optind - 1]);
-            return 2;
-        }
-        if (dur) {
-            if (cli_duration(optarg, dur) < 0)
-                return fail(name, optarg,
-                            "expected a duration such as 250ms, 1.5s, 2m or 30");
-            if (*dur == 0)
-                return fail(name, optarg, "a timeout must be longer than 0");
-        }
+/* --max-connections, --max-request-line, --max-header-size, --max-body-size,
+ * --max-headers, --max-response-headers, --max-response-header-size */
+static int flag_limit(struct cfg *cfg, int c, const char *name, const char *arg)
+{
+    uint64_t v;
+    long n;
+    switch (c) {
+    case OPT_MAX_CONN:
+        if ((n = whole(arg, 1, 1000000)) < 0)
+            return fail(name, arg, "expected a number from 1 to 1000000");
+        cfg->max_connections = (unsigned)n;
+        return 0;
+    case OPT_MAX_HEADERS:
+    case OPT_RESP_HEADERS:
+        if ((n = whole(arg, 1, 256)) < 0)
+            return fail(name, arg, "expected a number from 1 to 256");
+        *(c == OPT_MAX_HEADERS ? &cfg->max_headers : &cfg->max_response_headers) = (uint32_t)n;
+        return 0;
+    case OPT_RESP_HEADER:
+        /* the head is read into one 64 KiB buffer */
+        if (val_size(arg, &v) < 0 || v < 1024 || v > 65536)
+            return fail(name, arg, "expected a size from 1k to 64k");
+        cfg->max_response_header_size = (uint32_t)v;
+        return 0;
     }
-    if (optind < argc) {
-        fprintf(stderr, "hourglass: unexpected argument '%s'\n"
-                        "Try 'hourglass --help' for the list of options.\n", argv[optind]);
-        return 2;
+    if (val_size(arg, &v) < 0)
+        return fail(name, arg, "expected a size such as 8192, 8k or 1MiB");
+    if (c == OPT_MAX_BODY) {
+        cfg->max_body = v;
+        return 0;
     }
+    /* the whole head must fit one 64 KiB buffer */
+    if (v < 256 || v > 24576 * (c == OPT_MAX_LINE ? 1 : 2))
+        return fail(name, arg, c == OPT_MAX_LINE ? "expected 256 bytes to 24k"
+                                                 : "expected 256 bytes to 48k");
+    *(c == OPT_MAX_LINE ? &cfg->max_request_line : &cfg->max_header_size) = (uint32_t)v;
+    return 0;
+}
+
+/* --forward-allow-client, --forward-allow-destination, --forward-connect-port,
+ * --proxy-auth-file, --resolver */
+static int flag_forward(struct cfg *cfg, struct lists_seen *seen, int c, const char *name,
+                        const char *arg)
+{
+    struct cfg_forward *f = &cfg->fwd;
+    if (c == OPT_FWD_AUTH || c == OPT_RESOLVER) {
+        *(c == OPT_FWD_AUTH ? &f->auth_file : &f->resolver) = arg;
+        return 0;
+    }
+    if (c == OPT_FWD_PORT) {
+        long v = whole(arg, 1, 65535);
+        if (v < 0)
+            return fail(name, arg, "expected a port from 1 to 65535");
+        if (!seen->ports)
+            f->nports = 0;
+        seen->ports = true;
+        if (f->nports == CLI_MAX_PORTS)
+            return fail(name, arg, "too many ports (at most 16)");
+        f->ports[f->nports++] = (uint16_t)v;
+        return 0;
+    }
+    bool cl = c == OPT_FWD_CLIENT;
+    bool *set = cl ? &seen->clients : &seen->dests;
+    unsigned *n = cl ? &f->nclients : &f->ndests;
+    struct addr_cidr *list = cl ? f->clients : f->dests;
+    if (!*set)
+        *n = 0;
+    *set = true;
+    if (*n == CLI_MAX_CIDR)
+        return fail(name, arg, "too many networks (at most 32)");
+    if (addr_cidr_parse(arg, &list[*n]) < 0)
+        return fail(name, arg, "expected an address or network such as 10.0.0.0/8 "
+                               "or ::1 (no host bits below the prefix)");
+    (*n)++;
+    return 0;
+}
+
+/* --access-log, --access-log-format, --log-level, --deadline-header,
+ * --workers */
+static int flag_operation(struct cfg *cfg, int c, const char *name, const char *arg)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    switch (c) {
+    case OPT_ACCESS_LOG:
+        if (!*arg)
+            return fail(name, arg, "expected a file path, - or off");
+        cfg->access_log = arg;
+        return 0;
+    case OPT_LOG_FORMAT:
+        if (strcmp(arg, "json") != 0 && strcmp(arg, "kv") != 0)
+            return fail(name, arg, "expected kv or json");
+        cfg->access_log_json = strcmp(arg, "json") == 0;
+        return 0;
+    case OPT_LOG_LEVEL:
+        for (int i = 0; i < 4; i++)
+            if (strcmp(arg, levels[i]) == 0) {
+                cfg->log_level = i;
+                return 0;
+            }
+        return fail(name, arg, "expected debug, info, warn or error");
+    case OPT_DEADLINE_HEADER:
+        if (strcmp(arg, "off") != 0 && !val_header_name(arg))
+            return fail(name, arg, "expected a header name (letters, digits, - and _) or off");
+        cfg->deadline_header = strcmp(arg, "off") == 0 ? NULL : arg;
+        return 0;
+    }
+    long v = whole(arg, 1, CLI_MAX_WORKERS);   /* OPT_WORKERS */
+    if (strcmp(arg, "auto") != 0 && v < 0)
+        return fail(name, arg, "expected auto or a number from 1 to 64");
+    cfg->workers = strcmp(arg, "auto") == 0 ? 0 : (unsigned)v;
+    return 0;
+}
+
+/* One flag c of the second pass (not help, version, nor an error of
+ * getopt's) with its value arg (NULL for a switch) into cfg: 0, 2 after
+ * printing why, or -1 when c is no flag of ours. */
+static int one_flag(struct cfg *cfg, struct lists_seen *seen, int c, const char *name,
+                    const char *arg)
+{
+    switch (c) {
+    case OPT_LISTEN: case OPT_FWD_LISTEN: case OPT_UPSTREAM: case OPT_ADMIN:
+        return flag_address(cfg, seen, c, name, arg);
+    case OPT_MAX_CONN: case OPT_MAX_LINE: case OPT_MAX_HEADER: case OPT_MAX_BODY:
+    case OPT_MAX_HEADERS: case OPT_RESP_HEADERS: case OPT_RESP_HEADER:
+        return flag_limit(cfg, c, name, arg);
+    case OPT_FWD_CLIENT: case OPT_FWD_DEST: case OPT_FWD_PORT: case OPT_FWD_AUTH:
+    case OPT_RESOLVER:
+        return flag_forward(cfg, seen, c, name, arg);
+    case OPT_ACCESS_LOG: case OPT_LOG_FORMAT: case OPT_LOG_LEVEL: case OPT_DEADLINE_HEADER:
+    case OPT_WORKERS:
+        return flag_operation(cfg, c, name, arg);
+    case OPT_TRUST_DEADLINE: cfg->trust_deadline = true; return 0;
+    case OPT_SINGLE: cfg->single_process = true; return 0;
+    case OPT_UNDERSCORES: cfg->underscores = true; return 0;
+    case OPT_CONFIG: case OPT_CHECK_CONFIG: case 't': return 0;   /* the first pass's */
+    case OPT_DRAIN: return flag_duration(&cfg->drain_ms, name, arg);
+    }
+    if (c >= OPT_TMO && c < OPT_TMO + TMO_COUNT)
+        return flag_duration(&cfg->ms[c - OPT_TMO], name, arg);
+    return -1;
+}
+
+/* After the flags: the defaults of the lists neither flags nor file set, and
+ * the switches that apply to every listener. 0 to run, 1 after
+ * --check-config printed its answer. */
+static int complete(struct cfg *cfg, const char *check)
+{
+    char err[256];
     if (!cfg->nlisten) {   /* neither flags nor the file */
-        cli_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
+        val_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
         cfg->nlisten = 1;
     }
     if (!cfg->nupstream) {
-        cli_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
+        val_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
         cfg->nupstream = 1;
     }
     if (cfg->trust_deadline)
@@ -610,13 +453,46 @@ static int parse_flags(struct cfg *cfg, int argc, char **argv)
     return 0;
 }
 
-bool cli_header_name(const char *s)
+static int parse_flags(struct cfg *cfg, int argc, char **argv)
 {
-    bool ok = *s != '\0' && strlen(s) <= 64;
-    for (const char *q = s; ok && *q; q++)
-        ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-             *q == '-' || *q == '_';
-    return ok;
+    struct lists_seen seen = {0};
+    const char *check;
+    int c, idx, rc = load_config(cfg, argc, argv, &check);
+
+    if (rc)
+        return rc;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:hV", options, &idx)) != -1) {
+        if (c == OPT_HELP || c == 'h') {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (c == OPT_VERSION || c == 'V') {
+            printf("hourglass %s\n", HG_VERSION);
+            return 1;
+        }
+        const char *name = NULL;
+        for (const struct option *o = options; o->name; o++)
+            if (o->val == c)
+                name = o->name;
+        rc = c == ':' ? -1 : one_flag(cfg, &seen, c, name, optarg);
+        if (rc > 0)
+            return rc;
+        if (rc < 0) {
+            fprintf(stderr, c == ':' ? "hourglass: option '%s' needs a value\n"
+                                     : "hourglass: unknown option '%s'\n",
+                    argv[optind - 1]);
+            fputs("Try 'hourglass --help' for the list of options.\n", stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hourglass: unexpected argument '%s'\n"
+                        "Try 'hourglass --help' for the list of options.\n", argv[optind]);
+        return 2;
+    }
+    return complete(cfg, check);
 }
 
 int cli_parse(struct cfg *cfg, int argc, char **argv)

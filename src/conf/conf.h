@@ -1,5 +1,9 @@
-/* conf.h -- the configuration file (YAML, read with libyaml) into a checked
- * model. See docs/CONFIG.md for every key.
+/* conf.h -- the configuration: the runtime struct cfg, and the file (YAML,
+ * read with libyaml) into a checked model. See docs/CONFIG.md for every key.
+ *
+ * struct cfg lives here rather than in cli.h: the file fills it first
+ * (conf_apply), then the flags override it (cli_parse). With it here conf
+ * needs nothing of cli, and the arrows are one way: cli -> conf -> value.
  *
  * conf_load() reads and validates the whole file and returns the model, or
  * NULL and a list of errors, one line each:
@@ -24,35 +28,85 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli.h"
+#include "addr.h"
 #include "tls.h"
+#include "tmo.h"
+#include "value.h"
+
+/* Bounds of the lists in struct cfg, for the flags and the file alike. They
+ * keep the CLI_ names the layers above use. */
+#define CLI_MAX_LISTEN   16
+#define CLI_MAX_UPSTREAM 64
+#define CLI_MAX_WORKERS  64
+#define CLI_MAX_CIDR     32
+#define CLI_MAX_PORTS    16
+
+struct conf;
+
+/* Forward proxy mode (listeners with forward set). */
+struct cfg_forward {
+    struct addr_cidr clients[CLI_MAX_CIDR];   /* may use it; default loopback */
+    unsigned nclients;
+    struct addr_cidr dests[CLI_MAX_CIDR];     /* reachable despite their class */
+    unsigned ndests;
+    uint16_t ports[CLI_MAX_PORTS];            /* CONNECT ports; default 443 */
+    unsigned nports;
+    const char *auth_file;                    /* user:password lines; NULL: none */
+    const char *resolver;                     /* "127.0.0.1:53,[::1]:53"; NULL: system */
+};
+
+/* The runtime configuration: the defaults (cli_defaults), then the file
+ * (conf_apply), then the flags (cli_parse). */
+struct cfg {
+    struct cli_addr listen[CLI_MAX_LISTEN];
+    bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
+    bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
+    bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
+    const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
+    unsigned nlisten;
+    struct cli_addr upstream[CLI_MAX_UPSTREAM];
+    unsigned nupstream;
+    /* the top-level durations, ms, by kind (TMO_TUNNEL_MAX 0: unlimited);
+     * the kinds only a route sets (TMO_TRY, TMO_BACKOFF, TMO_HEDGE) stay 0 */
+    uint64_t ms[TMO_COUNT];
+    const char *access_log;   /* path, "-" or "off" */
+    bool access_log_json;     /* JSON Lines instead of key=value */
+    unsigned max_connections;
+    /* request limits (bytes; max_body 0 = unlimited) */
+    uint32_t max_request_line, max_header_size, max_headers;
+    uint64_t max_body;
+    /* response head limits (502 upstream_head_too_large) */
+    uint32_t max_response_header_size;   /* whole head, status line included */
+    uint32_t max_response_headers;       /* number of fields */
+    bool underscores;            /* --underscores-in-headers: on every listener */
+    /* operations */
+    int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
+    uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */
+    const char *deadline_header; /* sent upstream with the time left; NULL: off */
+    bool trust_deadline;         /* --trust-deadline-header: on every listener */
+    unsigned workers;            /* worker processes; 0 = one per CPU */
+    bool single_process;         /* no master: the process started serves */
+    struct cfg_forward fwd;
+    struct cli_addr admin;       /* --admin listener */
+    bool has_admin;
+    /* the --config file's model (below), or NULL; cfg's strings may point
+     * into it: release both with cli_free */
+    struct conf *conf;
+};
 
 #define CONF_WORKERS_AUTO 0xffffffffu
 
-/* Timeout kinds, in the order of their keys under `timeouts:`. */
-enum conf_tmo {
-    CONF_TMO_CONNECT,
-    CONF_TMO_WRITE,
-    CONF_TMO_READ,
-    CONF_TMO_TOTAL,
-    CONF_TMO_HEADER,
-    CONF_TMO_BODY,
-    CONF_TMO_SEND,
-    CONF_TMO_IDLE,
-    CONF_TMO_UPSTREAM_IDLE,
-    CONF_TMO_DNS,
-    CONF_TMO_TUNNEL_IDLE,
-    CONF_TMO_TUNNEL_MAX,
-    CONF_TMO_HANDSHAKE,
-    CONF_TMO_N
-};
+/* The key under `timeouts:` of kind k ("connect", ..., "handshake"), or
+ * NULL for the kinds the file sets elsewhere (TMO_TRY: a route's
+ * retry.per_try_timeout, TMO_HEDGE: its hedge.delay) or not at all. */
+const char *conf_tmo_key(enum tmo_kind k);
 
-/* The key of each kind: "connect", ..., "upstream_idle". */
-extern const char *const conf_tmo_names[CONF_TMO_N];
+/* The kind of a key under `timeouts:`, or TMO_NONE. */
+enum tmo_kind conf_tmo_kind(const char *key);
 
-/* ms[k] = 0: not set here (inherit). */
+/* ms[k] = 0: not set here (inherit). Only the kinds with a key are set. */
 struct conf_timeouts {
-    uint64_t ms[CONF_TMO_N];
+    uint64_t ms[TMO_COUNT];
 };
 
 /* Top-level `limits:`; 0 = not set (max_body_size: see max_body_size_set). */
@@ -197,9 +251,9 @@ const struct conf_pool *conf_default_pool(const struct conf *c);
  * not set are left as they are. cfg->access_log may then point into c. */
 void conf_apply(const struct conf *c, struct cfg *cfg);
 
-/* A route's timeout of kind k: its own override, else the top-level value in
- * cfg (file, then flags). */
-uint64_t conf_route_ms(const struct conf_route *r, enum conf_tmo k, const struct cfg *cfg);
+/* A route's timeout of kind k: its own override under its `timeouts:`, else
+ * the top-level value in cfg (file, then flags); r NULL: the top level. */
+uint64_t conf_route_ms(const struct conf_route *r, enum tmo_kind k, const struct cfg *cfg);
 
 /* Whether the route's retry policy lists this response status. */
 bool conf_retry_status(const struct conf_retry *r, unsigned status);

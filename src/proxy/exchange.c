@@ -58,7 +58,7 @@ static const struct route_policy *exchange_policy(const struct client *c)
 /* The total deadline: the route's, or less when a trusted client said so. */
 uint64_t exchange_total_ms(const struct client *c)
 {
-    uint64_t t = exchange_policy(c)->total_ms;
+    uint64_t t = exchange_policy(c)->ms[TMO_TOTAL];
     if ((c->s->x.flags & X_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
         t = c->s->x.client_total_ms;
     return t;
@@ -147,22 +147,10 @@ int exchange_fail(struct client *c, int status, const char *reason, const char *
  * client's deadline. Set when the exchange starts and when it is routed. */
 void exchange_set_limits(struct client *c)
 {
-    struct exch *x = &c->s->x;
-    const struct route_policy *P = exchange_policy(c);
-    uint64_t *ms = x->lim.ms;
+    uint64_t *ms = c->s->x.lim.ms;
+    memcpy(ms, exchange_policy(c)->ms, sizeof c->s->x.lim.ms);
     ms[TMO_TOTAL] = exchange_total_ms(c);
-    ms[TMO_CONNECT] = P->connect_ms;
-    ms[TMO_WRITE] = P->write_ms;
-    ms[TMO_READ] = P->read_ms;
-    ms[TMO_HEADER] = px_cfg->header_ms;
-    ms[TMO_BODY] = P->body_ms;
-    ms[TMO_SEND] = P->send_ms;
     ms[TMO_IDLE] = LINGER_NS / MS;   /* the fold's IDLE in CLOSING is the linger */
-    ms[TMO_DNS] = px_cfg->dns_ms;
-    ms[TMO_TUNNEL_IDLE] = P->tunnel_idle_ms;
-    ms[TMO_TUNNEL_MAX] = P->tunnel_max_ms;
-    ms[TMO_TRY] = x->route && x->route->retry ? x->route->retry->per_try_timeout_ms : 0;
-    ms[TMO_HEDGE] = x->route ? x->route->hedge_ms : 0;
 }
 
 /* What holds now of the conditions that run clocks (tmo.h TMO_IF_*). */
@@ -217,7 +205,8 @@ void exchange_arm(struct client *c)
 {
     uint64_t next;
     if (!c->s) {   /* IDLE: one deadline */
-        next = c->t_first + ns_of((c->cflags & CF_HANDSHAKE) ? px_cfg->handshake_ms : px_cfg->idle_ms);
+        next = c->t_first +
+               ns_of(px_cfg->ms[(c->cflags & CF_HANDSHAKE) ? TMO_HANDSHAKE : TMO_IDLE]);
     } else {
         fold_deadlines(c);
         next = tmo_next(&c->s->tmo);
@@ -228,25 +217,10 @@ void exchange_arm(struct client *c)
         loop_timer_at(px_loop, &c->timer, next);
 }
 
+/* The duration of kind k in force for this exchange (policy, total_ms). */
 static uint64_t configured_ms(const struct client *c, enum tmo_kind k)
 {
-    const struct route_policy *P = exchange_policy(c);
-    switch (k) {
-    case TMO_TOTAL: return exchange_total_ms(c);
-    case TMO_CONNECT: return P->connect_ms;
-    case TMO_WRITE: return P->write_ms;
-    case TMO_READ: return P->read_ms;
-    case TMO_HEADER: return px_cfg->header_ms;
-    case TMO_BODY: return P->body_ms;
-    case TMO_SEND: return P->send_ms;
-    case TMO_IDLE: return px_cfg->idle_ms;
-    case TMO_DNS: return px_cfg->dns_ms;
-    case TMO_TUNNEL_IDLE: return P->tunnel_idle_ms;
-    case TMO_TUNNEL_MAX: return P->tunnel_max_ms;
-    case TMO_TRY:
-        return c->s->x.route && c->s->x.route->retry ? c->s->x.route->retry->per_try_timeout_ms : 0;
-    default: return 0;
-    }
+    return k == TMO_TOTAL ? exchange_total_ms(c) : k < TMO_COUNT ? exchange_policy(c)->ms[k] : 0;
 }
 
 static void exchange_timeout(struct client *c, enum tmo_kind k)
@@ -327,18 +301,18 @@ void exchange_on_timer(struct timer *t)
 
     if (!c->s) {   /* IDLE */
         if (c->cflags & CF_HANDSHAKE) {
-            if (px_loop->now < c->t_first + ns_of(px_cfg->handshake_ms)) {
+            if (px_loop->now < c->t_first + ns_of(px_cfg->ms[TMO_HANDSHAKE])) {
                 exchange_arm(c);
                 return;
             }
             struct peer_text pt;
             log_error("info", "client TLS handshake timeout after %llu ms (client %s)",
-                      (unsigned long long)px_cfg->handshake_ms, access_peer(c, &pt));
+                      (unsigned long long)px_cfg->ms[TMO_HANDSHAKE], access_peer(c, &pt));
             stats->tls[STATS_TLS_CLIENT][TLS_TIMEOUT]++;
             client_close(c);
             return;
         }
-        if (px_loop->now >= c->t_first + ns_of(px_cfg->idle_ms)) {
+        if (px_loop->now >= c->t_first + ns_of(px_cfg->ms[TMO_IDLE])) {
             tls_close_notify(c->ssl);   /* a clean end between requests */
             client_close(c);
         } else {
@@ -359,9 +333,9 @@ void exchange_on_timer(struct timer *t)
         char detail[96];
         struct peer_text pt;
         snprintf(detail, sizeof detail, "header_timeout after %llu ms",
-                 (unsigned long long)px_cfg->header_ms);
+                 (unsigned long long)px_cfg->ms[TMO_HEADER]);
         log_error("warn", "client header timeout after %llu ms (client %s)",
-                  (unsigned long long)px_cfg->header_ms, access_peer(c, &pt));
+                  (unsigned long long)px_cfg->ms[TMO_HEADER], access_peer(c, &pt));
         client_error(c, 408, "header_timeout", detail);
         break;
     }

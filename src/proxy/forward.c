@@ -134,7 +134,7 @@ static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, 
         char what[320], detail[320];
         access_describe(c, what, sizeof what);
         snprintf(detail, sizeof detail, "dns_timeout after %llu ms",
-                 (unsigned long long)px_cfg->dns_ms);
+                 (unsigned long long)px_cfg->ms[TMO_DNS]);
         log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fhost, what);
         exchange_fail(c, 504, "dns_timeout", detail);
     } else if (status < 0) {
@@ -198,7 +198,7 @@ int forward_established(struct client *c)
 
 int forward_init(struct loop *l, const struct cfg *c)
 {
-    forward_group.idle_ns = ns_of(c->upstream_idle_ms);
+    forward_group.idle_ns = ns_of(c->ms[TMO_UPSTREAM_IDLE]);
     forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
                                    .policy = px_default_policy, .no_deadline_header = true};
     bool any_forward = false;
@@ -208,7 +208,7 @@ int forward_init(struct loop *l, const struct cfg *c)
         return 0;
     /* c-ares doubles its per-try timeout each round: 3 tries of d/7
      * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
-    unsigned try_ms = (unsigned)(c->dns_ms / 7 > 50 ? c->dns_ms / 7 + 1 : 50);
+    unsigned try_ms = (unsigned)(c->ms[TMO_DNS] / 7 > 50 ? c->ms[TMO_DNS] / 7 + 1 : 50);
     struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
     if (dns_init(l, &dc) < 0)
         return -1;

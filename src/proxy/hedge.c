@@ -84,7 +84,8 @@ void hedge_start(struct client *c)
     x->attempts++;
     access_describe(c, what, sizeof what);
     log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
-              px_att(s)->srv->addr->text, (unsigned long long)x->route->hedge_ms, srv->addr->text, what);
+              px_att(s)->srv->addr->text, (unsigned long long)x->route->policy.ms[TMO_HEDGE],
+              srv->addr->text, what);
 }
 
 /* The hedge takes the first attempt's place, because its response head came

@@ -26,7 +26,5 @@ void px_configure(struct loop *l, const struct cfg *c)
         .max_head = c->max_response_header_size,
         .max_fields = c->max_response_headers,
     };
-    px_default_policy = (struct route_policy){c->connect_ms, c->write_ms, c->read_ms,
-                                              c->total_ms, c->body_ms, c->send_ms,
-                                              c->tunnel_idle_ms, c->tunnel_max_ms};
+    memcpy(px_default_policy.ms, c->ms, sizeof px_default_policy.ms);
 }

@@ -13,18 +13,17 @@
 static struct route *routes;
 static unsigned nroutes;
 
+/* r NULL: the route of a run without a configuration file. */
 static struct route_policy policy_of(const struct conf_route *r, const struct cfg *cfg)
 {
-    if (!r)
-        return (struct route_policy){cfg->connect_ms, cfg->write_ms, cfg->read_ms,
-                                     cfg->total_ms, cfg->body_ms, cfg->send_ms,
-                                     cfg->tunnel_idle_ms, cfg->tunnel_max_ms};
-    return (struct route_policy){
-        conf_route_ms(r, CONF_TMO_CONNECT, cfg), conf_route_ms(r, CONF_TMO_WRITE, cfg),
-        conf_route_ms(r, CONF_TMO_READ, cfg),    conf_route_ms(r, CONF_TMO_TOTAL, cfg),
-        conf_route_ms(r, CONF_TMO_BODY, cfg),    conf_route_ms(r, CONF_TMO_SEND, cfg),
-        conf_route_ms(r, CONF_TMO_TUNNEL_IDLE, cfg), conf_route_ms(r, CONF_TMO_TUNNEL_MAX, cfg),
-    };
+    struct route_policy p;
+    for (int k = 0; k < TMO_COUNT; k++)
+        p.ms[k] = conf_route_ms(r, (enum tmo_kind)k, cfg);
+    if (r) {   /* the retry policy is in force from 2 attempts (route_init) */
+        p.ms[TMO_TRY] = r->retry.attempts > 1 ? r->retry.per_try_timeout_ms : 0;
+        p.ms[TMO_HEDGE] = r->hedge_delay_ms;
+    }
+    return p;
 }
 
 int route_init(const struct cfg *cfg)
@@ -50,7 +49,6 @@ int route_init(const struct cfg *cfg)
         r->pool = pool_group_find(cr->pool->name);
         r->policy = policy_of(cr, cfg);
         r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
-        r->hedge_ms = cr->hedge_delay_ms;
         r->no_deadline_header = !cr->deadline_header;
         if (!r->pool) {
             fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",

@@ -11,16 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli.h"
+#include "conf.h"
+#include "tmo.h"
 
 struct pool_group;
-struct conf_retry;
 
-/* The upstream-side and client-body timeouts of a route, in ms. The header
- * and idle timeouts run before a route is known: they stay global. */
+/* A route's durations, ms, by kind: its own `timeouts:` over the top-level
+ * ones (the kinds that run before a route is known, such as header and idle,
+ * are always the top level's), its retry policy's per-try timeout (TMO_TRY;
+ * 0: none) and its hedge delay (TMO_HEDGE; 0: no hedging). */
 struct route_policy {
-    uint64_t connect_ms, write_ms, read_ms, total_ms, body_ms, send_ms;
-    uint64_t tunnel_idle_ms, tunnel_max_ms;
+    uint64_t ms[TMO_COUNT];
 };
 
 struct route {
@@ -30,7 +31,6 @@ struct route {
     struct pool_group *pool;
     struct route_policy policy;
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
-    uint64_t hedge_ms;                /* 0: no hedging */
     bool no_deadline_header;          /* route's deadline_header: false */
 };
 

@@ -40,7 +40,7 @@ static void group_defaults(struct pool_group *g, const struct cfg *cfg)
     g->ejection_ns = 30000 * MS;
     g->max_ejection_ns = 300000 * MS;
     g->max_ejected_percent = 50;
-    g->idle_ns = cfg->upstream_idle_ms * MS;
+    g->idle_ns = cfg->ms[TMO_UPSTREAM_IDLE] * MS;
     g->max_idle = UINT32_MAX;
     g->budget_percent = 20;
     g->budget_min = 3;
@@ -60,7 +60,7 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
     if (cp->keepalive_idle_ms)
         g->idle_ns = cp->keepalive_idle_ms * MS;
     else
-        g->idle_ns = cfg->upstream_idle_ms * MS;
+        g->idle_ns = cfg->ms[TMO_UPSTREAM_IDLE] * MS;
     if (cp->keepalive_max_idle_set)
         g->max_idle = cp->keepalive_max_idle;
     g->budget_percent = cp->budget.percent;

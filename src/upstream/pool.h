@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cli.h"
+#include "conf.h"
 #include "loop.h"
 #include "tls.h"
 

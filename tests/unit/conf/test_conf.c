@@ -140,8 +140,12 @@ TEST(full_file_into_the_model)
         CHECK_EQ_STR(c->listen[0].text, "127.0.0.1:18080");
         CHECK_EQ_STR(c->listen[1].text, "[::1]:18081");
     }
-    const uint64_t want[CONF_TMO_N] = {250, 2000, 1500, 120000, 3000, 4000, 5000, 3600000, 7000};
-    for (int k = 0; k < CONF_TMO_N; k++)
+    const uint64_t want[TMO_COUNT] = {
+        [TMO_CONNECT] = 250, [TMO_WRITE] = 2000, [TMO_READ] = 1500, [TMO_TOTAL] = 120000,
+        [TMO_HEADER] = 3000, [TMO_BODY] = 4000,  [TMO_SEND] = 5000, [TMO_IDLE] = 3600000,
+        [TMO_UPSTREAM_IDLE] = 7000,
+    };
+    for (int k = 0; k < TMO_COUNT; k++)
         CHECK_EQ_U64(c->timeouts.ms[k], want[k]);
     CHECK_EQ_INT(c->limits.max_connections, 500);
     CHECK_EQ_INT(c->limits.max_request_line, 4096);
@@ -204,9 +208,9 @@ TEST(full_file_into_the_model)
         CHECK_EQ_STR(a->host, "*.static.example.com"); /* lower-cased */
         CHECK_EQ_STR(a->path, "/assets/");
         CHECK(a->pool == &c->pools[1]);
-        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_READ], 2000);
-        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_TOTAL], 5000);
-        CHECK_EQ_U64(a->timeouts.ms[CONF_TMO_CONNECT], 0);
+        CHECK_EQ_U64(a->timeouts.ms[TMO_READ], 2000);
+        CHECK_EQ_U64(a->timeouts.ms[TMO_TOTAL], 5000);
+        CHECK_EQ_U64(a->timeouts.ms[TMO_CONNECT], 0);
         CHECK_EQ_U64(a->hedge_delay_ms, 100);
         CHECK_EQ_INT(a->retry.attempts, 1); /* no retry: block */
         CHECK_EQ_INT(a->line, 44);
@@ -239,10 +243,10 @@ TEST(full_file_into_the_model)
     CHECK_EQ_INT(cfg.nlisten, 2);
     if (CHECK_EQ_INT(cfg.nupstream, 3))
         CHECK_EQ_STR(cfg.upstream[1].text, "127.0.0.1:9002");
-    CHECK_EQ_U64(cfg.connect_ms, 250);
-    CHECK_EQ_U64(cfg.read_ms, 1500);
-    CHECK_EQ_U64(cfg.idle_ms, 3600000);
-    CHECK_EQ_U64(cfg.upstream_idle_ms, 20000); /* the pool's keepalive wins */
+    CHECK_EQ_U64(cfg.ms[TMO_CONNECT], 250);
+    CHECK_EQ_U64(cfg.ms[TMO_READ], 1500);
+    CHECK_EQ_U64(cfg.ms[TMO_IDLE], 3600000);
+    CHECK_EQ_U64(cfg.ms[TMO_UPSTREAM_IDLE], 20000); /* the pool's keepalive wins */
     CHECK_EQ_INT(cfg.max_connections, 500);
     CHECK_EQ_INT(cfg.max_request_line, 4096);
     CHECK_EQ_INT(cfg.max_header_size, 16384);
@@ -250,9 +254,9 @@ TEST(full_file_into_the_model)
     CHECK_EQ_U64(cfg.max_body, 0);
     CHECK_EQ_STR(cfg.access_log, "/var/log/hg.log");
     if (c->nroutes == 3) {
-        CHECK_EQ_U64(conf_route_ms(&c->routes[0], CONF_TMO_READ, &cfg), 2000);
-        CHECK_EQ_U64(conf_route_ms(&c->routes[0], CONF_TMO_CONNECT, &cfg), 250);
-        CHECK_EQ_U64(conf_route_ms(&c->routes[1], CONF_TMO_TOTAL, &cfg), 120000);
+        CHECK_EQ_U64(conf_route_ms(&c->routes[0], TMO_READ, &cfg), 2000);
+        CHECK_EQ_U64(conf_route_ms(&c->routes[0], TMO_CONNECT, &cfg), 250);
+        CHECK_EQ_U64(conf_route_ms(&c->routes[1], TMO_TOTAL, &cfg), 120000);
     }
     conf_free(c);
 }
@@ -302,8 +306,8 @@ TEST(default_pool_and_small_files)
         cli_defaults(&cfg);
         conf_apply(c, &cfg);
         CHECK(conf_default_pool(c) == NULL);
-        CHECK_EQ_U64(cfg.read_ms, 2000);
-        CHECK_EQ_U64(cfg.write_ms, 15000);
+        CHECK_EQ_U64(cfg.ms[TMO_READ], 2000);
+        CHECK_EQ_U64(cfg.ms[TMO_WRITE], 15000);
         CHECK_EQ_INT(cfg.nupstream, 0); /* cli_parse then adds 127.0.0.1:9001 */
         CHECK_EQ_STR(cfg.access_log, "-");
         conf_free(c);
@@ -311,7 +315,7 @@ TEST(default_pool_and_small_files)
     /* anchors and aliases are YAML's own: allowed */
     c = GOOD("timeouts: {read: &r 3s, write: *r}\n");
     if (c) {
-        CHECK_EQ_U64(c->timeouts.ms[CONF_TMO_WRITE], 3000);
+        CHECK_EQ_U64(c->timeouts.ms[TMO_WRITE], 3000);
         conf_free(c);
     }
 }
@@ -617,10 +621,10 @@ TEST(flags_override_the_file)
     char *a1[] = {"hourglass", "--config", file, NULL};
     if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a1), a1), 0)) {
         CHECK(cfg.conf != NULL);
-        CHECK_EQ_U64(cfg.read_ms, 5000);
-        CHECK_EQ_U64(cfg.write_ms, 6000);
-        CHECK_EQ_U64(cfg.total_ms, 60000);
-        CHECK_EQ_U64(cfg.connect_ms, 1000); /* not in the file: the default */
+        CHECK_EQ_U64(cfg.ms[TMO_READ], 5000);
+        CHECK_EQ_U64(cfg.ms[TMO_WRITE], 6000);
+        CHECK_EQ_U64(cfg.ms[TMO_TOTAL], 60000);
+        CHECK_EQ_U64(cfg.ms[TMO_CONNECT], 1000); /* not in the file: the default */
         CHECK_EQ_INT(cfg.max_headers, 20);
         CHECK_EQ_STR(cfg.access_log, "off");
         if (CHECK_EQ_INT(cfg.nlisten, 1))
@@ -635,8 +639,8 @@ TEST(flags_override_the_file)
                   "127.0.0.1:18091", "--upstream", "127.0.0.1:9401", "--access-log", "-",
                   "--max-headers", "30", NULL};
     if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a2), a2), 0)) {
-        CHECK_EQ_U64(cfg.read_ms, 250);
-        CHECK_EQ_U64(cfg.write_ms, 6000); /* still the file's */
+        CHECK_EQ_U64(cfg.ms[TMO_READ], 250);
+        CHECK_EQ_U64(cfg.ms[TMO_WRITE], 6000); /* still the file's */
         CHECK_EQ_INT(cfg.max_headers, 30);
         CHECK_EQ_STR(cfg.access_log, "-");
         if (CHECK_EQ_INT(cfg.nlisten, 1))
@@ -676,7 +680,7 @@ TEST(flags_override_the_file)
     /* still fine without a file afterwards (getopt state reset) */
     char *a10[] = {"hourglass", "--read-timeout", "2s", NULL};
     if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a10), a10), 0)) {
-        CHECK_EQ_U64(cfg.read_ms, 2000);
+        CHECK_EQ_U64(cfg.ms[TMO_READ], 2000);
         CHECK(cfg.conf == NULL);
         CHECK_EQ_STR(cfg.upstream[0].text, "127.0.0.1:9001");
     }
@@ -827,9 +831,9 @@ TEST(tls_keys)
     }
     struct cfg cfg;
     cli_defaults(&cfg);
-    CHECK_EQ_INT(cfg.handshake_ms, 10000);
+    CHECK_EQ_INT(cfg.ms[TMO_HANDSHAKE], 10000);
     conf_apply(c, &cfg);
-    CHECK_EQ_INT(cfg.handshake_ms, 3000);
+    CHECK_EQ_INT(cfg.ms[TMO_HANDSHAKE], 3000);
     CHECK(cfg.listen_tls[0] == NULL);
     if (CHECK(cfg.listen_tls[1] != NULL)) {
         CHECK_EQ_INT(cfg.listen_tls[1]->npairs, 2);
@@ -872,6 +876,41 @@ out_rm:
     CHECK(system(text) == 0);
 }
 
+/* The enum of timeout kinds and the keys under `timeouts:` agree: a kind
+ * has a key exactly when the file sets it there (not TMO_TRY, TMO_BACKOFF,
+ * TMO_HEDGE), the key maps back to its kind, and the parser stores the key's
+ * value at that kind and nowhere else. */
+TEST(timeout_keys_match_the_kinds)
+{
+    unsigned keyed = 0;
+    for (int k = 0; k < TMO_COUNT; k++) {
+        const char *key = conf_tmo_key((enum tmo_kind)k);
+        bool set_elsewhere = k == TMO_TRY || k == TMO_BACKOFF || k == TMO_HEDGE;
+        if (!CHECK(set_elsewhere == (key == NULL)))
+            fprintf(stderr, "    kind %d (%s): key %s\n", k, tmo_word((enum tmo_kind)k),
+                    key ? key : "(none)");
+        if (!key)
+            continue;
+        keyed++;
+        if (!CHECK_EQ_INT(conf_tmo_kind(key), k))
+            fprintf(stderr, "    key %s\n", key);
+        char text[128], *errors = NULL;
+        snprintf(text, sizeof text, "timeouts:\n  %s: 7ms\n", key);
+        struct conf *c = conf_parse("t.yaml", text, strlen(text), &errors);
+        if (CHECK(c != NULL))
+            for (int j = 0; j < TMO_COUNT; j++)
+                if (!CHECK_EQ_U64(c->timeouts.ms[j], j == k ? 7 : 0))
+                    fprintf(stderr, "    key %s, kind %d\n", key, j);
+        conf_free(c);
+        free(errors);
+    }
+    CHECK_EQ_INT(keyed, 13);
+    CHECK_EQ_INT(conf_tmo_kind("raed"), TMO_NONE);
+    CHECK_EQ_INT(conf_tmo_kind("try"), TMO_NONE);
+    CHECK_EQ_INT(conf_tmo_kind("hedge"), TMO_NONE);
+    CHECK_EQ_INT(conf_tmo_kind(""), TMO_NONE);
+}
+
 int main(void)
 {
     RUN(tls_keys);
@@ -881,6 +920,7 @@ int main(void)
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);
     RUN(example_file_is_valid);
+    RUN(timeout_keys_match_the_kinds);
     RUN(unknown_keys);
     RUN(wrong_types);
     RUN(missing_pool);

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "cli.h"
 #include "conf.h"
 #include "loop.h"
 #include "pool.h"
@@ -26,7 +27,10 @@ static const char yaml[] =
     "  - {path: /api, pool: api, timeouts: {read: 250ms}}\n"
     "  - {path: /api/v2/slow, pool: web}\n"
     "  - {host: '*.example.com', path: /, pool: wild}\n"
-    "  - {host: exact.example.com, path: /, pool: api}\n";
+    "  - {host: exact.example.com, path: /, pool: api}\n"
+    "  - {path: /hedged, pool: web, hedge: {delay: 40ms},\n"
+    "     retry: {attempts: 2, per_try_timeout: 300ms}, timeouts: {total: 9s}}\n"
+    "  - {path: /one-try, pool: web, retry: {attempts: 1, per_try_timeout: 300ms}}\n";
 
 static struct loop L;
 static struct cfg C;
@@ -66,9 +70,30 @@ TEST(host_classes)
 TEST(route_timeouts_override_key_by_key)
 {
     const struct route *r = route_match("h", 1, "/api", 4);
-    CHECK_EQ_U64(r->policy.read_ms, 250);
-    CHECK_EQ_U64(r->policy.total_ms, C.total_ms);
-    CHECK_EQ_U64(r->policy.connect_ms, C.connect_ms);
+    CHECK_EQ_U64(r->policy.ms[TMO_READ], 250);
+    CHECK_EQ_U64(r->policy.ms[TMO_TOTAL], C.ms[TMO_TOTAL]);
+    CHECK_EQ_U64(r->policy.ms[TMO_CONNECT], C.ms[TMO_CONNECT]);
+    CHECK_EQ_U64(r->policy.ms[TMO_HEADER], C.ms[TMO_HEADER]);   /* runs before a route */
+    CHECK_EQ_U64(r->policy.ms[TMO_TRY], 0);
+    CHECK_EQ_U64(r->policy.ms[TMO_HEDGE], 0);
+}
+
+/* The policy holds every duration of a route by kind: the per-try timeout
+ * (only while a retry policy is in force: 2 attempts or more) and the hedge
+ * delay too. */
+TEST(route_policy_by_kind)
+{
+    const struct route *r = route_match("h", 1, "/hedged/x", 9);
+    if (!CHECK(r != NULL))
+        return;
+    CHECK_EQ_U64(r->policy.ms[TMO_TOTAL], 9000);
+    CHECK_EQ_U64(r->policy.ms[TMO_TRY], 300);
+    CHECK_EQ_U64(r->policy.ms[TMO_HEDGE], 40);
+    CHECK_EQ_U64(r->policy.ms[TMO_BACKOFF], 0);
+    CHECK_EQ_U64(r->policy.ms[TMO_READ], C.ms[TMO_READ]);
+    r = route_match("h", 1, "/one-try", 8);
+    if (CHECK(r != NULL) && CHECK(r->retry == NULL))
+        CHECK_EQ_U64(r->policy.ms[TMO_TRY], 0);
 }
 
 TEST(smooth_weighted_round_robin)
@@ -119,6 +144,7 @@ int main(void)
     RUN(longest_path_prefix);
     RUN(host_classes);
     RUN(route_timeouts_override_key_by_key);
+    RUN(route_policy_by_kind);
     RUN(smooth_weighted_round_robin);
     RUN(passive_ejection_respects_share);
     RUN(teardown);
