@@ -69,7 +69,7 @@ static void wake_waiters(void)
         for (struct pool_waiter *w; (w = pool_wait_next(g));) {
             struct client *c = w->owner;
             exchange_wait_dequeue(c);   /* (out of the queue already: the flag) */
-            attempt_connect(c, true);
+            exchange_dispatch(c, true);
             if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
                 break;   /* queued again: the slot went elsewhere */
             if (c->state != CS_CLOSED)

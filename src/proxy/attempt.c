@@ -41,25 +41,12 @@
 
 char attempt_tls_why[160];
 
-static int attempt_bad_response(struct client *c, const char *why);
+static int fault(struct client *c, enum fault_kind kind, int err);
+static int bad_response(struct client *c, const char *why);
 static int head_too_large(struct client *c, bool rewritten);
 static int attempt_response_body(struct client *c);
 static int attempt_response_head(struct client *c);
 static int upstream_splice(struct client *c);
-
-void attempt_drop(struct client *c)
-{
-    if (c->s)
-        dns_cancel(&c->s->dns);
-    exchange_wait_dequeue(c);
-    hedge_drop(c);
-    if (c->s && px_att(c->s)->up) {
-        pool_close(px_att(c->s)->up);
-        px_att(c->s)->up = NULL;
-    }
-    if (c->s)
-        relay_close(&c->s->relay);
-}
 
 void attempt_on_upstream(struct upconn *up, uint32_t events)
 {
@@ -67,103 +54,43 @@ void attempt_on_upstream(struct upconn *up, uint32_t events)
     client_pump(up->owner);
 }
 
-/* Forgets the failed attempt: its upstream connection is closed (never
- * pooled), its response bytes dropped, and the request (head, and a kept
- * body) will be sent again from the start. */
-void attempt_reset(struct client *c)
+/* Records how the attempt failed and returns AT_FAILED. */
+static int fault(struct client *c, enum fault_kind kind, int err)
 {
-    struct exch *x = &c->s->x;
-    attempt_drop(c);
-    buf_release(&px_att(c->s)->in);
-    px_att(c->s)->head_off = 0;
-    x->body_sent = c->in.start + x->head_len;
-    x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
-                  X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
-    x->clk.read_mark = x->clk.write_since = x->clk.write_used = 0;
-    x->resp_ready = 0;
-    x->resp_left = 0;
-    x->resp_chunk = (struct http_chunked){0};
-    x->status = 0;
-    x->first_byte_ns = -1;
+    c->s->fault = (struct fault){.kind = (uint8_t)kind, .err = err};
+    return AT_FAILED;
 }
 
-/* The upstream failed: err is a negative errno, or 0 for end of stream;
- * -EPROTO while connecting: the TLS handshake failed (tls_why says why). */
-int attempt_failed(struct client *c, int err, bool connecting)
+static int bad_response(struct client *c, const char *why)
 {
-    char what[320], detail[96];
-    const char *reason;
-
-    /* Refused, reset or closed before a response counts against the server;
-     * a pooled connection it closed while idle is the keep-alive race. */
-    if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !px_att(c->s)->up || !px_att(c->s)->up->reused))
-        pool_report(px_att(c->s)->srv, false);
-    if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD)) {
-        hedge_promote(c, false);   /* the hedge is still in the race */
-        return 1;
-    }
-    if (!connecting && exchange_can_retry(c))
-        return exchange_retry(c);
-    if (!(c->s->x.flags & X_GOT_BYTE) &&
-        exchange_retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
-        return exchange_retry_later(c, connecting ? "a connect failure" : "a reset before the response");
-    access_describe(c, what, sizeof what);
-    const char *srv = px_att(c->s)->srv->addr->text;
-    if (connecting && err == -EPROTO) {
-        reason = "upstream_tls_error";
-        log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, attempt_tls_why, what);
-    } else if (connecting) {
-        reason = err == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
-        log_error("warn", "upstream connect to %s failed: %s (%s)", srv, strerror(-err), what);
-    } else if (err == 0) {
-        reason = "upstream_closed";
-        log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
-                  srv, what);
-    } else if (err == -EPROTO && px_att(c->s)->up && px_att(c->s)->up->ssl) {
-        reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
-        log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
-    } else if (err == -ECONNRESET || err == -EPIPE) {
-        reason = "upstream_reset";
-        log_error("warn", "upstream %s reset the connection (%s)", srv, what);
-    } else {
-        reason = "upstream_error";
-        log_error("warn", "upstream %s: %s (%s)", srv, strerror(-err), what);
-    }
-    snprintf(detail, sizeof detail, "%s", reason);
-    return exchange_fail(c, 502, reason, detail);
-}
-
-static int attempt_bad_response(struct client *c, const char *why)
-{
-    char what[320];
-    access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", px_att(c->s)->srv->addr->text, why, what);
-    return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
+    fault(c, FAULT_RESPONSE, 0);
+    snprintf(c->s->fault.why, sizeof c->s->fault.why, "%s", why);
+    return AT_FAILED;
 }
 
 /* A response head over resp_limits (the parser said -431), or one whose
- * rewritten form does not fit the output buffer: 502 with its own reason,
- * so that an operator tells a large head from a broken one. */
+ * rewritten form does not fit the output buffer: its own fault, so that an
+ * operator tells a large head from a broken one. */
 static int head_too_large(struct client *c, bool rewritten)
 {
     const struct buf *b = &px_att(c->s)->in;
     uint32_t got = buf_len(b), line = px_resp_limits.max_line + 2;
-    char why[128], what[320];
+    char *why = c->s->fault.why;
+    size_t n = sizeof c->s->fault.why;
+    fault(c, FAULT_HEAD_TOO_LARGE, 0);
     if (rewritten)
-        snprintf(why, sizeof why, "response head too large to forward (%u bytes, limit %u)",
+        snprintf(why, n, "response head too large to forward (%u bytes, limit %u)",
                  px_scratch.head_len, BUF_LARGE);
     else if (got >= px_resp_limits.max_head)
-        snprintf(why, sizeof why, "response head too large (%u bytes, limit %u)", got,
+        snprintf(why, n, "response head too large (%u bytes, limit %u)", got,
                  px_resp_limits.max_head);
     else if (!memchr(buf_head(b), '\n', got < line ? got : line))
-        snprintf(why, sizeof why, "response head too large (status line over %u bytes)",
+        snprintf(why, n, "response head too large (status line over %u bytes)",
                  px_resp_limits.max_line);
     else
-        snprintf(why, sizeof why, "response head too large (more than %u fields, limit %u)",
+        snprintf(why, n, "response head too large (more than %u fields, limit %u)",
                  px_resp_limits.max_fields, px_resp_limits.max_fields);
-    access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", px_att(c->s)->srv->addr->text, why, what);
-    return exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
+    return AT_FAILED;
 }
 
 int attempt_connect(struct client *c, bool allow_pooled)
@@ -171,41 +98,44 @@ int attempt_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
     px_att(c->s)->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
-    if (!px_att(c->s)->srv) {
-        char what[320];
-        access_describe(c, what, sizeof what);
-        log_error("warn", "no upstream in service in pool %s (%s)", x->route->pool->name, what);
-        return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
-    }
+    if (!px_att(c->s)->srv)
+        return fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
         if (px_att(c->s)->up) {
             x->attempts++;
             x->connect_ns = 0;
-            return 1;
+            return AT_MOVED;
         }
     }
-    if (!pool_may_connect(px_att(c->s)->srv)) {
-        /* At the pool's connection limit: wait for a slot, under the
-         * connect timeout (and the total deadline). */
-        if (!(x->flags & X_WAIT_SLOT)) {
-            x->clk.connect = px_loop->now;
-            exchange_wait_enqueue(c);
-        }
-        return 1;
-    }
+    if (!pool_may_connect(px_att(c->s)->srv))
+        return AT_IDLE;   /* at the pool's connection limit */
     x->attempts++;
     px_att(c->s)->up = pool_connect(px_att(c->s)->srv, c, attempt_on_upstream, &err);
     if (!px_att(c->s)->up)
-        return attempt_failed(c, err, true);
+        return fault(c, FAULT_CONNECT, err);
     x->clk.connect = px_loop->now;
     x->connect_ns = -1;
-    return 1;
+    return AT_MOVED;
+}
+
+int attempt_connect_step(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    struct upconn *up = px_att(c->s)->up;
+    if (!up || !up->connecting)
+        return AT_IDLE;
+    int err = pool_connect_step(up, attempt_tls_why, sizeof attempt_tls_why);
+    if (err < 0)
+        return fault(c, FAULT_CONNECT, err);
+    if (err == 0)
+        return AT_IDLE;
+    x->connect_ns = (int64_t)(px_loop->now - x->clk.connect);
+    return AT_MOVED;
 }
 
 /* Writes the time left of the total deadline into the request head's
@@ -270,7 +200,7 @@ int attempt_send(struct client *c)
                 x->clk.write_since = px_loop->now;
             return 0;
         }
-        return attempt_failed(c, -errno, false);
+        return fault(c, FAULT_IO, -errno);
     }
     uint32_t k = (uint32_t)n < ph ? (uint32_t)n : ph;
     px_att(c->s)->head_off += k;
@@ -336,7 +266,7 @@ static int attempt_response_body(struct client *c)
         char *p = px_att(c->s)->in.data + x->resp_ready;
         ssize_t r = http_chunked_feed(&x->resp_chunk, p, avail, &dl);
         if (r < 0)
-            return attempt_bad_response(c, "malformed chunked body");
+            return bad_response(c, "malformed chunked body");
         uint32_t rest = avail - (uint32_t)r;
         if (rest && dl != (size_t)r)
             memmove(p + dl, p + r, rest);
@@ -383,16 +313,16 @@ static int attempt_response_head(struct client *c)
         if (r == -431)
             return head_too_large(c, false);
         if (r < 0)
-            return attempt_bad_response(c, "malformed response head");
+            return bad_response(c, "malformed response head");
         struct http_info info;
         if (http_response_info(&px_scratch, x->flags & X_HEAD_METHOD, &info) < 0)
-            return attempt_bad_response(c, "bad response framing");
+            return bad_response(c, "bad response framing");
         /* the rewritten head is about as long as the upstream's */
         buf_reserve(&c->s->out, (uint32_t)r + x->interim + 512 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
         buf_compact(&c->s->out);
         if (px_scratch.status == 101 && (x->flags & X_UPGRADE)) {
             if (!fwd_wants_websocket(&px_scratch))
-                return attempt_bad_response(c, "101 Switching Protocols to something but websocket");
+                return bad_response(c, "101 Switching Protocols to something but websocket");
             struct fwd_resp fr = {.m = &px_scratch, .upgrade = true};
             int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
             if (n < 0)
@@ -402,12 +332,11 @@ static int attempt_response_head(struct client *c)
             x->resp_ready = px_att(c->s)->in.start;
             x->status = 101;
             x->flags |= X_RESP_HEAD | X_NO_REUSE;
-            tunnel_begin(c);
-            return 1;
+            return AT_UPGRADE;   /* the exchange turns it into a tunnel */
         }
         if (px_scratch.status < 200) {
             if (px_scratch.status == 101)
-                return attempt_bad_response(c, "101 Switching Protocols without an upgrade request");
+                return bad_response(c, "101 Switching Protocols without an upgrade request");
             bool skip = c->minor == 0 || (px_scratch.status == 100 && (x->flags & X_CONTINUE));
             if (!skip) {
                 struct fwd_resp fr = {.m = &px_scratch};
@@ -421,16 +350,9 @@ static int attempt_response_head(struct client *c)
             continue;
         }
         if (exchange_retry_allowed(c, 0, px_scratch.status)) {
-            char why[32];
-            snprintf(why, sizeof why, "status %d", px_scratch.status);
-            return exchange_retry_later(c, why);
-        }
-        if (px_hedge(c->s)->up) {
-            char what[320];
-            access_describe(c, what, sizeof what);
-            log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
-                      px_att(c->s)->srv->addr->text, px_hedge(c->s)->srv->addr->text, what);
-            hedge_drop(c);
+            fault(c, FAULT_STATUS, 0);
+            c->s->fault.status = px_scratch.status;
+            return AT_FAILED;
         }
         x->status = px_scratch.status;
         x->resp_framing = (uint8_t)info.framing;
@@ -468,8 +390,9 @@ static int attempt_response_head(struct client *c)
         x->flags |= X_RESP_HEAD;
         if (info.framing == HTTP_BODY_NONE)
             x->flags |= X_RESP_DONE;
+        return AT_HEAD;
     }
-    return 1;
+    return AT_MOVED;
 }
 
 /* Splice mode: moves the rest of a Content-Length body into the pipe. */
@@ -494,7 +417,7 @@ static int upstream_splice(struct client *c)
         }
         if (n == 0) {
             x->flags |= X_UP_EOF | X_NO_REUSE;
-            return attempt_failed(c, 0, false);
+            return fault(c, FAULT_IO, 0);
         }
         if (n == -EAGAIN) {
             /* Only an empty pipe makes EAGAIN mean "socket drained"; with
@@ -504,38 +427,35 @@ static int upstream_splice(struct client *c)
                 up->io.ready &= ~LOOP_READ;
             break;
         }
-        return attempt_failed(c, (int)n, false);
+        return fault(c, FAULT_IO, (int)n);
     }
     if (!x->resp_left)
         x->flags |= X_RESP_DONE;
     return progress;
 }
 
-/* Reads the response while there is room for it. */
-int attempt_recv(struct client *c)
+/* Parses what uin holds: the response head (if not yet), then the body
+ * bytes. The strongest outcome wins: a failure or an upgrade stops at once,
+ * a head accepted is reported even when body bytes followed it. */
+static int take(struct client *c)
+{
+    int h = attempt_response_head(c);
+    if (h == AT_FAILED || h == AT_UPGRADE)
+        return h;
+    int b = attempt_response_body(c);
+    if (b == AT_FAILED)
+        return b;
+    return h == AT_HEAD ? AT_HEAD : (h || b ? AT_MOVED : AT_IDLE);
+}
+
+/* Every body byte read so far has been sent: the rest of a large
+ * Content-Length body can bypass user space. Without a pipe (EMFILE...),
+ * it is simply copied. */
+static void maybe_splice(struct client *c)
 {
     struct exch *x = &c->s->x;
-    struct upconn *up = px_att(c->s)->up;
-    int progress = 0;
-
-    if (!up || up->connecting || (x->flags & X_RESP_DONE))
-        return 0;
-    if (x->flags & X_HEAD_QUEUED) {   /* read by the hedge that won */
-        x->flags &= ~X_HEAD_QUEUED;
-        if (attempt_response_head(c) < 0)
-            return -1;
-        if (c->state != CS_EXCH || px_att(c->s)->up != up)
-            return 1;
-        if (attempt_response_body(c) < 0)
-            return -1;
-        if (c->state != CS_EXCH)
-            return 1;
-        progress = 1;
-    }
     if ((x->flags & X_SPLICE_OK) && !(x->flags & X_SPLICE) && (x->flags & X_RESP_HEAD) &&
         px_att(c->s)->in.start == px_att(c->s)->in.end) {
-        /* Every body byte read so far has been sent: the rest can bypass
-         * user space. Without a pipe (EMFILE...), it is simply copied. */
         x->flags &= ~X_SPLICE_OK;
         if (relay_open(&c->s->relay) == 0) {
             x->flags |= X_SPLICE;
@@ -543,38 +463,59 @@ int attempt_recv(struct client *c)
             x->resp_ready = 0;
         }
     }
+}
+
+/* The first response byte of the attempt: timings and passive health. */
+static void first_byte(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (!(x->flags & X_GOT_BYTE)) {
+        x->flags |= X_GOT_BYTE;
+        x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
+        pool_report(px_att(c->s)->srv, true);
+    }
+}
+
+/* Reads the response while there is room for it (the read clock pauses
+ * when there is none). Outcome: AT_IDLE, AT_MOVED, AT_HEAD (with body
+ * bytes perhaps), AT_UPGRADE or AT_FAILED. */
+int attempt_recv(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    struct attempt *a = px_att(c->s);
+    struct upconn *up = a->up;
+    int out = AT_IDLE, r;
+
+    if (!up || up->connecting || (x->flags & X_RESP_DONE))
+        return AT_IDLE;
+    if (x->flags & X_HEAD_QUEUED) {   /* read by the hedge that won */
+        x->flags &= ~X_HEAD_QUEUED;
+        if ((out = take(c)) == AT_FAILED || out == AT_UPGRADE)
+            return out;
+    }
+    maybe_splice(c);
     if (x->flags & X_SPLICE)
         return upstream_splice(c);
     while (up->io.ready & LOOP_READ) {
-        buf_reserve(&px_att(c->s)->in, BUF_SMALL);
-        if (!buf_room(&px_att(c->s)->in)) {
+        buf_reserve(&a->in, BUF_SMALL);
+        if (!buf_room(&a->in)) {
             if (!attempt_uin_compactable(c))
                 break;   /* full: the client is behind; the read clock pauses */
-            uint32_t d = px_att(c->s)->in.start;
-            buf_compact(&px_att(c->s)->in);
+            uint32_t d = a->in.start;
+            buf_compact(&a->in);
             x->resp_ready -= d;
         }
-        uint32_t room = buf_room(&px_att(c->s)->in);
-        ssize_t n = pool_read(up, buf_tail(&px_att(c->s)->in), room);
+        uint32_t room = buf_room(&a->in);
+        ssize_t n = pool_read(up, buf_tail(&a->in), room);
         if (n > 0) {
-            px_att(c->s)->in.end += (uint32_t)n;
+            a->in.end += (uint32_t)n;
             x->clk.read_mark = px_loop->now;
-            if (!(x->flags & X_GOT_BYTE)) {
-                x->flags |= X_GOT_BYTE;
-                x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-                pool_report(px_att(c->s)->srv, true);
-            }
+            first_byte(c);
             if ((uint32_t)n < room)
                 px_read_was_short(&up->io);
-            if (attempt_response_head(c) < 0)
-                return -1;
-            if (c->state != CS_EXCH || px_att(c->s)->up != up)
-                return 1;   /* ended, or retried on another connection */
-            if (attempt_response_body(c) < 0)
-                return -1;
-            if (c->state != CS_EXCH)
-                return 1;
-            progress = 1;
+            if ((r = take(c)) == AT_FAILED || r == AT_UPGRADE)
+                return r;
+            out = r == AT_HEAD || out == AT_HEAD ? AT_HEAD : AT_MOVED;
             if (x->flags & X_RESP_DONE)
                 break;
             continue;
@@ -584,9 +525,9 @@ int attempt_recv(struct client *c)
             x->flags |= X_UP_EOF | X_NO_REUSE;
             if ((x->flags & X_RESP_HEAD) && x->resp_framing == HTTP_BODY_CLOSE) {
                 x->flags |= X_RESP_DONE;
-                return 1;
+                return out == AT_HEAD ? AT_HEAD : AT_MOVED;
             }
-            return attempt_failed(c, 0, false);
+            return fault(c, FAULT_IO, 0);
         }
         if (errno == EINTR)
             continue;
@@ -594,7 +535,7 @@ int attempt_recv(struct client *c)
             up->io.ready &= ~LOOP_READ;
             break;
         }
-        return attempt_failed(c, -errno, false);
+        return fault(c, FAULT_IO, -errno);
     }
-    return progress;
+    return out;
 }

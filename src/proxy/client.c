@@ -149,7 +149,7 @@ void client_close(struct client *c)
 {
     if (c->state == CS_CLOSED)
         return;
-    attempt_drop(c);
+    exchange_drop_attempts(c);
     client_session_detach(c);
     loop_timer_stop(px_loop, &c->timer);
     tls_free(c->ssl);   /* no close_notify: a clean end sends it before */

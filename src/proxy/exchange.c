@@ -75,6 +75,42 @@ void exchange_reset(struct session *s)
     s->cur = 0;
 }
 
+/* Closes the exchange's upstream connections (never pooled), the hedge's
+ * too, and takes it out of a pool's queue and its name resolution. */
+void exchange_drop_attempts(struct client *c)
+{
+    if (c->s)
+        dns_cancel(&c->s->dns);
+    exchange_wait_dequeue(c);
+    hedge_drop(c);
+    if (c->s && px_att(c->s)->up) {
+        pool_close(px_att(c->s)->up);
+        px_att(c->s)->up = NULL;
+    }
+    if (c->s)
+        relay_close(&c->s->relay);
+}
+
+/* Forgets the failed attempt: its upstream connection is closed (never
+ * pooled), its response bytes dropped, and the request (head, and a kept
+ * body) will be sent again from the start. */
+void exchange_reset_attempt(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    exchange_drop_attempts(c);
+    buf_release(&px_att(c->s)->in);
+    px_att(c->s)->head_off = 0;
+    x->body_sent = c->in.start + x->head_len;
+    x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
+                  X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
+    x->clk.read_mark = x->clk.write_since = x->clk.write_used = 0;
+    x->resp_ready = 0;
+    x->resp_left = 0;
+    x->resp_chunk = (struct http_chunked){0};
+    x->status = 0;
+    x->first_byte_ns = -1;
+}
+
 /* The exchange's place in its pool's counts of requests and retries in
  * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
  * to its end, and among the retries (X_RETRIED) from its first retry or
@@ -128,7 +164,7 @@ void exchange_wait_dequeue(struct client *c)
  * message. Returns 1 when the client lives on (CLOSING), -1 when closed. */
 int exchange_fail(struct client *c, int status, const char *reason, const char *detail)
 {
-    attempt_drop(c);
+    exchange_drop_attempts(c);
     /* An error response replaces what is queued for the client, which is
      * only possible while none of it is sent (nor sealed in a TLS record). */
     if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0 &&
@@ -232,7 +268,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
 
     if (k == TMO_BACKOFF) {
         c->s->x.clk.backoff_until = 0;
-        attempt_connect(c, true);
+        exchange_dispatch(c, true);
         return;
     }
     if (k == TMO_HEDGE) {
@@ -373,8 +409,8 @@ int exchange_retry(struct client *c)
     access_describe(c, what, sizeof what);
     log_error("info", "pooled connection to %s closed before a response; retrying on a new "
                       "connection (%s)", px_att(c->s)->up->srv->addr->text, what);
-    attempt_reset(c);
-    return attempt_connect(c, false);
+    exchange_reset_attempt(c);
+    return exchange_dispatch(c, false);
 }
 
 /* Whether the route's retry policy lets this failure be tried again: a
@@ -429,11 +465,120 @@ int exchange_retry_later(struct client *c, const char *why)
               px_att(c->s)->srv->addr->text, x->attempts + 1, r->attempts,
               (unsigned long long)(delay / MS), what);
     x->avoid = px_att(c->s)->srv;
-    attempt_reset(c);
+    exchange_reset_attempt(c);
     if (!delay)
-        return attempt_connect(c, true);
+        return exchange_dispatch(c, true);
     x->clk.backoff_until = px_loop->now + delay;
     return 1;
+}
+
+/* A connection, reset or end of stream failed the attempt (f->err: a
+ * negative errno, or 0 for end of stream). */
+static int io_failed(struct client *c, const struct fault *f)
+{
+    char what[320], detail[96];
+    const char *reason;
+    bool connecting = f->kind == FAULT_CONNECT;
+    int err = f->err;
+    struct attempt *a = px_att(c->s);
+
+    /* Refused, reset or closed before a response counts against the server;
+     * a pooled connection it closed while idle is the keep-alive race. */
+    if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !a->up || !a->up->reused))
+        pool_report(a->srv, false);
+    if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD)) {
+        hedge_promote(c, false);   /* the hedge is still in the race */
+        return 1;
+    }
+    if (!connecting && exchange_can_retry(c))
+        return exchange_retry(c);
+    if (!(c->s->x.flags & X_GOT_BYTE) &&
+        exchange_retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
+        return exchange_retry_later(c, connecting ? "a connect failure" : "a reset before the response");
+    access_describe(c, what, sizeof what);
+    const char *srv = a->srv->addr->text;
+    if (connecting && err == -EPROTO) {
+        reason = "upstream_tls_error";
+        log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, attempt_tls_why, what);
+    } else if (connecting) {
+        reason = err == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
+        log_error("warn", "upstream connect to %s failed: %s (%s)", srv, strerror(-err), what);
+    } else if (err == 0) {
+        reason = "upstream_closed";
+        log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
+                  srv, what);
+    } else if (err == -EPROTO && a->up && a->up->ssl) {
+        reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
+        log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
+    } else if (err == -ECONNRESET || err == -EPIPE) {
+        reason = "upstream_reset";
+        log_error("warn", "upstream %s reset the connection (%s)", srv, what);
+    } else {
+        reason = "upstream_error";
+        log_error("warn", "upstream %s: %s (%s)", srv, strerror(-err), what);
+    }
+    snprintf(detail, sizeof detail, "%s", reason);
+    return exchange_fail(c, 502, reason, detail);
+}
+
+int exchange_on_fault(struct client *c)
+{
+    const struct fault *f = &c->s->fault;
+    char what[320], why[32];
+
+    switch (f->kind) {
+    case FAULT_STATUS:
+        snprintf(why, sizeof why, "status %d", f->status);
+        return exchange_retry_later(c, why);
+    case FAULT_NO_SERVER:
+        access_describe(c, what, sizeof what);
+        log_error("warn", "no upstream in service in pool %s (%s)", c->s->x.route->pool->name,
+                  what);
+        return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
+    case FAULT_RESPONSE:
+    case FAULT_HEAD_TOO_LARGE:
+        access_describe(c, what, sizeof what);
+        log_error("warn", "bad response from upstream %s: %s (%s)",
+                  px_att(c->s)->srv->addr->text, f->why, what);
+        return f->kind == FAULT_RESPONSE
+                   ? exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response")
+                   : exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
+    default:
+        return io_failed(c, f);
+    }
+}
+
+int exchange_dispatch(struct client *c, bool allow_pooled)
+{
+    struct exch *x = &c->s->x;
+    exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
+    switch (attempt_connect(c, allow_pooled)) {
+    case AT_FAILED:
+        return exchange_on_fault(c);
+    case AT_IDLE:
+        /* At the pool's connection limit: wait for a slot, under the
+         * connect timeout (and the total deadline). */
+        if (!(x->flags & X_WAIT_SLOT)) {
+            x->clk.connect = px_loop->now;
+            exchange_wait_enqueue(c);
+        }
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* The first final response head won the race: the hedge is cancelled. */
+static void head_won(struct client *c)
+{
+    struct session *s = c->s;
+    if (!px_hedge(s)->up)
+        return;
+    char what[320];
+    access_describe(c, what, sizeof what);
+    log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
+              px_att(s)->srv->addr->text, px_hedge(s)->srv->addr->text, what);
+    hedge_drop(c);
 }
 
 /* The exchange ended well: log, pool or close the upstream connection, and
@@ -483,18 +628,17 @@ int exchange_step(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0, r;
 
-    if (px_att(c->s)->up && px_att(c->s)->up->connecting) {
-        int err = pool_connect_step(px_att(c->s)->up, attempt_tls_why, sizeof attempt_tls_why);
-        if (err < 0)
-            return attempt_failed(c, err, true);
-        if (err > 0) {
-            x->connect_ns = (int64_t)(px_loop->now - x->clk.connect);
-            progress = 1;
-            if (x->flags & X_CONNECT)
-                return forward_established(c);
-        }
+    switch (attempt_connect_step(c)) {
+    case AT_FAILED:
+        return exchange_on_fault(c);
+    case AT_MOVED:
+        progress = 1;
+        if (x->flags & X_CONNECT)
+            return forward_established(c);
+        break;
     }
-    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && px_att(c->s)->up && !px_att(c->s)->up->connecting) {
+    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && px_att(c->s)->up &&
+        !px_att(c->s)->up->connecting) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         buf_reserve(&c->s->out, BUF_SMALL);
         memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);
@@ -506,13 +650,22 @@ int exchange_step(struct client *c)
     if ((r = client_recv_body(c)) < 0 || c->state != CS_EXCH)
         return r;
     progress |= r;
-    if ((r = attempt_send(c)) < 0 || c->state != CS_EXCH)
-        return r;
+    if ((r = attempt_send(c)) == AT_FAILED)
+        return exchange_on_fault(c);
     progress |= r;
     progress |= hedge_step(c);
-    if ((r = attempt_recv(c)) < 0 || c->state != CS_EXCH)
-        return r;
-    progress |= r;
+    switch (r = attempt_recv(c)) {
+    case AT_FAILED:
+        return exchange_on_fault(c);
+    case AT_UPGRADE:
+        head_won(c);
+        tunnel_begin(c);
+        return 1;
+    case AT_HEAD:
+        head_won(c);
+        break;
+    }
+    progress |= r != AT_IDLE;
     if ((r = client_send(c)) < 0 || c->state != CS_EXCH)
         return r;
     progress |= r;
@@ -680,7 +833,7 @@ routed:
         return 1;
     if (x->flags & X_FORWARD)
         return forward_resolve(c);
-    return attempt_connect(c, true);
+    return exchange_dispatch(c, true);
 }
 
 /* Counts and logs (at debug) the request fields fwd_request_head dropped

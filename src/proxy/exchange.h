@@ -70,4 +70,24 @@ void exchange_budget_count(struct client *c);
 void exchange_budget_take(struct client *c);
 void exchange_budget_release(struct client *c);
 
+/* Starts an attempt (attempt_connect) and, if it fails at once, handles the
+ * fault: the one way the exchange dispatches. 1, or -1 when the client
+ * connection was closed. */
+int exchange_dispatch(struct client *c, bool allow_pooled);
+
+/* The one place that turns an attempt's failure (session.fault) into the
+ * request's fate: promote a hedge, retry on a new connection, retry later
+ * under the route's policy and budget, or end the exchange (502, 503 or a
+ * cut). 1, or -1 when the client connection was closed. */
+int exchange_on_fault(struct client *c);
+
+/* Closes the exchange's upstream connections (never pooled), the hedge's
+ * too, and takes it out of a pool's queue and its name resolution. */
+void exchange_drop_attempts(struct client *c);
+
+/* Forgets the failed attempt: its upstream connection is closed (never
+ * pooled), its response bytes dropped, and the request (head, and a kept
+ * body) will be sent again from the start. */
+void exchange_reset_attempt(struct client *c);
+
 #endif

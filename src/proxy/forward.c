@@ -122,7 +122,7 @@ static int forward_connect(struct client *c, const struct sockaddr_storage *ss)
     s->faddr.len = addr_socklen((const struct sockaddr *)ss);
     net_addr_text((const struct sockaddr *)ss, s->faddr.text, sizeof s->faddr.text);
     s->fsrv = (struct pool_server){.addr = &s->faddr, .group = &forward_group, .weight = 1};
-    return attempt_connect(c, false);
+    return exchange_dispatch(c, false);
 }
 
 static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)

@@ -130,6 +130,34 @@ struct attempt {
     uint32_t head_off;         /* bytes of the request head (uhead) sent on it */
 };
 
+/* What moving bytes on an attempt came to. An attempt never ends the
+ * exchange, closes the client or retries: it returns one of these (and, for
+ * AT_FAILED, fills the session's fault), and the exchange decides. */
+enum at_outcome {
+    AT_IDLE = 0,   /* nothing could move */
+    AT_MOVED,      /* bytes moved (or the connection was opened) */
+    AT_HEAD,       /* a final response head was accepted: a hedge has lost */
+    AT_UPGRADE,    /* a 101 to a WebSocket upgrade was accepted: a tunnel */
+    AT_FAILED,     /* the attempt failed: session.fault says how */
+};
+
+/* How an attempt failed. */
+enum fault_kind {
+    FAULT_CONNECT = 1,     /* err: refused, unreachable...; -EPROTO: TLS handshake */
+    FAULT_IO,              /* err: reset, broken...; 0: closed before the end */
+    FAULT_RESPONSE,        /* a malformed response (why) */
+    FAULT_HEAD_TOO_LARGE,  /* a response head over the limits (why) */
+    FAULT_STATUS,          /* a final status the route retries (status) */
+    FAULT_NO_SERVER,       /* no server of the pool in service */
+};
+
+struct fault {
+    uint8_t kind;          /* enum fault_kind */
+    int err;               /* negative errno, or 0 */
+    int status;
+    char why[128];
+};
+
 struct session {
     struct buf out;    /* bytes for the client before the body: heads, errors */
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
@@ -137,6 +165,7 @@ struct session {
     struct attempt att[2];           /* [cur] is relayed; the other is a hedge */
     uint8_t cur;
     struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
+    struct fault fault;              /* the last attempt failure (AT_FAILED) */
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
