@@ -292,23 +292,57 @@ out_extra:
     return 1;
 }
 
+/* The final response head (px_scratch, r bytes at in.start) is accepted:
+ * the response's framing, and the head handed to the client to write. */
+static int final_head(struct client *c, int r, const struct http_info *info)
+{
+    struct exch *x = &c->s->x;
+    struct attempt *a = px_att(c->s);
+
+    x->status = px_scratch.status;
+    x->resp_framing = (uint8_t)info->framing;
+    x->resp_left = info->length;
+    if (info->conn_close || info->framing == HTTP_BODY_CLOSE)
+        x->flags |= X_NO_REUSE;
+    if (!(x->flags & X_REQ_SENT))   /* an early response: stop the upload */
+        x->flags |= X_ABANDON_BODY | X_NO_REUSE | X_CLOSE_AFTER;
+    if (info->framing == HTTP_BODY_CLOSE || px_draining)
+        x->flags |= X_CLOSE_AFTER;
+    if (client_response_head(c, &px_scratch, info, (uint32_t)r) < 0)
+        return head_too_large(c, true);
+    a->in.start += (uint32_t)r;
+    if (attempt_bulk(info->framing, info->length))
+        buf_reserve(&a->in, BUF_LARGE);   /* fewer, larger reads and writes */
+    if (info->framing == HTTP_BODY_LENGTH && info->length >= SPLICE_MIN &&
+        client_can_splice(c) && !a->up->ssl)
+        x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
+    x->resp_ready = a->in.start;
+    x->flags |= X_RESP_HEAD;
+    if (info->framing == HTTP_BODY_NONE)
+        x->flags |= X_RESP_DONE;
+    return AT_HEAD;
+}
+
+/* Parses response heads in uin: 1xx heads are handed to the client (which
+ * relays or skips them) and consumed, the final head is accepted (AT_HEAD),
+ * a 101 to an upgrade too (AT_UPGRADE). Incomplete: AT_IDLE. */
 static int attempt_response_head(struct client *c)
 {
     struct exch *x = &c->s->x;
+    struct buf *in = &px_att(c->s)->in;
 
-    while (!(x->flags & X_RESP_HEAD) && buf_len(&px_att(c->s)->in)) {
-        int r = http_parse_response(buf_head(&px_att(c->s)->in), buf_len(&px_att(c->s)->in), &px_scratch,
-                                    &px_resp_limits);
+    while (!(x->flags & X_RESP_HEAD) && buf_len(in)) {
+        int r = http_parse_response(buf_head(in), buf_len(in), &px_scratch, &px_resp_limits);
         if (r == HTTP_INCOMPLETE) {
             /* The parser refuses a head once it outgrows resp_limits, which
              * fit BUF_LARGE: a full large buffer cannot be incomplete. */
-            if (!buf_room(&px_att(c->s)->in) && px_att(c->s)->in.start == 0) {
-                if (px_att(c->s)->in.cap >= BUF_LARGE)
+            if (!buf_room(in) && in->start == 0) {
+                if (in->cap >= BUF_LARGE)
                     return head_too_large(c, false);
-                buf_reserve(&px_att(c->s)->in, BUF_LARGE);
-                x->resp_ready = px_att(c->s)->in.start;
+                buf_reserve(in, BUF_LARGE);
+                x->resp_ready = in->start;
             }
-            return 0;
+            return AT_IDLE;
         }
         if (r == -431)
             return head_too_large(c, false);
@@ -317,19 +351,13 @@ static int attempt_response_head(struct client *c)
         struct http_info info;
         if (http_response_info(&px_scratch, x->flags & X_HEAD_METHOD, &info) < 0)
             return bad_response(c, "bad response framing");
-        /* the rewritten head is about as long as the upstream's */
-        buf_reserve(&c->s->out, (uint32_t)r + x->interim + 512 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
-        buf_compact(&c->s->out);
         if (px_scratch.status == 101 && (x->flags & X_UPGRADE)) {
             if (!fwd_wants_websocket(&px_scratch))
                 return bad_response(c, "101 Switching Protocols to something but websocket");
-            struct fwd_resp fr = {.m = &px_scratch, .upgrade = true};
-            int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
-            if (n < 0)
+            if (client_upgrade_head(c, &px_scratch, (uint32_t)r) < 0)
                 return head_too_large(c, true);
-            c->s->out.end += (uint32_t)n;
-            px_att(c->s)->in.start += (uint32_t)r;
-            x->resp_ready = px_att(c->s)->in.start;
+            in->start += (uint32_t)r;
+            x->resp_ready = in->start;
             x->status = 101;
             x->flags |= X_RESP_HEAD | X_NO_REUSE;
             return AT_UPGRADE;   /* the exchange turns it into a tunnel */
@@ -337,16 +365,9 @@ static int attempt_response_head(struct client *c)
         if (px_scratch.status < 200) {
             if (px_scratch.status == 101)
                 return bad_response(c, "101 Switching Protocols without an upgrade request");
-            bool skip = c->minor == 0 || (px_scratch.status == 100 && (x->flags & X_CONTINUE));
-            if (!skip) {
-                struct fwd_resp fr = {.m = &px_scratch};
-                int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
-                if (n < 0)
-                    return head_too_large(c, true);
-                c->s->out.end += (uint32_t)n;
-                x->interim += (uint32_t)n;
-            }
-            px_att(c->s)->in.start += (uint32_t)r;
+            if (client_interim_head(c, &px_scratch, (uint32_t)r) < 0)
+                return head_too_large(c, true);
+            in->start += (uint32_t)r;
             continue;
         }
         if (exchange_retry_allowed(c, 0, px_scratch.status)) {
@@ -354,43 +375,7 @@ static int attempt_response_head(struct client *c)
             c->s->fault.status = px_scratch.status;
             return AT_FAILED;
         }
-        x->status = px_scratch.status;
-        x->resp_framing = (uint8_t)info.framing;
-        x->resp_left = info.length;
-        if (info.conn_close || info.framing == HTTP_BODY_CLOSE)
-            x->flags |= X_NO_REUSE;
-        if (!(x->flags & X_REQ_SENT))   /* an early response: stop the upload */
-            x->flags |= X_ABANDON_BODY | X_NO_REUSE | X_CLOSE_AFTER;
-        /* An HTTP/1.0 client that asked for keep-alive keeps its
-         * connection when the response has a known end: a length or no
-         * body. A chunked body is decoded for it and ends at close. */
-        if (info.framing == HTTP_BODY_CLOSE || px_draining)
-            x->flags |= X_CLOSE_AFTER;
-        if (info.framing == HTTP_BODY_CHUNKED && c->minor == 0)
-            x->flags |= X_DECHUNK | X_CLOSE_AFTER;
-        x->resp_chunk.keep_framing = !(x->flags & X_DECHUNK);
-        struct fwd_resp fr = {
-            .m = &px_scratch,
-            .info = &info,
-            .chunked = info.framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
-            .close = (x->flags & X_CLOSE_AFTER) != 0,
-            .keepalive = c->minor == 0,
-        };
-        int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), &fr);
-        if (n < 0)
-            return head_too_large(c, true);
-        c->s->out.end += (uint32_t)n;
-        px_att(c->s)->in.start += (uint32_t)r;
-        if (attempt_bulk(info.framing, info.length))
-            buf_reserve(&px_att(c->s)->in, BUF_LARGE);   /* fewer, larger reads and writes */
-        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->ssl &&
-            !px_att(c->s)->up->ssl)
-            x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
-        x->resp_ready = px_att(c->s)->in.start;
-        x->flags |= X_RESP_HEAD;
-        if (info.framing == HTTP_BODY_NONE)
-            x->flags |= X_RESP_DONE;
-        return AT_HEAD;
+        return final_head(c, r, &info);
     }
     return AT_MOVED;
 }

@@ -642,3 +642,84 @@ void client_free_spares(void)
     }
     nfree_sessions = 0;
 }
+
+/* ---- response heads, written the HTTP/1.1 way ------------------------------
+ *
+ * The attempt parses the upstream's heads and hands them here: how a head
+ * reaches the client (rewritten HTTP/1.1 text in `out`, its framing, the
+ * connection's fate) is the client's business, so that another kind of
+ * client (an HTTP/2 stream) can write its own. Each returns 0, or -1 when
+ * the rewritten head does not fit the output buffer. */
+
+/* Room in `out` for a head of about len bytes after what it holds. */
+static void out_room(struct client *c, uint32_t len)
+{
+    buf_reserve(&c->s->out, len + c->s->x.interim + 512 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
+    buf_compact(&c->s->out);
+}
+
+static int put_head(struct client *c, const struct fwd_resp *fr)
+{
+    int n = fwd_response_head(buf_tail(&c->s->out), buf_room(&c->s->out), fr);
+    if (n < 0)
+        return -1;
+    c->s->out.end += (uint32_t)n;
+    return n;
+}
+
+int client_interim_head(struct client *c, const struct http_msg *m, uint32_t len)
+{
+    /* HTTP/1.0 has no 1xx; a 100 the proxy already sent is not sent twice */
+    if (c->minor == 0 || (m->status == 100 && (c->s->x.flags & X_CONTINUE)))
+        return 0;
+    out_room(c, len);
+    struct fwd_resp fr = {.m = m};
+    int n = put_head(c, &fr);
+    if (n < 0)
+        return -1;
+    c->s->x.interim += (uint32_t)n;
+    return 0;
+}
+
+int client_upgrade_head(struct client *c, const struct http_msg *m, uint32_t len)
+{
+    out_room(c, len);
+    struct fwd_resp fr = {.m = m, .upgrade = true};
+    return put_head(c, &fr) < 0 ? -1 : 0;
+}
+
+int client_response_head(struct client *c, const struct http_msg *m,
+                         const struct http_info *info, uint32_t len)
+{
+    struct exch *x = &c->s->x;
+    /* An HTTP/1.0 client that asked for keep-alive keeps its connection
+     * when the response has a known end: a length or no body. A chunked
+     * body is decoded for it and ends at close. */
+    if (info->framing == HTTP_BODY_CHUNKED && c->minor == 0)
+        x->flags |= X_DECHUNK | X_CLOSE_AFTER;
+    x->resp_chunk.keep_framing = !(x->flags & X_DECHUNK);
+    out_room(c, len);
+    struct fwd_resp fr = {
+        .m = m,
+        .info = info,
+        .chunked = info->framing == HTTP_BODY_CHUNKED && !(x->flags & X_DECHUNK),
+        .close = (x->flags & X_CLOSE_AFTER) != 0,
+        .keepalive = c->minor == 0,
+    };
+    return put_head(c, &fr) < 0 ? -1 : 0;
+}
+
+void client_continue(struct client *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    buf_reserve(&c->s->out, BUF_SMALL);
+    memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);
+    c->s->out.end += sizeof cont - 1;
+    c->s->x.interim += sizeof cont - 1;
+    c->s->x.flags |= X_CONTINUE;
+}
+
+bool client_can_splice(const struct client *c)
+{
+    return !c->ssl;
+}

@@ -56,4 +56,23 @@ void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
 /* Frees the recycled client and session structs (at exit). */
 void client_free_spares(void);
 
+/* The response side of the client <-> exchange interface (see DESIGN.md):
+ * the exchange hands the client parsed heads, and the client writes them
+ * its own way. len: the upstream head's size (room to reserve). 0, or -1
+ * when the head does not fit. A 1xx head (skipped for HTTP/1.0, and a 100
+ * already sent); the 101 of an accepted upgrade; the final head, whose
+ * framing toward the client (chunked kept, decoded for HTTP/1.0, close or
+ * keep-alive) the client chooses. */
+int client_interim_head(struct client *c, const struct http_msg *m, uint32_t len);
+int client_upgrade_head(struct client *c, const struct http_msg *m, uint32_t len);
+int client_response_head(struct client *c, const struct http_msg *m,
+                         const struct http_info *info, uint32_t len);
+
+/* Tells a client that awaits it (Expect: 100-continue) to send its body. */
+void client_continue(struct client *c);
+
+/* Whether response body bytes may reach this client through splice(2)
+ * (plain TCP, not TLS). */
+bool client_can_splice(const struct client *c);
+
 #endif

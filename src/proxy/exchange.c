@@ -639,12 +639,7 @@ int exchange_step(struct client *c)
     }
     if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && px_att(c->s)->up &&
         !px_att(c->s)->up->connecting) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        buf_reserve(&c->s->out, BUF_SMALL);
-        memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);
-        c->s->out.end += sizeof cont - 1;
-        x->interim += sizeof cont - 1;
-        x->flags |= X_CONTINUE;
+        client_continue(c);   /* the upstream is there: the body may come */
         progress = 1;
     }
     if ((r = client_recv_body(c)) < 0 || c->state != CS_EXCH)
