@@ -50,7 +50,7 @@ static int upstream_splice(struct client *c);
 void attempt_drop(struct client *c)
 {
     if (c->s)
-        dns_cancel(&c->s->dns);
+        dns_cancel(&c->s->fwd.dns);
     exchange_wait_dequeue(c);
     hedge_drop(c);
     if (c->s && c->s->up) {

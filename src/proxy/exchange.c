@@ -263,7 +263,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     }
     if (k == TMO_DNS) {
         log_error("warn", "dns timeout after %llu ms resolving %s (%s)", (unsigned long long)ms,
-                  c->s->fhost, what);
+                  c->s->fwd.name, what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         return;
     }

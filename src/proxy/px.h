@@ -19,7 +19,7 @@
 
 #include "buf.h"
 #include "cli.h"
-#include "dns.h"
+#include "forward.h"
 #include "http.h"
 #include "loop.h"
 #include "pool.h"
@@ -134,13 +134,8 @@ struct session {
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
-    /* forward proxy: where this request goes (an ad-hoc server of the
-     * "forward" group, never pooled) */
-    struct pool_server fsrv;
-    struct cli_addr faddr;
-    struct dns_query dns;
-    char fhost[256];                 /* the name to resolve, lower case */
-    uint16_t fport;
+    struct fwd_dest fwd;             /* forward proxy: where this request goes */
+    struct pool_server fsrv;         /* ... an ad-hoc server of the "forward" group */
 };
 
 struct client {
