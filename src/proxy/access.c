@@ -77,7 +77,7 @@ void access_log(struct client *c, int status, const char *reason)
         .status = status,
         .bytes = c->s->x.bytes_sent,
         .bytes_in = c->s->x.bytes_in ? c->s->x.bytes_in : c->s->x.head_len,
-        .upstream = c->s->srv ? c->s->srv->addr->text : NULL,
+        .upstream = px_dest_text(c->s, NULL),
         .attempts = c->s->x.attempts,
         .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
         .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,

@@ -108,7 +108,7 @@ int attempt_failed(struct client *c, int err, bool connecting)
         exchange_retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
         return exchange_retry_later(c, connecting ? "a connect failure" : "a reset before the response");
     access_describe(c, what, sizeof what);
-    const char *srv = c->s->srv->addr->text;
+    const char *srv = px_dest_text(c->s, "-");
     if (connecting && err == -EPROTO) {
         reason = "upstream_tls_error";
         log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, attempt_tls_why, what);
@@ -137,7 +137,7 @@ static int attempt_bad_response(struct client *c, const char *why)
 {
     char what[320];
     access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", px_dest_text(c->s, "-"), why, what);
     return exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response");
 }
 
@@ -162,7 +162,7 @@ static int head_too_large(struct client *c, bool rewritten)
         snprintf(why, sizeof why, "response head too large (more than %u fields, limit %u)",
                  px_resp_limits.max_fields, px_resp_limits.max_fields);
     access_describe(c, what, sizeof what);
-    log_error("warn", "bad response from upstream %s: %s (%s)", c->s->srv->addr->text, why, what);
+    log_error("warn", "bad response from upstream %s: %s (%s)", px_dest_text(c->s, "-"), why, what);
     return exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
 }
 
@@ -172,11 +172,11 @@ int attempt_connect(struct client *c, bool allow_pooled)
     int err = 0;
 
     exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
-    c->s->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
+    c->s->srv = (x->flags & X_FORWARD) ? NULL   /* the client's destination: no pool */
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
-    if (!c->s->srv) {
+    if (!c->s->srv && !(x->flags & X_FORWARD)) {
         char what[320];
         access_describe(c, what, sizeof what);
         log_error("warn", "no upstream in service in pool %s (%s)", x->route->pool->name, what);
@@ -200,7 +200,8 @@ int attempt_connect(struct client *c, bool allow_pooled)
         return 1;
     }
     x->attempts++;
-    c->s->up = pool_connect(c->s->srv, c, attempt_on_upstream, &err);
+    c->s->up = c->s->srv ? pool_connect(c->s->srv, c, attempt_on_upstream, &err)
+                         : pool_connect_addr(px_dest_addr(c->s), c, attempt_on_upstream, &err);
     if (!c->s->up)
         return attempt_failed(c, err, true);
     x->clk.connect = px_loop->now;

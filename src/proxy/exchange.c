@@ -293,14 +293,14 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     case TMO_CONNECT:
     case TMO_WRITE:
         log_error("warn", "upstream %s timeout after %llu ms to %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->s->srv->addr->text, what);
+                  (unsigned long long)ms, px_dest_text(c->s, "-"), what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_READ:
     case TMO_TOTAL:
     case TMO_TRY:
         log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, c->s->srv ? c->s->srv->addr->text : "-", what);
+                  (unsigned long long)ms, px_dest_text(c->s, "-"), what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_BODY:

@@ -39,8 +39,8 @@
 #include "tmo.h"
 #include "tunnel.h"
 
-/* The forward proxy's destinations: one ad-hoc server per request, in a
- * group of its own that never ejects, pools or limits. */
+/* The forward route's pool: no server is ever picked from it (a forward
+ * destination has none); it only takes the route's counts. */
 static struct pool_group forward_group = {
     .name = "forward", .fail_limit = ~0u, .max_ejection_ns = 0, .budget_min = 0,
 };
@@ -70,6 +70,7 @@ int forward_admit(struct client *c, const struct http_msg *m, bool is_connect)
 {
     struct session *s = c->s;
     const struct cfg_forward *f = &px_cfg->fwd;
+    s->fwd.chosen = false;   /* a pipelined request's log names no earlier destination */
     if (!addr_cidr_list_match(f->clients, f->nclients, &c->peer.sa))
         return forward_refuse(c, 403, "forbidden", "this client may not use the forward proxy");
     if (proxy_auth) {
@@ -119,7 +120,6 @@ static int dest_set(struct fwd_dest *d, const struct addr_authority *a)
     d->port = a->has_port ? a->port : 80;
     d->name[0] = '\0';
     d->nips = 0;
-    d->chosen = false;
     if (!a->is_ip)
         return addr_host_lower(d->name, sizeof d->name, a->host, a->host_len);
     struct sockaddr_storage ss = a->ip;
@@ -157,7 +157,6 @@ static int forward_connect(struct client *c)
     memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
     net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
     d->chosen = true;
-    s->fsrv = (struct pool_server){.addr = &d->addr, .group = &forward_group, .weight = 1};
     return attempt_connect(c, false);
 }
 
@@ -218,7 +217,6 @@ int forward_established(struct client *c)
     x->status = 200;
     x->flags |= X_REQ_SENT | X_RESP_HEAD;
     x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-    pool_report(c->s->srv, true);
     tunnel_begin(c);
     return 1;
 }

@@ -130,12 +130,11 @@ struct session {
     uint32_t hedge_off;              /* bytes of uhead sent on the hedge */
     struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
     struct upconn *up;
-    struct pool_server *srv;
+    struct pool_server *srv;         /* the attempt's; NULL for a forward destination */
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
     struct fwd_dest fwd;             /* forward proxy: where this request goes */
-    struct pool_server fsrv;         /* ... an ad-hoc server of the "forward" group */
 };
 
 struct client {
@@ -187,6 +186,22 @@ extern unsigned px_nclients;
 /* Sets the state above from the configuration (the limits and the default
  * policy). Called once by the worker before anything else. */
 void px_configure(struct loop *l, const struct cfg *c);
+
+/* Where the exchange's attempt connects, the one thing the attempt asks of
+ * its destination besides its server (srv, NULL for a forward destination,
+ * which belongs to no pool): the pool server's address, or the address the
+ * forward destination chose; NULL while neither is known. */
+static inline const struct cli_addr *px_dest_addr(const struct session *s)
+{
+    return s->srv ? s->srv->addr : s->fwd.chosen ? &s->fwd.addr : NULL;
+}
+
+/* The same as logs print it, or `none`. */
+static inline const char *px_dest_text(const struct session *s, const char *none)
+{
+    const struct cli_addr *a = px_dest_addr(s);
+    return a ? a->text : none;
+}
 
 static inline uint64_t ns_of(uint64_t ms) { return ms * MS; }
 static inline int64_t ms_of(uint64_t ns) { return (int64_t)(ns / MS); }
