@@ -64,8 +64,7 @@ void access_log(struct client *c, int status, const char *reason)
     {
         unsigned nr;
         const struct route *base = route_all(&nr);
-        int ri = c->s->x.route && c->s->x.route != &forward_route
-                     ? (int)(c->s->x.route - base) : -1;
+        int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
         int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
         stats_exchange(ri, status, reason, fb);
     }

@@ -77,7 +77,7 @@ void exchange_reset(struct exch *x)
  * hedge to its end, once however many attempts it makes. */
 void exchange_budget_count(struct client *c)
 {
-    if (!(c->s->x.flags & X_COUNTED)) {
+    if (c->s->x.route && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
         c->s->x.flags |= X_COUNTED;
         pool_request_begin(c->s->x.route->pool);
     }
@@ -588,8 +588,7 @@ int exchange_start(struct client *c, int head_len)
     if (c->cflags & CF_FORWARD) {
         if (forward_admit(c, m, is_connect))
             return 1;   /* answered: 400, 403 or 407 */
-        x->route = &forward_route;
-        x->flags |= X_FORWARD | X_NO_REUSE;
+        x->flags |= X_FORWARD | X_NO_REUSE;   /* no route: the default policy (forward.h) */
         goto routed;
     }
     /* Route by Host (or an absolute-form target's authority) and path. */
@@ -639,7 +638,7 @@ routed:
     x->req_chunk.keep_framing = 1;
     /* A body the route may need to send again stays in `in` while it is
      * small enough (retry.max_body) and fits the buffer. */
-    const struct conf_retry *rr = x->route->retry;
+    const struct conf_retry *rr = x->route ? x->route->retry : NULL;
     if (rr && info.framing != HTTP_BODY_NONE &&
         ((x->flags & X_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
         (info.framing != HTTP_BODY_LENGTH || info.length <= rr->max_body))
@@ -669,7 +668,7 @@ routed:
         .default_host = px_cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = px_cfg->deadline_header,
-        .deadline_strip_only = x->route->no_deadline_header,
+        .deadline_strip_only = (x->flags & X_FORWARD) || x->route->no_deadline_header,
         .upgrade = (x->flags & X_UPGRADE) != 0,
         .strip_proxy_auth = (x->flags & X_FORWARD) != 0,
         .deadline_at = &deadline_at,

@@ -39,12 +39,6 @@
 #include "tmo.h"
 #include "tunnel.h"
 
-/* The forward route's pool: no server is ever picked from it (a forward
- * destination has none); it only takes the route's counts. */
-static struct pool_group forward_group = {
-    .name = "forward", .fail_limit = ~0u, .max_ejection_ns = 0, .budget_min = 0,
-};
-struct route forward_route;
 static struct auth *proxy_auth;
 
 static int forward_refuse(struct client *c, int status, const char *reason, const char *why);
@@ -223,9 +217,6 @@ int forward_established(struct client *c)
 
 int forward_init(struct loop *l, const struct cfg *c)
 {
-    forward_group.idle_ns = ns_of(c->upstream_idle_ms);
-    forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
-                                   .policy = px_default_policy, .no_deadline_header = true};
     bool any_forward = false;
     for (unsigned i = 0; i < c->nlisten; i++)
         any_forward |= c->listen_forward[i];

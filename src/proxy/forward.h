@@ -2,7 +2,11 @@
  *
  * A forward listener takes absolute-form requests and CONNECT host:port.
  * Destinations are checked on the address actually connected to, after
- * resolution, never on the name. */
+ * resolution, never on the name.
+ *
+ * A forward request takes no route (its x.route stays NULL): its timeouts
+ * are the default policy's (px_default_policy: the command line's), with
+ * no retry, no hedge, and no place in a pool's counts. */
 #ifndef HG_FORWARD_H
 #define HG_FORWARD_H
 
@@ -42,10 +46,6 @@ struct fwd_dest {
     struct cli_addr addr;             /* the address chosen: checked, connected to */
     bool chosen;                      /* addr is set */
 };
-
-/* The forward proxy's route: every forward request takes it (its timeouts
- * are the command line's). Set by forward_init. */
-extern struct route forward_route;
 
 /* Prepares the forward proxy when a listener of c is one: the resolver
  * (c-ares on l) and the credentials file. 0, or -1 after logging why. */

@@ -107,7 +107,8 @@ struct exch {
     int64_t connect_ns, first_byte_ns; /* -1: not applicable */
     struct tmo_clocks clk;             /* when each clock started (tmo.h) */
     struct tmo_limits lim;             /* the durations that apply to it */
-    const struct route *route;         /* NULL until the head is checked */
+    const struct route *route;         /* NULL until the head is checked; a forward
+                                        * request takes none (forward.h) */
     const struct pool_server *avoid;   /* the server of the failed attempt */
     uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
     uint64_t bytes_in;                 /* request bytes received from the client */
