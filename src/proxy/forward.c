@@ -132,7 +132,8 @@ static bool may_reach(const struct sockaddr *sa)
 
 /* Chooses the first of the destination's addresses that may be reached and
  * connects to it; when none may, refuses, naming the first. The address
- * checked is the one connected to. */
+ * checked is the one connected to. The destination has an address: its IP
+ * literal, or at least one answer (dns.h). */
 static int forward_connect(struct client *c)
 {
     struct session *s = c->s;
