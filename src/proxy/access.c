@@ -64,8 +64,7 @@ void access_log(struct client *c, int status, const char *reason)
     {
         unsigned nr;
         const struct route *base = route_all(&nr);
-        int ri = c->s->x.route && c->s->x.route != &forward_route
-                     ? (int)(c->s->x.route - base) : -1;
+        int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
         int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
         stats_exchange(ri, status, reason, fb);
     }
@@ -77,7 +76,7 @@ void access_log(struct client *c, int status, const char *reason)
         .status = status,
         .bytes = c->s->x.bytes_sent,
         .bytes_in = c->s->x.bytes_in ? c->s->x.bytes_in : c->s->x.head_len,
-        .upstream = px_att(c->s)->srv ? px_att(c->s)->srv->addr->text : NULL,
+        .upstream = px_dest_text(c->s, NULL),
         .attempts = c->s->x.attempts,
         .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
         .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,

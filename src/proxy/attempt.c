@@ -98,11 +98,11 @@ int attempt_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    px_att(c->s)->srv = (x->flags & X_FORWARD) ? &c->s->fsrv
+    px_att(c->s)->srv = (x->flags & X_FORWARD) ? NULL   /* the client's destination: no pool */
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
-    if (!px_att(c->s)->srv)
+    if (!px_att(c->s)->srv && !(x->flags & X_FORWARD))
         return fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
@@ -115,7 +115,9 @@ int attempt_connect(struct client *c, bool allow_pooled)
     if (!pool_may_connect(px_att(c->s)->srv))
         return AT_IDLE;   /* at the pool's connection limit */
     x->attempts++;
-    px_att(c->s)->up = pool_connect(px_att(c->s)->srv, c, attempt_on_upstream, &err);
+    struct pool_server *srv = px_att(c->s)->srv;
+    px_att(c->s)->up = srv ? pool_connect(srv, c, attempt_on_upstream, &err)
+                           : pool_connect_addr(px_dest_addr(c->s), c, attempt_on_upstream, &err);
     if (!px_att(c->s)->up)
         return fault(c, FAULT_CONNECT, err);
     x->clk.connect = px_loop->now;

@@ -80,7 +80,7 @@ void exchange_reset(struct session *s)
 void exchange_drop_attempts(struct client *c)
 {
     if (c->s)
-        dns_cancel(&c->s->dns);
+        dns_cancel(&c->s->fwd.dns);
     exchange_wait_dequeue(c);
     hedge_drop(c);
     if (c->s && px_att(c->s)->up) {
@@ -117,7 +117,7 @@ void exchange_reset_attempt(struct client *c)
  * hedge to its end, once however many attempts it makes. */
 void exchange_budget_count(struct client *c)
 {
-    if (!(c->s->x.flags & X_COUNTED)) {
+    if (c->s->x.route && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
         c->s->x.flags |= X_COUNTED;
         pool_request_begin(c->s->x.route->pool);
     }
@@ -277,7 +277,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     }
     if (k == TMO_DNS) {
         log_error("warn", "dns timeout after %llu ms resolving %s (%s)", (unsigned long long)ms,
-                  c->s->fhost, what);
+                  c->s->fwd.name, what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         return;
     }
@@ -307,14 +307,14 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     case TMO_CONNECT:
     case TMO_WRITE:
         log_error("warn", "upstream %s timeout after %llu ms to %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, px_att(c->s)->srv->addr->text, what);
+                  (unsigned long long)ms, px_dest_text(c->s, "-"), what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_READ:
     case TMO_TOTAL:
     case TMO_TRY:
         log_error("warn", "upstream %s timeout after %llu ms from %s (%s)", tmo_word(k),
-                  (unsigned long long)ms, px_att(c->s)->srv ? px_att(c->s)->srv->addr->text : "-", what);
+                  (unsigned long long)ms, px_dest_text(c->s, "-"), what);
         exchange_fail(c, 504, tmo_reason(k), detail);
         break;
     case TMO_BODY:
@@ -496,7 +496,7 @@ static int io_failed(struct client *c, const struct fault *f)
         exchange_retry_allowed(c, connecting ? CONF_RETRY_CONNECT_FAILURE : CONF_RETRY_RESET, 0))
         return exchange_retry_later(c, connecting ? "a connect failure" : "a reset before the response");
     access_describe(c, what, sizeof what);
-    const char *srv = a->srv->addr->text;
+    const char *srv = px_dest_text(c->s, "-");
     if (connecting && err == -EPROTO) {
         reason = "upstream_tls_error";
         log_error("warn", "upstream TLS handshake with %s failed: %s (%s)", srv, attempt_tls_why, what);
@@ -539,7 +539,7 @@ int exchange_on_fault(struct client *c)
     case FAULT_HEAD_TOO_LARGE:
         access_describe(c, what, sizeof what);
         log_error("warn", "bad response from upstream %s: %s (%s)",
-                  px_att(c->s)->srv->addr->text, f->why, what);
+                  px_dest_text(c->s, "-"), f->why, what);
         return f->kind == FAULT_RESPONSE
                    ? exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response")
                    : exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
@@ -717,8 +717,7 @@ int exchange_start(struct client *c, int head_len)
     if (c->cflags & CF_FORWARD) {
         if (forward_admit(c, m, is_connect))
             return 1;   /* answered: 400, 403 or 407 */
-        x->route = &forward_route;
-        x->flags |= X_FORWARD | X_NO_REUSE;
+        x->flags |= X_FORWARD | X_NO_REUSE;   /* no route: the default policy (forward.h) */
         goto routed;
     }
     /* Route by Host (or an absolute-form target's authority) and path. */
@@ -768,7 +767,7 @@ routed:
     x->req_chunk.keep_framing = 1;
     /* A body the route may need to send again stays in `in` while it is
      * small enough (retry.max_body) and fits the buffer. */
-    const struct conf_retry *rr = x->route->retry;
+    const struct conf_retry *rr = x->route ? x->route->retry : NULL;
     if (rr && info.framing != HTTP_BODY_NONE &&
         ((x->flags & X_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
         (info.framing != HTTP_BODY_LENGTH || info.length <= rr->max_body))
@@ -798,7 +797,7 @@ routed:
         .default_host = px_cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = px_cfg->deadline_header,
-        .deadline_strip_only = x->route->no_deadline_header,
+        .deadline_strip_only = (x->flags & X_FORWARD) || x->route->no_deadline_header,
         .upgrade = (x->flags & X_UPGRADE) != 0,
         .strip_proxy_auth = (x->flags & X_FORWARD) != 0,
         .deadline_at = &deadline_at,

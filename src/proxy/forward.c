@@ -31,6 +31,7 @@
 #include "log.h"
 #include "net.h"
 #include "pool.h"
+#include "px.h"
 #include "relay.h"
 #include "route.h"
 #include "stats.h"
@@ -38,16 +39,13 @@
 #include "tmo.h"
 #include "tunnel.h"
 
-/* The forward proxy's destinations: one ad-hoc server per request, in a
- * group of its own that never ejects, pools or limits. */
-static struct pool_group forward_group = {
-    .name = "forward", .fail_limit = ~0u, .max_ejection_ns = 0, .budget_min = 0,
-};
-struct route forward_route;
 static struct auth *proxy_auth;
 
 static int forward_refuse(struct client *c, int status, const char *reason, const char *why);
-static int forward_connect(struct client *c, const struct sockaddr_storage *ss);
+static void dest_add(struct fwd_dest *d, const struct sockaddr_storage *ss);
+static int dest_set(struct fwd_dest *d, const struct addr_authority *a);
+static bool may_reach(const struct sockaddr *sa);
+static int forward_connect(struct client *c);
 static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n);
 
 static int forward_refuse(struct client *c, int status, const char *reason, const char *why)
@@ -66,6 +64,7 @@ int forward_admit(struct client *c, const struct http_msg *m, bool is_connect)
 {
     struct session *s = c->s;
     const struct cfg_forward *f = &px_cfg->fwd;
+    s->fwd.chosen = false;   /* a pipelined request's log names no earlier destination */
     if (!addr_cidr_list_match(f->clients, f->nclients, &c->peer.sa))
         return forward_refuse(c, 403, "forbidden", "this client may not use the forward proxy");
     if (proxy_auth) {
@@ -95,33 +94,64 @@ int forward_admit(struct client *c, const struct http_msg *m, bool is_connect)
         if (!port_ok)
             return forward_refuse(c, 403, "forbidden", "CONNECT to this port is not allowed");
     }
-    s->fport = a.has_port ? a.port : 80;
-    s->fhost[0] = '\0';
-    if (a.is_ip) {
-        s->faddr.ss = a.ip;
-        addr_set_port(&s->faddr.ss, s->fport);
-    } else if (addr_host_lower(s->fhost, sizeof s->fhost, a.host, a.host_len) < 0) {
+    if (dest_set(&s->fwd, &a) < 0)
         return forward_refuse(c, 400, "bad_request", "host name too long");
-    }
     return 0;
 }
 
-/* Connects to addr (the checked destination) if it may be reached. */
-static int forward_connect(struct client *c, const struct sockaddr_storage *ss)
+/* Adds ss (an AF_INET or AF_INET6 address with its port) to d's addresses. */
+static void dest_add(struct fwd_dest *d, const struct sockaddr_storage *ss)
+{
+    if (d->nips < DNS_MAX_ADDRS)
+        memcpy(&d->ips[d->nips++], ss, addr_socklen((const struct sockaddr *)ss));
+}
+
+/* Sets d to the target a names, on its port (80 when it has none): an IP
+ * literal is its one address; a name is kept to be resolved. -1: the name
+ * is too long. The query is idle between requests (attempt_drop). */
+static int dest_set(struct fwd_dest *d, const struct addr_authority *a)
+{
+    d->port = a->has_port ? a->port : 80;
+    d->name[0] = '\0';
+    d->nips = 0;
+    if (!a->is_ip)
+        return addr_host_lower(d->name, sizeof d->name, a->host, a->host_len);
+    struct sockaddr_storage ss = a->ip;
+    addr_set_port(&ss, d->port);
+    dest_add(d, &ss);
+    return 0;
+}
+
+/* Whether the forward proxy may connect to sa: a public address, or one in
+ * allow_destinations. */
+static bool may_reach(const struct sockaddr *sa)
+{
+    return addr_classify(sa) == ADDR_PUBLIC ||
+           addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests, sa);
+}
+
+/* Chooses the first of the destination's addresses that may be reached and
+ * connects to it; when none may, refuses, naming the first. The address
+ * checked is the one connected to. The destination has an address: its IP
+ * literal, or at least one answer (dns.h). */
+static int forward_connect(struct client *c)
 {
     struct session *s = c->s;
-    enum addr_class k = addr_classify((const struct sockaddr *)ss);
-    if (k != ADDR_PUBLIC &&
-        !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests, (const struct sockaddr *)ss)) {
+    struct fwd_dest *d = &s->fwd;
+    unsigned i = 0;
+    while (i < d->nips && !may_reach(&d->ips[i].sa))
+        i++;
+    if (i == d->nips) {
         char why[160], ip[INET6_ADDRSTRLEN];
-        net_ip_text((const struct sockaddr *)ss, ip, sizeof ip);
-        snprintf(why, sizeof why, "destination %s is a %s address", ip, addr_class_name(k));
+        net_ip_text(&d->ips[0].sa, ip, sizeof ip);
+        snprintf(why, sizeof why, "destination %s is a %s address", ip,
+                 addr_class_name(addr_classify(&d->ips[0].sa)));
         return forward_refuse(c, 403, "forbidden", why);
     }
-    s->faddr.ss = *ss;
-    s->faddr.len = addr_socklen((const struct sockaddr *)ss);
-    net_addr_text((const struct sockaddr *)ss, s->faddr.text, sizeof s->faddr.text);
-    s->fsrv = (struct pool_server){.addr = &s->faddr, .group = &forward_group, .weight = 1};
+    d->addr.len = addr_socklen(&d->ips[i].sa);
+    memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
+    net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
+    d->chosen = true;
     return exchange_dispatch(c, false);
 }
 
@@ -135,28 +165,19 @@ static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, 
         access_describe(c, what, sizeof what);
         snprintf(detail, sizeof detail, "dns_timeout after %llu ms",
                  (unsigned long long)px_cfg->ms[TMO_DNS]);
-        log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fhost, what);
+        log_error("warn", "dns timeout: no DNS server answered for %s (%s)", c->s->fwd.name, what);
         exchange_fail(c, 504, "dns_timeout", detail);
     } else if (status < 0) {
         char what[320], detail[320];
         access_describe(c, what, sizeof what);
-        snprintf(detail, sizeof detail, "cannot resolve %s: %s", c->s->fhost,
+        snprintf(detail, sizeof detail, "cannot resolve %s: %s", c->s->fwd.name,
                  status == -ENOENT ? "no such name" : strerror(-status));
         log_error("info", "forward proxy: %s (%s)", detail, what);
         exchange_fail(c, 502, "dns_failed", detail);
     } else {
-        /* the first address that may be reached; if none may, the refusal
-         * names the first one */
-        unsigned i = 0;
-        while (i + 1 < n && addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
-               !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests,
-                                     (const struct sockaddr *)&addrs[i]))
-            i++;
-        if (addr_classify((const struct sockaddr *)&addrs[i]) != ADDR_PUBLIC &&
-            !addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests,
-                                  (const struct sockaddr *)&addrs[i]))
-            i = 0;
-        forward_connect(c, &addrs[i]);
+        for (unsigned i = 0; i < n; i++)
+            dest_add(&c->s->fwd, &addrs[i]);
+        forward_connect(c);
     }
     if (c->state != CS_CLOSED)
         client_pump(c);
@@ -167,9 +188,9 @@ static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, 
 int forward_resolve(struct client *c)
 {
     struct session *s = c->s;
-    if (!s->fhost[0])
-        return forward_connect(c, &s->faddr.ss);
-    int r = dns_resolve(&s->dns, s->fhost, s->fport, on_dns, c);
+    if (!s->fwd.name[0])
+        return forward_connect(c);
+    int r = dns_resolve(&s->fwd.dns, s->fwd.name, s->fwd.port, on_dns, c);
     if (r < 0) {
         char detail[96];
         snprintf(detail, sizeof detail, "cannot resolve: %s", strerror(-r));
@@ -191,16 +212,12 @@ int forward_established(struct client *c)
     x->status = 200;
     x->flags |= X_REQ_SENT | X_RESP_HEAD;
     x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-    pool_report(px_att(c->s)->srv, true);
     tunnel_begin(c);
     return 1;
 }
 
 int forward_init(struct loop *l, const struct cfg *c)
 {
-    forward_group.idle_ns = ns_of(c->ms[TMO_UPSTREAM_IDLE]);
-    forward_route = (struct route){.path = "/", .path_len = 1, .pool = &forward_group,
-                                   .policy = px_default_policy, .no_deadline_header = true};
     bool any_forward = false;
     for (unsigned i = 0; i < c->nlisten; i++)
         any_forward |= c->listen_forward[i];

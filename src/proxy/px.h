@@ -19,7 +19,7 @@
 
 #include "buf.h"
 #include "cli.h"
-#include "dns.h"
+#include "forward.h"
 #include "http.h"
 #include "loop.h"
 #include "pool.h"
@@ -106,7 +106,8 @@ struct exch {
     int64_t connect_ns, first_byte_ns; /* -1: not applicable */
     struct tmo_clocks clk;             /* when each clock started (tmo.h) */
     struct tmo_limits lim;             /* the durations that apply to it */
-    const struct route *route;         /* NULL until the head is checked */
+    const struct route *route;         /* NULL until the head is checked; a forward
+                                        * request takes none (forward.h) */
     const struct pool_server *avoid;   /* the server of the failed attempt */
     uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
     uint64_t bytes_in;                 /* request bytes received from the client */
@@ -169,13 +170,7 @@ struct session {
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
-    /* forward proxy: where this request goes (an ad-hoc server of the
-     * "forward" group, never pooled) */
-    struct pool_server fsrv;
-    struct cli_addr faddr;
-    struct dns_query dns;
-    char fhost[256];                 /* the name to resolve, lower case */
-    uint16_t fport;
+    struct fwd_dest fwd;             /* forward proxy: where this request goes */
 };
 
 struct client {
@@ -238,6 +233,23 @@ static inline struct attempt *px_att(const struct session *s)
 static inline struct attempt *px_hedge(const struct session *s)
 {
     return (struct attempt *)&s->att[s->cur ^ 1];
+}
+
+/* Where the exchange's attempt connects, the one thing the attempt asks of
+ * its destination besides its server (srv, NULL for a forward destination,
+ * which belongs to no pool): the pool server's address, or the address the
+ * forward destination chose; NULL while neither is known. */
+static inline const struct cli_addr *px_dest_addr(const struct session *s)
+{
+    const struct pool_server *srv = px_att(s)->srv;
+    return srv ? srv->addr : s->fwd.chosen ? &s->fwd.addr : NULL;
+}
+
+/* The same as logs print it, or `none`. */
+static inline const char *px_dest_text(const struct session *s, const char *none)
+{
+    const struct cli_addr *a = px_dest_addr(s);
+    return a ? a->text : none;
 }
 
 static inline uint64_t ns_of(uint64_t ms) { return ms * MS; }

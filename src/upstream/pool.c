@@ -347,6 +347,8 @@ struct pool_waiter *pool_wait_next(struct pool_group *g)
 
 void pool_report(struct pool_server *s, bool ok)
 {
+    if (!s)
+        return;   /* an address of no pool keeps no health */
     struct pool_group *g = s->group;
     if (ok) {
         s->fails = 0;
@@ -396,11 +398,13 @@ static void release(struct loop_defer *d)
 
 void pool_close(struct upconn *up)
 {
-    if (!up->owner && up->io.fd >= 0)
-        unlink_idle(up);
-    else if (up->owner)
-        up->srv->active--;
-    up->srv->group->open--;
+    if (up->srv) {
+        if (!up->owner && up->io.fd >= 0)
+            unlink_idle(up);
+        else if (up->owner)
+            up->srv->active--;
+        up->srv->group->open--;
+    }
     loop_timer_stop(loop, &up->idle_timer);
     tls_free(up->ssl);
     up->ssl = NULL;
@@ -471,6 +475,8 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max)
 
 bool pool_may_connect(struct pool_server *srv)
 {
+    if (!srv)
+        return true;   /* an address of no pool has no limit */
     struct pool_group *g = srv->group;
     if (!g->max_conns || g->open < g->max_conns)
         return true;
@@ -484,9 +490,12 @@ bool pool_may_connect(struct pool_server *srv)
     return false;
 }
 
-struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err)
+/* A new connection to addr, without TLS or with the pool's (srv, when set):
+ * counted in open_count, and in srv and its pool when there is one. */
+static struct upconn *conn_open(const struct cli_addr *addr, struct pool_server *srv,
+                                void *owner, pool_event_cb *cb, int *err)
 {
-    int fd = net_connect((const struct sockaddr *)&srv->addr->ss, srv->addr->len);
+    int fd = net_connect((const struct sockaddr *)&addr->ss, addr->len);
     if (fd < 0) {
         *err = fd;
         return NULL;
@@ -495,7 +504,7 @@ struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb 
     int r = loop_add(loop, &up->io, fd, on_io);
     if (r < 0)
         goto out_free_conn;
-    if (srv->group->tls &&
+    if (srv && srv->group->tls &&
         !(up->ssl = tls_client_conn(srv->group->tls, fd, srv->tls_host, &srv->tls_session))) {
         loop_close(loop, &up->io);
         up->next = free_list;
@@ -508,8 +517,10 @@ struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb 
     up->on_event = cb;
     up->connecting = true;
     open_count++;
-    srv->active++;
-    srv->group->open++;
+    if (srv) {
+        srv->active++;
+        srv->group->open++;
+    }
     return up;
 
 out_free_conn:
@@ -518,6 +529,17 @@ out_free_conn:
     free_list = up;
     *err = r;
     return NULL;
+}
+
+struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err)
+{
+    return conn_open(srv->addr, srv, owner, cb, err);
+}
+
+struct upconn *pool_connect_addr(const struct cli_addr *addr, void *owner, pool_event_cb *cb,
+                                 int *err)
+{
+    return conn_open(addr, NULL, owner, cb, err);
 }
 
 int pool_connect_step(struct upconn *up, char *err, size_t errlen)
@@ -546,7 +568,7 @@ int pool_connect_step(struct upconn *up, char *err, size_t errlen)
 
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb)
 {
-    while (srv->idle) {
+    while (srv && srv->idle) {
         struct upconn *up = srv->idle;
         if (up->io.ready & (LOOP_READ | LOOP_HUP)) {
             pool_close(up);   /* closed by the server, or unsolicited bytes */
@@ -567,6 +589,10 @@ void pool_put_idle(struct upconn *up)
 {
     struct pool_server *s = up->srv;
 
+    if (!s) {   /* an address of no pool: never pooled */
+        pool_close(up);
+        return;
+    }
     /* The exchange stopped reading at the end of the response, so a read bit
      * may be left from its last wake-up. Idle, that bit means "closed or
      * unsolicited bytes": find out which it is now, with one peek. */

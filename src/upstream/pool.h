@@ -9,7 +9,14 @@
  * (owner != NULL; its events go to owner's handler) or by the pool (idle).
  * An idle connection that becomes readable has been closed by the server or
  * sent bytes nobody asked for: either way it is discarded at once, so a stale
- * connection is rarely handed out. Idle connections hold no buffers. */
+ * connection is rarely handed out. Idle connections hold no buffers.
+ *
+ * An attempt connects to a server of a pool, or to an address of no pool
+ * (the forward proxy's destinations, named by their clients): it then holds
+ * the address and a NULL server. Such a connection (pool_connect_addr) has
+ * up->srv NULL, no TLS, and is never pooled; the functions below that take
+ * an attempt's server take NULL for it: no idle connection, no connection
+ * limit, no health to keep. It counts in pool_open_count only. */
 #ifndef HG_POOL_H
 #define HG_POOL_H
 
@@ -85,7 +92,7 @@ struct upconn {
     struct loop_io io;
     struct timer idle_timer;
     struct loop_defer defer;
-    struct pool_server *srv;
+    struct pool_server *srv;      /* NULL: to an address of no pool */
     struct upconn *next, *prev;   /* idle list */
     void *owner;                  /* the exchange, or NULL when idle */
     pool_event_cb *on_event;
@@ -157,15 +164,17 @@ struct pool_waiter *pool_wait_next(struct pool_group *g);
 /* Passive health: the outcome of an attempt on s. Enough consecutive
  * failures eject s for a cool-down that doubles with each ejection in a row
  * (up to a cap), unless that would eject more than the pool's allowed share;
- * a success puts the counts back to zero. */
+ * a success puts the counts back to zero. Nothing for s NULL. */
 void pool_report(struct pool_server *s, bool ok);
 
-/* An idle connection to srv that still looks alive, or NULL. */
+/* An idle connection to srv that still looks alive, or NULL (always for
+ * srv NULL). */
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb);
 
 /* Whether a new connection to srv fits its pool's limit now; when it does
  * not, an idle connection to another server of the pool is closed to make
- * room if there is one. False: wait for a slot (pool_slots_free). */
+ * room if there is one. False: wait for a slot (pool_slots_free). True for
+ * srv NULL. */
 bool pool_may_connect(struct pool_server *srv);
 
 /* Free connection slots of g now (UINT32_MAX when unlimited), counting an
@@ -191,7 +200,12 @@ int pool_connect_step(struct upconn *up, char *err, size_t errlen);
  * NULL with -errno in *err when the connect failed at once. */
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err);
 
-/* Returns a connection whose exchange ended cleanly to the idle list. */
+/* The same to an address of no pool: up->srv NULL, no TLS. */
+struct upconn *pool_connect_addr(const struct cli_addr *addr, void *owner, pool_event_cb *cb,
+                                 int *err);
+
+/* Returns a connection whose exchange ended cleanly to the idle list (one
+ * to an address of no pool is closed). */
 void pool_put_idle(struct upconn *up);
 
 /* Closes a connection and releases it at the end of the loop iteration. */

@@ -1,7 +1,7 @@
 /* test_pool.c -- the state a pool keeps for the proxy (src/upstream/pool.h):
- * requests and retries in flight against the retry budget, and the queue of
- * requests waiting for a connection slot. Pools are built from a
- * configuration file parsed in memory. */
+ * requests and retries in flight against the retry budget, the queue of
+ * requests waiting for a connection slot, and connections to an address of
+ * no pool. Pools are built from a configuration file parsed in memory. */
 #include "unit.h"
 
 #include <arpa/inet.h>
@@ -213,6 +213,33 @@ TEST(a_waiter_leaves_only_for_a_free_slot)
     one_iteration();
 }
 
+/* The forward proxy's destinations: a connection to an address of no pool
+ * counts in no pool, has no TLS, and is closed rather than pooled; the
+ * functions that take an attempt's server take NULL for it. */
+TEST(a_connection_to_an_address_of_no_pool)
+{
+    struct pool_group *g = pool_group_find("narrow");
+    int owner, err = 0;
+    if (!CHECK(g))
+        return;
+    struct cli_addr a = *g->servers[0].addr;   /* narrow's server, reached as no pool's */
+    unsigned before = pool_open_count();
+    struct upconn *up = pool_connect_addr(&a, &owner, on_event, &err);
+    if (!CHECK(up != NULL))
+        return;
+    CHECK(up->srv == NULL && up->ssl == NULL && up->owner == &owner);
+    CHECK_EQ_INT(pool_open_count(), before + 1);
+    CHECK_EQ_INT(g->open, 0);
+    CHECK_EQ_INT(g->servers[0].active, 0);
+    CHECK(pool_may_connect(NULL));
+    CHECK(pool_take_idle(NULL, &owner, on_event) == NULL);
+    pool_report(NULL, false);
+    pool_put_idle(up);   /* never pooled: closed */
+    CHECK_EQ_INT(pool_open_count(), before);
+    CHECK_EQ_INT(g->servers[0].nidle, 0);
+    one_iteration();
+}
+
 TEST(gauges_show_what_is_in_flight)
 {
     struct pool_group *g = pool_group_find("half");
@@ -254,6 +281,7 @@ int main(void)
     RUN(an_end_without_a_begin_does_not_wrap);
     RUN(waiters_leave_in_order);
     RUN(a_waiter_leaves_only_for_a_free_slot);
+    RUN(a_connection_to_an_address_of_no_pool);
     RUN(gauges_show_what_is_in_flight);
     RUN(teardown);
     return unit_summary("test_pool");
