@@ -29,6 +29,7 @@
 #include "hedge.h"
 #include "http.h"
 #include "listener.h"
+#include "request.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -494,7 +495,7 @@ static int head_step(struct client *c)
         client_error(c, -r, "bad_request", detail);
         return 1;
     }
-    return exchange_start(c, r);
+    return request_start(c, r);
 }
 
 /* CLOSING: finish sending, shut the write side, then discard input until the

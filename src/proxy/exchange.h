@@ -59,9 +59,6 @@ int exchange_retry_later(struct client *c, const char *why);
 
 int exchange_step(struct client *c);
 
-/* A complete request head is at in.start: check it and start the exchange. */
-int exchange_start(struct client *c, int head_len);
-
 /* The exchange in its pool's counts that size the retry budget (see
  * pool.h): counted from its dispatch (exchange_budget_count), among the
  * retries from its first retry or hedge (exchange_budget_take), until its
