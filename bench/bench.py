@@ -8,6 +8,7 @@ client) are this same file run with a leading "_role" argument.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,12 @@ LOOP = "127.0.0.1"
 PORTS = {"origin": 18001, "slow": 18002, "floor": 18010, "hourglass": 18011,
          "nginx": 18012, "haproxy": 18013}
 PROXIES = ["floor", "hourglass", "nginx", "haproxy"]
+# A/B mode (--baseline BIN): a fifth proxy, "hg-base", runs that binary with
+# hourglass's flags and configuration; main() adds it to PORTS and PROXIES
+# (right after hourglass) only then, so that without it nothing changes.
+BASE = "hg-base"
+BASE_PORT = 18014
+BASELINE = None        # the --baseline binary
 SMALL_BODY = ("hourglass-bench " * 7)[:99] + "\n"          # 100 bytes
 MiB = 1 << 20
 GiB = 1 << 30
@@ -351,10 +358,11 @@ class Proxy:
             if tls:
                 raise RuntimeError("the floor has no TLS")
             argv = [FLOOR, str(self.port), str(upstream)]
-        elif name == "hourglass":
+        elif name in ("hourglass", BASE):
             # a TLS listener is only written in the YAML file; without --listen
-            # the file's listeners are used, and the flags below set the rest
-            argv = [HOURGLASS] + (["--config", write_hourglass_tls(d, self.port, tls)] if tls else
+            # the file's listeners are used, and the flags below set the rest.
+            # hg-base (--baseline) gets exactly the same, on its own port.
+            argv = [HOURGLASS if name == "hourglass" else BASELINE] + (["--config", write_hourglass_tls(d, self.port, tls)] if tls else
                                   ["--listen", "%s:%d" % (LOOP, self.port)]) + [
                     "--upstream", "%s:%d" % (LOOP, upstream),
                     "--connect-timeout", "1s", "--read-timeout", read_timeout,
@@ -971,7 +979,7 @@ class Bench:
             for rnd in range(a.rounds):
                 for p in self.order(rnd, s):
                     self.progress(rnd, p, s)
-                    tag = "%s%d" % (p, rnd)
+                    tag = "%s%d" % (re.sub(r"\W", "", p), rnd)    # a word: the slow upstream's pattern
                     fl = self.fleet(upstream=PORTS["slow"], read_timeout="%dms" % TIMER_MS, names=[p],
                                     maxconn=n + 50)
                     try:
@@ -1090,6 +1098,13 @@ def report(b, a, meta):
             return r["cpu"] / max(r["bytes"], 1) * GiB
         return r["cpu"] / max(r["requests"], 1) * 1e6
 
+    ab_mode = BASE in PROXIES
+
+    def base_ratios(s):
+        """hourglass / hg-base per round: round i of the one against round i of the other."""
+        return [metric(s, h) / metric(s, g) if metric(s, g) else float("nan")
+                for h, g in zip(R.get((s, "hourglass"), []), R.get((s, BASE), []))]
+
     cpu_s = [s for s in scen_run if s not in ("idle-10k", "timer")]
     if cpu_s:
         rows, rng = [], []
@@ -1099,17 +1114,26 @@ def report(b, a, meta):
             nd = 3 if s in PER_GIB else 1
             rows.append([s, unit] + [fmt(m[p], nd) for p in PROXIES] +
                         [ratio(m["hourglass"], m["nginx"]), ratio(m["hourglass"], m["haproxy"]),
-                         ratio(m["hourglass"], m["floor"])])
+                         ratio(m["hourglass"], m["floor"])] +
+                        ([fmt(med(base_ratios(s)), 3)] if ab_mode else []))
             rr = []
             for p in PROXIES:
                 xs = [metric(s, r) for r in R.get((s, p), [])]
                 rr.append(" ".join(fmt(x, nd) for x in xs) if xs else "-")
+            if ab_mode:
+                rr.append(" ".join(fmt(x, 3) for x in base_ratios(s)) or "-")
             rng.append([s] + rr)
         out.append("### CPU per request (median of %d rounds; lower is better)\n" % a.rounds)
-        out.append(table(["scenario", "unit"] + PROXIES + ["hg/nginx", "hg/haproxy", "hg/floor"], rows))
+        out.append(table(["scenario", "unit"] + PROXIES + ["hg/nginx", "hg/haproxy", "hg/floor"] +
+                         (["hg/hg-base"] if ab_mode else []), rows))
         out.append("\nCPU = utime+stime of the proxy process (nginx: its one worker) from /proc/PID/stat, "
                    "sampled around each run; per request = / requests completed by the client; "
                    "per GiB = / bytes of response (or request body) the client received (sent).\n")
+        if ab_mode:
+            out.append("hg-base = the --baseline binary with exactly hourglass's flags and configuration. "
+                       "hg/hg-base = hourglass's CPU per request (per GiB) / hg-base's in the same round, "
+                       "the median of the rounds' ratios (every round's below); below 1 means the new binary "
+                       "spent less.\n")
         tls_s = [s for s in cpu_s if s in TLS_SCEN]
         if tls_s:
             out.append("tls-*: client -> proxy TLS, terminated by the proxy (self-signed ECDSA P-256 certificate); "
@@ -1130,7 +1154,7 @@ def report(b, a, meta):
         if "small-ab-k" in cpu_s:
             out.append(report_ab(R, a, metric))
         out.append("#### Every round (same units, in run order)\n")
-        out.append(table(["scenario"] + PROXIES, rng))
+        out.append(table(["scenario"] + PROXIES + (["hg/hg-base"] if ab_mode else []), rng))
         rows = []
         for s in cpu_s:
             for p in PROXIES:
@@ -1162,11 +1186,13 @@ def report(b, a, meta):
         out.append(table(["proxy", "connections", "KiB/conn (median)", "every round", "VmRSS MiB (last round)",
                           "200s (all rounds)", "failed"], rows))
         if "hourglass" in m:
-            out.append("\nhourglass/nginx %s, hourglass/haproxy %s, hourglass/floor %s. VmRSS counts user-space "
+            out.append("\nhourglass/nginx %s, hourglass/haproxy %s, hourglass/floor %s%s. VmRSS counts user-space "
                        "memory only; kernel socket buffers are not in it.\n" % (
                            ratio(m.get("hourglass", float("nan")), m.get("nginx", float("nan"))),
                            ratio(m.get("hourglass", float("nan")), m.get("haproxy", float("nan"))),
-                           ratio(m.get("hourglass", float("nan")), m.get("floor", float("nan")))))
+                           ratio(m.get("hourglass", float("nan")), m.get("floor", float("nan"))),
+                           ", hourglass/hg-base %s" % ratio(m["hourglass"], m.get(BASE, float("nan")))
+                           if BASE in PROXIES else ""))
     if "timer" in scen_run:
         rows = []
         for p in PROXIES:
@@ -1199,7 +1225,7 @@ def report(b, a, meta):
 
 
 def main():
-    global TMP, FLOOR, HOURGLASS, CPU_PROXY, CPU_LOAD, TLS
+    global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         role, args = sys.argv[1], sys.argv[2:]
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -1228,7 +1254,13 @@ def main():
     ap.add_argument("--scenarios", default="all",
                     help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS))
     ap.add_argument("--proxies", default="all",
-                    help="comma-separated subset of: " + ", ".join(PROXIES) + " (the others show -)")
+                    help="comma-separated subset of: " + ", ".join(PROXIES) + ", " + BASE +
+                         " (with --baseline) (the others show -)")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="A/B mode: also run BIN as a fifth proxy, " + BASE + ", with exactly hourglass's flags "
+                         "and configuration, in every scenario hourglass runs; the tables get a column "
+                         "hg/hg-base (hourglass = $HOURGLASS_BIN or build/hourglass). A relative path is taken "
+                         "from the repository root")
     ap.add_argument("--output", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     a = ap.parse_args()
@@ -1246,14 +1278,23 @@ def main():
     for s in scens:
         if s not in names:
             ap.error("unknown scenario %r" % s)
+    if a.baseline:
+        a.baseline = os.path.abspath(a.baseline)
+        if not (os.path.isfile(a.baseline) and os.access(a.baseline, os.X_OK)):
+            ap.error("--baseline %s: not an executable file" % a.baseline)
+        PORTS[BASE] = BASE_PORT
+        PROXIES.insert(PROXIES.index("hourglass") + 1, BASE)
     a.proxies = PROXIES if a.proxies == "all" else a.proxies.split(",")
     for p in a.proxies:
+        if p == BASE and not a.baseline:
+            ap.error("proxy %r needs --baseline BIN" % p)
         if p not in PROXIES:
             ap.error("unknown proxy %r" % p)
 
     TMP = os.environ.get("BENCH_TMP") or __import__("tempfile").mkdtemp(prefix="hgbench.")
     FLOOR = os.environ.get("FLOOR_BIN", os.path.join(TMP, "floor"))
     HOURGLASS = os.environ.get("HOURGLASS_BIN", os.path.join(ROOT, "build", "hourglass"))
+    BASELINE = a.baseline
     ncpu = len(os.sched_getaffinity(0))
     if a.no_pin or ncpu < 2:
         CPU_PROXY = CPU_LOAD = None
@@ -1278,11 +1319,25 @@ def main():
         m = re.search(pat, o)
         return m.group(1) if m else o.strip().splitlines()[0] if o.strip() else "?"
 
-    def git(*args):
+    def git(*args, where=ROOT):
         try:
-            return subprocess.run(["git", "-C", ROOT] + list(args), capture_output=True, text=True).stdout.strip()
+            return subprocess.run(["git", "-C", where] + list(args), capture_output=True, text=True).stdout.strip()
         except OSError:
             return "?"
+
+    def describe_bin(path):
+        """A/B mode: the binary, a digest of it and the commit of the git tree it sits in, if any."""
+        path = os.path.abspath(path)
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        except OSError:
+            return "%s (cannot read it)" % path, None
+        d = os.path.dirname(path)
+        c = git("rev-parse", "--short", "HEAD", where=d) if os.path.isdir(d) else ""
+        if c and git("status", "--porcelain", "--untracked-files=no", where=d):
+            c += ", uncommitted changes"
+        return "%s (sha256 %s%s)" % (path, digest, ", tree at commit " + c if c else ""), digest
 
     cpu_model = "?"
     with open("/proc/cpuinfo") as f:
@@ -1304,6 +1359,12 @@ def main():
         "python": sys.version.split()[0],
         "load": open("/proc/loadavg").read().split()[:3],
     }
+    if a.baseline:
+        (meta["hg_bin"], d1), (meta["base_bin"], d2) = describe_bin(HOURGLASS), describe_bin(BASELINE)
+        for p in ("hourglass", BASE):
+            print("bench: %-9s %s" % (p, meta["hg_bin" if p == "hourglass" else "base_bin"]), flush=True)
+        if d1 and d1 == d2:
+            print("bench: !! hourglass and %s are the same binary" % BASE, flush=True)
     print("bench: %d round(s), %ds per wrk run, %d requests per ab run, %d uploads, %d idle/in-flight "
           "connections, pinning: %s" % (
         a.rounds, a.duration, a.ab_requests, a.uploads, a.conns,
@@ -1347,6 +1408,9 @@ def main():
                  if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
     if a.proxies != PROXIES:
         head = head[:-1] + "- proxies run: %s (the others show -)\n\n" % ", ".join(a.proxies)
+    if a.baseline:
+        head = head[:-1] + "- A/B: hourglass = %s; %s = %s (--baseline), same flags and configuration\n\n" % (
+            meta["hg_bin"], BASE, meta["base_bin"])
     print("\n" + body)
     with open(a.output, "w") as f:
         f.write(head + body + "\n")

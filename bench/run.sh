@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # make bench [BENCH_ARGS="--quick"] -- hourglass vs nginx vs HAProxy vs a byte-relay floor.
+# bash bench/run.sh --help: every option. A/B of two hourglass binaries in one run:
+#   HOURGLASS_BIN=NEW bash bench/run.sh --baseline OLD --proxies hourglass,hg-base ...
 # Checks/installs the tools, builds the floor, raises the open-file limit and
 # runs bench/bench.py; every process it starts is killed on exit or Ctrl-C.
 set -euo pipefail
