@@ -145,6 +145,8 @@ static const struct stats *total(void)
     return &t;
 }
 
+static void render_gauges(struct out *op, const struct stats *st, const struct stats_gauges *g);
+
 size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
 {
     const struct stats *st = total();
@@ -206,6 +208,14 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
         put(&o, "hourglass_upstream_first_byte_seconds_count{route=\"%s\"} %llu\n",
             g->route_names[r], (unsigned long long)sr->first_byte_count);
     }
+    render_gauges(&o, st, g);
+    return o.n;
+}
+
+/* The gauges: connections, and the state of each pool. */
+static void render_gauges(struct out *op, const struct stats *st, const struct stats_gauges *g)
+{
+    struct out o = *op;
     put(&o, "# HELP hourglass_client_connections Client connections open now.\n"
             "# TYPE hourglass_client_connections gauge\nhourglass_client_connections %u\n",
         (unsigned)st->clients);
@@ -237,5 +247,5 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
                 (unsigned long long)v);
         }
     }
-    return o.n;
+    *op = o;
 }

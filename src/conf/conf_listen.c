@@ -17,6 +17,23 @@ void conf_free_listen_tls(struct tls_server_conf *t)
     *t = (struct tls_server_conf){0};
 }
 
+/* `min_version`: "1.2" or "1.3" (older versions are never offered). */
+static bool min_version(struct conf_ctx *x, yaml_node_t *n, const char *key,
+                        struct tls_server_conf *t)
+{
+    const char *s = conf_scalar(x, n, key, "\"1.2\" or \"1.3\"");
+    if (s && !strcmp(s, "1.2"))
+        t->min_version = TLS1_2_VERSION;
+    else if (s && !strcmp(s, "1.3"))
+        t->min_version = TLS1_3_VERSION;
+    else {
+        if (s)
+            conf_expected(x, n, key, "\"1.2\" or \"1.3\" (older versions are not offered)");
+        return false;
+    }
+    return true;
+}
+
 /* A listener's `tls:` {cert, key, certificates: [{cert, key}...],
  * min_version}. The certificates are loaded once here, so that a file that
  * does not load is reported with its line (and a reload refused). */
@@ -69,18 +86,8 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
     }
     t->min_version = TLS1_2_VERSION;
     conf_join(sub2, path, "min_version");
-    if (v[3]) {
-        const char *s = conf_scalar(x, v[3], sub2, "\"1.2\" or \"1.3\"");
-        if (s && !strcmp(s, "1.2"))
-            t->min_version = TLS1_2_VERSION;
-        else if (s && !strcmp(s, "1.3"))
-            t->min_version = TLS1_3_VERSION;
-        else {
-            if (s)
-                conf_expected(x, v[3], sub2, "\"1.2\" or \"1.3\" (older versions are not offered)");
-            ok = false;
-        }
-    }
+    if (v[3] && !min_version(x, v[3], sub2, t))
+        ok = false;
     if (ok) {
         char why[512];
         unsigned bad = 0;
@@ -104,8 +111,66 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
     return ok;
 }
 
+/* One listener's settings besides its address. */
+struct listener_opts {
+    bool trust, forward, underscores;
+    struct tls_server_conf tls;
+};
+
+/* A listener written as a mapping: its keys into o; *addr becomes the
+ * address node and key its path. false after an error (o->tls freed). */
+static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
+                             struct listener_opts *o, yaml_node_t **addr)
+{
+    static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
+                                     "underscores_in_headers", NULL};
+    yaml_node_t *w[MAX_KEYS];
+    char sub[PATHLEN];
+    if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
+        return false;
+    conf_join(sub, key, "trust_deadline_header");
+    if (w[1] && !conf_get_bool(x, w[1], sub, &o->trust))
+        return false;
+    conf_join(sub, key, "mode");
+    if (w[2]) {
+        static const char *const modes[] = {"reverse", "forward", NULL};
+        int m = conf_get_enum(x, w[2], sub, modes);
+        if (m < 0)
+            return false;
+        o->forward = m == 1;
+    }
+    conf_join(sub, key, "underscores_in_headers");
+    if (w[4] && !conf_get_bool(x, w[4], sub, &o->underscores))
+        return false;
+    conf_join(sub, key, "tls");
+    if (w[3] && !parse_listen_tls(x, w[3], sub, &o->tls))
+        return false;
+    conf_join(sub, key, "address");
+    if (!w[0]) {
+        conf_err(x, v, sub, "missing; expected ADDR:PORT");
+        conf_free_listen_tls(&o->tls);
+        return false;
+    }
+    *addr = w[0];
+    memcpy(key, sub, PATHLEN);
+    return true;
+}
+
+/* The `listen` arrays, one slot per item. false when out of memory. */
+static bool listen_alloc(struct conf *c, unsigned count)
+{
+    c->listen = calloc(count, sizeof *c->listen);
+    c->listen_trust = calloc(count, sizeof *c->listen_trust);
+    c->listen_forward = calloc(count, sizeof *c->listen_forward);
+    c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
+    c->listen_tls = calloc(count, sizeof *c->listen_tls);
+    return c->listen && c->listen_trust && c->listen_forward && c->listen_underscores &&
+           c->listen_tls;
+}
+
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
- * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...}}. */
+ * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...},
+ * underscores_in_headers: BOOL}. */
 void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
@@ -121,13 +186,7 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
         return;
     }
     struct conf *c = x->c;
-    c->listen = calloc(count, sizeof *c->listen);
-    c->listen_trust = calloc(count, sizeof *c->listen_trust);
-    c->listen_forward = calloc(count, sizeof *c->listen_forward);
-    c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
-    c->listen_tls = calloc(count, sizeof *c->listen_tls);
-    if (!c->listen || !c->listen_trust || !c->listen_forward || !c->listen_underscores ||
-        !c->listen_tls) {
+    if (!listen_alloc(c, count)) {
         x->nomem = true;
         return;
     }
@@ -139,43 +198,11 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
-        bool trust = false, forward = false, underscores = false;
-        struct tls_server_conf tls = {0};
-        if (v->type == YAML_MAPPING_NODE) {
-            static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
-                                             "underscores_in_headers", NULL};
-            yaml_node_t *w[MAX_KEYS];
-            char sub[PATHLEN];
-            if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
-                continue;
-            conf_join(sub, key, "trust_deadline_header");
-            if (w[1] && !conf_get_bool(x, w[1], sub, &trust))
-                continue;
-            conf_join(sub, key, "mode");
-            if (w[2]) {
-                static const char *const modes[] = {"reverse", "forward", NULL};
-                int m = conf_get_enum(x, w[2], sub, modes);
-                if (m < 0)
-                    continue;
-                forward = m == 1;
-            }
-            conf_join(sub, key, "underscores_in_headers");
-            if (w[4] && !conf_get_bool(x, w[4], sub, &underscores))
-                continue;
-            conf_join(sub, key, "tls");
-            if (w[3] && !parse_listen_tls(x, w[3], sub, &tls))
-                continue;
-            conf_join(sub, key, "address");
-            if (!w[0]) {
-                conf_err(x, v, sub, "missing; expected ADDR:PORT");
-                conf_free_listen_tls(&tls);
-                continue;
-            }
-            v = w[0];
-            memcpy(key, sub, sizeof key);
-        }
+        struct listener_opts o = {0};
+        if (v->type == YAML_MAPPING_NODE && !parse_listen_map(x, v, key, &o, &v))
+            continue;
         if (!conf_get_addr(x, v, key, "ADDR:PORT", a)) {
-            conf_free_listen_tls(&tls);
+            conf_free_listen_tls(&o.tls);
             continue;
         }
         bool dup = false;
@@ -184,15 +211,15 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
                 conf_err(x, v, key, "%s is listed twice (first on line %d)", a->text, lines[j]);
                 dup = true;
             }
-        if (!dup) {
-            c->listen_trust[c->nlisten] = trust;
-            c->listen_forward[c->nlisten] = forward;
-            c->listen_underscores[c->nlisten] = underscores;
-            c->listen_tls[c->nlisten] = tls;
-            lines[c->nlisten++] = conf_line(v);
-        } else {
-            conf_free_listen_tls(&tls);
+        if (dup) {
+            conf_free_listen_tls(&o.tls);
+            continue;
         }
+        c->listen_trust[c->nlisten] = o.trust;
+        c->listen_forward[c->nlisten] = o.forward;
+        c->listen_underscores[c->nlisten] = o.underscores;
+        c->listen_tls[c->nlisten] = o.tls;
+        lines[c->nlisten++] = conf_line(v);
     }
 }
 

@@ -498,6 +498,9 @@ enum {
     C_DATA_LF, C_TR_START, C_TR_LINE, C_TR_LF, C_FINAL_LF, C_DONE,
 };
 
+/* One state machine over bytes, in one function on purpose: every state
+ * sees the same cursor and output position, and splitting it would pass
+ * them around per byte on the hot path of every chunked body. */
 ssize_t http_chunked_feed(struct http_chunked *c, char *p, size_t len, size_t *data_len)
 {
     size_t i = 0, out = 0;

@@ -404,28 +404,67 @@ static void plain_http_refusal(int fd)
         ;
 }
 
+/* A TLS listener's handshake: 0 while it runs, 1 when done, -1 after
+ * closing a client whose handshake failed. */
+static int handshake_step(struct client *c)
+{
+    char why[160];
+    int r = tls_handshake(c->ssl, &c->io.ready, why, sizeof why);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        struct peer_text pt;
+        log_error("info", "TLS handshake with client %s failed: %s", access_peer(c, &pt), why);
+        stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
+        if (r == -2)
+            plain_http_refusal(c->io.fd);
+        client_close(c);
+        return -1;
+    }
+    stats->tls[STATS_TLS_CLIENT][tls_resumed(c->ssl) ? TLS_RESUMED : TLS_OK]++;
+    c->cflags &= ~CF_HANDSHAKE;
+    c->t_first = px_loop->now;   /* idle from here */
+    return 1;
+}
+
+/* Parses what `in` holds of the request head: the exchange starts when it
+ * is complete, a bad head is answered (and the connection closed after). */
+static int head_parse(struct client *c, int progress)
+{
+    struct exch *x = &c->s->x;
+    if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
+        return progress;
+    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &px_scratch, &px_req_limits);
+    if (r == HTTP_INCOMPLETE && !buf_room(&c->in) && c->in.start == 0 &&
+        c->in.cap >= BUF_LARGE)
+        r = -431;   /* limits set near their maximum can exceed the buffer */
+    if (r == HTTP_INCOMPLETE) {
+        x->parsed_len = buf_len(&c->in);
+        return progress;
+    }
+    if (r < 0) {
+        const char *detail = r == -414 ? "request line longer than --max-request-line"
+                           : r == -431 ? "header fields over --max-header-size or --max-headers"
+                           : r == -505 ? "only HTTP/1.0 and HTTP/1.1 are served"
+                                       : "malformed request head";
+        struct peer_text pt;
+        log_error("info", "bad request from %s: %d, %s", access_peer(c, &pt), -r, detail);
+        x->flags |= X_CLOSE_AFTER;
+        client_error(c, -r, "bad_request", detail);
+        return 1;
+    }
+    return request_start(c, r);
+}
+
 /* IDLE and HEAD: read and parse the next request head. */
 static int head_step(struct client *c)
 {
     int progress = 0;
 
     if (c->cflags & CF_HANDSHAKE) {
-        char why[160];
-        int r = tls_handshake(c->ssl, &c->io.ready, why, sizeof why);
-        if (r == 0)
-            return 0;
-        if (r < 0) {
-            struct peer_text pt;
-            log_error("info", "TLS handshake with client %s failed: %s", access_peer(c, &pt), why);
-            stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
-            if (r == -2)
-                plain_http_refusal(c->io.fd);
-            client_close(c);
-            return -1;
-        }
-        stats->tls[STATS_TLS_CLIENT][tls_resumed(c->ssl) ? TLS_RESUMED : TLS_OK]++;
-        c->cflags &= ~CF_HANDSHAKE;
-        c->t_first = px_loop->now;   /* idle from here */
+        int r = handshake_step(c);
+        if (r <= 0)
+            return r;
         progress = 1;
     }
     while (c->io.ready & LOOP_READ) {
@@ -473,29 +512,7 @@ static int head_step(struct client *c)
         buf_release(&c->in);   /* idle connections hold no buffer */
         return progress;
     }
-    struct exch *x = &c->s->x;
-    if (!buf_len(&c->in) || buf_len(&c->in) == x->parsed_len)
-        return progress;
-    int r = http_parse_request(buf_head(&c->in), buf_len(&c->in), &px_scratch, &px_req_limits);
-    if (r == HTTP_INCOMPLETE && !buf_room(&c->in) && c->in.start == 0 &&
-        c->in.cap >= BUF_LARGE)
-        r = -431;   /* limits set near their maximum can exceed the buffer */
-    if (r == HTTP_INCOMPLETE) {
-        x->parsed_len = buf_len(&c->in);
-        return progress;
-    }
-    if (r < 0) {
-        const char *detail = r == -414 ? "request line longer than --max-request-line"
-                           : r == -431 ? "header fields over --max-header-size or --max-headers"
-                           : r == -505 ? "only HTTP/1.0 and HTTP/1.1 are served"
-                                       : "malformed request head";
-        struct peer_text pt;
-        log_error("info", "bad request from %s: %d, %s", access_peer(c, &pt), -r, detail);
-        x->flags |= X_CLOSE_AFTER;
-        client_error(c, -r, "bad_request", detail);
-        return 1;
-    }
-    return request_start(c, r);
+    return head_parse(c, progress);
 }
 
 /* CLOSING: finish sending, shut the write side, then discard input until the
