@@ -11,7 +11,7 @@
 #ifndef HG_WORKER_H
 #define HG_WORKER_H
 
-#include "cli.h"
+#include "cfg.h"
 #include "loop.h"
 
 /* Listening sockets opened by a master and inherited by a worker:

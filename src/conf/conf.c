@@ -417,10 +417,3 @@ uint64_t conf_route_ms(const struct conf_route *r, enum tmo_kind k, const struct
     return r && r->timeouts.ms[k] ? r->timeouts.ms[k] : cfg->ms[k];
 }
 
-bool conf_retry_status(const struct conf_retry *r, unsigned status)
-{
-    for (unsigned i = 0; i < r->nstatus; i++)
-        if (r->status[i] == status)
-            return true;
-    return false;
-}

@@ -1,9 +1,12 @@
-/* conf.h -- the configuration: the runtime struct cfg, and the file (YAML,
- * read with libyaml) into a checked model. See docs/CONFIG.md for every key.
+/* conf.h -- the configuration file (YAML, read with libyaml) into a checked
+ * model. See docs/CONFIG.md for every key.
  *
- * struct cfg lives here rather than in cli.h: the file fills it first
- * (conf_apply), then the flags override it (cli_parse). With it here conf
- * needs nothing of cli, and the arrows are one way: cli -> conf -> value.
+ * The runtime configuration, struct cfg, and the policies the request path
+ * reads (a route's retry policy) are in cfg.h, which the runtime includes:
+ * only the code that builds the runtime from the file (conf_apply, pool,
+ * route and health initialisation) includes this model. The file fills
+ * struct cfg first (conf_apply), then the flags override it (cli_parse);
+ * the arrows are one way: cli -> conf -> cfg, value.
  *
  * conf_load() reads and validates the whole file and returns the model, or
  * NULL and a list of errors, one line each:
@@ -31,68 +34,8 @@
 #include "addr.h"
 #include "tls.h"
 #include "tmo.h"
+#include "cfg.h"
 #include "value.h"
-
-/* Bounds of the lists in struct cfg, for the flags and the file alike. They
- * keep the CLI_ names the layers above use. */
-#define CLI_MAX_LISTEN   16
-#define CLI_MAX_UPSTREAM 64
-#define CLI_MAX_WORKERS  64
-#define CLI_MAX_CIDR     32
-#define CLI_MAX_PORTS    16
-
-struct conf;
-
-/* Forward proxy mode (listeners with forward set). */
-struct cfg_forward {
-    struct addr_cidr clients[CLI_MAX_CIDR];   /* may use it; default loopback */
-    unsigned nclients;
-    struct addr_cidr dests[CLI_MAX_CIDR];     /* reachable despite their class */
-    unsigned ndests;
-    uint16_t ports[CLI_MAX_PORTS];            /* CONNECT ports; default 443 */
-    unsigned nports;
-    const char *auth_file;                    /* user:password lines; NULL: none */
-    const char *resolver;                     /* "127.0.0.1:53,[::1]:53"; NULL: system */
-};
-
-/* The runtime configuration: the defaults (cli_defaults), then the file
- * (conf_apply), then the flags (cli_parse). */
-struct cfg {
-    struct cli_addr listen[CLI_MAX_LISTEN];
-    bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
-    bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
-    bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
-    const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
-    unsigned nlisten;
-    struct cli_addr upstream[CLI_MAX_UPSTREAM];
-    unsigned nupstream;
-    /* the top-level durations, ms, by kind (TMO_TUNNEL_MAX 0: unlimited);
-     * the kinds only a route sets (TMO_TRY, TMO_BACKOFF, TMO_HEDGE) stay 0 */
-    uint64_t ms[TMO_COUNT];
-    const char *access_log;   /* path, "-" or "off" */
-    bool access_log_json;     /* JSON Lines instead of key=value */
-    unsigned max_connections;
-    /* request limits (bytes; max_body 0 = unlimited) */
-    uint32_t max_request_line, max_header_size, max_headers;
-    uint64_t max_body;
-    /* response head limits (502 upstream_head_too_large) */
-    uint32_t max_response_header_size;   /* whole head, status line included */
-    uint32_t max_response_headers;       /* number of fields */
-    bool underscores;            /* --underscores-in-headers: on every listener */
-    /* operations */
-    int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
-    uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */
-    const char *deadline_header; /* sent upstream with the time left; NULL: off */
-    bool trust_deadline;         /* --trust-deadline-header: on every listener */
-    unsigned workers;            /* worker processes; 0 = one per CPU */
-    bool single_process;         /* no master: the process started serves */
-    struct cfg_forward fwd;
-    struct cli_addr admin;       /* --admin listener */
-    bool has_admin;
-    /* the --config file's model (below), or NULL; cfg's strings may point
-     * into it: release both with cli_free */
-    struct conf *conf;
-};
 
 #define CONF_WORKERS_AUTO 0xffffffffu
 
@@ -175,30 +118,6 @@ struct conf_pool {
     int line;
 };
 
-/* Failure classes a route may retry (bits of conf_retry.on). */
-enum {
-    CONF_RETRY_CONNECT_FAILURE = 1u << 0,  /* refused, unreachable, reset while connecting */
-    CONF_RETRY_CONNECT_TIMEOUT = 1u << 1,
-    CONF_RETRY_RESET = 1u << 2,            /* reset/closed before any response byte */
-    CONF_RETRY_READ_TIMEOUT = 1u << 3,     /* per-try read timeout before the head */
-};
-
-#define CONF_MAX_RETRY_STATUS 16
-
-enum conf_methods { CONF_METHODS_IDEMPOTENT, CONF_METHODS_ALL };
-
-struct conf_retry {
-    unsigned attempts;               /* 1 (no `retry:`) .. 10; default 2 with `retry:` */
-    unsigned on;                     /* CONF_RETRY_* bits */
-    uint16_t status[CONF_MAX_RETRY_STATUS];   /* response statuses retried */
-    unsigned nstatus;
-    uint64_t per_try_timeout_ms;     /* 0 = none (only the route's timeouts) */
-    uint64_t backoff_base_ms;        /* default 25ms */
-    uint64_t backoff_max_ms;         /* default 250ms, >= base */
-    enum conf_methods methods;       /* default idempotent */
-    uint64_t max_body;               /* request bodies kept for a retry; default 64k */
-};
-
 struct conf_route {
     char *host;                      /* NULL = any; lower case; "*.example.com" */
     char *path;                      /* prefix, starts with '/'; default "/" */
@@ -255,7 +174,5 @@ void conf_apply(const struct conf *c, struct cfg *cfg);
  * the top-level value in cfg (file, then flags); r NULL: the top level. */
 uint64_t conf_route_ms(const struct conf_route *r, enum tmo_kind k, const struct cfg *cfg);
 
-/* Whether the route's retry policy lists this response status. */
-bool conf_retry_status(const struct conf_retry *r, unsigned status);
 
 #endif

@@ -20,7 +20,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "client.h"
-#include "conf.h"
+#include "cfg.h"
 #include "dns.h"
 #include "exchange.h"
 #include "forward.h"

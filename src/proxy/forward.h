@@ -15,7 +15,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "cli.h"
+#include "cfg.h"
 #include "dns.h"
 
 struct cfg;

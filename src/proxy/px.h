@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
-#include "cli.h"
+#include "cfg.h"
 #include "forward.h"
 #include "http.h"
 #include "loop.h"

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf.h"
+#include "cfg.h"
 #include "tmo.h"
 
 struct pool_group;

@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 
-#include "conf.h"
+#include "cfg.h"
 #include "loop.h"
 
 /* Starts the checkers of every pool with active checks (after pool_init).

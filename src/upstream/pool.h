@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "conf.h"
+#include "cfg.h"
 #include "loop.h"
 #include "tls.h"
 
