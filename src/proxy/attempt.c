@@ -41,7 +41,6 @@
 
 char attempt_tls_why[160];
 
-static int fault(struct client *c, enum fault_kind kind, int err);
 static int bad_response(struct client *c, const char *why);
 static int head_too_large(struct client *c, bool rewritten);
 static int attempt_response_body(struct client *c);
@@ -54,16 +53,10 @@ void attempt_on_upstream(struct upconn *up, uint32_t events)
     client_pump(up->owner);
 }
 
-/* Records how the attempt failed and returns AT_FAILED. */
-static int fault(struct client *c, enum fault_kind kind, int err)
-{
-    c->s->fault = (struct fault){.kind = (uint8_t)kind, .err = err};
-    return AT_FAILED;
-}
 
 static int bad_response(struct client *c, const char *why)
 {
-    fault(c, FAULT_RESPONSE, 0);
+    px_fault(c, FAULT_RESPONSE, 0);
     snprintf(c->s->fault.why, sizeof c->s->fault.why, "%s", why);
     return AT_FAILED;
 }
@@ -77,7 +70,7 @@ static int head_too_large(struct client *c, bool rewritten)
     uint32_t got = buf_len(b), line = px_resp_limits.max_line + 2;
     char *why = c->s->fault.why;
     size_t n = sizeof c->s->fault.why;
-    fault(c, FAULT_HEAD_TOO_LARGE, 0);
+    px_fault(c, FAULT_HEAD_TOO_LARGE, 0);
     if (rewritten)
         snprintf(why, n, "response head too large to forward (%u bytes, limit %u)",
                  px_scratch.head_len, BUF_LARGE);
@@ -103,7 +96,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
     if (!px_att(c->s)->srv && !(x->flags & X_FORWARD))
-        return fault(c, FAULT_NO_SERVER, 0);
+        return px_fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
         if (px_att(c->s)->up) {
@@ -119,7 +112,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
     px_att(c->s)->up = srv ? pool_connect(srv, c, attempt_on_upstream, &err)
                            : pool_connect_addr(px_dest_addr(c->s), c, attempt_on_upstream, &err);
     if (!px_att(c->s)->up)
-        return fault(c, FAULT_CONNECT, err);
+        return px_fault(c, FAULT_CONNECT, err);
     x->clk.connect = px_loop->now;
     x->connect_ns = -1;
     return AT_MOVED;
@@ -133,7 +126,7 @@ int attempt_connect_step(struct client *c)
         return AT_IDLE;
     int err = pool_connect_step(up, attempt_tls_why, sizeof attempt_tls_why);
     if (err < 0)
-        return fault(c, FAULT_CONNECT, err);
+        return px_fault(c, FAULT_CONNECT, err);
     if (err == 0)
         return AT_IDLE;
     x->connect_ns = (int64_t)(px_loop->now - x->clk.connect);
@@ -202,7 +195,7 @@ int attempt_send(struct client *c)
                 x->clk.write_since = px_loop->now;
             return 0;
         }
-        return fault(c, FAULT_IO, -errno);
+        return px_fault(c, FAULT_IO, -errno);
     }
     uint32_t k = (uint32_t)n < ph ? (uint32_t)n : ph;
     px_att(c->s)->head_off += k;
@@ -373,7 +366,7 @@ static int attempt_response_head(struct client *c)
             continue;
         }
         if (exchange_retry_allowed(c, 0, px_scratch.status)) {
-            fault(c, FAULT_STATUS, 0);
+            px_fault(c, FAULT_STATUS, 0);
             c->s->fault.status = px_scratch.status;
             return AT_FAILED;
         }
@@ -404,7 +397,7 @@ static int upstream_splice(struct client *c)
         }
         if (n == 0) {
             x->flags |= X_UP_EOF | X_NO_REUSE;
-            return fault(c, FAULT_IO, 0);
+            return px_fault(c, FAULT_IO, 0);
         }
         if (n == -EAGAIN) {
             /* Only an empty pipe makes EAGAIN mean "socket drained"; with
@@ -414,7 +407,7 @@ static int upstream_splice(struct client *c)
                 up->io.ready &= ~LOOP_READ;
             break;
         }
-        return fault(c, FAULT_IO, (int)n);
+        return px_fault(c, FAULT_IO, (int)n);
     }
     if (!x->resp_left)
         x->flags |= X_RESP_DONE;
@@ -514,7 +507,7 @@ int attempt_recv(struct client *c)
                 x->flags |= X_RESP_DONE;
                 return out == AT_HEAD ? AT_HEAD : AT_MOVED;
             }
-            return fault(c, FAULT_IO, 0);
+            return px_fault(c, FAULT_IO, 0);
         }
         if (errno == EINTR)
             continue;
@@ -522,7 +515,7 @@ int attempt_recv(struct client *c)
             up->io.ready &= ~LOOP_READ;
             break;
         }
-        return fault(c, FAULT_IO, -errno);
+        return px_fault(c, FAULT_IO, -errno);
     }
     return out;
 }

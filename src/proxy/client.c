@@ -201,23 +201,6 @@ void client_error_ex(struct client *c, int status, const char *reason,
     c->s->x.clk.send_mark = 0;
 }
 
-int client_abort(struct client *c)
-{
-    char what[320];
-    access_describe(c, what, sizeof what);
-    log_error("info", "client closed the connection before the response was complete (%s)", what);
-    return exchange_fail(c, 0, "client_abort", "client closed");
-}
-
-int client_body_too_large(struct client *c)
-{
-    char what[320];
-    access_describe(c, what, sizeof what);
-    log_error("info", "request body larger than --max-body-size %llu (%s)",
-              (unsigned long long)px_cfg->max_body, what);
-    return exchange_fail(c, 413, "body_too_large", "body larger than the limit");
-}
-
 /* Checks the request body bytes past body_ready: counts a Content-Length
  * body; scans a chunked one, dropping its trailer fields in place. */
 int client_request_body(struct client *c)
@@ -243,7 +226,7 @@ int client_request_body(struct client *c)
         char what[320];
         access_describe(c, what, sizeof what);
         log_error("warn", "malformed chunked request body (%s)", what);
-        return exchange_fail(c, 400, "bad_request", "malformed chunked body");
+        return px_fault(c, FAULT_BAD_BODY, 0);
     }
     uint32_t rest = avail - (uint32_t)r;
     x->bytes_in += (uint64_t)r;
@@ -252,7 +235,7 @@ int client_request_body(struct client *c)
     c->in.end -= (uint32_t)r - (uint32_t)kept;
     x->body_ready += (uint32_t)kept;
     if (px_cfg->max_body && x->req_chunk.payload > px_cfg->max_body)
-        return client_body_too_large(c);
+        return px_fault(c, FAULT_BODY_TOO_LARGE, 0);
     if ((x->flags & X_KEEP_BODY) && x->req_chunk.payload > x->route->retry->max_body)
         x->flags &= ~X_KEEP_BODY;   /* too large to keep: no retry */
     if (http_chunked_done(&x->req_chunk))
@@ -268,8 +251,8 @@ int client_recv_body(struct client *c)
 
     if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
         if (c->io.ready & LOOP_HUP)
-            return client_abort(c);   /* the client went away: cancel */
-        return 0;
+            return px_fault(c, FAULT_CLIENT_GONE, 0);   /* the client went away: cancel */
+        return AT_IDLE;
     }
     while (c->io.ready & LOOP_READ) {
         if (!buf_room(&c->in)) {
@@ -290,24 +273,22 @@ int client_recv_body(struct client *c)
             x->clk.body_mark = px_loop->now;
             if ((uint32_t)n < room)
                 px_read_was_short(&c->io);
-            if (client_request_body(c) < 0)
-                return -1;
-            if (c->state != CS_EXCH)
-                return 1;
+            if (client_request_body(c) == AT_FAILED)
+                return AT_FAILED;
             progress = 1;
             if (x->flags & X_BODY_DONE)
                 break;
             continue;
         }
         if (n == 0)
-            return client_abort(c);
+            return px_fault(c, FAULT_CLIENT_GONE, 0);
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN) {
             c->io.ready &= ~LOOP_READ;
             break;
         }
-        return client_abort(c);
+        return px_fault(c, FAULT_CLIENT_GONE, -errno);
     }
     return progress;
 }
@@ -334,7 +315,7 @@ static int client_splice(struct client *c)
             c->io.ready &= ~LOOP_WRITE;
             break;
         }
-        return client_abort(c);
+        return px_fault(c, FAULT_CLIENT_GONE, (int)n);
     }
     return progress;
 }
@@ -364,7 +345,7 @@ int client_send(struct client *c)
             c->io.ready &= ~LOOP_WRITE;
             return 0;
         }
-        return client_abort(c);
+        return px_fault(c, FAULT_CLIENT_GONE, -errno);
     }
     uint32_t k = (uint32_t)n < po ? (uint32_t)n : po;
     c->s->out.start += k;

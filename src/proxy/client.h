@@ -34,10 +34,6 @@ void client_error(struct client *c, int status, const char *reason, const char *
 void client_error_ex(struct client *c, int status, const char *reason,
                              const char *detail, const char *extra);
 
-int client_abort(struct client *c);
-
-int client_body_too_large(struct client *c);
-
 /* Checks the request body bytes past body_ready: counts a Content-Length
  * body; scans a chunked one, dropping its trailer fields in place. */
 int client_request_body(struct client *c);

@@ -542,6 +542,19 @@ int exchange_on_fault(struct client *c)
         return f->kind == FAULT_RESPONSE
                    ? exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response")
                    : exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
+    case FAULT_CLIENT_GONE:
+        access_describe(c, what, sizeof what);
+        log_error("info", "client closed the connection before the response was complete (%s)",
+                  what);
+        return exchange_fail(c, 0, "client_abort", "client closed");
+    case FAULT_BODY_TOO_LARGE:
+        access_describe(c, what, sizeof what);
+        log_error("info", "request body larger than --max-body-size %llu (%s)",
+                  (unsigned long long)px_cfg->max_body, what);
+        c->s->x.flags |= X_CLOSE_AFTER;
+        return exchange_fail(c, 413, "body_too_large", "body larger than the limit");
+    case FAULT_BAD_BODY:
+        return exchange_fail(c, 400, "bad_request", "malformed chunked body");
     default:
         return io_failed(c, f);
     }
@@ -641,8 +654,8 @@ int exchange_step(struct client *c)
         client_continue(c);   /* the upstream is there: the body may come */
         progress = 1;
     }
-    if ((r = client_recv_body(c)) < 0 || c->state != CS_EXCH)
-        return r;
+    if ((r = client_recv_body(c)) == AT_FAILED)
+        return exchange_on_fault(c);
     progress |= r;
     if ((r = attempt_send(c)) == AT_FAILED)
         return exchange_on_fault(c);
@@ -660,8 +673,8 @@ int exchange_step(struct client *c)
         break;
     }
     progress |= r != AT_IDLE;
-    if ((r = client_send(c)) < 0 || c->state != CS_EXCH)
-        return r;
+    if ((r = client_send(c)) == AT_FAILED)
+        return exchange_on_fault(c);
     progress |= r;
     if ((x->flags & X_RESP_DONE) && !client_pending(c) &&
         (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))

@@ -150,6 +150,10 @@ enum fault_kind {
     FAULT_HEAD_TOO_LARGE,  /* a response head over the limits (why) */
     FAULT_STATUS,          /* a final status the route retries (status) */
     FAULT_NO_SERVER,       /* no server of the pool in service */
+    /* the client's side of the exchange */
+    FAULT_CLIENT_GONE,     /* the client closed or reset its connection */
+    FAULT_BODY_TOO_LARGE,  /* the request body is over --max-body-size */
+    FAULT_BAD_BODY,        /* a malformed chunked request body */
 };
 
 struct fault {
@@ -222,6 +226,14 @@ extern unsigned px_nclients;
 /* Sets the state above from the configuration (the limits and the default
  * policy). Called once by the worker before anything else. */
 void px_configure(struct loop *l, const struct cfg *c);
+
+/* Records how the exchange's attempt or client failed (the session's
+ * fault) and returns AT_FAILED: exchange_on_fault decides what follows. */
+static inline int px_fault(struct client *c, enum fault_kind kind, int err)
+{
+    c->s->fault = (struct fault){.kind = (uint8_t)kind, .err = err};
+    return AT_FAILED;
+}
 
 /* The attempt whose response the client gets, and the hedge racing it
  * (hedge->up NULL: none). */

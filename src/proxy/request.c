@@ -217,9 +217,8 @@ int request_start(struct client *c, int head_len)
     exchange_set_limits(c);   /* the route's, and the client's total */
     request_flags(c, m, &info);
     if (px_cfg->max_body && info.framing == HTTP_BODY_LENGTH && info.length > px_cfg->max_body) {
-        x->flags |= X_CLOSE_AFTER;
-        client_body_too_large(c);
-        return 1;
+        px_fault(c, FAULT_BODY_TOO_LARGE, 0);   /* refused before the upstream is asked */
+        return exchange_on_fault(c);
     }
     x->body_sent = x->body_ready = c->in.start + (uint32_t)head_len;
     if (info.framing == HTTP_BODY_NONE)
@@ -237,10 +236,8 @@ int request_start(struct client *c, int head_len)
         x->body_sent -= was - c->in.start;
         x->body_ready -= was - c->in.start;
     }
-    if (client_request_body(c) < 0)
-        return -1;
-    if (c->state != CS_EXCH)
-        return 1;
+    if (client_request_body(c) == AT_FAILED)
+        return exchange_on_fault(c);
     if (x->flags & X_FORWARD)
         return forward_resolve(c);
     return exchange_dispatch(c, true);
