@@ -60,8 +60,8 @@ static void fold_exchange(uint32_t cond, const uint64_t *ms, struct tmo_clocks *
     at[TMO_SEND] = mark(&c->send_mark, cond & TMO_IF_SEND, ms[TMO_SEND], now);
 }
 
-void tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
-              struct tmo_clocks *clk, uint64_t now, struct tmo_set *out)
+uint64_t tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
+                  struct tmo_clocks *clk, uint64_t now, struct tmo_set *out)
 {
     const uint64_t *ms = lim->ms;
     uint64_t *at = out->at;
@@ -88,12 +88,13 @@ void tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
         fold_exchange(cond, ms, clk, now, at);
         break;
     }
+    return tmo_next(out);
 }
 
 uint64_t tmo_next(const struct tmo_set *s)
 {
     uint64_t best = 0;
-    for (int k = 0; k < TMO_COUNT; k++)
+    for (int k = 0; k < TMO_DEADLINES; k++)
         if (s->at[k] && (!best || s->at[k] < best))
             best = s->at[k];
     return best;
@@ -102,7 +103,7 @@ uint64_t tmo_next(const struct tmo_set *s)
 enum tmo_kind tmo_expired(const struct tmo_set *s, uint64_t now)
 {
     enum tmo_kind best = TMO_NONE;
-    for (int k = 0; k < TMO_COUNT; k++) {
+    for (int k = 0; k < TMO_DEADLINES; k++) {
         uint64_t at = s->at[k];
         if (at && at <= now && (best == TMO_NONE || at < s->at[best]))
             best = (enum tmo_kind)k;

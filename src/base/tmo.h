@@ -32,11 +32,13 @@ enum tmo_kind {
     TMO_HANDSHAKE,   /* a TLS client's handshake, from accept (the idle timer) */
     TMO_UPSTREAM_IDLE, /* a pooled upstream connection unused (the pool's clock) */
     TMO_COUNT,
-    TMO_NONE = TMO_COUNT
+    TMO_NONE = TMO_COUNT,
+    /* the kinds that can run in a tmo_set: those before TMO_HANDSHAKE */
+    TMO_DEADLINES = TMO_HANDSHAKE
 };
 
 struct tmo_set {
-    uint64_t at[TMO_COUNT];  /* absolute deadlines, 0 = not running */
+    uint64_t at[TMO_DEADLINES];  /* absolute deadlines, 0 = not running */
 };
 
 /* The phase of a client connection, as the fold sees it (IDLE folds
@@ -88,12 +90,12 @@ struct tmo_limits {
 };
 
 /* The deadlines that run in phase ph with conditions cond (TMO_IF_*), into
- * out (every other kind 0). Pure: reads the clocks and limits, starts or
- * clears clk's marks at now, and nothing else. This is the table of
- * docs/DESIGN.md ("The timeout state machine"); tests/unit/base/test_tmo.c
- * checks it row by row. */
-void tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
-              struct tmo_clocks *clk, uint64_t now, struct tmo_set *out);
+ * out (every other kind 0); returns the earliest (tmo_next(out)), 0 when
+ * none runs. Pure: reads the clocks and limits, starts or clears clk's
+ * marks at now, and nothing else. This is the table of docs/DESIGN.md ("The
+ * timeout state machine"); tests/unit/base/test_tmo.c checks it row by row. */
+uint64_t tmo_fold(enum tmo_phase ph, uint32_t cond, const struct tmo_limits *lim,
+                  struct tmo_clocks *clk, uint64_t now, struct tmo_set *out);
 
 /* The earliest running deadline, or 0 when none runs. */
 uint64_t tmo_next(const struct tmo_set *s);

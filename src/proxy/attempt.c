@@ -154,12 +154,13 @@ void attempt_stamp_deadline(struct client *c)
  * while the upstream will not take it. */
 int attempt_send(struct client *c)
 {
+    struct attempt *a = px_att(c->s);
     struct exch *x = &c->s->x;
-    struct upconn *up = px_att(c->s)->up;
+    struct upconn *up = a->up;
 
     if (!up || up->connecting || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
         return 0;
-    uint32_t ph = c->s->uhead.end - px_att(c->s)->head_off;
+    uint32_t ph = c->s->uhead.end - a->head_off;
     uint32_t pb = x->body_ready - x->body_sent;
     if (ph + pb == 0) {
         if (x->clk.write_since) {
@@ -177,12 +178,12 @@ int attempt_send(struct client *c)
             x->clk.write_since = px_loop->now;
         return 0;
     }
-    if (px_att(c->s)->head_off == 0)
+    if (a->head_off == 0)
         attempt_stamp_deadline(c);
     if (pb > SEND_SLICE)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
-        {c->s->uhead.data + px_att(c->s)->head_off, ph},
+        {c->s->uhead.data + a->head_off, ph},
         {c->in.data + x->body_sent, pb},
     };
     ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
@@ -198,7 +199,7 @@ int attempt_send(struct client *c)
         return px_fault(c, FAULT_IO, -errno);
     }
     uint32_t k = (uint32_t)n < ph ? (uint32_t)n : ph;
-    px_att(c->s)->head_off += k;
+    a->head_off += k;
     x->body_sent += (uint32_t)n - k;
     if ((uint32_t)n < ph + pb) {
         up->io.ready &= ~LOOP_WRITE;
@@ -212,7 +213,7 @@ int attempt_send(struct client *c)
         /* Mark it now: a fast upstream may answer before the next pass, and
          * must not be mistaken for one answering before the request ended. */
         if ((x->flags & X_BODY_DONE) && x->body_sent == x->body_ready &&
-            px_att(c->s)->head_off == c->s->uhead.end) {
+            a->head_off == c->s->uhead.end) {
             x->flags |= X_REQ_SENT;
             /* The read clock starts now, at the hand-over itself, not at the
              * (earlier) time this event was dispatched: never early. */

@@ -323,11 +323,12 @@ static int client_splice(struct client *c)
 /* Sends queued heads and validated response body bytes to the client. */
 int client_send(struct client *c)
 {
+    struct attempt *a = px_att(c->s);
     struct exch *x = &c->s->x;
     if ((x->flags & X_SPLICE) && !buf_len(&c->s->out))
         return client_splice(c);   /* (a head still queued goes first, below) */
     uint32_t po = buf_len(&c->s->out);
-    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - px_att(c->s)->in.start : 0;
+    uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - a->in.start : 0;
 
     if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
         return 0;
@@ -335,7 +336,7 @@ int client_send(struct client *c)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
         {buf_head(&c->s->out), po},
-        {px_att(c->s)->in.data + px_att(c->s)->in.start, pb},
+        {a->in.data + a->in.start, pb},
     };
     ssize_t n = client_writev(c, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
     if (n < 0) {
@@ -356,15 +357,15 @@ int client_send(struct client *c)
         x->flags |= X_FINAL_SENT;
     }
     if ((uint32_t)n > k) {
-        px_att(c->s)->in.start += (uint32_t)n - k;
+        a->in.start += (uint32_t)n - k;
         x->flags |= X_FINAL_SENT;
     }
     x->bytes_sent += (uint64_t)n;
     x->clk.send_mark = px_loop->now;
     if (!buf_len(&c->s->out))
         c->s->out.start = c->s->out.end = 0;
-    if ((x->flags & X_RESP_HEAD) && px_att(c->s)->in.start == px_att(c->s)->in.end)
-        px_att(c->s)->in.start = px_att(c->s)->in.end = x->resp_ready = 0;
+    if ((x->flags & X_RESP_HEAD) && a->in.start == a->in.end)
+        a->in.start = a->in.end = x->resp_ready = 0;
     if ((uint32_t)n < po + pb)
         c->io.ready &= ~LOOP_WRITE;
     return 1;

@@ -44,7 +44,7 @@ static uint64_t jitter_state = 0x2545f4914f6cdd1dull;
 
 static const struct route_policy *exchange_policy(const struct client *c);
 static uint32_t conditions(const struct client *c);
-static void fold_deadlines(struct client *c);
+static uint64_t fold_deadlines(struct client *c);
 static uint64_t configured_ms(const struct client *c, enum tmo_kind k);
 static void exchange_timeout(struct client *c, enum tmo_kind k);
 static int exchange_done(struct client *c);
@@ -71,7 +71,8 @@ void exchange_reset(struct session *s)
     *x = (struct exch){0};
     x->connect_ns = x->first_byte_ns = x->sent_ns = -1;
     memset(s->att, 0, sizeof s->att);
-    s->cur = 0;
+    s->at = &s->att[0];
+    s->hg = &s->att[1];
 }
 
 /* Closes the exchange's upstream connections (never pooled), the hedge's
@@ -216,7 +217,7 @@ static uint32_t conditions(const struct client *c)
 
 /* Recomputes every running deadline from the connection's state: the pure
  * fold of tmo.h over what holds now. */
-static void fold_deadlines(struct client *c)
+static uint64_t fold_deadlines(struct client *c)
 {
     static const uint8_t phase[] = {
         [CS_HEAD] = TMO_PHASE_HEAD, [CS_EXCH] = TMO_PHASE_EXCH,
@@ -226,11 +227,11 @@ static void fold_deadlines(struct client *c)
     if (c->state != CS_HEAD && c->state != CS_EXCH && c->state != CS_CLOSING &&
         c->state != CS_TUNNEL) {
         c->s->tmo = (struct tmo_set){0};
-        return;
+        return 0;
     }
     x->clk.first = c->t_first;
-    tmo_fold((enum tmo_phase)phase[c->state], conditions(c), &x->lim, &x->clk, px_loop->now,
-             &c->s->tmo);
+    return tmo_fold((enum tmo_phase)phase[c->state], conditions(c), &x->lim, &x->clk,
+                    px_loop->now, &c->s->tmo);
 }
 
 /* Folds the deadlines into the one timer. A deadline that moved later leaves
@@ -243,8 +244,7 @@ void exchange_arm(struct client *c)
         next = c->t_first +
                ns_of(px_cfg->ms[(c->cflags & CF_HANDSHAKE) ? TMO_HANDSHAKE : TMO_IDLE]);
     } else {
-        fold_deadlines(c);
-        next = tmo_next(&c->s->tmo);
+        next = fold_deadlines(c);
     }
     if (!next)
         loop_timer_stop(px_loop, &c->timer);
@@ -649,8 +649,8 @@ int exchange_step(struct client *c)
             return forward_established(c);
         break;
     }
-    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && px_att(c->s)->up &&
-        !px_att(c->s)->up->connecting) {
+    const struct upconn *up = px_att(c->s)->up;
+    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && up && !up->connecting) {
         client_continue(c);   /* the upstream is there: the body may come */
         progress = 1;
     }

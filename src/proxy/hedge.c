@@ -107,7 +107,8 @@ void hedge_promote(struct client *c, bool head)
     lost->up = NULL;
     buf_release(&lost->in);
     lost->head_off = 0;
-    s->cur ^= 1;   /* the hedge is the attempt now */
+    s->at = s->hg;   /* the hedge is the attempt now */
+    s->hg = lost;
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE);
     if (px_att(s)->head_off == s->uhead.end && (x->flags & X_BODY_DONE))
         x->flags |= X_REQ_SENT;

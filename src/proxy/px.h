@@ -167,8 +167,9 @@ struct session {
     struct buf out;    /* bytes for the client before the body: heads, errors */
     struct buf uhead;  /* the request head for the upstream (kept for a retry) */
     struct relay relay;  /* the response body's pipe, in splice mode */
-    struct attempt att[2];           /* [cur] is relayed; the other is a hedge */
-    uint8_t cur;
+    struct attempt att[2];           /* the two attempts' storage */
+    struct attempt *at, *hg;         /* the one relayed, the hedge (into att[]):
+                                        promoting the hedge swaps them */
     struct pool_waiter waiter;       /* in its pool's queue (X_WAIT_SLOT) */
     struct fault fault;              /* the last attempt failure (AT_FAILED) */
     struct tmo_set tmo;
@@ -239,12 +240,12 @@ static inline int px_fault(struct client *c, enum fault_kind kind, int err)
  * (hedge->up NULL: none). */
 static inline struct attempt *px_att(const struct session *s)
 {
-    return (struct attempt *)&s->att[s->cur];
+    return s->at;
 }
 
 static inline struct attempt *px_hedge(const struct session *s)
 {
-    return (struct attempt *)&s->att[s->cur ^ 1];
+    return s->hg;
 }
 
 /* Where the exchange's attempt connects, the one thing the attempt asks of

@@ -35,7 +35,7 @@ TEST(next_is_min_of_running)
     CHECK_EQ_U64(tmo_next(&s), 500);
 
     /* each kind alone */
-    for (int k = 0; k < TMO_COUNT; k++) {
+    for (int k = 0; k < TMO_DEADLINES; k++) {
         struct tmo_set one = set();
         one.at[k] = 1000 + (uint64_t)k;
         if (!CHECK_EQ_U64(tmo_next(&one), 1000 + (uint64_t)k))
@@ -73,7 +73,7 @@ TEST(expired_earliest)
     s.at[TMO_IDLE] = 10;
     CHECK_EQ_INT(tmo_expired(&s, 60), TMO_IDLE);
     /* each kind alone */
-    for (int k = 0; k < TMO_COUNT; k++) {
+    for (int k = 0; k < TMO_DEADLINES; k++) {
         struct tmo_set one = set();
         one.at[k] = 7;
         if (!CHECK_EQ_INT(tmo_expired(&one, 7), k))
@@ -91,7 +91,7 @@ TEST(tie_total_wins)
     CHECK_EQ_INT(tmo_expired(&s, 9999), TMO_TOTAL);
     CHECK_EQ_U64(tmo_next(&s), 500);
     /* every inner kind loses a tie with total */
-    for (int k = 1; k < TMO_COUNT; k++) {
+    for (int k = 1; k < TMO_DEADLINES; k++) {
         struct tmo_set t = set();
         t.at[k] = 42;
         t.at[TMO_TOTAL] = 42;
@@ -185,8 +185,9 @@ static void check_row(const struct row *r, const struct tmo_limits *lim)
             *d = *e;
     struct tmo_set out;
     memset(&out, 0xff, sizeof out);   /* the fold must clear what does not run */
-    tmo_fold(r->ph, r->cond, lim, &c, NOW, &out);
-    for (int k = 0; k < TMO_COUNT; k++) {
+    uint64_t next = tmo_fold(r->ph, r->cond, lim, &c, NOW, &out);
+    CHECK_EQ_U64(next, tmo_next(&out));
+    for (int k = 0; k < TMO_DEADLINES; k++) {
         if (out.at[k] != r->want[k])
             fprintf(stderr, "row '%s': %s\n", r->what, tmo_word((enum tmo_kind)k));
         CHECK_EQ_U64(out.at[k], r->want[k]);
