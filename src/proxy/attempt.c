@@ -119,7 +119,7 @@ int attempt_failed(struct client *c, int err, bool connecting)
         reason = "upstream_closed";
         log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
                   srv, what);
-    } else if (err == -EPROTO && c->s->up && c->s->up->ssl) {
+    } else if (err == -EPROTO && c->s->up && c->s->up->conn.ssl) {
         reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
         log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
     } else if (err == -ECONNRESET || err == -EPIPE) {
@@ -247,7 +247,7 @@ int attempt_send(struct client *c)
         }
         return 0;
     }
-    if (!(up->io.ready & LOOP_WRITE)) {
+    if (!(up->conn.io.ready & LOOP_WRITE)) {
         if (!x->clk.write_since)
             x->clk.write_since = px_loop->now;
         return 0;
@@ -260,12 +260,9 @@ int attempt_send(struct client *c)
         {c->s->uhead.data + x->uhead_off, ph},
         {c->in.data + x->body_sent, pb},
     };
-    ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
+    ssize_t n = conn_writev(&up->conn, ph ? iov : iov + 1, ph ? 2 : 1);
     if (n < 0) {
-        if (errno == EINTR)
-            return 1;
-        if (errno == EAGAIN) {
-            up->io.ready &= ~LOOP_WRITE;
+        if (n == -EAGAIN) {
             if (!x->clk.write_since)
                 x->clk.write_since = px_loop->now;
             return 0;
@@ -276,7 +273,6 @@ int attempt_send(struct client *c)
     x->uhead_off += k;
     x->body_sent += (uint32_t)n - k;
     if ((uint32_t)n < ph + pb) {
-        up->io.ready &= ~LOOP_WRITE;
         if (!x->clk.write_since)
             x->clk.write_since = px_loop->now;
     } else {
@@ -462,7 +458,7 @@ static int attempt_response_head(struct client *c)
         if (attempt_bulk(info.framing, info.length))
             buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
         if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->ssl &&
-            !c->s->up->ssl)
+            !c->s->up->conn.ssl)
             x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
         x->resp_ready = c->s->uin.start;
         x->flags |= X_RESP_HEAD;
@@ -479,11 +475,11 @@ static int upstream_splice(struct client *c)
     struct upconn *up = c->s->up;
     int progress = 0;
 
-    while ((up->io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
+    while ((up->conn.io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
         size_t want = RELAY_CAP - c->s->relay.len;
         if (want > x->resp_left)
             want = (size_t)x->resp_left;
-        ssize_t n = relay_fill(&c->s->relay, up->io.fd, want);
+        ssize_t n = relay_fill(&c->s->relay, up->conn.io.fd, want);
         if (n > 0) {
             /* A short splice says nothing of the socket: a pipe holds 16
              * page slots, not 64 KiB, and fills up on small segments. */
@@ -501,7 +497,7 @@ static int upstream_splice(struct client *c)
              * bytes in the pipe it may mean "pipe full": keep the read bit,
              * and try again once the client has taken some. */
             if (!c->s->relay.len)
-                up->io.ready &= ~LOOP_READ;
+                up->conn.io.ready &= ~LOOP_READ;
             break;
         }
         return attempt_failed(c, (int)n, false);
@@ -545,7 +541,7 @@ int attempt_recv(struct client *c)
     }
     if (x->flags & X_SPLICE)
         return upstream_splice(c);
-    while (up->io.ready & LOOP_READ) {
+    while (up->conn.io.ready & LOOP_READ) {
         buf_reserve(&c->s->uin, BUF_SMALL);
         if (!buf_room(&c->s->uin)) {
             if (!attempt_uin_compactable(c))
@@ -555,7 +551,7 @@ int attempt_recv(struct client *c)
             x->resp_ready -= d;
         }
         uint32_t room = buf_room(&c->s->uin);
-        ssize_t n = pool_read(up, buf_tail(&c->s->uin), room);
+        ssize_t n = conn_read(&up->conn, buf_tail(&c->s->uin), room);
         if (n > 0) {
             c->s->uin.end += (uint32_t)n;
             x->clk.read_mark = px_loop->now;
@@ -564,8 +560,6 @@ int attempt_recv(struct client *c)
                 x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
                 pool_report(c->s->srv, true);
             }
-            if ((uint32_t)n < room)
-                px_read_was_short(&up->io);
             if (attempt_response_head(c) < 0)
                 return -1;
             if (c->state != CS_EXCH || c->s->up != up)
@@ -580,7 +574,7 @@ int attempt_recv(struct client *c)
             continue;
         }
         if (n == 0) {
-            up->io.ready &= ~LOOP_READ;
+            up->conn.io.ready &= ~LOOP_READ;
             x->flags |= X_UP_EOF | X_NO_REUSE;
             if ((x->flags & X_RESP_HEAD) && x->resp_framing == HTTP_BODY_CLOSE) {
                 x->flags |= X_RESP_DONE;
@@ -588,12 +582,8 @@ int attempt_recv(struct client *c)
             }
             return attempt_failed(c, 0, false);
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            up->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
         return attempt_failed(c, -errno, false);
     }
     return progress;

@@ -469,7 +469,7 @@ static int exchange_done(struct client *c)
         if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT)) {
             pool_put_idle(c->s->up);
         } else {
-            tls_close_notify(c->s->up->ssl);   /* a clean end: the session stays resumable */
+            tls_close_notify(c->s->up->conn.ssl);   /* a clean end: the session stays resumable */
             pool_close(c->s->up);
         }
         c->s->up = NULL;

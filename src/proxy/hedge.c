@@ -142,25 +142,21 @@ int hedge_step(struct client *c)
             goto out_failed;
         progress = 1;
     }
-    if (s->hedge_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+    if (s->hedge_off < s->uhead.end && (h->conn.io.ready & LOOP_WRITE)) {
         /* The head is shared with the first attempt: stamp it anew only
          * when that one has sent all of it, never under its feet. */
         if (s->hedge_off == 0 && (!s->up || s->x.uhead_off == s->uhead.end))
             attempt_stamp_deadline(c);
         struct iovec iov = {s->uhead.data + s->hedge_off, s->uhead.end - s->hedge_off};
-        ssize_t n = pool_writev(h, &iov, 1);
+        ssize_t n = conn_writev(&h->conn, &iov, 1);
         if (n > 0) {
             s->hedge_off += (uint32_t)n;
             progress = 1;
-            if (s->hedge_off < s->uhead.end)
-                h->io.ready &= ~LOOP_WRITE;
-        } else if (n < 0 && errno == EAGAIN) {
-            h->io.ready &= ~LOOP_WRITE;
-        } else if (n < 0 && errno != EINTR) {
+        } else if (n < 0 && n != -EAGAIN) {
             goto out_failed;
         }
     }
-    while (h->io.ready & LOOP_READ) {
+    while (h->conn.io.ready & LOOP_READ) {
         buf_reserve(&s->hin, BUF_SMALL);
         if (!buf_room(&s->hin)) {
             if (s->hin.cap >= BUF_LARGE)
@@ -168,12 +164,10 @@ int hedge_step(struct client *c)
             buf_reserve(&s->hin, BUF_LARGE);
         }
         uint32_t room = buf_room(&s->hin);
-        ssize_t n = pool_read(h, buf_tail(&s->hin), room);
+        ssize_t n = conn_read(&h->conn, buf_tail(&s->hin), room);
         if (n > 0) {
             s->hin.end += (uint32_t)n;
             progress = 1;
-            if ((uint32_t)n < room)
-                px_read_was_short(&h->io);
             for (;;) {   /* 1xx heads of the hedge are not relayed */
                 int r = http_parse_response(buf_head(&s->hin), buf_len(&s->hin), &px_scratch,
                                             &http_default_limits);
@@ -189,12 +183,8 @@ int hedge_step(struct client *c)
             }
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            h->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
         goto out_failed;   /* closed or reset before a head */
     }
     return progress;

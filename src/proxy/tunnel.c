@@ -129,7 +129,8 @@ int tunnel_step(struct client *c)
     struct exch *x = &c->s->x;
     struct upconn *up = c->s->up;
     uint64_t to_client = 0, to_up = 0, ignored = 0;
-    struct end ce = {&c->io, c->ssl, &c->tls_want}, ue = {&up->io, up->ssl, &up->tls_want};
+    struct end ce = {&c->io, c->ssl, &c->tls_want},
+               ue = {&up->conn.io, up->conn.ssl, &up->conn.tls_want};
     int moved;
     do {
         moved = 0;
@@ -163,7 +164,7 @@ int tunnel_step(struct client *c)
                 x->tflags |= T_CEOF;
         }
         if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(t)) {
-            shut_write(up->io.fd, up->ssl);
+            shut_write(up->conn.io.fd, up->conn.ssl);
             x->tflags |= T_USHUT;
         }
     } while (moved);
