@@ -457,7 +457,7 @@ static int attempt_response_head(struct client *c)
         c->s->uin.start += (uint32_t)r;
         if (attempt_bulk(info.framing, info.length))
             buf_reserve(&c->s->uin, BUF_LARGE);   /* fewer, larger reads and writes */
-        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->ssl &&
+        if (info.framing == HTTP_BODY_LENGTH && info.length >= SPLICE_MIN && !c->conn.ssl &&
             !c->s->up->conn.ssl)
             x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
         x->resp_ready = c->s->uin.start;

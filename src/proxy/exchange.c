@@ -128,7 +128,7 @@ int exchange_fail(struct client *c, int status, const char *reason, const char *
     /* An error response replaces what is queued for the client, which is
      * only possible while none of it is sent (nor sealed in a TLS record). */
     if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0 &&
-        !(c->cflags & CF_SEALED)) {
+        !c->conn.sealed) {
         client_error(c, status, reason, detail);
         return 1;
     }
@@ -167,7 +167,7 @@ static uint32_t conditions(const struct client *c)
     const struct exch *x = &c->s->x;
     const struct upconn *up = c->s->up;
     uint32_t cond = 0;
-    if (!(c->io.ready & LOOP_WRITE))
+    if (!(c->conn.io.ready & LOOP_WRITE))
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
     if (c->state != CS_EXCH)
         return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
@@ -335,7 +335,7 @@ void exchange_on_timer(struct timer *t)
             return;
         }
         if (px_loop->now >= c->t_first + ns_of(px_cfg->idle_ms)) {
-            tls_close_notify(c->ssl);   /* a clean end between requests */
+            tls_close_notify(c->conn.ssl);   /* a clean end between requests */
             client_close(c);
         } else {
             exchange_arm(c);
@@ -665,7 +665,7 @@ routed:
         .m = m,
         .info = &info,
         .client_ip = ip,
-        .proto = c->ssl ? "https" : "http",
+        .proto = c->conn.ssl ? "https" : "http",
         .default_host = px_cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = px_cfg->deadline_header,
