@@ -4,6 +4,33 @@
 
 #include "net.h"
 
+ssize_t conn_read_failed(struct conn *c, void *buf, size_t len)
+{
+    if (errno == EINTR)
+        return conn_read(c, buf, len);   /* a signal came first: again */
+    if (errno == EAGAIN)
+        c->io.ready &= ~LOOP_READ;
+    return -errno;
+}
+
+ssize_t conn_writev_failed(struct conn *c, const struct iovec *iov, int n)
+{
+    if (errno == EINTR)
+        return conn_writev(c, iov, n);
+    if (errno == EAGAIN)
+        c->io.ready &= ~LOOP_WRITE;
+    return -errno;
+}
+
+/* A write that stops short leaves the next bytes sealed in a record that
+ * will go out as they are: they can no longer be taken back. */
+ssize_t conn_tls_writev(struct conn *c, const struct iovec *iov, int n, size_t want)
+{
+    ssize_t r = tls_writev(c->ssl, iov, n);
+    c->sealed = r < 0 ? errno == EAGAIN : (size_t)r < want;
+    return r;
+}
+
 int conn_open(struct conn *c, struct loop *l, int fd, loop_io_cb *cb)
 {
     *c = (struct conn){.io.fd = -1};

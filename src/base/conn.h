@@ -47,6 +47,13 @@ struct conn {
     bool sealed;         /* TLS: the last write stopped inside a sealed record */
 };
 
+/* The cold ends of conn_read and conn_writev, out of line so that the
+ * inlined calls stay small: a failed call (EINTR: again; EAGAIN: the bit
+ * cleared; -errno), and a write through TLS. */
+ssize_t conn_read_failed(struct conn *c, void *buf, size_t len);
+ssize_t conn_writev_failed(struct conn *c, const struct iovec *iov, int n);
+ssize_t conn_tls_writev(struct conn *c, const struct iovec *iov, int n, size_t want);
+
 /* Reads up to len bytes. The outcome:
  *   > 0      bytes read. A read shorter than asked drained the socket, so
  *            LOOP_READ is cleared: the next edge says when there is more.
@@ -60,21 +67,13 @@ struct conn {
  * A read never fails with EINTR: it is retried. */
 static inline ssize_t conn_read(struct conn *c, void *buf, size_t len)
 {
-    for (;;) {
-        ssize_t n = c->ssl ? tls_read(c->ssl, buf, len, &c->tls_want) : read(c->io.fd, buf, len);
-        if (n > 0) {
-            if ((size_t)n < len && !(c->io.ready & LOOP_HUP))
-                c->io.ready &= ~LOOP_READ;
-            return n;
-        }
-        if (n == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
+    ssize_t n = c->ssl ? tls_read(c->ssl, buf, len, &c->tls_want) : read(c->io.fd, buf, len);
+    if (n > 0) {
+        if ((size_t)n < len && !(c->io.ready & LOOP_HUP))
             c->io.ready &= ~LOOP_READ;
-        return -errno;
+        return n;
     }
+    return n == 0 ? 0 : conn_read_failed(c, buf, len);
 }
 
 /* Writes the n pieces of iov, in order, like sendmsg(2) with MSG_NOSIGNAL
@@ -91,26 +90,18 @@ static inline ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n
     size_t want = 0;
     for (int i = 0; i < n; i++)
         want += iov[i].iov_len;
-    for (;;) {
-        ssize_t r;
-        if (c->ssl) {
-            r = tls_writev(c->ssl, iov, n);
-            c->sealed = r < 0 ? errno == EAGAIN : (size_t)r < want;
-        } else {
-            struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-            r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
-        }
-        if (r >= 0) {
-            if ((size_t)r < want)
-                c->io.ready &= ~LOOP_WRITE;
-            return r;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
-            c->io.ready &= ~LOOP_WRITE;
-        return -errno;
+    ssize_t r;
+    if (c->ssl) {
+        r = conn_tls_writev(c, iov, n, want);
+    } else {
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
     }
+    if (r < 0)
+        return conn_writev_failed(c, iov, n);
+    if ((size_t)r < want)
+        c->io.ready &= ~LOOP_WRITE;
+    return r;
 }
 
 /* For the owner's loop callback, before anything else: a TLS read that
