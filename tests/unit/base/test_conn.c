@@ -50,69 +50,65 @@ static bool readable(int fd, int ms)
     return poll(&p, 1, ms) == 1;
 }
 
-TEST(plain_data_and_the_short_read_rule)
+/* A test over two connected conns a and b made by setup (pair; tcp_pair and
+ * tls_pair: a is the client, b the server), both closed after it (closing
+ * one twice is fine). */
+#define TEST_OVER(setup, name)                                                                \
+    static void name##_over(struct conn *a, struct conn *b UNIT_UNUSED);                      \
+    TEST(name)                                                                                \
+    {                                                                                         \
+        struct conn a, b;                                                                     \
+        if (CHECK(setup(&a, &b)))                                                             \
+            name##_over(&a, &b);                                                              \
+        drop(&a);                                                                             \
+        drop(&b);                                                                             \
+    }                                                                                         \
+    static void name##_over(struct conn *a, struct conn *b UNIT_UNUSED)
+
+TEST_OVER(pair, plain_data_and_the_short_read_rule)
 {
-    struct conn a, b;
     char buf[64];
-    if (!CHECK(pair(&a, &b)))
-        return;
-    CHECK_EQ_INT(write(b.io.fd, "hello", 5), 5);
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), 5);
+    CHECK_EQ_INT(write(b->io.fd, "hello", 5), 5);
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 5);
     CHECK_EQ_MEM(buf, 5, "hello");
-    CHECK_EQ_INT(a.io.ready & LOOP_READ, 0);   /* short: the socket is drained */
+    CHECK_EQ_INT(a->io.ready & LOOP_READ, 0);   /* short: the socket is drained */
 
     /* a read that fills the buffer says nothing: the bit stays */
-    a.io.ready |= LOOP_READ;
-    CHECK_EQ_INT(write(b.io.fd, "0123456789", 10), 10);
-    CHECK_EQ_INT(conn_read(&a, buf, 4), 4);
-    CHECK(a.io.ready & LOOP_READ);
-    CHECK_EQ_INT(conn_read(&a, buf, 4), 4);
-    CHECK_EQ_INT(conn_read(&a, buf, 4), 2);
-    CHECK_EQ_INT(a.io.ready & LOOP_READ, 0);
-    CHECK_EQ_INT(a.io.ready & LOOP_WRITE, LOOP_WRITE);   /* reads leave the write bit */
-    drop(&a);
-    drop(&b);
+    a->io.ready |= LOOP_READ;
+    CHECK_EQ_INT(write(b->io.fd, "0123456789", 10), 10);
+    CHECK_EQ_INT(conn_read(a, buf, 4), 4);
+    CHECK(a->io.ready & LOOP_READ);
+    CHECK_EQ_INT(conn_read(a, buf, 4), 4);
+    CHECK_EQ_INT(conn_read(a, buf, 4), 2);
+    CHECK_EQ_INT(a->io.ready & LOOP_READ, 0);
+    CHECK_EQ_INT(a->io.ready & LOOP_WRITE, LOOP_WRITE);   /* reads leave the write bit */
 }
 
-TEST(plain_would_block_clears_the_read_bit)
+TEST_OVER(pair, plain_would_block_clears_the_read_bit)
 {
-    struct conn a, b;
     char buf[16];
-    if (!CHECK(pair(&a, &b)))
-        return;
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), -EAGAIN);
-    CHECK_EQ_INT(a.io.ready, LOOP_WRITE);
-    drop(&a);
-    drop(&b);
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), -EAGAIN);
+    CHECK_EQ_INT(a->io.ready, LOOP_WRITE);
 }
 
-TEST(plain_short_read_after_a_hang_up_keeps_the_read_bit)
+TEST_OVER(pair, plain_short_read_after_a_hang_up_keeps_the_read_bit)
 {
-    struct conn a, b;
     char buf[64];
-    if (!CHECK(pair(&a, &b)))
-        return;
-    CHECK_EQ_INT(write(b.io.fd, "last", 4), 4);
-    drop(&b);
-    a.io.ready = LOOP_READ | LOOP_HUP;
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), 4);
-    CHECK(a.io.ready & LOOP_READ);   /* the end is still to be read: no edge will say so */
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), 0);
-    CHECK_EQ_INT(a.io.ready, LOOP_READ | LOOP_HUP);   /* the end leaves the bits */
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), 0);   /* and reads again */
-    drop(&a);
+    CHECK_EQ_INT(write(b->io.fd, "last", 4), 4);
+    drop(b);
+    a->io.ready = LOOP_READ | LOOP_HUP;
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 4);
+    CHECK(a->io.ready & LOOP_READ);   /* the end is still to be read: no edge will say so */
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 0);
+    CHECK_EQ_INT(a->io.ready, LOOP_READ | LOOP_HUP);   /* the end leaves the bits */
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 0);   /* and reads again */
 }
 
-TEST(plain_end_of_stream)
+TEST_OVER(pair, plain_end_of_stream)
 {
-    struct conn a, b;
     char buf[16];
-    if (!CHECK(pair(&a, &b)))
-        return;
-    shutdown(b.io.fd, SHUT_WR);
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), 0);
-    drop(&a);
-    drop(&b);
+    shutdown(b->io.fd, SHUT_WR);
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 0);
 }
 
 /* A loopback TCP connection: *client connecting out, *server accepted. */
@@ -122,7 +118,7 @@ static bool tcp_pair(struct conn *client, struct conn *server)
     socklen_t len = sizeof sa;
     struct sockaddr_storage peer;
     int lfd = net_listen((struct sockaddr *)&sa, sizeof sa, 4), fd = -1;
-    *server = (struct conn){.io.fd = -1};
+    *client = *server = (struct conn){.io.fd = -1};
     if (lfd < 0 || getsockname(lfd, (struct sockaddr *)&sa, &len) < 0)
         goto out;
     if (conn_connect(client, &L, (struct sockaddr *)&sa, sizeof sa, no_event) < 0)
@@ -139,64 +135,48 @@ out:
     return fd >= 0;
 }
 
-TEST(plain_error_is_minus_errno)
+TEST_OVER(tcp_pair, plain_error_is_minus_errno)
 {
-    struct conn a, b;
     char buf[16];
-    if (!CHECK(tcp_pair(&a, &b)))
-        return;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};   /* close with a reset */
-    setsockopt(b.io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    drop(&b);
-    readable(a.io.fd, 1000);
-    a.io.ready = LOOP_READ | LOOP_HUP;
+    setsockopt(b->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    drop(b);
+    readable(a->io.fd, 1000);
+    a->io.ready = LOOP_READ | LOOP_HUP;
     errno = 0;
-    CHECK_EQ_INT(conn_read(&a, buf, sizeof buf), -ECONNRESET);
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), -ECONNRESET);
     CHECK_EQ_INT(errno, ECONNRESET);   /* errno is set too */
-    CHECK_EQ_INT(a.io.ready, LOOP_READ | LOOP_HUP);   /* an error leaves the bits */
-    drop(&a);
+    CHECK_EQ_INT(a->io.ready, LOOP_READ | LOOP_HUP);   /* an error leaves the bits */
 }
 
-TEST(plain_writev_partial_then_would_block)
+TEST_OVER(pair, plain_writev_partial_then_would_block)
 {
-    struct conn a, b;
     static char big[1 << 20];
-    if (!CHECK(pair(&a, &b)))
-        return;
     int small = 4096;
-    setsockopt(a.io.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(a->io.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
     struct iovec iov[2] = {{big, 100}, {big + 100, sizeof big - 100}};
-    ssize_t n = conn_writev(&a, iov, 2);
+    ssize_t n = conn_writev(a, iov, 2);
     CHECK(n > 0 && (size_t)n < sizeof big);
-    CHECK_EQ_INT(a.io.ready & LOOP_WRITE, 0);   /* short: the socket is full */
-    CHECK(!a.sealed);
-    a.io.ready |= LOOP_WRITE;
-    CHECK_EQ_INT(conn_writev(&a, iov + 1, 1), -EAGAIN);
-    CHECK_EQ_INT(a.io.ready, LOOP_READ);
-
-    /* a whole write keeps the bit */
-    struct conn c, d;
-    if (CHECK(pair(&c, &d))) {
-        struct iovec two[2] = {{"head ", 5}, {"body", 4}};
-        CHECK_EQ_INT(conn_writev(&c, two, 2), 9);
-        CHECK(c.io.ready & LOOP_WRITE);
-        drop(&c);
-        drop(&d);
-    }
-    drop(&a);
-    drop(&b);
+    CHECK_EQ_INT(a->io.ready & LOOP_WRITE, 0);   /* short: the socket is full */
+    CHECK(!a->sealed);
+    a->io.ready |= LOOP_WRITE;
+    CHECK_EQ_INT(conn_writev(a, iov + 1, 1), -EAGAIN);
+    CHECK_EQ_INT(a->io.ready, LOOP_READ);
 }
 
-TEST(plain_writev_error)
+TEST_OVER(pair, plain_whole_writev_keeps_the_write_bit)
 {
-    struct conn a, b;
-    if (!CHECK(pair(&a, &b)))
-        return;
-    drop(&b);
+    struct iovec two[2] = {{"head ", 5}, {"body", 4}};
+    CHECK_EQ_INT(conn_writev(a, two, 2), 9);
+    CHECK(a->io.ready & LOOP_WRITE);
+}
+
+TEST_OVER(pair, plain_writev_error)
+{
+    drop(b);
     struct iovec iov = {"x", 1};
-    CHECK_EQ_INT(conn_writev(&a, &iov, 1), -EPIPE);   /* and no SIGPIPE */
-    CHECK(a.io.ready & LOOP_WRITE);
-    drop(&a);
+    CHECK_EQ_INT(conn_writev(a, &iov, 1), -EPIPE);   /* and no SIGPIPE */
+    CHECK(a->io.ready & LOOP_WRITE);
 }
 
 TEST(rearm_turns_a_writable_event_into_a_read)
@@ -342,77 +322,63 @@ out_fail:
     return false;
 }
 
-TEST(tls_data_would_block_and_end)
+TEST_OVER(tls_pair, tls_data_would_block_and_end)
 {
-    struct conn c, s;
     char buf[256];
-    if (!CHECK(tls_pair(&c, &s)))
-        return;
     struct iovec iov[2] = {{"head ", 5}, {"and body", 8}};
-    CHECK_EQ_INT(conn_writev(&s, iov, 2), 13);
-    CHECK(!s.sealed);
-    CHECK(s.io.ready & LOOP_WRITE);
-    readable(c.io.fd, 1000);
-    ssize_t n = conn_read(&c, buf, sizeof buf);
+    CHECK_EQ_INT(conn_writev(b, iov, 2), 13);
+    CHECK(!b->sealed);
+    CHECK(b->io.ready & LOOP_WRITE);
+    readable(a->io.fd, 1000);
+    ssize_t n = conn_read(a, buf, sizeof buf);
     CHECK_EQ_INT(n, 13);
     if (n == 13)
         CHECK_EQ_MEM(buf, 13, "head and body");
-    CHECK_EQ_INT(c.io.ready & LOOP_READ, 0);   /* short over TLS too: drained */
+    CHECK_EQ_INT(a->io.ready & LOOP_READ, 0);   /* short over TLS too: drained */
 
-    c.io.ready |= LOOP_READ;
-    CHECK_EQ_INT(conn_read(&c, buf, sizeof buf), -EAGAIN);
-    CHECK_EQ_INT(c.io.ready & LOOP_READ, 0);
-    CHECK(!conn_pending(&c));
+    a->io.ready |= LOOP_READ;
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), -EAGAIN);
+    CHECK_EQ_INT(a->io.ready & LOOP_READ, 0);
+    CHECK(!conn_pending(a));
 
-    conn_shut_write(&s);   /* close_notify, then the TCP end */
-    c.io.ready |= LOOP_READ;
-    readable(c.io.fd, 1000);
-    CHECK_EQ_INT(conn_read(&c, buf, sizeof buf), 0);
-    drop(&c);
-    drop(&s);
+    conn_shut_write(b);   /* close_notify, then the TCP end */
+    a->io.ready |= LOOP_READ;
+    readable(a->io.fd, 1000);
+    CHECK_EQ_INT(conn_read(a, buf, sizeof buf), 0);
 }
 
-TEST(tls_end_without_close_notify_is_a_reset_for_the_client)
+TEST_OVER(tls_pair, tls_end_without_close_notify_is_a_reset_for_the_client)
 {
-    struct conn c, s;
     char buf[64];
-    if (!CHECK(tls_pair(&c, &s)))
-        return;
-    drop(&s);   /* no close_notify: from an upstream, maybe a cut body */
-    c.io.ready = LOOP_READ | LOOP_HUP;
+    drop(b);   /* no close_notify: from an upstream, maybe a cut body */
+    a->io.ready = LOOP_READ | LOOP_HUP;
     ssize_t n = 0;
-    for (int i = 0; i < 4 && (n = conn_read(&c, buf, sizeof buf)) == -EAGAIN; i++)
-        c.io.ready |= LOOP_READ;   /* (a session ticket may come first) */
+    for (int i = 0; i < 4 && (n = conn_read(a, buf, sizeof buf)) == -EAGAIN; i++)
+        a->io.ready |= LOOP_READ;   /* (a session ticket may come first) */
     CHECK_EQ_INT(n, -ECONNRESET);
-    drop(&c);
 }
 
-TEST(tls_writev_partial_is_sealed)
+TEST_OVER(tls_pair, tls_writev_partial_is_sealed)
 {
-    struct conn c, s;
     static char big[1 << 20];
-    if (!CHECK(tls_pair(&c, &s)))
-        return;
     struct iovec iov[2] = {{big, 100}, {big + 100, sizeof big - 100}};
-    ssize_t n = conn_writev(&c, iov, 2);   /* the server reads nothing */
+    ssize_t n = conn_writev(a, iov, 2);   /* the server reads nothing */
     CHECK(n > 0 && (size_t)n < sizeof big);
-    CHECK_EQ_INT(c.io.ready & LOOP_WRITE, 0);
-    CHECK(c.sealed);   /* the next bytes went into a record already */
-    c.io.ready |= LOOP_WRITE;
+    CHECK_EQ_INT(a->io.ready & LOOP_WRITE, 0);
+    CHECK(a->sealed);   /* the next bytes went into a record already */
+    a->io.ready |= LOOP_WRITE;
     size_t off = (size_t)n;
     struct iovec rest = {big + off, sizeof big - off};
-    n = conn_writev(&c, &rest, 1);
+    n = conn_writev(a, &rest, 1);
     CHECK_EQ_INT(n, -EAGAIN);
-    CHECK_EQ_INT(c.io.ready & LOOP_WRITE, 0);
-    CHECK(c.sealed);
+    CHECK_EQ_INT(a->io.ready & LOOP_WRITE, 0);
+    CHECK(a->sealed);
 
     /* the server reads a full buffer: the bit stays */
     char buf[4096];
-    readable(s.io.fd, 1000);
-    CHECK_EQ_INT(conn_read(&s, buf, sizeof buf), (ssize_t)sizeof buf);
-    CHECK(s.io.ready & LOOP_READ);
-    drop(&c);
-    drop(&s);
+    readable(b->io.fd, 1000);
+    CHECK_EQ_INT(conn_read(b, buf, sizeof buf), (ssize_t)sizeof buf);
+    CHECK(b->io.ready & LOOP_READ);
 }
 
 int main(void)
@@ -428,6 +394,7 @@ int main(void)
     RUN(plain_end_of_stream);
     RUN(plain_error_is_minus_errno);
     RUN(plain_writev_partial_then_would_block);
+    RUN(plain_whole_writev_keeps_the_write_bit);
     RUN(plain_writev_error);
     RUN(rearm_turns_a_writable_event_into_a_read);
     RUN(open_registers_or_closes);
