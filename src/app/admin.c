@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "conn.h"
 #include "http.h"
 #include "log.h"
 #include "net.h"
@@ -20,7 +21,7 @@
 #define ADMIN_DEADLINE_NS (2000 * MS)
 
 struct admin_conn {
-    struct loop_io io;
+    struct conn conn;   /* plain TCP */
     struct timer timer;
     char in[2048];
     size_t len;
@@ -36,10 +37,10 @@ static admin_render_fn *render;
 static admin_healthy_fn *healthy;
 static struct http_msg msg;
 
-static void conn_close(struct admin_conn *a)
+static void admin_conn_close(struct admin_conn *a)
 {
     loop_timer_stop(loop, &a->timer);
-    loop_close(loop, &a->io);
+    conn_close(&a->conn, loop);
     free(a->out);
     a->out = NULL;
     a->used = false;
@@ -89,47 +90,39 @@ static void handle(struct admin_conn *a)
 static void on_conn(struct loop_io *io, uint32_t events)
 {
     (void)events;
-    struct admin_conn *a = container_of(io, struct admin_conn, io);
+    struct admin_conn *a = container_of(io, struct admin_conn, conn.io);
     while (!a->out && (io->ready & LOOP_READ)) {
-        ssize_t n = read(io->fd, a->in + a->len, sizeof a->in - a->len);
+        ssize_t n = conn_read(&a->conn, a->in + a->len, sizeof a->in - a->len);
         if (n > 0) {
             a->len += (size_t)n;
             handle(a);
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            io->ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
-        conn_close(a);   /* gone before asking */
+        admin_conn_close(a);   /* gone before asking */
         return;
     }
     while (a->out && (io->ready & LOOP_WRITE)) {
-        ssize_t n = send(io->fd, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            a->out_off += (size_t)n;
-            if (a->out_off == a->out_len) {
-                conn_close(a);
-                return;
-            }
-            continue;
-        }
-        if (n < 0 && errno == EAGAIN) {
-            io->ready &= ~LOOP_WRITE;
+        struct iovec iov = {a->out + a->out_off, a->out_len - a->out_off};
+        ssize_t n = conn_writev(&a->conn, &iov, 1);
+        if (n == -EAGAIN)
             break;
+        if (n <= 0) {
+            admin_conn_close(a);
+            return;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        conn_close(a);
-        return;
+        a->out_off += (size_t)n;
+        if (a->out_off == a->out_len) {
+            admin_conn_close(a);
+            return;
+        }
     }
 }
 
 static void on_deadline(struct timer *t)
 {
-    conn_close(container_of(t, struct admin_conn, timer));
+    admin_conn_close(container_of(t, struct admin_conn, timer));
 }
 
 static void on_accept(struct loop_io *io, uint32_t events)
@@ -154,8 +147,7 @@ static void on_accept(struct loop_io *io, uint32_t events)
         a->len = 0;
         a->out = NULL;
         timer_init(&a->timer, on_deadline);
-        if (loop_add(loop, &a->io, fd, on_conn) < 0) {
-            close(fd);
+        if (conn_open(&a->conn, loop, fd, on_conn) < 0) {   /* (fd closed) */
             a->used = false;
             continue;
         }
@@ -198,6 +190,6 @@ void admin_stop(void)
         return;
     for (int i = 0; i < ADMIN_CONNS; i++)
         if (conns[i].used)
-            conn_close(&conns[i]);
+            admin_conn_close(&conns[i]);
     loop_close_shared(loop, &lst);
 }

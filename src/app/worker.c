@@ -133,11 +133,11 @@ static void drain_begin(void)
              * DRAIN_GRACE for that (then the idle timeout closes it), so a
              * retiring worker never resets a client that did nothing wrong. */
             char b;
-            ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            ssize_t n = recv(c->conn.io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
             if (n > 0)
                 continue;   /* served, with Connection: close */
             if (n == 0 || (c->cflags & CF_SERVED)) {
-                tls_close_notify(c->ssl);
+                tls_close_notify(c->conn.ssl);
                 client_close(c);
                 continue;
             }

@@ -4,7 +4,9 @@
  * blocks or keeps a timer. The callers keep their readiness bits (loop.h) and
  * their clocks: tls_read and tls_writev answer like read(2) and sendmsg(2),
  * with errno EAGAIN when the TLS engine needs the socket, so the code that
- * relays plain TCP relays TLS unchanged. Two rules make that hold:
+ * relays plain TCP relays TLS unchanged. conn.h is that code: conn_read and
+ * conn_writev call these when a connection has an SSL. Two rules make that
+ * hold:
  *
  *   - An EAGAIN from tls_read means the engine holds no plaintext either
  *     (OpenSSL returns buffered plaintext before it asks for more), so
@@ -16,7 +18,7 @@
  * Renegotiation is refused; a TLS 1.3 KeyUpdate is answered with the next
  * write. A read that needs to write (that answer, on a full socket) reports
  * EAGAIN and sets TLS_READ_WANTS_WRITE in *want, which the owner turns back
- * into a read attempt on the next writable event (tls_rearm).
+ * into a read attempt on the next writable event (conn_rearm).
  *
  * Closing: tls_close_notify() sends a close_notify, for a clean end only. A
  * cancelled exchange frees the SSL without one, so a peer reading a body
@@ -27,10 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -104,35 +104,10 @@ bool tls_resumed(SSL *ssl);
 ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want);
 ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int iovcnt);
 
-/* read(2) and sendmsg(2) on a socket that may carry TLS: through ssl when
- * it is set, else on fd directly. */
-static inline ssize_t tls_or_read(int fd, SSL *ssl, uint8_t *want, void *buf, size_t len)
-{
-    return ssl ? tls_read(ssl, buf, len, want) : read(fd, buf, len);
-}
-
-static inline ssize_t tls_or_writev(int fd, SSL *ssl, const struct iovec *iov, int n)
-{
-    if (ssl)
-        return tls_writev(ssl, iov, n);
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    return sendmsg(fd, &mh, MSG_NOSIGNAL);
-}
-
 /* The peer's bytes waiting inside the engine (already off the socket). */
 static inline bool tls_pending(SSL *ssl)
 {
     return ssl && SSL_pending(ssl) > 0;
-}
-
-/* On a writable event: a read that waited for it may go on. */
-static inline void tls_rearm(uint8_t *want, uint32_t *ready, uint32_t events, uint32_t rbit,
-                             uint32_t wbit)
-{
-    if ((*want & TLS_READ_WANTS_WRITE) && (events & wbit)) {
-        *want &= ~TLS_READ_WANTS_WRITE;
-        *ready |= rbit;
-    }
 }
 
 /* Sends a close_notify if the socket takes it now (best effort, never

@@ -173,7 +173,7 @@ int attempt_send(struct client *c)
         }
         return 0;
     }
-    if (!(up->io.ready & LOOP_WRITE)) {
+    if (!(up->conn.io.ready & LOOP_WRITE)) {
         if (!x->clk.write_since)
             x->clk.write_since = px_loop->now;
         return 0;
@@ -186,12 +186,9 @@ int attempt_send(struct client *c)
         {c->s->uhead.data + a->head_off, ph},
         {c->in.data + x->body_sent, pb},
     };
-    ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
+    ssize_t n = conn_writev(&up->conn, ph ? iov : iov + 1, ph ? 2 : 1);
     if (n < 0) {
-        if (errno == EINTR)
-            return 1;
-        if (errno == EAGAIN) {
-            up->io.ready &= ~LOOP_WRITE;
+        if (n == -EAGAIN) {
             if (!x->clk.write_since)
                 x->clk.write_since = px_loop->now;
             return 0;
@@ -202,7 +199,6 @@ int attempt_send(struct client *c)
     a->head_off += k;
     x->body_sent += (uint32_t)n - k;
     if ((uint32_t)n < ph + pb) {
-        up->io.ready &= ~LOOP_WRITE;
         if (!x->clk.write_since)
             x->clk.write_since = px_loop->now;
     } else {
@@ -310,7 +306,7 @@ static int final_head(struct client *c, int r, const struct http_info *info)
     if (attempt_bulk(info->framing, info->length))
         buf_reserve(&a->in, BUF_LARGE);   /* fewer, larger reads and writes */
     if (info->framing == HTTP_BODY_LENGTH && info->length >= SPLICE_MIN &&
-        client_can_splice(c) && !a->up->ssl)
+        client_can_splice(c) && !a->up->conn.ssl)
         x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
     x->resp_ready = a->in.start;
     x->flags |= X_RESP_HEAD;
@@ -383,11 +379,11 @@ static int upstream_splice(struct client *c)
     struct upconn *up = px_att(c->s)->up;
     int progress = 0;
 
-    while ((up->io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
+    while ((up->conn.io.ready & LOOP_READ) && relay_room(&c->s->relay) && x->resp_left) {
         size_t want = RELAY_CAP - c->s->relay.len;
         if (want > x->resp_left)
             want = (size_t)x->resp_left;
-        ssize_t n = relay_fill(&c->s->relay, up->io.fd, want);
+        ssize_t n = relay_fill(&c->s->relay, up->conn.io.fd, want);
         if (n > 0) {
             /* A short splice says nothing of the socket: a pipe holds 16
              * page slots, not 64 KiB, and fills up on small segments. */
@@ -405,7 +401,7 @@ static int upstream_splice(struct client *c)
              * bytes in the pipe it may mean "pipe full": keep the read bit,
              * and try again once the client has taken some. */
             if (!c->s->relay.len)
-                up->io.ready &= ~LOOP_READ;
+                up->conn.io.ready &= ~LOOP_READ;
             break;
         }
         return px_fault(c, FAULT_IO, (int)n);
@@ -477,7 +473,7 @@ int attempt_recv(struct client *c)
     maybe_splice(c);
     if (x->flags & X_SPLICE)
         return upstream_splice(c);
-    while (up->io.ready & LOOP_READ) {
+    while (up->conn.io.ready & LOOP_READ) {
         buf_reserve(&a->in, BUF_SMALL);
         if (!buf_room(&a->in)) {
             if (!attempt_uin_compactable(c))
@@ -487,13 +483,11 @@ int attempt_recv(struct client *c)
             x->resp_ready -= d;
         }
         uint32_t room = buf_room(&a->in);
-        ssize_t n = pool_read(up, buf_tail(&a->in), room);
+        ssize_t n = conn_read(&up->conn, buf_tail(&a->in), room);
         if (n > 0) {
             a->in.end += (uint32_t)n;
             x->clk.read_mark = px_loop->now;
             first_byte(c);
-            if ((uint32_t)n < room)
-                px_read_was_short(&up->io);
             if ((r = take(c)) == AT_FAILED || r == AT_UPGRADE)
                 return r;
             out = r == AT_HEAD || out == AT_HEAD ? AT_HEAD : AT_MOVED;
@@ -502,7 +496,7 @@ int attempt_recv(struct client *c)
             continue;
         }
         if (n == 0) {
-            up->io.ready &= ~LOOP_READ;
+            up->conn.io.ready &= ~LOOP_READ;
             x->flags |= X_UP_EOF | X_NO_REUSE;
             if ((x->flags & X_RESP_HEAD) && x->resp_framing == HTTP_BODY_CLOSE) {
                 x->flags |= X_RESP_DONE;
@@ -510,13 +504,9 @@ int attempt_recv(struct client *c)
             }
             return px_fault(c, FAULT_IO, 0);
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            up->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
-        return px_fault(c, FAULT_IO, -errno);
+        return px_fault(c, FAULT_IO, (int)n);
     }
     return out;
 }

@@ -47,8 +47,6 @@ static struct client *free_clients;   /* recycled structs */
 static struct session *free_sessions;
 static unsigned nfree_sessions;
 
-static ssize_t client_read(struct client *c, void *buf, size_t len);
-static ssize_t client_writev(struct client *c, const struct iovec *iov, int n);
 static void client_session_attach(struct client *c);
 static void release_client(struct loop_defer *d);
 static int client_splice(struct client *c);
@@ -56,47 +54,6 @@ static void plain_http_refusal(int fd);
 static int head_step(struct client *c);
 static int closing_step(struct client *c);
 static void on_client(struct loop_io *io, uint32_t events);
-
-/* A read shorter than asked drained the socket: the next edge will say when
- * there is more. Not so when the peer has hung up: the end of stream has not
- * been read yet, and no further edge will come for it. */
-void px_read_was_short(struct loop_io *io)
-{
-    if (!(io->ready & LOOP_HUP))
-        io->ready &= ~LOOP_READ;
-}
-
-/* read(2) and sendmsg(2) on the client connection, TLS or not. */
-static ssize_t client_read(struct client *c, void *buf, size_t len)
-{
-    return tls_or_read(c->io.fd, c->ssl, &c->tls_want, buf, len);
-}
-
-static ssize_t client_writev(struct client *c, const struct iovec *iov, int n)
-{
-    if (c->ssl) {
-        /* A write that stops short leaves the next bytes sealed in a record
-         * that will go out as they are: they can no longer be taken back. */
-        size_t want = 0;
-        for (int i = 0; i < n; i++)
-            want += iov[i].iov_len;
-        ssize_t r = tls_writev(c->ssl, iov, n);
-        if (r < 0 ? errno == EAGAIN : (size_t)r < want)
-            c->cflags |= CF_SEALED;
-        else
-            c->cflags &= ~CF_SEALED;
-        return r;
-    }
-    return tls_or_writev(c->io.fd, NULL, iov, n);
-}
-
-/* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
- * write side. Only for a clean end, never for a cancelled exchange. */
-void shut_write(int fd, SSL *ssl)
-{
-    tls_close_notify(ssl);
-    shutdown(fd, SHUT_WR);
-}
 
 /* Gives c a fresh session (entering HEAD from IDLE). */
 static void client_session_attach(struct client *c)
@@ -153,9 +110,7 @@ void client_close(struct client *c)
     exchange_drop_attempts(c);
     client_session_detach(c);
     loop_timer_stop(px_loop, &c->timer);
-    tls_free(c->ssl);   /* no close_notify: a clean end sends it before */
-    c->ssl = NULL;
-    loop_close(px_loop, &c->io);
+    conn_close(&c->conn, px_loop);   /* no close_notify: a clean end sends it before */
     buf_release(&c->in);
     c->state = CS_CLOSED;
     if (c->prev)
@@ -250,11 +205,11 @@ int client_recv_body(struct client *c)
     int progress = 0;
 
     if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
-        if (c->io.ready & LOOP_HUP)
+        if (c->conn.io.ready & LOOP_HUP)
             return px_fault(c, FAULT_CLIENT_GONE, 0);   /* the client went away: cancel */
         return AT_IDLE;
     }
-    while (c->io.ready & LOOP_READ) {
+    while (c->conn.io.ready & LOOP_READ) {
         if (!buf_room(&c->in)) {
             uint32_t hs = c->in.start + x->head_len;
             if (!client_in_compactable(c))
@@ -267,12 +222,10 @@ int client_recv_body(struct client *c)
             c->in.end -= d;
         }
         uint32_t room = buf_room(&c->in);
-        ssize_t n = client_read(c, buf_tail(&c->in), room);
+        ssize_t n = conn_read(&c->conn, buf_tail(&c->in), room);
         if (n > 0) {
             c->in.end += (uint32_t)n;
             x->clk.body_mark = px_loop->now;
-            if ((uint32_t)n < room)
-                px_read_was_short(&c->io);
             if (client_request_body(c) == AT_FAILED)
                 return AT_FAILED;
             progress = 1;
@@ -280,15 +233,10 @@ int client_recv_body(struct client *c)
                 break;
             continue;
         }
-        if (n == 0)
-            return px_fault(c, FAULT_CLIENT_GONE, 0);
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            c->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
-        return px_fault(c, FAULT_CLIENT_GONE, -errno);
+        /* the end of stream, or an error */
+        return px_fault(c, FAULT_CLIENT_GONE, n < 0 ? (int)n : 0);
     }
     return progress;
 }
@@ -299,20 +247,20 @@ static int client_splice(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0;
 
-    while ((c->io.ready & LOOP_WRITE) && c->s->relay.len && !buf_len(&c->s->out)) {
+    while ((c->conn.io.ready & LOOP_WRITE) && c->s->relay.len && !buf_len(&c->s->out)) {
         uint32_t want = c->s->relay.len;
-        ssize_t n = relay_drain(&c->s->relay, c->io.fd);
+        ssize_t n = relay_drain(&c->s->relay, c->conn.io.fd);
         if (n > 0) {
             x->bytes_sent += (uint64_t)n;
             x->clk.send_mark = px_loop->now;
             x->flags |= X_FINAL_SENT;
             if ((uint32_t)n < want)
-                c->io.ready &= ~LOOP_WRITE;
+                c->conn.io.ready &= ~LOOP_WRITE;
             progress = 1;
             continue;
         }
         if (n == -EAGAIN) {
-            c->io.ready &= ~LOOP_WRITE;
+            c->conn.io.ready &= ~LOOP_WRITE;
             break;
         }
         return px_fault(c, FAULT_CLIENT_GONE, (int)n);
@@ -330,7 +278,7 @@ int client_send(struct client *c)
     uint32_t po = buf_len(&c->s->out);
     uint32_t pb = (x->flags & X_RESP_HEAD) ? x->resp_ready - a->in.start : 0;
 
-    if (po + pb == 0 || !(c->io.ready & LOOP_WRITE))
+    if (po + pb == 0 || !(c->conn.io.ready & LOOP_WRITE))
         return 0;
     if (pb > SEND_SLICE)
         pb = SEND_SLICE;
@@ -338,16 +286,11 @@ int client_send(struct client *c)
         {buf_head(&c->s->out), po},
         {a->in.data + a->in.start, pb},
     };
-    ssize_t n = client_writev(c, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
-    if (n < 0) {
-        if (errno == EINTR)
-            return 1;
-        if (errno == EAGAIN) {
-            c->io.ready &= ~LOOP_WRITE;
-            return 0;
-        }
-        return px_fault(c, FAULT_CLIENT_GONE, -errno);
-    }
+    ssize_t n = conn_writev(&c->conn, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0)
+        return px_fault(c, FAULT_CLIENT_GONE, (int)n);
     uint32_t k = (uint32_t)n < po ? (uint32_t)n : po;
     c->s->out.start += k;
     if (x->interim >= k) {
@@ -366,8 +309,6 @@ int client_send(struct client *c)
         c->s->out.start = c->s->out.end = 0;
     if ((x->flags & X_RESP_HEAD) && a->in.start == a->in.end)
         a->in.start = a->in.end = x->resp_ready = 0;
-    if ((uint32_t)n < po + pb)
-        c->io.ready &= ~LOOP_WRITE;
     return 1;
 }
 
@@ -391,7 +332,7 @@ static void plain_http_refusal(int fd)
 static int handshake_step(struct client *c)
 {
     char why[160];
-    int r = tls_handshake(c->ssl, &c->io.ready, why, sizeof why);
+    int r = tls_handshake(c->conn.ssl, &c->conn.io.ready, why, sizeof why);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -399,11 +340,11 @@ static int handshake_step(struct client *c)
         log_error("info", "TLS handshake with client %s failed: %s", access_peer(c, &pt), why);
         stats->tls[STATS_TLS_CLIENT][TLS_FAILED]++;
         if (r == -2)
-            plain_http_refusal(c->io.fd);
+            plain_http_refusal(c->conn.io.fd);
         client_close(c);
         return -1;
     }
-    stats->tls[STATS_TLS_CLIENT][tls_resumed(c->ssl) ? TLS_RESUMED : TLS_OK]++;
+    stats->tls[STATS_TLS_CLIENT][tls_resumed(c->conn.ssl) ? TLS_RESUMED : TLS_OK]++;
     c->cflags &= ~CF_HANDSHAKE;
     c->t_first = px_loop->now;   /* idle from here */
     return 1;
@@ -449,7 +390,7 @@ static int head_step(struct client *c)
             return r;
         progress = 1;
     }
-    while (c->io.ready & LOOP_READ) {
+    while (c->conn.io.ready & LOOP_READ) {
         buf_reserve(&c->in, BUF_SMALL);
         if (!buf_room(&c->in)) {
             if (c->in.start) {
@@ -461,7 +402,7 @@ static int head_step(struct client *c)
             }
         }
         uint32_t room = buf_room(&c->in);
-        ssize_t n = client_read(c, buf_tail(&c->in), room);
+        ssize_t n = conn_read(&c->conn, buf_tail(&c->in), room);
         if (n > 0) {
             if (c->state == CS_IDLE) {
                 client_session_attach(c);
@@ -470,16 +411,10 @@ static int head_step(struct client *c)
             }
             c->in.end += (uint32_t)n;
             progress = 1;
-            if ((uint32_t)n < room)
-                px_read_was_short(&c->io);
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            c->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
         /* end of stream or error: fine between requests, an abort within one */
         if (c->state == CS_HEAD && buf_len(&c->in)) {
             struct peer_text pt;
@@ -505,26 +440,20 @@ static int closing_step(struct client *c)
     struct exch *x = &c->s->x;
 
     if (buf_len(&c->s->out)) {
-        if (!(c->io.ready & LOOP_WRITE))
+        if (!(c->conn.io.ready & LOOP_WRITE))
             return 0;
         struct iovec iov = {buf_head(&c->s->out), buf_len(&c->s->out)};
-        ssize_t n = client_writev(c, &iov, 1);
+        ssize_t n = conn_writev(&c->conn, &iov, 1);
+        if (n == -EAGAIN)
+            return 0;
         if (n < 0) {
-            if (errno == EINTR)
-                return 1;
-            if (errno == EAGAIN) {
-                c->io.ready &= ~LOOP_WRITE;
-                return 0;
-            }
             client_close(c);
             return -1;
         }
         c->s->out.start += (uint32_t)n;
         x->clk.send_mark = px_loop->now;
-        if (buf_len(&c->s->out)) {
-            c->io.ready &= ~LOOP_WRITE;
-            return 1;
-        }
+        if (buf_len(&c->s->out))
+            return 1;   /* (short: the write bit is cleared) */
     }
     if (!(x->flags & X_LINGER)) {
         x->flags |= X_LINGER;
@@ -532,20 +461,17 @@ static int closing_step(struct client *c)
         buf_release(&c->in);
         buf_release(&px_att(c->s)->in);
         buf_release(&c->s->uhead);
-        shut_write(c->io.fd, c->ssl);
+        conn_shut_write(&c->conn);
         c->t_first = px_loop->now;
     }
-    while (c->io.ready & LOOP_READ) {
+    while (c->conn.io.ready & LOOP_READ) {
         char sink[4096];
-        ssize_t n = client_read(c, sink, sizeof sink);
+        ssize_t n = conn_read(&c->conn, sink, sizeof sink);
         if (n > 0) {
             x->discarded += (uint32_t)n;
             if (x->discarded <= LINGER_MAX_BYTES)
                 continue;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno == EAGAIN) {
-            c->io.ready &= ~LOOP_READ;
+        } else if (n == -EAGAIN) {
             return 0;
         }
         client_close(c);
@@ -585,8 +511,8 @@ void client_pump(struct client *c)
 
 static void on_client(struct loop_io *io, uint32_t events)
 {
-    struct client *c = container_of(io, struct client, io);
-    tls_rearm(&c->tls_want, &c->io.ready, events, LOOP_READ, LOOP_WRITE);
+    struct client *c = container_of(io, struct client, conn.io);
+    conn_rearm(&c->conn, events);
     client_pump(c);
 }
 
@@ -600,16 +526,15 @@ void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
         c = xmalloc(sizeof *c);
     *c = (struct client){0};
     timer_init(&c->timer, exchange_on_timer);
-    if (loop_add(px_loop, &c->io, fd, on_client) < 0) {
-        close(fd);
+    if (conn_open(&c->conn, px_loop, fd, on_client) < 0) {   /* (fd closed) */
         c->next = free_clients;
         free_clients = c;
         return;
     }
     if (tls) {
-        if (!(c->ssl = tls_server_conn(tls, fd))) {
+        if (!(c->conn.ssl = tls_server_conn(tls, fd))) {
             log_error("error", "TLS: out of memory for a new connection; closing it");
-            loop_close(px_loop, &c->io);
+            conn_close(&c->conn, px_loop);
             c->next = free_clients;
             free_clients = c;
             return;
@@ -721,5 +646,5 @@ void client_continue(struct client *c)
 
 bool client_can_splice(const struct client *c)
 {
-    return !c->ssl;
+    return !c->conn.ssl;
 }

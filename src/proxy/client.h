@@ -11,15 +11,6 @@
 
 #include "px.h"
 
-/* A read shorter than asked drained the socket: the next edge will say when
- * there is more. Not so when the peer has hung up: the end of stream has not
- * been read yet, and no further edge will come for it. */
-void px_read_was_short(struct loop_io *io);
-
-/* Ends this side's stream cleanly: a close_notify over TLS, then the TCP
- * write side. Only for a clean end, never for a cancelled exchange. */
-void shut_write(int fd, SSL *ssl);
-
 /* Releases everything the session holds and recycles it (back to IDLE, or
  * closing). The upstream connection must already be pooled or closed. */
 void client_session_detach(struct client *c);

@@ -168,7 +168,7 @@ int exchange_fail(struct client *c, int status, const char *reason, const char *
     /* An error response replaces what is queued for the client, which is
      * only possible while none of it is sent (nor sealed in a TLS record). */
     if (status && !(c->s->x.flags & X_FINAL_SENT) && c->s->out.start == 0 &&
-        !(c->cflags & CF_SEALED)) {
+        !c->conn.sealed) {
         client_error(c, status, reason, detail);
         return 1;
     }
@@ -195,7 +195,7 @@ static uint32_t conditions(const struct client *c)
     const struct exch *x = &c->s->x;
     const struct upconn *up = px_att(c->s)->up;
     uint32_t cond = 0;
-    if (!(c->io.ready & LOOP_WRITE))
+    if (!(c->conn.io.ready & LOOP_WRITE))
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
     if (c->state != CS_EXCH)
         return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
@@ -348,7 +348,7 @@ void exchange_on_timer(struct timer *t)
             return;
         }
         if (px_loop->now >= c->t_first + ns_of(px_cfg->ms[TMO_IDLE])) {
-            tls_close_notify(c->ssl);   /* a clean end between requests */
+            tls_close_notify(c->conn.ssl);   /* a clean end between requests */
             client_close(c);
         } else {
             exchange_arm(c);
@@ -506,7 +506,7 @@ static int io_failed(struct client *c, const struct fault *f)
         reason = "upstream_closed";
         log_error("warn", "upstream %s closed the connection before the response was complete (%s)",
                   srv, what);
-    } else if (err == -EPROTO && a->up && a->up->ssl) {
+    } else if (err == -EPROTO && a->up && a->up->conn.ssl) {
         reason = "upstream_tls_error";   /* an alert after the handshake (no client cert...) */
         log_error("warn", "upstream %s: TLS error: %s (%s)", srv, tls_last_error(), what);
     } else if (err == -ECONNRESET || err == -EPIPE) {
@@ -607,7 +607,7 @@ static int exchange_done(struct client *c)
         if (!(x->flags & (X_NO_REUSE | X_UP_EOF)) && (x->flags & X_REQ_SENT)) {
             pool_put_idle(a->up);
         } else {
-            tls_close_notify(a->up->ssl);   /* a clean end: the session stays resumable */
+            tls_close_notify(a->up->conn.ssl);   /* a clean end: the session stays resumable */
             pool_close(a->up);
         }
         a->up = NULL;

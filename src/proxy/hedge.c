@@ -144,25 +144,21 @@ int hedge_step(struct client *c)
             goto out_failed;
         progress = 1;
     }
-    if (px_hedge(s)->head_off < s->uhead.end && (h->io.ready & LOOP_WRITE)) {
+    if (px_hedge(s)->head_off < s->uhead.end && (h->conn.io.ready & LOOP_WRITE)) {
         /* The head is shared with the first attempt: stamp it anew only
          * when that one has sent all of it, never under its feet. */
         if (px_hedge(s)->head_off == 0 && (!px_att(s)->up || px_att(s)->head_off == s->uhead.end))
             attempt_stamp_deadline(c);
         struct iovec iov = {s->uhead.data + px_hedge(s)->head_off, s->uhead.end - px_hedge(s)->head_off};
-        ssize_t n = pool_writev(h, &iov, 1);
+        ssize_t n = conn_writev(&h->conn, &iov, 1);
         if (n > 0) {
             px_hedge(s)->head_off += (uint32_t)n;
             progress = 1;
-            if (px_hedge(s)->head_off < s->uhead.end)
-                h->io.ready &= ~LOOP_WRITE;
-        } else if (n < 0 && errno == EAGAIN) {
-            h->io.ready &= ~LOOP_WRITE;
-        } else if (n < 0 && errno != EINTR) {
+        } else if (n < 0 && n != -EAGAIN) {
             goto out_failed;
         }
     }
-    while (h->io.ready & LOOP_READ) {
+    while (h->conn.io.ready & LOOP_READ) {
         buf_reserve(&px_hedge(s)->in, BUF_SMALL);
         if (!buf_room(&px_hedge(s)->in)) {
             if (px_hedge(s)->in.cap >= BUF_LARGE)
@@ -170,12 +166,10 @@ int hedge_step(struct client *c)
             buf_reserve(&px_hedge(s)->in, BUF_LARGE);
         }
         uint32_t room = buf_room(&px_hedge(s)->in);
-        ssize_t n = pool_read(h, buf_tail(&px_hedge(s)->in), room);
+        ssize_t n = conn_read(&h->conn, buf_tail(&px_hedge(s)->in), room);
         if (n > 0) {
             px_hedge(s)->in.end += (uint32_t)n;
             progress = 1;
-            if ((uint32_t)n < room)
-                px_read_was_short(&h->io);
             for (;;) {   /* 1xx heads of the hedge are not relayed */
                 int r = http_parse_response(buf_head(&px_hedge(s)->in), buf_len(&px_hedge(s)->in), &px_scratch,
                                             &http_default_limits);
@@ -191,12 +185,8 @@ int hedge_step(struct client *c)
             }
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            h->io.ready &= ~LOOP_READ;
+        if (n == -EAGAIN)
             break;
-        }
         goto out_failed;   /* closed or reset before a head */
     }
     return progress;

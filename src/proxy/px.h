@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "conn.h"
 #include "forward.h"
 #include "http.h"
 #include "loop.h"
@@ -179,7 +180,7 @@ struct session {
 };
 
 struct client {
-    struct loop_io io;
+    struct conn conn;  /* the socket, its readiness, TLS on TLS listeners */
     struct timer timer;
     struct loop_defer defer;
     struct client *next, *prev;
@@ -189,8 +190,6 @@ struct client {
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
     uint8_t cflags;    /* CF_* */
-    uint8_t tls_want;  /* TLS_READ_WANTS_WRITE */
-    SSL *ssl;          /* TLS listeners */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
         struct sockaddr_in v4;
@@ -202,7 +201,6 @@ struct client {
 #define CF_SERVED  0x2u   /* has had a response: idle means between requests */
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 #define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
-#define CF_SEALED  0x10u  /* TLS: queued bytes are sealed in a record not yet sent */
 #define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
 
 

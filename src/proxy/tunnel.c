@@ -2,13 +2,6 @@
 #define _GNU_SOURCE
 #include "tunnel.h"
 
-/* One end of a tunnel: a client or an upstream connection. */
-struct end {
-    struct loop_io *io;
-    SSL *ssl;
-    uint8_t *want;
-};
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
@@ -45,8 +38,8 @@ struct end {
 #include "tmo.h"
 #include "tunnel.h"
 
-static bool tunnel_send(struct end e, struct buf *b, uint64_t *count, int *moved);
-static int tunnel_recv(struct end e, struct buf *b, uint64_t *count, int *moved);
+static bool tunnel_send(struct conn *e, struct buf *b, uint64_t *count, int *moved);
+static int tunnel_recv(struct conn *e, struct buf *b, uint64_t *count, int *moved);
 
 void tunnel_begin(struct client *c)
 {
@@ -74,24 +67,20 @@ int tunnel_end(struct client *c, const char *reason)
     return -1;
 }
 
-/* Moves b's bytes to the end e; false after a write error (errno set). */
-static bool tunnel_send(struct end e, struct buf *b, uint64_t *count, int *moved)
+/* Moves b's bytes to the end e (the client's connection or the upstream's);
+ * false after a write error (errno set). */
+static bool tunnel_send(struct conn *e, struct buf *b, uint64_t *count, int *moved)
 {
-    struct loop_io *io = e.io;
-    while (buf_len(b) && (io->ready & LOOP_WRITE)) {
+    while (buf_len(b) && (e->io.ready & LOOP_WRITE)) {
         struct iovec iov = {buf_head(b), buf_len(b)};
-        ssize_t n = tls_or_writev(io->fd, e.ssl, &iov, 1);
-        if (n > 0) {
-            if ((uint32_t)n < buf_len(b))
-                io->ready &= ~LOOP_WRITE;
-            b->start += (uint32_t)n;
-            *count += (uint64_t)n;
-            *moved = 1;
-        } else if (n < 0 && errno == EAGAIN) {
-            io->ready &= ~LOOP_WRITE;
-        } else if (!(n < 0 && errno == EINTR)) {
+        ssize_t n = conn_writev(e, &iov, 1);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0)
             return false;
-        }
+        b->start += (uint32_t)n;
+        *count += (uint64_t)n;
+        *moved = 1;
     }
     if (!buf_len(b))
         b->start = b->end = 0;
@@ -100,26 +89,19 @@ static bool tunnel_send(struct end e, struct buf *b, uint64_t *count, int *moved
 
 /* Reads from the end e into b while there is room; 1 at end of stream, -1
  * after an error, else 0. */
-static int tunnel_recv(struct end e, struct buf *b, uint64_t *count, int *moved)
+static int tunnel_recv(struct conn *e, struct buf *b, uint64_t *count, int *moved)
 {
-    struct loop_io *io = e.io;
-    while ((io->ready & LOOP_READ) && buf_room(b)) {
-        uint32_t room = buf_room(b);
-        ssize_t n = tls_or_read(io->fd, e.ssl, e.want, buf_tail(b), room);
-        if (n > 0) {
-            b->end += (uint32_t)n;
-            *count += (uint64_t)n;
-            *moved = 1;
-            if ((uint32_t)n < room)
-                px_read_was_short(io);
-        } else if (n == 0) {
-            *moved = 1;
-            return 1;
-        } else if (errno == EAGAIN) {
-            io->ready &= ~LOOP_READ;
-        } else if (errno != EINTR) {
+    while ((e->io.ready & LOOP_READ) && buf_room(b)) {
+        ssize_t n = conn_read(e, buf_tail(b), buf_room(b));
+        if (n == -EAGAIN)
+            break;
+        if (n < 0)
             return -1;
-        }
+        *moved = 1;
+        if (n == 0)
+            return 1;
+        b->end += (uint32_t)n;
+        *count += (uint64_t)n;
     }
     return 0;
 }
@@ -129,7 +111,7 @@ int tunnel_step(struct client *c)
     struct exch *x = &c->s->x;
     struct upconn *up = px_att(c->s)->up;
     uint64_t to_client = 0, to_up = 0, ignored = 0;
-    struct end ce = {&c->io, c->ssl, &c->tls_want}, ue = {&up->io, up->ssl, &up->tls_want};
+    struct conn *ce = &c->conn, *ue = &up->conn;
     int moved;
     do {
         moved = 0;
@@ -148,7 +130,7 @@ int tunnel_step(struct client *c)
         }
         if ((x->tflags & T_UEOF) && !(x->tflags & T_CSHUT) && !buf_len(&c->s->out) &&
             !buf_len(&px_att(c->s)->in)) {
-            shut_write(c->io.fd, c->ssl);
+            conn_shut_write(ce);
             x->tflags |= T_CSHUT;
         }
         /* client -> upstream */
@@ -163,7 +145,7 @@ int tunnel_step(struct client *c)
                 x->tflags |= T_CEOF;
         }
         if ((x->tflags & T_CEOF) && !(x->tflags & T_USHUT) && !buf_len(t)) {
-            shut_write(up->io.fd, up->ssl);
+            conn_shut_write(ue);
             x->tflags |= T_USHUT;
         }
     } while (moved);

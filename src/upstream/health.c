@@ -11,16 +11,17 @@
 
 #include "buf.h"
 #include "conf.h"
+#include "conn.h"
 #include "log.h"
-#include "net.h"
 #include "pool.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
-/* One server's checker. Idle between checks (io.fd < 0, the timer set to the
- * next start), or checking (io.fd >= 0, the timer set to the deadline). */
+/* One server's checker. Idle between checks (conn.io.fd < 0, the timer set to
+ * the next start), or checking (conn.io.fd >= 0, the timer set to the
+ * deadline). */
 struct checker {
-    struct loop_io io;
+    struct conn conn;              /* opening until connected (and TLS) */
     struct timer timer;
     struct pool_server *srv;
     const char *pool;              /* the pool's name */
@@ -30,10 +31,6 @@ struct checker {
     uint64_t started;              /* ns: start of the check in flight, or of the last */
     unsigned healthy, unhealthy;   /* thresholds */
     unsigned oks, fails;           /* in a row */
-    bool connecting;               /* TCP connect, then the TLS handshake */
-    bool tcp_open;
-    uint8_t tls_want;
-    SSL *ssl;                      /* the pool speaks TLS */
     size_t got;
     char line[HEALTH_LINE_MAX];
 };
@@ -100,9 +97,7 @@ enum health_verdict health_status_line(const char *buf, size_t len, unsigned *st
  * service at the thresholds, and sets the timer to the next check. */
 static void finish(struct checker *c, bool ok, const char *why)
 {
-    tls_free(c->ssl);
-    c->ssl = NULL;
-    loop_close(loop, &c->io);   /* removes it from epoll; the struct stays */
+    conn_close(&c->conn, loop);   /* removes it from epoll; the struct stays */
     struct pool_server *s = c->srv;
     if (ok) {
         c->fails = 0;
@@ -139,17 +134,13 @@ static void fail_errno(struct checker *c, const char *what, int err)
 /* Reads what has come; true when the check ended. */
 static bool read_status(struct checker *c)
 {
-    while (c->io.ready & LOOP_READ) {
+    while (c->conn.io.ready & LOOP_READ) {
         size_t room = sizeof c->line - c->got;
-        ssize_t n = tls_or_read(c->io.fd, c->ssl, &c->tls_want, c->line + c->got, room);
+        ssize_t n = conn_read(&c->conn, c->line + c->got, room);
+        if (n == -EAGAIN)
+            return false;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                c->io.ready &= ~LOOP_READ;
-                return false;
-            }
-            if (errno == EINTR)
-                continue;
-            fail_errno(c, "read", errno);
+            fail_errno(c, "read", (int)-n);
             return true;
         }
         if (n == 0) {
@@ -181,44 +172,31 @@ static bool read_status(struct checker *c)
 /* Moves the check on as far as the socket allows. */
 static void progress(struct checker *c)
 {
-    if (c->connecting && !c->tcp_open) {
-        if (!(c->io.ready & (LOOP_WRITE | LOOP_HUP)))
-            return;
-        int err = net_socket_error(c->io.fd);
-        if (err) {
-            fail_errno(c, "connect", err);
-            return;
-        }
-        c->tcp_open = true;
-    }
-    if (c->connecting && c->ssl) {
+    if (c->conn.opening) {
         char why[192], tmp[160];
-        int r = tls_handshake(c->ssl, &c->io.ready, tmp, sizeof tmp);
+        int r = conn_open_step(&c->conn, tmp, sizeof tmp);
         if (r == 0)
             return;
+        if (r < 0 && (c->conn.opening & CONN_OPEN_TCP)) {
+            fail_errno(c, "connect", -r);
+            return;
+        }
         if (r < 0) {
             snprintf(why, sizeof why, "TLS handshake: %s", tmp);
             finish(c, false, why);
             return;
         }
     }
-    c->connecting = false;
-    while (c->sent < c->req_len && (c->io.ready & LOOP_WRITE)) {
+    while (c->sent < c->req_len && (c->conn.io.ready & LOOP_WRITE)) {
         struct iovec iov = {c->req + c->sent, c->req_len - c->sent};
-        ssize_t n = tls_or_writev(c->io.fd, c->ssl, &iov, 1);
+        ssize_t n = conn_writev(&c->conn, &iov, 1);
+        if (n == -EAGAIN)
+            break;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                c->io.ready &= ~LOOP_WRITE;
-                break;
-            }
-            if (errno == EINTR)
-                continue;
-            fail_errno(c, "send", errno);
+            fail_errno(c, "send", (int)-n);
             return;
         }
         c->sent += (size_t)n;
-        if (c->sent < c->req_len)
-            c->io.ready &= ~LOOP_WRITE;   /* a short write: the buffer is full */
     }
     /* A server may answer (say, 503) before it has read the whole request. */
     read_status(c);
@@ -226,8 +204,8 @@ static void progress(struct checker *c)
 
 static void on_io(struct loop_io *io, uint32_t events)
 {
-    struct checker *c = container_of(io, struct checker, io);
-    tls_rearm(&c->tls_want, &c->io.ready, events, LOOP_READ, LOOP_WRITE);
+    struct checker *c = container_of(io, struct checker, conn.io);
+    conn_rearm(&c->conn, events);
     progress(c);
 }
 
@@ -236,22 +214,14 @@ static void start_check(struct checker *c)
     c->started = loop->now;
     c->sent = 0;
     c->got = 0;
-    c->connecting = true;
-    c->tcp_open = false;
-    c->tls_want = 0;
-    int fd = net_connect((const struct sockaddr *)&c->srv->addr->ss, c->srv->addr->len);
-    if (fd < 0) {
-        fail_errno(c, "connect", -fd);
-        return;
-    }
-    int r = loop_add(loop, &c->io, fd, on_io);
+    const struct cli_addr *a = c->srv->addr;
+    int r = conn_connect(&c->conn, loop, (const struct sockaddr *)&a->ss, a->len, on_io);
     if (r < 0) {
-        c->io.fd = fd;   /* loop_close closes it */
-        fail_errno(c, "epoll", -r);
+        fail_errno(c, "connect", -r);
         return;
     }
     struct tls_client *tls = c->srv->group->tls;
-    if (tls && !(c->ssl = tls_client_conn(tls, fd, c->srv->tls_host, &c->srv->tls_session))) {
+    if (tls && conn_tls_client(&c->conn, tls, c->srv->tls_host, &c->srv->tls_session) < 0) {
         fail_errno(c, "TLS", ENOMEM);
         return;
     }
@@ -262,13 +232,13 @@ static void start_check(struct checker *c)
 static void on_timer(struct timer *t)
 {
     struct checker *c = container_of(t, struct checker, timer);
-    if (c->io.fd < 0) {
+    if (c->conn.io.fd < 0) {
         start_check(c);
         return;
     }
     char why[64];
     snprintf(why, sizeof why, "no %s within %llu ms",
-             c->connecting ? "connection" : c->sent < c->req_len ? "room for the request"
+             c->conn.opening ? "connection" : c->sent < c->req_len ? "room for the request"
                                                                  : "status line",
              (unsigned long long)(c->timeout_ns / MS));
     finish(c, false, why);
@@ -282,7 +252,7 @@ static void checker_init(struct checker *c, struct pool_server *s, const struct 
     static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hourglass-health\r\n"
                               "Connection: close\r\n\r\n";
     *c = (struct checker){.srv = s, .pool = cp->name};
-    c->io.fd = -1;
+    c->conn.io.fd = -1;
     c->interval_ns = a->interval_ms * MS;
     c->timeout_ns = (a->timeout_ms < a->interval_ms ? a->timeout_ms : a->interval_ms) * MS;
     c->healthy = a->healthy ? a->healthy : 1;
@@ -333,9 +303,7 @@ void health_stop(void)
 {
     for (unsigned i = 0; i < nchecks; i++) {
         struct checker *c = &checkers[i];
-        tls_free(c->ssl);
-        if (c->io.fd >= 0)
-            loop_close(loop, &c->io);
+        conn_close(&c->conn, loop);
         loop_timer_stop(loop, &c->timer);
         free(c->req);
     }

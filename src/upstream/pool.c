@@ -5,14 +5,12 @@
 #include <sys/socket.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <string.h>
 
 #include "buf.h"
 #include "conf.h"
 #include "log.h"
-#include "net.h"
 #include "stats.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -399,16 +397,14 @@ static void release(struct loop_defer *d)
 void pool_close(struct upconn *up)
 {
     if (up->srv) {
-        if (!up->owner && up->io.fd >= 0)
+        if (!up->owner && up->conn.io.fd >= 0)
             unlink_idle(up);
         else if (up->owner)
             up->srv->active--;
         up->srv->group->open--;
     }
     loop_timer_stop(loop, &up->idle_timer);
-    tls_free(up->ssl);
-    up->ssl = NULL;
-    loop_close(loop, &up->io);
+    conn_close(&up->conn, loop);
     up->owner = NULL;
     open_count--;
     loop_defer(loop, &up->defer, release);
@@ -417,15 +413,15 @@ void pool_close(struct upconn *up)
 static void idle_expired(struct timer *t)
 {
     struct upconn *up = container_of(t, struct upconn, idle_timer);
-    tls_close_notify(up->ssl);   /* a clean end: the server may keep the session */
+    tls_close_notify(up->conn.ssl);   /* a clean end: the server may keep the session */
     pool_close(up);
 }
 
 /* Events on a connection: to the owner, or, when idle, a sign of death. */
 static void on_io(struct loop_io *io, uint32_t events)
 {
-    struct upconn *up = container_of(io, struct upconn, io);
-    tls_rearm(&up->tls_want, &up->io.ready, events, LOOP_READ, LOOP_WRITE);
+    struct upconn *up = container_of(io, struct upconn, conn.io);
+    conn_rearm(&up->conn, events);
     if (up->owner)
         up->on_event(up, events);
     else if (events & (LOOP_READ | LOOP_HUP))
@@ -492,26 +488,16 @@ bool pool_may_connect(struct pool_server *srv)
 
 /* A new connection to addr, without TLS or with the pool's (srv, when set):
  * counted in open_count, and in srv and its pool when there is one. */
-static struct upconn *conn_open(const struct cli_addr *addr, struct pool_server *srv,
+static struct upconn *open_upconn(const struct cli_addr *addr, struct pool_server *srv,
                                 void *owner, pool_event_cb *cb, int *err)
 {
-    int fd = net_connect((const struct sockaddr *)&addr->ss, addr->len);
-    if (fd < 0) {
-        *err = fd;
-        return NULL;
-    }
     struct upconn *up = alloc_conn();
-    int r = loop_add(loop, &up->io, fd, on_io);
+    int r = conn_connect(&up->conn, loop, (const struct sockaddr *)&addr->ss, addr->len, on_io);
     if (r < 0)
         goto out_free_conn;
     if (srv && srv->group->tls &&
-        !(up->ssl = tls_client_conn(srv->group->tls, fd, srv->tls_host, &srv->tls_session))) {
-        loop_close(loop, &up->io);
-        up->next = free_list;
-        free_list = up;
-        *err = -ENOMEM;
-        return NULL;
-    }
+        (r = conn_tls_client(&up->conn, srv->group->tls, srv->tls_host, &srv->tls_session)) < 0)
+        goto out_close;
     up->srv = srv;
     up->owner = owner;
     up->on_event = cb;
@@ -523,8 +509,9 @@ static struct upconn *conn_open(const struct cli_addr *addr, struct pool_server 
     }
     return up;
 
+out_close:
+    conn_close(&up->conn, loop);
 out_free_conn:
-    close(fd);
     up->next = free_list;
     free_list = up;
     *err = r;
@@ -533,35 +520,24 @@ out_free_conn:
 
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err)
 {
-    return conn_open(srv->addr, srv, owner, cb, err);
+    return open_upconn(srv->addr, srv, owner, cb, err);
 }
 
 struct upconn *pool_connect_addr(const struct cli_addr *addr, void *owner, pool_event_cb *cb,
                                  int *err)
 {
-    return conn_open(addr, NULL, owner, cb, err);
+    return open_upconn(addr, NULL, owner, cb, err);
 }
 
 int pool_connect_step(struct upconn *up, char *err, size_t errlen)
 {
-    if (!up->tcp_open) {
-        if (!(up->io.ready & (LOOP_WRITE | LOOP_HUP)))
-            return 0;
-        int e = net_socket_error(up->io.fd);
-        if (e)
-            return -e;
-        up->tcp_open = true;
-    }
-    if (up->ssl) {
-        int r = tls_handshake(up->ssl, &up->io.ready, err, errlen);
-        if (r == 0)
-            return 0;
-        if (r < 0) {
-            stats->tls[STATS_TLS_UPSTREAM][TLS_FAILED]++;
-            return -EPROTO;
-        }
-        stats->tls[STATS_TLS_UPSTREAM][tls_resumed(up->ssl) ? TLS_RESUMED : TLS_OK]++;
-    }
+    int r = conn_open_step(&up->conn, err, errlen);
+    if (r < 0 && !(up->conn.opening & CONN_OPEN_TCP))
+        stats->tls[STATS_TLS_UPSTREAM][TLS_FAILED]++;   /* the handshake failed */
+    if (r <= 0)
+        return r;
+    if (up->conn.ssl)
+        stats->tls[STATS_TLS_UPSTREAM][tls_resumed(up->conn.ssl) ? TLS_RESUMED : TLS_OK]++;
     up->connecting = false;
     return 1;
 }
@@ -570,7 +546,7 @@ struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_c
 {
     while (srv && srv->idle) {
         struct upconn *up = srv->idle;
-        if (up->io.ready & (LOOP_READ | LOOP_HUP)) {
+        if (up->conn.io.ready & (LOOP_READ | LOOP_HUP)) {
             pool_close(up);   /* closed by the server, or unsolicited bytes */
             continue;
         }
@@ -596,18 +572,19 @@ void pool_put_idle(struct upconn *up)
     /* The exchange stopped reading at the end of the response, so a read bit
      * may be left from its last wake-up. Idle, that bit means "closed or
      * unsolicited bytes": find out which it is now, with one peek. */
-    if (up->io.ready & (LOOP_READ | LOOP_HUP)) {
+    if (up->conn.io.ready & (LOOP_READ | LOOP_HUP)) {
         char b;
-        ssize_t n = recv(up->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n != -1 || errno != EAGAIN || (up->io.ready & LOOP_HUP) || tls_pending(up->ssl)) {
-            tls_close_notify(up->ssl);
+        ssize_t n = recv(up->conn.io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n != -1 || errno != EAGAIN || (up->conn.io.ready & LOOP_HUP) ||
+            conn_pending(&up->conn)) {
+            tls_close_notify(up->conn.ssl);
             pool_close(up);   /* still owned: not on the idle list */
             return;
         }
-        up->io.ready &= ~LOOP_READ;
+        up->conn.io.ready &= ~LOOP_READ;
     }
     if (s->nidle >= s->group->max_idle) {
-        tls_close_notify(up->ssl);   /* a clean end: its session stays resumable */
+        tls_close_notify(up->conn.ssl);   /* a clean end: its session stays resumable */
         pool_close(up);   /* this pool keeps no more idle connections */
         return;
     }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "conn.h"
 #include "loop.h"
 #include "tls.h"
 
@@ -89,30 +90,16 @@ struct pool_group {
 };
 
 struct upconn {
-    struct loop_io io;
+    struct conn conn;             /* reads and writes: conn_read, conn_writev */
     struct timer idle_timer;
     struct loop_defer defer;
     struct pool_server *srv;      /* NULL: to an address of no pool */
     struct upconn *next, *prev;   /* idle list */
     void *owner;                  /* the exchange, or NULL when idle */
     pool_event_cb *on_event;
-    bool connecting;              /* TCP connect, then TLS handshake, not done */
-    bool tcp_open;                /* ... the TCP part is */
+    bool connecting;              /* until pool_connect_step says it is open */
     bool reused;                  /* handed out from the idle list */
-    uint8_t tls_want;             /* TLS_READ_WANTS_WRITE */
-    SSL *ssl;                     /* TLS pools */
 };
-
-/* read(2) and sendmsg(2) on an upstream connection, TLS or not. */
-static inline ssize_t pool_read(struct upconn *up, void *buf, size_t len)
-{
-    return tls_or_read(up->io.fd, up->ssl, &up->tls_want, buf, len);
-}
-
-static inline ssize_t pool_writev(struct upconn *up, const struct iovec *iov, int n)
-{
-    return tls_or_writev(up->io.fd, up->ssl, iov, n);
-}
 
 /* Builds the pools: those of the configuration file, or one named "default"
  * of the --upstream servers (which also replace the file's default pool's
@@ -189,10 +176,10 @@ struct pool_group *pool_groups(unsigned *n);
 struct stats_pool;
 unsigned pool_gauges(struct stats_pool *out, unsigned max);
 
-/* Advances a connection being opened: the TCP connect, then the TLS
- * handshake of a TLS pool. 1 open (connecting now false), 0 not yet, -errno
- * when the connect failed, or -EPROTO when the handshake did (its reason
- * in err). */
+/* Advances a connection being opened (conn_open_step: the TCP connect, then
+ * the TLS handshake of a TLS pool) and counts the handshake's outcome. 1 open
+ * (connecting now false), 0 not yet, -errno when the connect failed, or
+ * -EPROTO when the handshake did (its reason in err). */
 int pool_connect_step(struct upconn *up, char *err, size_t errlen);
 
 /* Starts a new connection to srv (connecting == true until open: see

@@ -227,7 +227,7 @@ TEST(a_connection_to_an_address_of_no_pool)
     struct upconn *up = pool_connect_addr(&a, &owner, on_event, &err);
     if (!CHECK(up != NULL))
         return;
-    CHECK(up->srv == NULL && up->ssl == NULL && up->owner == &owner);
+    CHECK(up->srv == NULL && up->conn.ssl == NULL && up->owner == &owner);
     CHECK_EQ_INT(pool_open_count(), before + 1);
     CHECK_EQ_INT(g->open, 0);
     CHECK_EQ_INT(g->servers[0].active, 0);
