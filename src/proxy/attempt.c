@@ -91,11 +91,11 @@ int attempt_connect(struct client *c, bool allow_pooled)
     struct exch *x = &c->s->x;
     int err = 0;
 
-    px_att(c->s)->srv = (x->flags & X_FORWARD) ? NULL   /* the client's destination: no pool */
+    px_att(c->s)->srv = (x->req & R_FORWARD) ? NULL   /* the client's destination: no pool */
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_loop->now;
-    if (!px_att(c->s)->srv && !(x->flags & X_FORWARD))
+    if (!px_att(c->s)->srv && !(x->req & R_FORWARD))
         return px_fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
@@ -341,9 +341,9 @@ static int attempt_response_head(struct client *c)
         if (r < 0)
             return bad_response(c, "malformed response head");
         struct http_info info;
-        if (http_response_info(&px_scratch, x->flags & X_HEAD_METHOD, &info) < 0)
+        if (http_response_info(&px_scratch, x->req & R_HEAD_METHOD, &info) < 0)
             return bad_response(c, "bad response framing");
-        if (px_scratch.status == 101 && (x->flags & X_UPGRADE)) {
+        if (px_scratch.status == 101 && (x->req & R_UPGRADE)) {
             if (!fwd_wants_websocket(&px_scratch))
                 return bad_response(c, "101 Switching Protocols to something but websocket");
             if (client_upgrade_head(c, &px_scratch, (uint32_t)r) < 0)

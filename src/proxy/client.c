@@ -146,7 +146,7 @@ void client_error_ex(struct client *c, int status, const char *reason,
                       "%sConnection: close\r\n\r\n",
                       status, http_reason(status), bl, extra);
     c->s->out.end = (uint32_t)hl;
-    if (!(c->s->x.flags & X_HEAD_METHOD)) {
+    if (!(c->s->x.req & R_HEAD_METHOD)) {
         memcpy(c->s->out.data + c->s->out.end, body, (size_t)bl);
         c->s->out.end += (uint32_t)bl;
     }

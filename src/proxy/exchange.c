@@ -58,7 +58,7 @@ static const struct route_policy *exchange_policy(const struct client *c)
 uint64_t exchange_total_ms(const struct client *c)
 {
     uint64_t t = exchange_policy(c)->ms[TMO_TOTAL];
-    if ((c->s->x.flags & X_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
+    if ((c->s->x.req & R_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
         t = c->s->x.client_total_ms;
     return t;
 }
@@ -203,14 +203,14 @@ static uint32_t conditions(const struct client *c)
         cond |= TMO_IF_CONNECTING;
     if (x->flags & X_RESOLVING)
         cond |= TMO_IF_RESOLVING;
-    if (up && !(x->flags & (X_HEDGED | X_RESP_HEAD | X_UPGRADE)))
+    if (up && !(x->flags & (X_HEDGED | X_RESP_HEAD)) && !(x->req & R_UPGRADE))
         cond |= TMO_IF_HEDGE;
     if (up && !(x->flags & X_RESP_HEAD))
         cond |= TMO_IF_TRY;
     if ((x->flags & X_REQ_SENT) && !(x->flags & X_RESP_DONE) && up && attempt_uin_room(c))
         cond |= TMO_IF_READ;
     if (!(x->flags & (X_BODY_DONE | X_ABANDON_BODY)) && client_in_room(c) &&
-        !((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE)))
+        !((x->req & R_EXPECT) && !(x->flags & X_CONTINUE)))
         cond |= TMO_IF_BODY;
     return cond;
 }
@@ -399,7 +399,7 @@ bool exchange_can_retry(const struct client *c)
 {
     const struct exch *x = &c->s->x;
     return px_att(c->s)->up && px_att(c->s)->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
-           x->req_framing == HTTP_BODY_NONE && (x->flags & X_IDEMPOTENT);
+           x->req_framing == HTTP_BODY_NONE && (x->req & R_IDEMPOTENT);
 }
 
 int exchange_retry(struct client *c)
@@ -425,7 +425,7 @@ bool exchange_retry_allowed(struct client *c, unsigned cls, int status)
         return false;
     if (status ? !conf_retry_status(r, (unsigned)status) : !(r->on & cls))
         return false;
-    if (!(x->flags & X_IDEMPOTENT) && r->methods != CONF_METHODS_ALL)
+    if (!(x->req & R_IDEMPOTENT) && r->methods != CONF_METHODS_ALL)
         return false;
     if (x->req_framing != HTTP_BODY_NONE && !(x->flags & X_KEEP_BODY))
         return false;
@@ -645,12 +645,12 @@ int exchange_step(struct client *c)
         return exchange_on_fault(c);
     case AT_MOVED:
         progress = 1;
-        if (x->flags & X_CONNECT)
+        if (x->req & R_CONNECT)
             return forward_established(c);
         break;
     }
     const struct upconn *up = px_att(c->s)->up;
-    if ((x->flags & X_EXPECT) && !(x->flags & X_CONTINUE) && up && !up->connecting) {
+    if ((x->req & R_EXPECT) && !(x->flags & X_CONTINUE) && up && !up->connecting) {
         client_continue(c);   /* the upstream is there: the body may come */
         progress = 1;
     }

@@ -63,7 +63,7 @@ void hedge_start(struct client *c)
     int err = 0;
 
     x->flags |= X_HEDGED;
-    if (!(x->flags & X_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
+    if (!(x->req & R_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
         buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
         return;
     struct pool_server *srv = pool_pick_other(x->route->pool, px_att(s)->srv);

@@ -40,7 +40,16 @@
 
 enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 
-/* Exchange flags. */
+/* What the request is (exch.req): set once, when its head is checked. */
+#define R_HEAD_METHOD     0x01u  /* HEAD: the response has no body */
+#define R_IDEMPOTENT      0x02u  /* a method that may be sent twice */
+#define R_EXPECT          0x04u  /* the client awaits 100 Continue */
+#define R_UPGRADE         0x08u  /* a WebSocket upgrade: a 101 turns it into a tunnel */
+#define R_FORWARD         0x10u  /* forward proxy: the destination is the client's */
+#define R_CONNECT         0x20u  /* ... a CONNECT: a tunnel once connected */
+#define R_CLIENT_DEADLINE 0x40u  /* total capped by a trusted client's header */
+
+/* Where the exchange stands (exch.flags). */
 #define X_BODY_DONE    0x00001u  /* whole request body received and checked */
 #define X_REQ_SENT     0x00002u  /* request head and body handed to the upstream */
 #define X_RESP_HEAD    0x00004u  /* final response head parsed */
@@ -49,11 +58,8 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 #define X_UP_EOF       0x00020u  /* upstream closed its side */
 #define X_NO_REUSE     0x00040u  /* the upstream connection must not be pooled */
 #define X_CLOSE_AFTER  0x00080u  /* close the client connection after this response */
-#define X_EXPECT       0x00100u  /* client awaits 100 Continue */
 #define X_CONTINUE     0x00200u  /* 100 Continue queued */
 #define X_DECHUNK      0x00400u  /* decode a chunked response for an HTTP/1.0 client */
-#define X_HEAD_METHOD  0x00800u
-#define X_IDEMPOTENT   0x01000u
 #define X_GOT_BYTE     0x02000u  /* some response byte came from the upstream */
 #define X_ABANDON_BODY 0x04000u  /* upstream answered early: stop sending the body */
 #define X_LINGER       0x08000u  /* CLOSING: output done, write side shut */
@@ -66,10 +72,6 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 #define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
 #define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
-#define X_CLIENT_DEADLINE 0x2000000u  /* total capped by a trusted client's header */
-#define X_UPGRADE    0x4000000u  /* a WebSocket upgrade: a 101 turns it into a tunnel */
-#define X_FORWARD    0x8000000u  /* forward proxy: the destination is the client's */
-#define X_CONNECT   0x10000000u  /* ... a CONNECT: a tunnel once connected */
 #define X_RESOLVING 0x20000000u  /* ... its name is being resolved (TMO_DNS) */
 
 /* Tunnel flags (exch.tflags): which end has finished its direction. */
@@ -90,7 +92,8 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
 
 /* The state of one exchange; zeroed when the next one starts. */
 struct exch {
-    uint32_t flags;
+    uint32_t flags;                    /* X_*: where it stands */
+    uint8_t req;                       /* R_*: what the request is */
     uint32_t head_len;                 /* request head at in.start */
     uint32_t method_len, target_off, target_len;
     uint32_t body_sent, body_ready;    /* offsets in in.data */
@@ -110,7 +113,7 @@ struct exch {
     const struct route *route;         /* NULL until the head is checked; a forward
                                         * request takes none (forward.h) */
     const struct pool_server *avoid;   /* the server of the failed attempt */
-    uint64_t client_total_ms;          /* with X_CLIENT_DEADLINE */
+    uint64_t client_total_ms;          /* with R_CLIENT_DEADLINE */
     uint64_t bytes_in;                 /* request bytes received from the client */
     int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */

@@ -56,7 +56,8 @@ static int route(struct client *c, const struct http_msg *m, const struct http_i
     if (c->cflags & CF_FORWARD) {
         if (forward_admit(c, m, is_connect))
             return 1;
-        x->flags |= X_FORWARD | X_NO_REUSE;
+        x->req |= R_FORWARD;
+        x->flags |= X_NO_REUSE;
         return 0;
     }
     const char *rh = info->host, *rp = m->target;
@@ -89,7 +90,7 @@ static void client_deadline(struct client *c, const struct http_msg *m)
         if (f->name_len == dl && strncasecmp(f->name, name, dl) == 0 &&
             http_parse_u64(f->value, f->value_len, &v) == 0) {
             c->s->x.client_total_ms = v;
-            c->s->x.flags |= X_CLIENT_DEADLINE;
+            c->s->x.req |= R_CLIENT_DEADLINE;
             return;
         }
     }
@@ -103,14 +104,14 @@ static void request_flags(struct client *c, const struct http_msg *m,
     if (!info->conn_close)
         x->flags &= ~X_CLOSE_AFTER;
     if (http_method_is_head(m->method, m->method_len))
-        x->flags |= X_HEAD_METHOD;
+        x->req |= R_HEAD_METHOD;
     if (http_method_idempotent(m->method, m->method_len))
-        x->flags |= X_IDEMPOTENT;
+        x->req |= R_IDEMPOTENT;
     if (m->minor == 1 && info->framing == HTTP_BODY_NONE && m->method_len == 3 &&
         memcmp(m->method, "GET", 3) == 0 && fwd_wants_websocket(m))
-        x->flags |= X_UPGRADE;
+        x->req |= R_UPGRADE;
     if (info->expect_continue && m->minor == 1)
-        x->flags |= X_EXPECT;
+        x->req |= R_EXPECT;
     x->req_framing = (uint8_t)info->framing;
     x->req_left = info->length;
     x->req_chunk.keep_framing = 1;
@@ -118,7 +119,7 @@ static void request_flags(struct client *c, const struct http_msg *m,
      * small enough (retry.max_body) and fits the buffer. */
     const struct conf_retry *rr = x->route ? x->route->retry : NULL;
     if (rr && info->framing != HTTP_BODY_NONE &&
-        ((x->flags & X_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
+        ((x->req & R_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
         (info->framing != HTTP_BODY_LENGTH || info->length <= rr->max_body))
         x->flags |= X_KEEP_BODY;
 }
@@ -165,9 +166,9 @@ static int upstream_head(struct client *c, const struct http_msg *m,
         .default_host = px_cfg->upstream[0].text,
         .strip_expect = true,
         .deadline_name = px_cfg->deadline_header,
-        .deadline_strip_only = (x->flags & X_FORWARD) || x->route->no_deadline_header,
-        .upgrade = (x->flags & X_UPGRADE) != 0,
-        .strip_proxy_auth = (x->flags & X_FORWARD) != 0,
+        .deadline_strip_only = (x->req & R_FORWARD) || x->route->no_deadline_header,
+        .upgrade = (x->req & R_UPGRADE) != 0,
+        .strip_proxy_auth = (x->req & R_FORWARD) != 0,
         .deadline_at = &deadline_at,
         .keep_underscores = (c->cflags & CF_UNDERSCORES) != 0,
         .dropped = &dropped,
@@ -224,7 +225,8 @@ int request_start(struct client *c, int head_len)
     if (info.framing == HTTP_BODY_NONE)
         x->flags |= X_BODY_DONE;
     if (is_connect) {   /* forward: what follows the head is the tunnel's */
-        x->flags |= X_CONNECT | X_BODY_DONE;
+        x->req |= R_CONNECT;
+        x->flags |= X_BODY_DONE;
         return forward_resolve(c);
     }
     if (upstream_head(c, m, &info, head_len) < 0)
@@ -238,7 +240,7 @@ int request_start(struct client *c, int head_len)
     }
     if (client_request_body(c) == AT_FAILED)
         return exchange_on_fault(c);
-    if (x->flags & X_FORWARD)
+    if (x->req & R_FORWARD)
         return forward_resolve(c);
     return exchange_dispatch(c, true);
 }
