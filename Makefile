@@ -146,6 +146,7 @@ MEMCHECK_TLS := not timeout and not stall and not 504 and not reload and not tic
 memcheck: all
 	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install -y valgrind"; exit 1; }
 	HOURGLASS_BIN=$(CURDIR)/build/hourglass HOURGLASS_WRAPPER="$(MEMCHECK)" \
-	$(PYTEST) -q tests/integration/test_http.py tests/integration/test_cli.py tests/integration/test_config.py
+	$(PYTEST) -q tests/integration/test_http.py tests/integration/test_http1_edges.py tests/integration/test_cli.py \
+	    tests/integration/test_config.py
 	HOURGLASS_BIN=$(CURDIR)/build/hourglass HOURGLASS_WRAPPER="$(MEMCHECK)" \
 	$(PYTEST) -q tests/integration/test_tls.py -k "$(MEMCHECK_TLS)"

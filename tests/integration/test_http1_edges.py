@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import free_port, ok_handler, request_bytes, scrape, wait_until
+from conftest import BIN, free_port, ok_handler, request_bytes, scrape, wait_until
 
 
 def read_raw_head(c):
@@ -201,7 +201,7 @@ def test_response_head_limits_from_the_file(proxy_factory, upstream, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("limits:\n  max_response_header_size: 1m\n")
     import subprocess
-    r = subprocess.run([p.argv[0], "-t", str(bad)], capture_output=True, text=True, timeout=10)
+    r = subprocess.run([BIN, "-t", str(bad)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
     assert re.search(r"bad\.yaml:2:\d+: limits\.max_response_header_size", r.stderr), r.stderr
 
@@ -343,7 +343,7 @@ pools: {{web: {{servers: ["{up.addr}"]}}}}
     import subprocess
     import time
     from conftest import wait_port
-    proc = subprocess.Popen([p.argv[0], "--config", str(cfg), "--single-process",
+    proc = subprocess.Popen([BIN, "--config", str(cfg), "--single-process",
                              "--access-log", "off"], stderr=subprocess.PIPE)
     try:
         wait_port("127.0.0.1", a, proc=proc)
