@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "admin.h"
-#include "attempt.h"
 #include "buf.h"
 #include "client.h"
 #include "dns.h"

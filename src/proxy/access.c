@@ -14,21 +14,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "access.h"
 #include "addr.h"
-#include "attempt.h"
 #include "auth.h"
 #include "buf.h"
-#include "client.h"
 #include "cfg.h"
 #include "dns.h"
 #include "exchange.h"
-#include "forward.h"
 #include "fwd.h"
 #include "health.h"
-#include "hedge.h"
 #include "http.h"
-#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -37,7 +31,6 @@
 #include "stats.h"
 #include "tls.h"
 #include "tmo.h"
-#include "tunnel.h"
 
 static const char *access_method(const struct client *c, uint32_t *len);
 

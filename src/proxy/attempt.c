@@ -14,21 +14,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "access.h"
 #include "addr.h"
-#include "attempt.h"
 #include "auth.h"
 #include "buf.h"
 #include "client.h"
 #include "cfg.h"
 #include "dns.h"
 #include "exchange.h"
-#include "forward.h"
 #include "fwd.h"
 #include "health.h"
-#include "hedge.h"
 #include "http.h"
-#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -37,7 +32,6 @@
 #include "stats.h"
 #include "tls.h"
 #include "tmo.h"
-#include "tunnel.h"
 
 char attempt_tls_why[160];
 
@@ -140,7 +134,7 @@ void attempt_stamp_deadline(struct client *c)
     struct exch *x = &c->s->x;
     if (!x->deadline_at)
         return;
-    uint64_t end = x->clk.start + ns_of(exchange_total_ms(c)), now = loop_clock_ns();
+    uint64_t end = x->clk.start + ns_of(x->lim.ms[TMO_TOTAL]), now = loop_clock_ns();
     uint64_t left = end > now ? (end - now) / MS : 0;
     left = left > DEADLINE_HOP_MARGIN_MS ? left - DEADLINE_HOP_MARGIN_MS : 0;
     char *p = c->s->uhead.data + x->deadline_at + FWD_DEADLINE_WIDTH;

@@ -18,16 +18,12 @@
 #include "attempt.h"
 #include "auth.h"
 #include "buf.h"
-#include "client.h"
 #include "cfg.h"
 #include "dns.h"
 #include "exchange.h"
-#include "forward.h"
 #include "fwd.h"
 #include "health.h"
-#include "hedge.h"
 #include "http.h"
-#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -36,7 +32,6 @@
 #include "stats.h"
 #include "tls.h"
 #include "tmo.h"
-#include "tunnel.h"
 
 
 

@@ -20,7 +20,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "conn.h"
-#include "forward.h"
+#include "dns.h"
 #include "http.h"
 #include "loop.h"
 #include "pool.h"
@@ -133,6 +133,30 @@ struct attempt {
     struct pool_server *srv;   /* the server it goes to */
     struct buf in;             /* bytes from the upstream */
     uint32_t head_off;         /* bytes of the request head (uhead) sent on it */
+};
+
+/* One address of a destination: an answer for its name, or its IP literal
+ * (the room of its family, not of a sockaddr_storage). */
+union fwd_ip {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+/* Where a forward request goes, as its client named it: held in the
+ * session, set anew by forward_admit for each request. The name is
+ * resolved into ips, and one of them, the first the forward proxy may
+ * reach, is chosen into addr. Nothing else is shared with a pool server:
+ * the attempt connects to addr as to an address of no pool (pool.h: no
+ * TLS, no reuse, no balancing or health). */
+struct fwd_dest {
+    char name[256];                   /* to resolve, lower case; "": an IP literal */
+    uint16_t port;
+    struct dns_query dns;             /* resolving name (X_RESOLVING) */
+    union fwd_ip ips[DNS_MAX_ADDRS];  /* the answers, or the IP literal */
+    unsigned nips;
+    struct cli_addr addr;             /* the address chosen: checked, connected to */
+    bool chosen;                      /* addr is set */
 };
 
 /* What moving bytes on an attempt came to. An attempt never ends the

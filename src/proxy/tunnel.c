@@ -15,28 +15,22 @@
 
 #include "access.h"
 #include "addr.h"
-#include "attempt.h"
 #include "auth.h"
 #include "buf.h"
 #include "client.h"
 #include "cfg.h"
 #include "dns.h"
 #include "exchange.h"
-#include "forward.h"
 #include "fwd.h"
 #include "health.h"
-#include "hedge.h"
 #include "http.h"
-#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
 #include "relay.h"
-#include "route.h"
 #include "stats.h"
 #include "tls.h"
 #include "tmo.h"
-#include "tunnel.h"
 
 static bool tunnel_send(struct conn *e, struct buf *b, uint64_t *count, int *moved);
 static int tunnel_recv(struct conn *e, struct buf *b, uint64_t *count, int *moved);
