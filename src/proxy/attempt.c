@@ -116,7 +116,7 @@ int attempt_connect_step(struct client *c)
 {
     struct exch *x = &c->s->x;
     struct upconn *up = px_att(c->s)->up;
-    if (!up || !up->connecting)
+    if (!up || !pool_opening(up))
         return AT_IDLE;
     int err = pool_connect_step(up, attempt_tls_why, sizeof attempt_tls_why);
     if (err < 0)
@@ -152,7 +152,7 @@ int attempt_send(struct client *c)
     struct exch *x = &c->s->x;
     struct upconn *up = a->up;
 
-    if (!up || up->connecting || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
+    if (!up || pool_opening(up) || (x->flags & (X_REQ_SENT | X_ABANDON_BODY)))
         return 0;
     uint32_t ph = c->s->uhead.end - a->head_off;
     uint32_t pb = x->body_ready - x->body_sent;
@@ -457,7 +457,7 @@ int attempt_recv(struct client *c)
     struct upconn *up = a->up;
     int out = AT_IDLE, r;
 
-    if (!up || up->connecting || (x->flags & X_RESP_DONE))
+    if (!up || pool_opening(up) || (x->flags & X_RESP_DONE))
         return AT_IDLE;
     if (x->flags & X_HEAD_QUEUED) {   /* read by the hedge that won */
         x->flags &= ~X_HEAD_QUEUED;

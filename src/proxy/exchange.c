@@ -197,7 +197,7 @@ static uint32_t conditions(const struct client *c)
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
     if (c->state != CS_EXCH)
         return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
-    if ((up && up->connecting) || (x->flags & X_WAIT_SLOT))
+    if ((up && pool_opening(up)) || (x->flags & X_WAIT_SLOT))
         cond |= TMO_IF_CONNECTING;
     if (x->flags & X_RESOLVING)
         cond |= TMO_IF_RESOLVING;
@@ -648,7 +648,7 @@ int exchange_step(struct client *c)
         break;
     }
     const struct upconn *up = px_att(c->s)->up;
-    if ((x->req & R_EXPECT) && !(x->flags & X_CONTINUE) && up && !up->connecting) {
+    if ((x->req & R_EXPECT) && !(x->flags & X_CONTINUE) && up && !pool_opening(up)) {
         client_continue(c);   /* the upstream is there: the body may come */
         progress = 1;
     }

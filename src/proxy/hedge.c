@@ -110,7 +110,7 @@ void hedge_promote(struct client *c, bool head)
     x->clk.read_mark = 0;
     x->clk.write_since = 0;
     x->clk.try_start = px_loop->now;
-    if (px_att(s)->up->connecting)
+    if (pool_opening(px_att(s)->up))
         x->clk.connect = px_loop->now;   /* its own connect clock from here */
     if (head) {
         x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
@@ -130,7 +130,7 @@ int hedge_step(struct client *c)
 
     if (!h)
         return 0;
-    if (h->connecting) {
+    if (pool_opening(h)) {
         char why[160];
         int r = pool_connect_step(h, why, sizeof why);
         if (r == 0)

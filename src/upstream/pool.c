@@ -501,7 +501,6 @@ static struct upconn *open_upconn(const struct cli_addr *addr, struct pool_serve
     up->srv = srv;
     up->owner = owner;
     up->on_event = cb;
-    up->connecting = true;
     open_count++;
     if (srv) {
         srv->active++;
@@ -538,7 +537,6 @@ int pool_connect_step(struct upconn *up, char *err, size_t errlen)
         return r;
     if (up->conn.ssl)
         stats->tls[STATS_TLS_UPSTREAM][tls_resumed(up->conn.ssl) ? TLS_RESUMED : TLS_OK]++;
-    up->connecting = false;
     return 1;
 }
 

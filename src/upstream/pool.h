@@ -97,7 +97,6 @@ struct upconn {
     struct upconn *next, *prev;   /* idle list */
     void *owner;                  /* the exchange, or NULL when idle */
     pool_event_cb *on_event;
-    bool connecting;              /* until pool_connect_step says it is open */
     bool reused;                  /* handed out from the idle list */
 };
 
@@ -178,11 +177,18 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max);
 
 /* Advances a connection being opened (conn_open_step: the TCP connect, then
  * the TLS handshake of a TLS pool) and counts the handshake's outcome. 1 open
- * (connecting now false), 0 not yet, -errno when the connect failed, or
+ * (pool_opening is false from then), 0 not yet, -errno when the connect failed, or
  * -EPROTO when the handshake did (its reason in err). */
 int pool_connect_step(struct upconn *up, char *err, size_t errlen);
 
-/* Starts a new connection to srv (connecting == true until open: see
+/* Whether the connection is still being opened (TCP, then TLS): until
+ * pool_connect_step says it is open. */
+static inline bool pool_opening(const struct upconn *up)
+{
+    return up->conn.opening != 0;
+}
+
+/* Starts a new connection to srv (pool_opening until open: see
  * pool_connect_step).
  * NULL with -errno in *err when the connect failed at once. */
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err);
