@@ -159,6 +159,8 @@ static void log_access_json(const struct log_entry *e, uint32_t tl)
     p += put_json_ms(p, "sent_ms", e->sent_ms);
     p += put_json_ms(p, "first_byte_ms", e->first_byte_ms);
     p += put_json_ms(p, "total_ms", e->total_ms);
+    p += e->proto ? (size_t)sprintf(p, ",\"proto\":\"%s\"", e->proto)
+                  : (size_t)sprintf(p, ",\"proto\":null");
     p += sprintf(p, ",\"reason\":\"%s\"}\n", e->reason);
     alen += (size_t)(p - start);
 }
@@ -198,7 +200,7 @@ void log_access(const struct log_entry *e)
     memcpy(p, " total_ms=", 10);
     p += 10;
     p += put_ms(p, e->total_ms);
-    p += sprintf(p, " reason=%s\n", e->reason);
+    p += sprintf(p, " proto=%s reason=%s\n", e->proto ? e->proto : "-", e->reason);
     alen += (size_t)(p - start);
 }
 

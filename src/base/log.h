@@ -25,6 +25,7 @@ struct log_entry {
     int64_t sent_ms;           /* the whole request handed to the upstream */
     int64_t first_byte_ms;
     int64_t total_ms;
+    const char *proto;         /* "HTTP/1.1", "HTTP/2"; NULL: "-" */
     const char *reason;        /* "ok", "read_timeout", ... */
 };
 

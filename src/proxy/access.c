@@ -74,6 +74,7 @@ void access_log(struct client *c, int status, const char *reason)
         .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,
         .first_byte_ms = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1,
         .sent_ms = c->s->x.sent_ns >= 0 ? ms_of((uint64_t)c->s->x.sent_ns) : -1,
+        .proto = (c->cflags & CF_STREAM) ? "HTTP/2" : c->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         .reason = reason,
     };
     e.method = access_method(c, &e.method_len);

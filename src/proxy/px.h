@@ -229,6 +229,8 @@ struct client {
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 #define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
 #define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
+#define CF_HTTP2   0x40u  /* its listener speaks HTTP/2 too (ALPN h2, h2c prior knowledge) */
+#define CF_STREAM  0x80u  /* an HTTP/2 stream (h2.h), not a connection of its own */
 
 
 /* Whether room can be made in uin by moving its unsent bytes to the front:

@@ -149,7 +149,7 @@ def wait_until(pred, timeout, interval=0.005, msg="condition"):
 # access log
 
 LOG_KEYS = ["time", "client", "method", "target", "status", "bytes", "bytes_in", "upstream",
-            "attempts", "connect_ms", "sent_ms", "first_byte_ms", "total_ms", "reason"]
+            "attempts", "connect_ms", "sent_ms", "first_byte_ms", "total_ms", "proto", "reason"]
 
 
 def parse_log_line(line):

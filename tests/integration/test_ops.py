@@ -168,7 +168,8 @@ def test_access_log_json_lines(proxy_factory, upstream):
     e = json.loads(raw)
     assert list(e) == ["time", "client", "method", "target", "status", "bytes", "bytes_in",
                        "upstream", "attempts", "connect_ms", "sent_ms", "first_byte_ms",
-                       "total_ms", "reason"], e
+                       "total_ms", "proto", "reason"], e
+    assert e["proto"] == "HTTP/1.1"
     assert e["method"] == "POST" and e["target"] == '/j?q="quoted"\\x'
     assert e["status"] == 200 and e["reason"] == "ok" and e["upstream"] == up.addr
     assert e["bytes"] == len(r.raw) and e["bytes_in"] > 100
