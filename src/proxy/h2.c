@@ -950,7 +950,7 @@ int h2_start(struct client *c)
         client_close(c);
         return -1;
     }
-    unsigned maxs = 100;   /* TODO limits.max_concurrent_streams */
+    unsigned maxs = px_cfg->max_streams ? px_cfg->max_streams : 100;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxs},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
