@@ -15,7 +15,7 @@ CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-pro
 LTO      := -flto=auto
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
-LDLIBS   := -lyaml -lcares -lssl -lcrypto
+LDLIBS   := -lyaml -lcares -lssl -lcrypto -lnghttp2
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 

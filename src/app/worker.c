@@ -17,6 +17,7 @@
 #include "dns.h"
 #include "exchange.h"
 #include "forward.h"
+#include "h2.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -125,6 +126,11 @@ static void drain_begin(void)
     struct client *c = px_clients, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->state == CS_H2) {
+            h2_drain(c);   /* GOAWAY: its open streams finish */
+            client_pump(c);
+            continue;
+        }
         if (c->state == CS_IDLE) {
             /* Between requests a connection is closed at once, unless a
              * request is already waiting in it. One accepted a moment ago

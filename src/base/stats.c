@@ -130,6 +130,12 @@ static const struct stats *total(void)
         t.hedges += s->hedges;
         t.ejections += s->ejections;
         t.dropped_underscore += s->dropped_underscore;
+        t.h2_conns += s->h2_conns;
+        t.h2_streams += s->h2_streams;
+        for (int k = 0; k < STATS_H2_RESET_CAUSES; k++)
+            t.h2_resets[k] += s->h2_resets[k];
+        for (int k = 0; k < 3; k++)
+            t.h2_goaways[k] += s->h2_goaways[k];
         for (int d = 0; d < 2; d++)
             for (int k = 0; k < 4; k++)
                 t.tls[d][k] += s->tls[d][k];
@@ -182,6 +188,25 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
             "upstream, by cause.\n# TYPE hourglass_request_fields_dropped_total counter\n"
             "hourglass_request_fields_dropped_total{cause=\"underscore\"} %llu\n",
         (unsigned long long)st->dropped_underscore);
+    put(&o, "# HELP hourglass_http2_connections_total HTTP/2 client connections.\n"
+            "# TYPE hourglass_http2_connections_total counter\n"
+            "hourglass_http2_connections_total %llu\n"
+            "# HELP hourglass_http2_streams_total HTTP/2 streams opened by clients.\n"
+            "# TYPE hourglass_http2_streams_total counter\nhourglass_http2_streams_total %llu\n",
+        (unsigned long long)st->h2_conns, (unsigned long long)st->h2_streams);
+    static const char *const rcause[STATS_H2_RESET_CAUSES] = {"client", "cancel", "refused",
+                                                              "protocol_error"};
+    put(&o, "# HELP hourglass_http2_resets_total HTTP/2 streams reset, by cause.\n"
+            "# TYPE hourglass_http2_resets_total counter\n");
+    for (int k = 0; k < STATS_H2_RESET_CAUSES; k++)
+        put(&o, "hourglass_http2_resets_total{cause=\"%s\"} %llu\n", rcause[k],
+            (unsigned long long)st->h2_resets[k]);
+    static const char *const gcode[3] = {"no_error", "protocol_error", "enhance_your_calm"};
+    put(&o, "# HELP hourglass_http2_goaways_total GOAWAY frames sent, by error code.\n"
+            "# TYPE hourglass_http2_goaways_total counter\n");
+    for (int k = 0; k < 3; k++)
+        put(&o, "hourglass_http2_goaways_total{code=\"%s\"} %llu\n", gcode[k],
+            (unsigned long long)st->h2_goaways[k]);
     put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
             "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
         (unsigned long long)st->ejections);

@@ -43,11 +43,20 @@ struct stats {
     uint64_t reasons[32];       /* exchanges ended, by reason (stats_reason_index) */
     uint64_t retries, hedges, ejections;
     uint64_t dropped_underscore;   /* request fields dropped: '_' in the name */
+    uint64_t h2_conns, h2_streams;   /* HTTP/2 connections and streams opened */
+    uint64_t h2_resets[4];      /* streams reset, by cause (STATS_H2_RESET_*) */
+    uint64_t h2_goaways[3];     /* GOAWAY sent: [0] no_error, [1] protocol_error, [2] enhance_your_calm */
     uint64_t tls[2][4];         /* handshakes by side (STATS_TLS_*) and result (tls.h) */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];
 };
+
+#define STATS_H2_RESET_CLIENT 0     /* the client reset it */
+#define STATS_H2_RESET_CANCEL 1     /* the proxy cut it (a timeout, an upstream failure) */
+#define STATS_H2_RESET_REFUSED 2    /* over max_concurrent_streams */
+#define STATS_H2_RESET_PROTOCOL 3   /* a malformed request */
+#define STATS_H2_RESET_CAUSES 4
 
 #define STATS_TLS_CLIENT 0
 #define STATS_TLS_UPSTREAM 1

@@ -130,6 +130,14 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err,
 
 /* ---- server side ------------------------------------------------------------ */
 
+bool tls_alpn_h2(SSL *ssl)
+{
+    const unsigned char *p;
+    unsigned n;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && !memcmp(p, "h2", 2);
+}
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
 {

@@ -57,6 +57,9 @@ struct tls_client_conf {
 };
 
 struct tls_server;   /* SSL_CTX per certificate, SNI choice, ALPN, tickets */
+
+/* Whether the handshake chose ALPN "h2". */
+bool tls_alpn_h2(SSL *ssl);
 struct tls_client;   /* SSL_CTX of one pool */
 
 /* Once per process tree, before any fork: OpenSSL's setup and the session

@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "exchange.h"
 #include "fwd.h"
+#include "h2.h"
 #include "health.h"
 #include "http.h"
 #include "request.h"
@@ -42,7 +43,6 @@ static struct client *free_clients;   /* recycled structs */
 static struct session *free_sessions;
 static unsigned nfree_sessions;
 
-static void client_session_attach(struct client *c);
 static void release_client(struct loop_defer *d);
 static int client_splice(struct client *c);
 static void plain_http_refusal(int fd);
@@ -51,7 +51,7 @@ static int closing_step(struct client *c);
 static void on_client(struct loop_io *io, uint32_t events);
 
 /* Gives c a fresh session (entering HEAD from IDLE). */
-static void client_session_attach(struct client *c)
+void client_session_attach(struct client *c)
 {
     struct session *s = free_sessions;
     if (s) {
@@ -102,6 +102,12 @@ void client_close(struct client *c)
 {
     if (c->state == CS_CLOSED)
         return;
+    if (c->cflags & CF_STREAM) {
+        h2_close(c);
+        return;
+    }
+    if (c->state == CS_H2)
+        h2_conn_close(c);
     exchange_drop_attempts(c);
     client_session_detach(c);
     loop_timer_stop(px_loop, &c->timer);
@@ -131,6 +137,17 @@ void client_error_ex(struct client *c, int status, const char *reason,
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
     if (bl < 0 || (size_t)bl >= sizeof body)
         bl = (int)strlen(body);
+    if (c->cflags & CF_STREAM) {
+        buf_release(&px_att(c->s)->in);
+        buf_release(&c->s->uhead);
+        c->s->x.interim = 0;
+        h2_error(c, status, body, (c->s->x.req & R_HEAD_METHOD) ? 0 : bl);
+        c->s->x.bytes_sent = (uint64_t)bl;
+        access_log(c, status, reason);
+        c->state = CS_CLOSING;
+        c->s->x.clk.send_mark = 0;
+        return;
+    }
     buf_release(&px_att(c->s)->in);
     buf_release(&c->s->uhead);
     buf_reserve(&c->s->out, BUF_SMALL);
@@ -199,6 +216,8 @@ int client_recv_body(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0;
 
+    if (c->cflags & CF_STREAM)
+        return h2_recv_body(c);
     if (x->flags & (X_BODY_DONE | X_ABANDON_BODY)) {
         if (c->conn.io.ready & LOOP_HUP)
             return px_fault(c, FAULT_CLIENT_GONE, 0);   /* the client went away: cancel */
@@ -268,6 +287,8 @@ int client_send(struct client *c)
 {
     struct attempt *a = px_att(c->s);
     struct exch *x = &c->s->x;
+    if (c->cflags & CF_STREAM)
+        return h2_send(c);
     if ((x->flags & X_SPLICE) && !buf_len(&c->s->out))
         return client_splice(c);   /* (a head still queued goes first, below) */
     uint32_t po = buf_len(&c->s->out);
@@ -383,6 +404,8 @@ static int head_step(struct client *c)
         int r = handshake_step(c);
         if (r <= 0)
             return r;
+        if ((c->cflags & CF_HTTP2) && tls_alpn_h2(c->conn.ssl))
+            return h2_start(c);
         progress = 1;
     }
     while (c->conn.io.ready & LOOP_READ) {
@@ -423,6 +446,13 @@ static int head_step(struct client *c)
     if (c->state == CS_IDLE) {
         buf_release(&c->in);   /* idle connections hold no buffer */
         return progress;
+    }
+    if ((c->cflags & CF_HTTP2) && !(c->cflags & CF_SERVED) && c->in.start == 0) {
+        int p = h2_preface(buf_head(&c->in), buf_len(&c->in));
+        if (p > 0)
+            return h2_start(c);   /* h2c with prior knowledge */
+        if (p == 0)
+            return progress;      /* a beginning of the preface: wait for the rest */
     }
     return head_parse(c, progress);
 }
@@ -477,18 +507,24 @@ static int closing_step(struct client *c)
 
 void client_pump(struct client *c)
 {
+    if (c->state == CS_H2) {
+        h2_conn_step(c);   /* (it steps its streams and keeps its own timer) */
+        return;
+    }
     for (;;) {
         int r;
         switch (c->state) {
         case CS_IDLE:
         case CS_HEAD:
+            if (c->cflags & CF_STREAM)
+                return;   /* (its head is the connection's business) */
             r = head_step(c);
             break;
         case CS_EXCH:
             r = exchange_step(c);
             break;
         case CS_CLOSING:
-            r = closing_step(c);
+            r = (c->cflags & CF_STREAM) ? h2_closing_step(c) : closing_step(c);
             break;
         case CS_TUNNEL:
             r = tunnel_step(c);
@@ -534,7 +570,7 @@ void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
             free_clients = c;
             return;
         }
-        cflags |= CF_HANDSHAKE;
+        cflags |= CF_HANDSHAKE | CF_TLS;
     }
     memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.v6 : sizeof c->peer.v4);
     c->state = CS_IDLE;
@@ -561,6 +597,7 @@ void client_free_spares(void)
         free(s);
     }
     nfree_sessions = 0;
+    h2_free_spares();
 }
 
 /* ---- response heads, written the HTTP/1.1 way ------------------------------
@@ -589,6 +626,8 @@ static int put_head(struct client *c, const struct fwd_resp *fr)
 
 int client_interim_head(struct client *c, const struct http_msg *m, uint32_t len)
 {
+    if (c->cflags & CF_STREAM)
+        return h2_interim_head(c, m, len);
     /* HTTP/1.0 has no 1xx; a 100 the proxy already sent is not sent twice */
     if (c->minor == 0 || (m->status == 100 && (c->s->x.flags & X_CONTINUE)))
         return 0;
@@ -603,6 +642,8 @@ int client_interim_head(struct client *c, const struct http_msg *m, uint32_t len
 
 int client_upgrade_head(struct client *c, const struct http_msg *m, uint32_t len)
 {
+    if (c->cflags & CF_STREAM)
+        return -1;   /* (an HTTP/2 stream never asks for an upgrade) */
     out_room(c, len);
     struct fwd_resp fr = {.m = m, .upgrade = true};
     return put_head(c, &fr) < 0 ? -1 : 0;
@@ -612,6 +653,8 @@ int client_response_head(struct client *c, const struct http_msg *m,
                          const struct http_info *info, uint32_t len)
 {
     struct exch *x = &c->s->x;
+    if (c->cflags & CF_STREAM)
+        return h2_response_head(c, m, info, len);
     /* An HTTP/1.0 client that asked for keep-alive keeps its connection
      * when the response has a known end: a length or no body. A chunked
      * body is decoded for it and ends at close. */
@@ -632,6 +675,10 @@ int client_response_head(struct client *c, const struct http_msg *m,
 void client_continue(struct client *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (c->cflags & CF_STREAM) {
+        h2_continue(c);
+        return;
+    }
     buf_reserve(&c->s->out, BUF_SMALL);
     memcpy(buf_tail(&c->s->out), cont, sizeof cont - 1);
     c->s->out.end += sizeof cont - 1;
@@ -641,5 +688,37 @@ void client_continue(struct client *c)
 
 bool client_can_splice(const struct client *c)
 {
-    return !c->conn.ssl;
+    return !c->conn.ssl && !(c->cflags & CF_STREAM);
+}
+
+bool client_writable(const struct client *c)
+{
+    if (c->cflags & CF_STREAM)
+        return h2_writable(c);
+    return (c->conn.io.ready & LOOP_WRITE) != 0;
+}
+
+/* The exchange ended well (exchange_done): what the connection does next. */
+int client_next(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (c->cflags & CF_STREAM)
+        return h2_next(c);
+    if ((x->flags & X_CLOSE_AFTER) || px_draining) {
+        c->state = CS_CLOSING;
+        return 1;
+    }
+    c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
+    c->t_first = px_loop->now;
+    if (buf_len(&c->in)) {
+        exchange_reset(c->s);       /* a pipelined request is waiting */
+        exchange_set_limits(c);
+        c->state = CS_HEAD;
+    } else {
+        buf_release(&c->in);        /* idle: no buffer, no session */
+        client_session_detach(c);
+        c->state = CS_IDLE;
+        c->cflags |= CF_SERVED;
+    }
+    return 1;
 }

@@ -11,6 +11,10 @@
 
 #include "px.h"
 
+/* Gives c a fresh session (a connection entering HEAD from IDLE, or a new
+ * HTTP/2 stream). */
+void client_session_attach(struct client *c);
+
 /* Releases everything the session holds and recycles it (back to IDLE, or
  * closing). The upstream connection must already be pooled or closed. */
 void client_session_detach(struct client *c);
@@ -61,5 +65,15 @@ void client_continue(struct client *c);
 /* Whether response body bytes may reach this client through splice(2)
  * (plain TCP, not TLS). */
 bool client_can_splice(const struct client *c);
+
+/* Whether response bytes can leave now: socket room for HTTP/1.1, open
+ * flow-control windows (and a connection that takes bytes) for a stream.
+ * The send clock runs while they cannot. */
+bool client_writable(const struct client *c);
+
+/* The exchange ended well: an HTTP/1.1 connection waits for the next
+ * request (or a pipelined one, or closes); a stream ends. Returns like a
+ * step. */
+int client_next(struct client *c);
 
 #endif

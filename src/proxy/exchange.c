@@ -193,7 +193,7 @@ static uint32_t conditions(const struct client *c)
     const struct exch *x = &c->s->x;
     const struct upconn *up = px_att(c->s)->up;
     uint32_t cond = 0;
-    if (!(c->conn.io.ready & LOOP_WRITE))
+    if (!client_writable(c))
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
     if (c->state != CS_EXCH)
         return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
@@ -614,23 +614,7 @@ static int exchange_done(struct client *c)
     buf_release(&a->in);
     buf_release(&c->s->out);
     relay_close(&c->s->relay);
-    if ((x->flags & X_CLOSE_AFTER) || px_draining) {
-        c->state = CS_CLOSING;
-        return 1;
-    }
-    c->in.start = x->body_ready;   /* past this request; pipelined bytes stay */
-    c->t_first = px_loop->now;
-    if (buf_len(&c->in)) {
-        exchange_reset(c->s);       /* a pipelined request is waiting */
-        exchange_set_limits(c);
-        c->state = CS_HEAD;
-    } else {
-        buf_release(&c->in);        /* idle: no buffer, no session */
-        client_session_detach(c);
-        c->state = CS_IDLE;
-        c->cflags |= CF_SERVED;
-    }
-    return 1;
+    return client_next(c);
 }
 
 int exchange_step(struct client *c)

@@ -47,7 +47,7 @@ void listener_accept_all(void)
             if (fd >= 0) {
                 client_new(fd, &peer,
                            (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
-                               (ls->underscores ? CF_UNDERSCORES : 0),
+                               (ls->underscores ? CF_UNDERSCORES : 0) | (ls->forward ? 0 : CF_HTTP2),
                            ls->tls);
                 continue;
             }

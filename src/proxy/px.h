@@ -38,7 +38,9 @@
  * 0.24 (nginx, same run: 0.29). Reads stay at up to 64 KiB. */
 #define SEND_SLICE (32u * 1024)
 
-enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_CLOSED };
+/* CS_H2: an HTTP/2 connection (h2.h); its streams are clients of their own
+ * (CF_STREAM) in EXCH or CLOSING. */
+enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED };
 
 /* What the request is (exch.req): set once, when its head is checked. */
 #define R_HEAD_METHOD     0x01u  /* HEAD: the response has no body */
@@ -206,6 +208,8 @@ struct session {
     struct fwd_dest fwd;             /* forward proxy: where this request goes */
 };
 
+struct h2c;
+
 struct client {
     struct conn conn;  /* the socket, its readiness, TLS on TLS listeners */
     struct timer timer;
@@ -217,6 +221,7 @@ struct client {
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
     uint8_t cflags;    /* CF_* */
+    struct h2c *h2;    /* CS_H2: the HTTP/2 session (h2.c) */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
         struct sockaddr_in v4;
@@ -228,6 +233,7 @@ struct client {
 #define CF_SERVED  0x2u   /* has had a response: idle means between requests */
 #define CF_FORWARD 0x4u   /* came in on a forward proxy listener */
 #define CF_HANDSHAKE 0x8u /* TLS: the handshake is not done (state IDLE) */
+#define CF_TLS     0x10u  /* came in on a TLS listener */
 #define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
 #define CF_HTTP2   0x40u  /* its listener speaks HTTP/2 too (ALPN h2, h2c prior knowledge) */
 #define CF_STREAM  0x80u  /* an HTTP/2 stream (h2.h), not a connection of its own */
