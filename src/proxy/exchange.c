@@ -542,8 +542,8 @@ int exchange_on_fault(struct client *c)
                    : exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
     case FAULT_CLIENT_GONE:
         access_describe(c, what, sizeof what);
-        log_error("info", "client closed the connection before the response was complete (%s)",
-                  what);
+        log_error("info", "client %s before the response was complete (%s)",
+                  (c->cflags & CF_STREAM) ? "reset the stream" : "closed the connection", what);
         return exchange_fail(c, 0, "client_abort", "client closed");
     case FAULT_BODY_TOO_LARGE:
         access_describe(c, what, sizeof what);

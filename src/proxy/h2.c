@@ -54,6 +54,8 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define S_PEER_RST 0x200u  /* the client reset it */
 #define S_FREEING  0x400u  /* its release is deferred */
 #define S_HAS_CL   0x800u  /* its head has a content-length */
+#define S_BIG     0x1000u  /* its head is over the limits (431) */
+#define S_CONNECT 0x2000u  /* a CONNECT (refused) */
 
 struct h2s {
     struct client c;             /* CF_STREAM: the exchange's client (no socket) */
@@ -471,12 +473,12 @@ static void stream_start(struct h2s *st)
     st->sflags &= ~S_HEAD;
     client_session_attach(c);
     st->sflags |= S_EXCH;
-    if (h->hd.method_len == 7 && !memcmp(h->hd.pseudo.data, "CONNECT", 7)) {
-        c->s->x.flags |= X_CLOSE_AFTER;
+    (void)h;
+    if (st->sflags & S_CONNECT) {
         client_error(c, 501, "bad_request", "CONNECT over HTTP/2 is not supported");
         return;
     }
-    if (!compose_head(st, &h->hd)) {
+    if (st->sflags & S_BIG) {
         struct peer_text pt;
         log_error("info", "bad request from %s: 431, HTTP/2 header list over --max-header-size",
                   access_peer(c, &pt));
@@ -663,6 +665,12 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             st->sflags |= S_HEAD;
             if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
                 st->sflags |= S_BODY_END;
+            /* the block is the connection's until the next one: into the
+             * stream's window now */
+            if (h->hd.method_len == 7 && !memcmp(h->hd.pseudo.data, "CONNECT", 7))
+                st->sflags |= S_CONNECT;
+            else if (!compose_head(st, &h->hd))
+                st->sflags |= S_BIG;
             if (f->hd.stream_id > h->last_id)
                 h->last_id = f->hd.stream_id;
             stream_ready(st);
