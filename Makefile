@@ -15,7 +15,9 @@ CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-pro
 LTO      := -flto=auto
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
-LDLIBS   := -lyaml -lcares -lssl -lcrypto -lnghttp2
+# libnghttp2: the HTTP/2 frame and HPACK codec (src/proxy/h2.c); every binary
+# that links the proxy's objects (release, ASan, unit tests) links it too.
+LDLIBS   := -lyaml -lcares -lnghttp2 -lssl -lcrypto
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 

@@ -4,7 +4,12 @@
 # the exact command to run.
 set -euo pipefail
 
-need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev openssl python3 python3-pytest curl apache2-utils)
+# build: the compiler and the libraries' headers (libnghttp2-dev: the HTTP/2
+# codec); tests: curl (--http2 too), nghttp and h2load (nghttp2-client),
+# python3-h2 for hand-made HTTP/2 frames. The bench's own tools (nginx,
+# HAProxy, wrk; h2o with the HTTP/2 scenario) are bench/run.sh's business.
+need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev libnghttp2-dev openssl python3
+      python3-pytest python3-h2 curl nghttp2-client apache2-utils)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

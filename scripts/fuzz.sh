@@ -23,6 +23,9 @@ declare -A what=([request]="request parser" [response]="response parser"
                  [chunked]="chunked decoder")
 declare -A srcs=([request]="src/http/http.c src/http/fwd.c" [response]="src/http/http.c src/http/fwd.c"
                  [chunked]="src/http/http.c")
+# the libraries a target links, after its files: one that links the proxy's
+# objects links what the Makefile's LDLIBS names (libnghttp2 with them)
+declare -A libs=()
 
 # clang with the libFuzzer runtime: try linking an empty target.
 clang_works() {
@@ -62,8 +65,8 @@ fi
 mkdir -p "$out"
 for t in "${targets[@]}"; do
     echo "==> building $out/fuzz_$t"
-    # shellcheck disable=SC2086  # srcs[] is a list of files
-    "$CLANG" "${CFLAGS_FUZZ[@]}" -o "$out/fuzz_$t" "fuzz/fuzz_$t.c" ${srcs[$t]}
+    # shellcheck disable=SC2086  # srcs[] and libs[] are lists
+    "$CLANG" "${CFLAGS_FUZZ[@]}" -o "$out/fuzz_$t" "fuzz/fuzz_$t.c" ${srcs[$t]} ${libs[$t]:-}
 done
 
 failed=()

@@ -42,6 +42,7 @@ struct tls_cert {
 struct tls_server {
     struct tls_cert *certs;   /* [0] is the default */
     unsigned ncerts;
+    bool h2;                  /* ALPN may choose "h2" */
 };
 
 struct tls_client {
@@ -130,30 +131,39 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err,
 
 /* ---- server side ------------------------------------------------------------ */
 
-bool tls_alpn_h2(SSL *ssl)
+/* Whether the client's ALPN list in[0..inlen) (length-prefixed names)
+ * holds proto; *out and *outlen then point at it inside in. */
+static bool alpn_offered(const unsigned char *in, unsigned inlen, const char *proto,
+                         const unsigned char **out, unsigned char *outlen)
 {
-    const unsigned char *p;
-    unsigned n;
-    SSL_get0_alpn_selected(ssl, &p, &n);
-    return n == 2 && !memcmp(p, "h2", 2);
-}
-
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned inlen, void *arg)
-{
-    (void)ssl;
-    (void)arg;
-    for (unsigned i = 0; i < inlen;) {   /* length-prefixed protocol names */
+    size_t len = strlen(proto);
+    for (unsigned i = 0; i < inlen;) {
         unsigned n = in[i];
         if (i + 1 + n > inlen)
             break;
-        if (n == 8 && !memcmp(in + i + 1, "http/1.1", 8)) {
+        if (n == len && !memcmp(in + i + 1, proto, len)) {
             *out = in + i + 1;
             *outlen = (unsigned char)n;
-            return SSL_TLSEXT_ERR_OK;
+            return true;
         }
         i += 1 + n;
     }
+    return false;
+}
+
+/* The server's preference whatever the client's order: "h2" when the
+ * listener speaks HTTP/2 (arg: its tls_server), else "http/1.1". The TLS 1.2
+ * suites (ciphers12: ECDHE, AEAD) and the options (no compression, no
+ * renegotiation) are those RFC 9113 section 9.2 asks of h2. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    const struct tls_server *s = arg;
+    (void)ssl;
+    if (s->h2 && alpn_offered(in, inlen, "h2", out, outlen))
+        return SSL_TLSEXT_ERR_OK;
+    if (alpn_offered(in, inlen, "http/1.1", out, outlen))
+        return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_NOACK;   /* go on without ALPN: HTTP/1.1 anyway */
 }
 
@@ -249,7 +259,7 @@ static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c
         goto out_openssl;
     if (load_pair(ctx, p->cert, p->key, err, errlen, bad_key) < 0)
         goto out_free;
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, s);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, s);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -276,6 +286,7 @@ struct tls_server *tls_server_new(const struct tls_server_conf *c, char *err, si
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    s->h2 = c->h2;
     for (unsigned i = 0; i < c->npairs; i++) {
         *bad_pair = i;
         s->certs[i].ctx = server_ctx(s, c, &c->pairs[i], err, errlen, bad_key);
@@ -473,6 +484,15 @@ int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen)
 bool tls_resumed(SSL *ssl)
 {
     return SSL_session_reused(ssl) == 1;
+}
+
+bool tls_alpn_h2(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+    if (ssl)
+        SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && !memcmp(p, "h2", 2);
 }
 
 /* One SSL_read: > 0, 0 at the end, or -1 with errno (see tls_read). */

@@ -46,6 +46,7 @@ struct tls_server_conf {
     const struct tls_pair *pairs;
     unsigned npairs;
     int min_version;           /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+    bool h2;                   /* ALPN: "h2" before "http/1.1"; false: "http/1.1" only */
 };
 
 /* A pool's settings toward its servers. */
@@ -57,9 +58,6 @@ struct tls_client_conf {
 };
 
 struct tls_server;   /* SSL_CTX per certificate, SNI choice, ALPN, tickets */
-
-/* Whether the handshake chose ALPN "h2". */
-bool tls_alpn_h2(SSL *ssl);
 struct tls_client;   /* SSL_CTX of one pool */
 
 /* Once per process tree, before any fork: OpenSSL's setup and the session
@@ -100,6 +98,10 @@ const char *tls_last_error(void);
 
 /* Whether the finished handshake resumed a session. */
 bool tls_resumed(SSL *ssl);
+
+/* Whether the finished handshake chose ALPN "h2" (HTTP/2); false without
+ * ALPN, with "http/1.1", or for a NULL ssl. */
+bool tls_alpn_h2(SSL *ssl);
 
 /* read(2) and sendmsg(2) over TLS: > 0 bytes, 0 at the peer's end of
  * stream (a close_notify, or a TCP end without one), -1 with errno EAGAIN,

@@ -45,6 +45,7 @@ struct cfg {
     bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
     bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
     bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
+    bool listen_http2[CLI_MAX_LISTEN];   /* speaks HTTP/2 too (ALPN h2, h2c); never forward */
     const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
     unsigned nlisten;
     struct cli_addr upstream[CLI_MAX_UPSTREAM];
@@ -61,7 +62,9 @@ struct cfg {
     /* response head limits (502 upstream_head_too_large) */
     uint32_t max_response_header_size;   /* whole head, status line included */
     uint32_t max_response_headers;       /* number of fields */
+    unsigned max_streams;        /* HTTP/2 streams open at once per client connection */
     bool underscores;            /* --underscores-in-headers: on every listener */
+    bool no_http2;               /* --no-http2: HTTP/2 on no listener */
     /* operations */
     int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
     uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */

@@ -33,6 +33,7 @@ void cli_defaults(struct cfg *cfg)
     cfg->max_headers = 100;
     cfg->max_response_header_size = 65536;
     cfg->max_response_headers = 256;
+    cfg->max_streams = 100;
     cfg->max_body = 0;
     cfg->log_level = 1;   /* info */
     cfg->drain_ms = 10000;
@@ -79,6 +80,10 @@ static const char usage[] =
     "  --access-log PATH|-|off   access log file, - for standard output (default)\n"
     "  --access-log-format kv|json  key=value lines (default) or JSON Lines\n"
     "  --max-connections N       client connections served at once (10000)\n"
+    "  --max-concurrent-streams N  HTTP/2 streams open at once on one client\n"
+    "                            connection, else REFUSED_STREAM (default 100)\n"
+    "  --no-http2                HTTP/1.1 only on every listener (default: TLS\n"
+    "                            listeners offer ALPN h2, plain ones take h2c)\n"
     "Request limits (sizes: 8192, 8k, 32KiB, 1m):\n"
     "  --max-request-line SIZE   request line, else 414 (default 8k)\n"
     "  --max-header-size SIZE    header fields together, else 431 (default 32k)\n"
@@ -123,7 +128,7 @@ enum {
     OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER, OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
     OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
     OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_RESP_HEADER, OPT_RESP_HEADERS,
-    OPT_UNDERSCORES,
+    OPT_UNDERSCORES, OPT_NO_HTTP2, OPT_MAX_STREAMS,
     OPT_TMO = 512,   /* OPT_TMO + k: the flag that sets cfg->ms[k] */
 };
 
@@ -147,6 +152,8 @@ static const struct option options[] = {
     {"tunnel-max-lifetime", required_argument, NULL, OPT_TMO + TMO_TUNNEL_MAX},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
+    {"no-http2", no_argument, NULL, OPT_NO_HTTP2},
     {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
@@ -273,6 +280,7 @@ static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const c
         memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
         memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
         memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
+        memset(cfg->listen_http2, 0, sizeof cfg->listen_http2);
         memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
     }
     seen->listen = true;
@@ -280,12 +288,14 @@ static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const c
         return fail(name, arg, "too many listeners (at most 16)");
     if (val_address(arg, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
         return fail(name, arg, err);
+    cfg->listen_http2[cfg->nlisten] = c != OPT_FWD_LISTEN;   /* not offered by a forward proxy */
     cfg->listen_forward[cfg->nlisten++] = c == OPT_FWD_LISTEN;
     return 0;
 }
 
 /* --max-connections, --max-request-line, --max-header-size, --max-body-size,
- * --max-headers, --max-response-headers, --max-response-header-size */
+ * --max-headers, --max-response-headers, --max-response-header-size,
+ * --max-concurrent-streams */
 static int flag_limit(struct cfg *cfg, int c, const char *name, const char *arg)
 {
     uint64_t v;
@@ -295,6 +305,11 @@ static int flag_limit(struct cfg *cfg, int c, const char *name, const char *arg)
         if ((n = whole(arg, 1, 1000000)) < 0)
             return fail(name, arg, "expected a number from 1 to 1000000");
         cfg->max_connections = (unsigned)n;
+        return 0;
+    case OPT_MAX_STREAMS:
+        if ((n = whole(arg, 1, 10000)) < 0)
+            return fail(name, arg, "expected a number from 1 to 10000");
+        cfg->max_streams = (unsigned)n;
         return 0;
     case OPT_MAX_HEADERS:
     case OPT_RESP_HEADERS:
@@ -407,7 +422,7 @@ static int one_flag(struct cfg *cfg, struct lists_seen *seen, int c, const char 
     case OPT_LISTEN: case OPT_FWD_LISTEN: case OPT_UPSTREAM: case OPT_ADMIN:
         return flag_address(cfg, seen, c, name, arg);
     case OPT_MAX_CONN: case OPT_MAX_LINE: case OPT_MAX_HEADER: case OPT_MAX_BODY:
-    case OPT_MAX_HEADERS: case OPT_RESP_HEADERS: case OPT_RESP_HEADER:
+    case OPT_MAX_HEADERS: case OPT_RESP_HEADERS: case OPT_RESP_HEADER: case OPT_MAX_STREAMS:
         return flag_limit(cfg, c, name, arg);
     case OPT_FWD_CLIENT: case OPT_FWD_DEST: case OPT_FWD_PORT: case OPT_FWD_AUTH:
     case OPT_RESOLVER:
@@ -418,6 +433,7 @@ static int one_flag(struct cfg *cfg, struct lists_seen *seen, int c, const char 
     case OPT_TRUST_DEADLINE: cfg->trust_deadline = true; return 0;
     case OPT_SINGLE: cfg->single_process = true; return 0;
     case OPT_UNDERSCORES: cfg->underscores = true; return 0;
+    case OPT_NO_HTTP2: cfg->no_http2 = true; return 0;
     case OPT_CONFIG: case OPT_CHECK_CONFIG: case 't': return 0;   /* the first pass's */
     case OPT_DRAIN: return flag_duration(&cfg->drain_ms, name, arg);
     }
@@ -434,6 +450,7 @@ static int complete(struct cfg *cfg, const char *check)
     char err[256];
     if (!cfg->nlisten) {   /* neither flags nor the file */
         val_address("127.0.0.1:8080", &cfg->listen[0], err, sizeof err);
+        cfg->listen_http2[0] = true;
         cfg->nlisten = 1;
     }
     if (!cfg->nupstream) {
@@ -446,6 +463,9 @@ static int complete(struct cfg *cfg, const char *check)
     if (cfg->underscores)
         for (unsigned i = 0; i < cfg->nlisten; i++)
             cfg->listen_underscores[i] = true;
+    if (cfg->no_http2)
+        for (unsigned i = 0; i < cfg->nlisten; i++)
+            cfg->listen_http2[i] = false;
     if (check) {
         printf("%s: ok\n", check);
         return 1;

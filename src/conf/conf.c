@@ -81,7 +81,7 @@ static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
     static const char *const keys[] = {"max_connections", "max_request_line", "max_header_size",
                                        "max_headers", "max_body_size",
                                        "max_response_header_size", "max_response_headers",
-                                       NULL};
+                                       "max_concurrent_streams", NULL};
     yaml_node_t *v[MAX_KEYS];
     struct conf_limits *l = &x->c->limits;
     if (!conf_fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
@@ -110,6 +110,8 @@ static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
         l->max_response_header_size = (uint32_t)sz;
     if (v[6] && conf_get_uint(x, v[6], "limits.max_response_headers", 1, 256, &u))
         l->max_response_headers = u;
+    if (v[7] && conf_get_uint(x, v[7], "limits.max_concurrent_streams", 1, 10000, &u))
+        l->max_concurrent_streams = u;
 }
 
 static void parse_top(struct conf_ctx *x, yaml_node_t *root)
@@ -313,6 +315,7 @@ void conf_free(struct conf *c)
     free(c->listen);
     free(c->listen_trust);
     free(c->listen_underscores);
+    free(c->listen_http2);
     free(c->listen_forward);
     free((char *)c->fwd.auth_file);
     free((char *)c->fwd.resolver);
@@ -356,6 +359,7 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
             cfg->listen_trust[i] = c->listen_trust[i];
             cfg->listen_forward[i] = c->listen_forward[i];
             cfg->listen_underscores[i] = c->listen_underscores[i];
+            cfg->listen_http2[i] = c->listen_http2[i];
             cfg->listen_tls[i] = c->listen_tls[i].npairs ? &c->listen_tls[i] : NULL;
         }
         cfg->nlisten = c->nlisten;
@@ -406,6 +410,8 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->max_response_header_size = l->max_response_header_size;
     if (l->max_response_headers)
         cfg->max_response_headers = l->max_response_headers;
+    if (l->max_concurrent_streams)
+        cfg->max_streams = l->max_concurrent_streams;
     if (c->access_log)
         cfg->access_log = c->access_log;
 }

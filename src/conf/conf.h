@@ -57,6 +57,7 @@ struct conf_limits {
     unsigned max_connections;
     uint32_t max_request_line, max_header_size, max_headers;
     uint32_t max_response_header_size, max_response_headers;
+    unsigned max_concurrent_streams;   /* HTTP/2, per client connection */
     uint64_t max_body_size;   /* 0 = unlimited, when set */
     bool max_body_size_set;
 };
@@ -135,6 +136,7 @@ struct conf {
     bool *listen_trust;              /* per listener: trust_deadline_header */
     bool *listen_forward;            /* per listener: mode: forward */
     bool *listen_underscores;        /* per listener: underscores_in_headers */
+    bool *listen_http2;              /* per listener: http2 (default: not on forward ones) */
     struct tls_server_conf *listen_tls;   /* per listener; npairs 0: plain TCP */
     struct cfg_forward fwd;          /* `forward:` and `resolver:`, strings owned here */
     bool fwd_clients_set, fwd_dests_set, fwd_ports_set;

@@ -113,7 +113,7 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
 
 /* One listener's settings besides its address. */
 struct listener_opts {
-    bool trust, forward, underscores;
+    bool trust, forward, underscores, http2;
     struct tls_server_conf tls;
 };
 
@@ -123,7 +123,7 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
                              struct listener_opts *o, yaml_node_t **addr)
 {
     static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
-                                     "underscores_in_headers", NULL};
+                                     "underscores_in_headers", "http2", NULL};
     yaml_node_t *w[MAX_KEYS];
     char sub[PATHLEN];
     if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -142,6 +142,14 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
     conf_join(sub, key, "underscores_in_headers");
     if (w[4] && !conf_get_bool(x, w[4], sub, &o->underscores))
         return false;
+    conf_join(sub, key, "http2");
+    o->http2 = !o->forward;   /* a forward proxy listener does not offer HTTP/2 */
+    if (w[5] && !conf_get_bool(x, w[5], sub, &o->http2))
+        return false;
+    if (o->http2 && o->forward) {
+        conf_err(x, w[5], sub, "a forward proxy listener (mode: forward) does not offer HTTP/2");
+        return false;
+    }
     conf_join(sub, key, "tls");
     if (w[3] && !parse_listen_tls(x, w[3], sub, &o->tls))
         return false;
@@ -163,14 +171,16 @@ static bool listen_alloc(struct conf *c, unsigned count)
     c->listen_trust = calloc(count, sizeof *c->listen_trust);
     c->listen_forward = calloc(count, sizeof *c->listen_forward);
     c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
+    c->listen_http2 = calloc(count, sizeof *c->listen_http2);
     c->listen_tls = calloc(count, sizeof *c->listen_tls);
     return c->listen && c->listen_trust && c->listen_forward && c->listen_underscores &&
-           c->listen_tls;
+           c->listen_http2 && c->listen_tls;
 }
 
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
  * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...},
- * underscores_in_headers: BOOL}. */
+ * underscores_in_headers: BOOL, http2: BOOL}. http2 is on unless the
+ * listener is a forward proxy's, where it cannot be turned on. */
 void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
 {
     static const char what[] = "a list of ADDR:PORT such as 127.0.0.1:8080 or [::]:80";
@@ -198,7 +208,7 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
         if (!v)
             return;
         struct cli_addr *a = &c->listen[c->nlisten];
-        struct listener_opts o = {0};
+        struct listener_opts o = {.http2 = true};
         if (v->type == YAML_MAPPING_NODE && !parse_listen_map(x, v, key, &o, &v))
             continue;
         if (!conf_get_addr(x, v, key, "ADDR:PORT", a)) {
@@ -218,6 +228,7 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
         c->listen_trust[c->nlisten] = o.trust;
         c->listen_forward[c->nlisten] = o.forward;
         c->listen_underscores[c->nlisten] = o.underscores;
+        c->listen_http2[c->nlisten] = o.http2;
         c->listen_tls[c->nlisten] = o.tls;
         lines[c->nlisten++] = conf_line(v);
     }

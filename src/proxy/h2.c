@@ -196,7 +196,6 @@ static void goaway(struct h2c *h, uint32_t code, const char *why)
     if (h->goaway)
         return;
     h->goaway = true;
-    stats->h2_goaways[code == NGHTTP2_NO_ERROR ? 0 : code == NGHTTP2_ENHANCE_YOUR_CALM ? 2 : 1]++;
     if (why) {
         struct peer_text pt;
         log_error(code == NGHTTP2_NO_ERROR ? "info" : "warn", "HTTP/2 client %s: %s: GOAWAY %s",
@@ -729,6 +728,10 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         if (st && !(st->sflags & S_BODY_END))
             nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
     }
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        uint32_t code = f->goaway.error_code;
+        stats->h2_goaways[code == NGHTTP2_NO_ERROR ? 0 : code == NGHTTP2_ENHANCE_YOUR_CALM ? 2 : 1]++;
+    }
     if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR)
         count_reset(f->rst_stream.error_code == NGHTTP2_REFUSED_STREAM ? STATS_H2_RESET_REFUSED
                     : f->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR
@@ -947,7 +950,7 @@ int h2_start(struct client *c)
         client_close(c);
         return -1;
     }
-    unsigned maxs = 100;   /* TODO limits.max_concurrent_streams */
+    unsigned maxs = px_cfg->max_streams ? px_cfg->max_streams : 100;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, maxs},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
@@ -1045,8 +1048,6 @@ static int feed(struct h2c *h)
                 struct peer_text pt;
                 log_error("info", "HTTP/2 client %s: %s: closing the connection",
                           access_peer(c, &pt), nghttp2_strerror((int)r));
-                if (r == NGHTTP2_ERR_FLOODED)
-                    stats->h2_goaways[2]++;
                 h->fatal = true;
                 return 0;
             }

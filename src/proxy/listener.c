@@ -20,6 +20,7 @@ struct listener {
     bool trust_deadline;
     bool forward;
     bool underscores;
+    bool http2;               /* HTTP/2 too: ALPN h2 with TLS, h2c prior knowledge without */
     struct tls_server *tls;   /* TLS listener: its certificates; NULL: plain */
 };
 
@@ -47,7 +48,8 @@ void listener_accept_all(void)
             if (fd >= 0) {
                 client_new(fd, &peer,
                            (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
-                               (ls->underscores ? CF_UNDERSCORES : 0) | (ls->forward ? 0 : CF_HTTP2),
+                               (ls->underscores ? CF_UNDERSCORES : 0) |
+                               (ls->http2 ? CF_HTTP2 : 0),
                            ls->tls);
                 continue;
             }
@@ -80,13 +82,16 @@ static void on_accept_retry(struct timer *t)
 }
 
 /* Loads listener i's certificates (checked once already when the file was
- * read, but a file may have changed since). NULL after logging why. */
+ * read, but a file may have changed since); its ALPN offers h2 when it
+ * speaks HTTP/2. NULL after logging why. */
 static struct tls_server *listener_tls(unsigned i)
 {
     char err[512];
     unsigned bad = 0;
     int bad_key = 0;
-    struct tls_server *t = tls_server_new(px_cfg->listen_tls[i], err, sizeof err, &bad, &bad_key);
+    struct tls_server_conf tc = *px_cfg->listen_tls[i];
+    tc.h2 = px_cfg->listen_http2[i];
+    struct tls_server *t = tls_server_new(&tc, err, sizeof err, &bad, &bad_key);
     if (!t)
         log_error("error", "TLS on %s: %s", px_cfg->listen[i].text, err);
     return t;
@@ -134,6 +139,7 @@ int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
         listeners[i].trust_deadline = c->listen_trust[i];
         listeners[i].forward = c->listen_forward[i];
         listeners[i].underscores = c->listen_underscores[i];
+        listeners[i].http2 = c->listen_http2[i];
         if (c->listen_tls[i] && !(listeners[i].tls = listener_tls(i))) {
             close(fd);
             return -EINVAL;

@@ -90,11 +90,36 @@ def test_missing_value():
     ("--listen", "127.0.0.1"),
     ("--upstream", "127.0.0.1:notaport"),
     ("--max-connections", "many"),
+    ("--max-concurrent-streams", "0"),
+    ("--max-concurrent-streams", "10001"),
+    ("--max-concurrent-streams", "many"),
 ])
 def test_bad_values(flag, value):
     r = run(flag, value)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert flag.lstrip("-") in r.stderr, r.stderr
+
+
+def test_http2_flags_in_help():
+    out = run("--help").stdout
+    assert "--no-http2" in out and "--max-concurrent-streams N" in out, out
+
+
+def test_no_http2_takes_no_value():
+    r = run("--no-http2=yes")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "no-http2" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["--no-http2"], ["--max-concurrent-streams", "1"],
+                                  ["--max-concurrent-streams", "10000", "--no-http2"]])
+def test_http2_flags_start(proxy_factory, upstream, args):
+    """HTTP/1.1 is served with either flag."""
+    up = upstream(ok_handler(b"h1"))
+    p = proxy_factory(*args, upstreams=[up])
+    c = p.client()
+    c.send(request_bytes("GET", "/h1"))
+    assert c.read_response().body == b"h1"
 
 
 @pytest.mark.parametrize("value", ["250ms", "1.5s", "2m", "7"])

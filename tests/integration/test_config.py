@@ -167,6 +167,14 @@ BAD = [
     ("pools: {web: {servers: [127.0.0.1:1]}}\nroutes:\n  - {path: /a, pool: web}\n"
      "  - {path: /a, pool: web}\n",
      "4:5: routes[1]: same host and path as routes[0] (line 3): host (any), path /a"),
+    ("limits: {max_concurrent_streams: 0}\n",
+     '1:34: limits.max_concurrent_streams: expected a whole number from 1 to 10000, got "0"'),
+    ("limits:\n  max_concurrent_streams: 100k\n",
+     '2:27: limits.max_concurrent_streams: expected a whole number from 1 to 10000, got "100k"'),
+    ("listen:\n  - {address: 127.0.0.1:1, http2: maybe}\n",
+     '2:35: listen[0].http2: expected true or false, got "maybe"'),
+    ("listen:\n  - {address: 127.0.0.1:1, mode: forward, http2: true}\n",
+     "2:50: listen[0].http2: a forward proxy listener (mode: forward) does not offer HTTP/2"),
     ("timeouts: [1s\n",
      "2:1: syntax: did not find expected ',' or ']' while parsing a flow sequence that starts "
      "on line 1"),

@@ -511,7 +511,7 @@ def test_get_over_tls_curl(hg, upstream, certs, want, args):
     p = hg.start(up=up)
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     r = subprocess.run(["curl", "-q", "-sS", "-v", "--noproxy", "*", "--max-time", str(5 * SLOW),
-                        "--cacert", certs.ca,
+                        "--cacert", certs.ca, "--http1.1",
                         "--resolve", f"a.example.test:{p.tls_port}:127.0.0.1", *args,
                         "-w", "\n%{http_code}",
                         f"https://a.example.test:{p.tls_port}/curl?x=1"],
@@ -519,26 +519,72 @@ def test_get_over_tls_curl(hg, upstream, certs, want, args):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello curl\n\n200", r.stdout
     assert re.search(rf"SSL connection using {want}", r.stderr), r.stderr
-    # curl offers h2 and http/1.1: the proxy picks http/1.1
+    # curl --http1.1 offers http/1.1 alone, which the proxy picks
     assert re.search(r"ALPN[:,] server accepted (to use )?http/1\.1", r.stderr), r.stderr
     (req,) = up.wait_requests(1)
     assert req.target == "/curl?x=1"
     assert req.header("host") == f"a.example.test:{p.tls_port}"
 
 
-@pytest.mark.parametrize("offer,want", [(["h2", "http/1.1"], "http/1.1"),
-                                        (["http/1.1"], "http/1.1"),
-                                        (["h2"], None),
-                                        (None, None)], ids=["h2+http1.1", "http1.1", "h2",
-                                                            "none"])
-def test_alpn(hg, upstream, certs, offer, want):
+# (client's offer, listener options, flags, protocol chosen): h2 first
+# whatever the client's order, unless the listener has HTTP/2 off (its
+# http2 key, --no-http2, or a forward proxy listener)
+ALPN_CASES = [
+    (["h2", "http/1.1"], {}, [], "h2"),
+    (["http/1.1", "h2"], {}, [], "h2"),
+    (["h2"], {}, [], "h2"),
+    (["http/1.1"], {}, [], "http/1.1"),
+    (["spdy/3", "http/1.1"], {}, [], "http/1.1"),
+    (None, {}, [], None),
+    (["h2", "http/1.1"], {"http2": False}, [], "http/1.1"),
+    (["h2"], {"http2": False}, [], None),
+    (["h2", "http/1.1"], {"http2": True}, ["--no-http2"], "http/1.1"),
+    (["h2", "http/1.1"], {"mode": "forward"}, [], "http/1.1"),
+]
+
+
+@pytest.mark.parametrize("offer,opts,flags,want", ALPN_CASES,
+                         ids=["h2+http1.1", "http1.1+h2", "h2", "http1.1", "other+http1.1", "none",
+                              "off:h2+http1.1", "off:h2", "flag-off", "forward"])
+def test_alpn(hg, upstream, certs, offer, opts, flags, want):
     up = upstream(ok_handler(b"alpn"))
-    p = hg.start(up=up)
+    p = hg.start(up=up, listen_opts=opts, flags=flags,
+                 forward={} if opts.get("mode") == "forward" else None)
     c = tconn(p, certs, client_ctx(certs, alpn=offer))
     assert c.sock.selected_alpn_protocol() == want
-    # HTTP/1.1 is spoken either way
-    r = get(c, "/alpn")
-    assert r is not None and r.status == 200 and r.body == b"alpn", r
+    if want != "h2":
+        # HTTP/1.1 is spoken without h2 (a forward proxy refuses an origin-form target)
+        r = get(c, "/alpn")
+        assert r is not None, r
+        if opts.get("mode") == "forward":
+            assert r.status == 400, r
+        else:
+            assert r.status == 200 and r.body == b"alpn", r
+    c.close()
+
+
+@pytest.mark.parametrize("opts,flags,want", [({}, [], "h2"), ({"http2": False}, [], "http/1.1"),
+                                             ({}, ["--no-http2"], "http/1.1")],
+                         ids=["on", "off", "flag-off"])
+def test_alpn_openssl_s_client(hg, certs, opts, flags, want):
+    """What a client outside Python sees: openssl s_client offering h2 and
+    http/1.1."""
+    p = hg.start(listen_opts=opts, flags=flags)
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{p.tls_port}",
+                        "-servername", "localhost", "-CAfile", certs.ca, "-alpn", "h2,http/1.1"],
+                       input="", capture_output=True, text=True, timeout=10 * SLOW)
+    out = r.stdout + r.stderr
+    assert re.search(rf"^ALPN protocol: {re.escape(want)}$", out, re.M), out
+
+
+@pytest.mark.parametrize("http2,want", [(True, "h2"), (False, "http/1.1")], ids=["on", "off"])
+def test_alpn_follows_sni_certificate(hg, certs, http2, want):
+    """The certificate SNI picks answers ALPN as the listener's default one does."""
+    p = hg.start(tls={**certs.pair("site"), "certificates": [certs.pair("b")]},
+                 listen_opts={"http2": http2})
+    c = tconn(p, certs, client_ctx(certs, alpn=["http/1.1", "h2"]), sni="b.example.test")
+    assert c.peer_der() == certs.der("b")
+    assert c.sock.selected_alpn_protocol() == want
     c.close()
 
 

@@ -40,6 +40,8 @@ TEST(parse_defaults)
         CHECK_EQ_STR(C.upstream[0].text, "127.0.0.1:9001");
     CHECK(C.access_log != NULL);
     CHECK(C.max_connections > 0);
+    CHECK(C.listen_http2[0]);   /* the default listener speaks HTTP/2 too */
+    CHECK_EQ_INT(C.max_streams, 100);
 
     /* cli_defaults alone gives the same timeouts */
     struct cfg d;
@@ -126,6 +128,45 @@ TEST(parse_listen)
         CHECK_EQ_STR(C.listen[0].text, "127.0.0.1:18080");
 }
 
+/* HTTP/2 on every listener but the forward proxy's, unless --no-http2;
+ * --max-concurrent-streams 1..10000. */
+TEST(parse_http2)
+{
+    char *both[] = {"hourglass", "--listen", "127.0.0.1:18080", "--forward-listen",
+                    "127.0.0.1:13128", "--listen", "127.0.0.1:18081", NULL};
+    cli_defaults(&C);
+    if (CHECK_EQ_INT(cli_parse(&C, ARGC(both), both), 0) && CHECK_EQ_INT(C.nlisten, 3)) {
+        CHECK(C.listen_http2[0]);
+        CHECK(!C.listen_http2[1]);   /* forward */
+        CHECK(C.listen_http2[2]);
+    }
+    char *off[] = {"hourglass", "--no-http2", "--listen", "127.0.0.1:18080", "--listen",
+                   "127.0.0.1:18081", NULL};
+    cli_defaults(&C);
+    if (CHECK_EQ_INT(cli_parse(&C, ARGC(off), off), 0) && CHECK_EQ_INT(C.nlisten, 2))
+        CHECK(!C.listen_http2[0] && !C.listen_http2[1]);
+    char *off_default[] = {"hourglass", "--no-http2", NULL};
+    cli_defaults(&C);
+    if (CHECK_EQ_INT(cli_parse(&C, ARGC(off_default), off_default), 0))
+        CHECK(!C.listen_http2[0]);
+    char *streams[] = {"hourglass", "--max-concurrent-streams", "10000", NULL};
+    cli_defaults(&C);
+    if (CHECK_EQ_INT(cli_parse(&C, ARGC(streams), streams), 0))
+        CHECK_EQ_INT(C.max_streams, 10000);
+
+    fprintf(stderr, "(cli_parse error messages below are expected)\n");
+    static const char *const bad[] = {"0", "10001", "-1", "many", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *argv[] = {"hourglass", "--max-concurrent-streams", (char *)bad[i], NULL};
+        cli_defaults(&C);
+        if (!CHECK_EQ_INT(cli_parse(&C, ARGC(argv), argv), 2))
+            fprintf(stderr, "    --max-concurrent-streams '%s'\n", bad[i]);
+    }
+    char *with_value[] = {"hourglass", "--no-http2=yes", NULL};
+    cli_defaults(&C);
+    CHECK_EQ_INT(cli_parse(&C, ARGC(with_value), with_value), 2);
+}
+
 TEST(parse_errors)
 {
     fprintf(stderr, "(cli_parse error messages below are expected)\n");
@@ -159,6 +200,7 @@ int main(void)
     RUN(every_timeout_flag_sets_its_kind);
     RUN(parse_two_upstreams);
     RUN(parse_listen);
+    RUN(parse_http2);
     RUN(parse_errors);
     return unit_summary("test_cli");
 }

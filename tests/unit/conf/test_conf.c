@@ -508,9 +508,35 @@ TEST(limits)
         "1:27: limits.max_header_size: expected a size from 256 bytes to 48k, got \"1m\"");
     BAD("limits: {max_connections: 0}\n",
         "1:27: limits.max_connections: expected a whole number from 1 to 1000000, got \"0\"");
+    BAD("limits: {max_concurrent_streams: 0}\n",
+        "1:34: limits.max_concurrent_streams: expected a whole number from 1 to 10000, got \"0\"");
+    BAD("limits: {max_concurrent_streams: 10001}\n",
+        "1:34: limits.max_concurrent_streams: expected a whole number from 1 to 10000, got "
+        "\"10001\"");
     BAD("limits: {max_body_size: -1}\n",
         "1:25: limits.max_body_size: expected a size such as 0 (unlimited), 8192, 64k or "
         "10MiB, got \"-1\"");
+}
+
+/* limits.max_concurrent_streams: the file's, else the default (100). */
+TEST(max_concurrent_streams)
+{
+    struct conf *c = GOOD("limits: {max_concurrent_streams: 250}\n");
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    CHECK_EQ_INT(cfg.max_streams, 100);
+    if (c) {
+        CHECK_EQ_INT(c->limits.max_concurrent_streams, 250);
+        conf_apply(c, &cfg);
+        CHECK_EQ_INT(cfg.max_streams, 250);
+    }
+    conf_free(c);
+    c = GOOD("limits: {max_headers: 50}\n");
+    cli_defaults(&cfg);
+    if (c)
+        conf_apply(c, &cfg);
+    CHECK_EQ_INT(cfg.max_streams, 100);   /* not set: the default stays */
+    conf_free(c);
 }
 
 TEST(syntax_and_files)
@@ -785,6 +811,49 @@ TEST(forward_keys)
         "allow_destinations, connect_ports, auth_file)");
 }
 
+/* A listener's http2: on by default, off when said so, and off (never on)
+ * on a forward proxy listener; --no-http2 turns it off on every one. */
+TEST(http2_key)
+{
+    static const char text[] = "listen:\n  - 127.0.0.1:18080\n"
+                               "  - {address: 127.0.0.1:18081, http2: false}\n"
+                               "  - {address: 127.0.0.1:18082, http2: true}\n"
+                               "  - {address: 127.0.0.1:13128, mode: forward}\n"
+                               "  - {address: 127.0.0.1:13129, mode: forward, http2: false}\n";
+    static const bool want[] = {true, false, true, false, false};
+    struct conf *c = GOOD(text);
+    if (!c)
+        return;
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    conf_apply(c, &cfg);
+    if (CHECK_EQ_INT(c->nlisten, 5) && CHECK_EQ_INT(cfg.nlisten, 5))
+        for (unsigned i = 0; i < 5; i++)
+            if (!CHECK(c->listen_http2[i] == want[i]) || !CHECK(cfg.listen_http2[i] == want[i]))
+                fprintf(stderr, "    listen[%u]\n", i);
+    conf_free(c);
+
+    const char *path = write_tmp(text);
+    char file[64];
+    strcpy(file, path);
+    char *a1[] = {"hourglass", "--config", file, "--no-http2", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a1), a1), 0) && CHECK_EQ_INT(cfg.nlisten, 5))
+        for (unsigned i = 0; i < 5; i++)
+            CHECK(!cfg.listen_http2[i]);
+    cli_free(&cfg);
+    /* --listen replaces the file's listeners, with their own default */
+    char *a2[] = {"hourglass", "--config", file, "--listen", "127.0.0.1:18090", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a2), a2), 0) && CHECK_EQ_INT(cfg.nlisten, 1))
+        CHECK(cfg.listen_http2[0]);
+    cli_free(&cfg);
+    unlink(file);
+
+    BAD("listen:\n  - {address: 127.0.0.1:1, http2: maybe}\n",
+        "2:35: listen[0].http2: expected true or false, got \"maybe\"");
+    BAD("listen:\n  - {address: 127.0.0.1:1, mode: forward, http2: true}\n",
+        "2:50: listen[0].http2: a forward proxy listener (mode: forward) does not offer HTTP/2");
+}
+
 /* A self-signed EC certificate made with the openssl CLI, in dir. */
 static bool make_cert(const char *dir)
 {
@@ -916,6 +985,8 @@ int main(void)
     RUN(tls_keys);
     RUN(operations_keys);
     RUN(forward_keys);
+    RUN(http2_key);
+    RUN(max_concurrent_streams);
     RUN(full_file_into_the_model);
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);
