@@ -32,8 +32,8 @@ import hpack
 import pytest
 from hpack.hpack import encode_integer
 
-from conftest import (Client, Proxy, assert_window, free_port, is_sanitized, log_int,
-                      ok_handler, request_bytes, silent_handler, wait_port, wait_until)
+from conftest import (Proxy, assert_window, free_port, is_sanitized, log_int, ok_handler,
+                      request_bytes, scrape, silent_handler, wait_port, wait_until)
 
 SLOW = 2.0 if is_sanitized() else 1.0
 
@@ -1453,6 +1453,17 @@ def test_header_list_too_large(proxy_factory, upstream):
     assert c.goaway is None
 
 
+def test_too_many_header_fields(proxy_factory, upstream):
+    up = upstream(ok_handler())
+    p = proxy_factory("--max-headers", "10", upstreams=[up])
+    c = h2c(p)
+    s = c.get("/many", headers=[(f"x-f{i}", "v") for i in range(30)])
+    assert s.status == 431 or s.reset is not None, s
+    assert not any(r.target == "/many" for r in up.requests())
+    assert c.get("/few", headers=[("x-f", "v")]).status == 200
+    assert c.goaway is None
+
+
 def test_huge_header_list_bounded(proxy_factory, upstream):
     """256 KiB of fields in HEADERS + CONTINUATION frames: a stream error or
     a GOAWAY, the proxy survives."""
@@ -1779,6 +1790,61 @@ def test_idle_timeout_from_preface(proxy_factory, upstream):
     assert c.wait_closed(2.0)
     assert_window(c.t_eof - t0, 0.300, hi_slack=0.3)
     assert c.goaway is not None and c.goaway.code == NO_ERROR, c.goaway
+
+
+# ==========================================================================
+# metrics
+
+def metric(admin_port, name, **labels):
+    """The value of name{labels} (labels in any order), 0 when absent."""
+    code, text = scrape(admin_port)
+    assert code == 200, text
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        if dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")) == labels:
+            return float(m.group(3))
+    return 0.0
+
+
+def test_http2_metrics(proxy_factory, upstream):
+    async def partial(ctx, req):
+        await ctx.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"a" * 10)
+        await ctx.wait_lost(10)
+        return False
+    up = upstream(routed({"/hold": after(3, b"x"), "/cut": partial}))
+    admin = free_port()
+    p = proxy_factory("--admin", f"127.0.0.1:{admin}", "--read-timeout", "300ms",
+                      upstreams=[up])
+    wait_port("127.0.0.1", admin)
+    c = h2c(p)
+    assert c.get("/a").status == 200
+    assert c.get("/b").status == 200
+    sid = c.request("/hold")
+    up.wait_requests(3)
+    c.reset(sid)                                     # cause client
+    assert_cut(c.get("/cut"), "read timeout")         # cause cancel (INTERNAL_ERROR)
+    bad = c.new_sid()
+    c.send_headers(bad, [(":method", "GET"), (":scheme", "http"), (":path", "/x"),
+                         ("connection", "close")])
+    assert c.response(bad).reset == PROTOCOL_ERROR   # cause protocol_error
+    c2 = h2c(p)
+    assert c2.get("/c").status == 200
+    c2.send_headers(1, c2.req_headers("/reuse"))      # connection error
+    assert c2.wait_goaway().code in (PROTOCOL_ERROR, STREAM_CLOSED)
+    time.sleep(0.2)
+    assert metric(admin, "hourglass_http2_connections_total") == 2
+    streams = metric(admin, "hourglass_http2_streams_total")
+    assert 5 <= streams <= 7, streams
+    assert metric(admin, "hourglass_http2_resets_total", cause="client") == 1
+    assert metric(admin, "hourglass_http2_resets_total", cause="cancel") == 1
+    assert metric(admin, "hourglass_http2_resets_total", cause="protocol_error") == 1
+    assert metric(admin, "hourglass_http2_resets_total", cause="refused") == 0
+    goaways = (metric(admin, "hourglass_http2_goaways_total", code="protocol_error")
+               + metric(admin, "hourglass_http2_goaways_total", code="stream_closed"))
+    assert goaways == 1, goaways
+    assert metric(admin, "hourglass_http2_goaways_total", code="enhance_your_calm") == 0
 
 
 # ==========================================================================
