@@ -1782,6 +1782,21 @@ def test_idle_timeout_goaway(proxy_factory, upstream):
     assert len(p.wait_log(1)) == 1
 
 
+def test_busy_connection_outlives_idle_timeout(proxy_factory, upstream):
+    """Streams one after another for 3 idle timeouts: never idle, never closed."""
+    up = upstream(routed({}, after(0.05, b"s")))
+    p = proxy_factory("--idle-timeout", "300ms", upstreams=[up])
+    c = h2c(p)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 1.0:
+        s = c.get(f"/busy/{n}")
+        assert s.status == 200 and s.ended, (n, s)
+        n += 1
+    assert c.goaway is None and not c.eof
+    assert {l["reason"] for l in p.wait_log(n)} == {"ok"}
+
+
 def test_idle_timeout_from_preface(proxy_factory, upstream):
     up = upstream(ok_handler())
     p = proxy_factory("--idle-timeout", "300ms", upstreams=[up])
