@@ -532,8 +532,8 @@ void client_pump(struct client *c)
         default:
             return;
         }
-        if (c->state == CS_CLOSED)
-            return;
+        if (c->state == CS_CLOSED || c->state == CS_H2)
+            return;   /* (an HTTP/2 connection keeps its own timer) */
         if (r <= 0)
             break;
     }

@@ -97,6 +97,10 @@ struct h2c {
     size_t park_n;
     uint64_t rst_at, empty_at;   /* token buckets: refilled up to */
     uint32_t rst_tokens, empty_tokens;
+    uint64_t ids[8];             /* client stream ids opened: a bit per id, the
+                                    512 below max_idx (a ring) */
+    uint32_t max_idx;            /* the highest opened, as (id >> 1) + 1; 0 none */
+    bool resume;                 /* input paused (PAUSE): call mem_recv again */
     bool goaway;                 /* GOAWAY submitted: no new stream */
     bool fatal;                  /* the session failed: flush, then close */
     bool kicked;                 /* kick (a deferred step) is queued */
@@ -503,14 +507,36 @@ static void stream_start(struct h2s *st)
 
 /* ---- nghttp2 callbacks -------------------------------------------------------- */
 
+/* Client stream ids only grow (RFC 9113 5.1.1): a HEADERS frame on an id
+ * below the highest opened that was never opened itself is a connection
+ * error. nghttp2 1.52 ignores such a block; the ids opened are kept here (the
+ * last 1,024: an older one is let through to nghttp2's own checks). */
+static bool id_unexpected(struct h2c *h, int32_t id)
+{
+    uint32_t idx = ((uint32_t)id >> 1) + 1;   /* (1 for stream 1: 0 is "none yet") */
+    if (idx > h->max_idx) {
+        for (uint32_t i = h->max_idx + 1; i < idx && i <= h->max_idx + 512; i++)
+            h->ids[(i & 511) >> 6] &= ~(1ull << (i & 63));
+        h->max_idx = idx;
+        h->ids[(idx & 511) >> 6] |= 1ull << (idx & 63);
+        return false;
+    }
+    if (h->max_idx - idx >= 512)
+        return false;
+    return !(h->ids[(idx & 511) >> 6] & (1ull << (idx & 63)));
+}
+
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *fh, void *ud)
 {
     (void)ng;
     struct h2c *h = ud;
     if (fh->type != NGHTTP2_CONTINUATION)
         h->hdr_since = 0;
-    if (fh->type == NGHTTP2_HEADERS)
+    if (fh->type == NGHTTP2_HEADERS) {
         h->hdr_since = px_loop->now;
+        if ((fh->stream_id & 1) && id_unexpected(h, fh->stream_id))
+            goaway(h, NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than an earlier one");
+    }
     return 0;
 }
 
@@ -626,6 +652,7 @@ static bool wants_body(const struct h2s *st)
 
 static int park(struct h2c *h, struct h2s *st, const uint8_t *data, size_t len)
 {
+    h->resume = true;   /* the rest of the frame is processed by the next call */
     h->parked = st;
     h->park_p = data;
     h->park_n = len;
@@ -1041,7 +1068,10 @@ static int feed(struct h2c *h)
     for (;;) {
         if (h->parked && !unpark(h))
             return 0;
-        if (buf_len(&c->in)) {
+        if (buf_len(&c->in) || h->resume) {
+            /* (after a PAUSE, a call even without input ends the frame: its
+             * END_STREAM, a content-length check) */
+            h->resume = false;
             ssize_t r = nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf_head(&c->in),
                                                  buf_len(&c->in));
             if (r < 0) {
