@@ -2,7 +2,6 @@
 #define _GNU_SOURCE
 #include "h2.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "client.h"
 #include "exchange.h"
 #include "fwd.h"
+#include "h2msg.h"
 #include "http.h"
 #include "log.h"
 #include "request.h"
@@ -53,7 +53,6 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define S_READY    0x100u  /* on the connection's ready list */
 #define S_PEER_RST 0x200u  /* the client reset it */
 #define S_FREEING  0x400u  /* its release is deferred */
-#define S_HAS_CL   0x800u  /* its head has a content-length */
 #define S_BIG     0x1000u  /* its head is over the limits (431) */
 #define S_CONNECT 0x2000u  /* a CONNECT (refused) */
 
@@ -68,17 +67,6 @@ struct h2s {
     struct h2s *next_ready;
 };
 
-/* The header block being received (one at a time on a connection), as
- * HTTP/1.1 field lines, and the pseudo-header fields apart. */
-struct h2hdr {
-    struct buf fields;           /* "name: value\r\n"... */
-    struct buf cookie;           /* cookie values joined with "; " */
-    struct buf pseudo;           /* method, path, authority, back to back */
-    uint32_t method_len, path_len, auth_len;
-    bool over;                   /* over the head limits: answered 431 */
-    bool has_host;
-};
-
 struct h2c {
     struct client *c;            /* the connection (CS_H2) */
     nghttp2_session *ng;
@@ -87,7 +75,8 @@ struct h2c {
     struct h2s *ready;           /* streams with news, stepped after the input */
     char *out;                   /* frames for the socket */
     uint32_t ostart, oend, ocap;
-    struct h2hdr hd;
+    struct h2msg_req hd;          /* the header block being received (one at a
+                                    time on a connection) */
     int32_t last_id;             /* the last stream started */
     uint64_t hdr_since;          /* a header block is open since; 0 none */
     uint64_t idle_since;         /* no stream open since */
@@ -95,11 +84,8 @@ struct h2c {
     struct h2s *parked;          /* a DATA chunk waits for room in its stream */
     const uint8_t *park_p;
     size_t park_n;
-    uint64_t rst_at, empty_at;   /* token buckets: refilled up to */
-    uint32_t rst_tokens, empty_tokens;
-    uint64_t ids[8];             /* client stream ids opened: a bit per id, the
-                                    512 below max_idx (a ring) */
-    uint32_t max_idx;            /* the highest opened, as (id >> 1) + 1; 0 none */
+    struct h2msg_bucket resets, empties;   /* the flood limits */
+    struct h2msg_ids ids;        /* client stream ids opened */
     bool resume;                 /* input paused (PAUSE): call mem_recv again */
     bool goaway;                 /* GOAWAY submitted: no new stream */
     bool fatal;                  /* the session failed: flush, then close */
@@ -130,36 +116,6 @@ int h2_preface(const char *p, size_t n)
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static bool bucket_take(uint32_t *tokens, uint64_t *at, uint32_t burst, uint32_t rate)
-{
-    uint64_t now = px_loop->now;
-    if (!*at) {
-        *at = now;
-        *tokens = burst;
-    }
-    uint64_t add = (now - *at) * rate / (1000 * MS);
-    if (add) {
-        *tokens = *tokens + add > burst ? burst : (uint32_t)(*tokens + add);
-        *at = now;
-    }
-    if (!*tokens)
-        return false;
-    (*tokens)--;
-    return true;
-}
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-    if (!b->data)
-        buf_reserve(b, BUF_SMALL);
-    if (buf_room(b) < n && b->cap < BUF_LARGE)
-        buf_reserve(b, BUF_LARGE);
-    if (buf_room(b) < n)
-        return;
-    memcpy(buf_tail(b), p, n);
-    b->end += (uint32_t)n;
-}
 
 static void out_append(struct h2c *h, const uint8_t *p, size_t n)
 {
@@ -409,62 +365,22 @@ static bool unpark(struct h2c *h)
 
 /* ---- the request head ------------------------------------------------------- */
 
-static void hdr_reset(struct h2hdr *hd)
-{
-    hd->fields.start = hd->fields.end = 0;
-    hd->cookie.start = hd->cookie.end = 0;
-    hd->pseudo.start = hd->pseudo.end = 0;
-    hd->method_len = hd->path_len = hd->auth_len = 0;
-    hd->over = hd->has_host = false;
-}
-
-static void hdr_release(struct h2hdr *hd)
-{
-    buf_release(&hd->fields);
-    buf_release(&hd->cookie);
-    buf_release(&hd->pseudo);
-}
-
 /* Writes the stream's request head as HTTP/1.1 text into its `in`. false:
  * it does not fit (431). */
-static bool compose_head(struct h2s *st, struct h2hdr *hd)
+static bool compose_head(struct h2s *st, const struct h2msg_req *r)
 {
     struct client *c = &st->c;
-    const char *ps = hd->pseudo.data;
-    const char *method = ps, *path = ps + hd->method_len, *auth = path + hd->path_len;
-    size_t need = hd->method_len + hd->path_len + hd->auth_len + buf_len(&hd->fields) +
-                  buf_len(&hd->cookie) + 96;
-    if (hd->over || need > BUF_LARGE)
+    size_t need = h2msg_req_size(r);
+    if (r->over || need > BUF_LARGE)
         return false;
-    buf_reserve(&c->in, need > BUF_SMALL || !(st->sflags & S_BODY_END) ? BUF_LARGE : BUF_SMALL);
-    struct buf *b = &c->in;
-    put(b, method, hd->method_len);
-    put(b, " ", 1);
-    put(b, path, hd->path_len);
-    put(b, " HTTP/1.1\r\n", 11);
-    if (hd->auth_len) {
-        put(b, "host: ", 6);
-        put(b, auth, hd->auth_len);
-        put(b, "\r\n", 2);
-    }
-    if (buf_len(&hd->fields))
-        put(b, buf_head(&hd->fields), buf_len(&hd->fields));
-    if (buf_len(&hd->cookie)) {
-        put(b, "cookie: ", 8);
-        put(b, buf_head(&hd->cookie), buf_len(&hd->cookie));
-        put(b, "\r\n", 2);
-    }
-    if (!(st->sflags & S_HAS_CL)) {
-        if (!(st->sflags & S_BODY_END)) {
-            put(b, "transfer-encoding: chunked\r\n", 28);
-            st->sflags |= S_CHUNKED;
-        } else if ((hd->method_len == 4 && !memcmp(method, "POST", 4)) ||
-                   (hd->method_len == 3 && !memcmp(method, "PUT", 3)) ||
-                   (hd->method_len == 5 && !memcmp(method, "PATCH", 5))) {
-            put(b, "content-length: 0\r\n", 19);
-        }
-    }
-    put(b, "\r\n", 2);
+    bool body = !(st->sflags & S_BODY_END), chunked;
+    buf_reserve(&c->in, need > BUF_SMALL || body ? BUF_LARGE : BUF_SMALL);
+    int n = h2msg_req_head(r, body, buf_tail(&c->in), buf_room(&c->in), &chunked);
+    if (n < 0)
+        return false;
+    c->in.end += (uint32_t)n;
+    if (chunked)
+        st->sflags |= S_CHUNKED;
     return true;
 }
 
@@ -507,25 +423,6 @@ static void stream_start(struct h2s *st)
 
 /* ---- nghttp2 callbacks -------------------------------------------------------- */
 
-/* Client stream ids only grow (RFC 9113 5.1.1): a HEADERS frame on an id
- * below the highest opened that was never opened itself is a connection
- * error. nghttp2 1.52 ignores such a block; the ids opened are kept here (the
- * last 1,024: an older one is let through to nghttp2's own checks). */
-static bool id_unexpected(struct h2c *h, int32_t id)
-{
-    uint32_t idx = ((uint32_t)id >> 1) + 1;   /* (1 for stream 1: 0 is "none yet") */
-    if (idx > h->max_idx) {
-        for (uint32_t i = h->max_idx + 1; i < idx && i <= h->max_idx + 512; i++)
-            h->ids[(i & 511) >> 6] &= ~(1ull << (i & 63));
-        h->max_idx = idx;
-        h->ids[(idx & 511) >> 6] |= 1ull << (idx & 63);
-        return false;
-    }
-    if (h->max_idx - idx >= 512)
-        return false;
-    return !(h->ids[(idx & 511) >> 6] & (1ull << (idx & 63)));
-}
-
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *fh, void *ud)
 {
     (void)ng;
@@ -534,7 +431,9 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *fh, void 
         h->hdr_since = 0;
     if (fh->type == NGHTTP2_HEADERS) {
         h->hdr_since = px_loop->now;
-        if ((fh->stream_id & 1) && id_unexpected(h, fh->stream_id))
+        /* client ids only grow (RFC 9113 5.1.1); nghttp2 1.52 would ignore
+         * a block on a lower id that was never opened */
+        if ((fh->stream_id & 1) && h2msg_id_unexpected(&h->ids, fh->stream_id))
             goaway(h, NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than an earlier one");
     }
     return 0;
@@ -547,17 +446,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         return 0;
     struct h2s *st = stream_new(h, f->hd.stream_id);
     nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, st);
-    hdr_reset(&h->hd);
+    h2msg_req_release(&h->hd);
     return 0;
-}
-
-static void hdr_put(struct h2hdr *hd, struct buf *b, const uint8_t *p, size_t n)
-{
-    if (hd->over || buf_len(b) + n > BUF_LARGE) {
-        hd->over = true;
-        return;
-    }
-    put(b, p, n);
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
@@ -566,80 +456,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     (void)ng;
     (void)flags;
     struct h2c *h = ud;
-    struct h2hdr *hd = &h->hd;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;   /* trailers are dropped, as HTTP/1.1 chunked trailers are */
-    if (nl && name[0] == ':') {
-        uint32_t *len = NULL;
-        if (nl == 7 && !memcmp(name, ":method", 7))
-            len = &hd->method_len;
-        else if (nl == 5 && !memcmp(name, ":path", 5))
-            len = &hd->path_len;
-        else if (nl == 10 && !memcmp(name, ":authority", 10))
-            len = &hd->auth_len;
-        if (!len)
-            return 0;   /* :scheme: the listener says it */
-        /* nghttp2 delivers pseudo-fields first, in their order: kept in the
-         * order method, path, authority by moving what follows */
-        if (len == &hd->method_len && (hd->path_len || hd->auth_len))
-            goto reorder;
-        if (len == &hd->path_len && hd->auth_len)
-            goto reorder;
-        hdr_put(hd, &hd->pseudo, value, vl);
-        if (!hd->over)
-            *len = (uint32_t)vl;
-        return 0;
-    reorder: {
-        /* rare: rebuild the pseudo buffer in order */
-        char tmp[3][1024];
-        uint32_t ml = hd->method_len, pl = hd->path_len, al = hd->auth_len;
-        if (ml > sizeof tmp[0] || pl > sizeof tmp[1] || al > sizeof tmp[2] || vl > 1024) {
-            hd->over = true;
-            return 0;
-        }
-        const char *ps = hd->pseudo.data;
-        memcpy(tmp[0], ps, ml);
-        memcpy(tmp[1], ps + ml, pl);
-        memcpy(tmp[2], ps + ml + pl, al);
-        if (len == &hd->method_len) {
-            memcpy(tmp[0], value, vl);
-            ml = (uint32_t)vl;
-        } else {
-            memcpy(tmp[1], value, vl);
-            pl = (uint32_t)vl;
-        }
-        hd->pseudo.start = hd->pseudo.end = 0;
-        put(&hd->pseudo, tmp[0], ml);
-        put(&hd->pseudo, tmp[1], pl);
-        put(&hd->pseudo, tmp[2], al);
-        hd->method_len = ml;
-        hd->path_len = pl;
-        hd->auth_len = al;
-        return 0;
-    }
-    }
-    if (nl == 6 && !memcmp(name, "cookie", 6)) {
-        if (buf_len(&hd->cookie))
-            hdr_put(hd, &hd->cookie, (const uint8_t *)"; ", 2);
-        hdr_put(hd, &hd->cookie, value, vl);
-        return 0;
-    }
-    if (nl == 4 && !memcmp(name, "host", 4)) {
-        if (hd->auth_len)
-            return 0;   /* :authority wins (RFC 9113 8.3.1) */
-        hd->has_host = true;
-    }
-    if (nl == 2 && !memcmp(name, "te", 2))
-        return 0;   /* "trailers" (nghttp2 refuses any other): hop-by-hop */
-    if (nl == 14 && !memcmp(name, "content-length", 14)) {
-        struct h2s *st = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-        if (st)
-            st->sflags |= S_HAS_CL;
-    }
-    hdr_put(hd, &hd->fields, name, nl);
-    hdr_put(hd, &hd->fields, (const uint8_t *)": ", 2);
-    hdr_put(hd, &hd->fields, value, vl);
-    hdr_put(hd, &hd->fields, (const uint8_t *)"\r\n", 2);
+    h2msg_req_field(&h->hd, (const char *)name, nl, (const char *)value, vl);
     return 0;
 }
 
@@ -693,10 +512,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
                 st->sflags |= S_BODY_END;
             /* the block is the connection's until the next one: into the
              * stream's window now */
-            if (h->hd.method_len == 7 && !memcmp(h->hd.pseudo.data, "CONNECT", 7))
+            if (h2msg_req_is_connect(&h->hd))
                 st->sflags |= S_CONNECT;
             else if (!compose_head(st, &h->hd))
                 st->sflags |= S_BIG;
+            h2msg_req_release(&h->hd);
             if (f->hd.stream_id > h->last_id)
                 h->last_id = f->hd.stream_id;
             stream_ready(st);
@@ -707,7 +527,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         break;
     case NGHTTP2_DATA:
         if (!f->data.hd.length && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
-            !bucket_take(&h->empty_tokens, &h->empty_at, EMPTY_BURST, EMPTY_RATE))
+            !h2msg_bucket_take(&h->empties, px_loop->now, EMPTY_BURST, EMPTY_RATE))
             goaway(h, NGHTTP2_ENHANCE_YOUR_CALM, "too many empty frames");
         if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             if (st->sflags & S_HEAD)
@@ -722,14 +542,14 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             st->sflags |= S_PEER_RST;
             count_reset(STATS_H2_RESET_CLIENT);
         }
-        if (!bucket_take(&h->rst_tokens, &h->rst_at, RESET_BURST, RESET_RATE))
+        if (!h2msg_bucket_take(&h->resets, px_loop->now, RESET_BURST, RESET_RATE))
             goaway(h, NGHTTP2_ENHANCE_YOUR_CALM, "too many stream resets (rapid reset)");
         break;
     case NGHTTP2_PRIORITY:
     case NGHTTP2_PING:
     case NGHTTP2_SETTINGS:
         if (!(f->hd.flags & NGHTTP2_FLAG_ACK) &&
-            !bucket_take(&h->empty_tokens, &h->empty_at, EMPTY_BURST, EMPTY_RATE))
+            !h2msg_bucket_take(&h->empties, px_loop->now, EMPTY_BURST, EMPTY_RATE))
             goaway(h, NGHTTP2_ENHANCE_YOUR_CALM, "too many control frames");
         break;
     case NGHTTP2_WINDOW_UPDATE:
@@ -970,6 +790,7 @@ int h2_start(struct client *c)
     struct h2c *h = xcalloc(1, sizeof *h);
     h->c = c;
     h->idle_since = px_loop->now;
+    h->hd.limit = px_req_limits.max_head + 1024;
     timer_init(&h->timer, on_conn_timer);
     if (nghttp2_session_server_new2(&h->ng, callbacks, h, options)) {
         free(h);
@@ -1156,7 +977,7 @@ void h2_conn_close(struct client *c)
     h->ready = NULL;
     nghttp2_session_del(h->ng);
     h->ng = NULL;
-    hdr_release(&h->hd);
+    h2msg_req_release(&h->hd);
     free(h->out);
     loop_timer_stop(px_loop, &h->timer);
     c->h2 = NULL;
@@ -1234,41 +1055,17 @@ static int submit_head(struct h2s *st, const struct http_msg *m, const struct ht
                        bool final, bool body)
 {
     static char text[BUF_LARGE + 1024];
+    static struct h2msg_field hf[HTTP_MAX_FIELDS_CAP + 4];
     static nghttp2_nv nv[HTTP_MAX_FIELDS_CAP + 4];
     struct fwd_resp fr = {.m = m, .info = info};
     int n = fwd_response_head(text, sizeof text, &fr);
     if (n < 0)
         return -1;
     char status[4];
-    snprintf(status, sizeof status, "%03d", m->status);
-    size_t k = 0;
-    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    char *p = memchr(text, '\n', (size_t)n);   /* past the status line */
-    char *end = text + n;
-    while (p && ++p < end && k < sizeof nv / sizeof nv[0]) {
-        char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol || eol == p + 1)
-            break;   /* the empty line */
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon)
-            break;
-        size_t nl = (size_t)(colon - p);
-        char *v = colon + 1;
-        while (v < eol && (*v == ' ' || *v == '\t'))
-            v++;
-        char *ve = eol - 1;   /* the CR */
-        for (size_t i = 0; i < nl; i++)
-            p[i] = (char)tolower((unsigned char)p[i]);
-        bool drop = (nl == 10 && !memcmp(p, "connection", 10)) ||
-                    (nl == 10 && !memcmp(p, "keep-alive", 10)) ||
-                    (nl == 16 && !memcmp(p, "proxy-connection", 16)) ||
-                    (nl == 17 && !memcmp(p, "transfer-encoding", 17)) ||
-                    (nl == 7 && !memcmp(p, "upgrade", 7));
-        if (!drop)
-            nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nl, (size_t)(ve - v),
-                                   NGHTTP2_NV_FLAG_NONE};
-        p = eol;
-    }
+    size_t k = h2msg_resp_fields(text, (size_t)n, m->status, status, hf, sizeof hf / sizeof hf[0]);
+    for (size_t i = 0; i < k; i++)
+        nv[i] = (nghttp2_nv){(uint8_t *)hf[i].name, (uint8_t *)hf[i].value, hf[i].name_len,
+                             hf[i].value_len, NGHTTP2_NV_FLAG_NONE};
     struct h2c *h = st->h;
     int r;
     if (!final) {

@@ -1,0 +1,207 @@
+/* h2msg.c -- HTTP/2 messages as HTTP/1.1 heads and back (see h2msg.h). */
+#include "h2msg.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+void h2msg_req_release(struct h2msg_req *r)
+{
+    buf_release(&r->lines);
+    buf_release(&r->vals);
+    uint32_t limit = r->limit;
+    *r = (struct h2msg_req){.limit = limit};
+}
+
+static uint32_t limit_of(const struct h2msg_req *r)
+{
+    return r->limit && r->limit < BUF_LARGE ? r->limit : BUF_LARGE;
+}
+
+/* Appends n bytes to b, unless the block would outgrow its limit. */
+static bool put(struct h2msg_req *r, struct buf *b, const void *p, size_t n)
+{
+    if (r->over || buf_len(&r->lines) + buf_len(&r->vals) + n > limit_of(r)) {
+        r->over = true;
+        return false;
+    }
+    buf_reserve(b, buf_len(b) + n > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
+    memcpy(buf_tail(b), p, n);
+    b->end += (uint32_t)n;
+    return true;
+}
+
+static bool is(const char *name, size_t nl, const char *lit)
+{
+    return nl == strlen(lit) && memcmp(name, lit, nl) == 0;
+}
+
+void h2msg_req_field(struct h2msg_req *r, const char *name, size_t nl, const char *value,
+                     size_t vl)
+{
+    if (nl && name[0] == ':') {
+        uint32_t *off = NULL, *len = NULL;
+        if (is(name, nl, ":method")) {
+            off = &r->method_off;
+            len = &r->method_len;
+        } else if (is(name, nl, ":path")) {
+            off = &r->path_off;
+            len = &r->path_len;
+        } else if (is(name, nl, ":authority")) {
+            off = &r->auth_off;
+            len = &r->auth_len;
+        }
+        if (!off)
+            return;   /* :scheme: the listener says it (X-Forwarded-Proto) */
+        uint32_t at = r->vals.end;
+        if (put(r, &r->vals, value, vl)) {
+            *off = at;
+            *len = (uint32_t)vl;
+        }
+        r->cookie_off = r->vals.end;   /* (cookies come after: pseudo-fields are first) */
+        return;
+    }
+    if (is(name, nl, "cookie")) {
+        if (r->cookie_len && put(r, &r->vals, "; ", 2))
+            r->cookie_len += 2;
+        if (put(r, &r->vals, value, vl))
+            r->cookie_len += (uint32_t)vl;
+        return;
+    }
+    if ((is(name, nl, "host") && r->auth_len) || is(name, nl, "te"))
+        return;   /* :authority wins; te (only "trailers" passes nghttp2) is hop-by-hop */
+    if (is(name, nl, "content-length"))
+        r->has_length = true;
+    if (put(r, &r->lines, name, nl) && put(r, &r->lines, ": ", 2) &&
+        put(r, &r->lines, value, vl))
+        put(r, &r->lines, "\r\n", 2);
+}
+
+bool h2msg_req_is_connect(const struct h2msg_req *r)
+{
+    return r->method_len == 7 && memcmp(r->vals.data + r->method_off, "CONNECT", 7) == 0;
+}
+
+size_t h2msg_req_size(const struct h2msg_req *r)
+{
+    return buf_len(&r->lines) + buf_len(&r->vals) + 96;
+}
+
+struct out {
+    char *p;
+    size_t n, cap;
+};
+
+static void out(struct out *o, const void *p, size_t n)
+{
+    if (o->n + n <= o->cap)
+        memcpy(o->p + o->n, p, n);
+    o->n += n;
+}
+
+#define OUTS(o, lit) out((o), (lit), sizeof(lit) - 1)
+
+int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *dst, size_t cap,
+                   bool *chunked)
+{
+    struct out o = {dst, 0, cap};
+    const char *v = r->vals.data;
+    *chunked = false;
+    if (r->over)
+        return -1;
+    out(&o, v + r->method_off, r->method_len);
+    OUTS(&o, " ");
+    out(&o, v + r->path_off, r->path_len);
+    OUTS(&o, " HTTP/1.1\r\n");
+    if (r->auth_len) {
+        OUTS(&o, "host: ");
+        out(&o, v + r->auth_off, r->auth_len);
+        OUTS(&o, "\r\n");
+    }
+    out(&o, buf_head(&r->lines), buf_len(&r->lines));
+    if (r->cookie_len) {
+        OUTS(&o, "cookie: ");
+        out(&o, v + r->cookie_off, r->cookie_len);
+        OUTS(&o, "\r\n");
+    }
+    if (!r->has_length) {
+        const char *m = v + r->method_off;
+        size_t ml = r->method_len;
+        if (body_follows) {
+            OUTS(&o, "transfer-encoding: chunked\r\n");
+            *chunked = true;
+        } else if (is(m, ml, "POST") || is(m, ml, "PUT") || is(m, ml, "PATCH")) {
+            OUTS(&o, "content-length: 0\r\n");
+        }
+    }
+    OUTS(&o, "\r\n");
+    return o.n <= cap ? (int)o.n : -1;
+}
+
+size_t h2msg_resp_fields(char *text, size_t len, int status_code, char status[4],
+                         struct h2msg_field *f, size_t max)
+{
+    size_t k = 0;
+    snprintf(status, 4, "%03d", status_code % 1000);
+    if (max)
+        f[k++] = (struct h2msg_field){":status", status, 7, 3};
+    char *end = text + len;
+    char *p = memchr(text, '\n', len);   /* past the status line */
+    while (p && ++p < end && k < max) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol || eol == p + 1)
+            break;   /* the empty line */
+        char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon)
+            break;
+        size_t nl = (size_t)(colon - p);
+        char *v = colon + 1, *ve = eol > v && eol[-1] == '\r' ? eol - 1 : eol;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        for (size_t i = 0; i < nl; i++)
+            p[i] = (char)tolower((unsigned char)p[i]);
+        if (!is(p, nl, "connection") && !is(p, nl, "keep-alive") &&
+            !is(p, nl, "proxy-connection") && !is(p, nl, "transfer-encoding") &&
+            !is(p, nl, "upgrade"))
+            f[k++] = (struct h2msg_field){p, v, nl, (size_t)(ve - v)};
+        p = eol;
+    }
+    return k;
+}
+
+bool h2msg_bucket_take(struct h2msg_bucket *b, uint64_t now, uint32_t burst, uint32_t rate)
+{
+    if (!b->at) {
+        b->at = now ? now : 1;
+        b->tokens = burst;
+    }
+    uint64_t add = now > b->at ? (now - b->at) * rate / 1000000000u : 0;
+    if (add) {
+        b->tokens = b->tokens + add > burst ? burst : (uint32_t)(b->tokens + add);
+        b->at = now;
+    }
+    if (!b->tokens)
+        return false;
+    b->tokens--;
+    return true;
+}
+
+static uint64_t *bit_word(struct h2msg_ids *ids, uint32_t idx)
+{
+    return &ids->bits[(idx & 511) >> 6];
+}
+
+bool h2msg_id_unexpected(struct h2msg_ids *ids, int32_t id)
+{
+    uint32_t idx = ((uint32_t)id >> 1) + 1;
+    if (idx > ids->max_idx) {
+        for (uint32_t i = ids->max_idx + 1; i < idx && i <= ids->max_idx + 512; i++)
+            *bit_word(ids, i) &= ~(1ull << (i & 63));
+        ids->max_idx = idx;
+        *bit_word(ids, idx) |= 1ull << (idx & 63);
+        return false;
+    }
+    if (ids->max_idx - idx >= 512)
+        return false;
+    return !(*bit_word(ids, idx) & (1ull << (idx & 63)));
+}

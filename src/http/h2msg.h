@@ -1,0 +1,96 @@
+/* h2msg.h -- HTTP/2 messages as HTTP/1.1 heads and back, and the connection
+ * rules of RFC 9113 that need no I/O: pure functions, unit-tested.
+ *
+ * hourglass parses every request head with its own HTTP/1.1 parser, whatever
+ * the client spoke: an HTTP/2 request's header list (already HPACK-decoded
+ * and checked by nghttp2: lower-case names, no connection-specific field,
+ * pseudo-fields first) is gathered here field by field, then written as an
+ * HTTP/1.1 head:
+ *
+ *   :method :path HTTP/1.1      (the request line)
+ *   host: :authority            (when given; a host field then is dropped,
+ *                                RFC 9113 8.3.1)
+ *   fields as received          (te dropped: hop-by-hop)
+ *   cookie: a; b                (the cookie fields joined, RFC 9113 8.2.3)
+ *   transfer-encoding: chunked  (a body comes without content-length)
+ *   content-length: 0           (POST, PUT or PATCH without a body)
+ *
+ * so routing, the limits, the refusals and the upstream head are those of
+ * HTTP/1.1. The other way, the HTTP/1.1 response head fwd_response_head
+ * writes becomes HTTP/2 fields. */
+#ifndef HG_H2MSG_H
+#define HG_H2MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* A request header block as it is received. All-zero is an empty one. */
+struct h2msg_req {
+    struct buf lines;   /* regular fields, "name: value\r\n" each */
+    struct buf vals;    /* the pseudo-field values, then the cookie values
+                           joined with "; " (pseudo-fields come first) */
+    uint32_t method_off, method_len, path_off, path_len, auth_off, auth_len;
+    uint32_t cookie_off, cookie_len;
+    uint32_t limit;     /* bytes the head may take; 0: BUF_LARGE */
+    bool over;          /* over the limit: what follows is not kept */
+    bool has_length;    /* a content-length field */
+};
+
+/* Empties r for the next block (its buffers are given back). */
+void h2msg_req_release(struct h2msg_req *r);
+
+/* Adds one field of the block. */
+void h2msg_req_field(struct h2msg_req *r, const char *name, size_t nl, const char *value,
+                     size_t vl);
+
+bool h2msg_req_is_connect(const struct h2msg_req *r);
+
+/* The HTTP/1.1 head's size, an upper bound: what to reserve. */
+size_t h2msg_req_size(const struct h2msg_req *r);
+
+/* Writes the request as an HTTP/1.1 head into out[0..cap); body_follows:
+ * the HEADERS frame had no END_STREAM. *chunked is set when the body goes
+ * chunked. Returns the length, or -1 when it does not fit (or the block was
+ * over the limit). */
+int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *out, size_t cap,
+                   bool *chunked);
+
+/* One HTTP/2 field pointing into the text it came from. */
+struct h2msg_field {
+    const char *name, *value;
+    size_t name_len, value_len;
+};
+
+/* Turns an HTTP/1.1 response head (the status line, field lines, the empty
+ * line) into HTTP/2 fields: `:status` first (its 3 digits written into
+ * status), then each field with its name lower-cased in place, leaving out
+ * connection-specific ones (connection, keep-alive, proxy-connection,
+ * transfer-encoding, upgrade). Returns the count, at most max. */
+size_t h2msg_resp_fields(char *text, size_t len, int status_code, char status[4],
+                         struct h2msg_field *f, size_t max);
+
+/* A token bucket: burst tokens, refilled at rate per second; now in ns.
+ * All-zero is a full one. Returns false when it is empty. */
+struct h2msg_bucket {
+    uint64_t at;
+    uint32_t tokens;
+};
+bool h2msg_bucket_take(struct h2msg_bucket *b, uint64_t now, uint32_t burst, uint32_t rate);
+
+/* The client stream ids a connection opened (RFC 9113 5.1.1: they only
+ * grow). All-zero: none yet. */
+struct h2msg_ids {
+    uint64_t bits[8];    /* the last 512 odd ids below the highest, a ring */
+    uint32_t max_idx;    /* the highest, as (id >> 1) + 1; 0 none */
+};
+
+/* For a HEADERS frame on stream id: records a new id (above the highest)
+ * and returns false; returns true for an id below the highest that was
+ * never opened (a connection error), false for one that was (trailers, or a
+ * closed stream: nghttp2's business) or one too old to know. */
+bool h2msg_id_unexpected(struct h2msg_ids *ids, int32_t id);
+
+#endif
