@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""hourglass benchmark: CPU per request against nginx, HAProxy and a byte-relay floor.
+"""hourglass benchmark: CPU per request against nginx, HAProxy, h2o (HTTP/2 rows) and a byte-relay floor.
 
 Started by bench/run.sh (which checks the tools, builds the floor and raises the
 open-file limit). Everything listens on 127.0.0.1, ports 18000-18099.
@@ -39,6 +39,10 @@ PROXIES = ["floor", "hourglass", "nginx", "haproxy"]
 # (right after hourglass) only then, so that without it nothing changes.
 BASE = "hg-base"
 BASE_PORT = 18014
+# The HTTP/2 rows (H2_SCEN) have a third peer, h2o; main() adds it to PORTS and
+# PROXIES (last) only when one of them runs, so that without them nothing changes.
+H2O = "h2o"
+H2O_PORT = 18015
 BASELINE = None        # the --baseline binary
 SMALL_BODY = ("hourglass-bench " * 7)[:99] + "\n"          # 100 bytes
 MiB = 1 << 20
@@ -54,6 +58,10 @@ SCENARIOS = [
                              "floor not run (no TLS)"),
     ("tls-handshake", "wrk", "100 B responses, a new TLS connection (full handshake) per request (64 at once); "
                              "floor not run (no TLS)"),
+    ("h2c-small", "h2load", "100 B responses, HTTP/2 with prior knowledge over cleartext (h2c), "
+                            "64 connections x 10 streams; floor not run"),
+    ("h2-tls-small", "h2load", "100 B responses, HTTP/2 over TLS 1.3 (ALPN h2), 64 connections x 10 streams; "
+                               "floor not run"),
     ("resp-1m", "wrk", "1 MiB responses, keep-alive, 16 connections"),
     ("resp-64m", "wrk", "64 MiB responses, keep-alive, 4 connections"),
     ("upload-16m", "upload", "16 MiB chunked uploads (64 KiB chunks), 4 connections"),
@@ -63,8 +71,22 @@ SCENARIOS = [
 PER_GIB = {"resp-1m", "resp-64m", "upload-16m"}
 # client -> proxy over TLS; the floor is a byte relay without TLS and does not run them
 TLS_SCEN = {"tls-keepalive", "tls-handshake"}
+# HTTP/2 to the client (h2load), upstream HTTP/1.1 keep-alive; the only rows h2o runs
+H2_SCEN = {"h2c-small", "h2-tls-small"}
+H2_TLS = {"h2-tls-small"}
+H2_CONNS, H2_STREAMS = 64, 10         # h2load -c, -m
+# h2-tls-small: h2load offers this one TLS 1.3 suite, so that every proxy runs the
+# same cipher (the one all of them negotiate with wrk in the tls-* rows); left
+# to itself h2load prefers AES-128-GCM, which a server may or may not honour
+H2_TLS13_CIPHER = "TLS_AES_256_GCM_SHA384"
+# nginx's upstream keepalive (idle connections it keeps): 64 in the HTTP/1 rows
+# (as many as wrk's connections); in the HTTP/2 rows 640 requests are in flight
+# at once, each on its own HTTP/1.1 upstream connection, and with 64 nginx would
+# close the rest after each response and reconnect. hourglass, HAProxy and h2o
+# keep every idle one by default.
+H2_NGINX_KEEPALIVE = 1024
 # scenarios the floor does not run (the timer: it has no timeouts)
-NO_FLOOR = {"timer"} | TLS_SCEN
+NO_FLOOR = {"timer"} | TLS_SCEN | H2_SCEN
 TLS = None             # {"cert", "key", "pem", "shim"} once make_tls() has run
 
 # ----------------------------------------------------------------------------
@@ -116,11 +138,13 @@ def port_free(port):
         s.close()
 
 
-def wait_port(port, proc, what, timeout=10.0):
+def wait_port(port, proc, what, timeout=10.0, logs=None):
+    """logs: the files to quote if proc exits (default: every log of the run)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("%s exited with status %s:\n%s" % (what, proc.returncode, log_tail()))
+            raise RuntimeError("%s exited with status %s:\n%s" % (
+                what, proc.returncode, log_tail(logs) if logs else log_tail()))
         try:
             socket.create_connection((LOOP, port), 0.5).close()
             return
@@ -129,18 +153,19 @@ def wait_port(port, proc, what, timeout=10.0):
     raise RuntimeError("%s did not listen on %d" % (what, port))
 
 
-def log_tail():
+def log_tail(paths=None):
+    """The end of each log file: those given, or every *.log under TMP."""
+    if paths is None:
+        paths = [os.path.join(root, f) for root, _, files in os.walk(TMP) for f in files if f.endswith(".log")]
     out = []
-    for root, _, files in os.walk(TMP):
-        for f in files:
-            if f.endswith(".log"):
-                try:
-                    with open(os.path.join(root, f), errors="replace") as fh:
-                        t = fh.read()[-1500:].strip()
-                except OSError:
-                    continue
-                if t:
-                    out.append("--- %s\n%s" % (os.path.join(root, f), t))
+    for path in paths:
+        try:
+            with open(path, errors="replace") as fh:
+                t = fh.read()[-1500:].strip()
+        except OSError:
+            continue
+        if t:
+            out.append("--- %s\n%s" % (path, t))
     return "\n".join(out)
 
 
@@ -251,7 +276,10 @@ http {
     return path
 
 
-def write_nginx_proxy(prefix, port, upstream, read_timeout, tls=None):
+def write_nginx_proxy(prefix, port, upstream, read_timeout, tls=None, h2=False):
+    """h2: HTTP/2 to the client, `http2` on the listen line (nginx 1.22; the
+    `http2 on;` directive is 1.25.1+): with ssl, ALPN h2 (and http/1.1); without,
+    h2c with prior knowledge only. Upstream stays HTTP/1.1 keep-alive."""
     os.makedirs(prefix, exist_ok=True)
     ssl = ""
     if tls:
@@ -273,7 +301,7 @@ http {
     client_max_body_size 0;
     upstream origin {
         server %(addr)s:%(up)d;
-        keepalive 64;
+        keepalive %(ka)d;
         keepalive_requests 100000000;
         keepalive_timeout 30s;
     }
@@ -295,7 +323,8 @@ http {
     }
 }
 """ % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port,
-       "rt": read_timeout, "ssl_listen": " ssl" if tls else "", "ssl": ssl}
+       "rt": read_timeout, "ssl_listen": (" ssl" if tls else "") + (" http2" if h2 else ""), "ssl": ssl,
+       "ka": H2_NGINX_KEEPALIVE if h2 else 64}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
         f.write(conf)
@@ -312,7 +341,9 @@ def write_hourglass_tls(prefix, port, tls):
     return path
 
 
-def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None):
+def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None, h2=False):
+    """h2: HTTP/2 to the client: `proto h2` on a plain bind (h2c, prior
+    knowledge), `alpn h2,http/1.1` on a TLS one. Upstream stays HTTP/1.1."""
     os.makedirs(prefix, exist_ok=True)
     # HAProxy refuses to start if 2 * maxconn (+ a few) exceeds the open-file hard limit
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -339,20 +370,58 @@ backend be
 """ % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream,
        # HAProxy wants the certificate and its key in one PEM file; session
        # tickets and its shared session cache are on by default
-       "ssl": " ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else ""}
+       "ssl": (" ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else "") +
+              ((" alpn h2,http/1.1" if tls else " proto h2") if h2 else "")}
     path = prefix + "/haproxy.cfg"
     with open(path, "w") as f:
         f.write(conf)
     return path
 
 
-class Proxy:
-    """One proxy under test; .pid is the process whose CPU and RSS we read."""
+def write_h2o(prefix, port, upstream, read_timeout, maxconn, tls=None):
+    """h2o (HTTP/2 rows only): one thread, one listener (h2c with prior
+    knowledge on a plain one, ALPN h2 with TLS), proxy.reverse.url to the origin
+    with upstream keep-alive. h2o 2.2 has no separate connect timeout: its
+    proxy.timeout.io covers connect, read and write."""
+    os.makedirs(prefix, exist_ok=True)
+    ssl = ""
+    if tls:
+        # its defaults kept: session cache + tickets (ssl-session-resumption);
+        # no OCSP fetcher (a self-signed certificate names no responder)
+        ssl = ("\n  ssl:\n    certificate-file: %(cert)s\n    key-file: %(key)s\n"
+               "    minimum-version: TLSv1.2\n    ocsp-update-interval: 0" % tls)
+    conf = """%(user)snum-threads: 1
+max-connections: %(mc)d
+error-log: %(p)s/error.log
+http1-request-timeout: 10
+http2-idle-timeout: 60
+proxy.timeout.io: %(rt)d
+proxy.timeout.keepalive: 30000
+listen:
+  host: %(addr)s
+  port: %(port)d%(ssl)s
+hosts:
+  default:
+    paths:
+      "/":
+        proxy.reverse.url: http://%(addr)s:%(up)d/
+""" % {"user": "user: root\n" if os.geteuid() == 0 else "", "mc": maxconn, "p": prefix,
+       "rt": int(parse_dur(read_timeout)), "addr": LOOP, "port": port, "ssl": ssl, "up": upstream}
+    path = prefix + "/h2o.yaml"
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
 
-    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None):
+
+class Proxy:
+    """One proxy under test; .pid is the process whose CPU and RSS we read
+    (.pids: those whose CPU counts, see cpu())."""
+
+    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None, h2=False):
         self.name, self.port, self.tls = name, PORTS[name], tls
-        d = "%s/%s-%s%d" % (TMP, name, "tls-" if tls else "", upstream)
+        d = "%s/%s-%s%s%d" % (TMP, name, "h2-" if h2 else "", "tls-" if tls else "", upstream)
         log = d + ".log"
+        self.logs = [log, d + "/error.log"]       # its output; nginx's and h2o's error logs
         os.makedirs(d, exist_ok=True)
         if name == "floor":
             if tls:
@@ -375,14 +444,28 @@ class Proxy:
                     "--single-process"]
         elif name == "nginx":
             argv = ["/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx",
-                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout, tls),
+                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout, tls, h2),
                     "-e", d + "/error.log"]
-        else:
+        elif name == "haproxy":
             argv = ["/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy",
-                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn, tls)]
+                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn, tls, h2)]
+        elif name == H2O:
+            if not h2:
+                raise RuntimeError("h2o runs the HTTP/2 rows only")
+            argv = [shutil.which("h2o") or "/usr/bin/h2o", "-c", write_h2o(d, self.port, upstream, read_timeout,
+                                                                            maxconn, tls)]
+        else:
+            raise RuntimeError("unknown proxy %r" % name)
         self.proc = spawn(argv, cpu=CPU_PROXY, log=log)
-        wait_port(self.port, self.proc, name)
+        try:
+            self.started(name)
+        except BaseException:
+            self.close()                          # not left running (the HTTP/2 rows go on without it)
+            raise
+
+    def started(self, name):
         self.pid = self.proc.pid
+        wait_port(self.port, self.proc, name, logs=self.logs)
         if name == "nginx":                       # measure the worker, not the master
             end = time.monotonic() + 5
             kids = []
@@ -394,6 +477,30 @@ class Proxy:
             self.pid = kids[0]
             with open(os.path.join(TMP, "pids"), "a") as f:
                 f.write("%d\n" % self.pid)
+        self.pids = [self.pid]
+        if name == H2O:
+            # h2o forks helpers at start (pinned with it, as taskset's mask is
+            # inherited): neverbleed, which holds the private key and does the
+            # handshake's signatures, and a crash-report script that sleeps.
+            # Their CPU is the proxy's too.
+            time.sleep(0.2)
+            self.pids += children_of(self.pid)
+            with open(os.path.join(TMP, "pids"), "a") as f:
+                f.write("".join("%d\n" % x for x in self.pids[1:]))
+
+    def last_log_line(self):
+        lines = [ln for ln in log_tail(self.logs).splitlines() if ln.strip() and not ln.startswith("--- ")]
+        return lines[-1].strip() if lines else ""
+
+    def cpu(self):
+        """CPU seconds so far: the measured process (plus h2o's helpers)."""
+        t = cpu_ticks(self.pid)
+        for pid in self.pids[1:]:
+            try:
+                t += cpu_ticks(pid)
+            except OSError:
+                pass
+        return t / HZ
 
     def close(self):
         stop(self.proc, signal.SIGTERM)
@@ -449,6 +556,79 @@ def run_wrk(port, path, conns, secs, close=False, tls=False):
     r["errors"] = sum(int(x) for x in m.groups()) if m else 0
     r["errdetail"] = m.group(0) if m else ""
     return r
+
+
+def run_h2load(port, path, secs, tls, conns=H2_CONNS, streams=H2_STREAMS, n=None, timeout=None):
+    """h2load (nghttp2): HTTP/2 with prior knowledge on http:// (h2c), ALPN h2
+    only on https:// (a server that does not select h2 fails rather than being
+    measured on HTTP/1.1). One thread, `conns` connections x `streams` streams,
+    for `secs` seconds (-D), or n requests in all if n is given. TLS: h2load's
+    defaults (session handling included) but for the one TLS 1.3 suite."""
+    argv = ["h2load", "-t1", "-c%d" % conns, "-m%d" % streams]
+    argv += ["-n%d" % n] if n else ["-D%d" % secs]
+    if tls:
+        argv += ["--npn-list=h2", "--tls13-ciphers=" + H2_TLS13_CIPHER]
+    argv.append("%s://%s:%d%s" % ("https" if tls else "http", LOOP, port, path))
+    if CPU_LOAD is not None:
+        argv = ["taskset", "-c", str(CPU_LOAD)] + argv
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout or secs + 60)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("h2load did not finish within %d s" % (timeout or secs + 60))
+    out = p.stdout
+    r = {"raw": out}
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out, re.M)
+    if not m:
+        raise RuntimeError("cannot parse h2load output (exit status %d):\n%s%s" % (
+            p.returncode, out[-2000:], p.stderr[-2000:]))
+    r["total"], r["started"], r["done"], r["requests"], r["failed"], r["errored"], r["timeout"] = (
+        int(x) for x in m.groups())
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    r["codes"] = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
+    r["non2xx"] = sum(r["codes"][1:])
+    m = re.search(r"^traffic: \S+ \((\d+)\) total", out, re.M)
+    r["bytes"] = int(m.group(1)) if m else 0
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    r["min"], r["max"], r["mean"], r["sd"] = (parse_dur(x) for x in m.groups()) if m else (float("nan"),) * 4
+    r["p50"] = r["p99"] = float("nan")                         # h2load gives no percentiles
+    m = re.search(r"^Application protocol: (\S+)", out, re.M)
+    r["proto"] = m.group(1) if m else "none"
+    for k, pat in (("version", r"^TLS Protocol: (\S+)"), ("cipher", r"^Cipher: (\S+)"),
+                   ("group", r"^Server Temp Key: (\S+)")):
+        m = re.search(pat, out, re.M)
+        r[k] = m.group(1) if m else "?"
+    # "failed" counts every request that did not succeed: errored (reset,
+    # closed, refused), timed out and non-2xx/3xx answers alike
+    r["errors"] = r["failed"]
+    r["errlabel"] = "failed"
+    r["errdetail"] = "h2load: %d failed, %d errored, %d timeout" % (r["failed"], r["errored"], r["timeout"])
+    r["stderr"] = p.stderr.strip()
+    return r
+
+
+def h2_probe(port, tls):
+    """A few requests over one HTTP/2 connection before measuring: the
+    protocol h2load ended up with, TLS version/cipher/group, and whether they
+    all succeeded. Returns (info, None) or (info, why it is not usable)."""
+    try:
+        r = run_h2load(port, "/small", 0, tls, conns=1, streams=H2_STREAMS, n=H2_STREAMS, timeout=15)
+    except RuntimeError as e:
+        return {}, str(e).splitlines()[0]
+    want = "h2" if tls else "h2c"
+    if r["proto"] != want:
+        err = (r["stderr"].splitlines() or [""])[-1]
+        return r, "no HTTP/2: h2load negotiated %s, expected %s%s" % (
+            "no protocol" if r["proto"] == "none" else r["proto"], want, " (%s)" % err if err else "")
+    if r["requests"] != H2_STREAMS or r["codes"][0] != H2_STREAMS:
+        return r, "%s: %d of %d requests answered 2xx (h2load: %d failed, %d errored, %d timeout; " \
+                  "2xx/3xx/4xx/5xx %s)" % (want, r["codes"][0], H2_STREAMS, r["failed"], r["errored"], r["timeout"],
+                                           "/".join(str(x) for x in r["codes"]))
+    if tls and r["version"] != "TLSv1.3":
+        return r, "expected TLSv1.3, got %s" % r["version"]
+    return r, None
 
 
 AB_CONC = 50           # small-ab-k: ab -c
@@ -793,9 +973,10 @@ def helper(argv, cpu=None, **kw):
 # ----------------------------------------------------------------------------
 # the benchmark
 
-def order_for(rnd):
-    k = rnd % len(PROXIES)
-    o = PROXIES[k:] + PROXIES[:k]
+def order_for(rnd, u):
+    """Round rnd's order: a rotation of the proxies u, reversed every other round."""
+    k = rnd % len(u)
+    o = u[k:] + u[:k]
     return list(reversed(o)) if rnd % 2 else o
 
 
@@ -804,15 +985,22 @@ class Bench:
         self.a = a
         self.results = {}          # (scenario, proxy) -> list of run dicts
         self.tls_info = {}         # (scenario, proxy) -> what tls_probe() found
+        self.h2_info = {}          # (scenario, proxy) -> what h2_probe() found
+        self.failed = {}           # (scenario, proxy) -> why that cell has no figure (HTTP/2 rows)
         self.step = 0
         self.total = 0
 
     def proxies_for(self, s):
-        """The proxies a scenario runs: those selected, less the floor where it cannot take part."""
-        return [p for p in PROXIES if p in self.a.proxies and not (p == "floor" and s in NO_FLOOR)]
+        """The proxies a scenario runs: those selected, less the floor where it cannot take
+        part, and h2o except in the HTTP/2 rows."""
+        return [p for p in PROXIES if p in self.a.proxies and not (p == "floor" and s in NO_FLOOR)
+                and (p != H2O or s in H2_SCEN)]
 
     def order(self, rnd, s):
-        return [p for p in order_for(rnd) if p in self.proxies_for(s)]
+        # rotated over the proxies of the scenario's kind: the HTTP/1 rows as
+        # before h2o was added (the floor too, dropped after where it does not run)
+        u = [p for p in PROXIES if (p != "floor" if s in H2_SCEN else p != H2O)]
+        return [p for p in order_for(rnd, u) if p in self.proxies_for(s)]
 
     def progress(self, rnd, proxy, scen, extra=""):
         self.step += 1
@@ -888,6 +1076,74 @@ class Bench:
                 time.sleep(0.2)                                # let it finish closing
                 r["cpu"] = (cpu_ticks(pid) - c0) / HZ
                 self.record(s, p, r)
+
+    def scen_h2load(self, s):
+        """The HTTP/2 rows. Unlike the others, a proxy that cannot do the row
+        (it does not start, does not speak HTTP/2 on that listener, or fails
+        during a run) does not stop the benchmark: its cell is marked failed
+        with the reason, and the other proxies go on."""
+        a = self.a
+        tls = s in H2_TLS
+        fl = {}
+
+        def fail(p, why):
+            if p in fl and fl[p].last_log_line():
+                why += "; its log ends: " + fl[p].last_log_line()
+            self.failed[(s, p)] = why
+            self.results.pop((s, p), None)                     # no figure from a part of the rounds
+            print("   %-9s !! FAILED: %s -- no figure for it in %s; the others go on" % (p, why, s), flush=True)
+            if p in fl:
+                fl.pop(p).close()
+
+        try:
+            for p in self.proxies_for(s):
+                try:
+                    fl[p] = Proxy(p, PORTS["origin"], tls=TLS if tls else None, h2=True)
+                except (RuntimeError, OSError) as e:
+                    ls = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("--- ")]
+                    fail(p, "did not start: %s" % " | ".join(ls[:1] + ls[1:][-3:]))
+                    continue
+                i, why = h2_probe(fl[p].port, tls)
+                if i:
+                    self.h2_info[(s, p)] = i
+                    print("   %-9s protocol %s%s, %d/%d answered 2xx" % (
+                        p, i["proto"], " (%s %s, %s)" % (i["version"], i["cipher"], i["group"]) if tls else "",
+                        i["codes"][0], H2_STREAMS), flush=True)
+                if why:
+                    fail(p, why)
+            for p in list(fl):                                 # warm-up, not measured
+                try:
+                    r = run_h2load(fl[p].port, "/small", a.warmup, tls)
+                    if not r["requests"]:
+                        fail(p, "warm-up: no request succeeded (%s)" % r["errdetail"])
+                except RuntimeError as e:
+                    fail(p, "warm-up: %s" % str(e).splitlines()[0])
+            for rnd in range(a.rounds):
+                for p in self.order(rnd, s):
+                    self.progress(rnd, p, s)
+                    if p not in fl:
+                        print(" !! skipped: %s failed in %s (reason above)" % (p, s), flush=True)
+                        continue
+                    x = fl[p]
+                    try:
+                        c0 = x.cpu()
+                        r = run_h2load(x.port, "/small", a.duration, tls)
+                        time.sleep(0.2)                        # let it finish closing
+                        if x.proc.poll() is not None:
+                            raise RuntimeError("exited during the run (status %s)" % x.proc.returncode)
+                        r["cpu"] = x.cpu() - c0
+                    except (RuntimeError, OSError) as e:
+                        print(" !! FAILED", flush=True)
+                        fail(p, "round %d: %s" % (rnd + 1, str(e).splitlines()[0]))
+                        continue
+                    if not r["requests"]:
+                        print(" !! FAILED", flush=True)
+                        fail(p, "round %d: no request succeeded (%s)" % (rnd + 1, r["errdetail"]))
+                        continue
+                    self.record(s, p, r)
+        finally:
+            for x in fl.values():
+                x.close()
 
     def scen_ab(self, s):
         """ab -k: a fixed number of requests (--ab-requests), AB_CONC at a time."""
@@ -1088,10 +1344,61 @@ def report_ab(R, a, metric):
     return "\n".join(out)
 
 
+def report_h2(b, h2_s, peers):
+    """Under the CPU table: what the HTTP/2 rows are, what each proxy negotiated,
+    and why a cell has no figure."""
+    out = ["h2c-small, h2-tls-small: h2load (nghttp2), one thread, %d connections x %d concurrent streams, "
+           "GET /small (the same 100 B responses as the other small rows); HTTP/2 from the client to the proxy "
+           "(h2c: cleartext with prior knowledge; h2-tls: TLS 1.3 with ALPN h2 only, suite %s, h2load's session "
+           "handling), HTTP/1.1 keep-alive from the proxy to the origin. CPU per request = / requests h2load "
+           "counted as succeeded. The floor speaks no HTTP/2: not run (-). hg/best = hourglass / the lowest "
+           "of %s on the row (the issue's goal: at most 0.8). h2o: its main process and the helpers it forks "
+           "(neverbleed, which does the TLS private-key operations). Protocol each proxy answered with "
+           "(a probe of %d requests before the runs):\n" % (
+               H2_CONNS, H2_STREAMS, H2_TLS13_CIPHER, ", ".join(peers), H2_STREAMS)]
+    for s in h2_s:
+        for p in PROXIES:
+            i = b.h2_info.get((s, p))
+            if i:
+                out.append("- %s, %s: protocol %s%s, %d/%d answered 2xx" % (
+                    s, p, i["proto"], " (%s %s, %s)" % (i["version"], i["cipher"], i["group"]) if s in H2_TLS else "",
+                    i["codes"][0], H2_STREAMS))
+    fails = [(s, p) for s in h2_s for p in PROXIES if (s, p) in b.failed]
+    if fails:
+        out.append("\n!! Cells marked failed have no figure (and no ratio); the other proxies ran as usual:\n")
+        for s, p in fails:
+            out.append("- %s, %s: %s" % (s, p, b.failed[(s, p)]))
+    out.append("")
+    return "\n".join(out)
+
+
+def report_h2_load(b, h2_s):
+    rows = []
+    for s in h2_s:
+        for p in PROXIES:
+            rs = b.results.get((s, p), [])
+            if not rs:
+                continue
+            rows.append([s, p, fmt(med([r["rps"] for r in rs]), 0), fmt(med([r["mean"] for r in rs]), 2),
+                         fmt(max(r["max"] for r in rs), 2), sum(r["requests"] for r in rs),
+                         sum(r["failed"] for r in rs), sum(r["errored"] for r in rs), sum(r["timeout"] for r in rs),
+                         sum(r["non2xx"] for r in rs)])
+    if not rows:
+        return ""
+    return "\n".join([
+        "\n### HTTP/2 rows: throughput and latency (h2load; machine-bound like the others)\n",
+        table(["scenario", "proxy", "req/s", "mean ms", "max ms", "succeeded (all rounds)", "failed", "errored",
+               "timeout", "non-2xx"], rows),
+        "\nh2load gives no percentiles: mean and max of its \"time for request\" (stream open to close). "
+        "\"failed\" counts every request that did not succeed (errored, timed out, or a status other than 2xx/3xx)."
+        "\n"])
+
+
 def report(b, a, meta):
     R = b.results
     out = []
-    scen_run = [s for s, k, _ in SCENARIOS if any((s, p) in R for p in PROXIES)]
+    F = b.failed
+    scen_run = [s for s, k, _ in SCENARIOS if any((s, p) in R or (s, p) in F for p in PROXIES)]
 
     def metric(s, r):
         if s in PER_GIB:
@@ -1105,6 +1412,14 @@ def report(b, a, meta):
         return [metric(s, h) / metric(s, g) if metric(s, g) else float("nan")
                 for h, g in zip(R.get((s, "hourglass"), []), R.get((s, BASE), []))]
 
+    # with the HTTP/2 rows: an h2o column (PROXIES has it), hg/h2o, and hg/best =
+    # hourglass / the lowest of the peers (nginx, HAProxy, h2o) on that row
+    h2_mode = H2O in PROXIES
+    peers = ["nginx", "haproxy"] + ([H2O] if h2_mode else [])
+
+    def cell(s, p, x, nd):
+        return "failed" if (s, p) in F else fmt(x, nd)
+
     cpu_s = [s for s in scen_run if s not in ("idle-10k", "timer")]
     if cpu_s:
         rows, rng = [], []
@@ -1112,22 +1427,26 @@ def report(b, a, meta):
             m = {p: med([metric(s, r) for r in R.get((s, p), [])]) for p in PROXIES}
             unit = "CPU s/GiB" if s in PER_GIB else "CPU us/req"
             nd = 3 if s in PER_GIB else 1
-            rows.append([s, unit] + [fmt(m[p], nd) for p in PROXIES] +
-                        [ratio(m["hourglass"], m["nginx"]), ratio(m["hourglass"], m["haproxy"]),
-                         ratio(m["hourglass"], m["floor"])] +
+            best = min([m[p] for p in peers if m[p] == m[p]] or [float("nan")])
+            rows.append([s, unit] + [cell(s, p, m[p], nd) for p in PROXIES] +
+                        [ratio(m["hourglass"], m[p]) for p in peers] +
+                        ([ratio(m["hourglass"], best)] if h2_mode else []) +
+                        [ratio(m["hourglass"], m["floor"])] +
                         ([fmt(med(base_ratios(s)), 3)] if ab_mode else []))
             rr = []
             for p in PROXIES:
                 xs = [metric(s, r) for r in R.get((s, p), [])]
-                rr.append(" ".join(fmt(x, nd) for x in xs) if xs else "-")
+                rr.append("failed" if (s, p) in F else " ".join(fmt(x, nd) for x in xs) if xs else "-")
             if ab_mode:
                 rr.append(" ".join(fmt(x, 3) for x in base_ratios(s)) or "-")
             rng.append([s] + rr)
         out.append("### CPU per request (median of %d rounds; lower is better)\n" % a.rounds)
-        out.append(table(["scenario", "unit"] + PROXIES + ["hg/nginx", "hg/haproxy", "hg/floor"] +
+        out.append(table(["scenario", "unit"] + PROXIES + ["hg/" + p for p in peers] +
+                         (["hg/best"] if h2_mode else []) + ["hg/floor"] +
                          (["hg/hg-base"] if ab_mode else []), rows))
-        out.append("\nCPU = utime+stime of the proxy process (nginx: its one worker) from /proc/PID/stat, "
-                   "sampled around each run; per request = / requests completed by the client; "
+        out.append("\nCPU = utime+stime of the proxy process (nginx: its one worker%s) from /proc/PID/stat, "
+                   "sampled around each run; per request = / requests completed by the client; " % (
+                       "; h2o: with the helpers it forks" if h2_mode else "") +
                    "per GiB = / bytes of response (or request body) the client received (sent).\n")
         if ab_mode:
             out.append("hg-base = the --baseline binary with exactly hourglass's flags and configuration. "
@@ -1151,12 +1470,17 @@ def report(b, a, meta):
                 for txt, ss in seen.items():
                     out.append("- %s%s: %s" % (p, "" if len(seen) == 1 else " (%s)" % ", ".join(ss), txt))
             out.append("")
+        h2_s = [s for s in cpu_s if s in H2_SCEN]
+        if h2_s:
+            out.append(report_h2(b, h2_s, peers))
         if "small-ab-k" in cpu_s:
             out.append(report_ab(R, a, metric))
         out.append("#### Every round (same units, in run order)\n")
         out.append(table(["scenario"] + PROXIES + (["hg/hg-base"] if ab_mode else []), rng))
         rows = []
         for s in cpu_s:
+            if s in H2_SCEN:                                   # their own table below
+                continue
             for p in PROXIES:
                 rs = R.get((s, p), [])
                 if not rs:
@@ -1165,12 +1489,16 @@ def report(b, a, meta):
                 n2 = sum(r.get("non2xx", 0) for r in rs)
                 rows.append([s, p, fmt(med([r["rps"] for r in rs]), 0), fmt(med([r["p50"] for r in rs]), 2),
                              fmt(med([r["p99"] for r in rs]), 2), sum(r["requests"] for r in rs), n2, err])
-        out.append("\n### Throughput and latency (machine-bound: 2 shared cores, load generator and origin on one)\n")
-        out.append(table(["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "requests (all rounds)",
-                          "non-2xx", "socket errors"], rows))
+        if rows:
+            out.append("\n### Throughput and latency (machine-bound: 2 shared cores, load generator and origin "
+                       "on one)\n")
+            out.append(table(["scenario", "proxy", "req/s", "p50 ms", "p99 ms", "requests (all rounds)",
+                              "non-2xx", "socket errors"], rows))
         if "small-ab-k" in cpu_s:
             out.append("\nsmall-ab-k: \"socket errors\" is ab's \"Failed requests\"; ab gives latencies in whole "
                        "milliseconds.\n")
+        if h2_s:
+            out.append(report_h2_load(b, h2_s))
     if "idle-10k" in scen_run:
         rows = []
         m = {}
@@ -1239,10 +1567,11 @@ def main():
             role_upload(*[int(x) for x in args])
         return
 
-    ap = argparse.ArgumentParser(description="hourglass vs nginx vs HAProxy vs a byte-relay floor")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, short runs (~1 minute)")
+    ap = argparse.ArgumentParser(description="hourglass vs nginx vs HAProxy (and h2o in the HTTP/2 rows) vs a "
+                                             "byte-relay floor")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, short runs (~2 minutes)")
     ap.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
-    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 4; --quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk (and h2load) run (default 4; --quick 1)")
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per proxy and scenario (default 1)")
     ap.add_argument("--uploads", type=int, help="16 MiB uploads per run (default 64; --quick 12)")
     ap.add_argument("--ab-requests", type=int,
@@ -1252,10 +1581,11 @@ def main():
                     help="idle connections (idle-10k) and requests in flight (timer); default 10000, "
                          "lowered to what the open-file hard limit allows; --quick 2000")
     ap.add_argument("--scenarios", default="all",
-                    help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS))
+                    help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS) +
+                         " (e.g. --scenarios h2c-small,h2-tls-small: the HTTP/2 rows only)")
     ap.add_argument("--proxies", default="all",
-                    help="comma-separated subset of: " + ", ".join(PROXIES) + ", " + BASE +
-                         " (with --baseline) (the others show -)")
+                    help="comma-separated subset of: " + ", ".join(PROXIES) + ", " + H2O + " (HTTP/2 rows only), " +
+                         BASE + " (with --baseline) (the others show -)")
     ap.add_argument("--baseline", metavar="BIN",
                     help="A/B mode: also run BIN as a fifth proxy, " + BASE + ", with exactly hourglass's flags "
                          "and configuration, in every scenario hourglass runs; the tables get a column "
@@ -1278,6 +1608,9 @@ def main():
     for s in scens:
         if s not in names:
             ap.error("unknown scenario %r" % s)
+    if H2_SCEN & set(scens):
+        PORTS[H2O] = H2O_PORT
+        PROXIES.append(H2O)
     if a.baseline:
         a.baseline = os.path.abspath(a.baseline)
         if not (os.path.isfile(a.baseline) and os.access(a.baseline, os.X_OK)):
@@ -1288,6 +1621,8 @@ def main():
     for p in a.proxies:
         if p == BASE and not a.baseline:
             ap.error("proxy %r needs --baseline BIN" % p)
+        if p == H2O and H2O not in PROXIES:
+            ap.error("proxy %r runs only the HTTP/2 rows (%s), and none is selected" % (p, ", ".join(sorted(H2_SCEN))))
         if p not in PROXIES:
             ap.error("unknown proxy %r" % p)
 
@@ -1359,19 +1694,23 @@ def main():
         "python": sys.version.split()[0],
         "load": open("/proc/loadavg").read().split()[:3],
     }
+    if H2O in PROXIES:
+        meta["h2"] = "%s, h2o %s" % (ver(["h2load", "--version"], r"(h2load \S+)"),
+                                     ver(["h2o", "--version"], r"h2o version (\S+)"))
     if a.baseline:
         (meta["hg_bin"], d1), (meta["base_bin"], d2) = describe_bin(HOURGLASS), describe_bin(BASELINE)
         for p in ("hourglass", BASE):
             print("bench: %-9s %s" % (p, meta["hg_bin" if p == "hourglass" else "base_bin"]), flush=True)
         if d1 and d1 == d2:
             print("bench: !! hourglass and %s are the same binary" % BASE, flush=True)
-    print("bench: %d round(s), %ds per wrk run, %d requests per ab run, %d uploads, %d idle/in-flight "
+    print("bench: %d round(s), %ds per wrk/h2load run, %d requests per ab run, %d uploads, %d idle/in-flight "
           "connections, pinning: %s" % (
         a.rounds, a.duration, a.ab_requests, a.uploads, a.conns,
         "proxy on CPU %s, origin + load generator on CPU %s" % (CPU_PROXY, CPU_LOAD) if CPU_PROXY is not None
         else "off"), flush=True)
-    print("bench: nginx %s, %s, %s, %s; load average %s" % (meta["nginx"], meta["haproxy"], meta["wrk"],
-                                                            meta["ab"], " ".join(meta["load"])), flush=True)
+    print("bench: nginx %s, %s, %s, %s%s; load average %s" % (
+        meta["nginx"], meta["haproxy"], meta["wrk"], meta["ab"], ", " + meta["h2"] if "h2" in meta else "",
+        " ".join(meta["load"])), flush=True)
 
     b = Bench(a)
     origin = None
@@ -1383,7 +1722,7 @@ def main():
         origin = spawn(["nginx", "-p", od, "-c", write_origin(od, PORTS["origin"]), "-e", od + "/error.log"],
                        cpu=CPU_LOAD, log=od + ".log")
         wait_port(PORTS["origin"], origin, "origin nginx")
-        if TLS_SCEN & set(scens):
+        if (TLS_SCEN | H2_TLS) & set(scens):
             TLS = make_tls(os.path.join(TMP, "tls"))
         b.run(scens)
     except KeyboardInterrupt:
@@ -1399,8 +1738,11 @@ def main():
             "- date: %(date)s\n- git commit: %(commit)s\n- kernel: %(kernel)s\n- CPU: %(cpu)s\n"
             "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, %(ab)s, Python %(python)s\n"
             "- TLS library: %(openssl)s (the openssl CLI; wrk, nginx and HAProxy link the system libssl)\n"
-            "- load average at start: %(ld)s (the machine is shared)\n" % dict(meta, ld=" ".join(meta["load"])))
-    head += ("- settings: %d round(s), %d s per wrk run (+%d s warm-up per proxy and scenario), %d requests per "
+            "%(h2line)s"
+            "- load average at start: %(ld)s (the machine is shared)\n" % dict(
+                meta, ld=" ".join(meta["load"]),
+                h2line="- HTTP/2 rows: %s (both link the system libssl too)\n" % meta["h2"] if "h2" in meta else ""))
+    head += ("- settings: %d round(s), %d s per wrk/h2load run (+%d s warm-up per proxy and scenario), %d requests per "
              "ab run, %d uploads per run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n"
              "- command: `%s`\n\n" % (
                  a.rounds, a.duration, a.warmup, a.ab_requests, a.uploads, a.conns,
