@@ -186,22 +186,42 @@ bool h2msg_bucket_take(struct h2msg_bucket *b, uint64_t now, uint32_t burst, uin
     return true;
 }
 
-static uint64_t *bit_word(struct h2msg_ids *ids, uint32_t idx)
+static bool bit(const uint64_t *ring, uint32_t idx)
 {
-    return &ids->bits[(idx & 511) >> 6];
+    return ring[(idx & 511) >> 6] & (1ull << (idx & 63));
 }
 
-bool h2msg_id_unexpected(struct h2msg_ids *ids, int32_t id)
+static void set_bit(uint64_t *ring, uint32_t idx, bool on)
 {
-    uint32_t idx = ((uint32_t)id >> 1) + 1;
+    if (on)
+        ring[(idx & 511) >> 6] |= 1ull << (idx & 63);
+    else
+        ring[(idx & 511) >> 6] &= ~(1ull << (idx & 63));
+}
+
+enum h2msg_id h2msg_id_check(struct h2msg_ids *ids, int32_t id)
+{
+    uint32_t idx = ((uint32_t)id >> 1) + 1;   /* (1 for stream 1: 0 is "none yet") */
     if (idx > ids->max_idx) {
-        for (uint32_t i = ids->max_idx + 1; i < idx && i <= ids->max_idx + 512; i++)
-            *bit_word(ids, i) &= ~(1ull << (i & 63));
+        for (uint32_t i = ids->max_idx + 1; i < idx && i <= ids->max_idx + 512; i++) {
+            set_bit(ids->opened, i, false);
+            set_bit(ids->reset, i, false);
+        }
         ids->max_idx = idx;
-        *bit_word(ids, idx) |= 1ull << (idx & 63);
-        return false;
+        set_bit(ids->opened, idx, true);
+        set_bit(ids->reset, idx, false);
+        return H2MSG_ID_NEW;
     }
     if (ids->max_idx - idx >= 512)
-        return false;
-    return !(*bit_word(ids, idx) & (1ull << (idx & 63)));
+        return H2MSG_ID_OLD;
+    if (!bit(ids->opened, idx))
+        return H2MSG_ID_NEVER;
+    return bit(ids->reset, idx) ? H2MSG_ID_RESET : H2MSG_ID_OPENED;
+}
+
+void h2msg_id_reset(struct h2msg_ids *ids, int32_t id)
+{
+    uint32_t idx = ((uint32_t)id >> 1) + 1;
+    if (idx <= ids->max_idx && ids->max_idx - idx < 512)
+        set_bit(ids->reset, idx, true);
 }

@@ -80,17 +80,26 @@ struct h2msg_bucket {
 };
 bool h2msg_bucket_take(struct h2msg_bucket *b, uint64_t now, uint32_t burst, uint32_t rate);
 
-/* The client stream ids a connection opened (RFC 9113 5.1.1: they only
- * grow). All-zero: none yet. */
+/* The client stream ids a connection opened, and those it reset (RFC 9113
+ * 5.1.1: client ids only grow). All-zero: none yet. */
 struct h2msg_ids {
-    uint64_t bits[8];    /* the last 512 odd ids below the highest, a ring */
+    uint64_t opened[8];  /* the last 512 odd ids up to the highest, a ring */
+    uint64_t reset[8];   /* ... of them, those the proxy reset */
     uint32_t max_idx;    /* the highest, as (id >> 1) + 1; 0 none */
 };
 
-/* For a HEADERS frame on stream id: records a new id (above the highest)
- * and returns false; returns true for an id below the highest that was
- * never opened (a connection error), false for one that was (trailers, or a
- * closed stream: nghttp2's business) or one too old to know. */
-bool h2msg_id_unexpected(struct h2msg_ids *ids, int32_t id);
+enum h2msg_id {
+    H2MSG_ID_NEW,        /* above the highest: now recorded as opened */
+    H2MSG_ID_NEVER,      /* below the highest, never opened: a connection error */
+    H2MSG_ID_OPENED,     /* opened before (an open stream's trailers, or a closed one) */
+    H2MSG_ID_RESET,      /* opened, then reset by the proxy: frames may still come */
+    H2MSG_ID_OLD,        /* too far below the highest to know */
+};
+
+/* What a HEADERS frame on client stream id is to the connection. */
+enum h2msg_id h2msg_id_check(struct h2msg_ids *ids, int32_t id);
+
+/* Records that the proxy reset stream id. */
+void h2msg_id_reset(struct h2msg_ids *ids, int32_t id);
 
 #endif

@@ -90,6 +90,7 @@ struct h2c {
     bool goaway;                 /* GOAWAY submitted: no new stream */
     bool fatal;                  /* the session failed: flush, then close */
     bool kicked;                 /* kick (a deferred step) is queued */
+    bool dirty;                  /* frames were submitted since the last flush */
     bool dead;                   /* closed while kicked: the kick frees it */
     struct loop_defer kick;
     struct timer timer;
@@ -425,16 +426,25 @@ static void stream_start(struct h2s *st)
 
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *fh, void *ud)
 {
-    (void)ng;
     struct h2c *h = ud;
     if (fh->type != NGHTTP2_CONTINUATION)
         h->hdr_since = 0;
     if (fh->type == NGHTTP2_HEADERS) {
         h->hdr_since = px_loop->now;
-        /* client ids only grow (RFC 9113 5.1.1); nghttp2 1.52 would ignore
-         * a block on a lower id that was never opened */
-        if ((fh->stream_id & 1) && h2msg_id_unexpected(&h->ids, fh->stream_id))
+        /* Client ids only grow (RFC 9113 5.1.1), and a closed stream takes
+         * no HEADERS (5.1): nghttp2 1.52, which keeps no closed stream
+         * without RFC 7540 priorities, would ignore both. */
+        switch ((fh->stream_id & 1) ? h2msg_id_check(&h->ids, fh->stream_id) : H2MSG_ID_NEW) {
+        case H2MSG_ID_NEVER:
             goaway(h, NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than an earlier one");
+            break;
+        case H2MSG_ID_OPENED:
+            if (!nghttp2_session_find_stream(ng, fh->stream_id))
+                goaway(h, NGHTTP2_STREAM_CLOSED, "HEADERS on a closed stream");
+            break;
+        default:
+            break;   /* new; reset by us (frames in flight are ignored); too old */
+        }
     }
     return 0;
 }
@@ -566,7 +576,6 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    (void)ud;
     if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         struct h2s *st = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
@@ -575,6 +584,8 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         if (st && !(st->sflags & S_BODY_END))
             nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
     }
+    if (f->hd.type == NGHTTP2_RST_STREAM)
+        h2msg_id_reset(&((struct h2c *)ud)->ids, f->hd.stream_id);
     if (f->hd.type == NGHTTP2_GOAWAY) {
         uint32_t code = f->goaway.error_code;
         stats->h2_goaways[code == NGHTTP2_NO_ERROR ? 0 : code == NGHTTP2_ENHANCE_YOUR_CALM ? 2 : 1]++;
@@ -719,13 +730,15 @@ static void kick(struct loop_defer *d)
         free(h);
         return;
     }
-    client_pump(h->c);
+    if (h->dirty)   /* (a step that ran since has flushed it all) */
+        client_pump(h->c);
 }
 
 /* Asks for a step of the connection at the end of this loop iteration:
  * frames submitted by several streams go out in one write. */
 static void kick_later(struct h2c *h)
 {
+    h->dirty = true;
     if (h->kicked || h->dead)
         return;
     h->kicked = true;
@@ -804,6 +817,7 @@ int h2_start(struct client *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, px_cfg->max_header_size + px_cfg->max_request_line},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},   /* (RFC 9113 deprecated them) */
     };
     nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
@@ -846,6 +860,7 @@ static void run_ready(struct h2c *h)
 static int flush(struct h2c *h)
 {
     struct client *c = h->c;
+    h->dirty = false;   /* what was submitted so far goes out now (or at writability) */
     for (;;) {
         if (h->oend > h->ostart) {
             if (!(c->conn.io.ready & LOOP_WRITE))

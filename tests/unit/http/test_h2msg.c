@@ -180,25 +180,29 @@ TEST(bucket)
 TEST(stream_ids)
 {
     struct h2msg_ids ids = {0};
-    CHECK(!h2msg_id_unexpected(&ids, 1));
-    CHECK(!h2msg_id_unexpected(&ids, 5));    /* 3 skipped: allowed */
-    CHECK(h2msg_id_unexpected(&ids, 3));     /* lower, never opened */
-    CHECK(!h2msg_id_unexpected(&ids, 1));    /* opened: trailers, or a closed stream */
-    CHECK(!h2msg_id_unexpected(&ids, 5));
-    CHECK(!h2msg_id_unexpected(&ids, 2001));
-    CHECK(h2msg_id_unexpected(&ids, 1999));  /* skipped, within the window */
-    CHECK(!h2msg_id_unexpected(&ids, 5));    /* too old to know: nghttp2 decides */
-    CHECK(!h2msg_id_unexpected(&ids, 2003));
-    CHECK(h2msg_id_unexpected(&ids, 1999));
-    CHECK(!h2msg_id_unexpected(&ids, 2001));
+    CHECK_EQ_INT(h2msg_id_check(&ids, 1), H2MSG_ID_NEW);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 5), H2MSG_ID_NEW);     /* 3 skipped: allowed */
+    CHECK_EQ_INT(h2msg_id_check(&ids, 3), H2MSG_ID_NEVER);   /* lower, never opened */
+    CHECK_EQ_INT(h2msg_id_check(&ids, 1), H2MSG_ID_OPENED);  /* trailers, or a closed stream */
+    h2msg_id_reset(&ids, 1);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 1), H2MSG_ID_RESET);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 5), H2MSG_ID_OPENED);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 2001), H2MSG_ID_NEW);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 1999), H2MSG_ID_NEVER);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 5), H2MSG_ID_OLD);     /* too old to know */
+    h2msg_id_reset(&ids, 5);                                  /* (ignored: too old) */
+    CHECK_EQ_INT(h2msg_id_check(&ids, 2003), H2MSG_ID_NEW);
+    CHECK_EQ_INT(h2msg_id_check(&ids, 2001), H2MSG_ID_OPENED);
     /* the ring wraps: a slot reused for a new id forgets the old one */
     struct h2msg_ids w = {0};
-    CHECK(!h2msg_id_unexpected(&w, 1));
-    CHECK(!h2msg_id_unexpected(&w, 3));
-    CHECK(!h2msg_id_unexpected(&w, 1027));   /* 512 ids above 3: the same slot */
-    CHECK(!h2msg_id_unexpected(&w, 3));      /* too old to know */
-    CHECK(h2msg_id_unexpected(&w, 1025));    /* skipped: its bit was cleared */
-    CHECK(h2msg_id_unexpected(&w, 7));
+    CHECK_EQ_INT(h2msg_id_check(&w, 1), H2MSG_ID_NEW);
+    CHECK_EQ_INT(h2msg_id_check(&w, 3), H2MSG_ID_NEW);
+    h2msg_id_reset(&w, 3);
+    CHECK_EQ_INT(h2msg_id_check(&w, 1027), H2MSG_ID_NEW);   /* 512 above 3: its slot */
+    CHECK_EQ_INT(h2msg_id_check(&w, 1027), H2MSG_ID_OPENED); /* not the reset of 3 */
+    CHECK_EQ_INT(h2msg_id_check(&w, 3), H2MSG_ID_OLD);
+    CHECK_EQ_INT(h2msg_id_check(&w, 1025), H2MSG_ID_NEVER);  /* its bit was cleared */
+    CHECK_EQ_INT(h2msg_id_check(&w, 7), H2MSG_ID_NEVER);
 }
 
 int main(void)
