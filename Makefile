@@ -144,6 +144,8 @@ MEMCHECK := valgrind --quiet --leak-check=full --show-leak-kinds=definite,indire
 # the TLS tests with no time window (OpenSSL's own code runs under valgrind too)
 MEMCHECK_TLS := not timeout and not stall and not 504 and not reload and not tickets \
                 and not read_timeout and not idle_timeout and not metrics
+# the HTTP/2 tests but two whose windows assume native speed
+MEMCHECK_H2 := not idle_timeout_goaway and not thousands_of_streams
 .PHONY: memcheck
 memcheck: all
 	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install -y valgrind"; exit 1; }
@@ -152,3 +154,5 @@ memcheck: all
 	    tests/integration/test_config.py
 	HOURGLASS_BIN=$(CURDIR)/build/hourglass HOURGLASS_WRAPPER="$(MEMCHECK)" \
 	$(PYTEST) -q tests/integration/test_tls.py -k "$(MEMCHECK_TLS)"
+	HOURGLASS_BIN=$(CURDIR)/build/hourglass HOURGLASS_WRAPPER="$(MEMCHECK)" \
+	$(PYTEST) -q tests/integration/test_http2.py -k "$(MEMCHECK_H2)"
