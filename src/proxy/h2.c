@@ -719,6 +719,9 @@ static int setup_library(void)
     nghttp2_option_set_max_settings(options, 32);
     nghttp2_option_set_stream_reset_rate_limit(options, 2 * RESET_BURST, 2 * RESET_RATE);
     nghttp2_option_set_max_continuations(options, 16);
+    /* a response head may be as large as limits.max_response_header_size
+     * allows (its HPACK block is never larger than its text, plus framing) */
+    nghttp2_option_set_max_send_header_block_length(options, 2 * BUF_LARGE + 16384);
     return 0;
 }
 
