@@ -79,7 +79,7 @@ void h2msg_req_field(struct h2msg_req *r, const char *name, size_t nl, const cha
 
 bool h2msg_req_is_connect(const struct h2msg_req *r)
 {
-    return r->method_len == 7 && memcmp(r->vals.data + r->method_off, "CONNECT", 7) == 0;
+    return r->vals.data && r->method_len == 7 && memcmp(r->vals.data + r->method_off, "CONNECT", 7) == 0;
 }
 
 size_t h2msg_req_size(const struct h2msg_req *r)
@@ -105,7 +105,7 @@ int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *dst, size
                    bool *chunked)
 {
     struct out o = {dst, 0, cap};
-    const char *v = r->vals.data;
+    const char *v = r->vals.data ? r->vals.data : "";   /* (no pseudo-field: no storage) */
     *chunked = false;
     if (r->over)
         return -1;
@@ -118,7 +118,8 @@ int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *dst, size
         out(&o, v + r->auth_off, r->auth_len);
         OUTS(&o, "\r\n");
     }
-    out(&o, buf_head(&r->lines), buf_len(&r->lines));
+    if (buf_len(&r->lines))
+        out(&o, buf_head(&r->lines), buf_len(&r->lines));
     if (r->cookie_len) {
         OUTS(&o, "cookie: ");
         out(&o, v + r->cookie_off, r->cookie_len);

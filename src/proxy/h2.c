@@ -209,6 +209,7 @@ static void maybe_free(struct h2s *st)
     if (st->sflags & (S_LIVE | S_EXCH | S_FREEING))
         return;
     st->sflags |= S_FREEING;
+    buf_release(&st->c.in);   /* (a head composed for a stream reset before it started) */
     struct h2c *h = st->h;
     if (h) {
         if (st->sflags & S_READY) {
@@ -911,8 +912,9 @@ static int feed(struct h2c *h)
             /* (after a PAUSE, a call even without input ends the frame: its
              * END_STREAM, a content-length check) */
             h->resume = false;
-            ssize_t r = nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf_head(&c->in),
-                                                 buf_len(&c->in));
+            static const uint8_t none[1];
+            ssize_t r = nghttp2_session_mem_recv(
+                h->ng, c->in.data ? (const uint8_t *)buf_head(&c->in) : none, buf_len(&c->in));
             if (r < 0) {
                 struct peer_text pt;
                 log_error("info", "HTTP/2 client %s: %s: closing the connection",

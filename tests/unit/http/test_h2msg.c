@@ -136,6 +136,18 @@ TEST(limits)
     h2msg_req_release(&r);
 }
 
+TEST(empty_block)
+{
+    /* no pseudo-field at all (nghttp2 resets such a stream; the head is
+     * still written without touching storage it does not have) */
+    struct h2msg_req r = {0};
+    bool ch;
+    CHECK(!h2msg_req_is_connect(&r));
+    CHECK_EQ_INT(head(&r, false, &ch), 15);
+    CHECK_EQ_STR(out, "  HTTP/1.1\r\n\r\n");
+    h2msg_req_release(&r);
+}
+
 TEST(response_fields)
 {
     char text[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -212,6 +224,7 @@ int main(void)
     RUN(cookies_joined);
     RUN(body_framing);
     RUN(limits);
+    RUN(empty_block);
     RUN(response_fields);
     RUN(bucket);
     RUN(stream_ids);
