@@ -143,7 +143,7 @@ TEST(empty_block)
     struct h2msg_req r = {0};
     bool ch;
     CHECK(!h2msg_req_is_connect(&r));
-    CHECK_EQ_INT(head(&r, false, &ch), 15);
+    CHECK_EQ_INT(head(&r, false, &ch), 14);
     CHECK_EQ_STR(out, "  HTTP/1.1\r\n\r\n");
     h2msg_req_release(&r);
 }
