@@ -116,14 +116,20 @@ static void run_deferred(struct loop *l)
 }
 
 /* Waits for events until the earliest timer, with sub-millisecond precision
- * (epoll_pwait2), rounding up so that no timer is ever served early. */
-static int wait_events(struct loop *l, struct epoll_event *ev)
+ * (epoll_pwait2), rounding up so that no timer is ever served early; and no
+ * longer than cap_ns when that is not negative (loop_run_once). */
+static int wait_events(struct loop *l, struct epoll_event *ev, int64_t cap_ns)
 {
     struct timer *t = timer_heap_min(&l->timers);
     struct timespec ts, *tsp = NULL;
-    if (t) {
-        uint64_t now = loop_clock_ns();
-        uint64_t d = t->at > now ? t->at - now : 0;
+    if (t || cap_ns >= 0) {
+        uint64_t d = UINT64_MAX;
+        if (t) {
+            uint64_t now = loop_clock_ns();
+            d = t->at > now ? t->at - now : 0;
+        }
+        if (cap_ns >= 0 && (uint64_t)cap_ns < d)
+            d = (uint64_t)cap_ns;
         ts.tv_sec = (time_t)(d / 1000000000ull);
         ts.tv_nsec = (long)(d % 1000000000ull);
         tsp = &ts;
@@ -143,49 +149,65 @@ static int wait_events(struct loop *l, struct epoll_event *ev)
     return epoll_wait(l->epfd, ev, LOOP_BATCH, ms);
 }
 
-int loop_run(struct loop *l)
+/* One iteration: wait (at most cap_ns when not negative), dispatch the
+ * events, serve the timers due, release the deferred, end the iteration.
+ * The number of events dispatched, or -errno from epoll. */
+static int iterate(struct loop *l, int64_t cap_ns)
 {
     struct epoll_event ev[LOOP_BATCH];
 
-    while (!l->stop) {
-        int n = wait_events(l, ev);
-        if (n < 0) {
-            if (errno != EINTR)
-                return -errno;
-            n = 0;   /* a signal: let the iteration end act on its flag */
-        }
-        for (int i = 0; i < n; i++) {
-            struct loop_io *io = ev[i].data.ptr;
-            if (io->fd < 0)
-                continue;   /* closed earlier in this batch */
-            /* Deadlines start from l->now. After a batch of hundreds of
-             * events, a time read once at its top is stale by the time the
-             * last is served, and a timeout started then would fire early by
-             * as much. The vDSO read costs some 20 ns: take it per event. */
-            loop_update_clock(l);
-            uint32_t e = ev[i].events, bits = 0;
-            if (e & EPOLLIN)
-                bits |= LOOP_READ;
-            if (e & EPOLLOUT)
-                bits |= LOOP_WRITE;
-            if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                bits |= LOOP_HUP | LOOP_READ;
-            io->ready |= bits;
-            io->cb(io, bits);
-            /* A full batch of accepts and requests can take milliseconds:
-             * serve the timers that fell due meanwhile every 32 events, not
-             * only after the batch (safe: what a timer closes is skipped by
-             * the events that follow and released after the iteration). */
-            if ((i & 31) == 31) {
-                loop_update_clock(l);
-                run_timers(l);
-            }
-        }
+    int n = wait_events(l, ev, cap_ns);
+    if (n < 0) {
+        if (errno != EINTR)
+            return -errno;
+        n = 0;   /* a signal: let the iteration end act on its flag */
+    }
+    for (int i = 0; i < n; i++) {
+        struct loop_io *io = ev[i].data.ptr;
+        if (io->fd < 0)
+            continue;   /* closed earlier in this batch */
+        /* Deadlines start from l->now. After a batch of hundreds of
+         * events, a time read once at its top is stale by the time the
+         * last is served, and a timeout started then would fire early by
+         * as much. The vDSO read costs some 20 ns: take it per event. */
         loop_update_clock(l);
-        run_timers(l);
-        run_deferred(l);
-        if (l->on_iteration_end)
-            l->on_iteration_end(l);
+        uint32_t e = ev[i].events, bits = 0;
+        if (e & EPOLLIN)
+            bits |= LOOP_READ;
+        if (e & EPOLLOUT)
+            bits |= LOOP_WRITE;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            bits |= LOOP_HUP | LOOP_READ;
+        io->ready |= bits;
+        io->cb(io, bits);
+        /* A full batch of accepts and requests can take milliseconds:
+         * serve the timers that fell due meanwhile every 32 events, not
+         * only after the batch (safe: what a timer closes is skipped by
+         * the events that follow and released after the iteration). */
+        if ((i & 31) == 31) {
+            loop_update_clock(l);
+            run_timers(l);
+        }
+    }
+    loop_update_clock(l);
+    run_timers(l);
+    run_deferred(l);
+    if (l->on_iteration_end)
+        l->on_iteration_end(l);
+    return n;
+}
+
+int loop_run(struct loop *l)
+{
+    while (!l->stop) {
+        int r = iterate(l, -1);
+        if (r < 0)
+            return r;
     }
     return 0;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+    return iterate(l, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * (int64_t)MS);
 }

@@ -76,6 +76,12 @@ void loop_defer(struct loop *l, struct loop_defer *d, loop_defer_cb *cb);
 /* Runs until loop->stop is set. 0, or -errno from epoll. */
 int loop_run(struct loop *l);
 
+/* One iteration of loop_run, waiting at most timeout_ms for events (0: not
+ * at all; -1: until the earliest timer, as loop_run). The number of events
+ * dispatched, or -errno from epoll. For drivers that step the loop
+ * themselves (fuzz/fuzz_h2.c); loop->stop is not looked at. */
+int loop_run_once(struct loop *l, int timeout_ms);
+
 /* Re-reads the monotonic clock into l->now. */
 void loop_update_clock(struct loop *l);
 
