@@ -17,15 +17,27 @@ CLANG="${CLANG:-clang}"
 CFLAGS_FUZZ=(-g -O1 -std=c17 -Wall -Wextra -fsanitize=fuzzer,address,undefined
              -fno-sanitize-recover=undefined -Isrc/base -Isrc/http)
 
-# target name, description, the src/ files it links
-targets=(request response chunked)
+# target name, description, the src/ files it links, and below its include
+# folders, libraries, dictionary (default fuzz/http.dict) and options. h2
+# runs the whole proxy: every src/ file but main.c, and the proxy's libraries.
+targets=(request response chunked h2)
 declare -A what=([request]="request parser" [response]="response parser"
-                 [chunked]="chunked decoder")
+                 [chunked]="chunked decoder" [h2]="HTTP/2 server session (whole proxy)")
+proxy_srcs=""
+for f in src/*/*.c; do
+    [ "$f" = src/app/main.c ] || proxy_srcs+="$f "
+done
 declare -A srcs=([request]="src/http/http.c src/http/fwd.c" [response]="src/http/http.c src/http/fwd.c"
-                 [chunked]="src/http/http.c")
+                 [chunked]="src/http/http.c" [h2]="$proxy_srcs")
+# the include folders a target needs besides src/base and src/http
+declare -A incs=([h2]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app")
 # the libraries a target links, after its files: one that links the proxy's
 # objects links what the Makefile's LDLIBS names (libnghttp2 with them)
-declare -A libs=()
+declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto")
+declare -A dict=([h2]=fuzz/h2.dict)
+# more libFuzzer options: h2's flood seeds are 5-9 KiB (the default limit
+# would follow the largest seed; this leaves the inputs room to grow)
+declare -A runopts=([h2]="-max_len=16384")
 
 # clang with the libFuzzer runtime: try linking an empty target.
 clang_works() {
@@ -41,11 +53,20 @@ clang_works() {
     return $ok
 }
 
-if ! clang_works; then
-    pkgs="clang libclang-rt-14-dev"
+# the libraries fuzz_h2 links (scripts/deps.sh installs them for `make`)
+libs_missing() {
+    local p
+    for p in libnghttp2-dev libssl-dev libc-ares-dev libyaml-dev; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+
+if ! clang_works || [ -n "$(libs_missing)" ]; then
+    pkgs="clang libclang-rt-14-dev $(libs_missing | tr '\n' ' ')"
     cmd="apt-get install -y --no-install-recommends $pkgs"
     if [ "$(id -u)" -ne 0 ]; then
-        echo "fuzzing needs clang with the libFuzzer runtime (Debian: $pkgs)." >&2
+        echo "fuzzing needs clang with the libFuzzer runtime and the proxy's libraries" \
+             "(Debian: $pkgs)." >&2
         echo "Install them with:  sudo $cmd" >&2
         exit 1
     fi
@@ -65,8 +86,9 @@ fi
 mkdir -p "$out"
 for t in "${targets[@]}"; do
     echo "==> building $out/fuzz_$t"
-    # shellcheck disable=SC2086  # srcs[] and libs[] are lists
-    "$CLANG" "${CFLAGS_FUZZ[@]}" -o "$out/fuzz_$t" "fuzz/fuzz_$t.c" ${srcs[$t]} ${libs[$t]:-}
+    # shellcheck disable=SC2086  # incs[], srcs[] and libs[] are lists
+    "$CLANG" "${CFLAGS_FUZZ[@]}" ${incs[$t]:-} -o "$out/fuzz_$t" "fuzz/fuzz_$t.c" ${srcs[$t]} \
+        ${libs[$t]:-}
 done
 
 failed=()
@@ -78,8 +100,9 @@ for t in "${targets[@]}"; do
     cp fuzz/corpus/"$t"/* "$corpus"/   # seeds join what earlier runs found
     echo "==> fuzzing ${what[$t]} for $secs s"
     rc=0
-    "$out/fuzz_$t" -max_total_time="$secs" -dict=fuzz/http.dict -print_final_stats=1 \
-        -timeout=20 -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1 || rc=$?
+    # shellcheck disable=SC2086  # runopts[] is a list
+    "$out/fuzz_$t" -max_total_time="$secs" -dict="${dict[$t]:-fuzz/http.dict}" -print_final_stats=1 \
+        -timeout=20 ${runopts[$t]:-} -artifact_prefix="$crashes/" "$corpus" >"$log" 2>&1 || rc=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)"
     last="$(grep -E '^#[0-9]+' "$log" | tail -n1 || true)"
