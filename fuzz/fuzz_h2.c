@@ -5,13 +5,15 @@
  * the request path as a worker does (worker_init, without listeners), on
  * one loop that this target steps itself (loop_run_once).
  *
- * Input: byte 0 chooses what the upstream does (`modes` below: refuse the
- * connection, or answer every request with one canned HTTP/1.1 response:
- * lengths, chunked with trailers, 1xx, 204/304, until close, bodies larger
- * than the flow-control windows, malformed, truncated, ...); the rest is
- * what the client sends after the preface. The upstream is this process:
- * a listening socket on 127.0.0.1 served between loop iterations (mode 0:
- * 127.0.0.1:1, where loopback refuses at once). Nothing leaves loopback.
+ * Input: byte 0 chooses what the upstream does (modes[] below, byte 0
+ * modulo their number: refuse the connection, answer every request with one
+ * canned HTTP/1.1 response -- lengths, chunked with trailers, 1xx, 204/304,
+ * until close, bodies larger than the flow-control windows, malformed,
+ * truncated, ... -- or never answer), and whether time warps (the next bit,
+ * below); the rest is what the client sends after the preface. The upstream
+ * is this process: a listening socket on 127.0.0.1 served between loop
+ * iterations (refuse: 127.0.0.1:1, where loopback refuses at once). Nothing
+ * leaves loopback.
  *
  * Per input:
  *   1. worker_init; a socketpair; client_new(fd0, 127.0.0.1:9, CF_HTTP2) as
@@ -22,7 +24,12 @@
  *      what the proxy writes back read and kept, until the proxy is quiet:
  *      no event and no byte either way for a few iterations in a row. No
  *      timer is waited for: the timeouts keep their defaults (seconds), so
- *      none falls due while an input runs and runs are deterministic;
+ *      none falls due while an input runs and runs are deterministic.
+ *      With time warping, the timeouts are short (0.1 to 1 s) and, once the
+ *      proxy is quiet, the clock is moved to the earliest timer
+ *      (loop_clock_skew), which fires, and the proxy left to settle again,
+ *      up to WARPS times: header, body, read, send, idle and total timeouts
+ *      on HTTP/2 connections and streams, deterministic as well;
  *   3. fd1 is closed and the loop stepped until the client is closed;
  *   4. worker_shutdown and buf_drain_pools free everything, so that all the
  *      memory an input took is given back by its end (LeakSanitizer, which
@@ -93,9 +100,11 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define HANGUP_MAX 200          /* iterations to close after the peer has gone */
 #define FD_SPAN 256             /* descriptors checked for leaks: 0 .. FD_SPAN-1 */
 #define UP_MAX 128              /* upstream connections open at once */
+#define WARPS 12                /* timers fired by warping, at most */
 
 static struct loop loop;
-static struct cfg cfg_up, cfg_refuse;
+static struct cfg cfg_up, cfg_refuse;           /* the default timeouts */
+static struct cfg cfg_up_warp, cfg_refuse_warp; /* short ones */
 static bool verbose;
 
 /* ---- the upstream's answers ---------------------------------------------------- */
@@ -112,6 +121,7 @@ struct mode {
     size_t body_len;             /* bytes of it available */
     size_t full_len;             /* its whole length (more than body_len: truncated) */
     bool close;                  /* the upstream closes after answering once */
+    bool stall;                  /* the upstream never answers */
     const char *hop;             /* a field named by its Connection header: never relayed */
 };
 
@@ -159,6 +169,7 @@ static struct mode modes[] = {
     {.name = "conflicting_length",
      .wire = S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
      .close = true},
+    {.name = "stall", .wire = S(""), .stall = true},
 };
 #undef S
 #define NMODES (sizeof modes / sizeof modes[0])
@@ -280,7 +291,7 @@ static bool up_step(void)
             moved = true;
             continue;
         }
-        if (!u->sending && !u->shut && u->heads > u->answered) {
+        if (!u->sending && !u->shut && !mode->stall && u->heads > u->answered) {
             u->sending = true;
             u->off = 0;
         }
@@ -606,14 +617,33 @@ static void check_fds(const bool *before)
 
 /* ---- the proxy --------------------------------------------------------------------- */
 
-static void parse_cfg(struct cfg *c, const char *upstream)
+static void parse_cfg(struct cfg *c, const char *upstream, bool short_timeouts)
 {
     /* (--listen wants a port from 1: the listener is never opened, below) */
-    char *args[] = {"fuzz_h2", "--listen", "127.0.0.1:9", "--upstream", (char *)upstream,
-                    "--access-log", "/dev/null", "--log-level", "error", "--single-process",
-                    NULL};
-    FUZZ_CHECK(cli_parse(c, (int)(sizeof args / sizeof args[0]) - 1, args) == 0);
+    char *args[40] = {"fuzz_h2", "--listen", "127.0.0.1:9", "--upstream", (char *)upstream,
+                      "--access-log", "/dev/null", "--log-level", "error", "--single-process"};
+    int n = 10;
+    static char *const short_ones[] = {
+        "--connect-timeout", "100ms", "--write-timeout", "200ms", "--read-timeout", "200ms",
+        "--total-timeout", "1s", "--header-timeout", "300ms", "--body-timeout", "300ms",
+        "--send-timeout", "300ms", "--idle-timeout", "500ms", "--upstream-idle-timeout", "400ms",
+    };
+    if (short_timeouts)
+        for (size_t i = 0; i < sizeof short_ones / sizeof short_ones[0]; i++)
+            args[n++] = short_ones[i];
+    FUZZ_CHECK(cli_parse(c, n, args) == 0);
     c->nlisten = 0;   /* no listener: client_new is called directly */
+}
+
+/* Steps until the proxy is quiet; false if it never is. */
+static bool settle(int fd)
+{
+    unsigned quiet = 0, iters = 0;
+    while (quiet < QUIET_ITERATIONS && iters < SETTLE_MAX) {
+        quiet = step(fd) ? 0 : quiet + 1;
+        iters++;
+    }
+    return quiet == QUIET_ITERATIONS;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -632,8 +662,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(getsockname(up_listen, (struct sockaddr *)&sin, &sl) == 0);
     static char up[32];
     snprintf(up, sizeof up, "127.0.0.1:%u", ntohs(sin.sin_port));
-    parse_cfg(&cfg_up, up);
-    parse_cfg(&cfg_refuse, "127.0.0.1:1");   /* loopback refuses at once */
+    parse_cfg(&cfg_up, up, false);
+    parse_cfg(&cfg_up_warp, up, true);
+    parse_cfg(&cfg_refuse, "127.0.0.1:1", false);   /* loopback refuses at once */
+    parse_cfg(&cfg_refuse_warp, "127.0.0.1:1", true);
 
     verbose = getenv("HG_FUZZ_VERBOSE") != NULL;
     const char *lv = getenv("HG_FUZZ_LOG");
@@ -650,13 +682,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool fds_before[FD_SPAN];
     open_fds(fds_before);
     mode = &modes[size ? data[0] % NMODES : 0];
+    bool warp = size && (data[0] / NMODES) % 2;
     if (size) {
         data++;
         size--;
     }
     if (verbose)
-        fprintf(stderr, "upstream: %s\n", mode->name);
-    FUZZ_CHECK(worker_init(&loop, mode->refuse ? &cfg_refuse : &cfg_up, NULL) == 0);
+        fprintf(stderr, "upstream: %s%s\n", mode->name, warp ? ", time warps" : "");
+    const struct cfg *cfg = mode->refuse ? (warp ? &cfg_refuse_warp : &cfg_refuse)
+                                         : (warp ? &cfg_up_warp : &cfg_up);
+    FUZZ_CHECK(worker_init(&loop, cfg, NULL) == 0);
 
     int sv[2];
     FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
@@ -690,17 +725,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         stuck = w > 0 || moved ? 0 : stuck + 1;
     }
 
-    /* until the proxy is quiet */
-    unsigned quiet = 0, iters = 0;
-    while (quiet < QUIET_ITERATIONS && iters < SETTLE_MAX) {
-        quiet = step(sv[1]) ? 0 : quiet + 1;
-        iters++;
+    FUZZ_CHECK(settle(sv[1]));   /* the proxy settles */
+    /* time warps: the earliest timer is due, again and again */
+    for (int w = 0; warp && w < WARPS && px_nclients; w++) {
+        struct timer *t = timer_heap_min(&loop.timers);
+        if (!t)
+            break;
+        uint64_t now = loop_clock_ns();
+        if (verbose)
+            fprintf(stderr, "warp: %llu ms\n",
+                    (unsigned long long)(t->at > now ? (t->at - now) / MS : 0));
+        if (t->at > now)
+            loop_clock_skew(t->at - now);
+        FUZZ_CHECK(settle(sv[1]));
     }
-    FUZZ_CHECK(quiet == QUIET_ITERATIONS);   /* the proxy settles */
     check_frames(out, out_len);
 
     /* the client goes away: the connection closes */
     close(sv[1]);
+    unsigned iters;
     for (iters = 0; px_nclients && iters < HANGUP_MAX; iters++) {
         FUZZ_CHECK(loop_run_once(&loop, 0) >= 0);
         up_step();

@@ -2,7 +2,8 @@
 """make_h2_corpus.py -- writes the seed corpus of fuzz_h2 into fuzz/corpus/h2/.
 
 Each seed is one byte choosing what the upstream answers (MODES below: the
-order of modes[] in fuzz_h2.c), then what an HTTP/2 client sends after the
+order of modes[] in fuzz_h2.c; plus len(MODES) when time warps, firing the
+proxy's timers once it is quiet), then what an HTTP/2 client sends after the
 connection preface (the target writes "PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n"
 itself). The frames come from python3-h2 (Debian: python3-h2), a
 client-side H2Connection, so that every seed is a valid byte stream and the
@@ -26,10 +27,15 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MODES = ["refuse", "ok_keepalive", "chunked_trailer", "interim_hop", "no_content",
          "not_modified", "until_close", "large_length", "large_chunked", "malformed",
          "close_early", "truncated", "switching", "teapot_http10", "big_head",
-         "conflicting_length"]
+         "conflicting_length", "stall"]
 DEFAULT_MODE = "ok_keepalive"
 # seeds written once per mode (name.MODE), the others with DEFAULT_MODE
 EVERY_MODE = {"get_root", "post_data", "window_update"}
+# seeds also written with time warping (name.MODE.warp): the timeouts
+WARP = {"get_root": ["stall", "ok_keepalive", "large_length"],
+        "settings": ["ok_keepalive"], "post_open": ["stall", "ok_keepalive"],
+        "headers_open": ["ok_keepalive"], "window_update": ["large_length"],
+        "zero_window": ["large_length", "ok_keepalive"]}
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "h2")
 
 
@@ -155,6 +161,25 @@ def seeds():
     d += b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x01\x00\x00"   # connection: +65536
     yield "window_update", d
 
+    # a POST whose body never ends (body timeout)
+    c = client()
+    c.send_headers(1, req("POST", "/open", [("content-length", "10")]))
+    c.send_data(1, b"12345")
+    yield "post_open", take(c)
+
+    # a header block left open: HEADERS without END_HEADERS (header timeout)
+    c = client()
+    d = take(c)
+    c.send_headers(1, req("GET", "/h"), end_stream=True)
+    f = take(c)
+    yield "headers_open", d + f[0:4] + bytes([f[4] & ~0x04]) + f[5:]
+
+    # a zero window and no WINDOW_UPDATE (send timeout)
+    c = client()
+    c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    c.send_headers(1, req("GET", "/z"), end_stream=True)
+    yield "zero_window", take(c)
+
     # GOAWAY after a request
     c = client()
     c.send_headers(1, req("GET", "/bye"), end_stream=True)
@@ -230,10 +255,12 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     n = 0
     for name, data in list(seeds()) + list(flood_seeds()):
-        for m in MODES if name in EVERY_MODE else [DEFAULT_MODE]:
-            fn = f"{name}.{m}" if name in EVERY_MODE else name
+        out = [(f"{name}.{m}", MODES.index(m)) for m in MODES] if name in EVERY_MODE \
+            else [(name, MODES.index(DEFAULT_MODE))]
+        out += [(f"{name}.{m}.warp", MODES.index(m) + len(MODES)) for m in WARP.get(name, [])]
+        for fn, byte in out:
             with open(os.path.join(OUT, fn), "wb") as f:
-                f.write(bytes([MODES.index(m)]) + data)
+                f.write(bytes([byte]) + data)
             n += 1
     print(f"{n} seeds in {os.path.relpath(OUT)}", file=sys.stderr)
 
