@@ -33,7 +33,8 @@ declare -A srcs=([request]="src/http/http.c src/http/fwd.c" [response]="src/http
 declare -A incs=([h2]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app")
 # the libraries a target links, after its files: one that links the proxy's
 # objects links what the Makefile's LDLIBS names (libnghttp2 with them)
-declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto")
+# (h2 counts the buffers the proxy maps: fuzz_h2.c's __wrap_mmap)
+declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto -Wl,--wrap=mmap,--wrap=munmap")
 declare -A dict=([h2]=fuzz/h2.dict)
 # more libFuzzer options: h2's flood seeds are 5-9 KiB (the default limit
 # would follow the largest seed; this leaves the inputs room to grow)
