@@ -257,6 +257,85 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     return o.full ? -1 : (int)o.n;
 }
 
+/* scratch space for fwd_response_fields: NULL when it is full */
+static char *take_scratch(char **sp, size_t *left, size_t n)
+{
+    if (*left < n)
+        return NULL;
+    char *p = *sp;
+    *sp += n;
+    *left -= n;
+    return p;
+}
+
+static const char *lower_name(char **sp, size_t *left, const char *name, size_t n)
+{
+    char *p = take_scratch(sp, left, n);
+    if (p)
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)name[i];
+            p[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+        }
+    return p;
+}
+
+int fwd_response_fields(const struct fwd_resp *r, struct fwd_field *f, size_t max, char *scratch,
+                        size_t scap)
+{
+    const struct http_msg *m = r->m;
+    struct tokens tk;
+    size_t k = 0;
+    bool length_done = false;
+    char *sp = scratch;
+    size_t left = scap;
+
+    connection_tokens(m, &tk);
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *hf = &m->fields[i];
+        if (HTTP_NAME_IS(hf, "content-length")) {
+            if (length_done || !r->info || !r->info->has_length)
+                continue;
+            char v[24];
+            int n = snprintf(v, sizeof v, "%" PRIu64, r->info->content_length);
+            char *p = take_scratch(&sp, &left, (size_t)n);
+            if (!p || k == max)
+                return -1;
+            memcpy(p, v, (size_t)n);
+            f[k++] = (struct fwd_field){"content-length", p, 14, (size_t)n};
+            length_done = true;
+            continue;
+        }
+        if (hop_by_hop(hf, &tk) || HTTP_NAME_IS(hf, "via"))
+            continue;
+        const char *name = lower_name(&sp, &left, hf->name, hf->name_len);
+        if (!name || k == max)
+            return -1;
+        f[k++] = (struct fwd_field){name, hf->value, hf->name_len, hf->value_len};
+    }
+    /* Via: every line of the upstream's, merged, then ours */
+    const char *extra = m->minor == 0 ? "1.0 hourglass" : FWD_VIA;
+    char *v = sp;
+    size_t vl = 0;
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *hf = &m->fields[i];
+        if (HTTP_NAME_IS(hf, "via") && hf->value_len) {
+            char *p = take_scratch(&sp, &left, hf->value_len + 2);
+            if (!p)
+                return -1;
+            memcpy(p, hf->value, hf->value_len);
+            memcpy(p + hf->value_len, ", ", 2);
+            vl += hf->value_len + 2;
+        }
+    }
+    char *p = take_scratch(&sp, &left, strlen(extra));
+    if (!p || k == max)
+        return -1;
+    memcpy(p, extra, strlen(extra));
+    vl += strlen(extra);
+    f[k++] = (struct fwd_field){"via", v, 3, vl};
+    return (int)k;
+}
+
 int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
 {
     const struct http_msg *m = r->m;

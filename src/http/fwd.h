@@ -64,6 +64,21 @@ struct fwd_resp {
  * it does not fit. */
 int fwd_response_head(char *out, size_t cap, const struct fwd_resp *r);
 
+/* One field of a response head for a client that wants fields, not text
+ * (HTTP/2): the name in lower case. */
+struct fwd_field {
+    const char *name, *value;
+    size_t name_len, value_len;
+};
+
+/* The fields fwd_response_head would write (r->chunked, close, keepalive
+ * and upgrade are not used: no connection-specific field is given), each
+ * name in lower case, into f[0..max): names, a merged Via and the canonical
+ * Content-Length are written into scratch[0..scap), values otherwise point
+ * into r->m. Returns the count, or -1 when max or scratch is too small. */
+int fwd_response_fields(const struct fwd_resp *r, struct fwd_field *f, size_t max, char *scratch,
+                        size_t scap);
+
 /* Whether a field's name has a '_' (see fwd_request_head). */
 bool fwd_name_has_underscore(const struct http_field *f);
 

@@ -1,7 +1,6 @@
 /* h2msg.c -- HTTP/2 messages as HTTP/1.1 heads and back (see h2msg.h). */
 #include "h2msg.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,37 +136,6 @@ int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *dst, size
     }
     OUTS(&o, "\r\n");
     return o.n <= cap ? (int)o.n : -1;
-}
-
-size_t h2msg_resp_fields(char *text, size_t len, int status_code, char status[4],
-                         struct h2msg_field *f, size_t max)
-{
-    size_t k = 0;
-    snprintf(status, 4, "%03d", status_code % 1000);
-    if (max)
-        f[k++] = (struct h2msg_field){":status", status, 7, 3};
-    char *end = text + len;
-    char *p = memchr(text, '\n', len);   /* past the status line */
-    while (p && ++p < end && k < max) {
-        char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol || eol == p + 1)
-            break;   /* the empty line */
-        char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (!colon)
-            break;
-        size_t nl = (size_t)(colon - p);
-        char *v = colon + 1, *ve = eol > v && eol[-1] == '\r' ? eol - 1 : eol;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        for (size_t i = 0; i < nl; i++)
-            p[i] = (char)tolower((unsigned char)p[i]);
-        if (!is(p, nl, "connection") && !is(p, nl, "keep-alive") &&
-            !is(p, nl, "proxy-connection") && !is(p, nl, "transfer-encoding") &&
-            !is(p, nl, "upgrade"))
-            f[k++] = (struct h2msg_field){p, v, nl, (size_t)(ve - v)};
-        p = eol;
-    }
-    return k;
 }
 
 bool h2msg_bucket_take(struct h2msg_bucket *b, uint64_t now, uint32_t burst, uint32_t rate)

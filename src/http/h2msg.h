@@ -16,8 +16,8 @@
  *   content-length: 0           (POST, PUT or PATCH without a body)
  *
  * so routing, the limits, the refusals and the upstream head are those of
- * HTTP/1.1. The other way, the HTTP/1.1 response head fwd_response_head
- * writes becomes HTTP/2 fields. */
+ * HTTP/1.1. (The other way, fwd_response_fields gives the response head's
+ * fields.) */
 #ifndef HG_H2MSG_H
 #define HG_H2MSG_H
 
@@ -57,20 +57,6 @@ size_t h2msg_req_size(const struct h2msg_req *r);
  * over the limit). */
 int h2msg_req_head(const struct h2msg_req *r, bool body_follows, char *out, size_t cap,
                    bool *chunked);
-
-/* One HTTP/2 field pointing into the text it came from. */
-struct h2msg_field {
-    const char *name, *value;
-    size_t name_len, value_len;
-};
-
-/* Turns an HTTP/1.1 response head (the status line, field lines, the empty
- * line) into HTTP/2 fields: `:status` first (its 3 digits written into
- * status), then each field with its name lower-cased in place, leaving out
- * connection-specific ones (connection, keep-alive, proxy-connection,
- * transfer-encoding, upgrade). Returns the count, at most max. */
-size_t h2msg_resp_fields(char *text, size_t len, int status_code, char status[4],
-                         struct h2msg_field *f, size_t max);
 
 /* A token bucket: burst tokens, refilled at rate per second; now in ns.
  * All-zero is a full one. Returns false when it is empty. */

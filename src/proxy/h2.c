@@ -1074,18 +1074,22 @@ bool h2_writable(const struct client *c)
 static int submit_head(struct h2s *st, const struct http_msg *m, const struct http_info *info,
                        bool final, bool body)
 {
-    static char text[BUF_LARGE + 1024];
-    static struct h2msg_field hf[HTTP_MAX_FIELDS_CAP + 4];
-    static nghttp2_nv nv[HTTP_MAX_FIELDS_CAP + 4];
+    static char scratch[BUF_LARGE + 1024];
+    static struct fwd_field ff[HTTP_MAX_FIELDS_CAP + 4];
+    static nghttp2_nv nv[HTTP_MAX_FIELDS_CAP + 5];
     struct fwd_resp fr = {.m = m, .info = info};
-    int n = fwd_response_head(text, sizeof text, &fr);
+    int n = fwd_response_fields(&fr, ff, sizeof ff / sizeof ff[0], scratch, sizeof scratch);
     if (n < 0)
         return -1;
-    char status[4];
-    size_t k = h2msg_resp_fields(text, (size_t)n, m->status, status, hf, sizeof hf / sizeof hf[0]);
-    for (size_t i = 0; i < k; i++)
-        nv[i] = (nghttp2_nv){(uint8_t *)hf[i].name, (uint8_t *)hf[i].value, hf[i].name_len,
-                             hf[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    char status[4] = {(char)('0' + m->status / 100 % 10), (char)('0' + m->status / 10 % 10),
+                      (char)('0' + m->status % 10), 0};
+    size_t k = 0, bytes = 12;
+    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (int i = 0; i < n; i++, k++) {
+        nv[k] = (nghttp2_nv){(uint8_t *)ff[i].name, (uint8_t *)ff[i].value, ff[i].name_len,
+                             ff[i].value_len, NGHTTP2_NV_FLAG_NONE};
+        bytes += ff[i].name_len + ff[i].value_len + 4;
+    }
     struct h2c *h = st->h;
     int r;
     if (!final) {
@@ -1097,7 +1101,7 @@ static int submit_head(struct h2s *st, const struct http_msg *m, const struct ht
         if (!body)
             st->sflags |= S_EOF;
     }
-    st->c.s->x.bytes_sent += (uint64_t)n;
+    st->c.s->x.bytes_sent += bytes;   /* (the head's size as text: HPACK's is not known) */
     kick_later(h);
     return r == 0 ? 0 : -1;
 }

@@ -129,11 +129,44 @@ TEST(response_connection)
         CHECK_EQ_INT(count(out, "Connection"), 0);
 }
 
+TEST(response_fields)
+{
+    static const char text[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close, X-Hop\r\n"
+        "Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\nX-Hop: 1\r\n"
+        "X-Empty:\r\nContent-Length: 005\r\nVia: 1.0 a\r\nContent-Length: 5\r\nVia: 1.1 b\r\n\r\n";
+    static struct http_msg m;
+    struct http_info info = {.has_length = true, .content_length = 5};
+    CHECK(http_parse_response(text, sizeof text - 1, &m, &http_default_limits) > 0);
+    struct fwd_resp fr = {.m = &m, .info = &info};
+    struct fwd_field f[16];
+    char scratch[256];
+    int k = fwd_response_fields(&fr, f, 16, scratch, sizeof scratch);
+    CHECK_EQ_INT(k, 4);
+    if (k != 4)
+        return;
+    CHECK_EQ_MEM(f[0].name, f[0].name_len, "content-type");
+    CHECK_EQ_MEM(f[0].value, f[0].value_len, "text/plain");
+    CHECK_EQ_MEM(f[1].name, f[1].name_len, "x-empty");
+    CHECK_EQ_INT(f[1].value_len, 0);
+    CHECK_EQ_MEM(f[2].name, f[2].name_len, "content-length");
+    CHECK_EQ_MEM(f[2].value, f[2].value_len, "5");   /* once, canonical */
+    CHECK_EQ_MEM(f[3].name, f[3].name_len, "via");
+    CHECK_EQ_MEM(f[3].value, f[3].value_len, "1.0 a, 1.1 b, 1.1 hourglass");
+    /* too small: refused, never cut */
+    CHECK_EQ_INT(fwd_response_fields(&fr, f, 2, scratch, sizeof scratch), -1);
+    CHECK_EQ_INT(fwd_response_fields(&fr, f, 16, scratch, 20), -1);
+    /* a 1xx (info NULL) has no Content-Length */
+    fr.info = NULL;
+    CHECK_EQ_INT(fwd_response_fields(&fr, f, 16, scratch, sizeof scratch), 3);
+}
+
 int main(void)
 {
     RUN(request_length_canonical);
     RUN(request_underscores);
     RUN(response_length_canonical);
     RUN(response_connection);
+    RUN(response_fields);
     return unit_summary("test_fwd");
 }

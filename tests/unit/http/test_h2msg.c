@@ -148,30 +148,6 @@ TEST(empty_block)
     h2msg_req_release(&r);
 }
 
-TEST(response_fields)
-{
-    char text[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                  "Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\n"
-                  "X-Empty:\r\nContent-Length: 5\r\nVia: 1.1 hourglass\r\n\r\n";
-    char st[4];
-    struct h2msg_field f[16];
-    size_t k = h2msg_resp_fields(text, strlen(text), 200, st, f, 16);
-    CHECK_EQ_INT(k, 5);
-    CHECK_EQ_MEM(f[0].name, f[0].name_len, ":status");
-    CHECK_EQ_MEM(f[0].value, f[0].value_len, "200");
-    CHECK_EQ_MEM(f[1].name, f[1].name_len, "content-type");
-    CHECK_EQ_MEM(f[1].value, f[1].value_len, "text/plain");
-    CHECK_EQ_MEM(f[2].name, f[2].name_len, "x-empty");
-    CHECK_EQ_INT(f[2].value_len, 0);
-    CHECK_EQ_MEM(f[3].name, f[3].name_len, "content-length");
-    CHECK_EQ_MEM(f[3].value, f[3].value_len, "5");
-    CHECK_EQ_MEM(f[4].name, f[4].name_len, "via");
-    /* at most max fields */
-    char t2[] = "HTTP/1.1 404 Not Found\r\na: 1\r\nb: 2\r\n\r\n";
-    CHECK_EQ_INT(h2msg_resp_fields(t2, strlen(t2), 404, st, f, 2), 2);
-    CHECK_EQ_MEM(f[0].value, f[0].value_len, "404");
-}
-
 TEST(bucket)
 {
     struct h2msg_bucket b = {0};
@@ -225,7 +201,6 @@ int main(void)
     RUN(body_framing);
     RUN(limits);
     RUN(empty_block);
-    RUN(response_fields);
     RUN(bucket);
     RUN(stream_ids);
     return unit_summary("test_h2msg");
