@@ -486,6 +486,12 @@ bool tls_resumed(SSL *ssl)
     return SSL_session_reused(ssl) == 1;
 }
 
+void tls_keep_buffers(SSL *ssl)
+{
+    if (ssl)
+        SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 bool tls_alpn_h2(SSL *ssl)
 {
     const unsigned char *p = NULL;

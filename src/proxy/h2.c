@@ -21,6 +21,7 @@
 #include "log.h"
 #include "request.h"
 #include "stats.h"
+#include "tls.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define PREFACE_LEN (sizeof PREFACE - 1)
@@ -826,6 +827,7 @@ int h2_start(struct client *c)
     nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     loop_timer_stop(px_loop, &c->timer);
+    tls_keep_buffers(c->conn.ssl);
     c->h2 = h;
     c->state = CS_H2;
     stats->h2_conns++;
