@@ -60,7 +60,14 @@ void client_session_attach(struct client *c)
     } else {
         s = xmalloc(sizeof *s);
     }
-    *s = (struct session){0};
+    /* Zeroed but for the forward destination (712 bytes), which
+     * forward_admit sets whole for each forward request: only what is read
+     * before that is cleared (the destination's choice and its name query). */
+    memset(s, 0, offsetof(struct session, fwd));
+    s->fwd.chosen = false;
+    s->fwd.name[0] = '\0';
+    s->fwd.nips = 0;
+    s->fwd.dns = (struct dns_query){0};
     exchange_reset(s);
     c->s = s;
     exchange_set_limits(c);

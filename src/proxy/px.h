@@ -205,7 +205,8 @@ struct session {
     struct tmo_set tmo;
     struct exch x;
     struct session *next_free;
-    struct fwd_dest fwd;             /* forward proxy: where this request goes */
+    struct fwd_dest fwd;             /* forward proxy: where this request goes
+                                        (last: a new session zeroes all before it) */
 };
 
 struct h2c;
