@@ -52,7 +52,6 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define S_DEFERRED 0x040u  /* its data source waits for bytes (resume_data) */
 #define S_EOF      0x080u  /* its data source gave END_STREAM */
 #define S_READY    0x100u  /* on the connection's ready list */
-#define S_PEER_RST 0x200u  /* the client reset it */
 #define S_FREEING  0x400u  /* its release is deferred */
 #define S_BIG     0x1000u  /* its head is over the limits (431) */
 #define S_CONNECT 0x2000u  /* a CONNECT (refused) */
@@ -63,7 +62,6 @@ struct h2s {
     int32_t id;
     uint32_t sflags;
     uint32_t unconsumed;         /* DATA payload received, window not given back */
-    uint32_t chunk_at;           /* S_CHUNKED: the open chunk's size line in c.in; 0 none */
     struct h2s *next, *prev;     /* the connection's streams */
     struct h2s *next_ready;
 };
@@ -73,7 +71,8 @@ struct h2c {
     nghttp2_session *ng;
     struct h2s *streams;
     unsigned nstreams;
-    struct h2s *ready;           /* streams with news, stepped after the input */
+    struct h2s *ready, *ready_tail;   /* streams with news, stepped after the
+                                         input in the order they had it */
     char *out;                   /* frames for the socket */
     uint32_t ostart, oend, ocap;
     struct h2msg_req hd;          /* the header block being received (one at a
@@ -97,7 +96,10 @@ struct h2c {
     struct timer timer;
 };
 
+#define STREAMS_KEEP 1024         /* spare stream structs kept after a burst */
+
 static struct h2s *free_streams;
+static unsigned nfree_streams;
 
 static void kick_later(struct h2c *h);
 static void stream_ready(struct h2s *st);
@@ -172,10 +174,12 @@ static void goaway(struct h2c *h, uint32_t code, const char *why)
 static struct h2s *stream_new(struct h2c *h, int32_t id)
 {
     struct h2s *st = free_streams;
-    if (st)
+    if (st) {
         free_streams = st->next;
-    else
+        nfree_streams--;
+    } else {
         st = xmalloc(sizeof *st);
+    }
     *st = (struct h2s){0};
     st->h = h;
     st->id = id;
@@ -200,8 +204,13 @@ static struct h2s *stream_new(struct h2c *h, int32_t id)
 static void release_stream(struct loop_defer *d)
 {
     struct h2s *st = container_of(d, struct h2s, c.defer);
+    if (nfree_streams >= STREAMS_KEEP) {
+        free(st);
+        return;
+    }
     st->next = free_streams;
     free_streams = st;
+    nfree_streams++;
 }
 
 /* Frees the stream once neither nghttp2 nor an exchange holds it. */
@@ -214,9 +223,12 @@ static void maybe_free(struct h2s *st)
     struct h2c *h = st->h;
     if (h) {
         if (st->sflags & S_READY) {
-            for (struct h2s **pp = &h->ready; *pp; pp = &(*pp)->next_ready)
+            struct h2s *prev = NULL;
+            for (struct h2s **pp = &h->ready; *pp; prev = *pp, pp = &(*pp)->next_ready)
                 if (*pp == st) {
                     *pp = st->next_ready;
+                    if (h->ready_tail == st)
+                        h->ready_tail = prev;
                     break;
                 }
         }
@@ -242,9 +254,14 @@ static void stream_ready(struct h2s *st)
 {
     if (st->sflags & (S_READY | S_FREEING) || !st->h)
         return;
+    struct h2c *h = st->h;
     st->sflags |= S_READY;
-    st->next_ready = st->h->ready;
-    st->h->ready = st;
+    st->next_ready = NULL;
+    if (h->ready_tail)
+        h->ready_tail->next_ready = st;
+    else
+        h->ready = st;
+    h->ready_tail = st;
 }
 
 /* The exchange is over (its session released): the stream lives on only
@@ -550,10 +567,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         }
         break;
     case NGHTTP2_RST_STREAM:
-        if (st) {
-            st->sflags |= S_PEER_RST;
+        if (st)
             count_reset(STATS_H2_RESET_CLIENT);
-        }
         if (!h2msg_bucket_take(&h->resets, px_loop->now, RESET_BURST, RESET_RATE))
             goaway(h, NGHTTP2_ENHANCE_YOUR_CALM, "too many stream resets (rapid reset)");
         break;
@@ -840,6 +855,8 @@ static void run_ready(struct h2c *h)
     while (h->ready) {
         struct h2s *st = h->ready;
         h->ready = st->next_ready;
+        if (!h->ready)
+            h->ready_tail = NULL;
         st->sflags &= ~S_READY;
         struct client *c = &st->c;
         if ((st->sflags & S_HEAD) && !(st->sflags & S_EXCH) && (st->sflags & S_LIVE)) {
@@ -996,7 +1013,7 @@ void h2_conn_close(struct client *c)
         }
         maybe_free(st);
     }
-    h->ready = NULL;
+    h->ready = h->ready_tail = NULL;
     nghttp2_session_del(h->ng);
     h->ng = NULL;
     h2msg_req_release(&h->hd);
@@ -1213,6 +1230,7 @@ void h2_free_spares(void)
         free_streams = st->next;
         free(st);
     }
+    nfree_streams = 0;
     if (callbacks) {
         nghttp2_session_callbacks_del(callbacks);
         nghttp2_option_del(options);
