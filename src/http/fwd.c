@@ -81,6 +81,21 @@ static bool hop_by_hop(const struct http_field *f, const struct tokens *tk)
     return false;
 }
 
+/* n in decimal into v (at least 20 bytes); returns the length. (snprintf
+ * cost 1 % of a small request's CPU.) */
+static int u64_text(char *v, uint64_t n)
+{
+    char t[20];
+    int k = 0;
+    do {
+        t[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (int i = 0; i < k; i++)
+        v[i] = t[k - 1 - i];
+    return k;
+}
+
 /* "Content-Length: N" in canonical decimal, once: called for each
  * Content-Length line, it writes at the first and skips the others. With
  * info NULL or no length known, every line is dropped. */
@@ -89,7 +104,7 @@ static void put_length(struct out *o, const struct http_info *info, bool *done)
     if (*done || !info || !info->has_length)
         return;
     char v[24];
-    int n = snprintf(v, sizeof v, "%" PRIu64, info->content_length);
+    int n = u64_text(v, info->content_length);
     PUTS(o, "Content-Length: ");
     put(o, v, (size_t)n);
     PUTS(o, "\r\n");
@@ -296,7 +311,7 @@ int fwd_response_fields(const struct fwd_resp *r, struct fwd_field *f, size_t ma
             if (length_done || !r->info || !r->info->has_length)
                 continue;
             char v[24];
-            int n = snprintf(v, sizeof v, "%" PRIu64, r->info->content_length);
+            int n = u64_text(v, r->info->content_length);
             char *p = take_scratch(&sp, &left, (size_t)n);
             if (!p || k == max)
                 return -1;

@@ -711,6 +711,117 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     return n;
 }
 
+/* ---- nghttp2's memory -------------------------------------------------------- *
+ *
+ * nghttp2 allocates a dozen small objects per stream (the stream, its
+ * outbound frames, copies of header fields) and frees them when it closes:
+ * they come from size-class free lists here, so that a steady load
+ * allocates nothing (malloc and free were 3 % of a small request's CPU).
+ * Each block has a 16-byte header naming its class (or, past the largest
+ * class, its size); each list keeps at most MEM_KEEP_BYTES. */
+
+#define MEM_CLASSES 6             /* 64, 128, ... 2048 bytes */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_KEEP_BYTES 0u         /* AddressSanitizer sees every block freed */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_KEEP_BYTES 0u
+#endif
+#endif
+#ifndef MEM_KEEP_BYTES
+#define MEM_KEEP_BYTES (256u * 1024)
+#endif
+
+struct mem_hdr {
+    uint32_t cls;                 /* MEM_CLASSES: a large block of `size` bytes */
+    uint32_t unused;
+    uint64_t size;
+};
+
+static void *mem_lists[MEM_CLASSES];
+static unsigned mem_counts[MEM_CLASSES];
+
+static size_t class_size(unsigned k)
+{
+    return (size_t)64 << k;
+}
+
+static void *mem_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    unsigned k = 0;
+    while (k < MEM_CLASSES && n > class_size(k))
+        k++;
+    if (k < MEM_CLASSES && mem_lists[k]) {
+        void *p = mem_lists[k];
+        mem_lists[k] = *(void **)p;
+        mem_counts[k]--;
+        return p;
+    }
+    struct mem_hdr *h = malloc(sizeof *h + (k < MEM_CLASSES ? class_size(k) : n));
+    if (!h)
+        return NULL;
+    h->cls = k;
+    h->size = n;
+    return h + 1;
+}
+
+static void mem_free(void *p, void *ud)
+{
+    (void)ud;
+    if (!p)
+        return;
+    struct mem_hdr *h = (struct mem_hdr *)p - 1;
+    unsigned k = h->cls;
+    if (k < MEM_CLASSES && mem_counts[k] < MEM_KEEP_BYTES / class_size(k)) {
+        *(void **)p = mem_lists[k];
+        mem_lists[k] = p;
+        mem_counts[k]++;
+        return;
+    }
+    free(h);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = mem_alloc(n * size, ud);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    if (!p)
+        return mem_alloc(n, ud);
+    struct mem_hdr *h = (struct mem_hdr *)p - 1;
+    size_t have = h->cls < MEM_CLASSES ? class_size(h->cls) : h->size;
+    if (n <= have && h->cls < MEM_CLASSES)
+        return p;
+    void *q = mem_alloc(n, ud);
+    if (!q)
+        return NULL;
+    memcpy(q, p, have < n ? have : n);
+    mem_free(p, ud);
+    return q;
+}
+
+static nghttp2_mem mem = {NULL, mem_alloc, mem_free, mem_calloc, mem_realloc};
+
+static void mem_drain(void)
+{
+    for (unsigned k = 0; k < MEM_CLASSES; k++) {
+        while (mem_lists[k]) {
+            void *p = mem_lists[k];
+            mem_lists[k] = *(void **)p;
+            free((struct mem_hdr *)p - 1);
+        }
+        mem_counts[k] = 0;
+    }
+}
+
 /* ---- the connection ---------------------------------------------------------- */
 
 static nghttp2_session_callbacks *callbacks;
@@ -825,7 +936,7 @@ int h2_start(struct client *c)
     h->idle_since = px_loop->now;
     h->hd.limit = px_req_limits.max_head + 1024;
     timer_init(&h->timer, on_conn_timer);
-    if (nghttp2_session_server_new2(&h->ng, callbacks, h, options)) {
+    if (nghttp2_session_server_new3(&h->ng, callbacks, h, options, &mem)) {
         free(h);
         log_error("error", "HTTP/2: out of memory");
         client_close(c);
@@ -1231,6 +1342,7 @@ void h2_free_spares(void)
         free(st);
     }
     nfree_streams = 0;
+    mem_drain();
     if (callbacks) {
         nghttp2_session_callbacks_del(callbacks);
         nghttp2_option_del(options);
