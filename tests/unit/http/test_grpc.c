@@ -1,0 +1,89 @@
+/* test_grpc.c -- the grpc-timeout field (src/http/grpc.h). */
+#include "unit.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "grpc.h"
+
+static int parse(const char *s, uint64_t *ns)
+{
+    return grpc_timeout_parse(s, strlen(s), ns);
+}
+
+TEST(parse_units)
+{
+    uint64_t ns = 0;
+    CHECK_EQ_INT(parse("1H", &ns), 0);
+    CHECK_EQ_U64(ns, 3600000000000ull);
+    CHECK_EQ_INT(parse("2M", &ns), 0);
+    CHECK_EQ_U64(ns, 120000000000ull);
+    CHECK_EQ_INT(parse("5S", &ns), 0);
+    CHECK_EQ_U64(ns, 5000000000ull);
+    CHECK_EQ_INT(parse("250m", &ns), 0);
+    CHECK_EQ_U64(ns, 250000000ull);
+    CHECK_EQ_INT(parse("7u", &ns), 0);
+    CHECK_EQ_U64(ns, 7000ull);
+    CHECK_EQ_INT(parse("99999999n", &ns), 0);
+    CHECK_EQ_U64(ns, 99999999ull);
+    CHECK_EQ_INT(parse("99999999H", &ns), 0);
+    CHECK_EQ_U64(ns, 99999999ull * 3600000000000ull);
+    CHECK_EQ_INT(parse("0m", &ns), 0);   /* already over: the call fails at once */
+    CHECK_EQ_U64(ns, 0);
+    CHECK_EQ_INT(parse("00000010S", &ns), 0);
+    CHECK_EQ_U64(ns, 10000000000ull);
+}
+
+TEST(parse_malformed)
+{
+    uint64_t ns = 42;
+    const char *bad[] = {"",  "S",     "10",  "123456789S", "10s", "10h", "1.5S", "-1S",
+                         " 1S", "1S ", "1 S", "1SS",        "10x", "1e3m"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!CHECK_EQ_INT(parse(bad[i], &ns), -1))
+            fprintf(stderr, "    accepted: \"%s\"\n", bad[i]);
+    }
+    CHECK_EQ_U64(ns, 42);   /* untouched */
+}
+
+static const char *fmt(uint64_t ns)
+{
+    static char out[GRPC_TIMEOUT_MAX + 1];
+    int n = grpc_timeout_format(ns, out);
+    out[n] = '\0';
+    return out;
+}
+
+TEST(format)
+{
+    CHECK_EQ_STR(fmt(0), "0n");
+    CHECK_EQ_STR(fmt(999), "999n");
+    CHECK_EQ_STR(fmt(99999999), "99999999n");
+    CHECK_EQ_STR(fmt(100000000), "100000u");        /* 0.1 s: finest unit that fits */
+    CHECK_EQ_STR(fmt(1234567891), "1234567u");      /* rounded down, never up */
+    CHECK_EQ_STR(fmt(30000000000ull), "30000000u");
+    CHECK_EQ_STR(fmt(300000000000ull), "300000m");
+    CHECK_EQ_STR(fmt(200000ull * 1000000000), "200000S");
+    CHECK_EQ_STR(fmt(UINT64_MAX), "5124095H");      /* (2^64 - 1 ns is 5124095 h and more) */
+    /* what is written reads back as at most the time given, less by under
+     * one unit: the unit is chosen when the finer one needs 9 digits, so it
+     * is at most 1e-5 of the time (n to u, m to S), or 1000 ns */
+    uint64_t samples[] = {1, 1500, 2500000, 987654321, 5000000001ull, 123456789012345ull};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        char out[GRPC_TIMEOUT_MAX];
+        int n = grpc_timeout_format(samples[i], out);
+        uint64_t back = UINT64_MAX;
+        CHECK(n >= 2 && n <= GRPC_TIMEOUT_MAX);
+        CHECK_EQ_INT(grpc_timeout_parse(out, (size_t)n, &back), 0);
+        CHECK(back <= samples[i]);
+        CHECK(samples[i] - back < samples[i] / 100000 + 1000);
+    }
+}
+
+int main(void)
+{
+    RUN(parse_units);
+    RUN(parse_malformed);
+    RUN(format);
+    return unit_summary("test_grpc");
+}
