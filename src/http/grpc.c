@@ -38,7 +38,7 @@ int grpc_timeout_parse(const char *v, size_t n, uint64_t *ns)
 
 int grpc_timeout_format(uint64_t ns, char *out)
 {
-    size_t k = 0;
+    size_t k = 2;   /* milliseconds, then coarser only when 8 digits do not hold it */
     while (k + 1 < NUNITS && ns / units[k].ns > MAX_VALUE)
         k++;
     uint64_t value = ns / units[k].ns;

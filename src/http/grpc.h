@@ -22,9 +22,10 @@
 int grpc_timeout_parse(const char *v, size_t n, uint64_t *ns);
 
 /* Writes ns as a grpc-timeout value into out (at least GRPC_TIMEOUT_MAX
- * bytes, not NUL-terminated) in the finest unit whose value fits 8 digits,
- * rounded down so that the next hop never waits past the deadline (99999999H
- * at most). Returns its length. */
+ * bytes, not NUL-terminated) in the largest unit that keeps millisecond
+ * precision: milliseconds, or a coarser unit only past 8 digits of them
+ * (27.7 hours). Rounded down, so that the next hop never waits past the
+ * deadline (under 1 ms left is "0m"; 99999999H at most). Returns its length. */
 int grpc_timeout_format(uint64_t ns, char *out);
 
 #endif

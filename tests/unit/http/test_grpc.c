@@ -56,19 +56,19 @@ static const char *fmt(uint64_t ns)
 
 TEST(format)
 {
-    CHECK_EQ_STR(fmt(0), "0n");
-    CHECK_EQ_STR(fmt(999), "999n");
-    CHECK_EQ_STR(fmt(99999999), "99999999n");
-    CHECK_EQ_STR(fmt(100000000), "100000u");        /* 0.1 s: finest unit that fits */
-    CHECK_EQ_STR(fmt(1234567891), "1234567u");      /* rounded down, never up */
-    CHECK_EQ_STR(fmt(30000000000ull), "30000000u");
-    CHECK_EQ_STR(fmt(300000000000ull), "300000m");
-    CHECK_EQ_STR(fmt(200000ull * 1000000000), "200000S");
+    CHECK_EQ_STR(fmt(0), "0m");
+    CHECK_EQ_STR(fmt(999999), "0m");                /* under 1 ms: rounded down */
+    CHECK_EQ_STR(fmt(1000000), "1m");
+    CHECK_EQ_STR(fmt(1234567891), "1234m");         /* rounded down, never up */
+    CHECK_EQ_STR(fmt(299999999), "299m");
+    CHECK_EQ_STR(fmt(99999999ull * 1000000), "99999999m");
+    CHECK_EQ_STR(fmt(100000000ull * 1000000), "100000S");   /* past 8 digits of ms */
+    CHECK_EQ_STR(fmt(200000000ull * 1000000000), "3333333M");
     CHECK_EQ_STR(fmt(UINT64_MAX), "5124095H");      /* (2^64 - 1 ns is 5124095 h and more) */
     /* what is written reads back as at most the time given, less by under
-     * one unit: the unit is chosen when the finer one needs 9 digits, so it
-     * is at most 1e-5 of the time (n to u, m to S), or 1000 ns */
-    uint64_t samples[] = {1, 1500, 2500000, 987654321, 5000000001ull, 123456789012345ull};
+     * one unit: a millisecond, or 1e-5 of the time past 8 digits of them */
+    uint64_t samples[] = {1500, 2500000, 987654321, 5000000001ull, 123456789012345ull,
+                          99999999123456789ull};
     for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
         char out[GRPC_TIMEOUT_MAX];
         int n = grpc_timeout_format(samples[i], out);
@@ -76,7 +76,7 @@ TEST(format)
         CHECK(n >= 2 && n <= GRPC_TIMEOUT_MAX);
         CHECK_EQ_INT(grpc_timeout_parse(out, (size_t)n, &back), 0);
         CHECK(back <= samples[i]);
-        CHECK(samples[i] - back < samples[i] / 100000 + 1000);
+        CHECK(samples[i] - back < samples[i] / 100000 + 1000000);
     }
 }
 
