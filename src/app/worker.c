@@ -18,6 +18,7 @@
 #include "exchange.h"
 #include "forward.h"
 #include "h2.h"
+#include "h2up.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -203,6 +204,7 @@ int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fd
     px_configure(l, c);
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
+    h2u_init(l);
     health_init(l, c);
     if (forward_init(l, c) < 0)
         return -EINVAL;
@@ -233,6 +235,7 @@ void worker_shutdown(void)
     }
     client_free_spares();
     pool_free_structs();
+    h2u_free();
     route_free();
     dns_shutdown();
     forward_shutdown();

@@ -161,6 +161,11 @@ static void log_access_json(const struct log_entry *e, uint32_t tl)
     p += put_json_ms(p, "total_ms", e->total_ms);
     p += e->proto ? (size_t)sprintf(p, ",\"proto\":\"%s\"", e->proto)
                   : (size_t)sprintf(p, ",\"proto\":null");
+    if (e->grpc) {
+        p += e->grpc_status >= 0 ? (size_t)sprintf(p, ",\"grpc_status\":%d", e->grpc_status)
+                                 : (size_t)sprintf(p, ",\"grpc_status\":null");
+        p += put_json_ms(p, "grpc_timeout_ms", e->grpc_timeout_ms);
+    }
     p += sprintf(p, ",\"reason\":\"%s\"}\n", e->reason);
     alen += (size_t)(p - start);
 }
@@ -200,7 +205,15 @@ void log_access(const struct log_entry *e)
     memcpy(p, " total_ms=", 10);
     p += 10;
     p += put_ms(p, e->total_ms);
-    p += sprintf(p, " proto=%s reason=%s\n", e->proto ? e->proto : "-", e->reason);
+    p += sprintf(p, " proto=%s", e->proto ? e->proto : "-");
+    if (e->grpc) {
+        p += e->grpc_status >= 0 ? (size_t)sprintf(p, " grpc_status=%d", e->grpc_status)
+                                 : (size_t)sprintf(p, " grpc_status=-");
+        memcpy(p, " grpc_timeout_ms=", 17);
+        p += 17;
+        p += put_ms(p, e->grpc_timeout_ms);
+    }
+    p += sprintf(p, " reason=%s\n", e->reason);
     alen += (size_t)(p - start);
 }
 

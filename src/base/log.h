@@ -27,6 +27,9 @@ struct log_entry {
     int64_t total_ms;
     const char *proto;         /* "HTTP/1.1", "HTTP/2"; NULL: "-" */
     const char *reason;        /* "ok", "read_timeout", ... */
+    bool grpc;                 /* a gRPC call: grpc_status and grpc_timeout_ms follow */
+    int grpc_status;           /* < 0: "-" */
+    int64_t grpc_timeout_ms;   /* the client's grpc-timeout; < 0: "-" */
 };
 
 /* Opens the access log: a path (appended to), "-" for standard output, or

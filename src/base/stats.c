@@ -139,6 +139,12 @@ static const struct stats *total(void)
         for (int d = 0; d < 2; d++)
             for (int k = 0; k < 4; k++)
                 t.tls[d][k] += s->tls[d][k];
+        for (int k = 0; k < STATS_GRPC_STATUSES; k++)
+            t.grpc_calls[k] += s->grpc_calls[k];
+        t.h2_up_conns += s->h2_up_conns;
+        t.h2_up_streams += s->h2_up_streams;
+        t.h2_up_cancels += s->h2_up_cancels;
+        t.h2_up_refused += s->h2_up_refused;
         t.clients += s->clients;
         t.upstream_open += s->upstream_open;
         for (unsigned p = 0; p < s->npools && p < STATS_MAX_POOLS; p++) {
@@ -207,6 +213,28 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     for (int k = 0; k < 3; k++)
         put(&o, "hourglass_http2_goaways_total{code=\"%s\"} %llu\n", gcode[k],
             (unsigned long long)st->h2_goaways[k]);
+    put(&o, "# HELP hourglass_http2_upstream_connections_total HTTP/2 connections opened to "
+            "upstreams.\n# TYPE hourglass_http2_upstream_connections_total counter\n"
+            "hourglass_http2_upstream_connections_total %llu\n"
+            "# HELP hourglass_http2_upstream_streams_total Streams opened on HTTP/2 upstream "
+            "connections (attempts).\n# TYPE hourglass_http2_upstream_streams_total counter\n"
+            "hourglass_http2_upstream_streams_total %llu\n"
+            "# HELP hourglass_http2_upstream_resets_total Upstream streams ended early: reset by "
+            "hourglass (cancel), or refused unprocessed by the server (refused).\n"
+            "# TYPE hourglass_http2_upstream_resets_total counter\n"
+            "hourglass_http2_upstream_resets_total{cause=\"cancel\"} %llu\n"
+            "hourglass_http2_upstream_resets_total{cause=\"refused\"} %llu\n",
+        (unsigned long long)st->h2_up_conns, (unsigned long long)st->h2_up_streams,
+        (unsigned long long)st->h2_up_cancels, (unsigned long long)st->h2_up_refused);
+    put(&o, "# HELP hourglass_grpc_calls_total gRPC calls ended, by grpc-status (the "
+            "upstream's, or hourglass's own when it ended the call).\n"
+            "# TYPE hourglass_grpc_calls_total counter\n");
+    for (int k = 0; k < STATS_GRPC_STATUSES - 1; k++)
+        put(&o, "hourglass_grpc_calls_total{status=\"%d\"} %llu\n", k,
+            (unsigned long long)st->grpc_calls[k]);
+    if (st->grpc_calls[STATS_GRPC_STATUSES - 1])
+        put(&o, "hourglass_grpc_calls_total{status=\"other\"} %llu\n",
+            (unsigned long long)st->grpc_calls[STATS_GRPC_STATUSES - 1]);
     put(&o, "# HELP hourglass_ejections_total Servers ejected by passive health.\n"
             "# TYPE hourglass_ejections_total counter\nhourglass_ejections_total %llu\n",
         (unsigned long long)st->ejections);

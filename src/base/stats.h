@@ -36,6 +36,8 @@ struct stats_pool {
     uint64_t waiting;    /* requests waiting for a connection slot */
 };
 
+#define STATS_GRPC_STATUSES 18
+
 struct stats {
     uint32_t gen;               /* generation of the worker using it; 0 = free */
     uint32_t npools;
@@ -47,6 +49,10 @@ struct stats {
     uint64_t h2_resets[4];      /* streams reset, by cause (STATS_H2_RESET_*) */
     uint64_t h2_goaways[3];     /* GOAWAY sent: [0] no_error, [1] protocol_error, [2] enhance_your_calm */
     uint64_t tls[2][4];         /* handshakes by side (STATS_TLS_*) and result (tls.h) */
+    uint64_t grpc_calls[STATS_GRPC_STATUSES];   /* gRPC calls ended, by grpc-status
+                                                   (the last slot: above 16) */
+    uint64_t h2_up_conns, h2_up_streams;   /* HTTP/2 upstream connections and streams opened */
+    uint64_t h2_up_cancels, h2_up_refused; /* ... streams we reset, streams refused unprocessed */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];

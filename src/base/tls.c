@@ -347,7 +347,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 struct tls_client *tls_client_new(const struct tls_client_conf *c, char *err, size_t errlen,
                                   const char **bad_key)
 {
-    static const unsigned char alpn[] = "\x08http/1.1";
+    static const unsigned char alpn[] = "\x08http/1.1", alpn_h2[] = "\x02h2";
     char why[160];
     struct tls_client *t = calloc(1, sizeof *t);
     if (!t) {
@@ -367,7 +367,10 @@ struct tls_client *tls_client_new(const struct tls_client_conf *c, char *err, si
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_cipher_list(t->ctx, ciphers12);
-    SSL_CTX_set_alpn_protos(t->ctx, alpn, sizeof alpn - 1);
+    if (c->h2)
+        SSL_CTX_set_alpn_protos(t->ctx, alpn_h2, sizeof alpn_h2 - 1);
+    else
+        SSL_CTX_set_alpn_protos(t->ctx, alpn, sizeof alpn - 1);
     if (c->verify) {
         SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
         errno = 0;

@@ -55,6 +55,7 @@ struct tls_client_conf {
     bool verify;               /* check the chain and the name (default true) */
     const char *server_name;   /* SNI and the name checked; NULL: see tls_client_conn */
     const char *cert, *key;    /* client certificate, or NULL */
+    bool h2;                   /* ALPN offers "h2" only (an HTTP/2 pool), else "http/1.1" */
 };
 
 struct tls_server;   /* SSL_CTX per certificate, SNI choice, ALPN, tickets */

@@ -104,6 +104,13 @@ struct conf_retry {
     uint64_t max_body;               /* request bodies kept for a retry; default 64k */
 };
 
+/* A route's handling of gRPC calls' deadlines (`grpc:`). */
+struct conf_grpc {
+    bool ignore;                     /* timeout: ignore (default honour) */
+    uint64_t max_timeout_ms;         /* 0: no cap on an honoured grpc-timeout */
+    bool streaming;                  /* calls without grpc-timeout get no total */
+};
+
 /* Whether the route's retry policy lists this response status. */
 bool conf_retry_status(const struct conf_retry *r, unsigned status);
 

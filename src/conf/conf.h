@@ -116,6 +116,7 @@ struct conf_pool {
     struct conf_active active;
     struct conf_budget budget;
     struct conf_tls_up tls;
+    bool h2;                         /* protocol: h2 (default http/1.1) */
     int line;
 };
 
@@ -127,6 +128,7 @@ struct conf_route {
     struct conf_retry retry;
     uint64_t hedge_delay_ms;         /* 0 = no hedging */
     bool deadline_header;            /* propagate the time left (default true) */
+    struct conf_grpc grpc;           /* what its gRPC calls' grpc-timeout does */
     int line;
 };
 

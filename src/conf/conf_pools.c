@@ -226,7 +226,8 @@ static void parse_pool_tls(struct conf_ctx *x, yaml_node_t *n, const char *path,
 static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
-                                       "health", "budget", "tls", NULL};
+                                       "health", "budget", "tls", "protocol", NULL};
+    static const char *const protocols[] = {"http/1.1", "h2", NULL};
     static const char *const balances[] = {"round_robin", "least_conn", "p2c", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN], sub[PATHLEN];
@@ -288,6 +289,13 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
     conf_join(key, path, "tls");
     if (v[6])
         parse_pool_tls(x, v[6], key, &p->tls);
+    conf_join(key, path, "protocol");
+    if (v[7]) {
+        int pr = conf_get_enum(x, v[7], key, protocols);
+        if (pr >= 0)
+            p->h2 = pr == 1;
+    }
+    p->tls.c.h2 = p->h2;   /* ALPN h2 over TLS */
 }
 
 void conf_parse_pools(struct conf_ctx *x, yaml_node_t *n)

@@ -142,10 +142,33 @@ static void parse_retry(struct conf_ctx *x, yaml_node_t *n, const char *path, st
                       &r->max_body);
 }
 
+/* `grpc:` of a route: what a gRPC call's grpc-timeout does there. */
+static void parse_grpc(struct conf_ctx *x, yaml_node_t *n, const char *key, struct conf_grpc *g)
+{
+    static const char *const keys[] = {"timeout", "max_timeout", "streaming", NULL};
+    static const char *const modes[] = {"honour", "ignore", NULL};
+    yaml_node_t *w[MAX_KEYS];
+    char sub[PATHLEN];
+    if (!conf_fields(x, n, key, "a mapping (timeout, max_timeout, streaming)", keys, w))
+        return;
+    conf_join(sub, key, "timeout");
+    if (w[0]) {
+        int m = conf_get_enum(x, w[0], sub, modes);
+        if (m >= 0)
+            g->ignore = m == 1;
+    }
+    conf_join(sub, key, "max_timeout");
+    if (w[1])
+        conf_get_dur(x, w[1], sub, &g->max_timeout_ms);
+    conf_join(sub, key, "streaming");
+    if (w[2])
+        conf_get_bool(x, w[2], sub, &g->streaming);
+}
+
 static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
-                                       "budget", "deadline_header", NULL};
+                                       "budget", "deadline_header", "grpc", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     conf_joini(path, "routes", idx);
@@ -218,6 +241,9 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "deadline_header");
     if (v[7])
         conf_get_bool(x, v[7], key, &r->deadline_header);
+    conf_join(key, path, "grpc");
+    if (v[8])
+        parse_grpc(x, v[8], key, &r->grpc);
 }
 
 void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)

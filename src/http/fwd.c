@@ -228,7 +228,8 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
             (r->strip_expect && HTTP_NAME_IS(f, "expect")) ||
             (r->strip_proxy_auth && HTTP_NAME_IS(f, "proxy-authorization")) ||
             (r->deadline_name &&
-             ieq(f->name, f->name_len, r->deadline_name, strlen(r->deadline_name))))
+             ieq(f->name, f->name_len, r->deadline_name, strlen(r->deadline_name))) ||
+            (r->grpc && HTTP_NAME_IS(f, "grpc-timeout")))
             continue;
         if (HTTP_NAME_IS(f, "host")) {
             if (auth) {   /* RFC 9112 3.2.2: the target's authority wins */
@@ -264,6 +265,11 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
         PUTS(&o, ":");
         if (r->deadline_at)
             *r->deadline_at = o.n;
+        PUTS(&o, "          \r\n");   /* FWD_DEADLINE_WIDTH blanks */
+    }
+    if (r->grpc && r->grpc_timeout_at) {
+        PUTS(&o, "grpc-timeout:");
+        *r->grpc_timeout_at = o.n;
         PUTS(&o, "          \r\n");   /* FWD_DEADLINE_WIDTH blanks */
     }
     PUTS(&o, "\r\n");

@@ -27,6 +27,9 @@ struct fwd_req {
     bool deadline_strip_only;  /* remove an incoming one but send none (the
                                   route turned propagation off) */
     size_t *deadline_at;       /* out: offset of FWD_DEADLINE_WIDTH blanks to fill */
+    bool grpc;                 /* a gRPC call: its grpc-timeout is dropped, and... */
+    size_t *grpc_timeout_at;   /* ...unless NULL, a grpc-timeout field of
+                                  FWD_DEADLINE_WIDTH blanks is written; out: where */
     bool strip_proxy_auth;     /* a forward proxy consumed Proxy-Authorization */
     bool upgrade;              /* a WebSocket upgrade: Connection: upgrade and the
                                   client's Upgrade field are passed on */

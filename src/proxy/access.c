@@ -23,6 +23,7 @@
 #include "fwd.h"
 #include "health.h"
 #include "http.h"
+#include "grpc.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
@@ -60,6 +61,12 @@ void access_log(struct client *c, int status, const char *reason)
         int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
         int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
         stats_exchange(ri, status, reason, fb);
+        if (c->s->x.req & R_GRPC) {
+            int gs = c->s->x.grpc_status;
+            if (gs < 0)   /* ended before a status was known: by its reason */
+                gs = c->s->x.grpc_status = grpc_status_of_reason(reason, status);
+            stats->grpc_calls[gs < STATS_GRPC_STATUSES - 1 ? gs : STATS_GRPC_STATUSES - 1]++;
+        }
     }
     if (!log_access_enabled())
         return;
@@ -76,6 +83,9 @@ void access_log(struct client *c, int status, const char *reason)
         .sent_ms = c->s->x.sent_ns >= 0 ? ms_of((uint64_t)c->s->x.sent_ns) : -1,
         .proto = (c->cflags & CF_STREAM) ? "HTTP/2" : c->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         .reason = reason,
+        .grpc = (c->s->x.req & R_GRPC) != 0,
+        .grpc_status = c->s->x.grpc_status,
+        .grpc_timeout_ms = c->s->x.grpc_timeout_ms,
     };
     e.method = access_method(c, &e.method_len);
     if (e.method) {

@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "exchange.h"
 #include "fwd.h"
+#include "grpc.h"
 #include "health.h"
 #include "http.h"
 #include "log.h"
@@ -96,6 +97,10 @@ int attempt_connect(struct client *c, bool allow_pooled)
         if (px_att(c->s)->up) {
             x->attempts++;
             x->connect_ns = 0;
+            if (pool_opening(px_att(c->s)->up)) {   /* a stream on a connection being opened */
+                x->clk.connect = px_loop->now;
+                x->connect_ns = -1;
+            }
             return AT_MOVED;
         }
     }
@@ -128,15 +133,25 @@ int attempt_connect_step(struct client *c)
 }
 
 /* Writes the time left of the total deadline into the request head's
- * deadline field, just before the head is sent (each attempt anew). */
+ * deadline field and, for a gRPC call, its grpc-timeout, just before the
+ * head is sent (each attempt anew): less the hop's margin, so that the next
+ * hop gives up first. */
 void attempt_stamp_deadline(struct client *c)
 {
     struct exch *x = &c->s->x;
-    if (!x->deadline_at)
+    if (!x->deadline_at && !x->grpc_at)
         return;
     uint64_t end = x->clk.start + ns_of(x->lim.ms[TMO_TOTAL]), now = loop_clock_ns();
     uint64_t left = end > now ? (end - now) / MS : 0;
     left = left > DEADLINE_HOP_MARGIN_MS ? left - DEADLINE_HOP_MARGIN_MS : 0;
+    if (x->grpc_at) {   /* right-aligned in its blanks, as the deadline's digits */
+        char v[GRPC_TIMEOUT_MAX];
+        int n = grpc_timeout_format(left * MS, v);
+        memset(c->s->uhead.data + x->grpc_at, ' ', FWD_DEADLINE_WIDTH);   /* (a retry's) */
+        memcpy(c->s->uhead.data + x->grpc_at + FWD_DEADLINE_WIDTH - n, v, (size_t)n);
+    }
+    if (!x->deadline_at)
+        return;
     char *p = c->s->uhead.data + x->deadline_at + FWD_DEADLINE_WIDTH;
     for (int i = 0; i < FWD_DEADLINE_WIDTH; i++) {   /* right-aligned, blank-padded */
         *--p = (i == 0 || left) ? (char)('0' + left % 10) : ' ';
@@ -180,7 +195,7 @@ int attempt_send(struct client *c)
         {c->s->uhead.data + a->head_off, ph},
         {c->in.data + x->body_sent, pb},
     };
-    ssize_t n = conn_writev(&up->conn, ph ? iov : iov + 1, ph ? 2 : 1);
+    ssize_t n = pool_writev(up, ph ? iov : iov + 1, ph ? 2 : 1);
     if (n < 0) {
         if (n == -EAGAIN) {
             if (!x->clk.write_since)
@@ -300,13 +315,22 @@ static int final_head(struct client *c, int r, const struct http_info *info)
     if (attempt_bulk(info->framing, info->length))
         buf_reserve(&a->in, BUF_LARGE);   /* fewer, larger reads and writes */
     if (info->framing == HTTP_BODY_LENGTH && info->length >= SPLICE_MIN &&
-        client_can_splice(c) && !a->up->conn.ssl)
-        x->flags |= X_SPLICE_OK;   /* (TLS bytes must pass through the engine) */
+        client_can_splice(c) && !a->up->conn.ssl && !a->up->stream)
+        x->flags |= X_SPLICE_OK;   /* (TLS and HTTP/2 bytes must pass through us) */
     x->resp_ready = a->in.start;
     x->flags |= X_RESP_HEAD;
     if (info->framing == HTTP_BODY_NONE)
         x->flags |= X_RESP_DONE;
     return AT_HEAD;
+}
+
+/* A response head's grpc-status (a gRPC Trailers-Only response), or -1. */
+static int head_grpc_status(const struct http_msg *m)
+{
+    for (uint32_t i = 0; i < m->nfields; i++)
+        if (HTTP_NAME_IS(&m->fields[i], "grpc-status"))
+            return grpc_status_parse(m->fields[i].value, m->fields[i].value_len);
+    return -1;
 }
 
 /* Parses response heads in uin: 1xx heads are handed to the client (which
@@ -360,6 +384,16 @@ static int attempt_response_head(struct client *c)
             px_fault(c, FAULT_STATUS, 0);
             c->s->fault.status = px_scratch.status;
             return AT_FAILED;
+        }
+        if (x->req & R_GRPC) {
+            int gs = head_grpc_status(&px_scratch);
+            if (gs >= 0) {
+                x->grpc_status = gs;   /* a Trailers-Only answer */
+            } else if (px_scratch.status != 200 && (c->cflags & CF_STREAM)) {
+                px_fault(c, FAULT_GRPC_HTTP, 0);
+                c->s->fault.status = px_scratch.status;
+                return AT_FAILED;
+            }
         }
         return final_head(c, r, &info);
     }
@@ -477,7 +511,7 @@ int attempt_recv(struct client *c)
             x->resp_ready -= d;
         }
         uint32_t room = buf_room(&a->in);
-        ssize_t n = conn_read(&up->conn, buf_tail(&a->in), room);
+        ssize_t n = pool_read(up, buf_tail(&a->in), room);
         if (n > 0) {
             a->in.end += (uint32_t)n;
             x->clk.read_mark = px_loop->now;

@@ -22,6 +22,7 @@
 #include "dns.h"
 #include "exchange.h"
 #include "fwd.h"
+#include "grpc.h"
 #include "h2.h"
 #include "health.h"
 #include "http.h"
@@ -131,6 +132,12 @@ void client_close(struct client *c)
     loop_defer(px_loop, &c->defer, release_client);
 }
 
+void client_trailers(struct client *c, const char *text, uint32_t len)
+{
+    if (c->cflags & CF_STREAM)
+        h2_trailers(c, text, len);   /* (HTTP/1.1 clients get none, as from HTTP/1.1) */
+}
+
 void client_error(struct client *c, int status, const char *reason, const char *detail)
 {
     client_error_ex(c, status, reason, detail, "");
@@ -144,6 +151,21 @@ void client_error_ex(struct client *c, int status, const char *reason,
     int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, http_reason(status), detail);
     if (bl < 0 || (size_t)bl >= sizeof body)
         bl = (int)strlen(body);
+    if ((c->cflags & CF_STREAM) && (c->s->x.req & R_GRPC)) {
+        struct exch *x = &c->s->x;
+        buf_release(&px_att(c->s)->in);
+        buf_release(&c->s->uhead);
+        x->interim = 0;
+        if (x->grpc_status < 0)
+            x->grpc_status = grpc_status_of_reason(reason, status);
+        char msg[160];
+        snprintf(msg, sizeof msg, "hourglass: %s (%s)", reason, detail);
+        h2_grpc_error(c, x->grpc_status, msg);
+        access_log(c, 200, reason);
+        c->state = CS_CLOSING;
+        x->clk.send_mark = 0;
+        return;
+    }
     if (c->cflags & CF_STREAM) {
         buf_release(&px_att(c->s)->in);
         buf_release(&c->s->uhead);
@@ -210,7 +232,8 @@ int client_request_body(struct client *c)
     x->body_ready += (uint32_t)kept;
     if (px_cfg->max_body && x->req_chunk.payload > px_cfg->max_body)
         return px_fault(c, FAULT_BODY_TOO_LARGE, 0);
-    if ((x->flags & X_KEEP_BODY) && x->req_chunk.payload > x->route->retry->max_body)
+    if ((x->flags & X_KEEP_BODY) &&
+        x->req_chunk.payload > (x->route->retry ? x->route->retry->max_body : KEEP_BODY_H2))
         x->flags &= ~X_KEEP_BODY;   /* too large to keep: no retry */
     if (http_chunked_done(&x->req_chunk))
         x->flags |= X_BODY_DONE;

@@ -23,6 +23,11 @@ void client_session_detach(struct client *c);
  * The struct itself is recycled at the end of the loop iteration. */
 void client_close(struct client *c);
 
+/* The response's trailer fields ("name: value\r\n" lines), from an
+ * HTTP/2 upstream: an HTTP/2 client gets them after the body; an HTTP/1.1
+ * client gets none (hourglass drops HTTP/1.1 trailers either way). */
+void client_trailers(struct client *c, const char *text, uint32_t len);
+
 void client_error(struct client *c, int status, const char *reason, const char *detail);
 
 /* extra: more header lines, each ending in CRLF ("" for none). */

@@ -29,6 +29,8 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "grpc.h"
+#include "h2up.h"
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
@@ -52,12 +54,28 @@ static const struct route_policy *exchange_policy(const struct client *c)
     return c->s->x.route ? &c->s->x.route->policy : &px_default_policy;
 }
 
-/* The total deadline: the route's, or less when a trusted client said so. */
+/* The total deadline: the route's; for a gRPC call, less when its
+ * grpc-timeout (capped by the route's grpc.max_timeout) is shorter, or none
+ * for a call without one on a grpc.streaming route; less again when a
+ * trusted client's deadline header says so. */
 uint64_t exchange_total_ms(const struct client *c)
 {
+    const struct exch *x = &c->s->x;
     uint64_t t = exchange_policy(c)->ms[TMO_TOTAL];
-    if ((c->s->x.req & R_CLIENT_DEADLINE) && c->s->x.client_total_ms < t)
-        t = c->s->x.client_total_ms;
+    if ((x->req & R_GRPC) && x->route) {
+        const struct conf_grpc *g = &x->route->grpc;
+        if (x->grpc_timeout_ms >= 0 && !g->ignore) {
+            uint64_t v = (uint64_t)x->grpc_timeout_ms;
+            if (g->max_timeout_ms && g->max_timeout_ms < v)
+                v = g->max_timeout_ms;
+            if (v < t)
+                t = v;
+        } else if (g->streaming) {
+            t = GRPC_NO_TOTAL_MS;   /* a long-lived stream: no total */
+        }
+    }
+    if ((x->req & R_CLIENT_DEADLINE) && x->client_total_ms < t)
+        t = x->client_total_ms;
     return t;
 }
 
@@ -67,7 +85,8 @@ void exchange_reset(struct session *s)
 {
     struct exch *x = &s->x;
     *x = (struct exch){0};
-    x->connect_ns = x->first_byte_ns = x->sent_ns = -1;
+    x->connect_ns = x->first_byte_ns = x->sent_ns = x->grpc_timeout_ms = -1;
+    x->grpc_status = -1;
     memset(s->att, 0, sizeof s->att);
     s->at = &s->att[0];
     s->hg = &s->att[1];
@@ -100,7 +119,8 @@ void exchange_reset_attempt(struct client *c)
     px_att(c->s)->head_off = 0;
     x->body_sent = c->in.start + x->head_len;
     x->flags &= ~(X_REQ_SENT | X_UP_EOF | X_NO_REUSE | X_GOT_BYTE | X_RESP_HEAD | X_RESP_DONE |
-                  X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK);
+                  X_ABANDON_BODY | X_SPLICE | X_SPLICE_OK | X_DECHUNK | X_TRAILERS);
+    x->grpc_status = -1;
     x->clk.read_mark = x->clk.write_since = x->clk.write_used = 0;
     x->resp_ready = 0;
     x->resp_left = 0;
@@ -162,6 +182,10 @@ void exchange_wait_dequeue(struct client *c)
  * message. Returns 1 when the client lives on (CLOSING), -1 when closed. */
 int exchange_fail(struct client *c, int status, const char *reason, const char *detail)
 {
+    struct exch *x = &c->s->x;
+    x->end_reason = reason;
+    if ((x->req & R_GRPC) && (x->flags & X_FINAL_SENT))
+        x->grpc_status = grpc_status_of_reason(reason, status);   /* sent in trailers */
     exchange_drop_attempts(c);
     /* An error response replaces what is queued for the client, which is
      * only possible while none of it is sent (nor sealed in a TLS record). */
@@ -396,16 +420,29 @@ void exchange_on_timer(struct timer *t)
 bool exchange_can_retry(const struct client *c)
 {
     const struct exch *x = &c->s->x;
-    return px_att(c->s)->up && px_att(c->s)->up->reused && x->attempts == 1 && !(x->flags & X_GOT_BYTE) &&
-           x->req_framing == HTTP_BODY_NONE && (x->req & R_IDEMPOTENT);
+    const struct upconn *up = px_att(c->s)->up;
+    if (!up || (x->flags & X_GOT_BYTE))
+        return false;
+    /* An HTTP/2 stream the server never processed (REFUSED_STREAM, or above
+     * its GOAWAY's last stream id): sent again whatever the method, while
+     * the body is at hand. */
+    if (h2u_unprocessed(up))
+        return x->attempts < 3 &&
+               (x->req_framing == HTTP_BODY_NONE || (x->flags & X_KEEP_BODY));
+    return up->reused && x->attempts == 1 && x->req_framing == HTTP_BODY_NONE &&
+           (x->req & R_IDEMPOTENT);
 }
 
 int exchange_retry(struct client *c)
 {
     char what[320];
     access_describe(c, what, sizeof what);
-    log_error("info", "pooled connection to %s closed before a response; retrying on a new "
-                      "connection (%s)", px_att(c->s)->up->srv->addr->text, what);
+    if (h2u_unprocessed(px_att(c->s)->up))
+        log_error("info", "HTTP/2 upstream %s did not process the request (refused stream or "
+                          "GOAWAY); retrying (%s)", px_att(c->s)->up->srv->addr->text, what);
+    else
+        log_error("info", "pooled connection to %s closed before a response; retrying on a new "
+                          "connection (%s)", px_att(c->s)->up->srv->addr->text, what);
     exchange_reset_attempt(c);
     return exchange_dispatch(c, false);
 }
@@ -545,6 +582,13 @@ int exchange_on_fault(struct client *c)
         log_error("info", "client %s before the response was complete (%s)",
                   (c->cflags & CF_STREAM) ? "reset the stream" : "closed the connection", what);
         return exchange_fail(c, 0, "client_abort", "client closed");
+    case FAULT_GRPC_HTTP:
+        access_describe(c, what, sizeof what);
+        log_error("warn", "upstream %s answered a gRPC call with HTTP %d and no grpc-status (%s)",
+                  px_dest_text(c->s, "-"), f->status, what);
+        c->s->x.grpc_status = grpc_status_of_http(f->status);
+        snprintf(why, sizeof why, "HTTP status %d", f->status);
+        return exchange_fail(c, 502, "upstream_http_status", why);
     case FAULT_BODY_TOO_LARGE:
         access_describe(c, what, sizeof what);
         log_error("info", "request body larger than --max-body-size %llu (%s)",
@@ -589,6 +633,31 @@ static void head_won(struct client *c)
     log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
               px_att(s)->srv->addr->text, px_hedge(s)->srv->addr->text, what);
     hedge_drop(c);
+}
+
+/* The response is whole: an HTTP/2 upstream's trailers go to the client,
+ * and a gRPC call's status is read from them. */
+static void hand_trailers(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    const struct upconn *up = px_att(c->s)->up;
+    x->flags |= X_TRAILERS;
+    uint32_t len;
+    const char *t = up ? h2u_trailers(up, &len) : NULL;
+    if (!t)
+        return;
+    if (x->req & R_GRPC) {
+        const char *p = memmem(t, len, "grpc-status:", 12);
+        if (p) {
+            p += 12;
+            while (p < t + len && *p == ' ')
+                p++;
+            const char *e = memchr(p, '\r', (size_t)(t + len - p));
+            if (e)
+                x->grpc_status = grpc_status_parse(p, (size_t)(e - p));
+        }
+    }
+    client_trailers(c, t, len);
 }
 
 /* The exchange ended well: log, pool or close the upstream connection, and
@@ -652,6 +721,12 @@ int exchange_step(struct client *c)
         return 1;
     case AT_HEAD:
         head_won(c);
+        break;
+    }
+    if ((x->flags & X_RESP_DONE) && !(x->flags & X_TRAILERS))
+        hand_trailers(c);
+    switch (r) {
+    default:
         break;
     }
     progress |= r != AT_IDLE;

@@ -52,6 +52,14 @@ int h2_recv_body(struct client *c);
 int h2_send(struct client *c);
 bool h2_writable(const struct client *c);
 void h2_error(struct client *c, int status, const char *body, int body_len);
+
+/* A gRPC call ended by hourglass before any response: Trailers-Only with
+ * grpc-status gs and grpc-message message. */
+void h2_grpc_error(struct client *c, int gs, const char *message);
+
+/* Trailer lines ("name: value\r\n", lower-case names) to send after the
+ * response body, instead of ending the stream with its last DATA frame. */
+void h2_trailers(struct client *c, const char *text, uint32_t len);
 int h2_interim_head(struct client *c, const struct http_msg *m, uint32_t len);
 int h2_response_head(struct client *c, const struct http_msg *m,
                      const struct http_info *info, uint32_t len);

@@ -41,6 +41,8 @@ struct h2s {
     uint32_t unconsumed;         /* DATA payload received, window not given back */
     struct h2s *next, *prev;     /* the connection's streams */
     struct h2s *next_ready;
+    char *trailers;              /* "name: value\r\n" lines sent after the body */
+    uint32_t tlen;
 };
 
 struct h2c {

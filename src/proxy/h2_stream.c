@@ -15,6 +15,7 @@
 #include "client.h"
 #include "exchange.h"
 #include "fwd.h"
+#include "grpc.h"
 #include "h2msg.h"
 #include "http.h"
 #include "log.h"
@@ -76,7 +77,9 @@ void h2_stream_free(struct h2s *st)
     if (st->sflags & (S_LIVE | S_EXCH | S_FREEING))
         return;
     st->sflags |= S_FREEING;
-    buf_release(&st->c.in);   /* (a head composed for a stream reset before it started) */
+    buf_release(&st->c.in);
+    free(st->trailers);
+    st->trailers = NULL;   /* (a head composed for a stream reset before it started) */
     struct h2c *h = st->h;
     if (h) {
         if (st->sflags & S_READY) {
@@ -286,6 +289,40 @@ bool h2_stream_wants_body(const struct h2s *st)
            !(st->c.s->x.flags & (X_ABANDON_BODY | X_BODY_DONE));
 }
 
+/* Sends the trailer lines kept for the stream (HTTP/2 upstream trailers, or
+ * a gRPC status of our own) as a HEADERS frame that ends it. */
+static void submit_trailers(struct h2s *st)
+{
+    static nghttp2_nv nv[64];
+    size_t k = 0;
+    char *p = st->trailers, *end = st->trailers + st->tlen;
+    while (p < end && k < sizeof nv / sizeof nv[0]) {
+        char *eol = memchr(p, '\r', (size_t)(end - p)), *colon;
+        if (!eol || !(colon = memchr(p, ':', (size_t)(eol - p))))
+            break;
+        char *v = colon + 1;
+        while (v < eol && *v == ' ')
+            v++;
+        nv[k++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, (size_t)(colon - p),
+                               (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
+        p = eol + 2;
+    }
+    nghttp2_submit_trailer(st->h->ng, st->id, nv, k);
+}
+
+/* The data source's end: END_STREAM, or the trailers that carry it. */
+static ssize_t body_eof(struct h2s *st, uint32_t *dflags, ssize_t n)
+{
+    *dflags |= NGHTTP2_DATA_FLAG_EOF;
+    st->sflags |= S_EOF;
+    if (st->trailers && st->h) {
+        *dflags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        submit_trailers(st);
+    }
+    h2_stream_ready(st);
+    return n;
+}
+
 /* The stream's response body: bytes of the attempt's window, or the error
  * reply's text in `out`. */
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
@@ -296,11 +333,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     (void)ud;
     struct h2s *st = src->ptr;
     struct client *c = &st->c;
-    if (!(st->sflags & S_EXCH)) {
-        *dflags |= NGHTTP2_DATA_FLAG_EOF;
-        st->sflags |= S_EOF;
-        return 0;
-    }
+    if (!(st->sflags & S_EXCH))
+        return body_eof(st, dflags, 0);
     struct session *s = c->s;
     struct exch *x = &s->x;
     if (c->state == CS_CLOSING) {
@@ -317,12 +351,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     struct attempt *a = px_att(s);
     uint32_t avail = (x->flags & X_RESP_HEAD) ? x->resp_ready - a->in.start : 0;
     if (!avail) {
-        if (x->flags & X_RESP_DONE) {
-            *dflags |= NGHTTP2_DATA_FLAG_EOF;
-            st->sflags |= S_EOF;
-            h2_stream_ready(st);
-            return 0;
-        }
+        if (x->flags & X_RESP_DONE)
+            return body_eof(st, dflags, 0);
         st->sflags |= S_DEFERRED;
         return NGHTTP2_ERR_DEFERRED;
     }
@@ -333,12 +363,46 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     x->clk.send_mark = px_loop->now;
     if (a->in.start == a->in.end)
         a->in.start = a->in.end = x->resp_ready = 0;
-    if (n == avail && (x->flags & X_RESP_DONE)) {
-        *dflags |= NGHTTP2_DATA_FLAG_EOF;
-        st->sflags |= S_EOF;
-    }
+    if (n == avail && (x->flags & X_RESP_DONE))
+        return body_eof(st, dflags, n);
     h2_stream_ready(st);
     return n;
+}
+
+void h2_trailers(struct client *c, const char *text, uint32_t len)
+{
+    struct h2s *st = h2_stream_of(c);
+    if (!len || st->trailers)
+        return;
+    st->trailers = xmalloc(len);
+    memcpy(st->trailers, text, len);
+    st->tlen = len;
+}
+
+/* A gRPC call ended by hourglass before any response: a Trailers-Only
+ * response (gRPC's PROTOCOL-HTTP2.md), HTTP status 200 and the call's
+ * status in grpc-status, the reason in grpc-message. */
+void h2_grpc_error(struct client *c, int gs, const char *message)
+{
+    struct h2s *st = h2_stream_of(c);
+    struct session *s = c->s;
+    s->out.start = s->out.end = 0;
+    if (!st->h || !(st->sflags & S_LIVE) || (st->sflags & S_RESP))
+        return;
+    char sv[12], msg[256];
+    int sl = snprintf(sv, sizeof sv, "%d", gs);
+    size_t ml = grpc_message_encode(message, msg, sizeof msg);
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-status", (uint8_t *)sv, 11, (size_t)sl, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, ml, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_submit_response(st->h->ng, st->id, nv, 4, NULL);
+    st->sflags |= S_RESP | S_EOF;
+    s->x.flags |= X_FINAL_SENT;
+    s->x.bytes_sent += 64 + ml;
+    h2_kick_later(st->h);
 }
 
 void h2_continue(struct client *c)
@@ -520,8 +584,30 @@ void h2_close(struct client *c)
     if (c->state == CS_CLOSED)
         return;
     exchange_drop_attempts(c);
+    bool live = h && h->ng && (st->sflags & S_LIVE);
+    /* A gRPC call cut after its response head ends with its status in
+     * trailers (after the bytes already given), never a bare reset. */
+    bool grpc = live && c->s && (c->s->x.req & R_GRPC) && (st->sflags & S_RESP) &&
+                !(st->sflags & S_EOF);
+    if (grpc) {
+        char msg[160], text[256];
+        grpc_message_encode(c->s->x.end_reason ? c->s->x.end_reason : "cancelled by hourglass",
+                            msg, sizeof msg);
+        int n = snprintf(text, sizeof text, "grpc-status: %d\r\ngrpc-message: %s\r\n",
+                         c->s->x.grpc_status >= 0 ? c->s->x.grpc_status : GRPC_UNKNOWN, msg);
+        free(st->trailers);
+        st->trailers = NULL;
+        st->tlen = 0;
+        h2_trailers(c, text, (uint32_t)n);
+    }
     stream_end_exchange(st);
-    if (h && h->ng && (st->sflags & S_LIVE)) {
+    if (grpc) {
+        if (st->sflags & S_DEFERRED) {
+            st->sflags &= ~S_DEFERRED;
+            nghttp2_session_resume_data(h->ng, st->id);
+        }
+        h2_kick_later(h);
+    } else if (live) {
         nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         h2_kick_later(h);
     }

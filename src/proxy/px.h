@@ -50,6 +50,8 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 #define R_FORWARD         0x10u  /* forward proxy: the destination is the client's */
 #define R_CONNECT         0x20u  /* ... a CONNECT: a tunnel once connected */
 #define R_CLIENT_DEADLINE 0x40u  /* total capped by a trusted client's header */
+#define R_GRPC            0x80u  /* a gRPC call (content-type application/grpc...):
+                                    answered in gRPC statuses, grpc-timeout honoured */
 
 /* Where the exchange stands (exch.flags). */
 #define X_BODY_DONE    0x00001u  /* whole request body received and checked */
@@ -60,6 +62,7 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 #define X_UP_EOF       0x00020u  /* upstream closed its side */
 #define X_NO_REUSE     0x00040u  /* the upstream connection must not be pooled */
 #define X_CLOSE_AFTER  0x00080u  /* close the client connection after this response */
+#define X_TRAILERS     0x00100u  /* an HTTP/2 upstream's trailers were handed over */
 #define X_CONTINUE     0x00200u  /* 100 Continue queued */
 #define X_DECHUNK      0x00400u  /* decode a chunked response for an HTTP/1.0 client */
 #define X_GOT_BYTE     0x02000u  /* some response byte came from the upstream */
@@ -85,6 +88,14 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 /* Of the time left, this much is kept for this hop (relaying the answer)
  * when the rest is passed on: the next hop times out first. */
 #define DEADLINE_HOP_MARGIN_MS 5
+
+/* A request body kept for sending again to an HTTP/2 pool (a stream the
+ * server refused unprocessed) when the route's retry policy keeps none. */
+#define KEEP_BODY_H2 (64u * 1024)
+
+/* The total of a gRPC call without grpc-timeout on a grpc.streaming route:
+ * none in effect (115 days, still ten digits in the deadline header). */
+#define GRPC_NO_TOTAL_MS 9999999999ull
 
 /* Content-Length bodies at least this large are spliced, not copied.
  * Measured on loopback, CPU per GiB relayed: 1 MiB bodies, copy 0.25 s and
@@ -119,6 +130,10 @@ struct exch {
     uint64_t bytes_in;                 /* request bytes received from the client */
     int64_t sent_ns;                   /* whole request handed over; -1: not yet */
     uint32_t deadline_at;              /* uhead offset of the deadline value; 0: none */
+    uint32_t grpc_at;                  /* ... of the grpc-timeout value; 0: none */
+    int64_t grpc_timeout_ms;           /* R_GRPC: the client's grpc-timeout; -1: none */
+    int grpc_status;                   /* R_GRPC: the call's status; -1: not known */
+    const char *end_reason;            /* exchange_fail's reason (a gRPC cut's message) */
     uint8_t tflags;                    /* T_*, in state TUNNEL */
 };
 
@@ -180,6 +195,7 @@ enum fault_kind {
     FAULT_HEAD_TOO_LARGE,  /* a response head over the limits (why) */
     FAULT_STATUS,          /* a final status the route retries (status) */
     FAULT_NO_SERVER,       /* no server of the pool in service */
+    FAULT_GRPC_HTTP,       /* a gRPC call answered with an HTTP error and no grpc-status */
     /* the client's side of the exchange */
     FAULT_CLIENT_GONE,     /* the client closed or reset its connection */
     FAULT_BODY_TOO_LARGE,  /* the request body is over --max-body-size */

@@ -15,6 +15,7 @@
 #include "exchange.h"
 #include "forward.h"
 #include "fwd.h"
+#include "grpc.h"
 #include "log.h"
 #include "net.h"
 #include "stats.h"
@@ -96,6 +97,29 @@ static void client_deadline(struct client *c, const struct http_msg *m)
     }
 }
 
+/* A gRPC call (its content-type) and its grpc-timeout. 0, or -1 when the
+ * grpc-timeout is malformed (the call fails with INTERNAL, as gRPC says). */
+static int grpc_call(struct client *c, const struct http_msg *m)
+{
+    struct exch *x = &c->s->x;
+    const struct http_field *timeout = NULL;
+    for (uint32_t i = 0; i < m->nfields; i++) {
+        const struct http_field *f = &m->fields[i];
+        if (HTTP_NAME_IS(f, "content-type") && grpc_content_type(f->value, f->value_len))
+            x->req |= R_GRPC;
+        else if (HTTP_NAME_IS(f, "grpc-timeout"))
+            timeout = f;
+    }
+    if (!(x->req & R_GRPC) || !timeout)
+        return 0;
+    uint64_t ns;
+    if (grpc_timeout_parse(timeout->value, timeout->value_len, &ns) < 0)
+        return -1;
+    uint64_t ms = ns / MS + (ns % MS != 0);   /* rounded up: never before the caller */
+    x->grpc_timeout_ms = ms > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)ms;
+    return 0;
+}
+
 /* What the method, the framing and the route make of the exchange. */
 static void request_flags(struct client *c, const struct http_msg *m,
                           const struct http_info *info)
@@ -121,6 +145,11 @@ static void request_flags(struct client *c, const struct http_msg *m,
     if (rr && info->framing != HTTP_BODY_NONE &&
         ((x->req & R_IDEMPOTENT) || rr->methods == CONF_METHODS_ALL) &&
         (info->framing != HTTP_BODY_LENGTH || info->length <= rr->max_body))
+        x->flags |= X_KEEP_BODY;
+    /* An HTTP/2 server may refuse a stream it has not processed (GOAWAY,
+     * REFUSED_STREAM): a small body is kept to send it again. */
+    if (x->route && x->route->pool->h2 && info->framing != HTTP_BODY_NONE &&
+        (info->framing != HTTP_BODY_LENGTH || info->length <= KEEP_BODY_H2))
         x->flags |= X_KEEP_BODY;
 }
 
@@ -155,7 +184,8 @@ static int upstream_head(struct client *c, const struct http_msg *m,
 {
     struct exch *x = &c->s->x;
     char ip[INET6_ADDRSTRLEN];
-    size_t deadline_at = 0;
+    size_t deadline_at = 0, grpc_at = 0;
+    bool grpc = (x->req & R_GRPC) != 0;
     unsigned dropped = 0;
     net_ip_text(&c->peer.sa, ip, sizeof ip);
     struct fwd_req fq = {
@@ -170,6 +200,8 @@ static int upstream_head(struct client *c, const struct http_msg *m,
         .upgrade = (x->req & R_UPGRADE) != 0,
         .strip_proxy_auth = (x->req & R_FORWARD) != 0,
         .deadline_at = &deadline_at,
+        .grpc = grpc,
+        .grpc_timeout_at = grpc && exchange_total_ms(c) != GRPC_NO_TOTAL_MS ? &grpc_at : NULL,
         .keep_underscores = (c->cflags & CF_UNDERSCORES) != 0,
         .dropped = &dropped,
     };
@@ -181,6 +213,7 @@ static int upstream_head(struct client *c, const struct http_msg *m,
     }
     c->s->uhead.end = (uint32_t)n;
     x->deadline_at = (uint32_t)deadline_at;
+    x->grpc_at = (uint32_t)grpc_at;
     if (dropped)
         underscores_dropped(c, m, dropped);
     return 0;
@@ -204,6 +237,13 @@ int request_start(struct client *c, int head_len)
 
     bool is_connect = m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0;
     int status;
+    if (grpc_call(c, m) < 0) {
+        char what[320];
+        access_describe(c, what, sizeof what);
+        log_error("info", "bad request: malformed grpc-timeout (%s)", what);
+        client_error(c, 400, "bad_grpc_timeout", "malformed grpc-timeout");
+        return 1;
+    }
     const char *bad = refusal(c, m, http_request_info(m, &info), is_connect, &status);
     if (bad) {
         char what[320];
@@ -228,6 +268,14 @@ int request_start(struct client *c, int head_len)
         x->req |= R_CONNECT;
         x->flags |= X_BODY_DONE;
         return forward_resolve(c);
+    }
+    if ((x->req & R_UPGRADE) && x->route && x->route->pool->h2) {
+        char what[320];
+        access_describe(c, what, sizeof what);
+        log_error("info", "WebSocket upgrade to HTTP/2 pool %s refused (%s)",
+                  x->route->pool->name, what);
+        client_error(c, 501, "bad_request", "WebSocket is not supported to an HTTP/2 pool");
+        return 1;
     }
     if (upstream_head(c, m, &info, head_len) < 0)
         return 1;

@@ -32,6 +32,7 @@ struct route {
     struct route_policy policy;
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
     bool no_deadline_header;          /* route's deadline_header: false */
+    struct conf_grpc grpc;            /* its gRPC calls' deadlines (cfg.h) */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

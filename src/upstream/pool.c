@@ -22,6 +22,7 @@ static struct pool_group *default_group;
 static unsigned open_count;
 static struct upconn *free_list;   /* recycled structs, linked through next */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
+const struct pool_h2_hooks *pool_h2;
 
 static unsigned rnd(unsigned n)
 {
@@ -64,6 +65,7 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
     g->budget_percent = cp->budget.percent;
     g->budget_min = cp->budget.min;
     g->max_conns = cp->max_connections;
+    g->h2 = cp->h2;
 }
 
 /* The --upstream servers, with the file's weights when they are the file's
@@ -396,6 +398,10 @@ static void release(struct loop_defer *d)
 
 void pool_close(struct upconn *up)
 {
+    if (up->stream) {
+        pool_h2->end(up, false);
+        return;
+    }
     if (up->srv) {
         if (!up->owner && up->conn.io.fd >= 0)
             unlink_idle(up);
@@ -447,6 +453,8 @@ unsigned pool_slots_free(const struct pool_group *g)
     unsigned n = g->open < g->max_conns ? g->max_conns - g->open : 0;
     for (unsigned i = 0; i < g->nservers; i++)
         n += g->servers[i].nidle;
+    if (g->h2)
+        n += pool_h2->room(g, NULL);
     return n;
 }
 
@@ -476,6 +484,8 @@ bool pool_may_connect(struct pool_server *srv)
     struct pool_group *g = srv->group;
     if (!g->max_conns || g->open < g->max_conns)
         return true;
+    if (g->h2 && pool_h2->room(g, srv))
+        return true;   /* a stream on an open connection */
     for (unsigned i = 0; i < g->nservers; i++) {   /* an idle one elsewhere makes room */
         struct pool_server *o = &g->servers[i];
         if (o != srv && o->idle) {
@@ -519,6 +529,14 @@ out_free_conn:
 
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err)
 {
+    if (srv->group->h2)
+        return pool_h2->open(srv, owner, cb, err);
+    return open_upconn(srv->addr, srv, owner, cb, err);
+}
+
+struct upconn *pool_connect_conn(struct pool_server *srv, void *owner, pool_event_cb *cb,
+                                 int *err)
+{
     return open_upconn(srv->addr, srv, owner, cb, err);
 }
 
@@ -530,6 +548,8 @@ struct upconn *pool_connect_addr(const struct cli_addr *addr, void *owner, pool_
 
 int pool_connect_step(struct upconn *up, char *err, size_t errlen)
 {
+    if (up->stream)
+        return pool_h2->step(up, err, errlen);
     int r = conn_open_step(&up->conn, err, errlen);
     if (r < 0 && !(up->conn.opening & CONN_OPEN_TCP))
         stats->tls[STATS_TLS_UPSTREAM][TLS_FAILED]++;   /* the handshake failed */
@@ -542,6 +562,8 @@ int pool_connect_step(struct upconn *up, char *err, size_t errlen)
 
 struct upconn *pool_take_idle(struct pool_server *srv, void *owner, pool_event_cb *cb)
 {
+    if (srv && srv->group->h2)
+        return pool_h2->take(srv, owner, cb);
     while (srv && srv->idle) {
         struct upconn *up = srv->idle;
         if (up->conn.io.ready & (LOOP_READ | LOOP_HUP)) {
@@ -563,6 +585,10 @@ void pool_put_idle(struct upconn *up)
 {
     struct pool_server *s = up->srv;
 
+    if (up->stream) {
+        pool_h2->end(up, true);
+        return;
+    }
     if (!s) {   /* an address of no pool: never pooled */
         pool_close(up);
         return;
@@ -600,6 +626,8 @@ void pool_put_idle(struct upconn *up)
 
 void pool_close_idle(void)
 {
+    if (pool_h2)
+        pool_h2->close_idle();
     for (unsigned g = 0; g < ngroups; g++)
         for (unsigned i = 0; i < groups[g].nservers; i++)
             while (groups[g].servers[i].idle)

@@ -31,6 +31,7 @@
 struct upconn;
 typedef void pool_event_cb(struct upconn *up, uint32_t events);
 struct pool_group;
+struct h2u_conn;
 
 struct pool_server {
     const struct cli_addr *addr;
@@ -46,6 +47,7 @@ struct pool_server {
     bool down;               /* active health checks say so (health.c) */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
     SSL_SESSION *tls_session;   /* TLS: the session the next connection resumes */
+    struct h2u_conn *h2;     /* an HTTP/2 pool: its connections to this server (h2up.c) */
 };
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
@@ -87,6 +89,7 @@ struct pool_group {
     struct pool_waiter *wait_head, *wait_tail;
     unsigned nwaiting;
     struct tls_client *tls;      /* TLS to its servers, or NULL */
+    bool h2;                     /* protocol: h2 (see "HTTP/2 pools" below) */
 };
 
 struct upconn {
@@ -97,8 +100,45 @@ struct upconn {
     struct upconn *next, *prev;   /* idle list */
     void *owner;                  /* the exchange, or NULL when idle */
     pool_event_cb *on_event;
-    bool reused;                  /* handed out from the idle list */
+    bool reused;                  /* handed out from the idle list (a stream: its
+                                     connection was open before it) */
+    bool stream;                  /* a stream of an HTTP/2 pool: no socket of its own */
 };
+
+/* HTTP/2 pools (protocol: h2). An attempt then holds a stream: a struct
+ * upconn with no socket (conn.io.fd -1, `stream` set) on a connection to its
+ * server that other streams share. The functions of this header take a
+ * stream wherever they take an upconn, and h2up.c answers for it through
+ * these hooks, which it installs (h2u_init): so pool.h names nothing of
+ * HTTP/2, and the request path moves bytes on a stream as on a socket
+ * (pool_read, pool_writev), its readiness bits kept by h2up.c. */
+struct pool_h2_hooks {
+    /* a stream to srv on one of its open (or opening) connections with room */
+    struct upconn *(*take)(struct pool_server *srv, void *owner, pool_event_cb *cb);
+    /* a stream to srv on a new connection; NULL and -errno in *err */
+    struct upconn *(*open)(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err);
+    /* streams that may start now on open connections of g (of srv only, if set) */
+    unsigned (*room)(const struct pool_group *g, const struct pool_server *srv);
+    int (*step)(struct upconn *st, char *err, size_t errlen);
+    ssize_t (*read)(struct upconn *st, void *buf, size_t len);
+    ssize_t (*writev)(struct upconn *st, const struct iovec *iov, int n);
+    /* the attempt is over: clean (the response was whole) or cancelled */
+    void (*end)(struct upconn *st, bool clean);
+    void (*close_idle)(void);
+};
+extern const struct pool_h2_hooks *pool_h2;
+
+/* Reads and writes on an attempt's connection or stream, with the outcomes
+ * of conn_read and conn_writev (conn.h). */
+static inline ssize_t pool_read(struct upconn *up, void *buf, size_t len)
+{
+    return up->stream ? pool_h2->read(up, buf, len) : conn_read(&up->conn, buf, len);
+}
+
+static inline ssize_t pool_writev(struct upconn *up, const struct iovec *iov, int n)
+{
+    return up->stream ? pool_h2->writev(up, iov, n) : conn_writev(&up->conn, iov, n);
+}
 
 /* Builds the pools: those of the configuration file, or one named "default"
  * of the --upstream servers (which also replace the file's default pool's
@@ -192,6 +232,11 @@ static inline bool pool_opening(const struct upconn *up)
  * pool_connect_step).
  * NULL with -errno in *err when the connect failed at once. */
 struct upconn *pool_connect(struct pool_server *srv, void *owner, pool_event_cb *cb, int *err);
+
+/* A new connection to srv whatever its pool's protocol: what an HTTP/2
+ * pool's connections are made of (h2up.c). */
+struct upconn *pool_connect_conn(struct pool_server *srv, void *owner, pool_event_cb *cb,
+                                 int *err);
 
 /* The same to an address of no pool: up->srv NULL, no TLS. */
 struct upconn *pool_connect_addr(const struct cli_addr *addr, void *owner, pool_event_cb *cb,

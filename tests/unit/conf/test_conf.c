@@ -344,7 +344,7 @@ TEST(unknown_keys)
         "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget, tls)");
+        "max_connections, keepalive, health, budget, tls, protocol)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
         "per_try_timeout, backoff, methods, max_body)");
@@ -537,6 +537,37 @@ TEST(max_concurrent_streams)
         conf_apply(c, &cfg);
     CHECK_EQ_INT(cfg.max_streams, 100);   /* not set: the default stays */
     conf_free(c);
+}
+
+TEST(h2_pools_and_grpc_routes)
+{
+    struct conf *c = GOOD("pools:\n  g: {protocol: h2, servers: [\"127.0.0.1:9001\"]}\n"
+                          "  w: {servers: [\"127.0.0.1:9002\"]}\n"
+                          "routes:\n"
+                          "  - {path: /a, pool: g, grpc: {timeout: ignore, max_timeout: 2s, "
+                          "streaming: true}}\n"
+                          "  - {path: /, pool: w}\n");
+    if (c) {
+        CHECK(c->pools[0].h2);
+        CHECK(c->pools[0].tls.c.h2);   /* ALPN h2 when it speaks TLS */
+        CHECK(!c->pools[1].h2);
+        CHECK(c->routes[0].grpc.ignore);
+        CHECK_EQ_U64(c->routes[0].grpc.max_timeout_ms, 2000);
+        CHECK(c->routes[0].grpc.streaming);
+        CHECK(!c->routes[1].grpc.ignore);   /* honour by default */
+        CHECK_EQ_U64(c->routes[1].grpc.max_timeout_ms, 0);
+        CHECK(!c->routes[1].grpc.streaming);
+    }
+    conf_free(c);
+    BAD("pools:\n  g: {protocol: h3, servers: [\"127.0.0.1:9001\"]}\n",
+        "2:17: pools.g.protocol: expected one of http/1.1, h2, got \"h3\"");
+    BAD("pools:\n  g: {servers: [\"127.0.0.1:9001\"]}\nroutes:\n"
+        "  - {path: /, pool: g, grpc: {timeout: never}}\n",
+        "4:40: routes[0].grpc.timeout: expected one of honour, ignore, got \"never\"");
+    BAD("pools:\n  g: {servers: [\"127.0.0.1:9001\"]}\nroutes:\n"
+        "  - {path: /, pool: g, grpc: {deadline: 1s}}\n",
+        "4:31: routes[0].grpc.deadline: unknown key (expected one of: timeout, max_timeout, "
+        "streaming)");
 }
 
 TEST(syntax_and_files)
@@ -987,6 +1018,7 @@ int main(void)
     RUN(forward_keys);
     RUN(http2_key);
     RUN(max_concurrent_streams);
+    RUN(h2_pools_and_grpc_routes);
     RUN(full_file_into_the_model);
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);

@@ -80,8 +80,63 @@ TEST(format)
     }
 }
 
+TEST(content_type)
+{
+    CHECK(grpc_content_type("application/grpc", 16));
+    CHECK(grpc_content_type("application/grpc+proto", 22));
+    CHECK(grpc_content_type("Application/GRPC;x=1", 20));
+    CHECK(!grpc_content_type("application/grpcx", 17));
+    CHECK(!grpc_content_type("application/json", 16));
+    CHECK(!grpc_content_type("application/grp", 15));
+}
+
+TEST(status_mapping)
+{
+    CHECK_EQ_INT(grpc_status_of_http(400), GRPC_INTERNAL);
+    CHECK_EQ_INT(grpc_status_of_http(401), GRPC_UNAUTHENTICATED);
+    CHECK_EQ_INT(grpc_status_of_http(403), GRPC_PERMISSION_DENIED);
+    CHECK_EQ_INT(grpc_status_of_http(404), GRPC_UNIMPLEMENTED);
+    CHECK_EQ_INT(grpc_status_of_http(429), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_http(502), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_http(503), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_http(504), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_http(500), GRPC_UNKNOWN);
+    CHECK_EQ_INT(grpc_status_of_http(418), GRPC_UNKNOWN);
+    /* every deadline kind is DEADLINE_EXCEEDED, whatever the HTTP status */
+    const char *deadlines[] = {"total_timeout", "connect_timeout", "read_timeout",
+                               "write_timeout", "try_timeout",     "body_timeout"};
+    for (size_t i = 0; i < sizeof deadlines / sizeof deadlines[0]; i++)
+        CHECK_EQ_INT(grpc_status_of_reason(deadlines[i], 504), GRPC_DEADLINE_EXCEEDED);
+    CHECK_EQ_INT(grpc_status_of_reason("upstream_refused", 502), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason("upstream_reset", 502), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason("no_healthy_upstream", 503), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason("pool_full", 503), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason("bad_upstream_response", 502), GRPC_INTERNAL);
+    CHECK_EQ_INT(grpc_status_of_reason("bad_grpc_timeout", 400), GRPC_INTERNAL);
+    CHECK_EQ_INT(grpc_status_of_reason("client_abort", 499), GRPC_CANCELLED);
+    CHECK_EQ_INT(grpc_status_of_reason("no_route", 404), GRPC_UNIMPLEMENTED);
+    CHECK_EQ_INT(grpc_status_of_reason("upstream_http_status", 503), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason(NULL, 401), GRPC_UNAUTHENTICATED);
+}
+
+TEST(message_and_status)
+{
+    char out[16];
+    CHECK_EQ_INT((int)grpc_message_encode("a b%c\n", out, sizeof out), 10);
+    CHECK_EQ_STR(out, "a b%25c%0A");
+    CHECK_EQ_INT((int)grpc_message_encode("0123456789abcdefghij", out, sizeof out), 15);
+    CHECK_EQ_INT((int)grpc_message_encode("%%%%%%", out, 8), 6);   /* whole escapes only */
+    CHECK_EQ_INT(grpc_status_parse("0", 1), 0);
+    CHECK_EQ_INT(grpc_status_parse("14", 2), 14);
+    CHECK_EQ_INT(grpc_status_parse("x", 1), -1);
+    CHECK_EQ_INT(grpc_status_parse("", 0), -1);
+}
+
 int main(void)
 {
+    RUN(content_type);
+    RUN(status_mapping);
+    RUN(message_and_status);
     RUN(parse_units);
     RUN(parse_malformed);
     RUN(format);
