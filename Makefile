@@ -15,7 +15,8 @@ CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-pro
 LTO      := -flto=auto
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer
-# libnghttp2: the HTTP/2 frame and HPACK codec (src/proxy/h2.c); every binary
+# libnghttp2: the HTTP/2 frame and HPACK codec (src/proxy/h2.c to clients,
+# src/upstream/h2up.c to upstreams); every binary
 # that links the proxy's objects (release, ASan, unit tests) links it too.
 LDLIBS   := -lyaml -lcares -lnghttp2 -lssl -lcrypto
 PYTHON   := /usr/bin/python3
