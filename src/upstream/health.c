@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <nghttp2/nghttp2.h>
+
 #include "buf.h"
 #include "conf.h"
 #include "conn.h"
@@ -33,6 +35,11 @@ struct checker {
     unsigned oks, fails;           /* in a row */
     size_t got;
     char line[HEALTH_LINE_MAX];
+    /* an HTTP/2 pool: the check is a stream of a session of its own */
+    bool h2;
+    nghttp2_session *ng;           /* while a check is in flight */
+    int h2_status;                 /* the response's :status; 0 none yet */
+    const char *path;
 };
 
 static struct loop *loop;
@@ -98,6 +105,10 @@ enum health_verdict health_status_line(const char *buf, size_t len, unsigned *st
 static void finish(struct checker *c, bool ok, const char *why)
 {
     conn_close(&c->conn, loop);   /* removes it from epoll; the struct stays */
+    if (c->ng) {
+        nghttp2_session_del(c->ng);
+        c->ng = NULL;
+    }
     struct pool_server *s = c->srv;
     if (ok) {
         c->fails = 0;
@@ -131,9 +142,96 @@ static void fail_errno(struct checker *c, const char *what, int err)
     finish(c, false, why);
 }
 
+/* ---- HTTP/2 pools: the same check as a stream of a session of its own ---- */
+
+static int h2_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+                        size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+    (void)ng;
+    (void)flags;
+    struct checker *c = ud;
+    if (f->hd.type == NGHTTP2_HEADERS && f->hd.stream_id == 1 && nl == 7 &&
+        !memcmp(name, ":status", 7) && vl == 3) {
+        int st = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        if (st >= 200)   /* (an interim 1xx is not the answer) */
+            c->h2_status = st;
+    }
+    return 0;
+}
+
+/* The preface, SETTINGS and the GET as bytes to send: c->req. 0 or -1. */
+static int h2_request(struct checker *c)
+{
+    static nghttp2_session_callbacks *cbs;
+    if (!cbs) {
+        nghttp2_session_callbacks_new(&cbs);
+        nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+    }
+    if (nghttp2_session_client_new(&c->ng, cbs, c) != 0)
+        return -1;
+    const char *scheme = c->srv->group->tls ? "https" : "http", *auth = c->srv->addr->text;
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":authority", (uint8_t *)auth, 10, strlen(auth), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":path", (uint8_t *)c->path, 5, strlen(c->path), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"user-agent", (uint8_t *)"hourglass-health", 10, 16, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, NULL, 0);
+    if (nghttp2_submit_request(c->ng, NULL, nv, sizeof nv / sizeof nv[0], NULL, NULL) < 0)
+        return -1;
+    free(c->req);
+    c->req = NULL;
+    c->req_len = 0;
+    const uint8_t *p;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(c->ng, &p)) > 0) {
+        char *r = realloc(c->req, c->req_len + (size_t)n);
+        if (!r)
+            return -1;
+        memcpy(r + c->req_len, p, (size_t)n);
+        c->req = r;
+        c->req_len += (size_t)n;
+    }
+    return n < 0 ? -1 : 0;
+}
+
+/* Reads frames until the response's :status; true when the check ended. */
+static bool h2_read_status(struct checker *c)
+{
+    uint8_t buf[4096];
+    while (c->conn.io.ready & LOOP_READ) {
+        ssize_t n = conn_read(&c->conn, buf, sizeof buf);
+        if (n == -EAGAIN)
+            return false;
+        if (n < 0) {
+            fail_errno(c, "read", (int)-n);
+            return true;
+        }
+        if (n == 0) {
+            finish(c, false, "connection closed before the response head");
+            return true;
+        }
+        if (nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0) {
+            finish(c, false, "malformed HTTP/2 response");
+            return true;
+        }
+        if (c->h2_status) {
+            char why[64];
+            bool ok = c->h2_status >= 200 && c->h2_status < 400;
+            snprintf(why, sizeof why, "status %d", c->h2_status);
+            finish(c, ok, ok ? NULL : why);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Reads what has come; true when the check ended. */
 static bool read_status(struct checker *c)
 {
+    if (c->h2)
+        return h2_read_status(c);
     while (c->conn.io.ready & LOOP_READ) {
         size_t room = sizeof c->line - c->got;
         ssize_t n = conn_read(&c->conn, c->line + c->got, room);
@@ -214,6 +312,11 @@ static void start_check(struct checker *c)
     c->started = loop->now;
     c->sent = 0;
     c->got = 0;
+    c->h2_status = 0;
+    if (c->h2 && h2_request(c) < 0) {
+        finish(c, false, "cannot build the HTTP/2 request");
+        return;
+    }
     const struct cli_addr *a = c->srv->addr;
     int r = conn_connect(&c->conn, loop, (const struct sockaddr *)&a->ss, a->len, on_io);
     if (r < 0) {
@@ -251,7 +354,7 @@ static void checker_init(struct checker *c, struct pool_server *s, const struct 
     const struct conf_active *a = &cp->active;
     static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hourglass-health\r\n"
                               "Connection: close\r\n\r\n";
-    *c = (struct checker){.srv = s, .pool = cp->name};
+    *c = (struct checker){.srv = s, .pool = cp->name, .h2 = cp->h2, .path = a->path};
     c->conn.io.fd = -1;
     c->interval_ns = a->interval_ms * MS;
     c->timeout_ns = (a->timeout_ms < a->interval_ms ? a->timeout_ms : a->interval_ms) * MS;
@@ -304,6 +407,8 @@ void health_stop(void)
     for (unsigned i = 0; i < nchecks; i++) {
         struct checker *c = &checkers[i];
         conn_close(&c->conn, loop);
+        if (c->ng)
+            nghttp2_session_del(c->ng);
         loop_timer_stop(loop, &c->timer);
         free(c->req);
     }
