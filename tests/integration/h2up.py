@@ -11,7 +11,7 @@ received (type, flags, stream id, length, and the payload of the small
 control frames), the streams and their headers and bodies, the RST_STREAM
 error codes, the settings ACK, how many streams were open at once.
 
-    up = h2_upstream(handler, max_streams=2)     # the fixture below
+    up = h2_upstream(handler, max_streams=2)     # the conftest fixture
     up.addr                                       # "127.0.0.1:PORT"
     up.conns[0].streams                           # {sid: H2Stream}
     up.conns[0].rst_codes(sid)                    # [8] after a CANCEL
@@ -30,7 +30,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import pytest
 
 from conftest import wait_until
 
@@ -142,7 +141,8 @@ class H2Stream:
         ok = await self.conn._until(lambda: self.ended or self.reset_received is not None
                                     or self.conn.closed_at is not None, timeout)
         if not self.ended:
-            raise StreamGone(f"stream {self.sid}: no END_STREAM ({'timeout' if not ok else 'gone'})")
+            why = "gone" if ok else "timeout"
+            raise StreamGone(f"stream {self.sid}: no END_STREAM ({why})")
         return bytes(self.body)
 
     async def wait_reset(self, timeout=10.0):
@@ -609,22 +609,3 @@ class H2Upstream:
             self.aio.call(shut(), 5)
         except Exception:
             pass
-
-
-@pytest.fixture
-def h2_upstream(aio):
-    """make(handler=None, max_streams=100, ...) -> H2Upstream; closed at
-    teardown, and a protocol error or a handler error fails the test."""
-    ups = []
-
-    def make(handler=None, **kw):
-        u = H2Upstream(aio, handler, **kw)
-        ups.append(u)
-        return u
-    yield make
-    errors = []
-    for u in ups:
-        u.close()
-        errors += u.errors
-    if errors:
-        pytest.fail("h2 upstream errors:\n" + "\n".join(errors))
