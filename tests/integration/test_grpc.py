@@ -648,6 +648,43 @@ def test_proxy_failures_map_to_grpc_statuses(proxy_factory, upstream, request, c
     c.close()
 
 
+def test_pool_full_and_no_healthy_upstream_are_unavailable(proxy_factory, tmp_path, upstream):
+    # pool_full: the only connection the pool may open is busy past the
+    # connect timeout
+    held = upstream(_silent)
+    doc = grpc_doc(held.addr, protocol=None)
+    doc["pools"]["g"]["max_connections"] = 1
+    doc["timeouts"] = {"connect": "150ms"}
+    p = start(proxy_factory, tmp_path, doc)
+    c = H2Client(p.port)
+    first = c.request("/svc/Sleep", method="POST", headers=grpc_request_headers(),
+                      body=grpc_message(b"hold"))
+    held.wait_requests(1)
+    s = c.response(c.request("/svc/Echo", method="POST", headers=grpc_request_headers(),
+                             body=grpc_message(b"x")))
+    assert_trailers_only(s, 14, "pool_full")
+    c.reset(first)
+    c.close()
+    line = next(l for l in p.wait_log(2, 2 * SLOW) if l["reason"] == "pool_full")
+    assert grpc_status(line) == "14", line
+
+    # no_healthy_upstream: one refused connect ejects the only server
+    dead = f"127.0.0.1:{free_port()}"
+    doc = grpc_doc(dead, protocol=None)
+    doc["pools"]["g"]["health"] = {"passive": {"failures": 1, "ejection": "10s",
+                                               "max_ejected_percent": 100}}
+    p2 = start(proxy_factory, tmp_path, doc)
+    c = H2Client(p2.port)
+    for want in ("upstream_refused", "no_healthy_upstream"):
+        s = c.response(c.request("/svc/Echo", method="POST", headers=grpc_request_headers(),
+                                 body=grpc_message(b"x")))
+        assert_trailers_only(s, 14, want)
+    c.close()
+    lines = p2.wait_log(2, 2 * SLOW)
+    assert [(l["reason"], grpc_status(l)) for l in lines] == \
+        [("upstream_refused", "14"), ("no_healthy_upstream", "14")], lines
+
+
 def test_upstream_down_is_unavailable(proxy_factory, tmp_path, channels):
     dead = f"127.0.0.1:{free_port()}"
     p = start(proxy_factory, tmp_path, grpc_doc(dead))
