@@ -358,7 +358,7 @@ def test_upstream_reset_before_headers_is_502(proxy_factory, tmp_path, h2_upstre
     assert len(up.conns) == 1, "a reset stream does not cost the connection"
 
 
-def test_many_streams_then_idle_connection_reused(proxy_factory, tmp_path, h2_upstream):
+def test_sequential_requests_share_one_connection(proxy_factory, tmp_path, h2_upstream):
     """Sequential requests share one upstream connection (a stream each)."""
     up = h2_upstream()
     p = start(proxy_factory, tmp_path, h2_doc(up.addr))
