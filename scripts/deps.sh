@@ -6,10 +6,11 @@ set -euo pipefail
 
 # build: the compiler and the libraries' headers (libnghttp2-dev: the HTTP/2
 # codec); tests: curl (--http2 too), nghttp and h2load (nghttp2-client),
-# python3-h2 for hand-made HTTP/2 frames. The bench's own tools (nginx,
+# python3-h2 for hand-made HTTP/2 frames (and the scripted HTTP/2 upstream),
+# python3-grpcio for real gRPC clients and servers. The bench's own tools (nginx,
 # HAProxy, wrk; h2o with the HTTP/2 scenario) are bench/run.sh's business.
 need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev libnghttp2-dev openssl python3
-      python3-pytest python3-h2 curl nghttp2-client apache2-utils)
+      python3-pytest python3-h2 python3-grpcio curl nghttp2-client apache2-utils)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ Pieces:
   * Proxy / proxy_factory       -- runs the binary under test, parses its access log
   * FakeUpstream / upstream     -- scripted asyncio upstream in a background thread
   * Blackhole / blackhole       -- a listener whose SYNs are dropped (connect hangs)
+  * h2_upstream                 -- scripted HTTP/2 upstream (h2up.py, python3-h2)
   * Client                      -- raw-socket HTTP client with exact bytes and timing
 """
 
@@ -1027,6 +1028,27 @@ def silent_handler():
     async def handler(reader, writer, ctx):
         await ctx.read_request()
     return handler
+
+
+@pytest.fixture
+def h2_upstream(aio):
+    """make(handler=None, max_streams=100, ...) -> h2up.H2Upstream, a scripted
+    HTTP/2 upstream; closed at teardown, and a protocol error the proxy made
+    or an error in a handler fails the test."""
+    from h2up import H2Upstream
+    ups = []
+
+    def make(handler=None, **kw):
+        u = H2Upstream(aio, handler, **kw)
+        ups.append(u)
+        return u
+    yield make
+    errors = []
+    for u in ups:
+        u.close()
+        errors += u.errors
+    if errors:
+        pytest.fail("h2 upstream errors:\n" + "\n".join(errors))
 
 
 # --------------------------------------------------------------------------
