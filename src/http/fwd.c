@@ -223,6 +223,10 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
             put_length(&o, r->info, &length_done);
             continue;
         }
+        if (r->keep_te_trailers && HTTP_NAME_IS(f, "te") && ieq(f->value, f->value_len, "trailers", 8)) {
+            put_field(&o, f);
+            continue;
+        }
         if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
             HTTP_NAME_IS(f, "x-forwarded-for") || HTTP_NAME_IS(f, "x-forwarded-proto") ||
             (r->strip_expect && HTTP_NAME_IS(f, "expect")) ||

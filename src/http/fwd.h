@@ -34,6 +34,8 @@ struct fwd_req {
     bool upgrade;              /* a WebSocket upgrade: Connection: upgrade and the
                                   client's Upgrade field are passed on */
     bool keep_underscores;     /* pass on fields whose name has a '_' (else dropped) */
+    bool keep_te_trailers;     /* pass on "TE: trailers" (an HTTP/2 client to an HTTP/2
+                                  upstream: trailers reach it), else TE is hop-by-hop */
     unsigned *dropped;         /* out, may be NULL: how many fields were dropped for it */
 };
 

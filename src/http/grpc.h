@@ -54,9 +54,10 @@ bool grpc_content_type(const char *v, size_t n);
 int grpc_status_of_http(int status);
 
 /* The status of a call hourglass ends itself, by the reason it logs: every
- * deadline (a reason ending in "_timeout") DEADLINE_EXCEEDED; an upstream
- * that cannot be reached or reset the call before answering, no server in
- * service, a full pool: UNAVAILABLE; a bad upstream response or request:
+ * deadline (a reason ending in "_timeout") DEADLINE_EXCEEDED, but for the
+ * connect timeout: like an upstream that cannot be reached or reset the
+ * call before answering, no server in service, a full pool, it is
+ * UNAVAILABLE (the call may succeed elsewhere); a bad upstream response or request:
  * INTERNAL; the client gone: CANCELLED; a body over the limit:
  * RESOURCE_EXHAUSTED; no route: UNIMPLEMENTED; else by the HTTP status. */
 int grpc_status_of_reason(const char *reason, int http_status);

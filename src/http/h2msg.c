@@ -67,8 +67,10 @@ void h2msg_req_field(struct h2msg_req *r, const char *name, size_t nl, const cha
             r->cookie_len += (uint32_t)vl;
         return;
     }
-    if ((is(name, nl, "host") && r->auth_len) || is(name, nl, "te"))
-        return;   /* :authority wins; te (only "trailers" passes nghttp2) is hop-by-hop */
+    if (is(name, nl, "host") && r->auth_len)
+        return;   /* :authority wins */
+    /* te (only "trailers" passes nghttp2) is kept: the client takes
+     * trailers, which an HTTP/2 upstream is told (fwd_req.keep_te_trailers) */
     if (is(name, nl, "content-length"))
         r->has_length = true;
     if (put(r, &r->lines, name, nl) && put(r, &r->lines, ": ", 2) &&

@@ -469,7 +469,10 @@ static void kick(struct loop_defer *d)
         free(h);
         return;
     }
-    if (h->dirty)   /* (a step that ran since has flushed it all) */
+    /* Frames submitted since the last flush, or input that a PAUSE left
+     * half-read (an unparked DATA frame's END_STREAM, which no further input
+     * may come to deliver): a step. Else a step that ran since did it all. */
+    if (h->dirty || (h->resume && !h->parked))
         client_pump(h->c);
 }
 

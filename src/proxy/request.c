@@ -203,6 +203,7 @@ static int upstream_head(struct client *c, const struct http_msg *m,
         .grpc = grpc,
         .grpc_timeout_at = grpc && exchange_total_ms(c) != GRPC_NO_TOTAL_MS ? &grpc_at : NULL,
         .keep_underscores = (c->cflags & CF_UNDERSCORES) != 0,
+        .keep_te_trailers = (c->cflags & CF_STREAM) && x->route && x->route->pool->h2,
         .dropped = &dropped,
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);

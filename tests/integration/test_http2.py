@@ -787,6 +787,23 @@ def test_request_body(proxy_factory, upstream, with_length):
     assert line["proto"] == "HTTP/2" and int(line["bytes_in"]) >= len(body) - 64, line
 
 
+def test_small_bodies_end_without_more_input(proxy_factory, upstream):
+    """HEADERS and a DATA frame with END_STREAM in one write, the body small,
+    the upstream connection pooled: the DATA waits (paused) for its stream to
+    start, and its END_STREAM must then be read without any further input
+    from the client (which sends nothing more: it waits for the answer)."""
+    up = upstream(ok_handler(b"got it"))
+    p = proxy_factory(upstreams=[up])
+    c = h2c(p)
+    for i in range(12):
+        t0 = time.monotonic()
+        s = c.response(c.request(f"/small-{i}", method="POST", body=b"x" * (i + 1)), timeout=3)
+        assert s.status == 200 and s.body == b"got it", (i, s)
+        assert time.monotonic() - t0 < 1.0, f"request {i} waited for more input"
+    reqs = up.wait_requests(12)
+    assert [r.body for r in reqs] == [b"x" * (i + 1) for i in range(12)]
+
+
 def test_chunked_response_dechunked(proxy_factory, upstream):
     async def fn(ctx, req):
         await ctx.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"

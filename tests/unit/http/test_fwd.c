@@ -93,6 +93,37 @@ TEST(request_underscores)
     CHECK(!fwd_name_has_underscore(&f));
 }
 
+/* A gRPC call's grpc-timeout is replaced by a placeholder the attempt
+ * fills; TE: trailers passes only when asked (an HTTP/2 client to an HTTP/2
+ * pool); any other TE is hop-by-hop. */
+TEST(request_grpc_and_te)
+{
+    const char *s = "POST /svc/M HTTP/1.1\r\nHost: h\r\ncontent-type: application/grpc\r\n"
+                    "grpc-timeout: 5S\r\nte: trailers\r\nContent-Length: 5\r\n\r\n";
+    int r = http_parse_request(s, strlen(s), &M, &http_default_limits);
+    CHECK_EQ_INT(r, (int)strlen(s));
+    CHECK_EQ_INT(http_request_info(&M, &I), 0);
+    size_t at = 0;
+    struct fwd_req fq = {.m = &M, .info = &I, .client_ip = "192.0.2.1", .proto = "http",
+                         .default_host = "up", .grpc = true, .grpc_timeout_at = &at};
+    int n = fwd_request_head(out, sizeof out, &fq);
+    CHECK(n > 0);
+    out[n > 0 ? n : 0] = '\0';
+    CHECK_EQ_INT(count(out, "grpc-timeout"), 1);
+    CHECK_EQ_INT(count(out, "5S"), 0);
+    CHECK(at > 0 && memcmp(out + at - 13, "grpc-timeout:          \r\n", 25) == 0);
+    CHECK_EQ_INT(count(out, "te: trailers"), 0);   /* hop-by-hop */
+    fq = (struct fwd_req){.m = &M, .info = &I, .client_ip = "192.0.2.1", .proto = "http",
+                          .default_host = "up", .grpc = true, .keep_te_trailers = true};
+    n = fwd_request_head(out, sizeof out, &fq);
+    CHECK(n > 0);
+    out[n > 0 ? n : 0] = '\0';
+    CHECK_EQ_INT(count(out, "grpc-timeout"), 0);   /* a call without a deadline: none */
+    CHECK_EQ_INT(count(out, "te: trailers\r\n"), 1);
+    if (req("GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\nConnection: TE\r\n\r\n", false, NULL) > 0)
+        CHECK_EQ_INT(count(out, "TE"), 0);
+}
+
 TEST(response_length_canonical)
 {
     if (resp("HTTP/1.1 200 OK\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\n", false, false,
@@ -165,6 +196,7 @@ int main(void)
 {
     RUN(request_length_canonical);
     RUN(request_underscores);
+    RUN(request_grpc_and_te);
     RUN(response_length_canonical);
     RUN(response_connection);
     RUN(response_fields);

@@ -103,10 +103,11 @@ TEST(status_mapping)
     CHECK_EQ_INT(grpc_status_of_http(500), GRPC_UNKNOWN);
     CHECK_EQ_INT(grpc_status_of_http(418), GRPC_UNKNOWN);
     /* every deadline kind is DEADLINE_EXCEEDED, whatever the HTTP status */
-    const char *deadlines[] = {"total_timeout", "connect_timeout", "read_timeout",
-                               "write_timeout", "try_timeout",     "body_timeout"};
+    const char *deadlines[] = {"total_timeout", "read_timeout", "write_timeout", "try_timeout",
+                               "body_timeout"};
     for (size_t i = 0; i < sizeof deadlines / sizeof deadlines[0]; i++)
         CHECK_EQ_INT(grpc_status_of_reason(deadlines[i], 504), GRPC_DEADLINE_EXCEEDED);
+    CHECK_EQ_INT(grpc_status_of_reason("connect_timeout", 504), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("upstream_refused", 502), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("upstream_reset", 502), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("no_healthy_upstream", 503), GRPC_UNAVAILABLE);

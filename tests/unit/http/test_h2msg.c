@@ -30,12 +30,12 @@ TEST(get_mapped)
     F(&r, ":path", "/a?b=1");
     F(&r, "accept", "*/*");
     F(&r, "host", "other.example");   /* :authority wins */
-    F(&r, "te", "trailers");          /* hop-by-hop */
+    F(&r, "te", "trailers");          /* kept: fwd decides (hop-by-hop but to HTTP/2) */
     F(&r, "user-agent", "t/1");
     int n = head(&r, false, &ch);
     CHECK(n > 0);
     CHECK_EQ_STR(out, "GET /a?b=1 HTTP/1.1\r\nhost: example.com:8443\r\naccept: */*\r\n"
-                      "user-agent: t/1\r\n\r\n");
+                      "te: trailers\r\nuser-agent: t/1\r\n\r\n");
     CHECK(!ch);
     CHECK((size_t)n <= h2msg_req_size(&r));
     /* and our HTTP/1.1 parser takes it whole */
