@@ -135,6 +135,7 @@ static void hconn_close(struct h2u_conn *hc)
     if (hc->next)
         hc->next->prev = hc->prev;
     loop_timer_stop(loop, &hc->idle_timer);
+    hc->srv->active++;   /* (pool_close counts an owned connection down: conn_new did) */
     pool_close(hc->up);
     hc->up = NULL;
     nconns--;
