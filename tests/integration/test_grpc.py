@@ -648,6 +648,25 @@ def test_proxy_failures_map_to_grpc_statuses(proxy_factory, upstream, request, c
     c.close()
 
 
+@pytest.mark.parametrize("http,code", [(503, 14), (404, 12), (401, 16), (500, 2)])
+def test_http_error_without_grpc_status_is_mapped(proxy_factory, upstream, http, code):
+    """An (HTTP/1.1) upstream answering a gRPC call with an HTTP error and no
+    grpc-status: the client gets gRPC's HTTP-to-status mapping, Trailers-Only,
+    with the upstream's HTTP status named in grpc-message."""
+    async def error(reader, writer, ctx):
+        await ctx.read_request()
+        await ctx.send(f"HTTP/1.1 {http} Nope\r\nContent-Length: 4\r\n\r\nnope".encode())
+    p = proxy_factory(upstreams=[upstream(error)])
+    c = H2Client(p.port)
+    s = c.response(c.request("/svc/Echo", method="POST", headers=grpc_request_headers(),
+                             body=grpc_message(b"x")))
+    msg = assert_trailers_only(s, code)
+    assert f"HTTP status {http}" in msg, msg
+    line = one_log(p)
+    assert line["reason"] == "upstream_http_status" and grpc_status(line) == str(code), line
+    c.close()
+
+
 def test_pool_full_and_no_healthy_upstream_are_unavailable(proxy_factory, tmp_path, upstream):
     # pool_full: the only connection the pool may open is busy past the
     # connect timeout

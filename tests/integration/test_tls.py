@@ -1491,3 +1491,42 @@ def test_handshake_metrics_count(hg, upstream, certs):
     assert hs(p, "client", "timeout") == 0
     code, text = scrape(p.admin_port, timeout=3 * SLOW)
     assert "# TYPE hourglass_tls_handshakes_total counter" in text
+
+
+# --------------------------------------------------------------------------
+# HTTP/2 pools over TLS (ALPN h2)
+
+def test_h2_pool_over_tls_alpn_h2(hg, upstream, certs):
+    """A pool with protocol: h2 and tls speaks HTTP/2 chosen with ALPN h2:
+    here to a second hourglass whose TLS listener offers h2, in front of an
+    HTTP/1.1 server. Both requests share one upstream connection."""
+    up = upstream(ok_handler(b"via h2 over tls"))
+    inner = hg.start(up=up)
+    outer = hg.start(tls=None, pool={"servers": [f"127.0.0.1:{inner.tls_port}"],
+                                      "protocol": "h2", "tls": {"ca": certs.ca}})
+    for i in range(2):
+        c = outer.client()
+        c.send(request_bytes("GET", f"/t{i}"))
+        r = c.read_response()
+        c.close()
+        assert r.status == 200 and r.body == b"via h2 over tls", r
+    lines = inner.wait_log(2)
+    assert [l["proto"] for l in lines] == ["HTTP/2", "HTTP/2"], lines
+    assert lines[0]["client"] == lines[1]["client"], "one upstream connection for both"
+    wait_metric(outer, "upstream", "ok", 1)
+
+
+def test_h2_pool_server_without_alpn_h2_is_a_tls_error(hg, tls_upstream, certs):
+    """A TLS server that does not choose h2 cannot serve an HTTP/2 pool: 502
+    upstream_tls_error, naming ALPN in the error log."""
+    up = tls_upstream(tls_ok_handler())   # offers http/1.1 only
+    p = hg.start(tls=None, up=up, pool={"protocol": "h2", "tls": {"ca": certs.ca}})
+    c = p.client()
+    c.send(request_bytes("GET", "/"))
+    r = c.read_response()
+    c.close()
+    assert r.status == 502, r
+    (line,) = p.wait_log(1)
+    assert line["reason"] == "upstream_tls_error", line
+    assert "ALPN h2" in p.stderr_text() or "no application protocol" in p.stderr_text(), \
+        p.stderr_text()[-2000:]
