@@ -196,22 +196,33 @@ static int h2_request(struct checker *c)
     return n < 0 ? -1 : 0;
 }
 
+/* One read of the check's connection: the bytes read (> 0), 0 when there
+ * are none now, or -1 when the check ended (a read error, or the end of
+ * stream, which fails it for eof_why). */
+static ssize_t check_read(struct checker *c, void *buf, size_t len, const char *eof_why)
+{
+    ssize_t n = conn_read(&c->conn, buf, len);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0) {
+        fail_errno(c, "read", (int)-n);
+        return -1;
+    }
+    if (n == 0) {
+        finish(c, false, eof_why);
+        return -1;
+    }
+    return n;
+}
+
 /* Reads frames until the response's :status; true when the check ended. */
 static bool h2_read_status(struct checker *c)
 {
     uint8_t buf[4096];
     while (c->conn.io.ready & LOOP_READ) {
-        ssize_t n = conn_read(&c->conn, buf, sizeof buf);
-        if (n == -EAGAIN)
-            return false;
-        if (n < 0) {
-            fail_errno(c, "read", (int)-n);
-            return true;
-        }
-        if (n == 0) {
-            finish(c, false, "connection closed before the response head");
-            return true;
-        }
+        ssize_t n = check_read(c, buf, sizeof buf, "connection closed before the response head");
+        if (n <= 0)
+            return n < 0;
         if (nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0) {
             finish(c, false, "malformed HTTP/2 response");
             return true;
@@ -234,18 +245,11 @@ static bool read_status(struct checker *c)
         return h2_read_status(c);
     while (c->conn.io.ready & LOOP_READ) {
         size_t room = sizeof c->line - c->got;
-        ssize_t n = conn_read(&c->conn, c->line + c->got, room);
-        if (n == -EAGAIN)
-            return false;
-        if (n < 0) {
-            fail_errno(c, "read", (int)-n);
-            return true;
-        }
-        if (n == 0) {
-            finish(c, false, c->got ? "connection closed inside the status line"
-                                    : "connection closed before any response byte");
-            return true;
-        }
+        ssize_t n = check_read(c, c->line + c->got, room,
+                               c->got ? "connection closed inside the status line"
+                                      : "connection closed before any response byte");
+        if (n <= 0)
+            return n < 0;
         c->got += (size_t)n;
         unsigned status = 0;
         char why[64];

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import assert_window, chunked, is_sanitized, request_bytes, wait_until
 from h2up import CANCEL, CONNECTION_SPECIFIC, INTERNAL_ERROR
-from test_http2 import NO_ERROR, H2Client
+from test_http2 import NO_ERROR, H2Client, log_for
 
 SLOW = 2.0 if is_sanitized() else 1.0
 HI = 0.08 * SLOW
@@ -52,20 +52,6 @@ def get(p, target, host="example.test", headers=(), timeout=3.0):
         c.close()
     assert r is not None, f"no response to GET {target}"
     return r
-
-
-def log_for(p, target, timeout=2.0):
-    def find():
-        for line in p.log_lines():
-            if line.get("target") == target:
-                return line
-        return None
-    try:
-        return wait_until(find, timeout * SLOW)
-    except AssertionError:
-        raise AssertionError(f"no access log line for {target}:\n"
-                             + "\n".join(p.raw_log_lines())
-                             + f"\n--- stderr:\n{p.stderr_text()[-2000:]}") from None
 
 
 def assert_h2_request(st, method, path, authority):
