@@ -377,3 +377,31 @@ def test_least_conn_counts_streams_across_closed_connections(proxy_factory, tmp_
     assert len(a.served()) - before >= 2, (
         f"a is chosen again after its connection closed: a {len(a.served())}, "
         f"b {len(b.served())}")
+
+
+def test_active_health_checks_speak_http2(proxy_factory, tmp_path, h2_upstream):
+    """A pool's active health checks speak its protocol: over HTTP/2 the check
+    is a GET on a stream (the scripted server accepts nothing else), a 2xx
+    keeps the server in, a 5xx takes it out (503 no_healthy_upstream)."""
+    state = {"status": 200}
+
+    async def handler(s):
+        await s.read_body()
+        code = state["status"] if s.path == "/hz" else 200
+        await s.respond(code, b"hz" if s.path == "/hz" else b"ok")
+    up = h2_upstream(handler)
+    doc = h2_doc(up.addr, pool_extra={"health": {"active": {
+        "path": "/hz", "interval": "100ms", "timeout": "80ms", "healthy": 1, "unhealthy": 1}}})
+    p = start(proxy_factory, tmp_path, doc)
+    wait_until(lambda: any(s.path == "/hz" for s in up.served()), 2 * SLOW)
+    hz = next(s for s in up.served() if s.path == "/hz")
+    assert hz.method == "GET" and hz.header("user-agent") == "hourglass-health", hz.headers
+    assert get(p, "/in").status == 200
+    state["status"] = 503
+    wait_until(lambda: "marked down by health check" in p.stderr_text(), 2 * SLOW)
+    assert "status 503" in p.stderr_text()
+    r = get(p, "/out")
+    assert r.status == 503, r
+    state["status"] = 200
+    wait_until(lambda: "back up by health check" in p.stderr_text(), 2 * SLOW)
+    assert get(p, "/in-again").status == 200
