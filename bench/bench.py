@@ -9,6 +9,7 @@ client) are this same file run with a leading "_role" argument.
 import argparse
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -62,6 +63,11 @@ SCENARIOS = [
                             "64 connections x 10 streams; floor not run"),
     ("h2-tls-small", "h2load", "100 B responses, HTTP/2 over TLS 1.3 (ALPN h2), 64 connections x 10 streams; "
                                "floor not run"),
+    ("grpc-unary", "grpc", "gRPC unary calls (h2load POST, a 105-byte length-prefixed message, echoed), HTTP/2 "
+                           "to the client and to the upstream (grpc_upstream), 64 connections x 10 streams; "
+                           "floor and h2o not run"),
+    ("h2-upstream-small", "h2up", "100 B responses, HTTP/1.1 keep-alive from wrk (64 connections), HTTP/2 (h2c) to "
+                                  "the upstream (grpc_upstream); floor, nginx and h2o not run"),
     ("resp-1m", "wrk", "1 MiB responses, keep-alive, 16 connections"),
     ("resp-64m", "wrk", "64 MiB responses, keep-alive, 4 connections"),
     ("upload-16m", "upload", "16 MiB chunked uploads (64 KiB chunks), 4 connections"),
@@ -85,9 +91,29 @@ H2_TLS13_CIPHER = "TLS_AES_256_GCM_SHA384"
 # close the rest after each response and reconnect. hourglass, HAProxy and h2o
 # keep every idle one by default.
 H2_NGINX_KEEPALIVE = 1024
+# HTTP/2 to the upstream: the proxies talk h2c (prior knowledge) to bench/grpc_upstream.c
+# (port 18003, pinned with the load generator, started once for these rows).
+# grpc-unary: h2load gRPC calls (HTTP/2 from the client too); h2-upstream-small:
+# wrk HTTP/1.1 keep-alive to the proxy. main() adds the port only when one runs.
+H2UP_SCEN = {"grpc-unary", "h2-upstream-small"}
+H2UP_PORT = 18003
+GRPC_PATH = "/bench.Bench/Unary"
+GRPC_MSG = 100                        # the message's payload; 5 + 100 bytes on the wire
+GRPC_HEADERS = ["content-type: application/grpc", "te: trailers", "grpc-timeout: 5S"]
+H2UP_MAX_STREAMS = 100                # grpc_upstream's SETTINGS_MAX_CONCURRENT_STREAMS
+# what cannot run a row, and why (a "-" in its cell; the reason under the table)
+NOT_SUPPORTED = {
+    ("grpc-unary", "h2o"): "h2o 2.2 proxies to HTTP/1.1 upstreams only (proxy.reverse.url: http:// or https://, "
+                           "no HTTP/2 upstream), and gRPC needs HTTP/2 end to end (trailers): not run",
+    ("h2-upstream-small", "h2o"): "h2o 2.2 has no HTTP/2 upstream: not run",
+    ("h2-upstream-small", "nginx"): "nginx's proxy_pass speaks HTTP/1.0 and 1.1 only (proxy_http_version); its "
+                                    "one HTTP/2 upstream is grpc_pass, for gRPC: not run",
+}
 # scenarios the floor does not run (the timer: it has no timeouts)
-NO_FLOOR = {"timer"} | TLS_SCEN | H2_SCEN
+NO_FLOOR = {"timer"} | TLS_SCEN | H2_SCEN | H2UP_SCEN
 TLS = None             # {"cert", "key", "pem", "shim"} once make_tls() has run
+H2UP_BIN = None        # grpc_upstream (built by run.sh), GRPC_REQ h2load's request file: main() sets them
+GRPC_REQ = None
 
 # ----------------------------------------------------------------------------
 # process bookkeeping: every pid we start is written to $BENCH_TMP/pids so that
@@ -341,9 +367,64 @@ def write_hourglass_tls(prefix, port, tls):
     return path
 
 
-def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None, h2=False):
+def write_hourglass_h2up(prefix, port, upstream):
+    """The HTTP/2-upstream rows: a YAML file with the plain listener (HTTP/1.1,
+    and h2c with prior knowledge, hourglass's default) and one pool of one
+    server with `protocol: h2`; the rest comes from the flags."""
+    os.makedirs(prefix, exist_ok=True)
+    path = prefix + "/hourglass.yaml"
+    with open(path, "w") as f:
+        f.write("listen: [\"%s:%d\"]\npools:\n  origin:\n    protocol: h2\n    servers: [\"%s:%d\"]\n"
+                "routes:\n  - {path: /, pool: origin}\n" % (LOOP, port, LOOP, upstream))
+    return path
+
+
+def write_nginx_grpc(prefix, port, upstream, read_timeout):
+    """grpc-unary: HTTP/2 (h2c) from the client on a listen line with `http2`,
+    grpc_pass to the HTTP/2 upstream with keep-alive. nginx's gRPC proxy puts
+    one call on an upstream connection at a time (no multiplexing), so the
+    upstream keepalive is as high as in the HTTP/2 rows (640 calls in flight)."""
+    os.makedirs(prefix, exist_ok=True)
+    conf = nginx_common(prefix, 20000) + """
+http {
+    %(temp)s
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 60s;
+    keepalive_requests 100000000;
+    client_header_timeout 10s;
+    client_body_timeout 15s;
+    send_timeout 15s;
+    client_max_body_size 0;
+    upstream h2origin {
+        server %(addr)s:%(up)d;
+        keepalive %(ka)d;
+        keepalive_requests 100000000;
+        keepalive_timeout 30s;
+    }
+    server {
+        listen %(addr)s:%(port)d http2 backlog=4096;
+        location / {
+            grpc_pass grpc://h2origin;
+            grpc_connect_timeout 1s;
+            grpc_read_timeout %(rt)s;
+            grpc_send_timeout 15s;
+            grpc_buffer_size 16k;
+        }
+    }
+}
+""" % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port, "rt": read_timeout,
+       "ka": H2_NGINX_KEEPALIVE}
+    path = prefix + "/nginx.conf"
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None, h2=False, server_h2=False):
     """h2: HTTP/2 to the client: `proto h2` on a plain bind (h2c, prior
-    knowledge), `alpn h2,http/1.1` on a TLS one. Upstream stays HTTP/1.1."""
+    knowledge), `alpn h2,http/1.1` on a TLS one. server_h2: HTTP/2 (h2c, prior
+    knowledge) to the upstream, `proto h2` on the server line; else HTTP/1.1."""
     os.makedirs(prefix, exist_ok=True)
     # HAProxy refuses to start if 2 * maxconn (+ a few) exceeds the open-file hard limit
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -366,8 +447,8 @@ frontend fe
     maxconn %(mc)d
     default_backend be
 backend be
-    server origin %(addr)s:%(up)d
-""" % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream,
+    server origin %(addr)s:%(up)d%(sproto)s
+""" % {"mc": maxconn, "sproto": " proto h2" if server_h2 else "", "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream,
        # HAProxy wants the certificate and its key in one PEM file; session
        # tickets and its shared session cache are on by default
        "ssl": (" ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else "") +
@@ -417,9 +498,12 @@ class Proxy:
     """One proxy under test; .pid is the process whose CPU and RSS we read
     (.pids: those whose CPU counts, see cpu())."""
 
-    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None, h2=False):
+    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None, h2=False, h2up=None):
+        """h2up: the HTTP/2-upstream rows, "grpc" (HTTP/2 from the client too)
+        or "small" (HTTP/1.1 from the client); upstream is then grpc_upstream."""
         self.name, self.port, self.tls = name, PORTS[name], tls
-        d = "%s/%s-%s%s%d" % (TMP, name, "h2-" if h2 else "", "tls-" if tls else "", upstream)
+        d = "%s/%s-%s%s%s%d" % (TMP, name, "h2-" if h2 else "", "h2up-%s-" % h2up if h2up else "",
+                                "tls-" if tls else "", upstream)
         log = d + ".log"
         self.logs = [log, d + "/error.log"]       # its output; nginx's and h2o's error logs
         os.makedirs(d, exist_ok=True)
@@ -431,9 +515,15 @@ class Proxy:
             # a TLS listener is only written in the YAML file; without --listen
             # the file's listeners are used, and the flags below set the rest.
             # hg-base (--baseline) gets exactly the same, on its own port.
-            argv = [HOURGLASS if name == "hourglass" else BASELINE] + (["--config", write_hourglass_tls(d, self.port, tls)] if tls else
-                                  ["--listen", "%s:%d" % (LOOP, self.port)]) + [
-                    "--upstream", "%s:%d" % (LOOP, upstream),
+            # The HTTP/2-upstream rows: listener, pool (protocol: h2) and route
+            # in a YAML file, no --listen/--upstream.
+            if h2up:
+                where = ["--config", write_hourglass_h2up(d, self.port, upstream)]
+            elif tls:
+                where = ["--config", write_hourglass_tls(d, self.port, tls), "--upstream", "%s:%d" % (LOOP, upstream)]
+            else:
+                where = ["--listen", "%s:%d" % (LOOP, self.port), "--upstream", "%s:%d" % (LOOP, upstream)]
+            argv = [HOURGLASS if name == "hourglass" else BASELINE] + where + [
                     "--connect-timeout", "1s", "--read-timeout", read_timeout,
                     "--write-timeout", "15s", "--send-timeout", "15s",
                     "--header-timeout", "10s", "--body-timeout", "15s",
@@ -443,13 +533,19 @@ class Proxy:
                     # /proc of this pid is all the CPU the proxy spends
                     "--single-process"]
         elif name == "nginx":
+            if h2up and h2up != "grpc":
+                raise RuntimeError("nginx has no HTTP/2 upstream but for gRPC (grpc_pass)")
             argv = ["/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx",
-                    "-p", d, "-c", write_nginx_proxy(d, self.port, upstream, read_timeout, tls, h2),
+                    "-p", d, "-c", write_nginx_grpc(d, self.port, upstream, read_timeout) if h2up else
+                    write_nginx_proxy(d, self.port, upstream, read_timeout, tls, h2),
                     "-e", d + "/error.log"]
         elif name == "haproxy":
             argv = ["/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy",
-                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn, tls, h2)]
+                    "-db", "-f", write_haproxy(d, self.port, upstream, read_timeout, maxconn, tls,
+                                               h2 or h2up == "grpc", server_h2=bool(h2up))]
         elif name == H2O:
+            if h2up:
+                raise RuntimeError("h2o 2.2 has no HTTP/2 upstream")
             if not h2:
                 raise RuntimeError("h2o runs the HTTP/2 rows only")
             argv = [shutil.which("h2o") or "/usr/bin/h2o", "-c", write_h2o(d, self.port, upstream, read_timeout,
@@ -558,13 +654,24 @@ def run_wrk(port, path, conns, secs, close=False, tls=False):
     return r
 
 
-def run_h2load(port, path, secs, tls, conns=H2_CONNS, streams=H2_STREAMS, n=None, timeout=None):
+def grpc_args():
+    """h2load's arguments for a gRPC unary call: POST of the request file (a
+    length-prefixed message: flag 0, 4-byte big-endian length, the payload;
+    h2load sends it with content-length) with gRPC's request headers."""
+    argv = ["-d", GRPC_REQ]
+    for h in GRPC_HEADERS:
+        argv += ["-H", h]
+    return argv
+
+
+def run_h2load(port, path, secs, tls, conns=H2_CONNS, streams=H2_STREAMS, n=None, timeout=None, extra=()):
     """h2load (nghttp2): HTTP/2 with prior knowledge on http:// (h2c), ALPN h2
     only on https:// (a server that does not select h2 fails rather than being
     measured on HTTP/1.1). One thread, `conns` connections x `streams` streams,
     for `secs` seconds (-D), or n requests in all if n is given. TLS: h2load's
-    defaults (session handling included) but for the one TLS 1.3 suite."""
-    argv = ["h2load", "-t1", "-c%d" % conns, "-m%d" % streams]
+    defaults (session handling included) but for the one TLS 1.3 suite.
+    extra: more arguments (grpc_args())."""
+    argv = ["h2load", "-t1", "-c%d" % conns, "-m%d" % streams] + list(extra)
     argv += ["-n%d" % n] if n else ["-D%d" % secs]
     if tls:
         argv += ["--npn-list=h2", "--tls13-ciphers=" + H2_TLS13_CIPHER]
@@ -589,6 +696,8 @@ def run_h2load(port, path, secs, tls, conns=H2_CONNS, streams=H2_STREAMS, n=None
     r["non2xx"] = sum(r["codes"][1:])
     m = re.search(r"^traffic: \S+ \((\d+)\) total", out, re.M)
     r["bytes"] = int(m.group(1)) if m else 0
+    m = re.search(r"^traffic: .* \((\d+)\) data", out, re.M)
+    r["data"] = int(m.group(1)) if m else -1
     m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
     r["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
@@ -609,12 +718,15 @@ def run_h2load(port, path, secs, tls, conns=H2_CONNS, streams=H2_STREAMS, n=None
     return r
 
 
-def h2_probe(port, tls):
+def h2_probe(port, tls, grpc=False):
     """A few requests over one HTTP/2 connection before measuring: the
     protocol h2load ended up with, TLS version/cipher/group, and whether they
-    all succeeded. Returns (info, None) or (info, why it is not usable)."""
+    all succeeded. grpc: gRPC calls (grpc-unary), whose answers must also hold
+    the echoed messages (DATA bytes = calls x message size). Returns (info,
+    None) or (info, why it is not usable)."""
     try:
-        r = run_h2load(port, "/small", 0, tls, conns=1, streams=H2_STREAMS, n=H2_STREAMS, timeout=15)
+        r = run_h2load(port, GRPC_PATH if grpc else "/small", 0, tls, conns=1, streams=H2_STREAMS, n=H2_STREAMS,
+                       timeout=15, extra=grpc_args() if grpc else ())
     except RuntimeError as e:
         return {}, str(e).splitlines()[0]
     want = "h2" if tls else "h2c"
@@ -628,7 +740,64 @@ def h2_probe(port, tls):
                                            "/".join(str(x) for x in r["codes"]))
     if tls and r["version"] != "TLSv1.3":
         return r, "expected TLSv1.3, got %s" % r["version"]
+    if grpc and r["data"] != H2_STREAMS * (5 + GRPC_MSG):
+        return r, "gRPC: %d bytes of response DATA for %d calls, expected %d (%d-byte messages echoed)" % (
+            r["data"], H2_STREAMS, H2_STREAMS * (5 + GRPC_MSG), 5 + GRPC_MSG)
     return r, None
+
+
+def http1_probe(port, n=3):
+    """h2-upstream-small: n GET /small over one HTTP/1.1 keep-alive connection
+    before measuring; each must answer 200 with the 100-byte body. Returns
+    (info, None) or (info, why it is not usable)."""
+    info = {"ok": 0, "n": n, "statuses": []}
+    try:
+        c = http.client.HTTPConnection(LOOP, port, timeout=5)
+        for _ in range(n):
+            c.request("GET", "/small")
+            r = c.getresponse()
+            body = r.read()
+            info["statuses"].append(r.status)
+            if r.status == 200 and body == SMALL_BODY.encode():
+                info["ok"] += 1
+        c.close()
+    except (OSError, http.client.HTTPException) as e:
+        return info, "GET /small: %s: %s" % (type(e).__name__, e)
+    if info["ok"] != n:
+        return info, "GET /small: %d of %d answered 200 with the 100-byte body (statuses %s)" % (
+            info["ok"], n, info["statuses"])
+    return info, None
+
+
+GRPCIO_CALLS = 3       # grpc-unary: calls the grpcio check makes on one channel
+GRPCIO_TIMEOUT = 2.0   # each one's deadline (s)
+
+
+def grpcio_check(port):
+    """grpc-unary: GRPCIO_CALLS unary calls with a real gRPC client (python3-grpcio,
+    if installed) on one channel, before measuring. Informational: h2load, which
+    measures, sends content-length and no real client does; the result is listed
+    under the table and does not stop the row."""
+    argv = [PY, os.path.abspath(__file__), "_grpcio", str(port)]
+    if CPU_LOAD is not None:
+        argv = ["taskset", "-c", str(CPU_LOAD)] + argv
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
+        return {"error": "%s %s" % (type(e).__name__, (p.stderr.strip().splitlines() or [""])[-1]
+                                    if "p" in locals() else "")}
+
+
+def grpcio_summary(g):
+    if "skipped" in g or "error" in g:
+        return g.get("skipped") or "check failed: " + g["error"]
+    return ", ".join("%s%s %.0f ms" % (c["code"], "" if c["echo"] or c["code"] != "OK" else " (not the echo)", c["ms"])
+                     for c in g["calls"])
+
+
+def grpcio_ok(g):
+    return "calls" in g and all(c["code"] == "OK" and c["echo"] for c in g["calls"])
 
 
 AB_CONC = 50           # small-ab-k: ab -c
@@ -893,6 +1062,30 @@ def role_timer(port, n, tag):
     print(json.dumps({"res": res, "failed": failed, "n": n}), flush=True)
 
 
+def role_grpcio(port):
+    """GRPCIO_CALLS unary calls of GRPC_PATH with python3-grpcio on one channel
+    (one HTTP/2 connection), a GRPC_MSG-byte message each; one JSON line."""
+    try:
+        import grpc                                            # python3-grpcio, optional
+    except ImportError:
+        print(json.dumps({"skipped": "python3-grpcio is not installed: no check with a real gRPC client"}))
+        return
+    ch = grpc.insecure_channel("%s:%d" % (LOOP, port), options=[("grpc.enable_http_proxy", 0)])
+    call = ch.unary_unary(GRPC_PATH)
+    res = []
+    for i in range(GRPCIO_CALLS):
+        payload = (b"%d" % i) * GRPC_MSG
+        payload = payload[:GRPC_MSG]
+        t0 = time.monotonic()
+        try:
+            resp, c = call.with_call(payload, timeout=GRPCIO_TIMEOUT)
+            res.append({"code": c.code().name, "echo": resp == payload, "ms": (time.monotonic() - t0) * 1e3})
+        except grpc.RpcError as e:
+            res.append({"code": e.code().name, "echo": False, "ms": (time.monotonic() - t0) * 1e3})
+    ch.close()
+    print(json.dumps({"calls": res}), flush=True)
+
+
 def role_upload(port, conns, count, size, chunk):
     """`count` chunked uploads of `size` bytes over `conns` keep-alive connections."""
     piece = bytes(range(256)) * (chunk // 256)
@@ -987,6 +1180,8 @@ class Bench:
         self.tls_info = {}         # (scenario, proxy) -> what tls_probe() found
         self.h2_info = {}          # (scenario, proxy) -> what h2_probe() found
         self.failed = {}           # (scenario, proxy) -> why that cell has no figure (HTTP/2 rows)
+        self.grpcio = {}           # (scenario, proxy) -> what grpcio_check() found (grpc-unary)
+        self.h2up = None           # grpc_upstream, once an HTTP/2-upstream row runs
         self.step = 0
         self.total = 0
 
@@ -994,12 +1189,16 @@ class Bench:
         """The proxies a scenario runs: those selected, less the floor where it cannot take
         part, and h2o except in the HTTP/2 rows."""
         return [p for p in PROXIES if p in self.a.proxies and not (p == "floor" and s in NO_FLOOR)
-                and (p != H2O or s in H2_SCEN)]
+                and (p != H2O or s in H2_SCEN) and (s, p) not in NOT_SUPPORTED]
 
     def order(self, rnd, s):
         # rotated over the proxies of the scenario's kind: the HTTP/1 rows as
-        # before h2o was added (the floor too, dropped after where it does not run)
-        u = [p for p in PROXIES if (p != "floor" if s in H2_SCEN else p != H2O)]
+        # before h2o was added (the floor too, dropped after where it does not run);
+        # the HTTP/2-upstream rows over hourglass (hg-base), nginx and HAProxy
+        if s in H2UP_SCEN:
+            u = [p for p in PROXIES if p not in ("floor", H2O)]
+        else:
+            u = [p for p in PROXIES if (p != "floor" if s in H2_SCEN else p != H2O)]
         return [p for p in order_for(rnd, u) if p in self.proxies_for(s)]
 
     def progress(self, rnd, proxy, scen, extra=""):
@@ -1023,6 +1222,11 @@ class Bench:
             if not self.proxies_for(s):
                 print("   (none of the selected proxies runs it)", flush=True)
                 continue
+            if s in H2UP_SCEN and self.h2up is None:
+                # the HTTP/2 upstream, pinned with the origin and the load generator
+                self.h2up = spawn([H2UP_BIN, str(H2UP_PORT), str(H2UP_MAX_STREAMS)], cpu=CPU_LOAD,
+                                  log=os.path.join(TMP, "grpc_upstream.log"))
+                wait_port(H2UP_PORT, self.h2up, "grpc_upstream", logs=[os.path.join(TMP, "grpc_upstream.log")])
             getattr(self, "scen_" + kind)(s)
 
     def fleet(self, upstream=PORTS["origin"], read_timeout="15s", names=PROXIES, maxconn=10000, tls=None):
@@ -1139,6 +1343,97 @@ class Bench:
                     if not r["requests"]:
                         print(" !! FAILED", flush=True)
                         fail(p, "round %d: no request succeeded (%s)" % (rnd + 1, r["errdetail"]))
+                        continue
+                    self.record(s, p, r)
+        finally:
+            for x in fl.values():
+                x.close()
+
+    def scen_grpc(self, s):
+        self.h2up_rows(s)
+
+    def scen_h2up(self, s):
+        self.h2up_rows(s)
+
+    def h2up_rows(self, s):
+        """The HTTP/2-upstream rows: the proxies speak h2c to grpc_upstream.
+        grpc-unary: h2load gRPC unary calls (HTTP/2 from the client);
+        h2-upstream-small: wrk, HTTP/1.1 keep-alive from the client. As in the
+        HTTP/2 rows, a proxy that fails (does not start, answers wrongly, no
+        request succeeds, exits) is marked failed and the others go on. The
+        upstream's CPU per request is recorded too (it must not be the bottleneck)."""
+        a = self.a
+        grpc = s == "grpc-unary"
+        fl = {}
+
+        def fail(p, why):
+            if p in fl and fl[p].last_log_line():
+                why += "; its log ends: " + fl[p].last_log_line()
+            self.failed[(s, p)] = why
+            self.results.pop((s, p), None)
+            print("   %-9s !! FAILED: %s -- no figure for it in %s; the others go on" % (p, why, s), flush=True)
+            if p in fl:
+                fl.pop(p).close()
+
+        if grpc:
+            go = lambda port, secs: run_h2load(port, GRPC_PATH, secs, False, extra=grpc_args())
+        else:
+            go = lambda port, secs: run_wrk(port, "/small", 64, secs)
+        try:
+            for p in self.proxies_for(s):
+                try:
+                    fl[p] = Proxy(p, H2UP_PORT, h2up="grpc" if grpc else "small")
+                except (RuntimeError, OSError) as e:
+                    ls = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("--- ")]
+                    fail(p, "did not start: %s" % " | ".join(ls[:1] + ls[1:][-3:]))
+                    continue
+                if grpc:
+                    i, why = h2_probe(fl[p].port, False, grpc=True)
+                    if i:
+                        self.h2_info[(s, p)] = i
+                        print("   %-9s protocol %s, %d/%d calls answered 2xx, %d bytes of messages" % (
+                            p, i["proto"], i["codes"][0], H2_STREAMS, i["data"]), flush=True)
+                    if not why:
+                        g = self.grpcio[(s, p)] = grpcio_check(fl[p].port)
+                        print("   %-9s %sgrpcio, %d calls on one channel: %s" % (
+                            p, "" if grpcio_ok(g) or "calls" not in g else "!! ", GRPCIO_CALLS, grpcio_summary(g)),
+                            flush=True)
+                else:
+                    i, why = http1_probe(fl[p].port)
+                    self.h2_info[(s, p)] = i
+                    print("   %-9s HTTP/1.1 GET /small: %d/%d answered 200 with the body" % (p, i["ok"], i["n"]),
+                          flush=True)
+                if why:
+                    fail(p, why)
+            for p in list(fl):                                 # warm-up, not measured
+                try:
+                    r = go(fl[p].port, a.warmup)
+                    if not r["requests"]:
+                        fail(p, "warm-up: no request succeeded (%s)" % r.get("errdetail", ""))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    fail(p, "warm-up: %s" % str(e).splitlines()[0])
+            for rnd in range(a.rounds):
+                for p in self.order(rnd, s):
+                    self.progress(rnd, p, s)
+                    if p not in fl:
+                        print(" !! skipped: %s failed in %s (reason above)" % (p, s), flush=True)
+                        continue
+                    x = fl[p]
+                    try:
+                        c0, u0 = x.cpu(), cpu_ticks(self.h2up.pid)
+                        r = go(x.port, a.duration)
+                        time.sleep(0.2)                        # let it finish closing
+                        if x.proc.poll() is not None:
+                            raise RuntimeError("exited during the run (status %s)" % x.proc.returncode)
+                        r["cpu"] = x.cpu() - c0
+                        r["up_cpu"] = (cpu_ticks(self.h2up.pid) - u0) / HZ
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                        print(" !! FAILED", flush=True)
+                        fail(p, "round %d: %s" % (rnd + 1, str(e).splitlines()[0]))
+                        continue
+                    if not r["requests"]:
+                        print(" !! FAILED", flush=True)
+                        fail(p, "round %d: no request succeeded (%s)" % (rnd + 1, r.get("errdetail", "")))
                         continue
                     self.record(s, p, r)
         finally:
@@ -1372,6 +1667,73 @@ def report_h2(b, h2_s, peers):
     return "\n".join(out)
 
 
+def report_h2up(b, ss, metric):
+    """Under the CPU table: the HTTP/2-upstream rows (grpc-unary,
+    h2-upstream-small): what runs, the same-round ratios, the checks made
+    before measuring, what did not run and why, the upstream's own CPU."""
+    R = b.results
+    out = ["grpc-unary, h2-upstream-small: the proxies speak HTTP/2 with prior knowledge (h2c) to bench/grpc_upstream.c "
+           "(libnghttp2, one thread, pinned with the load generator; SETTINGS_MAX_CONCURRENT_STREAMS %d). grpc-unary: "
+           "h2load, one thread, %d connections x %d streams, POST %s with a %d-byte length-prefixed message (flag 0, "
+           "4-byte length, %d bytes; h2load sends content-length: %d) and `%s`; the upstream answers HEADERS, the "
+           "echoed message in one DATA frame and trailers `grpc-status: 0`. CPU per call = / calls h2load counted "
+           "as succeeded (2xx: h2load does not read grpc-status). h2-upstream-small: wrk, 64 HTTP/1.1 keep-alive "
+           "connections, GET /small, answered by the upstream with 100 B (content-length, no trailers). "
+           "hourglass: a pool with `protocol: h2`; nginx: grpc_pass (grpc-unary only); HAProxy: `server ... proto h2`."
+           % (H2UP_MAX_STREAMS, H2_CONNS, H2_STREAMS, GRPC_PATH, 5 + GRPC_MSG, GRPC_MSG, 5 + GRPC_MSG,
+              "`, `".join(GRPC_HEADERS)),
+           "\nSame-round ratios: hourglass's CPU per request divided by the peer's **in the same round**, the median "
+           "of the rounds' ratios, then each round's (the CPU table's hg/ columns divide the medians instead):\n"]
+    rows = []
+    for s in ss:
+        for p in ("nginx", "haproxy"):
+            h, g = R.get((s, "hourglass"), []), R.get((s, p), [])
+            rr = [metric(s, x) / metric(s, y) if metric(s, y) else float("nan") for x, y in zip(h, g)]
+            why = ("not run" if (s, p) in NOT_SUPPORTED else "failed" if (s, p) in b.failed or
+                   (s, "hourglass") in b.failed else "-")
+            rows.append([s, "hg/" + p, fmt(med(rr), 2) if rr else why, " ".join(fmt(x, 2) for x in rr) or why])
+    out.append(table(["scenario", "ratio", "median of same-round ratios", "every round"], rows))
+    out.append("\nBefore measuring, each proxy answered (grpc-unary: %d gRPC calls by h2load over one connection, "
+               "response DATA checked for the echoed messages; then %d calls by python3-grpcio on one channel, deadline "
+               "%.0f s each, which is informational: no real gRPC client sends content-length, h2load does; "
+               "h2-upstream-small: 3 GET /small on one HTTP/1.1 connection):\n" % (
+                   H2_STREAMS, GRPCIO_CALLS, GRPCIO_TIMEOUT))
+    for s in ss:
+        for p in PROXIES:
+            i = b.h2_info.get((s, p))
+            if not i:
+                continue
+            if s == "grpc-unary":
+                g = b.grpcio.get((s, p))
+                out.append("- %s, %s: %s, %d/%d calls 2xx, %d bytes of messages%s" % (
+                    s, p, i["proto"], i["codes"][0], H2_STREAMS, i["data"],
+                    "; grpcio: %s%s" % ("" if grpcio_ok(g) or "calls" not in g else "!! ", grpcio_summary(g))
+                    if g else ""))
+            else:
+                out.append("- %s, %s: %d/%d answered 200 with the 100-byte body" % (s, p, i["ok"], i["n"]))
+    ns = [(s, p) for s in ss for p in PROXIES + [H2O] if (s, p) in NOT_SUPPORTED]
+    if ns:
+        out.append("\nNot run (`-`):\n")
+        for s, p in ns:
+            out.append("- %s, %s: %s" % (s, p, NOT_SUPPORTED[(s, p)]))
+    fails = [(s, p) for s in ss for p in PROXIES if (s, p) in b.failed]
+    if fails:
+        out.append("\n!! Cells marked failed have no figure (and no ratio); the other proxies ran as usual:\n")
+        for s, p in fails:
+            out.append("- %s, %s: %s" % (s, p, b.failed[(s, p)]))
+    up = []
+    for s in ss:
+        for p in PROXIES:
+            rs = R.get((s, p), [])
+            if rs:
+                up.append("%s via %s %s" % (s, p, fmt(med([r["up_cpu"] / max(r["requests"], 1) * 1e6 for r in rs]), 1)))
+    if up:
+        out.append("\nThe upstream's own CPU per request (µs, median; it shares its CPU with the load generator): " +
+                   ", ".join(up) + ".")
+    out.append("")
+    return "\n".join(out)
+
+
 def report_h2_load(b, h2_s):
     rows = []
     for s in h2_s:
@@ -1386,7 +1748,7 @@ def report_h2_load(b, h2_s):
     if not rows:
         return ""
     return "\n".join([
-        "\n### HTTP/2 rows: throughput and latency (h2load; machine-bound like the others)\n",
+        "\n### h2load rows: throughput and latency (h2load; machine-bound like the others)\n",
         table(["scenario", "proxy", "req/s", "mean ms", "max ms", "succeeded (all rounds)", "failed", "errored",
                "timeout", "non-2xx"], rows),
         "\nh2load gives no percentiles: mean and max of its \"time for request\" (stream open to close). "
@@ -1473,13 +1835,16 @@ def report(b, a, meta):
         h2_s = [s for s in cpu_s if s in H2_SCEN]
         if h2_s:
             out.append(report_h2(b, h2_s, peers))
+        h2up_s = [s for s in cpu_s if s in H2UP_SCEN]
+        if h2up_s:
+            out.append(report_h2up(b, h2up_s, metric))
         if "small-ab-k" in cpu_s:
             out.append(report_ab(R, a, metric))
         out.append("#### Every round (same units, in run order)\n")
         out.append(table(["scenario"] + PROXIES + (["hg/hg-base"] if ab_mode else []), rng))
         rows = []
         for s in cpu_s:
-            if s in H2_SCEN:                                   # their own table below
+            if s in H2_SCEN or s == "grpc-unary":             # their own table below (h2load)
                 continue
             for p in PROXIES:
                 rs = R.get((s, p), [])
@@ -1497,8 +1862,8 @@ def report(b, a, meta):
         if "small-ab-k" in cpu_s:
             out.append("\nsmall-ab-k: \"socket errors\" is ab's \"Failed requests\"; ab gives latencies in whole "
                        "milliseconds.\n")
-        if h2_s:
-            out.append(report_h2_load(b, h2_s))
+        if h2_s or "grpc-unary" in cpu_s:
+            out.append(report_h2_load(b, h2_s + [s for s in cpu_s if s == "grpc-unary"]))
     if "idle-10k" in scen_run:
         rows = []
         m = {}
@@ -1553,7 +1918,7 @@ def report(b, a, meta):
 
 
 def main():
-    global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS
+    global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS, H2UP_BIN, GRPC_REQ
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         role, args = sys.argv[1], sys.argv[2:]
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -1565,6 +1930,8 @@ def main():
             role_timer(int(args[0]), int(args[1]), args[2])
         elif role == "_upload":
             role_upload(*[int(x) for x in args])
+        elif role == "_grpcio":
+            role_grpcio(int(args[0]))
         return
 
     ap = argparse.ArgumentParser(description="hourglass vs nginx vs HAProxy (and h2o in the HTTP/2 rows) vs a "
@@ -1611,6 +1978,8 @@ def main():
     if H2_SCEN & set(scens):
         PORTS[H2O] = H2O_PORT
         PROXIES.append(H2O)
+    if H2UP_SCEN & set(scens):
+        PORTS["h2origin"] = H2UP_PORT
     if a.baseline:
         a.baseline = os.path.abspath(a.baseline)
         if not (os.path.isfile(a.baseline) and os.access(a.baseline, os.X_OK)):
@@ -1628,6 +1997,13 @@ def main():
 
     TMP = os.environ.get("BENCH_TMP") or __import__("tempfile").mkdtemp(prefix="hgbench.")
     FLOOR = os.environ.get("FLOOR_BIN", os.path.join(TMP, "floor"))
+    H2UP_BIN = os.environ.get("GRPC_UPSTREAM_BIN", os.path.join(TMP, "grpc_upstream"))
+    if H2UP_SCEN & set(scens):
+        if not os.access(H2UP_BIN, os.X_OK):
+            sys.exit("bench: %s: no grpc_upstream binary (bench/run.sh builds bench/grpc_upstream.c)" % H2UP_BIN)
+        GRPC_REQ = os.path.join(TMP, "grpc-request.bin")       # h2load -d: one length-prefixed message
+        with open(GRPC_REQ, "wb") as f:
+            f.write(b"\0" + struct.pack(">I", GRPC_MSG) + b"g" * GRPC_MSG)
     HOURGLASS = os.environ.get("HOURGLASS_BIN", os.path.join(ROOT, "build", "hourglass"))
     BASELINE = a.baseline
     ncpu = len(os.sched_getaffinity(0))
@@ -1694,6 +2070,14 @@ def main():
         "python": sys.version.split()[0],
         "load": open("/proc/loadavg").read().split()[:3],
     }
+    if H2UP_SCEN & set(scens):
+        try:
+            import grpc                                        # only to name its version
+            gv = "python3-grpcio %s" % grpc.__version__
+        except ImportError:
+            gv = "no python3-grpcio (the gRPC client check is skipped)"
+        meta["h2up"] = "bench/grpc_upstream.c with %s, %s, %s" % (
+            ver([H2UP_BIN, "-V"], r"(libnghttp2 \S+)"), ver(["h2load", "--version"], r"(h2load \S+)"), gv)
     if H2O in PROXIES:
         meta["h2"] = "%s, h2o %s" % (ver(["h2load", "--version"], r"(h2load \S+)"),
                                      ver(["h2o", "--version"], r"h2o version (\S+)"))
@@ -1711,6 +2095,8 @@ def main():
     print("bench: nginx %s, %s, %s, %s%s; load average %s" % (
         meta["nginx"], meta["haproxy"], meta["wrk"], meta["ab"], ", " + meta["h2"] if "h2" in meta else "",
         " ".join(meta["load"])), flush=True)
+    if "h2up" in meta:
+        print("bench: HTTP/2 upstream: %s" % meta["h2up"], flush=True)
 
     b = Bench(a)
     origin = None
@@ -1738,10 +2124,11 @@ def main():
             "- date: %(date)s\n- git commit: %(commit)s\n- kernel: %(kernel)s\n- CPU: %(cpu)s\n"
             "- nginx: %(nginx)s (proxy and origin), %(haproxy)s, %(wrk)s, %(ab)s, Python %(python)s\n"
             "- TLS library: %(openssl)s (the openssl CLI; wrk, nginx and HAProxy link the system libssl)\n"
-            "%(h2line)s"
+            "%(h2line)s%(h2upline)s"
             "- load average at start: %(ld)s (the machine is shared)\n" % dict(
                 meta, ld=" ".join(meta["load"]),
-                h2line="- HTTP/2 rows: %s (both link the system libssl too)\n" % meta["h2"] if "h2" in meta else ""))
+                h2line="- HTTP/2 rows: %s (both link the system libssl too)\n" % meta["h2"] if "h2" in meta else "",
+                h2upline="- HTTP/2-upstream rows: %s\n" % meta["h2up"] if "h2up" in meta else ""))
     head += ("- settings: %d round(s), %d s per wrk/h2load run (+%d s warm-up per proxy and scenario), %d requests per "
              "ab run, %d uploads per run, %d idle/in-flight connections, pinning: %s, wall time %.0f s\n"
              "- command: `%s`\n\n" % (

@@ -2,7 +2,7 @@
 # make bench [BENCH_ARGS="--quick"] -- hourglass vs nginx vs HAProxy (and h2o) vs a byte-relay floor.
 # bash bench/run.sh --help: every option. A/B of two hourglass binaries in one run:
 #   HOURGLASS_BIN=NEW bash bench/run.sh --baseline OLD --proxies hourglass,hg-base ...
-# Checks/installs the tools, builds the floor, raises the open-file limit and
+# Checks/installs the tools, builds the floor and the HTTP/2 upstream, raises the open-file limit and
 # runs bench/bench.py; every process it starts is killed on exit or Ctrl-C.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +19,10 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)   # certificate for the TLS scenarios
 command -v taskset >/dev/null || need+=(util-linux)
 [ -x /usr/bin/python3 ] || need+=(python3)
+# grpc-unary and h2-upstream-small: bench/grpc_upstream.c links libnghttp2;
+# python3-grpcio is the real gRPC client that checks each proxy before grpc-unary
+[ -f /usr/include/nghttp2/nghttp2.h ] || need+=(libnghttp2-dev)
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "bench: installing ${need[*]}"
@@ -50,6 +54,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 gcc -O2 -Wall -Wextra -o "$BENCH_TMP/floor" "$here/floor.c"
+# the HTTP/2 upstream of grpc-unary and h2-upstream-small
+gcc -O2 -Wall -Wextra -o "$BENCH_TMP/grpc_upstream" "$here/grpc_upstream.c" -lnghttp2
 # Enough descriptors for 10,000 client connections plus their upstream ones:
 # as high as the hard limit allows (bench.py lowers the connection count if
 # the hard limit is too low and says so).
