@@ -209,6 +209,32 @@ def rss_kib(pid):
     return 0
 
 
+def conns_to(port, pids):
+    """Established TCP connections to 127.0.0.1:port held by the processes pids
+    (their sockets' inodes in /proc/PID/fd, matched in /proc/net/tcp)."""
+    inodes = set()
+    try:
+        for pid in pids:
+            d = "/proc/%d/fd" % pid
+            for fd in os.listdir(d):
+                try:
+                    t = os.readlink(os.path.join(d, fd))
+                except OSError:
+                    continue
+                if t.startswith("socket:["):
+                    inodes.add(t[8:-1])
+        n = 0
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                x = line.split()
+                if x[3] == "01" and int(x[2].split(":")[1], 16) == port and x[9] in inodes:
+                    n += 1
+        return n
+    except OSError:
+        return -1
+
+
 def children_of(pid):
     kids = []
     for d in os.listdir("/proc"):
@@ -1421,12 +1447,20 @@ class Bench:
                     x = fl[p]
                     try:
                         c0, u0 = x.cpu(), cpu_ticks(self.h2up.pid)
-                        r = go(x.port, a.duration)
+                        # its upstream connections halfway through the run
+                        mid = {}
+                        tm = threading.Timer(a.duration / 2.0, lambda: mid.setdefault("n", conns_to(H2UP_PORT, x.pids)))
+                        tm.start()
+                        try:
+                            r = go(x.port, a.duration)
+                        finally:
+                            tm.cancel()
                         time.sleep(0.2)                        # let it finish closing
                         if x.proc.poll() is not None:
                             raise RuntimeError("exited during the run (status %s)" % x.proc.returncode)
                         r["cpu"] = x.cpu() - c0
                         r["up_cpu"] = (cpu_ticks(self.h2up.pid) - u0) / HZ
+                        r["up_conns"] = mid.get("n", -1)
                     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
                         print(" !! FAILED", flush=True)
                         fail(p, "round %d: %s" % (rnd + 1, str(e).splitlines()[0]))
@@ -1721,15 +1755,18 @@ def report_h2up(b, ss, metric):
         out.append("\n!! Cells marked failed have no figure (and no ratio); the other proxies ran as usual:\n")
         for s, p in fails:
             out.append("- %s, %s: %s" % (s, p, b.failed[(s, p)]))
-    up = []
+    rows = []
     for s in ss:
         for p in PROXIES:
             rs = R.get((s, p), [])
             if rs:
-                up.append("%s via %s %s" % (s, p, fmt(med([r["up_cpu"] / max(r["requests"], 1) * 1e6 for r in rs]), 1)))
-    if up:
-        out.append("\nThe upstream's own CPU per request (µs, median; it shares its CPU with the load generator): " +
-                   ", ".join(up) + ".")
+                rows.append([s, p, fmt(med([r["up_cpu"] / max(r["requests"], 1) * 1e6 for r in rs]), 1),
+                             " ".join(str(r["up_conns"]) for r in rs)])
+    if rows:
+        out.append("\nThe upstream's side: grpc_upstream's own CPU per request (median; it shares its CPU with the "
+                   "load generator, so what it spends the load generator has not), and the proxy's HTTP/2 "
+                   "connections to it (established, counted halfway through each run):\n")
+        out.append(table(["scenario", "proxy", "upstream CPU us/req", "upstream connections (every round)"], rows))
     out.append("")
     return "\n".join(out)
 
