@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import assert_window, chunked, is_sanitized, request_bytes, wait_until
+from conftest import (assert_window, chunked, is_sanitized, request_bytes, silent_handler,
+                      wait_until)
 from h2up import CANCEL, CONNECTION_SPECIFIC, INTERNAL_ERROR
 from test_http2 import NO_ERROR, H2Client, log_for
 
@@ -405,3 +406,50 @@ def test_active_health_checks_speak_http2(proxy_factory, tmp_path, h2_upstream):
     state["status"] = 200
     wait_until(lambda: "back up by health check" in p.stderr_text(), 2 * SLOW)
     assert get(p, "/in-again").status == 200
+
+
+def test_connection_lost_fails_each_stream(proxy_factory, tmp_path, h2_upstream):
+    """The server closes its connection with three requests in flight on it:
+    each request fails with the connection's reason (POSTs are not sent
+    again: 502 upstream_closed); the next request opens a new connection."""
+    gate = {"held": 0}
+
+    async def handler(s):
+        await s.read_body()
+        if s.path.startswith("/held"):
+            gate["held"] += 1
+            await s.sleep(30)
+        await s.respond(200, b"ok")
+    up = h2_upstream(handler)
+    p = start(proxy_factory, tmp_path, h2_doc(up.addr))
+    clients = []
+    for i in range(3):
+        c = p.client(timeout=3 * SLOW)
+        c.send(request_bytes("POST", f"/held-{i}", body=b"x" * 10))
+        clients.append(c)
+    wait_until(lambda: gate["held"] == 3, 2 * SLOW, msg="three streams held upstream")
+    assert len(up.conns) == 1
+    up.conns[0].close()
+    for c in clients:
+        r = c.read_response()
+        assert r is not None and r.status == 502, r
+        c.close()
+    lines = p.wait_log(3)
+    assert sorted(l["reason"] for l in lines) == ["upstream_closed"] * 3, lines
+    assert get(p, "/after").status == 200
+    assert len(up.conns) == 2
+
+
+def test_connect_clock_covers_the_settings_exchange(proxy_factory, upstream, tmp_path):
+    """A server that accepts the connection but never sends its SETTINGS is
+    not open: the request waits under the connect timeout, then 504
+    connect_timeout (not a read timeout: nothing was sent)."""
+    silent = upstream(silent_handler())
+    doc = h2_doc(silent.addr, timeouts={"connect": "200ms", "read": "5s"})
+    p = start(proxy_factory, tmp_path, doc)
+    t0 = time.monotonic()
+    r = get(p, "/never-open")
+    assert r.status == 504, r
+    assert_window(time.monotonic() - t0, 0.2, LO, HI + 0.05 * SLOW, "504 after")
+    (line,) = p.wait_log(1)
+    assert line["reason"] == "connect_timeout", line
