@@ -23,6 +23,7 @@
 #define CONN_WINDOW (4u << 20)       /* ... all streams of a connection together */
 #define OUT_HIGH (64u * 1024)        /* frames queued for the socket: stop producing */
 #define ASSUMED_STREAMS 100u         /* a connection's streams before its SETTINGS */
+#define CHUNK_SLACK 32u              /* chunked framing taken past a closed window */
 #define RESP_MAX (256u * 1024)       /* a head (64 KiB at most) and a window of DATA */
 
 /* stream flags */

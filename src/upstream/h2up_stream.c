@@ -161,10 +161,21 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     struct h2u_stream *st;
     switch (f->hd.type) {
     case NGHTTP2_SETTINGS:
-        if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !hc->open) {
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) {   /* open now, or windows changed */
             hc->open = true;
             for (st = hc->streams; st; st = st->next)
                 h2u_ready(st, LOOP_WRITE);
+        }
+        break;
+    case NGHTTP2_WINDOW_UPDATE:
+        /* a request body waiting for room may go on */
+        if (f->hd.stream_id) {
+            if ((st = stream_by_id(ng, f->hd.stream_id)) && !(st->flags & U_BODY_END))
+                h2u_ready(st, LOOP_WRITE);
+        } else {
+            for (st = hc->streams; st; st = st->next)
+                if (!(st->flags & U_BODY_END))
+                    h2u_ready(st, LOOP_WRITE);
         }
         break;
     case NGHTTP2_GOAWAY:
@@ -372,6 +383,22 @@ static ssize_t submit_head(struct h2u_stream *st, const char *p, size_t n)
 
 /* Takes up to n body bytes as the client framed them into `send`: the
  * bytes taken, 0 when there is no room. */
+/* Body bytes the server's flow-control windows (the stream's, or the
+ * initial one before it is open; and the connection's) let it take now,
+ * less those already waiting: taking only these keeps the attempt's write
+ * clock exact (it runs while the upstream will not take bytes). */
+static size_t window_room(const struct h2u_stream *st)
+{
+    nghttp2_session *ng = st->hc->ng;
+    int32_t sw = st->id ? nghttp2_session_get_stream_remote_window_size(ng, st->id) : -1;
+    if (sw < 0)
+        sw = (int32_t)nghttp2_session_get_remote_settings(ng,
+                                                          NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+    int32_t cw = nghttp2_session_get_remote_window_size(ng);
+    int64_t w = (int64_t)(sw < cw ? sw : cw) - (int64_t)buf_len(&st->send);
+    return w > 0 ? (size_t)w : 0;
+}
+
 static size_t take_body(struct h2u_stream *st, const char *p, size_t n)
 {
     if (st->flags & U_BODY_END)
@@ -379,7 +406,12 @@ static size_t take_body(struct h2u_stream *st, const char *p, size_t n)
     buf_reserve(&st->send, BUF_LARGE);
     if (!buf_room(&st->send) && st->send.start)
         buf_compact(&st->send);
-    size_t room = buf_room(&st->send);
+    size_t room = buf_room(&st->send), win = window_room(st);
+    /* A chunked body's framing costs no window: a few bytes of slack let its
+     * size lines and last chunk through a closed window. */
+    win += (st->flags & U_REQ_CHUNKED) ? CHUNK_SLACK : 0;
+    if (win < room)
+        room = win;
     if (!room)
         return 0;
     size_t k = n < room ? n : room;

@@ -453,3 +453,37 @@ def test_connect_clock_covers_the_settings_exchange(proxy_factory, upstream, tmp
     assert_window(time.monotonic() - t0, 0.2, LO, HI + 0.05 * SLOW, "504 after")
     (line,) = p.wait_log(1)
     assert line["reason"] == "connect_timeout", line
+
+
+@pytest.mark.parametrize("opened", [False, True], ids=["window-stays-shut", "window-opens"])
+def test_write_clock_runs_while_the_stream_window_is_shut(proxy_factory, tmp_path, h2_upstream,
+                                                          opened):
+    """The write timeout counts while the upstream will not take bytes: over
+    HTTP/2, while its flow-control window is shut (SETTINGS_INITIAL_WINDOW_SIZE
+    0). A window that opens in time lets the request through."""
+    import h2.settings
+
+    async def handler(s):
+        if opened:
+            await s.sleep(0.1)
+            s.conn.h2.increment_flow_control_window(4096, stream_id=s.sid)
+            s.conn.flush()
+        body = await s.read_body()
+        await s.respond(200, b"got %d" % len(body))
+    up = h2_upstream(handler, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    p = start(proxy_factory, tmp_path, h2_doc(up.addr, timeouts={"write": "300ms", "read": "5s"}))
+    c = p.client(timeout=3 * SLOW)
+    t0 = time.monotonic()
+    c.send(request_bytes("POST", "/upload", body=b"b" * 1000))
+    r = c.read_response()
+    c.close()
+    if opened:
+        assert r.status == 200 and r.body == b"got 1000", r
+        return
+    assert r.status == 504, r
+    assert_window(time.monotonic() - t0, 0.3, LO, HI + 0.05 * SLOW, "504 after")
+    (line,) = p.wait_log(1)
+    assert line["reason"] == "write_timeout", line
+    (st,) = up.served()
+    wait_until(lambda: st.reset_received is not None, 1 * SLOW)
+    assert st.reset_received == CANCEL, st
