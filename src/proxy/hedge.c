@@ -145,7 +145,7 @@ int hedge_step(struct client *c)
         if (px_hedge(s)->head_off == 0 && (!px_att(s)->up || px_att(s)->head_off == s->uhead.end))
             attempt_stamp_deadline(c);
         struct iovec iov = {s->uhead.data + px_hedge(s)->head_off, s->uhead.end - px_hedge(s)->head_off};
-        ssize_t n = conn_writev(&h->conn, &iov, 1);
+        ssize_t n = pool_writev(h, &iov, 1);
         if (n > 0) {
             px_hedge(s)->head_off += (uint32_t)n;
             progress = 1;
@@ -161,7 +161,7 @@ int hedge_step(struct client *c)
             buf_reserve(&px_hedge(s)->in, BUF_LARGE);
         }
         uint32_t room = buf_room(&px_hedge(s)->in);
-        ssize_t n = conn_read(&h->conn, buf_tail(&px_hedge(s)->in), room);
+        ssize_t n = pool_read(h, buf_tail(&px_hedge(s)->in), room);
         if (n > 0) {
             px_hedge(s)->in.end += (uint32_t)n;
             progress = 1;

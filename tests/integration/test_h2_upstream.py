@@ -487,3 +487,29 @@ def test_write_clock_runs_while_the_stream_window_is_shut(proxy_factory, tmp_pat
     (st,) = up.served()
     wait_until(lambda: st.reset_received is not None, 1 * SLOW)
     assert st.reset_received == CANCEL, st
+
+
+def test_hedge_lost_resets_its_stream(proxy_factory, tmp_path, h2_upstream):
+    """A hedged GET over an HTTP/2 pool: the second server answers first, and
+    the first attempt's stream is reset with CANCEL (its connection stays)."""
+    async def slow(s):
+        await s.read_body()
+        await s.sleep(2)
+        await s.respond(200, b"slow")
+
+    async def fast(s):
+        await s.read_body()
+        await s.respond(200, b"fast")
+    a, b = h2_upstream(slow), h2_upstream(fast)
+    doc = h2_doc(a.addr)
+    doc["pools"]["h"]["servers"] = [a.addr, b.addr]
+    doc["routes"][0]["hedge"] = {"delay": "100ms"}
+    p = start(proxy_factory, tmp_path, doc)
+    t0 = time.monotonic()
+    r = get(p, "/hedged")
+    assert r.status == 200 and r.body == b"fast", r
+    assert_window(time.monotonic() - t0, 0.1, LO, HI, "hedged answer after")
+    (st,) = a.served()
+    wait_until(lambda: st.reset_received is not None, 1 * SLOW)
+    assert st.reset_received == CANCEL, st
+    assert a.conns[0].closed_at is None, "the shared connection stays open"
