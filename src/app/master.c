@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "poolshm.h"
 #include "stats.h"
 
 #define MAX_WORKERS   (3 * CLI_MAX_WORKERS)   /* serving, starting, retiring */
@@ -39,6 +40,7 @@ struct lsock {
 struct worker {
     pid_t pid;              /* 0: this entry is free */
     unsigned gen, slot, stats_slot;
+    int shared_area;        /* its generation's (poolshm.h) */
     int ready_fd;           /* read end of the readiness pipe, -1 once read */
     bool ready, retiring, killed_by_us;
     uint64_t started_ms;
@@ -53,6 +55,7 @@ struct gen {
     uint64_t respawn_at[CLI_MAX_WORKERS];   /* slot waiting for a new worker; 0 = no */
     unsigned respawn_stats[CLI_MAX_WORKERS];
     uint64_t started_ms;
+    int shared_area;        /* its workers' pool state (poolshm.h); -1: none */
 };
 
 static struct lsock socks[MAX_SOCKETS];
@@ -289,13 +292,17 @@ static int spawn(struct gen *g, unsigned slot, unsigned stats_slot)
         if (getppid() != master)
             _exit(0);   /* the master is gone already */
         child_setup(g, slot, &fds);
+        fds.shared_area = g->shared_area;
+        fds.slot = slot;
+        fds.nworkers = g->nworkers;
         stats_use(stats_slot);
         int rc = serve_fn(g->cfg, &fds, p[1]);
         exit(rc);
     }
     close(p[1]);
     *w = (struct worker){.pid = pid, .gen = g->id, .slot = slot, .stats_slot = stats_slot,
-                         .ready_fd = p[0], .started_ms = now_ms()};
+                         .shared_area = g->shared_area, .ready_fd = p[0],
+                         .started_ms = now_ms()};
     log_error("info", "worker %u (pid %d) started (generation %u)", slot, (int)pid, g->id);
     return 0;
 }
@@ -310,19 +317,35 @@ static void signal_gen(unsigned gen, int sig, bool retire_mark)
         }
 }
 
+/* A generation's shared pool state is given back once it neither serves
+ * nor starts and no worker of it is left. */
+static void area_release(int area, unsigned gen)
+{
+    if (!gen || gen == cur.id || gen == next.id)
+        return;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (workers[i].pid && workers[i].gen == gen)
+            return;
+    psh_area_drop(area, gen);
+}
+
 static void gen_free(struct gen *g)
 {
     if (g->cfg) {
         cli_free(g->cfg);
         free(g->cfg);
     }
+    int area = g->shared_area;
+    unsigned id = g->id;
     *g = (struct gen){0};
+    area_release(area, id);
 }
 
 /* Starts every worker of g; -1 if one could not be forked. */
 static int gen_start(struct gen *g)
 {
     g->started_ms = now_ms();
+    g->shared_area = psh_area_claim(g->id);
     for (unsigned i = 0; i < g->nworkers; i++)
         if (spawn(g, i, stats_slot_new(g->id)) < 0)
             return -1;
@@ -431,6 +454,7 @@ static void on_exit_of(struct worker *w, int status)
     w->pid = 0;
     if (d.ready_fd >= 0)
         close(d.ready_fd);
+    area_release(d.shared_area, d.gen);
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (d.retiring || stopping) {
         log_error(clean ? "info" : "warn", "worker %u (pid %d) of generation %u exited (%s)",
@@ -624,7 +648,7 @@ int master_run(struct cfg *cfg, int argc, char **argv, master_serve_fn *serve)
     sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, &old_mask);
     sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sigfd < 0 || stats_share(STATS_SLOTS) < 0) {
+    if (sigfd < 0 || stats_share(STATS_SLOTS) < 0 || psh_share() < 0) {
         log_error("error", "master: %s", strerror(errno));
         return 1;
     }

@@ -20,6 +20,7 @@
 #include "h2.h"
 #include "h2up.h"
 #include "health.h"
+#include "poolshm.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -202,6 +203,10 @@ static void on_iteration_end(struct loop *l)
 int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fds)
 {
     px_configure(l, c);
+    if (fds)
+        psh_attach(fds->shared_area, fds->slot, fds->nworkers);
+    else
+        psh_attach(-1, 0, 1);   /* one process: its own state */
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
     h2u_init(l);

@@ -19,6 +19,8 @@
 struct worker_fds {
     int listen[CLI_MAX_LISTEN];
     int admin;
+    int shared_area;       /* the generation's pool state (poolshm.h); -1: none */
+    unsigned slot, nworkers;   /* this worker's slot among the generation's */
 };
 
 /* Opens the listeners (or serves those of fds, when not NULL) and prepares

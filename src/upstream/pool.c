@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "conf.h"
 #include "log.h"
+#include "poolshm.h"
 #include "stats.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -140,6 +141,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
     for (unsigned i = 0; i < ngroups; i++) {
         const struct conf_pool *cp = &cf->pools[i];
         struct pool_group *g = &groups[i];
+        g->index = i;
         group_defaults(g, cfg);
         group_from_conf(g, cp, cfg);
         if (cp == dp) {
@@ -256,7 +258,15 @@ struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_serv
     for (int k = 0; k < 4; k++) {   /* a few draws: p2c is random */
         s = pool_pick(g);
         if (s != avoid)
-            break;
+            return s;
+    }
+    /* weights so skewed that the draws keep naming it: the next other
+     * server in service, in turn */
+    unsigned start = g->rr++;
+    for (unsigned k = 0; k < g->nservers; k++) {
+        struct pool_server *o = &g->servers[(start + k) % g->nservers];
+        if (o != avoid && in_service(g, o))
+            return o;
     }
     return s;
 }
@@ -265,41 +275,46 @@ struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_serv
 
 /* An end without its begin would wrap a count to 4 billion and open the
  * budget wide: it is a bug of the caller, so it is loud, and the count stays. */
-static void count_down(const struct pool_group *g, unsigned *n, const char *what)
+static void count_down(const struct pool_group *g, uint32_t *n, const char *what)
 {
     if (!*n) {
         log_error("error", "pool %s: %s", g->name, what);
         return;
     }
-    (*n)--;
+    __atomic_store_n(n, *n - 1, __ATOMIC_RELAXED);
 }
 
+/* This worker's counts live in its row of the generation's shared area
+ * (poolshm.h): written here alone, summed by every worker's budget check. */
 void pool_request_begin(struct pool_group *g)
 {
-    g->requests++;
+    struct psh_counts *m = psh_mine(g->index);
+    __atomic_store_n(&m->requests, m->requests + 1, __ATOMIC_RELAXED);
 }
 
 void pool_request_end(struct pool_group *g)
 {
-    count_down(g, &g->requests, "a request ended that had not begun");
+    count_down(g, &psh_mine(g->index)->requests, "a request ended that had not begun");
 }
 
 bool pool_retry_allowed(const struct pool_group *g)
 {
-    unsigned cap = (unsigned)((uint64_t)g->requests * g->budget_percent / 100);
+    struct psh_counts all = psh_sum(g->index);   /* the generation's, every worker */
+    unsigned cap = (unsigned)((uint64_t)all.requests * g->budget_percent / 100);
     if (cap < g->budget_min)
         cap = g->budget_min;
-    return g->retries < cap;
+    return all.retries < cap;
 }
 
 void pool_budget_take(struct pool_group *g)
 {
-    g->retries++;
+    struct psh_counts *m = psh_mine(g->index);
+    __atomic_store_n(&m->retries, m->retries + 1, __ATOMIC_RELAXED);
 }
 
 void pool_budget_release(struct pool_group *g)
 {
-    count_down(g, &g->retries, "a retry released that was not taken");
+    count_down(g, &psh_mine(g->index)->retries, "a retry released that was not taken");
 }
 
 /* ---- requests waiting for a connection slot ------------------------------ */
@@ -470,7 +485,8 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max)
     for (unsigned i = 0; i < n; i++) {
         const struct pool_group *g = &groups[i];
         out[i] = (struct stats_pool){
-            .requests = g->requests, .retries = g->retries, .waiting = g->nwaiting};
+            .requests = psh_mine(g->index)->requests, .retries = psh_mine(g->index)->retries,
+            .waiting = g->nwaiting};
         for (unsigned k = 0; k < g->nservers; k++)
             out[i].idle += g->servers[k].nidle;
     }

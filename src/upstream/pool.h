@@ -77,11 +77,11 @@ struct pool_group {
     /* keep-alive */
     uint64_t idle_ns;            /* pooled connection idle timeout */
     unsigned max_idle;           /* idle connections kept per server */
+    unsigned index;              /* in pool_groups(): its place in shared state */
     /* retry budget: retries in flight <= max(min, percent% of requests in
-     * flight); the counts change only through pool_request_* and
-     * pool_budget_* */
+     * flight), counted over every worker of the generation (poolshm.h); the
+     * counts change only through pool_request_* and pool_budget_* */
     unsigned budget_percent, budget_min;
-    unsigned requests, retries;  /* in flight now */
     /* connection limit: open connections to all its servers together */
     unsigned max_conns;          /* 0: unlimited */
     unsigned open;

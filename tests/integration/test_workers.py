@@ -714,3 +714,57 @@ routes:
     assert not without.has("x-request-deadline-ms"), without.headers
     lines = p.wait_log(4)
     assert [l["status"] for l in lines] == ["504", "200", "200", "200"], lines
+
+
+# --------------------------------------------------------------------------
+# the retry budget is the generation's, not each worker's
+
+def test_retry_budget_shared_by_the_workers(tracked, upstream, tmp_path):
+    """budget {min: 2, percent: 0}: at most 2 retries in flight in the whole
+    generation, however the connections spread over the two workers (each
+    worker counted alone allowed 2 of its own: up to 4). The first attempt
+    goes to a refusing server (weight 1000 against 1); its retry to a server
+    that holds every request, so what it holds at once is the retries in
+    flight."""
+    held = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    async def hold(reader, writer, ctx):
+        req = await ctx.read_request()
+        with lock:
+            held["now"] += 1
+            held["max"] = max(held["max"], held["now"])
+        await ctx.delay(1.0 * SLOW)
+        with lock:
+            held["now"] -= 1
+        await ctx.respond(200, b"second")
+    b = upstream(hold)
+    dead = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    cfg = tmp_path / "budget.yaml"
+    cfg.write_text(f"listen: [127.0.0.1:{port}]\n"
+                   f"pools:\n"
+                   f"  web:\n"
+                   f"    servers: [{{address: {dead}, weight: 1000}}, {{address: {b.addr}, weight: 1}}]\n"
+                   f"    budget: {{min: 2, percent: 0}}\n"
+                   f"    health: {{passive: {{failures: 1000}}}}\n"
+                   f"routes:\n"
+                   f"  - path: /\n"
+                   f"    pool: web\n"
+                   f"    retry: {{attempts: 2, on: [connect_failure]}}\n")
+    p = tracked.start(["--config", cfg, "--workers", "2"], port)
+    wait_workers(p, 2)
+    results = []
+
+    def one(i):
+        results.append(fetch_new(port, f"/r{i}", timeout=5 * SLOW)[1])
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10 * SLOW)
+    lines = p.wait_log(16, timeout=5 * SLOW)
+    served = [l for l in lines if l["status"] == "200"]
+    assert held["max"] <= 2, f"{held['max']} retries in flight at once across the workers"
+    assert 1 <= len(served) <= 4, [(l["status"], l["reason"]) for l in lines]
+    assert "retry budget of pool web spent" in p.stderr_text()

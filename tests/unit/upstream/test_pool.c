@@ -12,6 +12,7 @@
 #include "loop.h"
 #include "net.h"
 #include "pool.h"
+#include "poolshm.h"
 #include "pools.h"
 #include "stats.h"
 
@@ -78,7 +79,7 @@ TEST(budget_is_min_when_nothing_is_in_flight)
     pool_budget_release(g);
     CHECK(pool_retry_allowed(g));
     release(g, 1);
-    CHECK_EQ_INT(g->retries, 0);
+    CHECK_EQ_INT(psh_sum(g->index).retries, 0);
 }
 
 TEST(budget_grows_with_requests_in_flight)
@@ -99,8 +100,8 @@ TEST(budget_grows_with_requests_in_flight)
     CHECK(!pool_retry_allowed(g));
     release(g, 2);
     end_requests(g, 5);
-    CHECK_EQ_INT(g->requests, 0);
-    CHECK_EQ_INT(g->retries, 0);
+    CHECK_EQ_INT(psh_sum(g->index).requests, 0);
+    CHECK_EQ_INT(psh_sum(g->index).retries, 0);
     CHECK_EQ_INT(take_all(g, 100), 2);   /* back to min */
     release(g, 2);
 }
@@ -124,10 +125,41 @@ TEST(an_end_without_a_begin_does_not_wrap)
         return;
     pool_request_end(g);     /* a caller's bug: logged, and the count stays */
     pool_budget_release(g);
-    CHECK_EQ_INT(g->requests, 0);
-    CHECK_EQ_INT(g->retries, 0);
+    CHECK_EQ_INT(psh_sum(g->index).requests, 0);
+    CHECK_EQ_INT(psh_sum(g->index).retries, 0);
     CHECK_EQ_INT(take_all(g, 100), 2);
     release(g, 2);
+}
+
+/* Two workers of one generation count into one shared area: the budget is
+ * theirs together, and a worker that replaces one starts its row at zero. */
+TEST(budget_shared_by_workers)
+{
+    struct pool_group *g = pool_group_find("half");
+    if (!CHECK(g) || !CHECK_EQ_INT(psh_share(), 0))
+        return;
+    int area = psh_area_claim(7);
+    CHECK(area >= 0);
+    psh_attach(area, 0, 2);              /* worker 0 */
+    CHECK_EQ_INT(take_all(g, 100), 2);   /* the min, all of it */
+    psh_attach(area, 1, 2);              /* worker 1: sees worker 0's retries */
+    CHECK(!pool_retry_allowed(g));
+    CHECK_EQ_INT(psh_sum(g->index).retries, 2);
+    for (int i = 0; i < 10; i++)         /* worker 1's requests grow the cap */
+        pool_request_begin(g);
+    CHECK_EQ_INT(take_all(g, 100), 3);   /* max(2, 50% of 10) = 5, 2 in use */
+    CHECK_EQ_INT(psh_sum(g->index).retries, 5);
+    psh_attach(area, 0, 2);              /* worker 0 died; its replacement */
+    CHECK_EQ_INT(psh_sum(g->index).retries, 3);
+    CHECK_EQ_INT(psh_sum(g->index).requests, 10);
+    psh_attach(area, 1, 2);
+    release(g, 3);
+    end_requests(g, 10);
+    CHECK_EQ_INT(psh_sum(g->index).retries, 0);
+    psh_area_drop(area, 7);
+    CHECK_EQ_INT(psh_area_claim(8), area);   /* free again, and zeroed */
+    psh_area_drop(area, 8);
+    psh_attach(-1, 0, 1);                /* back to a private area */
 }
 
 TEST(waiters_leave_in_order)
@@ -279,6 +311,7 @@ int main(void)
     RUN(budget_grows_with_requests_in_flight);
     RUN(zero_budget_never_allows);
     RUN(an_end_without_a_begin_does_not_wrap);
+    RUN(budget_shared_by_workers);
     RUN(waiters_leave_in_order);
     RUN(a_waiter_leaves_only_for_a_free_slot);
     RUN(a_connection_to_an_address_of_no_pool);
