@@ -344,7 +344,7 @@ TEST(unknown_keys)
         "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget, tls, protocol)");
+        "max_connections, keepalive, health, budget, tls, protocol, slow_start)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
         "per_try_timeout, backoff, methods, max_body)");
@@ -446,7 +446,7 @@ TEST(pools_and_servers)
         "1:25: pools.web.servers[0]: expected HOST:PORT, got \"127.0.0.1:70000\": port must be "
         "a number from 1 to 65535");
     BAD("pools: {web: {servers: [127.0.0.1:1], balance: random}}\n",
-        "1:48: pools.web.balance: expected one of round_robin, least_conn, p2c, got \"random\"");
+        "1:48: pools.web.balance: expected one of round_robin, least_conn, p2c, ewma, got \"random\"");
     BAD("pools: {\"w b\": {servers: [127.0.0.1:1]}}\n",
         "1:9: pools.w b: expected a pool name of 1 to 63 letters, digits, '_' or '-'");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    health: {active: {interval: 1s}}\n",

@@ -233,7 +233,7 @@ TEST(a_connection_to_an_address_of_no_pool)
     CHECK_EQ_INT(g->servers[0].active, 0);
     CHECK(pool_may_connect(NULL));
     CHECK(pool_take_idle(NULL, &owner, on_event) == NULL);
-    pool_report(NULL, false);
+    pool_report(NULL, POOL_RESET, 0, 0);
     pool_put_idle(up);   /* never pooled: closed */
     CHECK_EQ_INT(pool_open_count(), before);
     CHECK_EQ_INT(g->servers[0].nidle, 0);
