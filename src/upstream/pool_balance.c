@@ -72,7 +72,7 @@ double pool_ewma_cost(const struct pool_server *s, uint64_t now)
     double lat = pool_ewma_decay(s->ewma_ns, now > s->ewma_at ? now - s->ewma_at : 0);
     if (lat < (double)POOL_EWMA_FLOOR_NS)
         lat = (double)POOL_EWMA_FLOOR_NS;
-    return lat * (double)(s->active + 1) / (double)pool_weight_now(s, now);
+    return lat * (double)(s->active + 1) * 1000.0 / (double)pool_weight_now(s, now);
 }
 
 enum pool_verdict pool_verdict(const struct pool_group *g, enum pool_outcome o, int status)

@@ -68,7 +68,8 @@ unsigned pool_ramp_permille(uint64_t since, uint64_t now, uint64_t dur);
 uint64_t pool_weight_now(const struct pool_server *s, uint64_t now);
 
 /* s's cost in an ewma pool at `now`: its latency (at least the floor) x
- * (connections in use + 1) / its weight now. The lower, the better. */
+ * (connections in use + 1) / its weight now (a weight of 1 at the end of its
+ * slow start divides by 1). The lower, the better. */
 double pool_ewma_cost(const struct pool_server *s, uint64_t now);
 
 #endif
