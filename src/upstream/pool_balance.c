@@ -25,18 +25,13 @@ void pool_rng_seed(uint64_t seed)
     rng = seed ? seed : 0x9e3779b97f4a7c15ull;   /* (0 would stay 0) */
 }
 
+/* The servers a worker starts with are all new together (each generation
+ * builds its pools anew): ramping them all alike would change no share, so
+ * they start at their full weight (back_at 0). */
 void pool_balance_init(struct loop *l)
 {
-    unsigned n;
-    struct pool_group *gs = pool_groups(&n);
     loop = l;
     rng ^= loop_clock_ns();
-    /* New servers ramp too; they all start together, so that only changes
-     * anything for one that leaves and comes back meanwhile. */
-    uint64_t now = loop_clock_ns();
-    for (unsigned i = 0; i < n; i++)
-        for (unsigned k = 0; k < gs[i].nservers; k++)
-            gs[i].servers[k].back_at = now;
 }
 
 /* ---- the pure pieces ------------------------------------------------------ */

@@ -35,8 +35,8 @@
  * POOL_RAMP_FIRST when it is back in service to 1000 after slow_start. */
 #define POOL_RAMP_FIRST 100u
 
-/* pool_balance.c: the loop whose clock the choice reads, the seed of its
- * random draws; every server of the pools counts as new (back_at now). */
+/* pool_balance.c: the loop whose clock the choice reads, and the seed of its
+ * random draws. */
 void pool_balance_init(struct loop *l);
 
 /* Sets the random draws of p2c and ewma to a known sequence (tests). */

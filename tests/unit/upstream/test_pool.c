@@ -299,7 +299,7 @@ static bool near(double got, double want, double tolerance, const char *what)
     return false;
 }
 
-/* Moves the pools' clock on past every slow start begun at pool_init. */
+/* Moves the pools' clock on, past the cool-downs and slow starts of earlier tests. */
 static void later(uint64_t ns)
 {
     L.now += ns;
