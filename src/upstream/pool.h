@@ -1,4 +1,5 @@
-/* pool.h -- upstream servers, round-robin choice, and the pool of idle
+/* pool.h -- upstream servers, the choice among them (balancing, slow start,
+ * passive health: pool_balance.c), and the pool of idle
  * keep-alive connections to them; and the state the requests sent to a pool
  * share: their count in flight and the retries among them (the retry
  * budget), and the queue of those waiting for a connection slot. That state

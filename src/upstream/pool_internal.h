@@ -12,7 +12,7 @@
  *     1 - exp(-dt / POOL_EWMA_TAU_NS), dt the time since the last sample;
  *   - between samples the average decays towards 0 with the same time
  *     constant, so that a server that got no traffic because it looked slow
- *     is tried again (after about 30 s for 100x slower than its peers);
+ *     is tried again (after about 45 s for 100x slower than its peers);
  *   - an average below POOL_EWMA_FLOOR_NS counts as that floor: a server
  *     without a sample (new, or idle for a long time) looks fast, and is
  *     tried, but its connections in use still count;
