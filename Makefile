@@ -17,8 +17,9 @@ SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined 
             -fno-omit-frame-pointer
 # libnghttp2: the HTTP/2 frame and HPACK codec (src/proxy/h2.c to clients,
 # src/upstream/h2up.c to upstreams); every binary
-# that links the proxy's objects (release, ASan, unit tests) links it too.
-LDLIBS   := -lyaml -lcares -lnghttp2 -lssl -lcrypto
+# that links the proxy's objects (release, ASan, unit tests) links it too;
+# libm for exp() (src/upstream/pool_balance.c, balance: ewma).
+LDLIBS   := -lyaml -lcares -lnghttp2 -lssl -lcrypto -lm
 PYTHON   := /usr/bin/python3
 PYTEST   := $(PYTHON) -m pytest
 

@@ -34,7 +34,7 @@ declare -A incs=([h2]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app")
 # the libraries a target links, after its files: one that links the proxy's
 # objects links what the Makefile's LDLIBS names (libnghttp2 with them)
 # (h2 counts the buffers the proxy maps: fuzz_h2.c's __wrap_mmap)
-declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto -Wl,--wrap=mmap,--wrap=munmap")
+declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto -lm -Wl,--wrap=mmap,--wrap=munmap")
 declare -A dict=([h2]=fuzz/h2.dict)
 # more libFuzzer options: h2's flood seeds are 5-9 KiB (the default limit
 # would follow the largest seed; this leaves the inputs room to grow)

@@ -69,10 +69,30 @@ struct conf_server {
     int line;
 };
 
-enum conf_balance { CONF_BALANCE_ROUND_ROBIN, CONF_BALANCE_LEAST_CONN, CONF_BALANCE_P2C };
+enum conf_balance {
+    CONF_BALANCE_ROUND_ROBIN,
+    CONF_BALANCE_LEAST_CONN,
+    CONF_BALANCE_P2C,
+    CONF_BALANCE_EWMA,
+};
+
+/* What passive health counts as a failed attempt (bits of conf_passive.on). */
+enum {
+    CONF_PASSIVE_CONNECT_FAILURE = 1u << 0,  /* refused, unreachable, TLS failed, connect timeout */
+    CONF_PASSIVE_RESET = 1u << 1,            /* reset or closed before any response byte */
+    CONF_PASSIVE_READ_TIMEOUT = 1u << 2,     /* the route's read timeout */
+    CONF_PASSIVE_TRY_TIMEOUT = 1u << 3,      /* the route's retry.per_try_timeout */
+    CONF_PASSIVE_5XX = 1u << 4,              /* a final response with a status 500..599 */
+};
+#define CONF_PASSIVE_DEFAULT \
+    (CONF_PASSIVE_CONNECT_FAILURE | CONF_PASSIVE_RESET | CONF_PASSIVE_READ_TIMEOUT)
+#define CONF_MAX_PASSIVE_STATUS 16
 
 /* Passive health: always on (defaults below when `health.passive` is absent). */
 struct conf_passive {
+    unsigned on;                     /* CONF_PASSIVE_* bits; default CONF_PASSIVE_DEFAULT */
+    uint16_t status[CONF_MAX_PASSIVE_STATUS];   /* response statuses (400..599) that count */
+    unsigned nstatus;
     unsigned failures;               /* consecutive failed attempts; default 5 */
     uint64_t ejection_ms;            /* first cool-down; default 30s */
     uint64_t max_ejection_ms;        /* cap of the growing cool-down; default 5m */
@@ -108,6 +128,7 @@ struct conf_pool {
     struct conf_server *servers;
     unsigned nservers;               /* >= 1 */
     enum conf_balance balance;       /* default round_robin */
+    uint64_t slow_start_ms;          /* ramp of a server back in service; 0 = off */
     unsigned max_connections;        /* open to all its servers together; 0 = unlimited */
     uint64_t keepalive_idle_ms;      /* 0 = timeouts.upstream_idle */
     unsigned keepalive_max_idle;     /* idle connections kept per server */

@@ -83,6 +83,65 @@ static void parse_servers(struct conf_ctx *x, yaml_node_t *n, const char *path, 
     }
 }
 
+static const char *const passive_names[] = {"connect_failure", "reset", "read_timeout",
+                                            "try_timeout", "5xx", NULL};
+
+/* `health.passive.on`: the failure classes and the response statuses that
+ * count against a server (as a route's retry.on lists what it retries). */
+static void parse_passive_on(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                             struct conf_passive *ps)
+{
+    static const char what[] = "connect_failure, reset, read_timeout, try_timeout, 5xx or a "
+                               "status from 400 to 599";
+    unsigned count;
+    if (!conf_items(x, n, path, "a list of failures that count (connect_failure, 5xx, ...)",
+                    &count))
+        return;
+    if (count == 0) {
+        conf_err(x, n, path, "expected at least one of %s", what);
+        return;
+    }
+    ps->on = 0;
+    for (unsigned i = 0; i < count; i++) {
+        char key[PATHLEN];
+        conf_joini(key, path, i);
+        yaml_node_t *v = conf_item(x, n, i);
+        if (!v)
+            return;
+        const char *s = conf_scalar(x, v, key, what);
+        if (!s)
+            continue;
+        int bit = -1;
+        for (int j = 0; passive_names[j]; j++)
+            if (!strcmp(s, passive_names[j]))
+                bit = j;
+        if (bit >= 0) {
+            if (ps->on & (1u << bit))
+                conf_err(x, v, key, "%s is listed twice", s);
+            ps->on |= 1u << bit;
+            continue;
+        }
+        if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+            s[2] < '0' || s[2] > '9') {
+            conf_expected(x, v, key, what);
+            continue;
+        }
+        uint16_t st = (uint16_t)atoi(s);
+        bool dup = false;
+        for (unsigned j = 0; j < ps->nstatus; j++)
+            dup |= ps->status[j] == st;
+        if (dup) {
+            conf_err(x, v, key, "%u is listed twice", (unsigned)st);
+            continue;
+        }
+        if (ps->nstatus == CONF_MAX_PASSIVE_STATUS) {
+            conf_err(x, v, key, "at most %d statuses", CONF_MAX_PASSIVE_STATUS);
+            continue;
+        }
+        ps->status[ps->nstatus++] = st;
+    }
+}
+
 static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
 {
     static const char *const keys[] = {"passive", "active", NULL};
@@ -92,7 +151,7 @@ static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, s
         return;
     if (v[0]) {
         static const char *const pk[] = {"failures", "ejection", "max_ejection",
-                                         "max_ejected_percent", NULL};
+                                         "max_ejected_percent", "on", NULL};
         yaml_node_t *w[MAX_KEYS];
         struct conf_passive *ps = &p->passive;
         conf_join(key, path, "passive");
@@ -114,6 +173,9 @@ static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, s
             conf_join(sub, key, "max_ejected_percent");
             if (w[3])
                 conf_get_uint(x, w[3], sub, 0, 100, &ps->max_ejected_percent);
+            conf_join(sub, key, "on");
+            if (w[4])
+                parse_passive_on(x, w[4], sub, ps);
         }
     }
     if (v[1]) {
@@ -226,17 +288,18 @@ static void parse_pool_tls(struct conf_ctx *x, yaml_node_t *n, const char *path,
 static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struct conf_pool *p)
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
-                                       "health", "budget", "tls", "protocol", NULL};
+                                       "health", "budget", "tls", "protocol", "slow_start",
+                                       NULL};
     static const char *const protocols[] = {"http/1.1", "h2", NULL};
-    static const char *const balances[] = {"round_robin", "least_conn", "p2c", NULL};
+    static const char *const balances[] = {"round_robin", "least_conn", "p2c", "ewma", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN], sub[PATHLEN];
     snprintf(path, sizeof path, "pools.%s", p->name);
     *p = (struct conf_pool){
         .name = p->name,
         .line = conf_line(k),
-        .passive = {.failures = 5, .ejection_ms = 30000, .max_ejection_ms = 300000,
-                    .max_ejected_percent = 50},
+        .passive = {.on = CONF_PASSIVE_DEFAULT, .failures = 5, .ejection_ms = 30000,
+                    .max_ejection_ms = 300000, .max_ejected_percent = 50},
         .active = {.interval_ms = 5000, .timeout_ms = 1000, .healthy = 2, .unhealthy = 3},
         .budget = {.percent = 20, .min = 3},
     };
@@ -296,6 +359,9 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
             p->h2 = pr == 1;
     }
     p->tls.c.h2 = p->h2;   /* ALPN h2 over TLS */
+    conf_join(key, path, "slow_start");
+    if (v[8])
+        conf_get_dur(x, v[8], key, &p->slow_start_ms);
 }
 
 void conf_parse_pools(struct conf_ctx *x, yaml_node_t *n)

@@ -89,7 +89,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
     px_att(c->s)->srv = (x->req & R_FORWARD) ? NULL   /* the client's destination: no pool */
               : x->avoid                ? pool_pick_other(x->route->pool, x->avoid)
                                         : pool_pick(x->route->pool);
-    x->clk.try_start = px_loop->now;
+    x->clk.try_start = px_att(c->s)->started = px_loop->now;
     if (!px_att(c->s)->srv && !(x->req & R_FORWARD))
         return px_fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
@@ -361,6 +361,12 @@ static int attempt_response_head(struct client *c)
         struct http_info info;
         if (http_response_info(&px_scratch, x->req & R_HEAD_METHOD, &info) < 0)
             return bad_response(c, "bad response framing");
+        /* The server answered: its pool decides whether that status is a
+         * success or a failure (and takes the latency), once per attempt,
+         * whatever becomes of the head below. */
+        if (px_scratch.status >= 200 || (px_scratch.status == 101 && (x->req & R_UPGRADE)))
+            pool_report(px_att(c->s)->srv, POOL_ANSWERED, px_scratch.status,
+                        px_att(c->s)->started);
         if (px_scratch.status == 101 && (x->req & R_UPGRADE)) {
             if (!fwd_wants_websocket(&px_scratch))
                 return bad_response(c, "101 Switching Protocols to something but websocket");
@@ -470,14 +476,14 @@ static void maybe_splice(struct client *c)
     }
 }
 
-/* The first response byte of the attempt: timings and passive health. */
+/* The first response byte of the attempt: its timing. (Passive health
+ * waits for the final head: a 5xx may count as a failure.) */
 static void first_byte(struct client *c)
 {
     struct exch *x = &c->s->x;
     if (!(x->flags & X_GOT_BYTE)) {
         x->flags |= X_GOT_BYTE;
         x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-        pool_report(px_att(c->s)->srv, true);
     }
 }
 

@@ -309,8 +309,13 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         exchange_fail(c, 503, "pool_full", "pool_full");
         return;
     }
-    if (k == TMO_CONNECT)
-        pool_report(px_att(c->s)->srv, false);
+    struct attempt *a = px_att(c->s);
+    if (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)
+        pool_report(a->srv, k == TMO_CONNECT ? POOL_CONNECT_FAILED
+                          : k == TMO_READ    ? POOL_READ_TIMEOUT
+                                             : POOL_TRY_TIMEOUT, 0, a->started);
+    else if (k == TMO_TOTAL && a->up && !(c->s->x.flags & X_RESP_HEAD))
+        pool_report(a->srv, POOL_CANCELLED, 0, a->started);
     if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD) &&
         (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)) {
         hedge_promote(c, false);   /* the first attempt timed out; the hedge runs on */
@@ -519,7 +524,7 @@ static int io_failed(struct client *c, const struct fault *f)
     /* Refused, reset or closed before a response counts against the server;
      * a pooled connection it closed while idle is the keep-alive race. */
     if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !a->up || !a->up->reused))
-        pool_report(a->srv, false);
+        pool_report(a->srv, connecting ? POOL_CONNECT_FAILED : POOL_RESET, 0, a->started);
     if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD)) {
         hedge_promote(c, false);   /* the hedge is still in the race */
         return 1;
@@ -578,6 +583,8 @@ int exchange_on_fault(struct client *c)
                    ? exchange_fail(c, 502, "bad_upstream_response", "bad_upstream_response")
                    : exchange_fail(c, 502, "upstream_head_too_large", "upstream_head_too_large");
     case FAULT_CLIENT_GONE:
+        if (px_att(c->s)->up && !(c->s->x.flags & X_RESP_HEAD))   /* waited this long at least */
+            pool_report(px_att(c->s)->srv, POOL_CANCELLED, 0, px_att(c->s)->started);
         access_describe(c, what, sizeof what);
         log_error("info", "client %s before the response was complete (%s)",
                   (c->cflags & CF_STREAM) ? "reset the stream" : "closed the connection", what);
@@ -632,6 +639,7 @@ static void head_won(struct client *c)
     access_describe(c, what, sizeof what);
     log_error("info", "%s answered first; cancelling the hedged attempt on %s (%s)",
               px_att(s)->srv->addr->text, px_hedge(s)->srv->addr->text, what);
+    pool_report(px_hedge(s)->srv, POOL_CANCELLED, 0, px_hedge(s)->started);
     hedge_drop(c);
 }
 

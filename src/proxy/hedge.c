@@ -68,13 +68,14 @@ void hedge_start(struct client *c)
     if (!h)
         h = pool_connect(srv, c, attempt_on_upstream, &err);
     if (!h) {
-        pool_report(srv, false);
+        pool_report(srv, POOL_CONNECT_FAILED, 0, px_loop->now);
         return;
     }
     exchange_budget_take(c);
     stats->hedges++;
     px_hedge(s)->up = h;
     px_hedge(s)->srv = srv;
+    px_hedge(s)->started = px_loop->now;
     px_hedge(s)->head_off = 0;
     x->attempts++;
     access_describe(c, what, sizeof what);
@@ -97,6 +98,8 @@ void hedge_promote(struct client *c, bool head)
               px_hedge(s)->srv->addr->text, head ? "answered first" : "carries on",
               px_att(s)->srv->addr->text, what);
     struct attempt *lost = px_att(s);
+    if (head && lost->up)
+        pool_report(lost->srv, POOL_CANCELLED, 0, lost->started);   /* outrun */
     if (lost->up)
         pool_close(lost->up);
     lost->up = NULL;
@@ -112,11 +115,10 @@ void hedge_promote(struct client *c, bool head)
     x->clk.try_start = px_loop->now;
     if (pool_opening(px_att(s)->up))
         x->clk.connect = px_loop->now;   /* its own connect clock from here */
-    if (head) {
+    if (head) {   /* (attempt_recv parses the head again, and reports it to the pool) */
         x->flags |= X_GOT_BYTE | X_HEAD_QUEUED;
         if (x->first_byte_ns < 0)
             x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
-        pool_report(px_att(s)->srv, true);
     }
 }
 
@@ -127,6 +129,11 @@ int hedge_step(struct client *c)
     struct session *s = c->s;
     struct upconn *h = px_hedge(s)->up;
     int progress = 0;
+    /* What failed, for passive health, as for the first attempt: a reset or
+     * an end before any response byte counts, unless the connection was a
+     * pooled one (the keep-alive race); a bad head does not. */
+    enum pool_outcome fail = POOL_RESET;
+    bool counts = !h || !h->reused;
 
     if (!h)
         return 0;
@@ -135,8 +142,11 @@ int hedge_step(struct client *c)
         int r = pool_connect_step(h, why, sizeof why);
         if (r == 0)
             return 0;
-        if (r < 0)
+        if (r < 0) {
+            fail = POOL_CONNECT_FAILED;
+            counts = true;
             goto out_failed;
+        }
         progress = 1;
     }
     if (px_hedge(s)->head_off < s->uhead.end && (h->conn.io.ready & LOOP_WRITE)) {
@@ -156,8 +166,10 @@ int hedge_step(struct client *c)
     while (h->conn.io.ready & LOOP_READ) {
         buf_reserve(&px_hedge(s)->in, BUF_SMALL);
         if (!buf_room(&px_hedge(s)->in)) {
-            if (px_hedge(s)->in.cap >= BUF_LARGE)
+            if (px_hedge(s)->in.cap >= BUF_LARGE) {
+                counts = false;
                 goto out_failed;   /* a head this large is refused anyway */
+            }
             buf_reserve(&px_hedge(s)->in, BUF_LARGE);
         }
         uint32_t room = buf_room(&px_hedge(s)->in);
@@ -170,8 +182,10 @@ int hedge_step(struct client *c)
                                             &http_default_limits);
                 if (r == HTTP_INCOMPLETE)
                     break;
-                if (r < 0)
+                if (r < 0) {
+                    counts = false;
                     goto out_failed;
+                }
                 if (px_scratch.status >= 200 || px_scratch.status == 101) {
                     hedge_promote(c, true);
                     return 1;
@@ -182,12 +196,14 @@ int hedge_step(struct client *c)
         }
         if (n == -EAGAIN)
             break;
+        counts = counts && px_hedge(s)->in.end == 0;   /* before any response byte */
         goto out_failed;   /* closed or reset before a head */
     }
     return progress;
 
 out_failed:
-    pool_report(px_hedge(s)->srv, false);
+    if (counts)
+        pool_report(px_hedge(s)->srv, fail, 0, px_hedge(s)->started);
     hedge_drop(c);
     return 1;
 }

@@ -148,6 +148,7 @@ struct exch {
 struct attempt {
     struct upconn *up;         /* NULL: none yet (or waiting for a slot) */
     struct pool_server *srv;   /* the server it goes to */
+    uint64_t started;          /* ns: when it began (its latency, pool_report) */
     struct buf in;             /* bytes from the upstream */
     uint32_t head_off;         /* bytes of the request head (uhead) sent on it */
 };

@@ -115,7 +115,7 @@ static void finish(struct checker *c, bool ok, const char *why)
         if (c->oks < UINT32_MAX)
             c->oks++;
         if (s->down && c->oks >= c->healthy) {
-            s->down = false;
+            pool_set_down(s, false);
             log_error("info", "upstream %s back up by health check of pool %s: "
                               "%u successful checks in a row",
                       s->addr->text, c->pool, c->oks);
@@ -125,7 +125,7 @@ static void finish(struct checker *c, bool ok, const char *why)
         if (c->fails < UINT32_MAX)
             c->fails++;
         if (!s->down && c->fails >= c->unhealthy) {
-            s->down = true;
+            pool_set_down(s, true);
             log_error("warn", "upstream %s marked down by health check of pool %s: %s "
                               "(%u failed checks in a row)",
                       s->addr->text, c->pool, why, c->fails);

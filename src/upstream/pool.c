@@ -1,5 +1,7 @@
-/* pool.c -- upstream servers and idle keep-alive connections (see pool.h). */
-#include "pool.h"
+/* pool.c -- upstream servers and idle keep-alive connections, the counts of
+ * requests, retries and waiters (see pool.h; the choice of a server and
+ * passive health are in pool_balance.c). */
+#include "pool_internal.h"
 
 #include <errno.h>
 #include <sys/socket.h>
@@ -22,20 +24,12 @@ static unsigned ngroups;
 static struct pool_group *default_group;
 static unsigned open_count;
 static struct upconn *free_list;   /* recycled structs, linked through next */
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
 const struct pool_h2_hooks *pool_h2;
-
-static unsigned rnd(unsigned n)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (unsigned)(rng % n);
-}
 
 static void group_defaults(struct pool_group *g, const struct cfg *cfg)
 {
     g->balance = POOL_ROUND_ROBIN;
+    g->fail_on = 1u << POOL_CONNECT_FAILED | 1u << POOL_RESET | 1u << POOL_READ_TIMEOUT;
     g->fail_limit = 5;
     g->ejection_ns = 30000 * MS;
     g->max_ejection_ns = 300000 * MS;
@@ -49,10 +43,26 @@ static void group_defaults(struct pool_group *g, const struct cfg *cfg)
 static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
                             const struct cfg *cfg)
 {
+    static const struct { unsigned conf, pool; } on[] = {
+        {CONF_PASSIVE_CONNECT_FAILURE, POOL_CONNECT_FAILED},
+        {CONF_PASSIVE_RESET, POOL_RESET},
+        {CONF_PASSIVE_READ_TIMEOUT, POOL_READ_TIMEOUT},
+        {CONF_PASSIVE_TRY_TIMEOUT, POOL_TRY_TIMEOUT},
+    };
+    _Static_assert(POOL_MAX_FAIL_STATUS == CONF_MAX_PASSIVE_STATUS, "passive statuses");
     g->name = cp->name;
     g->balance = cp->balance == CONF_BALANCE_LEAST_CONN ? POOL_LEAST_CONN
                : cp->balance == CONF_BALANCE_P2C        ? POOL_P2C
+               : cp->balance == CONF_BALANCE_EWMA       ? POOL_EWMA
                                                         : POOL_ROUND_ROBIN;
+    g->slow_start_ns = cp->slow_start_ms * MS;
+    g->fail_on = 0;
+    for (unsigned i = 0; i < sizeof on / sizeof on[0]; i++)
+        if (cp->passive.on & on[i].conf)
+            g->fail_on |= 1u << on[i].pool;
+    g->fail_5xx = cp->passive.on & CONF_PASSIVE_5XX;
+    g->nfail_status = cp->passive.nstatus;
+    memcpy(g->fail_status, cp->passive.status, sizeof g->fail_status);
     g->fail_limit = cp->passive.failures;
     g->ejection_ns = cp->passive.ejection_ms * MS;
     g->max_ejection_ns = cp->passive.max_ejection_ms * MS;
@@ -128,7 +138,6 @@ int pool_init(struct loop *l, const struct cfg *cfg)
     const struct conf_pool *dp = cf ? conf_default_pool(cf) : NULL;
 
     loop = l;
-    rng ^= loop_clock_ns();
     ngroups = cf && cf->npools ? cf->npools : 1;
     groups = xcalloc(ngroups, sizeof *groups);
     if (!cf || !cf->npools) {
@@ -136,6 +145,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
         groups[0].name = "default";
         servers_from_cfg(&groups[0], cfg, NULL);
         default_group = &groups[0];
+        pool_balance_init(l);
         return 0;
     }
     for (unsigned i = 0; i < ngroups; i++) {
@@ -159,6 +169,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
     }
     if (!default_group)
         default_group = &groups[0];
+    pool_balance_init(l);
     return 0;
 }
 
@@ -173,102 +184,6 @@ struct pool_group *pool_group_find(const char *name)
 struct pool_group *pool_group_default(void)
 {
     return default_group;
-}
-
-/* In service now? An ejection whose cool-down has passed ends here. */
-static bool in_service(struct pool_group *g, struct pool_server *s)
-{
-    if (s->down)
-        return false;
-    if (!s->ejected_until)
-        return true;
-    if (loop->now < s->ejected_until)
-        return false;
-    s->ejected_until = 0;
-    s->fails = 0;
-    g->nejected--;
-    return true;
-}
-
-/* a has fewer connections per unit of weight than b */
-static bool lighter(const struct pool_server *a, const struct pool_server *b)
-{
-    return (uint64_t)a->active * b->weight < (uint64_t)b->active * a->weight;
-}
-
-struct pool_server *pool_pick(struct pool_group *g)
-{
-    struct pool_server *best = NULL;
-    unsigned n = g->nservers;
-
-    switch (g->balance) {
-    case POOL_ROUND_ROBIN: {
-        /* Smooth weighted round-robin: each server gains its weight, the
-         * richest is chosen and pays the total, so a 3:1 pool goes a a b a. */
-        int total = 0;
-        for (unsigned i = 0; i < n; i++) {
-            struct pool_server *s = &g->servers[i];
-            if (!in_service(g, s))
-                continue;
-            s->cur += (int)s->weight;
-            total += (int)s->weight;
-            if (!best || s->cur > best->cur)
-                best = s;
-        }
-        if (best)
-            best->cur -= total;
-        return best;
-    }
-    case POOL_LEAST_CONN: {
-        unsigned start = g->rr++;
-        for (unsigned k = 0; k < n; k++) {
-            struct pool_server *s = &g->servers[(start + k) % n];
-            if (in_service(g, s) && (!best || lighter(s, best)))
-                best = s;
-        }
-        return best;
-    }
-    case POOL_P2C: {
-        /* Two choices at random among those in service, the lighter wins. */
-        struct pool_server *a = NULL, *b = NULL;
-        unsigned live = 0;
-        for (unsigned i = 0; i < n; i++)
-            live += in_service(g, &g->servers[i]);
-        if (!live)
-            return NULL;
-        unsigned ia = rnd(live), ib = live > 1 ? (ia + 1 + rnd(live - 1)) % live : ia;
-        for (unsigned i = 0, k = 0; i < n; i++) {
-            if (g->servers[i].ejected_until || g->servers[i].down)
-                continue;
-            if (k == ia)
-                a = &g->servers[i];
-            if (k == ib)
-                b = &g->servers[i];
-            k++;
-        }
-        return lighter(b, a) ? b : a;
-    }
-    }
-    return NULL;
-}
-
-struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_server *avoid)
-{
-    struct pool_server *s = NULL;
-    for (int k = 0; k < 4; k++) {   /* a few draws: p2c is random */
-        s = pool_pick(g);
-        if (s != avoid)
-            return s;
-    }
-    /* weights so skewed that the draws keep naming it: the next other
-     * server in service, in turn */
-    unsigned start = g->rr++;
-    for (unsigned k = 0; k < g->nservers; k++) {
-        struct pool_server *o = &g->servers[(start + k) % g->nservers];
-        if (o != avoid && in_service(g, o))
-            return o;
-    }
-    return s;
 }
 
 /* ---- requests in flight and the retry budget ---------------------------- */
@@ -358,32 +273,6 @@ struct pool_waiter *pool_wait_next(struct pool_group *g)
         return NULL;
     pool_wait_remove(w);
     return w;
-}
-
-void pool_report(struct pool_server *s, bool ok)
-{
-    if (!s)
-        return;   /* an address of no pool keeps no health */
-    struct pool_group *g = s->group;
-    if (ok) {
-        s->fails = 0;
-        s->ejections = 0;
-        return;
-    }
-    if (s->ejected_until || ++s->fails < g->fail_limit)
-        return;
-    if ((uint64_t)(g->nejected + 1) * 100 > (uint64_t)g->max_ejected_percent * g->nservers)
-        return;   /* the pool may not lose more of its servers */
-    uint64_t cool = g->ejection_ns << (s->ejections < 20 ? s->ejections : 20);
-    if (cool > g->max_ejection_ns)
-        cool = g->max_ejection_ns;
-    s->ejected_until = loop->now + cool;
-    s->ejections++;
-    stats->ejections++;
-    s->fails = 0;
-    g->nejected++;
-    log_error("warn", "upstream %s ejected from pool %s for %llu ms after %u failures in a row",
-              s->addr->text, g->name, (unsigned long long)(cool / MS), g->fail_limit);
 }
 
 unsigned pool_open_count(void)

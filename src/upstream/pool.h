@@ -1,4 +1,5 @@
-/* pool.h -- upstream servers, round-robin choice, and the pool of idle
+/* pool.h -- upstream servers, the choice among them (balancing, slow start,
+ * passive health: pool_balance.c), and the pool of idle
  * keep-alive connections to them; and the state the requests sent to a pool
  * share: their count in flight and the retries among them (the retry
  * budget), and the queue of those waiting for a connection slot. That state
@@ -44,13 +45,31 @@ struct pool_server {
     unsigned fails;          /* consecutive failed attempts (passive health) */
     unsigned ejections;      /* ejections in a row: the cool-down doubles */
     uint64_t ejected_until;  /* ns; 0 = in service */
-    bool down;               /* active health checks say so (health.c) */
+    bool down;               /* active health checks say so (pool_set_down) */
+    uint64_t back_at;        /* ns: (back) in service since; slow start ramps from here */
+    double ewma_ns;          /* balance ewma: peak-sensitive average latency (ns)... */
+    uint64_t ewma_at;        /* ...as of this time (ns); it decays from there */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
     SSL_SESSION *tls_session;   /* TLS: the session the next connection resumes */
     struct h2u_conn *h2;     /* an HTTP/2 pool: its connections to this server (h2up.c) */
 };
 
-enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
+enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C, POOL_EWMA };
+
+/* What became of an attempt on a server, as the request path saw it
+ * (pool_report). The request path says what happened; the pool decides what
+ * counts, by its passive health policy (health.passive.on). */
+enum pool_outcome {
+    POOL_ANSWERED,        /* a final response head (or a 101): its status decides */
+    POOL_CONNECT_FAILED,  /* refused, unreachable, TLS handshake failed, connect timeout */
+    POOL_RESET,           /* reset or closed before any response byte */
+    POOL_READ_TIMEOUT,    /* the route's read timeout */
+    POOL_TRY_TIMEOUT,     /* the route's per-try timeout */
+    POOL_CANCELLED,       /* given up before its response head: the request's other
+                             attempt answered first, its deadline passed, its client
+                             left. Its time so far is a lower bound of its latency */
+};
+#define POOL_MAX_FAIL_STATUS 16
 
 /* A request waiting for a free connection of a pool at its max_connections:
  * a node embedded in the request's own state, so that queueing never
@@ -71,9 +90,14 @@ struct pool_group {
     unsigned rr;                 /* rotation for ties */
     unsigned nejected;
     /* passive health */
+    unsigned fail_on;            /* outcomes that are failures: bits 1u << POOL_* */
+    bool fail_5xx;               /* a response status 500..599 is a failure */
+    uint16_t fail_status[POOL_MAX_FAIL_STATUS];   /* and these statuses */
+    unsigned nfail_status;
     unsigned fail_limit;         /* consecutive failures that eject */
     uint64_t ejection_ns, max_ejection_ns;
     unsigned max_ejected_percent;
+    uint64_t slow_start_ns;      /* ramp of a server back in service; 0 = none */
     /* keep-alive */
     uint64_t idle_ns;            /* pooled connection idle timeout */
     unsigned max_idle;           /* idle connections kept per server */
@@ -152,7 +176,18 @@ struct pool_group *pool_group_find(const char *name);
 struct pool_group *pool_group_default(void);
 
 /* A server in service chosen by the pool's balancing method, or NULL when
- * every server is ejected. */
+ * every server is ejected or down. Weights are effective weights: during a
+ * pool's slow_start, a server back in service (pool_server.back_at) counts
+ * from a tenth of its weight, rising linearly to all of it.
+ *   round_robin  smooth weighted round-robin;
+ *   least_conn   fewest connections in use per unit of weight (ties in turn);
+ *   p2c          two servers at random, the one with fewer connections in use
+ *                per unit of weight (a tie: one of them at random, in
+ *                proportion to their weights);
+ *   ewma         two servers at random, the one with the lower cost: its
+ *                latency (a peak-sensitive moving average of the time to a
+ *                response head, pool_report) x (connections in use + 1) /
+ *                weight (a tie as p2c). */
 struct pool_server *pool_pick(struct pool_group *g);
 
 /* A server in service other than `avoid` when the pool has one; else as
@@ -187,11 +222,20 @@ void pool_wait_remove(struct pool_waiter *w);
  * again. */
 struct pool_waiter *pool_wait_next(struct pool_group *g);
 
-/* Passive health: the outcome of an attempt on s. Enough consecutive
- * failures eject s for a cool-down that doubles with each ejection in a row
- * (up to a cap), unless that would eject more than the pool's allowed share;
- * a success puts the counts back to zero. Nothing for s NULL. */
-void pool_report(struct pool_server *s, bool ok);
+/* The outcome of an attempt on s, which started at `started` (ns, the
+ * loop's clock); status is the response's for POOL_ANSWERED (else unused).
+ * Passive health: the pool's policy makes it a failure, a success or
+ * neither (pool_verdict). Enough consecutive failures eject s for a
+ * cool-down that doubles with each ejection in a row (up to a cap), unless
+ * that would eject more than the pool's allowed share; a success puts the
+ * counts back to zero. In an ewma pool it is also a latency sample (the time
+ * since `started`; a failure counts as at least POOL_EWMA_PENALTY_NS, and a
+ * cancelled attempt only raises the average). Nothing for s NULL. */
+void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_t started);
+
+/* Active health checks take s out of service (down) or put it back, which
+ * starts its slow start. */
+void pool_set_down(struct pool_server *s, bool down);
 
 /* An idle connection to srv that still looks alive, or NULL (always for
  * srv NULL). */

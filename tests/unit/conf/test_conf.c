@@ -197,6 +197,9 @@ TEST(full_file_into_the_model)
         CHECK_EQ_U64(s->passive.ejection_ms, 30000);
         CHECK_EQ_U64(s->passive.max_ejection_ms, 300000);
         CHECK_EQ_INT(s->passive.max_ejected_percent, 50);
+        CHECK_EQ_INT(s->passive.on, CONF_PASSIVE_DEFAULT);
+        CHECK_EQ_INT(s->passive.nstatus, 0);
+        CHECK_EQ_U64(s->slow_start_ms, 0);
         CHECK(!s->active.enabled);
         CHECK(s->active.path == NULL);
         CHECK_EQ_INT(s->budget.percent, 20);
@@ -344,7 +347,7 @@ TEST(unknown_keys)
         "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget, tls, protocol)");
+        "max_connections, keepalive, health, budget, tls, protocol, slow_start)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
         "per_try_timeout, backoff, methods, max_body)");
@@ -446,7 +449,7 @@ TEST(pools_and_servers)
         "1:25: pools.web.servers[0]: expected HOST:PORT, got \"127.0.0.1:70000\": port must be "
         "a number from 1 to 65535");
     BAD("pools: {web: {servers: [127.0.0.1:1], balance: random}}\n",
-        "1:48: pools.web.balance: expected one of round_robin, least_conn, p2c, got \"random\"");
+        "1:48: pools.web.balance: expected one of round_robin, least_conn, p2c, ewma, got \"random\"");
     BAD("pools: {\"w b\": {servers: [127.0.0.1:1]}}\n",
         "1:9: pools.w b: expected a pool name of 1 to 63 letters, digits, '_' or '-'");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    health: {active: {interval: 1s}}\n",
@@ -568,6 +571,85 @@ TEST(h2_pools_and_grpc_routes)
         "  - {path: /, pool: g, grpc: {deadline: 1s}}\n",
         "4:31: routes[0].grpc.deadline: unknown key (expected one of: timeout, max_timeout, "
         "streaming)");
+}
+
+/* Issue 17, slow and failing servers: what passive health counts
+ * (health.passive.on), balance: ewma, slow_start. */
+TEST(slow_servers_keys)
+{
+    struct conf *c = GOOD("pools:\n"
+                          "  a:\n"
+                          "    servers: [127.0.0.1:9001, 127.0.0.1:9002]\n"
+                          "    balance: ewma\n"
+                          "    slow_start: 30s\n"
+                          "    health:\n"
+                          "      passive: {failures: 3, on: [connect_failure, try_timeout, 5xx, "
+                          "429, \"404\"]}\n"
+                          "  b:\n"
+                          "    servers: [127.0.0.1:9003]\n"
+                          "    health: {passive: {on: [reset, read_timeout]}}\n"
+                          "  c:\n"
+                          "    servers: [127.0.0.1:9004]\n"
+                          "    health: {passive: {on: [503]}}\n");
+    if (c && CHECK_EQ_INT(c->npools, 3)) {
+        const struct conf_pool *a = &c->pools[0], *b = &c->pools[1], *d = &c->pools[2];
+        CHECK_EQ_INT(a->balance, CONF_BALANCE_EWMA);
+        CHECK_EQ_U64(a->slow_start_ms, 30000);
+        CHECK_EQ_INT(a->passive.failures, 3);
+        CHECK_EQ_INT(a->passive.on, CONF_PASSIVE_CONNECT_FAILURE | CONF_PASSIVE_TRY_TIMEOUT |
+                                        CONF_PASSIVE_5XX);
+        if (CHECK_EQ_INT(a->passive.nstatus, 2)) {
+            CHECK_EQ_INT(a->passive.status[0], 429);
+            CHECK_EQ_INT(a->passive.status[1], 404);
+        }
+        CHECK_EQ_INT(b->passive.on, CONF_PASSIVE_RESET | CONF_PASSIVE_READ_TIMEOUT);
+        CHECK_EQ_INT(b->passive.nstatus, 0);
+        CHECK_EQ_INT(b->balance, CONF_BALANCE_ROUND_ROBIN);
+        CHECK_EQ_U64(b->slow_start_ms, 0);
+        CHECK_EQ_INT(d->passive.on, 0);   /* statuses only */
+        if (CHECK_EQ_INT(d->passive.nstatus, 1))
+            CHECK_EQ_INT(d->passive.status[0], 503);
+    }
+    conf_free(c);
+    /* at most 16 statuses */
+    c = GOOD("pools: {a: {servers: [127.0.0.1:1], health: {passive: {on: [500, 501, 502, 503, "
+             "504, 505, 506, 507, 508, 509, 510, 511, 512, 513, 514, 515]}}}}\n");
+    if (c)
+        CHECK_EQ_INT(c->pools[0].passive.nstatus, 16);
+    conf_free(c);
+    BAD("pools: {a: {servers: [127.0.0.1:1], health: {passive: {on: [500, 501, 502, 503, "
+        "504, 505, 506, 507, 508, 509, 510, 511, 512, 513, 514, 515, 516]}}}}\n",
+        "1:141: pools.a.health.passive.on[16]: at most 16 statuses");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: [reset, timeout]}}\n",
+        "4:36: pools.a.health.passive.on[1]: expected connect_failure, reset, read_timeout, "
+        "try_timeout, 5xx or a status from 400 to 599, got \"timeout\"");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: [200]}}\n",
+        "4:29: pools.a.health.passive.on[0]: expected connect_failure, reset, read_timeout, "
+        "try_timeout, 5xx or a status from 400 to 599, got \"200\"");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: [5xx, reset, 5xx]}}\n",
+        "4:41: pools.a.health.passive.on[2]: 5xx is listed twice");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: [503, \"503\"]}}\n",
+        "4:34: pools.a.health.passive.on[1]: 503 is listed twice");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: []}}\n",
+        "4:28: pools.a.health.passive.on: expected at least one of connect_failure, reset, "
+        "read_timeout, try_timeout, 5xx or a status from 400 to 599");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n"
+        "    health: {passive: {on: reset}}\n",
+        "4:28: pools.a.health.passive.on: expected a list of failures that count "
+        "(connect_failure, 5xx, ...), got \"reset\"");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n    slow_start: 0\n",
+        "4:17: pools.a.slow_start: expected a duration longer than 0, got \"0\"");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n    slow_start: fast\n",
+        "4:17: pools.a.slow_start: expected a duration such as 250ms, 1.5s, 2m or 30 (seconds), "
+        "got \"fast\"");
+    BAD("pools:\n  a:\n    servers: [127.0.0.1:1]\n    balance: EWMA\n",
+        "4:14: pools.a.balance: expected one of round_robin, least_conn, p2c, ewma, got "
+        "\"EWMA\"");
 }
 
 TEST(syntax_and_files)
@@ -1019,6 +1101,7 @@ int main(void)
     RUN(http2_key);
     RUN(max_concurrent_streams);
     RUN(h2_pools_and_grpc_routes);
+    RUN(slow_servers_keys);
     RUN(full_file_into_the_model);
     RUN(retry_block_defaults);
     RUN(default_pool_and_small_files);

@@ -1,10 +1,15 @@
 /* test_pool.c -- the state a pool keeps for the proxy (src/upstream/pool.h):
  * requests and retries in flight against the retry budget, the queue of
  * requests waiting for a connection slot, and connections to an address of
- * no pool. Pools are built from a configuration file parsed in memory. */
+ * no pool; and the choice of a server (pool_internal.h): which outcomes
+ * passive health counts, the peak-sensitive latency average of balance:
+ * ewma, the two random choices, slow start. Pools are built from a
+ * configuration file parsed in memory; the pool's clock is the loop's
+ * cached one, which the tests set. */
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -12,6 +17,7 @@
 #include "loop.h"
 #include "net.h"
 #include "pool.h"
+#include "pool_internal.h"
 #include "poolshm.h"
 #include "pools.h"
 #include "stats.h"
@@ -28,7 +34,7 @@ TEST(setup)
     if (!CHECK(listener >= 0) ||
         !CHECK(getsockname(listener, (struct sockaddr *)&sa, &len) == 0))
         return;
-    char yaml[512];
+    char yaml[2048];
     int n = snprintf(yaml, sizeof yaml,
                      "pools:\n"
                      "  half:\n"
@@ -40,6 +46,26 @@ TEST(setup)
                      "  narrow:\n"
                      "    servers: [127.0.0.1:%u]\n"
                      "    max_connections: 1\n"
+                     "  plain:\n"
+                     "    servers: [127.0.0.1:9301, 127.0.0.1:9302]\n"
+                     "    health: {passive: {failures: 2, ejection: 1s, max_ejected_percent: 50}}\n"
+                     "  statuses:\n"
+                     "    servers: [127.0.0.1:9401, 127.0.0.1:9402]\n"
+                     "    health: {passive: {failures: 2, ejection: 1s, on: [try_timeout, 5xx, 429]}}\n"
+                     "  lat:\n"
+                     "    servers: [127.0.0.1:9501, 127.0.0.1:9502, 127.0.0.1:9503]\n"
+                     "    balance: ewma\n"
+                     "  weighted:\n"
+                     "    servers: [{address: 127.0.0.1:9601, weight: 3}, 127.0.0.1:9602]\n"
+                     "    balance: p2c\n"
+                     "  ramp:\n"
+                     "    servers: [127.0.0.1:9701, 127.0.0.1:9702]\n"
+                     "    slow_start: 10s\n"
+                     "    health: {passive: {failures: 1, ejection: 1s}}\n"
+                     "  rampconn:\n"
+                     "    servers: [127.0.0.1:9801, 127.0.0.1:9802]\n"
+                     "    balance: least_conn\n"
+                     "    slow_start: 10s\n"
                      "routes:\n"
                      "  - {path: /, pool: half}\n",
                      (unsigned)ntohs(sa.sin_port));
@@ -265,7 +291,7 @@ TEST(a_connection_to_an_address_of_no_pool)
     CHECK_EQ_INT(g->servers[0].active, 0);
     CHECK(pool_may_connect(NULL));
     CHECK(pool_take_idle(NULL, &owner, on_event) == NULL);
-    pool_report(NULL, false);
+    pool_report(NULL, POOL_RESET, 0, 0);
     pool_put_idle(up);   /* never pooled: closed */
     CHECK_EQ_INT(pool_open_count(), before);
     CHECK_EQ_INT(g->servers[0].nidle, 0);
@@ -275,7 +301,7 @@ TEST(a_connection_to_an_address_of_no_pool)
 TEST(gauges_show_what_is_in_flight)
 {
     struct pool_group *g = pool_group_find("half");
-    struct stats_pool gauges[8];
+    struct stats_pool gauges[16];
     unsigned total;
     pool_groups(&total);
     if (!CHECK(g))
@@ -283,7 +309,7 @@ TEST(gauges_show_what_is_in_flight)
     pool_request_begin(g);
     pool_request_begin(g);
     pool_budget_take(g);
-    unsigned n = pool_gauges(gauges, 8), i = index_of(g);
+    unsigned n = pool_gauges(gauges, 16), i = index_of(g);
     CHECK_EQ_INT(n, total);
     if (CHECK(i < n)) {
         CHECK_EQ_U64(gauges[i].requests, 2);
@@ -293,6 +319,241 @@ TEST(gauges_show_what_is_in_flight)
     CHECK_EQ_INT(pool_gauges(gauges, 1), 1);   /* no more than asked for */
     pool_budget_release(g);
     end_requests(g, 2);
+}
+
+/* ---- the choice of a server ------------------------------------------------ */
+
+static bool near(double got, double want, double tolerance, const char *what)
+{
+    if (fabs(got - want) <= tolerance)
+        return true;
+    fprintf(stderr, "    %s: got %.6g, want %.6g (within %.3g)\n", what, got, want, tolerance);
+    return false;
+}
+
+/* Moves the pools' clock on, past the cool-downs and slow starts of earlier tests. */
+static void later(uint64_t ns)
+{
+    L.now += ns;
+}
+
+TEST(outcomes_that_count)
+{
+    struct pool_group *p = pool_group_find("plain"), *st = pool_group_find("statuses");
+    if (!CHECK(p && st))
+        return;
+    /* the default: connect failures, resets and read timeouts */
+    CHECK_EQ_INT(pool_verdict(p, POOL_CONNECT_FAILED, 0), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(p, POOL_RESET, 0), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(p, POOL_READ_TIMEOUT, 0), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(p, POOL_TRY_TIMEOUT, 0), POOL_NEITHER);
+    CHECK_EQ_INT(pool_verdict(p, POOL_ANSWERED, 200), POOL_SUCCESS);
+    CHECK_EQ_INT(pool_verdict(p, POOL_ANSWERED, 503), POOL_SUCCESS);   /* 5xx not listed */
+    CHECK_EQ_INT(pool_verdict(p, POOL_CANCELLED, 0), POOL_NEITHER);
+    /* on: [try_timeout, 5xx, 429] */
+    CHECK_EQ_INT(pool_verdict(st, POOL_CONNECT_FAILED, 0), POOL_NEITHER);
+    CHECK_EQ_INT(pool_verdict(st, POOL_RESET, 0), POOL_NEITHER);
+    CHECK_EQ_INT(pool_verdict(st, POOL_READ_TIMEOUT, 0), POOL_NEITHER);
+    CHECK_EQ_INT(pool_verdict(st, POOL_TRY_TIMEOUT, 0), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(st, POOL_ANSWERED, 500), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(st, POOL_ANSWERED, 599), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(st, POOL_ANSWERED, 429), POOL_FAILURE);
+    CHECK_EQ_INT(pool_verdict(st, POOL_ANSWERED, 404), POOL_SUCCESS);
+    CHECK_EQ_INT(pool_verdict(st, POOL_ANSWERED, 101), POOL_SUCCESS);
+    CHECK_EQ_INT(pool_verdict(st, POOL_CANCELLED, 0), POOL_NEITHER);
+}
+
+/* Failures in a row eject; a success resets the count; an outcome that is
+ * neither leaves it alone. */
+TEST(statuses_eject_and_neither_keeps_the_count)
+{
+    struct pool_group *g = pool_group_find("statuses");
+    if (!CHECK(g))
+        return;
+    struct pool_server *a = &g->servers[0];
+    later(3600 * 1000 * MS);
+    pool_report(a, POOL_ANSWERED, 503, L.now);
+    pool_report(a, POOL_ANSWERED, 200, L.now);    /* a success: back to 0 */
+    pool_report(a, POOL_ANSWERED, 503, L.now);
+    CHECK_EQ_INT(a->fails, 1);
+    pool_report(a, POOL_CONNECT_FAILED, 0, L.now);   /* not listed: neither */
+    pool_report(a, POOL_CANCELLED, 0, L.now);
+    CHECK_EQ_INT(a->fails, 1);
+    CHECK(a->ejected_until == 0);
+    pool_report(a, POOL_ANSWERED, 429, L.now);    /* the second in a row */
+    CHECK_EQ_U64(a->ejected_until, L.now + 1000 * MS);
+    for (int i = 0; i < 4; i++)
+        CHECK(pool_pick(g) == &g->servers[1]);
+    later(1000 * MS);                               /* the cool-down is over */
+    int seen = 0;
+    for (int i = 0; i < 4; i++)
+        seen += pool_pick(g) == a;
+    CHECK(seen > 0);
+    pool_report(a, POOL_ANSWERED, 200, L.now);
+    CHECK_EQ_INT(a->ejections, 0);
+}
+
+TEST(peak_ewma_math)
+{
+    const double ms = (double)MS, tau = (double)POOL_EWMA_TAU_NS;
+    CHECK(near(pool_ewma_decay(100 * ms, 0), 100 * ms, 1, "no time, no decay"));
+    CHECK(near(pool_ewma_decay(100 * ms, POOL_EWMA_TAU_NS), 100 * ms * exp(-1.0), 1, "one tau"));
+    CHECK(near(pool_ewma_next(0, 0, 5 * ms), 5 * ms, 1, "a first sample is taken whole"));
+    CHECK(near(pool_ewma_next(5 * ms, 1000 * MS, 500 * ms), 500 * ms, 1, "a peak at once"));
+    CHECK(near(pool_ewma_next(500 * ms, 0, 5 * ms), 500 * ms, 1,
+               "a lower sample at the same instant moves nothing"));
+    double w = exp(-1.0);
+    CHECK(near(pool_ewma_next(500 * ms, POOL_EWMA_TAU_NS, 5 * ms), 500 * ms * w + 5 * ms * (1 - w),
+               1, "one tau later, a lower sample pulls"));
+    /* a steady latency stays where it is, whatever the rate of samples */
+    double avg = 20 * ms;
+    for (int i = 0; i < 1000; i++)
+        avg = pool_ewma_next(avg, 7 * MS, 20 * ms);
+    CHECK(near(avg, 20 * ms, 1e-3 * ms, "steady"));
+    /* down from a 500 ms peak to 5 ms samples every 10 ms: after 10 s, about
+     * 5 + 495/e ms (the time constant), after 60 s nearly 5 ms */
+    avg = 500 * ms;
+    for (int i = 0; i < 1000; i++)
+        avg = pool_ewma_next(avg, 10 * MS, 5 * ms);
+    CHECK(near(avg, 5 * ms + 495 * ms * exp(-10000 * ms / tau), 0.01 * ms, "10 s of 5 ms"));
+}
+
+TEST(slow_start_ramp)
+{
+    const uint64_t d = 10000 * MS, t0 = 5000 * MS;
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0, 0), 1000);   /* no slow start */
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0, d), POOL_RAMP_FIRST);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 - 1, d), POOL_RAMP_FIRST);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 + d / 2, d), 550);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 + d / 4, d), 325);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 + d - 1, d), 999);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 + d, d), 1000);
+    CHECK_EQ_INT(pool_ramp_permille(t0, t0 + 5 * d, d), 1000);
+}
+
+/* Round-robin during a slow start: the server back from its ejection gets
+ * its effective weight's share, in thousandths: 100 of 1100 at first, 550
+ * of 1550 halfway, half at the end. */
+TEST(slow_start_round_robin_shares)
+{
+    struct pool_group *g = pool_group_find("ramp");
+    if (!CHECK(g))
+        return;
+    struct pool_server *a = &g->servers[0];
+    later(3600 * 1000 * MS);
+    pool_report(a, POOL_RESET, 0, L.now);   /* failures: 1 */
+    if (!CHECK(a->ejected_until != 0))
+        return;
+    L.now = a->ejected_until;
+    int got = 0;
+    for (int i = 0; i < 1100; i++)
+        got += pool_pick(g) == a;
+    CHECK(got >= 99 && got <= 101);
+    CHECK_EQ_U64(a->back_at, L.now);
+    L.now = a->back_at + 5000 * MS;
+    got = 0;
+    for (int i = 0; i < 1550; i++)
+        got += pool_pick(g) == a;
+    CHECK(got >= 549 && got <= 551);
+    L.now = a->back_at + 10000 * MS;
+    got = 0;
+    for (int i = 0; i < 1000; i++)
+        got += pool_pick(g) == a;
+    CHECK(got >= 499 && got <= 501);
+}
+
+/* least_conn counts connections per unit of effective weight, and an active
+ * health check putting a server back starts its slow start. */
+TEST(slow_start_least_conn_and_active_health)
+{
+    struct pool_group *g = pool_group_find("rampconn");
+    if (!CHECK(g))
+        return;
+    struct pool_server *a = &g->servers[0], *b = &g->servers[1];
+    later(3600 * 1000 * MS);
+    pool_set_down(a, true);
+    CHECK(pool_pick(g) == b);
+    pool_set_down(a, false);
+    CHECK_EQ_U64(a->back_at, L.now);
+    a->active = b->active = 1;   /* the same load: b, at full weight, is lighter */
+    for (int i = 0; i < 4; i++)
+        CHECK(pool_pick(g) == b);
+    b->active = 9;               /* 1 per 100 against 9 per 1000 */
+    CHECK(pool_pick(g) == b);
+    b->active = 11;
+    CHECK(pool_pick(g) == a);
+    L.now += 10000 * MS;         /* ramped: 1 against 11 */
+    CHECK(pool_pick(g) == a);
+    a->active = b->active = 0;
+}
+
+/* p2c: a tie (no connection in use) is drawn in proportion to the weights. */
+TEST(p2c_ties_follow_the_weights)
+{
+    struct pool_group *g = pool_group_find("weighted");
+    if (!CHECK(g))
+        return;
+    pool_rng_seed(12345);
+    int heavy = 0;
+    for (int i = 0; i < 4000; i++)
+        heavy += pool_pick(g) == &g->servers[0];
+    CHECK(heavy > 2800 && heavy < 3200);   /* 3000 expected */
+    if (heavy <= 2800 || heavy >= 3200)
+        fprintf(stderr, "    heavy: %d of 4000\n", heavy);
+}
+
+/* ewma: latency x (in use + 1), of two at random; failures are penalised,
+ * cancelled attempts only raise, and an unused average decays. */
+TEST(ewma_prefers_the_fast_and_forgets)
+{
+    struct pool_group *g = pool_group_find("lat");
+    if (!CHECK(g))
+        return;
+    struct pool_server *f1 = &g->servers[0], *f2 = &g->servers[1], *slow = &g->servers[2];
+    pool_rng_seed(777);
+    later(3600 * 1000 * MS);
+    /* no sample yet: all at the floor, ties drawn evenly */
+    int n[3] = {0};
+    for (int i = 0; i < 3000; i++)
+        n[pool_pick(g) - g->servers]++;
+    CHECK(n[0] > 800 && n[1] > 800 && n[2] > 800);
+    pool_report(f1, POOL_ANSWERED, 200, L.now - 5 * MS);
+    pool_report(f2, POOL_ANSWERED, 200, L.now - 5 * MS);
+    pool_report(slow, POOL_ANSWERED, 200, L.now - 500 * MS);
+    CHECK(near(slow->ewma_ns, 500.0 * MS, 1, "slow's first sample"));
+    CHECK(near(pool_ewma_cost(f1, L.now), 5.0 * MS, 1, "cost of f1"));
+    for (int i = 0; i < 300; i++)
+        CHECK(pool_pick(g) != slow);   /* it always meets a faster one */
+    /* connections in use count: f1 with 200 costs 5 x 201 ms, more than slow */
+    f1->active = 200;
+    int to_slow = 0, to_f1 = 0;
+    for (int i = 0; i < 300; i++) {
+        struct pool_server *s = pool_pick(g);
+        to_slow += s == slow;
+        to_f1 += s == f1;
+    }
+    CHECK(to_f1 == 0 && to_slow > 50);   /* slow when drawn with f1 (a third) */
+    f1->active = 0;
+    /* a failure counts as at least the penalty */
+    pool_report(f2, POOL_RESET, 0, L.now - 1 * MS);
+    CHECK(near(f2->ewma_ns, (double)POOL_EWMA_PENALTY_NS, 1, "penalty"));
+    /* a cancelled attempt is a lower bound: it raises only */
+    pool_report(f1, POOL_CANCELLED, 0, L.now - 2 * MS);
+    CHECK(near(f1->ewma_ns, 5.0 * MS, 1, "cancelled below the average"));
+    pool_report(f1, POOL_CANCELLED, 0, L.now - 80 * MS);
+    CHECK(near(f1->ewma_ns, 80.0 * MS, 1, "cancelled above the average"));
+    /* a minute without samples: slow's 500 ms has decayed to 500 / e^6 =
+     * 1.2 ms, just above the floor where the others are; half a minute more
+     * and it is at the floor too: a server avoided for its latency is tried
+     * again */
+    L.now += 60000 * MS;
+    CHECK(near(pool_ewma_cost(slow, L.now), 500.0 * MS * exp(-6.0), 1000, "slow decayed"));
+    CHECK(near(pool_ewma_cost(f1, L.now), (double)POOL_EWMA_FLOOR_NS, 1, "f1 at the floor"));
+    L.now += 30000 * MS;
+    int seen = 0;
+    for (int i = 0; i < 300; i++)
+        seen += pool_pick(g) == slow;
+    CHECK(seen > 60);   /* 100 expected */
 }
 
 TEST(teardown)
@@ -316,6 +577,14 @@ int main(void)
     RUN(a_waiter_leaves_only_for_a_free_slot);
     RUN(a_connection_to_an_address_of_no_pool);
     RUN(gauges_show_what_is_in_flight);
+    RUN(outcomes_that_count);
+    RUN(statuses_eject_and_neither_keeps_the_count);
+    RUN(peak_ewma_math);
+    RUN(slow_start_ramp);
+    RUN(slow_start_round_robin_shares);
+    RUN(slow_start_least_conn_and_active_health);
+    RUN(p2c_ties_follow_the_weights);
+    RUN(ewma_prefers_the_fast_and_forgets);
     RUN(teardown);
     return unit_summary("test_pool");
 }
