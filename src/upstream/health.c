@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "log.h"
 #include "pool.h"
+#include "poolshm.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -114,7 +115,7 @@ static void finish(struct checker *c, bool ok, const char *why)
         c->fails = 0;
         if (c->oks < UINT32_MAX)
             c->oks++;
-        if (s->down && c->oks >= c->healthy) {
+        if (pool_is_down(s) && c->oks >= c->healthy) {
             pool_set_down(s, false);
             log_error("info", "upstream %s back up by health check of pool %s: "
                               "%u successful checks in a row",
@@ -124,7 +125,7 @@ static void finish(struct checker *c, bool ok, const char *why)
         c->oks = 0;
         if (c->fails < UINT32_MAX)
             c->fails++;
-        if (!s->down && c->fails >= c->unhealthy) {
+        if (!pool_is_down(s) && c->fails >= c->unhealthy) {
             pool_set_down(s, true);
             log_error("warn", "upstream %s marked down by health check of pool %s: %s "
                               "(%u failed checks in a row)",
@@ -385,23 +386,28 @@ int health_init(struct loop *l, const struct cfg *cfg)
     nchecks = 0;
     if (!cf)
         return 0;
+    /* One worker of a generation checks (its verdicts are every worker's,
+     * poolshm.h); a server whose record is not shared is checked by each. */
     unsigned total = 0;
-    for (unsigned i = 0; i < cf->npools; i++) {
-        const struct conf_pool *cp = &cf->pools[i];
-        struct pool_group *g = cp->active.enabled && cp->active.path
-                                   ? pool_group_find(cp->name) : NULL;
-        if (g)
-            total += g->nservers;
-    }
-    if (!total)
-        return 0;
-    checkers = xcalloc(total, sizeof *checkers);
-    for (unsigned i = 0; i < cf->npools; i++) {
-        const struct conf_pool *cp = &cf->pools[i];
-        struct pool_group *g = cp->active.enabled && cp->active.path
-                                   ? pool_group_find(cp->name) : NULL;
-        for (unsigned k = 0; g && k < g->nservers; k++)
-            checker_init(&checkers[nchecks++], &g->servers[k], cp);
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < cf->npools; i++) {
+            const struct conf_pool *cp = &cf->pools[i];
+            struct pool_group *g = cp->active.enabled && cp->active.path
+                                       ? pool_group_find(cp->name) : NULL;
+            for (unsigned k = 0; g && k < g->nservers; k++) {
+                struct pool_server *srv = &g->servers[k];
+                if (!psh_checker() && srv->h != &srv->own)
+                    continue;
+                if (pass == 0)
+                    total++;
+                else
+                    checker_init(&checkers[nchecks++], srv, cp);
+            }
+        }
+        if (!total)
+            return 0;
+        if (pass == 0)
+            checkers = xcalloc(total, sizeof *checkers);
     }
     return 0;
 }

@@ -132,6 +132,16 @@ static int group_tls(struct pool_group *g, const struct conf_pool *cp)
     return 0;
 }
 
+/* Where the pool's servers keep their health: the generation's shared area
+ * (all workers see one record per server), else records of their own. */
+static void bind_health(struct pool_group *g)
+{
+    struct psh_pool *sp = psh_pool(g->index);
+    g->nejected = sp ? &sp->nejected : &g->own_nejected;
+    for (unsigned i = 0; i < g->nservers; i++)
+        g->servers[i].h = sp && i < PSH_SERVERS ? &sp->servers[i] : &g->servers[i].own;
+}
+
 int pool_init(struct loop *l, const struct cfg *cfg)
 {
     const struct conf *cf = cfg->conf;
@@ -144,6 +154,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
         group_defaults(&groups[0], cfg);
         groups[0].name = "default";
         servers_from_cfg(&groups[0], cfg, NULL);
+        bind_health(&groups[0]);
         default_group = &groups[0];
         pool_balance_init(l);
         return 0;
@@ -164,6 +175,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
                 g->servers[k] = (struct pool_server){
                     .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
         }
+        bind_health(g);
         if (group_tls(g, cp) < 0)
             return -1;
     }

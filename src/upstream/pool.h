@@ -27,6 +27,7 @@
 #include "cfg.h"
 #include "conn.h"
 #include "loop.h"
+#include "poolshm.h"
 #include "tls.h"
 
 struct upconn;
@@ -42,11 +43,12 @@ struct pool_server {
     unsigned weight;         /* 1..1000 */
     int cur;                 /* smooth weighted round-robin state */
     unsigned active;         /* connections owned by exchanges now */
-    unsigned fails;          /* consecutive failed attempts (passive health) */
-    unsigned ejections;      /* ejections in a row: the cool-down doubles */
-    uint64_t ejected_until;  /* ns; 0 = in service */
-    bool down;               /* active health checks say so (pool_set_down) */
-    uint64_t back_at;        /* ns: (back) in service since; slow start ramps from here */
+    /* its health (passive ejections, the active checks' verdict, when it
+     * came back): one record for all the workers of the generation, in
+     * their shared area (poolshm.h), or `own` past that area's bounds;
+     * read and written with atomic operations */
+    struct psh_server *h;
+    struct psh_server own;
     double ewma_ns;          /* balance ewma: peak-sensitive average latency (ns)... */
     uint64_t ewma_at;        /* ...as of this time (ns); it decays from there */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
@@ -88,7 +90,8 @@ struct pool_group {
     unsigned nservers;
     enum pool_balance balance;
     unsigned rr;                 /* rotation for ties */
-    unsigned nejected;
+    uint32_t *nejected;          /* servers ejected now: shared like the records */
+    uint32_t own_nejected;
     /* passive health */
     unsigned fail_on;            /* outcomes that are failures: bits 1u << POOL_* */
     bool fail_5xx;               /* a response status 500..599 is a failure */
@@ -236,6 +239,10 @@ void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_
 /* Active health checks take s out of service (down) or put it back, which
  * starts its slow start. */
 void pool_set_down(struct pool_server *s, bool down);
+
+/* Whether active health has the server out of service (the generation's
+ * view: one worker checks). */
+bool pool_is_down(const struct pool_server *s);
 
 /* An idle connection to srv that still looks alive, or NULL (always for
  * srv NULL). */

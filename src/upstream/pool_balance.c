@@ -59,7 +59,8 @@ unsigned pool_ramp_permille(uint64_t since, uint64_t now, uint64_t dur)
 
 uint64_t pool_weight_now(const struct pool_server *s, uint64_t now)
 {
-    return (uint64_t)s->weight * pool_ramp_permille(s->back_at, now, s->group->slow_start_ns);
+    return (uint64_t)s->weight * pool_ramp_permille(__atomic_load_n(&s->h->back_at, __ATOMIC_RELAXED),
+                                                    now, s->group->slow_start_ns);
 }
 
 double pool_ewma_cost(const struct pool_server *s, uint64_t now)
@@ -93,17 +94,29 @@ enum pool_verdict pool_verdict(const struct pool_group *g, enum pool_outcome o, 
  * server's slow start counts from the end of the cool-down. */
 static bool in_service(struct pool_group *g, struct pool_server *s)
 {
-    if (s->down)
+    struct psh_server *h = s->h;
+    if (__atomic_load_n(&h->down, __ATOMIC_RELAXED))
         return false;
-    if (!s->ejected_until)
+    uint64_t until = __atomic_load_n(&h->ejected_until, __ATOMIC_ACQUIRE);
+    if (!until)
         return true;
-    if (loop->now < s->ejected_until)
+    if (loop->now < until)
         return false;
-    s->back_at = s->ejected_until;
-    s->ejected_until = 0;
-    s->fails = 0;
-    g->nejected--;
+    /* the cool-down is over: one worker (the one whose exchange wins) ends
+     * the ejection for all */
+    if (__atomic_compare_exchange_n(&h->ejected_until, &until, 0, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED)) {
+        __atomic_store_n(&h->back_at, until, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->fails, 0, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(g->nejected, 1, __ATOMIC_RELAXED);
+    }
     return true;
+}
+
+static bool out_of_service(const struct pool_server *s)
+{
+    return __atomic_load_n(&s->h->ejected_until, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&s->h->down, __ATOMIC_RELAXED);
 }
 
 /* a (weight wa now) has fewer connections per unit of weight than b */
@@ -124,7 +137,7 @@ static bool two_at_random(struct pool_group *g, struct pool_server **a, struct p
         return false;
     unsigned ia = rnd(live), ib = live > 1 ? (ia + 1 + rnd(live - 1)) % live : ia;
     for (unsigned i = 0, k = 0; i < n; i++) {
-        if (g->servers[i].ejected_until || g->servers[i].down)
+        if (out_of_service(&g->servers[i]))
             continue;
         if (k == ia)
             *a = &g->servers[i];
@@ -224,9 +237,15 @@ struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_serv
 
 void pool_set_down(struct pool_server *s, bool down)
 {
-    if (s->down && !down)
-        s->back_at = loop->now;
-    s->down = down;
+    struct psh_server *h = s->h;
+    if (__atomic_load_n(&h->down, __ATOMIC_RELAXED) && !down)
+        __atomic_store_n(&h->back_at, loop->now, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->down, down, __ATOMIC_RELEASE);
+}
+
+bool pool_is_down(const struct pool_server *s)
+{
+    return __atomic_load_n(&s->h->down, __ATOMIC_ACQUIRE);
 }
 
 /* ---- what attempts tell ----------------------------------------------------- */
@@ -258,23 +277,32 @@ void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_
         latency_sample(s, o, v, started);
     if (v == POOL_NEITHER)
         return;
+    /* The record is the generation's: every worker counts into it, and the
+     * one whose failure completes the count ejects (a compare-and-swap, so
+     * two at once eject once). */
+    struct psh_server *h = s->h;
     if (v == POOL_SUCCESS) {
-        s->fails = 0;
-        s->ejections = 0;
+        __atomic_store_n(&h->fails, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->ejections, 0, __ATOMIC_RELAXED);
         return;
     }
-    if (s->ejected_until || ++s->fails < g->fail_limit)
+    if (__atomic_load_n(&h->ejected_until, __ATOMIC_RELAXED) ||
+        __atomic_add_fetch(&h->fails, 1, __ATOMIC_RELAXED) < g->fail_limit)
         return;
-    if ((uint64_t)(g->nejected + 1) * 100 > (uint64_t)g->max_ejected_percent * g->nservers)
+    if ((uint64_t)(__atomic_load_n(g->nejected, __ATOMIC_RELAXED) + 1) * 100 >
+        (uint64_t)g->max_ejected_percent * g->nservers)
         return;   /* the pool may not lose more of its servers */
-    uint64_t cool = g->ejection_ns << (s->ejections < 20 ? s->ejections : 20);
+    uint32_t ej = __atomic_load_n(&h->ejections, __ATOMIC_RELAXED);
+    uint64_t cool = g->ejection_ns << (ej < 20 ? ej : 20), none = 0;
     if (cool > g->max_ejection_ns)
         cool = g->max_ejection_ns;
-    s->ejected_until = loop->now + cool;
-    s->ejections++;
+    if (!__atomic_compare_exchange_n(&h->ejected_until, &none, loop->now + cool, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;   /* another worker ejected it just now */
+    __atomic_add_fetch(&h->ejections, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->fails, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(g->nejected, 1, __ATOMIC_RELAXED);
     stats->ejections++;
-    s->fails = 0;
-    g->nejected++;
     log_error("warn", "upstream %s ejected from pool %s for %llu ms after %u failures in a row",
               s->addr->text, g->name, (unsigned long long)(cool / MS), g->fail_limit);
 }

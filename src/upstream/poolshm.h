@@ -37,8 +37,10 @@ struct psh_counts {
 struct psh_server {
     uint32_t fails;          /* consecutive failed attempts (passive health) */
     uint32_t ejections;      /* ejections in a row: the cool-down doubles */
-    uint64_t ejected_until;  /* ns on the monotonic clock; 0 = in service */
-    uint32_t down;           /* active health says so */
+    uint64_t ejected_until;  /* ns on the monotonic clock (one for every
+                                process); 0 = in service */
+    uint64_t back_at;        /* ns: (back) in service since; slow start ramps from here */
+    uint32_t down;           /* active health says so (one worker checks) */
     uint32_t pad;
 };
 

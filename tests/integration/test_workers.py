@@ -768,3 +768,51 @@ def test_retry_budget_shared_by_the_workers(tracked, upstream, tmp_path):
     assert held["max"] <= 2, f"{held['max']} retries in flight at once across the workers"
     assert 1 <= len(served) <= 4, [(l["status"], l["reason"]) for l in lines]
     assert "retry budget of pool web spent" in p.stderr_text()
+
+
+# --------------------------------------------------------------------------
+# one view of each server: passive ejections and active checks are the
+# generation's
+
+def test_ejection_and_health_checks_shared_by_the_workers(tracked, upstream, tmp_path):
+    """--workers 2: a refusing server is ejected once, after `failures`
+    failures counted across both workers (each worker on its own needed as
+    many, and ejected it again); one worker runs the active checks (one check
+    per interval, not one per worker)."""
+    checks = []
+
+    async def ok(reader, writer, ctx):
+        async def respond(ctx, req):
+            if req.target == "/hz":
+                checks.append(time.monotonic())
+            await ctx.respond(200, b"ok")
+        await ctx.serve_forever(respond)
+    b = upstream(ok)
+    dead = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    cfg = tmp_path / "shared.yaml"
+    cfg.write_text(f"listen: [127.0.0.1:{port}]\n"
+                   f"pools:\n"
+                   f"  web:\n"
+                   f"    servers: [{dead}, {b.addr}]\n"
+                   f"    health: {{passive: {{failures: 3}}}}\n"
+                   f"  checked:\n"
+                   f"    servers: [{b.addr}]\n"
+                   f"    health: {{active: {{path: /hz, interval: 100ms, timeout: 90ms}}}}\n"
+                   f"routes:\n"
+                   f"  - path: /\n"
+                   f"    pool: web\n"
+                   f"  - path: /c\n"
+                   f"    pool: checked\n")
+    p = tracked.start(["--config", cfg, "--workers", "2"], port)
+    wait_workers(p, 2)
+    time.sleep(0.3)   # the first checks, at random within the interval
+    n0 = len(checks)
+    time.sleep(1.0)
+    per_second = len(checks) - n0
+    assert 6 <= per_second <= 14, f"{per_second} checks of the server in 1 s at 100 ms"
+    for i in range(40):
+        fetch_new(port, f"/r{i}")
+    err = p.stderr_text()
+    assert err.count("ejected from pool web") == 1, err[-3000:]
+    assert err.count(f"upstream connect to {dead} failed") <= 4, err[-3000:]

@@ -110,23 +110,23 @@ TEST(passive_ejection_respects_share)
     struct pool_group *g = pool_group_find("api");
     struct pool_server *a = &g->servers[0], *b = &g->servers[1];
     pool_report(a, POOL_RESET, 0, L.now);
-    CHECK(a->ejected_until == 0);            /* one failure of two */
+    CHECK(a->h->ejected_until == 0);            /* one failure of two */
     pool_report(a, POOL_RESET, 0, L.now);
-    CHECK(a->ejected_until != 0);            /* ejected */
+    CHECK(a->h->ejected_until != 0);            /* ejected */
     for (int i = 0; i < 4; i++)
         CHECK(pool_pick(g) == b);            /* only b in service */
     pool_report(b, POOL_RESET, 0, L.now);
     pool_report(b, POOL_RESET, 0, L.now);
-    CHECK(b->ejected_until == 0);            /* 50%: b must stay */
+    CHECK(b->h->ejected_until == 0);            /* 50%: b must stay */
     CHECK(pool_pick(g) == b);
-    L.now = a->ejected_until;                /* cool-down over */
+    L.now = a->h->ejected_until;                /* cool-down over */
     int seen_a = 0;
     for (int i = 0; i < 4; i++)
         seen_a += pool_pick(g) == a;
     CHECK(seen_a > 0);
     pool_report(a, POOL_RESET, 0, L.now);
     pool_report(a, POOL_RESET, 0, L.now);   /* second ejection in a row: 2 s */
-    CHECK_EQ_U64((a->ejected_until - L.now) / MS, 2000);
+    CHECK_EQ_U64((a->h->ejected_until - L.now) / MS, 2000);
     pool_report(a, POOL_ANSWERED, 200, L.now);   /* (while ejected: no change) */
 }
 

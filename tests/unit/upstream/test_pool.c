@@ -178,10 +178,9 @@ TEST(budget_shared_by_workers)
     psh_attach(area, 0, 2);              /* worker 0 died; its replacement */
     CHECK_EQ_INT(psh_sum(g->index).retries, 3);
     CHECK_EQ_INT(psh_sum(g->index).requests, 10);
-    psh_attach(area, 1, 2);
-    release(g, 3);
-    end_requests(g, 10);
+    psh_attach(area, 1, 2);              /* and worker 1's: the area is clean */
     CHECK_EQ_INT(psh_sum(g->index).retries, 0);
+    CHECK_EQ_INT(psh_sum(g->index).requests, 0);
     psh_area_drop(area, 7);
     CHECK_EQ_INT(psh_area_claim(8), area);   /* free again, and zeroed */
     psh_area_drop(area, 8);
@@ -375,13 +374,13 @@ TEST(statuses_eject_and_neither_keeps_the_count)
     pool_report(a, POOL_ANSWERED, 503, L.now);
     pool_report(a, POOL_ANSWERED, 200, L.now);    /* a success: back to 0 */
     pool_report(a, POOL_ANSWERED, 503, L.now);
-    CHECK_EQ_INT(a->fails, 1);
+    CHECK_EQ_INT(a->h->fails, 1);
     pool_report(a, POOL_CONNECT_FAILED, 0, L.now);   /* not listed: neither */
     pool_report(a, POOL_CANCELLED, 0, L.now);
-    CHECK_EQ_INT(a->fails, 1);
-    CHECK(a->ejected_until == 0);
+    CHECK_EQ_INT(a->h->fails, 1);
+    CHECK(a->h->ejected_until == 0);
     pool_report(a, POOL_ANSWERED, 429, L.now);    /* the second in a row */
-    CHECK_EQ_U64(a->ejected_until, L.now + 1000 * MS);
+    CHECK_EQ_U64(a->h->ejected_until, L.now + 1000 * MS);
     for (int i = 0; i < 4; i++)
         CHECK(pool_pick(g) == &g->servers[1]);
     later(1000 * MS);                               /* the cool-down is over */
@@ -390,7 +389,7 @@ TEST(statuses_eject_and_neither_keeps_the_count)
         seen += pool_pick(g) == a;
     CHECK(seen > 0);
     pool_report(a, POOL_ANSWERED, 200, L.now);
-    CHECK_EQ_INT(a->ejections, 0);
+    CHECK_EQ_INT(a->h->ejections, 0);
 }
 
 TEST(peak_ewma_math)
@@ -442,20 +441,20 @@ TEST(slow_start_round_robin_shares)
     struct pool_server *a = &g->servers[0];
     later(3600 * 1000 * MS);
     pool_report(a, POOL_RESET, 0, L.now);   /* failures: 1 */
-    if (!CHECK(a->ejected_until != 0))
+    if (!CHECK(a->h->ejected_until != 0))
         return;
-    L.now = a->ejected_until;
+    L.now = a->h->ejected_until;
     int got = 0;
     for (int i = 0; i < 1100; i++)
         got += pool_pick(g) == a;
     CHECK(got >= 99 && got <= 101);
-    CHECK_EQ_U64(a->back_at, L.now);
-    L.now = a->back_at + 5000 * MS;
+    CHECK_EQ_U64(a->h->back_at, L.now);
+    L.now = a->h->back_at + 5000 * MS;
     got = 0;
     for (int i = 0; i < 1550; i++)
         got += pool_pick(g) == a;
     CHECK(got >= 549 && got <= 551);
-    L.now = a->back_at + 10000 * MS;
+    L.now = a->h->back_at + 10000 * MS;
     got = 0;
     for (int i = 0; i < 1000; i++)
         got += pool_pick(g) == a;
@@ -474,7 +473,7 @@ TEST(slow_start_least_conn_and_active_health)
     pool_set_down(a, true);
     CHECK(pool_pick(g) == b);
     pool_set_down(a, false);
-    CHECK_EQ_U64(a->back_at, L.now);
+    CHECK_EQ_U64(a->h->back_at, L.now);
     a->active = b->active = 1;   /* the same load: b, at full weight, is lighter */
     for (int i = 0; i < 4; i++)
         CHECK(pool_pick(g) == b);
