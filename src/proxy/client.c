@@ -330,7 +330,7 @@ int client_send(struct client *c)
         pb = SEND_SLICE;
     struct iovec iov[2] = {
         {buf_head(&c->s->out), po},
-        {a->in.data + a->in.start, pb},
+        {pb ? a->in.data + a->in.start : NULL, pb},   /* (no storage yet: no pointer sum) */
     };
     ssize_t n = conn_writev(&c->conn, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
     if (n == -EAGAIN)

@@ -247,9 +247,17 @@ static void conn_step(struct h2u_conn *hc)
     }
     if (flush(hc) < 0)
         goto out_run;
-    if (!hc->nstreams && (hc->goaway || (!nghttp2_session_want_read(hc->ng) &&
-                                         !nghttp2_session_want_write(hc->ng))))
+    bool over = !nghttp2_session_want_read(hc->ng) && !nghttp2_session_want_write(hc->ng);
+    if (!hc->nstreams && (hc->goaway || over)) {
         hconn_close(hc);
+    } else if (over) {
+        /* nghttp2 ended the session itself (a connection error of the
+         * server's: it sent GOAWAY and ignores the rest): every stream
+         * fails now, never waits for its timeout. Not yet open, it fails as
+         * a connect would, with no TLS error to name. */
+        conn_fail(hc, hc->open ? -EPROTO : -ECONNABORTED,
+                  "HTTP/2 protocol error of the server (GOAWAY sent)");
+    }
 out_run:
     run_ready();
 }

@@ -513,3 +513,49 @@ def test_hedge_lost_resets_its_stream(proxy_factory, tmp_path, h2_upstream):
     wait_until(lambda: st.reset_received is not None, 1 * SLOW)
     assert st.reset_received == CANCEL, st
     assert a.conns[0].closed_at is None, "the shared connection stays open"
+
+
+def test_server_protocol_error_fails_its_streams_at_once(proxy_factory, tmp_path, h2_upstream):
+    """A connection error of the server's (a CONTINUATION without HEADERS):
+    nghttp2 sends GOAWAY and ignores the rest; the request fails at once
+    (502), not at its read timeout, and the next one gets a new connection."""
+    async def broken(s):
+        if s.path == "/broken":
+            s.conn._write(b"\x00\x00\x01\x09\x04" + s.sid.to_bytes(4, "big") + b"\x88")
+            s.conn.flush()
+            await s.sleep(5)
+            return
+        await s.read_body()
+        await s.respond(200, b"ok")
+    up = h2_upstream(broken, strict=False)
+    p = start(proxy_factory, tmp_path, h2_doc(up.addr, timeouts={"read": "5s"}))
+    t0 = time.monotonic()
+    r = get(p, "/broken")
+    assert r.status == 502, r
+    assert time.monotonic() - t0 < 1.0 * SLOW, "failed at once, not at the read timeout"
+    (line,) = p.wait_log(1)
+    assert line["reason"] == "upstream_error", line
+    assert "HTTP/2 protocol error" in p.stderr_text() or "Protocol error" in p.stderr_text()
+    assert get(p, "/after").status == 200
+    assert len(up.conns) == 2
+
+
+def test_expect_continue_through_an_h2_pool(proxy_factory, tmp_path, h2_upstream):
+    """An HTTP/1.1 client's Expect: 100-continue over an HTTP/2 pool: 100 once
+    the upstream is there, then the body goes and the answer comes back."""
+    async def echo(s):
+        body = await s.read_body()
+        await s.respond(200, b"got " + body)
+    up = h2_upstream(echo)
+    p = start(proxy_factory, tmp_path, h2_doc(up.addr))
+    c = p.client(timeout=3 * SLOW)
+    c.send(b"POST /e HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\n"
+           b"Expect: 100-continue\r\n\r\n")
+    head, _ = c.read_head()
+    assert head.startswith(b"HTTP/1.1 100"), head
+    c.send(b"hello")
+    r = c.read_response()
+    c.close()
+    assert r.status == 200 and r.body == b"got hello", r
+    (st,) = up.served()
+    assert st.header("expect") is None, st.headers
