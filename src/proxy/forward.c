@@ -41,7 +41,8 @@ static void dest_add(struct fwd_dest *d, const struct sockaddr_storage *ss);
 static int dest_set(struct fwd_dest *d, const struct addr_authority *a);
 static bool may_reach(const struct sockaddr *sa);
 static int forward_connect(struct client *c);
-static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n);
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                   uint32_t ttl);
 
 static int forward_refuse(struct client *c, int status, const char *reason, const char *why)
 {
@@ -150,8 +151,10 @@ static int forward_connect(struct client *c)
     return exchange_dispatch(c, false);
 }
 
-static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                   uint32_t ttl)
 {
+    (void)ttl;   /* each request resolves anew: nothing is kept */
     struct client *c = arg;
     struct exch *x = &c->s->x;
     x->flags &= ~X_RESOLVING;
