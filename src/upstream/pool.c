@@ -1,5 +1,6 @@
 /* pool.c -- upstream servers and idle keep-alive connections (see pool.h). */
 #include "pool.h"
+#include "pool_internal.h"
 
 #include <errno.h>
 #include <sys/socket.h>
@@ -43,6 +44,8 @@ static void group_defaults(struct pool_group *g, const struct cfg *cfg)
     g->max_idle = UINT32_MAX;
     g->budget_percent = 20;
     g->budget_min = 3;
+    g->resolve_min_ms = 1000;
+    g->resolve_max_ms = 300000;
 }
 
 static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
@@ -66,23 +69,8 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
     g->budget_min = cp->budget.min;
     g->max_conns = cp->max_connections;
     g->h2 = cp->h2;
-}
-
-/* The --upstream servers, with the file's weights when they are the file's
- * default pool's own servers. */
-static void servers_from_cfg(struct pool_group *g, const struct cfg *cfg,
-                             const struct conf_pool *cp)
-{
-    g->nservers = cfg->nupstream;
-    g->servers = xcalloc(g->nservers, sizeof *g->servers);
-    bool same = cp && cp->nservers == cfg->nupstream;
-    for (unsigned i = 0; same && i < cp->nservers; i++)
-        same = strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
-    for (unsigned i = 0; i < g->nservers; i++) {
-        g->servers[i] = (struct pool_server){.addr = &cfg->upstream[i], .group = g, .weight = 1};
-        if (same)
-            g->servers[i].weight = cp->servers[i].weight;
-    }
+    g->resolve_min_ms = cp->resolve_min_ms;
+    g->resolve_max_ms = cp->resolve_max_ms;
 }
 
 /* "host:port" or "[v6]:port" as written: the host. */
@@ -100,7 +88,41 @@ static char *host_of(const char *address)
     return h;
 }
 
-/* TLS toward a pool's servers: the context, and each server's name. */
+/* Builds g's servers: the --upstream servers (cfg->upstream, with the
+ * file's weights when they are the file's default pool's own list), or the
+ * file's servers of cp. On a TLS pool, each server's tls_host: the host of
+ * an IP literal as written, a host name's slots the name (an SRV name's
+ * slots get their target's as they join). */
+static void servers_of(struct pool_group *g, const struct cfg *cfg, const struct conf_pool *cp,
+                       bool from_cfg)
+{
+    const struct val_server *v[CLI_MAX_UPSTREAM];
+    unsigned w[CLI_MAX_UPSTREAM];
+    const char *written[CLI_MAX_UPSTREAM];
+    unsigned n = from_cfg ? cfg->nupstream : cp->nservers;
+    bool same = cp && cp->nservers == cfg->nupstream;
+    for (unsigned i = 0; same && i < cp->nservers; i++)
+        same = cp->servers[i].addr.srv == cfg->upstream[i].srv &&
+               strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
+    bool file = !from_cfg || same;
+    for (unsigned i = 0; i < n; i++) {
+        v[i] = from_cfg ? &cfg->upstream[i] : &cp->servers[i].addr;
+        w[i] = file ? cp->servers[i].weight : 1;
+        written[i] = file ? cp->servers[i].address : v[i]->text;
+    }
+    pool_slots_build(g, v, w, n);
+    if (!cp || !cp->tls.enabled)
+        return;
+    for (unsigned i = 0, k = 0; i < n; i++)
+        if (!v[i]->name[0])
+            g->servers[k++].tls_host = host_of(written[i]);
+    for (unsigned i = 0; i < g->nnames; i++)
+        for (unsigned j = 0; j < POOL_NAME_SLOTS && !g->names[i].at->srv; j++)
+            g->servers[g->names[i].first + j].tls_host = pool_strdup(g->names[i].at->name);
+}
+
+/* TLS toward a pool's servers: the context (each server's name is set by
+ * servers_of). */
 static int group_tls(struct pool_group *g, const struct conf_pool *cp)
 {
     char err[512];
@@ -110,13 +132,6 @@ static int group_tls(struct pool_group *g, const struct conf_pool *cp)
     if (!(g->tls = tls_client_new(&cp->tls.c, err, sizeof err, &bad))) {
         log_error("error", "pools.%s.tls.%s: %s", g->name, bad, err);
         return -1;
-    }
-    for (unsigned i = 0; i < g->nservers; i++) {
-        const char *written = g->servers[i].addr->text;
-        for (unsigned k = 0; k < cp->nservers; k++)
-            if (!strcmp(cp->servers[k].addr.text, written))
-                written = cp->servers[k].address;
-        g->servers[i].tls_host = host_of(written);
     }
     return 0;
 }
@@ -133,7 +148,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
     if (!cf || !cf->npools) {
         group_defaults(&groups[0], cfg);
         groups[0].name = "default";
-        servers_from_cfg(&groups[0], cfg, NULL);
+        servers_of(&groups[0], cfg, NULL, true);
         default_group = &groups[0];
         return 0;
     }
@@ -142,16 +157,9 @@ int pool_init(struct loop *l, const struct cfg *cfg)
         struct pool_group *g = &groups[i];
         group_defaults(g, cfg);
         group_from_conf(g, cp, cfg);
-        if (cp == dp) {
-            servers_from_cfg(g, cfg, cp);
+        servers_of(g, cfg, cp, cp == dp);
+        if (cp == dp)
             default_group = g;
-        } else {
-            g->nservers = cp->nservers;
-            g->servers = xcalloc(g->nservers, sizeof *g->servers);
-            for (unsigned k = 0; k < g->nservers; k++)
-                g->servers[k] = (struct pool_server){
-                    .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
-        }
         if (group_tls(g, cp) < 0)
             return -1;
     }
@@ -199,6 +207,8 @@ struct pool_server *pool_pick(struct pool_group *g)
     struct pool_server *best = NULL;
     unsigned n = g->nservers;
 
+    if (g->prio)
+        pool_standby_sync(g, loop->now);   /* SRV priorities: only the lowest that can serve */
     switch (g->balance) {
     case POOL_ROUND_ROBIN: {
         /* Smooth weighted round-robin: each server gains its weight, the
@@ -347,8 +357,8 @@ struct pool_waiter *pool_wait_next(struct pool_group *g)
 
 void pool_report(struct pool_server *s, bool ok)
 {
-    if (!s)
-        return;   /* an address of no pool keeps no health */
+    if (!s || s->state != POOL_SLOT_IN_SERVICE)
+        return;   /* an address of no pool, or a server leaving, keeps no health */
     struct pool_group *g = s->group;
     if (ok) {
         s->fails = 0;
@@ -357,7 +367,7 @@ void pool_report(struct pool_server *s, bool ok)
     }
     if (s->ejected_until || ++s->fails < g->fail_limit)
         return;
-    if ((uint64_t)(g->nejected + 1) * 100 > (uint64_t)g->max_ejected_percent * g->nservers)
+    if ((uint64_t)(g->nejected + 1) * 100 > (uint64_t)g->max_ejected_percent * g->nlive)
         return;   /* the pool may not lose more of its servers */
     uint64_t cool = g->ejection_ns << (s->ejections < 20 ? s->ejections : 20);
     if (cool > g->max_ejection_ns)
@@ -471,8 +481,11 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max)
         const struct pool_group *g = &groups[i];
         out[i] = (struct stats_pool){
             .requests = g->requests, .retries = g->retries, .waiting = g->nwaiting};
-        for (unsigned k = 0; k < g->nservers; k++)
+        for (unsigned k = 0; k < g->nservers; k++) {
             out[i].idle += g->servers[k].nidle;
+            out[i].servers += g->servers[k].state == POOL_SLOT_IN_SERVICE;
+            out[i].leaving += g->servers[k].state == POOL_SLOT_LEAVING;
+        }
     }
     return n;
 }
@@ -607,9 +620,9 @@ void pool_put_idle(struct upconn *up)
         }
         up->conn.io.ready &= ~LOOP_READ;
     }
-    if (s->nidle >= s->group->max_idle) {
+    if (s->nidle >= s->group->max_idle || s->state != POOL_SLOT_IN_SERVICE) {
         tls_close_notify(up->conn.ssl);   /* a clean end: its session stays resumable */
-        pool_close(up);   /* this pool keeps no more idle connections */
+        pool_close(up);   /* no more idle connections here, or the server is leaving */
         return;
     }
     s->active--;
@@ -648,6 +661,7 @@ void pool_free_structs(void)
         }
         tls_client_free(groups[g].tls);
         free(groups[g].servers);
+        free(groups[g].names);
     }
     free(groups);
     groups = NULL;

@@ -16,7 +16,36 @@
  * the address and a NULL server. Such a connection (pool_connect_addr) has
  * up->srv NULL, no TLS, and is never pooled; the functions below that take
  * an attempt's server take NULL for it: no idle connection, no connection
- * limit, no health to keep. It counts in pool_open_count only. */
+ * limit, no health to keep. It counts in pool_open_count only.
+ *
+ * Dynamic servers. A server item written as an IP literal is one server, in
+ * service for the pool's life. One written as a host name or an SRV name (a
+ * struct pool_name) owns POOL_NAME_SLOTS slots of its pool's servers array,
+ * which the resolver (resolve.c) fills with the addresses of the name's
+ * answers and empties as they change, through pool_slot_*. The array is
+ * allocated once by pool_init and never moves, because a struct
+ * pool_server is named by pointer: by an attempt (its srv), an upstream
+ * connection or stream (up->srv), an HTTP/2 connection (hc->srv), a health
+ * checker, and a retry's x->avoid. A slot is in one of three states:
+ *
+ *   UNUSED      no address; refers to nothing and nothing refers to it.
+ *   IN_SERVICE  an address of the name's last good answer; picked by the
+ *               balancing like any server (unless ejected, down or, from an
+ *               SRV name, standing by for a lower priority).
+ *   LEAVING     its address left the answer: never picked again; the
+ *               requests it carries finish; its idle HTTP/1.1 connections
+ *               were closed when it left, and its HTTP/2 connections close
+ *               as their last stream ends; never pooled again.
+ *
+ * A leaving slot may take another address (pool_slot_join) only once it is
+ * free (pool_slot_free): no connection or stream owned by an exchange
+ * (active == 0), no idle connection, no HTTP/2 connection. Its address
+ * comes back into service in the same slot whether free or not. What may
+ * still name a free slot is only compared or printed, never connected to:
+ * x->avoid (compared to the next pick), and the attempt of a request that
+ * waits for a connection slot or a backoff, which picks again before it
+ * connects. Such a name may print the slot's new address in a log line
+ * after the slot was reused; it never holds the slot. */
 #ifndef HG_POOL_H
 #define HG_POOL_H
 
@@ -33,8 +62,13 @@ typedef void pool_event_cb(struct upconn *up, uint32_t events);
 struct pool_group;
 struct h2u_conn;
 
+/* The state of a server slot (see "Dynamic servers" above). */
+enum pool_slot { POOL_SLOT_UNUSED = 0, POOL_SLOT_IN_SERVICE, POOL_SLOT_LEAVING };
+
+struct pool_name;
+
 struct pool_server {
-    const struct cli_addr *addr;
+    const struct cli_addr *addr;   /* a static server's, or &own */
     struct pool_group *group;
     struct upconn *idle;     /* most recently used first */
     unsigned nidle;
@@ -44,10 +78,32 @@ struct pool_server {
     unsigned fails;          /* consecutive failed attempts (passive health) */
     unsigned ejections;      /* ejections in a row: the cool-down doubles */
     uint64_t ejected_until;  /* ns; 0 = in service */
-    bool down;               /* active health checks say so (health.c) */
+    /* not to be picked (what the balancing reads): health_down, a slot not in
+     * service, or a standby SRV priority; pool.c keeps it (server_sync) */
+    bool down;
+    bool health_down;        /* active health checks say so (health.c: pool_set_health) */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
     SSL_SESSION *tls_session;   /* TLS: the session the next connection resumes */
     struct h2u_conn *h2;     /* an HTTP/2 pool: its connections to this server (h2up.c) */
+    /* dynamic servers (see above); a static server is IN_SERVICE, name NULL */
+    enum pool_slot state;
+    const struct pool_name *name;   /* the item whose slot this is, or NULL */
+    unsigned priority;       /* an SRV record's (lowest serves first); 0 otherwise */
+    bool standby;            /* a priority above the one serving now (SRV pools) */
+    struct cli_addr own;     /* a slot's address */
+};
+
+/* Servers of one name in service at once (dns.h's DNS_MAX_ADDRS), and the
+ * slots a name owns: twice that, so that a whole new answer finds room while
+ * the servers of the last one finish what they carry. */
+#define POOL_NAME_SERVERS 8
+#define POOL_NAME_SLOTS (2 * POOL_NAME_SERVERS)
+
+/* A server item written as a host name or an SRV name. */
+struct pool_name {
+    const struct val_server *at;   /* as written: name, port, srv, text */
+    unsigned weight;               /* a host name's servers' weight */
+    unsigned first;                /* its slots: servers[first .. first + POOL_NAME_SLOTS) */
 };
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C };
@@ -70,6 +126,13 @@ struct pool_group {
     enum pool_balance balance;
     unsigned rr;                 /* rotation for ties */
     unsigned nejected;
+    unsigned nlive;              /* servers in service (slots IN_SERVICE): the base of
+                                    max_ejected_percent */
+    /* dynamic servers: the items written as names, and when to resolve them */
+    struct pool_name *names;
+    unsigned nnames;
+    bool prio;                   /* an SRV name: only the lowest priority serves */
+    uint64_t resolve_min_ms, resolve_max_ms;
     /* passive health */
     unsigned fail_limit;         /* consecutive failures that eject */
     uint64_t ejection_ns, max_ejection_ns;
@@ -125,6 +188,9 @@ struct pool_h2_hooks {
     /* the attempt is over: clean (the response was whole) or cancelled */
     void (*end)(struct upconn *st, bool clean);
     void (*close_idle)(void);
+    /* srv leaves: its connections without streams close now, the others take
+     * no new stream and close after their last */
+    void (*retire)(struct pool_server *srv);
 };
 extern const struct pool_h2_hooks *pool_h2;
 
@@ -189,9 +255,43 @@ struct pool_waiter *pool_wait_next(struct pool_group *g);
 
 /* Passive health: the outcome of an attempt on s. Enough consecutive
  * failures eject s for a cool-down that doubles with each ejection in a row
- * (up to a cap), unless that would eject more than the pool's allowed share;
- * a success puts the counts back to zero. Nothing for s NULL. */
+ * (up to a cap), unless that would eject more than the pool's allowed share
+ * of its servers in service; a success puts the counts back to zero.
+ * Nothing for s NULL or a server not in service (leaving). */
 void pool_report(struct pool_server *s, bool ok);
+
+/* Active health's verdict on s (health.c): down takes it out of service
+ * until a verdict of up. */
+void pool_set_health(struct pool_server *s, bool down);
+
+/* ---- dynamic servers: the resolver's calls (resolve.c) ---- */
+
+/* Whether slot s may take another address: not in service, and nothing
+ * refers to it (see "Dynamic servers" at the top). */
+bool pool_slot_free(const struct pool_server *s);
+
+/* Whether s has the address sa (family, address and port). */
+bool pool_slot_has(const struct pool_server *s, const struct sockaddr *sa);
+
+/* Puts slot s in service at sa (an AF_INET or AF_INET6 address with its
+ * port) with weight (1..1000) and priority: a free slot, or a leaving one
+ * whose address sa is (it comes back). Its passive health starts afresh.
+ * tls_host: the name TLS sends and checks on a TLS pool (an SRV target), or
+ * NULL to keep the slot's (its host name). */
+void pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
+                    unsigned priority, const char *tls_host);
+
+/* A server in service keeps its address with another weight or priority. */
+void pool_slot_update(struct pool_server *s, unsigned weight, unsigned priority);
+
+/* Takes s out of service (it leaves: see the top): never picked again,
+ * its idle connections closed now, its HTTP/2 connections once their
+ * streams end. Stop its health checker first (health_server_stop). */
+void pool_slot_leave(struct pool_server *s);
+
+/* The slots of name n: *count gets POOL_NAME_SLOTS. */
+struct pool_server *pool_name_slots(struct pool_group *g, const struct pool_name *n,
+                                    unsigned *count);
 
 /* An idle connection to srv that still looks alive, or NULL (always for
  * srv NULL). */
