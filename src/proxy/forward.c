@@ -214,19 +214,19 @@ int forward_established(struct client *c)
     return 1;
 }
 
+bool forward_wanted(const struct cfg *c)
+{
+    for (unsigned i = 0; i < c->nlisten; i++)
+        if (c->listen_forward[i])
+            return true;
+    return false;
+}
+
 int forward_init(struct loop *l, const struct cfg *c)
 {
-    bool any_forward = false;
-    for (unsigned i = 0; i < c->nlisten; i++)
-        any_forward |= c->listen_forward[i];
-    if (!any_forward)
+    (void)l;
+    if (!forward_wanted(c))
         return 0;
-    /* c-ares doubles its per-try timeout each round: 3 tries of d/7
-     * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
-    unsigned try_ms = (unsigned)(c->ms[TMO_DNS] / 7 > 50 ? c->ms[TMO_DNS] / 7 + 1 : 50);
-    struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
-    if (dns_init(l, &dc) < 0)
-        return -1;
     if (c->fwd.auth_file) {
         char err[512];
         if (!(proxy_auth = auth_load(c->fwd.auth_file, err, sizeof err))) {

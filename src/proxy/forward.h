@@ -22,8 +22,12 @@ struct client;
 struct http_msg;
 struct loop;
 
-/* Prepares the forward proxy when a listener of c is one: the resolver
- * (c-ares on l) and the credentials file. 0, or -1 after logging why. */
+/* Whether a listener of c is a forward proxy (it then needs the resolver,
+ * dns_init, which the worker starts before forward_init). */
+bool forward_wanted(const struct cfg *c);
+
+/* Prepares the forward proxy when a listener of c is one: the credentials
+ * file. 0, or -1 after logging why. */
 int forward_init(struct loop *l, const struct cfg *c);
 
 /* Frees what forward_init made. */

@@ -96,9 +96,9 @@ static char *host_of(const char *address)
 static void servers_of(struct pool_group *g, const struct cfg *cfg, const struct conf_pool *cp,
                        bool from_cfg)
 {
-    const struct val_server *v[CLI_MAX_UPSTREAM];
-    unsigned w[CLI_MAX_UPSTREAM];
-    const char *written[CLI_MAX_UPSTREAM];
+    const struct val_server *v[CLI_MAX_UPSTREAM] = {0};
+    unsigned w[CLI_MAX_UPSTREAM] = {0};
+    const char *written[CLI_MAX_UPSTREAM] = {0};
     unsigned n = from_cfg ? cfg->nupstream : cp->nservers;
     bool same = cp && cp->nservers == cfg->nupstream;
     for (unsigned i = 0; same && i < cp->nservers; i++)
@@ -484,7 +484,8 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max)
         for (unsigned k = 0; k < g->nservers; k++) {
             out[i].idle += g->servers[k].nidle;
             out[i].servers += g->servers[k].state == POOL_SLOT_IN_SERVICE;
-            out[i].leaving += g->servers[k].state == POOL_SLOT_LEAVING;
+            out[i].leaving += g->servers[k].state == POOL_SLOT_LEAVING &&
+                              !pool_slot_free(&g->servers[k]);   /* (free: gone) */
         }
     }
     return n;

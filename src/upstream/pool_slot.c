@@ -105,9 +105,7 @@ bool pool_slot_free(const struct pool_server *s)
 
 bool pool_slot_has(const struct pool_server *s, const struct sockaddr *sa)
 {
-    socklen_t n = addr_socklen(sa);
-    return s->state != POOL_SLOT_UNUSED && n && s->own.len == n &&
-           memcmp(&s->own.ss, sa, n) == 0;
+    return s->state != POOL_SLOT_UNUSED && addr_same((const struct sockaddr *)&s->own.ss, sa);
 }
 
 void pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,

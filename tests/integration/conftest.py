@@ -916,13 +916,14 @@ class _RecordingProtocol(asyncio.StreamReaderProtocol):
 
 
 class FakeUpstream:
-    """A scripted upstream: handler(reader, writer, ctx) runs per connection.
+    """A scripted upstream: handler(reader, writer, ctx) runs per connection,
+    on host:port (port 0: any free one).
 
     ctx is the UpConn (see its helpers). After the handler returns the
     connection is left open (the proxy is expected to close or pool it) and
     EOF/reset from the proxy is still recorded."""
 
-    def __init__(self, aio, handler, rcvbuf=None, host="127.0.0.1"):
+    def __init__(self, aio, handler, rcvbuf=None, host="127.0.0.1", port=0):
         self.aio = aio
         self.handler = handler
         self.conns = []
@@ -932,7 +933,7 @@ class FakeUpstream:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.bind((host, 0))
+        sock.bind((host, port))
         sock.listen(512)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]

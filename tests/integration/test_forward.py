@@ -23,10 +23,8 @@ Network rule: every packet stays on loopback.
     they name, so a proxy that wrongly connected would be seen doing it.
 """
 
-import asyncio
 import base64
 import hashlib
-import ipaddress
 import os
 import re
 import shutil
@@ -42,6 +40,7 @@ import pytest
 
 from conftest import (Client, Proxy, assert_window, free_port, is_sanitized, wait_port,
                       wait_until)
+from fakedns import SILENT, FakeDNS
 
 # sanitizer builds run slower: timing windows (upper slack) are scaled by this
 SLOW = 2.0 if is_sanitized() else 1.0
@@ -57,105 +56,7 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
 
 # --------------------------------------------------------------------------
-# fake DNS (asyncio UDP on 127.0.0.1)
-
-SILENT = "silent"   # a table value: the query is never answered
-
-
-class _DNSProto(asyncio.DatagramProtocol):
-    def __init__(self, server):
-        self.server = server
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data, addr):
-        try:
-            self.server._handle(self.transport, data, addr)
-        except Exception as e:  # a malformed query: recorded, not answered
-            self.server.errors.append(repr(e))
-
-
-class FakeDNS:
-    """Answers A and AAAA from a table {name: [ip, ...] | SILENT}: NOERROR
-    with the addresses of the query's family (possibly none), NXDOMAIN for a
-    name not in the table, nothing at all for SILENT. set(..., delay=s)
-    answers s seconds late. Every entry must be a loopback address."""
-
-    def __init__(self, aio):
-        self.aio = aio
-        self.table = {}
-        self.delay = {}
-        self.queries = []   # (name, qtype) as received
-        self.sent = []      # (name, qtype, rcode, n_answers, time)
-        self.errors = []
-
-        async def mk():
-            return await aio.loop.create_datagram_endpoint(
-                lambda: _DNSProto(self), local_addr=("127.0.0.1", 0))
-        self.transport, _ = aio.call(mk())
-        self.port = self.transport.get_extra_info("sockname")[1]
-        self.addr = f"127.0.0.1:{self.port}"
-
-    def set(self, name, value, delay=None):
-        if value != SILENT:
-            for ip in value:
-                assert ipaddress.ip_address(ip).is_loopback, \
-                    f"the fake DNS table may hold loopback addresses only, not {ip}"
-        key = name.lower().rstrip(".")
-        self.table[key] = value
-        if delay is not None:
-            self.delay[key] = delay
-
-    def asked(self, name):
-        name = name.lower().rstrip(".")
-        return [q for q in list(self.queries) if q[0] == name]
-
-    def _handle(self, transport, data, addr):
-        qid, flags, qd = struct.unpack(">HHH", data[:6])
-        if flags & 0x8000 or qd != 1:
-            return
-        i, labels = 12, []
-        while data[i]:
-            n = data[i]
-            labels.append(data[i + 1:i + 1 + n].decode("ascii", "replace"))
-            i += 1 + n
-        qend = i + 5
-        qtype, qclass = struct.unpack(">HH", data[i + 1:qend])
-        name = ".".join(labels).lower()
-        self.queries.append((name, qtype))
-        value = self.table.get(name)
-        if value == SILENT:
-            return
-        answers = []
-        rcode = 3   # NXDOMAIN
-        if value is not None:
-            rcode = 0
-            fam = {1: socket.AF_INET, 28: socket.AF_INET6}.get(qtype)
-            for ip in value:
-                ipfam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-                if qclass == 1 and fam == ipfam:
-                    answers.append(socket.inet_pton(fam, ip))
-        head = struct.pack(">HHHHHH", qid, 0x8000 | (flags & 0x7900) | 0x0400 | 0x0080 | rcode,
-                           1, len(answers), 0, 0)
-        out = head + data[12:qend]
-        for rdata in answers:
-            out += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 5, len(rdata)) + rdata
-        rec = (name, qtype, rcode, len(answers))
-        d = self.delay.get(name)
-        if d:
-            def late():
-                transport.sendto(out, addr)
-                self.sent.append(rec + (time.monotonic(),))
-            self.aio.loop.call_later(d, late)
-        else:
-            transport.sendto(out, addr)
-            self.sent.append(rec + (time.monotonic(),))
-
-    def close(self):
-        self.aio.soon(self.transport.close)
-
+# fake DNS (fakedns.py: asyncio UDP on 127.0.0.1)
 
 @pytest.fixture
 def dns(aio):
