@@ -126,6 +126,26 @@ static bool may_reach(const struct sockaddr *sa)
            addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests, sa);
 }
 
+/* The index of the first of d's addresses from `from` on that may be
+ * reached, or d->nips. */
+static unsigned next_reachable(const struct fwd_dest *d, unsigned from)
+{
+    unsigned i = from;
+    while (i < d->nips && !may_reach(&d->ips[i].sa))
+        i++;
+    return i;
+}
+
+/* Makes address i of d the one connected to. */
+static void dest_choose(struct fwd_dest *d, unsigned i)
+{
+    d->addr.len = addr_socklen(&d->ips[i].sa);
+    memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
+    net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
+    d->at = i;
+    d->chosen = true;
+}
+
 /* Chooses the first of the destination's addresses that may be reached and
  * connects to it; when none may, refuses, naming the first. The address
  * checked is the one connected to. The destination has an address: its IP
@@ -134,9 +154,7 @@ static int forward_connect(struct client *c)
 {
     struct session *s = c->s;
     struct fwd_dest *d = &s->fwd;
-    unsigned i = 0;
-    while (i < d->nips && !may_reach(&d->ips[i].sa))
-        i++;
+    unsigned i = next_reachable(d, 0);
     if (i == d->nips) {
         char why[160], ip[INET6_ADDRSTRLEN];
         net_ip_text(&d->ips[0].sa, ip, sizeof ip);
@@ -144,10 +162,23 @@ static int forward_connect(struct client *c)
                  addr_class_name(addr_classify(&d->ips[0].sa)));
         return forward_refuse(c, 403, "forbidden", why);
     }
-    d->addr.len = addr_socklen(&d->ips[i].sa);
-    memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
-    net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
-    d->chosen = true;
+    dest_choose(d, i);
+    return exchange_dispatch(c, false);
+}
+
+int forward_next(struct client *c, const char *why)
+{
+    struct fwd_dest *d = &c->s->fwd;
+    unsigned i = d->chosen ? next_reachable(d, d->at + 1) : d->nips;
+    if (i >= d->nips)
+        return -1;
+    char what[320], failed[sizeof d->addr.text];
+    access_describe(c, what, sizeof what);
+    memcpy(failed, d->addr.text, sizeof failed);
+    exchange_reset_attempt(c);
+    dest_choose(d, i);
+    log_error("info", "forward proxy: connect to %s failed (%s); trying %s, address %u of %u "
+                      "(%s)", failed, why, d->addr.text, i + 1, d->nips, what);
     return exchange_dispatch(c, false);
 }
 

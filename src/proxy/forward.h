@@ -41,6 +41,14 @@ int forward_admit(struct client *c, const struct http_msg *m, bool is_connect);
  * connects; DNS runs under the dns timeout, clamped by the total. */
 int forward_resolve(struct client *c);
 
+/* The connect to the destination's address failed (refused, unreachable,
+ * timed out: why): the attempt is dropped and the next address of the
+ * answer that may be reached is connected to (RFC 8305, one at a time),
+ * with a connect clock of its own, under the same total deadline. -1 when
+ * there is none left (the caller answers the failure), else the outcome of
+ * the new dispatch. */
+int forward_next(struct client *c, const char *why);
+
 /* CONNECT: the upstream connection is open, the tunnel begins. */
 int forward_established(struct client *c);
 

@@ -1059,19 +1059,19 @@ class Blackhole:
     """A loopback listener whose accept queue is full: further SYNs are
     dropped, so connect() to it hangs."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind((host, 0))
         self.lsock.listen(0)
         self.port = self.lsock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
+        self.addr = f"{host}:{self.port}"
         self.fillers = []
         self.ok = False
         for _ in range(6):
             probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             probe.settimeout(0.2)
             try:
-                probe.connect(("127.0.0.1", self.port))
+                probe.connect((host, self.port))
             except (socket.timeout, TimeoutError):
                 probe.close()
                 self.ok = True

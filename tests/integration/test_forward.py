@@ -38,8 +38,8 @@ import time
 
 import pytest
 
-from conftest import (Client, Proxy, assert_window, free_port, is_sanitized, wait_port,
-                      wait_until)
+from conftest import (Blackhole, Client, Proxy, assert_window, free_port, is_sanitized,
+                      wait_port, wait_until)
 from fakedns import SILENT, FakeDNS
 
 # sanitizer builds run slower: timing windows (upper slack) are scaled by this
@@ -1059,6 +1059,68 @@ def test_dns_first_allowed_address_is_used(fwd, dns, upstream):
     r = c.read_response()
     assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
     assert last_line(p, 1)["upstream"] == f"127.0.0.1:{up.port}"
+
+
+@pytest.mark.parametrize("method", ["GET", "CONNECT"])
+def test_dns_next_address_after_a_refused_connect(fwd, dns, upstream, method):
+    """A name with two addresses whose first refuses the connection (nothing
+    listens on 127.0.0.2 at that port): the request goes through the second
+    (RFC 8305, one address at a time), and the log names both."""
+    up = upstream(record_handler())
+    echo = upstream(echo_tunnel_handler())
+    dns.set("two.test", ["127.0.0.2", "127.0.0.1"])
+    p = fwd("--forward-allow-destination", "127.0.0.0/8", "--forward-connect-port",
+            str(echo.port))
+    if method == "GET":
+        c = fclient(p)
+        c.send(get_abs(f"two.test:{up.port}", "/second"))
+        r = c.read_response()
+        assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
+        port = up.port
+    else:
+        c = open_tunnel(p, f"two.test:{echo.port}")
+        c.send(b"through the second")
+        assert tunnel_read(c, 18) == b"through the second"
+        c.close()
+        port = echo.port
+    line = last_line(p, 1)
+    assert line["upstream"] == f"127.0.0.1:{port}", line
+    assert line["attempts"] == "2", line
+    p.wait_stderr(rf"connect to 127\.0\.0\.2:{port} failed \(Connection refused\); "
+                  rf"trying 127\.0\.0\.1:{port}, address 2 of 2")
+
+
+def test_dns_next_address_after_a_connect_timeout(fwd, dns, upstream):
+    """The first address takes no connection (a full accept queue on
+    127.0.0.2): after the connect timeout, the second address of the answer
+    is tried, with a connect timeout of its own, under the same total."""
+    for _ in range(10):
+        hole = Blackhole("127.0.0.2")
+        if not hole.ok:
+            hole.close()
+            pytest.skip("kernel does not drop SYNs to a loopback listener with a full "
+                        "accept queue: cannot build a blackhole")
+        try:
+            up = upstream(record_handler(), port=hole.port)   # 127.0.0.1, same port
+            break
+        except OSError:
+            hole.close()
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
+    try:
+        dns.set("slow-first.test", ["127.0.0.2", "127.0.0.1"])
+        p = fwd("--forward-allow-destination", "127.0.0.0/8", "--connect-timeout", "200ms")
+        c = fclient(p)
+        t0 = c.send(get_abs(f"slow-first.test:{up.port}", "/second"))
+        r = c.read_response()
+        assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
+        assert_window(r.t_head - t0, 0.2, hi_slack=0.25 * SLOW)
+        line = last_line(p, 1)
+        assert line["upstream"] == f"127.0.0.1:{up.port}" and line["attempts"] == "2", line
+        p.wait_stderr(rf"connect to 127\.0\.0\.2:{up.port} failed \(connect_timeout after "
+                      rf"200 ms\); trying 127\.0\.0\.1:{up.port}")
+    finally:
+        hole.close()
 
 
 @pytest.mark.parametrize("method", ["GET", "CONNECT"])
