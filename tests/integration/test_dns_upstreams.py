@@ -9,6 +9,7 @@ servers listen on 127.0.0.2 and 127.0.0.3 (Linux routes all of 127/8 to lo).
 
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -262,3 +263,108 @@ def test_upstream_flag_with_a_name(proxy_factory, dns, upstream):
     p.wait_stderr(re.escape(f"info: pool default: flag.test:{up.port} now "
                             f"127.0.0.2:{up.port} (was none)"), timeout=2.0 * SLOW)
     assert body(p) == b"flag"
+
+
+def health_handler(name, state):
+    """Answers requests with `name`, /healthz with 200 or 503 by state["ok"]."""
+    async def handler(reader, writer, ctx):
+        while True:
+            req = await ctx.read_request()
+            if req is None:
+                return
+            if req.target != "/healthz":
+                await ctx.respond(200, name)
+                continue
+            if state["ok"]:
+                await ctx.respond(200, b"fine\n")
+            else:
+                await ctx.respond(503, b"sick\n", reason="Service Unavailable")
+            return   # the proxy closes the connection
+    return handler
+
+
+def test_active_health_checks_follow_the_answer(proxy_factory, dns, upstream, tmp_path):
+    """A server of a name is checked while it is in the answer: marked down
+    and back up like any server; once it leaves, its checks stop and the
+    new address is checked instead."""
+    sa, sb = {"ok": True}, {"ok": True}
+    a, b = twins(upstream, health_handler(b"a", sa), health_handler(b"b", sb))
+    name = f"backend.test:{a.port}"
+    dns.set("backend.test", ["127.0.0.2"], ttl=60)
+    path = write_config(tmp_path, name, "{min_interval: 100ms, max_interval: 200ms}",
+                        pool_extra="    health: {active: {path: /healthz, interval: 100ms, "
+                                   "timeout: 50ms, healthy: 1, unhealthy: 1}}")
+    p = start(proxy_factory, dns, path)
+
+    def checks(up):
+        return sum(1 for r in up.requests() if r.target == "/healthz")
+    wait_until(lambda: checks(a) >= 1, 2.0 * SLOW, msg="a health check of 127.0.0.2")
+    sa["ok"] = False
+    p.wait_stderr(re.escape(f"upstream 127.0.0.2:{a.port} marked down by health check of pool "
+                            f"web: status 503"), timeout=2.0 * SLOW)
+    r = get(p)
+    assert r is not None and r.status == 503, r
+    sa["ok"] = True
+    p.wait_stderr(re.escape(f"upstream 127.0.0.2:{a.port} back up by health check"),
+                  timeout=2.0 * SLOW)
+    assert body(p) == b"a"
+    assert checks(b) == 0
+    dns.set("backend.test", ["127.0.0.3"], ttl=60)
+    p.wait_stderr(now_line(name, f"127.0.0.3:{b.port}", f"127.0.0.2:{a.port}"),
+                  timeout=2.0 * SLOW)
+    wait_until(lambda: checks(b) >= 2, 2.0 * SLOW, msg="health checks of 127.0.0.3")
+    n = checks(a)
+    time.sleep(0.3)
+    assert checks(a) == n   # no more checks of the server that left
+    assert body(p) == b"b"
+
+
+def test_http2_connections_of_a_leaving_server_close(proxy_factory, dns, h2_upstream,
+                                                      tmp_path):
+    """An HTTP/2 pool: of the connections to a server that leaves the
+    answer, one without streams ends at once (GOAWAY, close), one with a
+    stream in flight takes no other, lets it finish, then closes. New
+    requests go to the new server. (SRV records give the ports.)"""
+    gate = threading.Event()
+
+    async def slow_or_ok(st):
+        await st.read_body()
+        if st.path == "/slow":
+            await st.wait_gate(gate)
+        await st.respond(200, b"ok " + (st.path or "").encode())
+    a, b = h2_upstream(slow_or_ok), h2_upstream()
+    dns.set("a.test", ["127.0.0.1"], ttl=60)
+    dns.set("b.test", ["127.0.0.1"], ttl=60)
+    dns.set_srv("_h2._tcp.web.test", [(10, 1, a.port, "a.test")], ttl=1)
+    path = write_config(tmp_path, "{srv: _h2._tcp.web.test}", pool_extra="    protocol: h2")
+    p = start(proxy_factory, dns, path)
+    p.wait_stderr(re.escape(f"info: pool web: _h2._tcp.web.test now 127.0.0.1:{a.port} "
+                            f"(was none)"), timeout=2.0 * SLOW)
+    assert body(p, "/one") == b"ok /one"
+    assert len(a.conns) == 1 and a.conns[0].closed_at is None
+    dns.set_srv("_h2._tcp.web.test", [(10, 1, b.port, "b.test")], ttl=60)
+    p.wait_stderr(re.escape(f"info: pool web: _h2._tcp.web.test now 127.0.0.1:{b.port} "
+                            f"(was 127.0.0.1:{a.port})"), timeout=2.0 * SLOW)
+    a.conns[0].wait_closed(1.0 * SLOW)   # no stream: closed at once
+    assert a.conns[0].goaway_received is not None
+    assert body(p, "/two") == b"ok /two"
+    assert len(a.conns) == 1 and len(b.conns) == 1
+
+    # the other way round, with a stream in flight on the leaving server
+    dns.set_srv("_h2._tcp.web.test", [(10, 1, a.port, "a.test")], ttl=1)
+    p.wait_stderr(re.escape(f"info: pool web: _h2._tcp.web.test now 127.0.0.1:{a.port} "
+                            f"(was 127.0.0.1:{b.port})"), timeout=3.0 * SLOW)
+    slow = p.client(timeout=5.0 * SLOW)
+    slow.send(request_bytes("GET", "/slow"))
+    wait_until(lambda: len(a.conns) == 2 and a.conns[1].streams, 2.0 * SLOW,
+               msg="the slow stream at a")
+    dns.set_srv("_h2._tcp.web.test", [(10, 1, b.port, "b.test")], ttl=60)
+    p.wait_stderr(re.escape(f"info: pool web: _h2._tcp.web.test now 127.0.0.1:{b.port} "
+                            f"(was 127.0.0.1:{a.port})"), timeout=3.0 * SLOW)
+    assert body(p, "/three") == b"ok /three"   # on b's connection
+    assert a.conns[1].closed_at is None        # its stream still runs
+    gate.set()
+    r = slow.read_response()
+    assert r is not None and r.status == 200 and r.body == b"ok /slow", r
+    a.conns[1].wait_closed(1.0 * SLOW)          # then it closes
+    assert len(a.conns) == 2 and len(b.conns) == 1
