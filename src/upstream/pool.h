@@ -79,7 +79,7 @@ struct pool_server {
     unsigned ejections;      /* ejections in a row: the cool-down doubles */
     uint64_t ejected_until;  /* ns; 0 = in service */
     /* not to be picked (what the balancing reads): health_down, a slot not in
-     * service, or a standby SRV priority; pool.c keeps it (server_sync) */
+     * service, or a standby SRV priority; pool_slot.c keeps it (server_sync) */
     bool down;
     bool health_down;        /* active health checks say so (health.c: pool_set_health) */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
@@ -274,12 +274,13 @@ bool pool_slot_free(const struct pool_server *s);
 bool pool_slot_has(const struct pool_server *s, const struct sockaddr *sa);
 
 /* Puts slot s in service at sa (an AF_INET or AF_INET6 address with its
- * port) with weight (1..1000) and priority: a free slot, or a leaving one
- * whose address sa is (it comes back). Its passive health starts afresh.
- * tls_host: the name TLS sends and checks on a TLS pool (an SRV target), or
- * NULL to keep the slot's (its host name). */
-void pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
-                    unsigned priority, const char *tls_host);
+ * port) with weight (1..1000, clamped) and priority: a free slot, or a
+ * leaving one whose address sa is (it comes back). Its passive health
+ * starts afresh. tls_host: the name TLS sends and checks on a TLS pool (an
+ * SRV target), or NULL to keep the slot's (its host name). 0, or -EBUSY
+ * when s is in service, or holds another address and is not free. */
+int pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
+                   unsigned priority, const char *tls_host);
 
 /* A server in service keeps its address with another weight or priority. */
 void pool_slot_update(struct pool_server *s, unsigned weight, unsigned priority);

@@ -4,6 +4,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +109,13 @@ bool pool_slot_has(const struct pool_server *s, const struct sockaddr *sa)
     return s->state != POOL_SLOT_UNUSED && addr_same((const struct sockaddr *)&s->own.ss, sa);
 }
 
-void pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
-                    unsigned priority, const char *tls_host)
+int pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
+                   unsigned priority, const char *tls_host)
 {
-    if (s->state == POOL_SLOT_IN_SERVICE)
-        return;
-    if (!pool_slot_has(s, sa)) {   /* a free slot takes a new address */
+    bool same = pool_slot_has(s, sa);
+    if (s->state == POOL_SLOT_IN_SERVICE || (!same && !pool_slot_free(s)) || !addr_socklen(sa))
+        return -EBUSY;
+    if (!same) {   /* a free slot takes a new address */
         memset(&s->own.ss, 0, sizeof s->own.ss);
         s->own.len = addr_socklen(sa);
         memcpy(&s->own.ss, sa, s->own.len);
@@ -131,6 +133,7 @@ void pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned w
     s->health_down = false;
     s->standby = false;
     pool_slot_update(s, weight, priority);
+    return 0;
 }
 
 void pool_slot_update(struct pool_server *s, unsigned weight, unsigned priority)

@@ -45,6 +45,7 @@ struct res_name {
     unsigned failures;             /* in a row */
     int logged;                    /* the failure logged last (a status); 0 after a success */
     bool answered;                 /* an answer came once */
+    unsigned unplaced;             /* addresses of the last answer without a slot (logged) */
     /* an SRV name: its last answer's targets, being resolved */
     struct res_target *targets;    /* DNS_MAX_SRV of them */
     unsigned ntargets, pending;
@@ -129,8 +130,9 @@ static void servers_text(struct res_name *rn, char *out, size_t cap)
 }
 
 /* Makes the name's servers those of the answer ans[0..n): the plan
- * (res_plan), then those leaving first, then those joining; logs the change.
- * Returns how many addresses found no slot. */
+ * (res_plan), then those leaving first, then those joining; logs the change
+ * (and addresses without a slot, when their number changes). Returns how
+ * many addresses found no slot. */
 static unsigned apply(struct res_name *rn, const struct res_addr *ans, unsigned n)
 {
     char was[1024], now[1024];
@@ -152,8 +154,12 @@ static unsigned apply(struct res_name *rn, const struct res_addr *ans, unsigned 
             pool_slot_update(&s[i], a->weight, a->priority);
             continue;
         }
-        pool_slot_join(&s[i], (const struct sockaddr *)&a->ss, a->weight, a->priority,
-                       a->tls_host);
+        if (pool_slot_join(&s[i], (const struct sockaddr *)&a->ss, a->weight, a->priority,
+                           a->tls_host) < 0) {
+            log_error("error", "pool %s: %s: slot %u refused its address (a bug of res_plan)",
+                      rn->g->name, rn->pn->at->text, i);
+            continue;
+        }
         health_server_start(&s[i]);
     }
     servers_text(rn, now, sizeof now);
@@ -161,10 +167,11 @@ static unsigned apply(struct res_name *rn, const struct res_addr *ans, unsigned 
         log_error("info", "pool %s: %s now %s (was %s)", rn->g->name, rn->pn->at->text, now, was);
     else if (rn->logged)
         log_error("info", "pool %s: %s resolves again: %s", rn->g->name, rn->pn->at->text, now);
-    if (left)
+    if (left && left != rn->unplaced)
         log_error("warn", "pool %s: %s: %u address(es) of the answer find no free slot (%u per "
                           "name): they are tried again at the next resolution",
                   rn->g->name, rn->pn->at->text, left, POOL_NAME_SLOTS);
+    rn->unplaced = left;
     return left;
 }
 

@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -357,6 +358,8 @@ TEST(slots_join_and_leave)
     pool_gauges(gauges, 8);
     CHECK_EQ_U64(gauges[i].servers, 1);
     CHECK_EQ_U64(gauges[i].leaving, 1);
+    struct sockaddr_storage other = ip("127.0.0.3", 8080);
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), -EBUSY);   /* not free yet */
     pool_put_idle(busy);            /* never pooled again: closed */
     CHECK_EQ_INT(s->nidle, 0);
     CHECK_EQ_INT(s->active, 0);
@@ -365,8 +368,8 @@ TEST(slots_join_and_leave)
     CHECK_EQ_U64(gauges[i].leaving, 0);   /* free: gone */
 
     /* a free slot takes another address */
-    struct sockaddr_storage other = ip("127.0.0.3", 8080);
-    pool_slot_join(s, SA(other), 4, 0, NULL);
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), 0);
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), -EBUSY);   /* in service */
     CHECK_EQ_STR(s->addr->text, "127.0.0.3:8080");
     CHECK(!pool_slot_has(s, SA(at)));
     CHECK_EQ_INT(g->nlive, 2);
