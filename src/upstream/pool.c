@@ -99,16 +99,17 @@ static void servers_of(struct pool_group *g, const struct cfg *cfg, const struct
     const struct val_server *v[CLI_MAX_UPSTREAM] = {0};
     unsigned w[CLI_MAX_UPSTREAM] = {0};
     const char *written[CLI_MAX_UPSTREAM] = {0};
-    unsigned n = from_cfg ? cfg->nupstream : cp->nservers;
+    unsigned n = from_cfg || !cp ? cfg->nupstream : cp->nservers;
     bool same = cp && cp->nservers == cfg->nupstream;
     for (unsigned i = 0; same && i < cp->nservers; i++)
         same = cp->servers[i].addr.srv == cfg->upstream[i].srv &&
                strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
-    bool file = !from_cfg || same;
+    bool file = !from_cfg || same;   /* the file's own list: its weights */
     for (unsigned i = 0; i < n; i++) {
-        v[i] = from_cfg ? &cfg->upstream[i] : &cp->servers[i].addr;
-        w[i] = file ? cp->servers[i].weight : 1;
-        written[i] = file ? cp->servers[i].address : v[i]->text;
+        const struct conf_server *cs = cp && file ? &cp->servers[i] : NULL;
+        v[i] = cs ? &cs->addr : &cfg->upstream[i];
+        w[i] = cs ? cs->weight : 1;
+        written[i] = cs ? cs->address : v[i]->text;
     }
     pool_slots_build(g, v, w, n);
     if (!cp || !cp->tls.enabled)
