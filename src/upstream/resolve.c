@@ -243,19 +243,23 @@ static void on_addrs(void *arg, int status, const struct sockaddr_storage *addrs
 /* ---------------------------------------------------------------- SRV names */
 
 /* Every target has answered: the servers are their addresses, in the
- * records' order. */
+ * records' order. A target that does not exist (or has no address) is left
+ * out; one whose resolution timed out or failed otherwise fails the whole
+ * resolution, so that a passing DNS failure does not take its servers out. */
 static void srv_done(struct res_name *rn)
 {
     struct res_addr ans[POOL_NAME_SERVERS];
     unsigned n = 0;
     uint32_t ttl = rn->ttl;
-    int status = -ENOENT;
+    for (unsigned t = 0; t < rn->ntargets; t++)
+        if (rn->targets[t].status < 0 && rn->targets[t].status != -ENOENT) {
+            failed(rn, rn->targets[t].status);
+            return;
+        }
     for (unsigned t = 0; t < rn->ntargets; t++) {
         const struct res_target *tg = &rn->targets[t];
-        if (tg->status < 0) {
-            status = tg->status;
+        if (tg->status < 0)
             continue;
-        }
         if (tg->ttl < ttl)
             ttl = tg->ttl;
         for (unsigned k = 0; k < tg->naddrs && n < POOL_NAME_SERVERS; k++)
@@ -264,7 +268,7 @@ static void srv_done(struct res_name *rn)
                                          .tls_host = tg->rec.target};
     }
     if (!n)
-        failed(rn, status);
+        failed(rn, -ENOENT);
     else
         answered(rn, ans, n, ttl);
 }

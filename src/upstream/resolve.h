@@ -14,8 +14,10 @@
  * Timing: the next resolution of a name comes after its answer's TTL (the
  * smallest of its records, SRV and targets together), clamped to the pool's
  * resolve.min_interval .. max_interval. A failed resolution (no such name,
- * no answer in time, any other error, or an SRV answer none of whose targets
- * resolves) changes nothing: the last good servers stay; it is tried again
+ * no answer in time, any other error; an SRV answer none of whose targets
+ * exists, or one of whose targets timed out or failed otherwise: a target
+ * that does not exist is only left out) changes nothing: the last good
+ * servers stay; it is tried again
  * after min_interval, doubling with each failure in a row, up to
  * max_interval and at most RES_RETRY_CAP_MS. A failure is logged once per
  * change of its cause, not per retry.

@@ -190,6 +190,28 @@ def test_srv_priorities_and_weights(proxy_factory, dns, upstream, tmp_path):
            f"upstream 127.0.0.1:{c.port} ejected" in err, err[-3000:]
 
 
+def test_srv_targets_that_fail(proxy_factory, dns, upstream, tmp_path):
+    """A target that does not exist is left out; one that does not answer in
+    time fails the whole resolution: the last good servers stay."""
+    a = upstream(ok_handler(b"a"))
+    dns.set("a.test", ["127.0.0.1"], ttl=60)
+    dns.set_srv("_http._tcp.web.test", [(10, 1, a.port, "a.test"), (10, 1, 9, "gone.test")],
+                ttl=0)
+    p = start(proxy_factory, dns,
+              write_config(tmp_path, "{srv: _http._tcp.web.test}",
+                           "{min_interval: 100ms, max_interval: 200ms}"),
+              "--dns-timeout", "300ms")
+    p.wait_stderr(re.escape(f"info: pool web: _http._tcp.web.test now 127.0.0.1:{a.port} "
+                            f"(was none)"), timeout=2.0 * SLOW)
+    assert dns.asked("gone.test")
+    dns.set("a.test", SILENT)
+    p.wait_stderr(re.escape("warn: pool web: cannot resolve _http._tcp.web.test: no DNS server "
+                            f"answered in time; keeping its servers: 127.0.0.1:{a.port}"),
+                  timeout=3.0 * SLOW)
+    assert body(p) == b"a"
+    assert "now none" not in p.stderr_text()
+
+
 def test_no_such_name_at_start_then_served(proxy_factory, dns, upstream, tmp_path):
     up = upstream(ok_handler(b"late"), host="127.0.0.2")
     name = f"late.test:{up.port}"
