@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pool.h"
 #include "px.h"
+#include "resolve.h"
 #include "route.h"
 #include "stats.h"
 #include "tls.h"
@@ -200,6 +201,19 @@ static void on_iteration_end(struct loop *l)
     log_flush();
 }
 
+/* The resolver (c-ares on l), when a forward listener or a pool's names
+ * need it, with the configured servers (--resolver, `resolver:`). 0 or -1. */
+static int resolver_start(struct loop *l, const struct cfg *c)
+{
+    if (!forward_wanted(c) && !res_wanted())
+        return 0;
+    /* c-ares doubles its per-try timeout each round: 3 tries of d/7
+     * give up together with the dns timeout (d/7 + 2d/7 + 4d/7) */
+    unsigned try_ms = (unsigned)(c->ms[TMO_DNS] / 7 > 50 ? c->ms[TMO_DNS] / 7 + 1 : 50);
+    struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
+    return dns_init(l, &dc) < 0 ? -1 : 0;
+}
+
 int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fds)
 {
     px_configure(l, c);
@@ -211,7 +225,7 @@ int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fd
         return -EINVAL;
     h2u_init(l);
     health_init(l, c);
-    if (forward_init(l, c) < 0)
+    if (resolver_start(l, c) < 0 || forward_init(l, c) < 0 || res_init(l) < 0)
         return -EINVAL;
     if (c->has_admin &&
         admin_init(l, &c->admin, fds ? fds->admin : -1, render_metrics, admin_healthy) < 0)
@@ -227,6 +241,7 @@ void worker_shutdown(void)
     while (px_clients)
         client_close(px_clients);
     health_stop();
+    res_shutdown();
     admin_stop();
     pool_close_idle();
     listener_shutdown();

@@ -603,6 +603,26 @@ socklen_t addr_socklen(const struct sockaddr *sa)
     return 0;
 }
 
+bool addr_same(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (!a || !b || a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET) {
+        struct sockaddr_in x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        struct sockaddr_in6 x, y;
+        memcpy(&x, a, sizeof x);
+        memcpy(&y, b, sizeof y);
+        return x.sin6_port == y.sin6_port && x.sin6_scope_id == y.sin6_scope_id &&
+               !memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr);
+    }
+    return false;
+}
+
 void addr_set_port(struct sockaddr_storage *ss, uint16_t port)
 {
     if (ss->ss_family == AF_INET) {

@@ -157,6 +157,11 @@ int addr_host_lower(char *out, size_t n, const char *s, size_t len);
  * family, for connect(2); 0 for another family or NULL. */
 socklen_t addr_socklen(const struct sockaddr *sa);
 
+/* Whether a and b are the same AF_INET or AF_INET6 address and port (and
+ * IPv6 scope); padding and flow labels are ignored. False for another
+ * family or NULL. */
+bool addr_same(const struct sockaddr *a, const struct sockaddr *b);
+
 /* Sets the port (host byte order) of an AF_INET or AF_INET6 address; does
  * nothing for another family. */
 void addr_set_port(struct sockaddr_storage *ss, uint16_t port);

@@ -152,6 +152,13 @@ static const struct stats *total(void)
             t.pools[p].requests += s->pools[p].requests;
             t.pools[p].retries += s->pools[p].retries;
             t.pools[p].waiting += s->pools[p].waiting;
+            /* each worker resolves its own names: the largest view, not a sum */
+            if (s->pools[p].servers > t.pools[p].servers)
+                t.pools[p].servers = s->pools[p].servers;
+            if (s->pools[p].leaving > t.pools[p].leaving)
+                t.pools[p].leaving = s->pools[p].leaving;
+            for (int k = 0; k < STATS_DNS_RESULTS; k++)
+                t.dns[p][k] += s->dns[p][k];
         }
     }
     return &t;
@@ -265,7 +272,8 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     return o.n;
 }
 
-/* The gauges: connections, and the state of each pool. */
+/* The gauges: connections, and the state of each pool; and the counts of
+ * the pools' resolutions. */
 static void render_gauges(struct out *op, const struct stats *st, const struct stats_gauges *g)
 {
     struct out o = *op;
@@ -300,5 +308,20 @@ static void render_gauges(struct out *op, const struct stats *st, const struct s
                 (unsigned long long)v);
         }
     }
+    put(&o, "# HELP hourglass_pool_servers Servers of a pool, by state: in service, or leaving "
+            "(gone from their name's answer, finishing what they carry); the largest count "
+            "among the workers.\n# TYPE hourglass_pool_servers gauge\n");
+    for (unsigned i = 0; i < g->npools && i < STATS_MAX_POOLS; i++)
+        put(&o, "hourglass_pool_servers{pool=\"%s\",state=\"in_service\"} %llu\n"
+                "hourglass_pool_servers{pool=\"%s\",state=\"leaving\"} %llu\n",
+            g->pool_names[i], (unsigned long long)st->pools[i].servers, g->pool_names[i],
+            (unsigned long long)st->pools[i].leaving);
+    static const char *const dres[STATS_DNS_RESULTS] = {"ok", "nxdomain", "timeout", "error"};
+    put(&o, "# HELP hourglass_dns_resolutions_total Resolutions of the pools' host and SRV "
+            "names, by pool and result.\n# TYPE hourglass_dns_resolutions_total counter\n");
+    for (unsigned i = 0; i < g->npools && i < STATS_MAX_POOLS; i++)
+        for (int k = 0; k < STATS_DNS_RESULTS; k++)
+            put(&o, "hourglass_dns_resolutions_total{pool=\"%s\",result=\"%s\"} %llu\n",
+                g->pool_names[i], dres[k], (unsigned long long)st->dns[i][k]);
     *op = o;
 }

@@ -34,7 +34,12 @@ struct stats_pool {
     uint64_t requests;   /* requests in flight (the retry budget's base) */
     uint64_t retries;    /* ... of them retrying or hedged (the budget's use) */
     uint64_t waiting;    /* requests waiting for a connection slot */
+    uint64_t servers;    /* servers in service */
+    uint64_t leaving;    /* servers that left their name's answer, still finishing */
 };
+
+/* Resolutions of a pool's names, by result. */
+enum { STATS_DNS_OK, STATS_DNS_NXDOMAIN, STATS_DNS_TIMEOUT, STATS_DNS_ERROR, STATS_DNS_RESULTS };
 
 #define STATS_GRPC_STATUSES 18
 
@@ -53,6 +58,7 @@ struct stats {
                                                    (the last slot: above 16) */
     uint64_t h2_up_conns, h2_up_streams;   /* HTTP/2 upstream connections and streams opened */
     uint64_t h2_up_cancels, h2_up_refused; /* ... streams we reset, streams refused unprocessed */
+    uint64_t dns[STATS_MAX_POOLS][STATS_DNS_RESULTS];   /* resolutions of each pool's names */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];

@@ -35,7 +35,8 @@ struct cfg_forward {
     uint16_t ports[CLI_MAX_PORTS];            /* CONNECT ports; default 443 */
     unsigned nports;
     const char *auth_file;                    /* user:password lines; NULL: none */
-    const char *resolver;                     /* "127.0.0.1:53,[::1]:53"; NULL: system */
+    const char *resolver;                     /* "127.0.0.1:53,[::1]:53"; NULL: system;
+                                                 the pools' names use it too */
 };
 
 /* The runtime configuration: the defaults (cli_defaults), then the file
@@ -48,7 +49,7 @@ struct cfg {
     bool listen_http2[CLI_MAX_LISTEN];   /* speaks HTTP/2 too (ALPN h2, h2c); never forward */
     const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
     unsigned nlisten;
-    struct cli_addr upstream[CLI_MAX_UPSTREAM];
+    struct val_server upstream[CLI_MAX_UPSTREAM];   /* addresses or names (never resolved here) */
     unsigned nupstream;
     /* the top-level durations, ms, by kind (TMO_TUNNEL_MAX 0: unlimited);
      * the kinds only a route sets (TMO_TRY, TMO_BACKOFF, TMO_HEDGE) stay 0 */

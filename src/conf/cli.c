@@ -56,7 +56,8 @@ static const char usage[] =
     "                            exit 0, or print each error and exit 2\n"
     "  --listen ADDR:PORT        listen here (repeatable; default 127.0.0.1:8080)\n"
     "  --upstream HOST:PORT      proxy to this server (repeatable, round-robin;\n"
-    "                            default 127.0.0.1:9001)\n"
+    "                            default 127.0.0.1:9001); a host name is resolved\n"
+    "                            while running, each address a server\n"
     "Upstream timeouts (durations: 250ms, 1s, 1.5s, 2m, or a number of seconds):\n"
     "  --connect-timeout D       open the upstream connection (default 1s)\n"
     "  --write-timeout D         hand the whole request to the upstream, counted\n"
@@ -113,7 +114,8 @@ static const char usage[] =
     "  --forward-connect-port N  ports CONNECT may reach (repeat; default 443)\n"
     "  --proxy-auth-file FILE    require Proxy-Authorization: Basic, checked\n"
     "                            against user:password lines of FILE\n"
-    "  --resolver ADDR:PORT[,...]  DNS servers (default /etc/resolv.conf)\n"
+    "  --resolver ADDR:PORT[,...]  DNS servers of the forward proxy and of the\n"
+    "                            pools' host names (default /etc/resolv.conf)\n"
     "  --workers N|auto          worker processes under a supervising master\n"
     "                            (default auto: one per CPU; at most 64)\n"
     "  --single-process          no master and no workers: the process started\n"
@@ -270,7 +272,7 @@ static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const c
         seen->upstream = true;
         if (cfg->nupstream == CLI_MAX_UPSTREAM)
             return fail(name, arg, "too many upstreams (at most 64)");
-        if (val_address(arg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
+        if (val_server(arg, &cfg->upstream[cfg->nupstream], err, sizeof err) < 0)
             return fail(name, arg, err);
         cfg->nupstream++;
         return 0;
@@ -454,7 +456,7 @@ static int complete(struct cfg *cfg, const char *check)
         cfg->nlisten = 1;
     }
     if (!cfg->nupstream) {
-        val_address("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
+        val_server("127.0.0.1:9001", &cfg->upstream[0], err, sizeof err);
         cfg->nupstream = 1;
     }
     if (cfg->trust_deadline)

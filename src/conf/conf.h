@@ -62,10 +62,13 @@ struct conf_limits {
     bool max_body_size_set;
 };
 
+/* A server item of a pool: an address, a host name resolved while the
+ * proxy runs (every address of the answer is a server), or an SRV name
+ * (`srv:`, whose records give the servers, their ports and weights). */
 struct conf_server {
-    char *address;            /* as written: "10.0.0.5:8000" */
-    struct cli_addr addr;     /* resolved once, at load */
-    unsigned weight;          /* 1..1000, default 1 */
+    char *address;            /* as written: "10.0.0.5:8000", "api.internal:8080", the SRV name */
+    struct val_server addr;   /* parsed; never resolved here */
+    unsigned weight;          /* 1..1000, default 1 (an SRV name: its records') */
     int line;
 };
 
@@ -138,8 +141,14 @@ struct conf_pool {
     struct conf_budget budget;
     struct conf_tls_up tls;
     bool h2;                         /* protocol: h2 (default http/1.1) */
+    /* `resolve:` the bounds of the interval between two resolutions of
+     * its names (the answer's TTL, clamped); default 1s and 5m */
+    uint64_t resolve_min_ms, resolve_max_ms;
     int line;
 };
+
+/* Whether the pool has a server written as a host name or an SRV name. */
+bool conf_pool_has_names(const struct conf_pool *p);
 
 struct conf_route {
     char *host;                      /* NULL = any; lower case; "*.example.com" */

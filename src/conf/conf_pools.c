@@ -23,6 +23,33 @@ static bool valid_name(const char *s)
     return true;
 }
 
+bool conf_pool_has_names(const struct conf_pool *p)
+{
+    for (unsigned i = 0; i < p->nservers; i++)
+        if (p->servers[i].addr.name[0])
+            return true;
+    return false;
+}
+
+/* A server's HOST:PORT (an IP literal or a host name) or, with `srv`, an
+ * SRV name, into v: true, or false after an error. */
+static bool get_server(struct conf_ctx *x, yaml_node_t *n, const char *key, bool srv,
+                       struct val_server *v)
+{
+    const char *what = srv ? "an SRV name such as _http._tcp.example.com" : "HOST:PORT";
+    const char *s = conf_scalar(x, n, key, what);
+    if (!s)
+        return false;
+    char why[256];
+    if ((srv ? val_srv_name(s, v, why, sizeof why) : val_server(s, v, why, sizeof why)) == 0)
+        return true;
+    if (!strncmp(why, "expected ", 9))
+        conf_err(x, n, key, "%s, got \"%.64s\"", why, s);
+    else
+        conf_err(x, n, key, "expected %s, got \"%.64s\": %s", what, s, why);
+    return false;
+}
+
 static void parse_servers(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)
 {
     static const char what[] = "a list of servers ({address: HOST:PORT, weight: N})";
@@ -43,7 +70,7 @@ static void parse_servers(struct conf_ctx *x, yaml_node_t *n, const char *path, 
         return;
     }
     for (unsigned i = 0; i < count; i++) {
-        static const char *const keys[] = {"address", "weight", NULL};
+        static const char *const keys[] = {"address", "weight", "srv", NULL};
         yaml_node_t *v[MAX_KEYS], *s = conf_item(x, n, i);
         char key[PATHLEN], sub[PATHLEN];
         if (!s)
@@ -52,22 +79,35 @@ static void parse_servers(struct conf_ctx *x, yaml_node_t *n, const char *path, 
         struct conf_server *srv = &p->servers[p->nservers];
         *srv = (struct conf_server){.weight = 1, .line = conf_line(s)};
         yaml_node_t *addr = s;   /* a bare "HOST:PORT" is short for {address: ...} */
+        bool is_srv = false;
         if (s->type != YAML_SCALAR_NODE || conf_is_null(s)) {
-            if (!conf_fields(x, s, key, "a server ({address: HOST:PORT, weight: N}) or HOST:PORT",
-                             keys, v))
+            if (!conf_fields(x, s, key, "a server ({address: HOST:PORT, weight: N}, "
+                                        "{srv: NAME}) or HOST:PORT", keys, v))
                 continue;
             addr = v[0];
+            is_srv = v[2] != NULL;
+            if (is_srv && v[0]) {
+                conf_join(sub, key, "srv");
+                conf_err(x, v[2], sub, "a server has an address or an SRV name, not both");
+                continue;
+            }
             conf_join(sub, key, "weight");
+            if (is_srv && v[1]) {
+                conf_err(x, v[1], sub, "the SRV records give the weights");
+                continue;
+            }
             if (v[1] && !conf_get_uint(x, v[1], sub, 1, 1000, &srv->weight))
                 continue;
-            conf_join(sub, key, "address");
+            conf_join(sub, key, is_srv ? "srv" : "address");
             memcpy(key, sub, sizeof key);
+            if (is_srv)
+                addr = v[2];
             if (!addr) {
                 conf_err(x, s, key, "missing; expected HOST:PORT");
                 continue;
             }
         }
-        if (!conf_get_addr(x, addr, key, "HOST:PORT", &srv->addr))
+        if (!get_server(x, addr, key, is_srv, &srv->addr))
             continue;
         bool dup = false;
         for (unsigned j = 0; j < p->nservers && !dup; j++)
@@ -216,6 +256,33 @@ static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, s
     }
 }
 
+/* A pool's `resolve:` {min_interval, max_interval}: the bounds of the time
+ * between two resolutions of its names. Below 100 ms a name would cost its
+ * DNS servers more than it is worth. */
+static void parse_resolve(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                          struct conf_pool *p)
+{
+    static const char *const keys[] = {"min_interval", "max_interval", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    char sub[PATHLEN];
+    if (!conf_fields(x, n, path, "a mapping (min_interval, max_interval)", keys, v))
+        return;
+    conf_join(sub, path, "min_interval");
+    if (v[0] && conf_get_dur(x, v[0], sub, &p->resolve_min_ms) && p->resolve_min_ms < 100) {
+        conf_err(x, v[0], sub, "expected a duration of at least 100ms, got %llums",
+                 (unsigned long long)p->resolve_min_ms);
+        return;
+    }
+    conf_join(sub, path, "max_interval");
+    if (v[1] && conf_get_dur(x, v[1], sub, &p->resolve_max_ms) &&
+        p->resolve_max_ms < p->resolve_min_ms)
+        conf_err(x, v[1], sub, "expected a duration no shorter than min_interval (%llums), "
+                               "got %llums", (unsigned long long)p->resolve_min_ms,
+                 (unsigned long long)p->resolve_max_ms);
+    else if (!v[1] && p->resolve_max_ms < p->resolve_min_ms)
+        p->resolve_max_ms = p->resolve_min_ms;
+}
+
 void conf_free_pool_tls(struct conf_tls_up *t)
 {
     free((char *)t->c.ca);
@@ -289,7 +356,7 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
                                        "health", "budget", "tls", "protocol", "slow_start",
-                                       NULL};
+                                       "resolve", NULL};
     static const char *const protocols[] = {"http/1.1", "h2", NULL};
     static const char *const balances[] = {"round_robin", "least_conn", "p2c", "ewma", NULL};
     yaml_node_t *v[MAX_KEYS];
@@ -302,6 +369,8 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
                     .max_ejection_ms = 300000, .max_ejected_percent = 50},
         .active = {.interval_ms = 5000, .timeout_ms = 1000, .healthy = 2, .unhealthy = 3},
         .budget = {.percent = 20, .min = 3},
+        .resolve_min_ms = 1000,
+        .resolve_max_ms = 300000,
     };
     if (!conf_fields(x, n, path, "a pool: a mapping with servers (and balance, keepalive, ...)",
                      keys, v))
@@ -362,6 +431,10 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
     conf_join(key, path, "slow_start");
     if (v[8])
         conf_get_dur(x, v[8], key, &p->slow_start_ms);
+    if (v[9]) {
+        conf_join(key, path, "resolve");
+        parse_resolve(x, v[9], key, p);
+    }
 }
 
 void conf_parse_pools(struct conf_ctx *x, yaml_node_t *n)

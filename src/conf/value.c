@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
+
 int val_duration(const char *s, uint64_t *ms)
 {
     uint64_t whole = 0, frac = 0, scale = 1;
@@ -143,5 +145,90 @@ int val_address(const char *s, struct cli_addr *a, char *err, size_t errlen)
     a->len = res->ai_addrlen;
     freeaddrinfo(res);
     addr_text(a);
+    return 0;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" into host (NUL-terminated, brackets
+ * off) and port; *bracketed when the host was in brackets. 0, or -1 with a
+ * message in err. */
+static int split_host_port(const char *s, char *host, size_t cap, uint16_t *port,
+                           bool *bracketed, char *err, size_t errlen)
+{
+    const char *p;
+    *bracketed = s[0] == '[';
+    if (*bracketed) {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= cap) {
+            snprintf(err, errlen, "expected [IPV6]:PORT");
+            return -1;
+        }
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        p = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= cap) {
+            snprintf(err, errlen, "expected HOST:PORT");
+            return -1;
+        }
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        p = colon + 1;
+    }
+    char *endp;
+    long pn = strtol(p, &endp, 10);
+    if (!*p || *endp || pn < 1 || pn > 65535) {
+        snprintf(err, errlen, "port must be a number from 1 to 65535");
+        return -1;
+    }
+    *port = (uint16_t)pn;
+    return 0;
+}
+
+int val_server(const char *s, struct val_server *v, char *err, size_t errlen)
+{
+    char host[VAL_NAME_MAX + 2];
+    uint16_t port;
+    bool bracketed;
+    if (split_host_port(s, host, sizeof host, &port, &bracketed, err, errlen) < 0)
+        return -1;
+    memset(v, 0, sizeof *v);
+    struct sockaddr_storage ss;
+    switch (addr_parse_ip(host, strlen(host), &ss)) {
+    case 1:
+        if (bracketed && ss.ss_family != AF_INET6)
+            break;
+        addr_set_port(&ss, port);
+        v->addr.len = addr_socklen((const struct sockaddr *)&ss);
+        memcpy(&v->addr.ss, &ss, v->addr.len);
+        addr_text(&v->addr);
+        v->port = port;
+        memcpy(v->text, v->addr.text, sizeof v->addr.text);
+        return 0;
+    case 0:
+        if (bracketed)
+            break;
+        addr_host_lower(v->name, sizeof v->name, host, strlen(host));
+        v->port = port;
+        snprintf(v->text, sizeof v->text, "%s:%u", v->name, port);
+        return 0;
+    }
+    snprintf(err, errlen, bracketed ? "expected [IPV6]:PORT"
+                                    : "the host is neither an IP address nor a host name");
+    return -1;
+}
+
+int val_srv_name(const char *s, struct val_server *v, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    size_t n = strlen(s);
+    if (n > VAL_NAME_MAX || addr_parse_ip(s, n, &ss) != 0) {
+        snprintf(err, errlen, "expected an SRV name such as _http._tcp.example.com");
+        return -1;
+    }
+    memset(v, 0, sizeof *v);
+    addr_host_lower(v->name, sizeof v->name, s, n);
+    v->srv = true;
+    snprintf(v->text, sizeof v->text, "%s", v->name);
     return 0;
 }

@@ -35,7 +35,33 @@ int val_size(const char *s, uint64_t *bytes);
 bool val_header_name(const char *s);
 
 /* Parses "HOST:PORT", "[V6]:PORT" (names resolved once, now). 0, or -1
- * with a message in err. */
+ * with a message in err. For listeners, the admin listener and resolvers;
+ * the servers of pools are read with val_server. */
 int val_address(const char *s, struct cli_addr *a, char *err, size_t errlen);
+
+#define VAL_NAME_MAX 253   /* the longest host name (RFC 1035), in bytes */
+
+/* A server of a pool as written: an IP literal, whose address is known at
+ * once, or a host name (or an SRV name) that the proxy resolves on its loop
+ * while it runs (upstream/resolve.c). Never resolved here: checking a file
+ * (-t) asks no DNS server anything. */
+struct val_server {
+    struct cli_addr addr;          /* an IP literal's address; len 0 for a name */
+    char name[VAL_NAME_MAX + 1];   /* the name, lower case; "" for an IP literal */
+    uint16_t port;                 /* 0 for an SRV name: its records give the ports */
+    bool srv;                      /* name is an SRV name (_http._tcp.example.com) */
+    /* as logs print it: 10.0.0.5:8000, [::1]:80, api.internal:8080, or the
+     * SRV name */
+    char text[VAL_NAME_MAX + 8];
+};
+
+/* Parses "HOST:PORT" or "[V6]:PORT" into v: an IP literal in any spelling
+ * addr_parse_ip reads, or a host name (letters, digits, '-', '_', '.'; at
+ * most 253 bytes), kept in lower case. 0, or -1 with a message in err. */
+int val_server(const char *s, struct val_server *v, char *err, size_t errlen);
+
+/* Parses an SRV name ("_http._tcp.example.com": a host name, no port) into
+ * v. 0, or -1 with a message in err. */
+int val_srv_name(const char *s, struct val_server *v, char *err, size_t errlen);
 
 #endif

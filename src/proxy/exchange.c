@@ -309,6 +309,8 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         exchange_fail(c, 503, "pool_full", "pool_full");
         return;
     }
+    if (k == TMO_CONNECT && (c->s->x.req & R_FORWARD) && forward_next(c, detail) >= 0)
+        return;   /* the destination's next address */
     struct attempt *a = px_att(c->s);
     if (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)
         pool_report(a->srv, k == TMO_CONNECT ? POOL_CONNECT_FAILED
@@ -525,6 +527,9 @@ static int io_failed(struct client *c, const struct fault *f)
      * a pooled connection it closed while idle is the keep-alive race. */
     if (!(c->s->x.flags & X_GOT_BYTE) && (connecting || !a->up || !a->up->reused))
         pool_report(a->srv, connecting ? POOL_CONNECT_FAILED : POOL_RESET, 0, a->started);
+    int r;
+    if (connecting && (c->s->x.req & R_FORWARD) && (r = forward_next(c, strerror(-err))) >= 0)
+        return r;   /* the destination's next address */
     if (px_hedge(c->s)->up && !(c->s->x.flags & X_RESP_HEAD)) {
         hedge_promote(c, false);   /* the hedge is still in the race */
         return 1;

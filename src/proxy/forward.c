@@ -41,7 +41,8 @@ static void dest_add(struct fwd_dest *d, const struct sockaddr_storage *ss);
 static int dest_set(struct fwd_dest *d, const struct addr_authority *a);
 static bool may_reach(const struct sockaddr *sa);
 static int forward_connect(struct client *c);
-static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n);
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                   uint32_t ttl);
 
 static int forward_refuse(struct client *c, int status, const char *reason, const char *why)
 {
@@ -125,6 +126,26 @@ static bool may_reach(const struct sockaddr *sa)
            addr_cidr_list_match(px_cfg->fwd.dests, px_cfg->fwd.ndests, sa);
 }
 
+/* The index of the first of d's addresses from `from` on that may be
+ * reached, or d->nips. */
+static unsigned next_reachable(const struct fwd_dest *d, unsigned from)
+{
+    unsigned i = from;
+    while (i < d->nips && !may_reach(&d->ips[i].sa))
+        i++;
+    return i;
+}
+
+/* Makes address i of d the one connected to. */
+static void dest_choose(struct fwd_dest *d, unsigned i)
+{
+    d->addr.len = addr_socklen(&d->ips[i].sa);
+    memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
+    net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
+    d->at = i;
+    d->chosen = true;
+}
+
 /* Chooses the first of the destination's addresses that may be reached and
  * connects to it; when none may, refuses, naming the first. The address
  * checked is the one connected to. The destination has an address: its IP
@@ -133,9 +154,7 @@ static int forward_connect(struct client *c)
 {
     struct session *s = c->s;
     struct fwd_dest *d = &s->fwd;
-    unsigned i = 0;
-    while (i < d->nips && !may_reach(&d->ips[i].sa))
-        i++;
+    unsigned i = next_reachable(d, 0);
     if (i == d->nips) {
         char why[160], ip[INET6_ADDRSTRLEN];
         net_ip_text(&d->ips[0].sa, ip, sizeof ip);
@@ -143,15 +162,30 @@ static int forward_connect(struct client *c)
                  addr_class_name(addr_classify(&d->ips[0].sa)));
         return forward_refuse(c, 403, "forbidden", why);
     }
-    d->addr.len = addr_socklen(&d->ips[i].sa);
-    memcpy(&d->addr.ss, &d->ips[i], d->addr.len);
-    net_addr_text(&d->ips[i].sa, d->addr.text, sizeof d->addr.text);
-    d->chosen = true;
+    dest_choose(d, i);
     return exchange_dispatch(c, false);
 }
 
-static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+int forward_next(struct client *c, const char *why)
 {
+    struct fwd_dest *d = &c->s->fwd;
+    unsigned i = d->chosen ? next_reachable(d, d->at + 1) : d->nips;
+    if (i >= d->nips)
+        return -1;
+    char what[320], failed[sizeof d->addr.text];
+    access_describe(c, what, sizeof what);
+    memcpy(failed, d->addr.text, sizeof failed);
+    exchange_reset_attempt(c);
+    dest_choose(d, i);
+    log_error("info", "forward proxy: connect to %s failed (%s); trying %s, address %u of %u "
+                      "(%s)", failed, why, d->addr.text, i + 1, d->nips, what);
+    return exchange_dispatch(c, false);
+}
+
+static void on_dns(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                   uint32_t ttl)
+{
+    (void)ttl;   /* each request resolves anew: nothing is kept */
     struct client *c = arg;
     struct exch *x = &c->s->x;
     x->flags &= ~X_RESOLVING;
@@ -211,19 +245,19 @@ int forward_established(struct client *c)
     return 1;
 }
 
+bool forward_wanted(const struct cfg *c)
+{
+    for (unsigned i = 0; i < c->nlisten; i++)
+        if (c->listen_forward[i])
+            return true;
+    return false;
+}
+
 int forward_init(struct loop *l, const struct cfg *c)
 {
-    bool any_forward = false;
-    for (unsigned i = 0; i < c->nlisten; i++)
-        any_forward |= c->listen_forward[i];
-    if (!any_forward)
+    (void)l;
+    if (!forward_wanted(c))
         return 0;
-    /* c-ares doubles its per-try timeout each round: 3 tries of d/7
-     * give up together with our own dns timeout (d/7 + 2d/7 + 4d/7) */
-    unsigned try_ms = (unsigned)(c->ms[TMO_DNS] / 7 > 50 ? c->ms[TMO_DNS] / 7 + 1 : 50);
-    struct dns_config dc = {.servers = c->fwd.resolver, .try_ms = try_ms, .tries = 3};
-    if (dns_init(l, &dc) < 0)
-        return -1;
     if (c->fwd.auth_file) {
         char err[512];
         if (!(proxy_auth = auth_load(c->fwd.auth_file, err, sizeof err))) {

@@ -174,6 +174,7 @@ struct fwd_dest {
     union fwd_ip ips[DNS_MAX_ADDRS];  /* the answers, or the IP literal */
     unsigned nips;
     struct cli_addr addr;             /* the address chosen: checked, connected to */
+    unsigned at;                      /* its index in ips */
     bool chosen;                      /* addr is set */
 };
 

@@ -27,7 +27,8 @@
  * literals and some failures synchronously) and lets them call back into this
  * module, dns_shutdown included.
  *
- * Costs: a ticket of about 1 KiB per query in flight; one poll(2) per socket
+ * Costs: a ticket of about 1 KiB per query in flight (and 4 KiB more for
+ * the records of an SRV query); one poll(2) per socket
  * wake-up; ares_timeout walks every query in flight, after each wake-up. */
 #define _GNU_SOURCE
 #include "dns.h"
@@ -64,19 +65,26 @@ struct dns_sock {
     bool again;         /* still readable after DNS_DRAIN_MAX calls */
 };
 
-/* One query in flight, from dns_resolve until its callback has run (or until
- * c-ares lets go of a cancelled one). */
+/* One query in flight, from dns_resolve (or dns_srv) until its callback has
+ * run (or until c-ares lets go of a cancelled one). */
 struct dns_ticket {
     struct dns_ticket *next;     /* on the delivery queue */
     struct dns_query *q;         /* NULL once cancelled */
-    dns_cb *cb;
+    dns_cb *cb;                  /* an address query's callback, or NULL */
+    dns_srv_cb *srv_cb;          /* an SRV query's callback, or NULL */
     void *arg;
     bool cancelled;
     uint16_t port;               /* network order */
     int status;
+    uint32_t ttl;                /* seconds: the smallest of the records kept */
     unsigned naddrs;
     struct sockaddr_storage addrs[DNS_MAX_ADDRS];
+    struct dns_srv *srv;         /* an SRV query's records (DNS_MAX_SRV), or NULL */
+    unsigned nsrv;
 };
+
+#define DNS_CLASS_IN 1
+#define DNS_TYPE_SRV 33
 
 static struct loop *loop;
 static ares_channel channel;
@@ -218,7 +226,17 @@ static int map_status(int status, unsigned naddrs)
     }
 }
 
-/* Copies up to DNS_MAX_ADDRS addresses of `family` from res into t. */
+/* ttl lowered to the TTL of a record that had `raw` (a negative or a
+ * huge TTL reads as 0, as RFC 2181 section 8 says of the top bit). */
+static void lower_ttl(uint32_t *ttl, long long raw)
+{
+    uint32_t v = raw < 0 || raw > 0x7fffffff ? 0 : (uint32_t)raw;
+    if (v < *ttl)
+        *ttl = v;
+}
+
+/* Copies up to DNS_MAX_ADDRS addresses of `family` from res into t, and
+ * lowers t->ttl to theirs. */
 static void take_family(struct dns_ticket *t, const struct ares_addrinfo *res, int family)
 {
     for (const struct ares_addrinfo_node *n = res->nodes; n && t->naddrs < DNS_MAX_ADDRS;
@@ -238,8 +256,25 @@ static void take_family(struct dns_ticket *t, const struct ares_addrinfo *res, i
         } else {
             continue;
         }
+        lower_ttl(&t->ttl, n->ai_ttl);
         t->naddrs++;
     }
+}
+
+/* Queues an answered ticket for delivery from the loop. */
+static void queue_ticket(struct dns_ticket *t)
+{
+    t->next = NULL;
+    *done_tail = t;
+    done_tail = &t->next;
+    kick();
+}
+
+static void free_ticket(struct dns_ticket *t)
+{
+    if (t)
+        free(t->srv);
+    free(t);
 }
 
 /* Unlinks a ticket from its (still pending) query, which becomes idle. */
@@ -260,21 +295,124 @@ static void on_ares_answer(void *arg, int status, int timeouts, struct ares_addr
         ticket_release_query(t);
         goto out_free_result;
     }
+    t->ttl = UINT32_MAX;
     if (status == ARES_SUCCESS && res) {
         take_family(t, res, AF_INET);
         take_family(t, res, AF_INET6);
+        for (const struct ares_addrinfo_cname *cn = res->cnames; cn && t->naddrs; cn = cn->next)
+            lower_ttl(&t->ttl, cn->ttl);
     }
     t->status = map_status(status, t->naddrs);
-    t->next = NULL;
-    *done_tail = t;
-    done_tail = &t->next;
-    kick();
+    if (t->status < 0)
+        t->ttl = 0;
+    queue_ticket(t);
     t = NULL;   /* the delivery queue owns it now */
 
 out_free_result:
     if (res)
         ares_freeaddrinfo(res);
-    free(t);
+    free_ticket(t);
+}
+
+/* The offset just past the domain name at m[o] (labels, or a compression
+ * pointer that ends it), or 0 when it runs past len or is malformed. */
+static size_t skip_name(const uint8_t *m, size_t len, size_t o)
+{
+    while (o < len) {
+        uint8_t b = m[o];
+        if (b == 0)
+            return o + 1;
+        if ((b & 0xc0) == 0xc0)
+            return o + 2 <= len ? o + 2 : 0;
+        if (b & 0xc0)
+            return 0;
+        o += 1u + b;
+    }
+    return 0;
+}
+
+/* The smallest TTL of the SRV records in the answer section of the DNS
+ * message m (ares_parse_srv_reply gives none); UINT32_MAX when there is
+ * none. The message was checked by ares_parse_srv_reply already; this walk
+ * is bounded all the same. */
+static uint32_t srv_ttl(const uint8_t *m, size_t len)
+{
+    uint32_t ttl = UINT32_MAX;
+    if (len < 12)
+        return ttl;
+    unsigned qd = (unsigned)m[4] << 8 | m[5], an = (unsigned)m[6] << 8 | m[7];
+    size_t o = 12;
+    for (unsigned i = 0; i < qd && o; i++) {
+        o = skip_name(m, len, o);
+        o = o && o + 4 <= len ? o + 4 : 0;   /* type and class */
+    }
+    for (unsigned i = 0; i < an && o; i++) {
+        o = skip_name(m, len, o);
+        if (!o || o + 10 > len)
+            break;
+        unsigned type = (unsigned)m[o] << 8 | m[o + 1];
+        uint32_t raw = (uint32_t)m[o + 4] << 24 | (uint32_t)m[o + 5] << 16 |
+                       (uint32_t)m[o + 6] << 8 | m[o + 7];
+        size_t rdlen = (size_t)m[o + 8] << 8 | m[o + 9];
+        if (type == DNS_TYPE_SRV)
+            lower_ttl(&ttl, raw);
+        o = o + 10 + rdlen <= len ? o + 10 + rdlen : 0;
+    }
+    return ttl;
+}
+
+/* Keeps up to DNS_MAX_SRV records of list in t, sorted by priority (lowest
+ * first), then weight (heaviest first); the "." target (no service) and
+ * names too long are left out. */
+static void take_srv(struct dns_ticket *t, const struct ares_srv_reply *list)
+{
+    t->srv = xcalloc(DNS_MAX_SRV, sizeof *t->srv);
+    for (const struct ares_srv_reply *r = list; r; r = r->next) {
+        size_t n = r->host ? strlen(r->host) : 0;
+        if (!n || !strcmp(r->host, ".") || n >= DNS_NAME_MAX)
+            continue;
+        struct dns_srv rec = {.port = r->port, .priority = r->priority, .weight = r->weight};
+        memcpy(rec.target, r->host, n + 1);
+        unsigned at = t->nsrv;   /* insertion: after every record that sorts before it */
+        while (at > 0 && (t->srv[at - 1].priority > rec.priority ||
+                          (t->srv[at - 1].priority == rec.priority &&
+                           t->srv[at - 1].weight < rec.weight)))
+            at--;
+        if (at == DNS_MAX_SRV)
+            continue;
+        unsigned last = t->nsrv < DNS_MAX_SRV ? t->nsrv : DNS_MAX_SRV - 1;
+        memmove(&t->srv[at + 1], &t->srv[at], (last - at) * sizeof rec);
+        t->srv[at] = rec;
+        if (t->nsrv < DNS_MAX_SRV)
+            t->nsrv++;
+    }
+}
+
+/* c-ares's answer to an SRV query (raw, or EDESTRUCTION from ares_destroy).
+ * Called from inside c-ares: only queues. */
+static void on_ares_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    (void)timeouts;
+    struct dns_ticket *t = arg;
+    if (t->cancelled || shutting_down) {
+        ticket_release_query(t);
+        free_ticket(t);
+        return;
+    }
+    if (status == ARES_SUCCESS && abuf && alen > 0) {
+        struct ares_srv_reply *list = NULL;
+        status = ares_parse_srv_reply(abuf, alen, &list);
+        if (status == ARES_SUCCESS)
+            take_srv(t, list);
+        ares_free_data(list);
+        t->ttl = t->nsrv ? srv_ttl(abuf, (size_t)alen) : 0;
+        if (t->ttl == UINT32_MAX)
+            t->ttl = 0;
+    }
+    t->status = map_status(status, t->nsrv);
+    if (t->status < 0)
+        t->ttl = 0;
+    queue_ticket(t);
 }
 
 /* Delivers the answers queued so far (not those queued by the callbacks
@@ -291,11 +429,14 @@ static void deliver(void)
         list = t->next;
         if (!t->cancelled && epoch == my_epoch) {
             ticket_release_query(t);
-            t->cb(t->arg, t->status, t->naddrs ? t->addrs : NULL, t->naddrs);
+            if (t->srv_cb)
+                t->srv_cb(t->arg, t->status, t->nsrv ? t->srv : NULL, t->nsrv, t->ttl);
+            else
+                t->cb(t->arg, t->status, t->naddrs ? t->addrs : NULL, t->naddrs, t->ttl);
         } else {
             ticket_release_query(t);   /* dns_shutdown from a callback: the rest is cancelled */
         }
-        free(t);
+        free_ticket(t);
     }
 }
 
@@ -406,6 +547,26 @@ int dns_resolve(struct dns_query *q, const char *name, uint16_t port, dns_cb *cb
     return 0;
 }
 
+int dns_srv(struct dns_query *q, const char *name, dns_srv_cb *cb, void *arg)
+{
+    if (!up)
+        return -ENOTCONN;
+    if (q->ticket)
+        return -EBUSY;
+    if (!name || !name[0])
+        return -EINVAL;
+    struct dns_ticket *t = xcalloc(1, sizeof *t);
+    t->q = q;
+    t->srv_cb = cb;
+    t->arg = arg;
+    q->ticket = t;
+    /* ares_search: the search domains of a system configuration apply as
+     * to ares_getaddrinfo; explicit servers have none */
+    ares_search(channel, name, DNS_CLASS_IN, DNS_TYPE_SRV, on_ares_srv, t);
+    arm_ares_timer();
+    return 0;
+}
+
 void dns_cancel(struct dns_query *q)
 {
     struct dns_ticket *t = q->ticket;
@@ -434,7 +595,7 @@ void dns_shutdown(void)
     for (struct dns_ticket *t = done_head, *next; t; t = next) {
         next = t->next;
         ticket_release_query(t);
-        free(t);
+        free_ticket(t);
     }
     done_head = NULL;
     done_tail = &done_head;

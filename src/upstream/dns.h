@@ -34,11 +34,30 @@ struct dns_config {
 };
 
 #define DNS_MAX_ADDRS 8
+#define DNS_MAX_SRV 16
+#define DNS_NAME_MAX 254   /* a host name's bytes, NUL included */
 
 /* status: 0 with >= 1 address; -ENOENT no such name / no address;
  * -ETIMEDOUT c-ares gave up; -EIO other failure. addrs (NULL when naddrs is 0)
- * lives only during the call. */
-typedef void dns_cb(void *arg, int status, const struct sockaddr_storage *addrs, unsigned naddrs);
+ * lives only during the call. ttl: with status 0, the smallest TTL (seconds)
+ * of the records the answer was made of (the addresses kept, and the CNAMEs
+ * that led to them); 0 otherwise. */
+typedef void dns_cb(void *arg, int status, const struct sockaddr_storage *addrs, unsigned naddrs,
+                    uint32_t ttl);
+
+/* One SRV record (RFC 2782): where a service runs. */
+struct dns_srv {
+    char target[DNS_NAME_MAX];   /* a host name to resolve, as the record gives it */
+    uint16_t port, priority, weight;
+};
+
+/* status as dns_cb's (-ENOENT also for an answer without a record, or only
+ * the "." target that says the service is not available). recs (NULL when n
+ * is 0) are sorted by priority, lowest first, then by weight, heaviest first,
+ * at most DNS_MAX_SRV of them; they live only during the call. ttl: the
+ * smallest TTL of the SRV records with status 0, else 0. */
+typedef void dns_srv_cb(void *arg, int status, const struct dns_srv *recs, unsigned n,
+                        uint32_t ttl);
 
 struct dns_query { void *ticket; };   /* embed anywhere; zero = idle */
 
@@ -56,6 +75,12 @@ int dns_init(struct loop *l, const struct dns_config *c);
  * 0, -EBUSY when q is already pending, -ENOTCONN before dns_init, -EINVAL for
  * an empty name. */
 int dns_resolve(struct dns_query *q, const char *name, uint16_t port, dns_cb *cb, void *arg);
+
+/* Starts looking up the SRV records of name ("_http._tcp.example.com"),
+ * with the same contract as dns_resolve: cb(arg, ...) exactly once, later,
+ * from the loop, unless dns_cancel(q) comes first. Only the records are
+ * given: their targets are resolved with dns_resolve. Same return values. */
+int dns_srv(struct dns_query *q, const char *name, dns_srv_cb *cb, void *arg);
 
 /* Cancels a pending query: its callback will never be called. Safe on an idle
  * query. The ticket of a cancelled query stays with c-ares until its answer,

@@ -464,6 +464,18 @@ static void h_close_idle(void)
             }
 }
 
+/* srv leaves its pool: a connection without streams ends now (GOAWAY), one
+ * with streams takes no other and closes after its last (conn_step). */
+static void h_retire(struct pool_server *srv)
+{
+    for (struct h2u_conn *hc = srv->h2, *nx; hc; hc = nx) {
+        nx = hc->next;
+        hc->goaway = true;
+        if (!hc->nstreams)
+            on_idle(&hc->idle_timer);
+    }
+}
+
 static const struct pool_h2_hooks hooks = {
     .take = h_take,
     .open = h_open,
@@ -473,6 +485,7 @@ static const struct pool_h2_hooks hooks = {
     .writev = h2u_stream_writev,
     .end = h_end,
     .close_idle = h_close_idle,
+    .retire = h_retire,
 };
 
 void h2u_init(struct loop *l)

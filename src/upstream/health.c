@@ -20,15 +20,16 @@
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
-/* One server's checker. Idle between checks (conn.io.fd < 0, the timer set to
- * the next start), or checking (conn.io.fd >= 0, the timer set to the
- * deadline). */
+/* One server's checker (one per slot of a pool with active checks). Idle
+ * between checks (conn.io.fd < 0, the timer set to the next start),
+ * checking (conn.io.fd >= 0, the timer set to the deadline), or stopped
+ * while its slot is not in service (the timer stopped, req NULL). */
 struct checker {
     struct conn conn;              /* opening until connected (and TLS) */
     struct timer timer;
     struct pool_server *srv;
     const char *pool;              /* the pool's name */
-    char *req;                     /* the request, built once */
+    char *req;                     /* the request, built when the checker starts */
     size_t req_len, sent;
     uint64_t interval_ns, timeout_ns;
     uint64_t started;              /* ns: start of the check in flight, or of the last */
@@ -354,26 +355,74 @@ static void on_timer(struct timer *t)
 
 /* ---------------------------------------------------------------- set-up */
 
+/* Starts checking c's server (now in service at its address): the request
+ * built anew, the counts from zero (the server is up until checks say
+ * otherwise), the first check at random within the first interval, so that
+ * servers (and pools) do not all check in step. */
+static void checker_start(struct checker *c)
+{
+    static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hourglass-health\r\n"
+                              "Connection: close\r\n\r\n";
+    const char *host = c->srv->addr->text;
+    int n = snprintf(NULL, 0, fmt, c->path, host);
+    free(c->req);
+    c->req = xmalloc((uint64_t)n + 1);
+    snprintf(c->req, (size_t)n + 1, fmt, c->path, host);
+    c->req_len = (size_t)n;
+    c->oks = c->fails = 0;
+    c->started = loop->now;
+    loop_timer_at(loop, &c->timer, loop->now + rnd64() % (c->interval_ns ? c->interval_ns : 1));
+}
+
+/* Stops c: the check in flight closed, no timer, no request. Safe twice. */
+static void checker_stop(struct checker *c)
+{
+    conn_close(&c->conn, loop);
+    if (c->ng)
+        nghttp2_session_del(c->ng);
+    c->ng = NULL;
+    loop_timer_stop(loop, &c->timer);
+    free(c->req);
+    c->req = NULL;
+    c->req_len = 0;
+}
+
 static void checker_init(struct checker *c, struct pool_server *s, const struct conf_pool *cp)
 {
     const struct conf_active *a = &cp->active;
-    static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hourglass-health\r\n"
-                              "Connection: close\r\n\r\n";
     *c = (struct checker){.srv = s, .pool = cp->name, .h2 = cp->h2, .path = a->path};
     c->conn.io.fd = -1;
     c->interval_ns = a->interval_ms * MS;
     c->timeout_ns = (a->timeout_ms < a->interval_ms ? a->timeout_ms : a->interval_ms) * MS;
     c->healthy = a->healthy ? a->healthy : 1;
     c->unhealthy = a->unhealthy ? a->unhealthy : 1;
-    int n = snprintf(NULL, 0, fmt, a->path, s->addr->text);
-    c->req = xmalloc((uint64_t)n + 1);
-    snprintf(c->req, (size_t)n + 1, fmt, a->path, s->addr->text);
-    c->req_len = (size_t)n;
     timer_init(&c->timer, on_timer);
-    /* the first check at random within the first interval, so that servers
-     * (and pools) do not all check in step */
-    c->started = loop->now;
-    loop_timer_at(loop, &c->timer, loop->now + rnd64() % (c->interval_ns ? c->interval_ns : 1));
+    if (s->state == POOL_SLOT_IN_SERVICE)
+        checker_start(c);
+}
+
+static struct checker *checker_of(const struct pool_server *s)
+{
+    for (unsigned i = 0; i < nchecks; i++)
+        if (checkers[i].srv == s)
+            return &checkers[i];
+    return NULL;
+}
+
+void health_server_start(struct pool_server *s)
+{
+    struct checker *c = checker_of(s);
+    if (c) {
+        checker_stop(c);
+        checker_start(c);
+    }
+}
+
+void health_server_stop(struct pool_server *s)
+{
+    struct checker *c = checker_of(s);
+    if (c)
+        checker_stop(c);
 }
 
 int health_init(struct loop *l, const struct cfg *cfg)
@@ -396,7 +445,7 @@ int health_init(struct loop *l, const struct cfg *cfg)
                                        ? pool_group_find(cp->name) : NULL;
             for (unsigned k = 0; g && k < g->nservers; k++) {
                 struct pool_server *srv = &g->servers[k];
-                if (!psh_checker() && srv->h != &srv->own)
+                if (!psh_checker() && srv->h != &srv->own_health)
                     continue;
                 if (pass == 0)
                     total++;
@@ -414,14 +463,8 @@ int health_init(struct loop *l, const struct cfg *cfg)
 
 void health_stop(void)
 {
-    for (unsigned i = 0; i < nchecks; i++) {
-        struct checker *c = &checkers[i];
-        conn_close(&c->conn, loop);
-        if (c->ng)
-            nghttp2_session_del(c->ng);
-        loop_timer_stop(loop, &c->timer);
-        free(c->req);
-    }
+    for (unsigned i = 0; i < nchecks; i++)
+        checker_stop(&checkers[i]);
     free(checkers);
     checkers = NULL;
     nchecks = 0;

@@ -1,6 +1,9 @@
 /* pool.c -- upstream servers and idle keep-alive connections, the counts of
  * requests, retries and waiters (see pool.h; the choice of a server and
- * passive health are in pool_balance.c). */
+ * passive health are in pool_balance.c, the slots of dynamic servers in
+ * pool_slot.c). */
+#include "pool.h"
+
 #include "pool_internal.h"
 
 #include <errno.h>
@@ -38,6 +41,8 @@ static void group_defaults(struct pool_group *g, const struct cfg *cfg)
     g->max_idle = UINT32_MAX;
     g->budget_percent = 20;
     g->budget_min = 3;
+    g->resolve_min_ms = 1000;
+    g->resolve_max_ms = 300000;
 }
 
 static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
@@ -77,23 +82,8 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
     g->budget_min = cp->budget.min;
     g->max_conns = cp->max_connections;
     g->h2 = cp->h2;
-}
-
-/* The --upstream servers, with the file's weights when they are the file's
- * default pool's own servers. */
-static void servers_from_cfg(struct pool_group *g, const struct cfg *cfg,
-                             const struct conf_pool *cp)
-{
-    g->nservers = cfg->nupstream;
-    g->servers = xcalloc(g->nservers, sizeof *g->servers);
-    bool same = cp && cp->nservers == cfg->nupstream;
-    for (unsigned i = 0; same && i < cp->nservers; i++)
-        same = strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
-    for (unsigned i = 0; i < g->nservers; i++) {
-        g->servers[i] = (struct pool_server){.addr = &cfg->upstream[i], .group = g, .weight = 1};
-        if (same)
-            g->servers[i].weight = cp->servers[i].weight;
-    }
+    g->resolve_min_ms = cp->resolve_min_ms;
+    g->resolve_max_ms = cp->resolve_max_ms;
 }
 
 /* "host:port" or "[v6]:port" as written: the host. */
@@ -111,7 +101,42 @@ static char *host_of(const char *address)
     return h;
 }
 
-/* TLS toward a pool's servers: the context, and each server's name. */
+/* Builds g's servers: the --upstream servers (cfg->upstream, with the
+ * file's weights when they are the file's default pool's own list), or the
+ * file's servers of cp. On a TLS pool, each server's tls_host: the host of
+ * an IP literal as written, a host name's slots the name (an SRV name's
+ * slots get their target's as they join). */
+static void servers_of(struct pool_group *g, const struct cfg *cfg, const struct conf_pool *cp,
+                       bool from_cfg)
+{
+    const struct val_server *v[CLI_MAX_UPSTREAM] = {0};
+    unsigned w[CLI_MAX_UPSTREAM] = {0};
+    const char *written[CLI_MAX_UPSTREAM] = {0};
+    unsigned n = from_cfg || !cp ? cfg->nupstream : cp->nservers;
+    bool same = cp && cp->nservers == cfg->nupstream;
+    for (unsigned i = 0; same && i < cp->nservers; i++)
+        same = cp->servers[i].addr.srv == cfg->upstream[i].srv &&
+               strcmp(cp->servers[i].addr.text, cfg->upstream[i].text) == 0;
+    bool file = !from_cfg || same;   /* the file's own list: its weights */
+    for (unsigned i = 0; i < n; i++) {
+        const struct conf_server *cs = cp && file ? &cp->servers[i] : NULL;
+        v[i] = cs ? &cs->addr : &cfg->upstream[i];
+        w[i] = cs ? cs->weight : 1;
+        written[i] = cs ? cs->address : v[i]->text;
+    }
+    pool_slots_build(g, v, w, n);
+    if (!cp || !cp->tls.enabled)
+        return;
+    for (unsigned i = 0, k = 0; i < n; i++)
+        if (!v[i]->name[0])
+            g->servers[k++].tls_host = host_of(written[i]);
+    for (unsigned i = 0; i < g->nnames; i++)
+        for (unsigned j = 0; j < POOL_NAME_SLOTS && !g->names[i].at->srv; j++)
+            g->servers[g->names[i].first + j].tls_host = pool_strdup(g->names[i].at->name);
+}
+
+/* TLS toward a pool's servers: the context (each server's name is set by
+ * servers_of). */
 static int group_tls(struct pool_group *g, const struct conf_pool *cp)
 {
     char err[512];
@@ -122,13 +147,6 @@ static int group_tls(struct pool_group *g, const struct conf_pool *cp)
         log_error("error", "pools.%s.tls.%s: %s", g->name, bad, err);
         return -1;
     }
-    for (unsigned i = 0; i < g->nservers; i++) {
-        const char *written = g->servers[i].addr->text;
-        for (unsigned k = 0; k < cp->nservers; k++)
-            if (!strcmp(cp->servers[k].addr.text, written))
-                written = cp->servers[k].address;
-        g->servers[i].tls_host = host_of(written);
-    }
     return 0;
 }
 
@@ -136,10 +154,12 @@ static int group_tls(struct pool_group *g, const struct conf_pool *cp)
  * (all workers see one record per server), else records of their own. */
 static void bind_health(struct pool_group *g)
 {
-    struct psh_pool *sp = psh_pool(g->index);
+    /* a pool with servers written as names: each worker fills its slots on
+     * its own, so a slot's index names no one server across workers */
+    struct psh_pool *sp = g->nnames ? NULL : psh_pool(g->index);
     g->nejected = sp ? &sp->nejected : &g->own_nejected;
     for (unsigned i = 0; i < g->nservers; i++)
-        g->servers[i].h = sp && i < PSH_SERVERS ? &sp->servers[i] : &g->servers[i].own;
+        g->servers[i].h = sp && i < PSH_SERVERS ? &sp->servers[i] : &g->servers[i].own_health;
 }
 
 int pool_init(struct loop *l, const struct cfg *cfg)
@@ -153,7 +173,7 @@ int pool_init(struct loop *l, const struct cfg *cfg)
     if (!cf || !cf->npools) {
         group_defaults(&groups[0], cfg);
         groups[0].name = "default";
-        servers_from_cfg(&groups[0], cfg, NULL);
+        servers_of(&groups[0], cfg, NULL, true);
         bind_health(&groups[0]);
         default_group = &groups[0];
         pool_balance_init(l);
@@ -165,16 +185,9 @@ int pool_init(struct loop *l, const struct cfg *cfg)
         g->index = i;
         group_defaults(g, cfg);
         group_from_conf(g, cp, cfg);
-        if (cp == dp) {
-            servers_from_cfg(g, cfg, cp);
+        servers_of(g, cfg, cp, cp == dp);
+        if (cp == dp)
             default_group = g;
-        } else {
-            g->nservers = cp->nservers;
-            g->servers = xcalloc(g->nservers, sizeof *g->servers);
-            for (unsigned k = 0; k < g->nservers; k++)
-                g->servers[k] = (struct pool_server){
-                    .addr = &cp->servers[k].addr, .group = g, .weight = cp->servers[k].weight};
-        }
         bind_health(g);
         if (group_tls(g, cp) < 0)
             return -1;
@@ -388,8 +401,12 @@ unsigned pool_gauges(struct stats_pool *out, unsigned max)
         out[i] = (struct stats_pool){
             .requests = psh_mine(g->index)->requests, .retries = psh_mine(g->index)->retries,
             .waiting = g->nwaiting};
-        for (unsigned k = 0; k < g->nservers; k++)
+        for (unsigned k = 0; k < g->nservers; k++) {
             out[i].idle += g->servers[k].nidle;
+            out[i].servers += g->servers[k].state == POOL_SLOT_IN_SERVICE;
+            out[i].leaving += g->servers[k].state == POOL_SLOT_LEAVING &&
+                              !pool_slot_free(&g->servers[k]);   /* (free: gone) */
+        }
     }
     return n;
 }
@@ -524,9 +541,9 @@ void pool_put_idle(struct upconn *up)
         }
         up->conn.io.ready &= ~LOOP_READ;
     }
-    if (s->nidle >= s->group->max_idle) {
+    if (s->nidle >= s->group->max_idle || s->state != POOL_SLOT_IN_SERVICE) {
         tls_close_notify(up->conn.ssl);   /* a clean end: its session stays resumable */
-        pool_close(up);   /* this pool keeps no more idle connections */
+        pool_close(up);   /* no more idle connections here, or the server is leaving */
         return;
     }
     s->active--;
@@ -565,6 +582,7 @@ void pool_free_structs(void)
         }
         tls_client_free(groups[g].tls);
         free(groups[g].servers);
+        free(groups[g].names);
     }
     free(groups);
     groups = NULL;

@@ -17,7 +17,36 @@
  * the address and a NULL server. Such a connection (pool_connect_addr) has
  * up->srv NULL, no TLS, and is never pooled; the functions below that take
  * an attempt's server take NULL for it: no idle connection, no connection
- * limit, no health to keep. It counts in pool_open_count only. */
+ * limit, no health to keep. It counts in pool_open_count only.
+ *
+ * Dynamic servers. A server item written as an IP literal is one server, in
+ * service for the pool's life. One written as a host name or an SRV name (a
+ * struct pool_name) owns POOL_NAME_SLOTS slots of its pool's servers array,
+ * which the resolver (resolve.c) fills with the addresses of the name's
+ * answers and empties as they change, through pool_slot_*. The array is
+ * allocated once by pool_init and never moves, because a struct
+ * pool_server is named by pointer: by an attempt (its srv), an upstream
+ * connection or stream (up->srv), an HTTP/2 connection (hc->srv), a health
+ * checker, and a retry's x->avoid. A slot is in one of three states:
+ *
+ *   UNUSED      no address; refers to nothing and nothing refers to it.
+ *   IN_SERVICE  an address of the name's last good answer; picked by the
+ *               balancing like any server (unless ejected, down or, from an
+ *               SRV name, standing by for a lower priority).
+ *   LEAVING     its address left the answer: never picked again; the
+ *               requests it carries finish; its idle HTTP/1.1 connections
+ *               were closed when it left, and its HTTP/2 connections close
+ *               as their last stream ends; never pooled again.
+ *
+ * A leaving slot may take another address (pool_slot_join) only once it is
+ * free (pool_slot_free): no connection or stream owned by an exchange
+ * (active == 0), no idle connection, no HTTP/2 connection. Its address
+ * comes back into service in the same slot whether free or not. What may
+ * still name a free slot is only compared or printed, never connected to:
+ * x->avoid (compared to the next pick), and the attempt of a request that
+ * waits for a connection slot or a backoff, which picks again before it
+ * connects. Such a name may print the slot's new address in a log line
+ * after the slot was reused; it never holds the slot. */
 #ifndef HG_POOL_H
 #define HG_POOL_H
 
@@ -35,8 +64,13 @@ typedef void pool_event_cb(struct upconn *up, uint32_t events);
 struct pool_group;
 struct h2u_conn;
 
+/* The state of a server slot (see "Dynamic servers" above). */
+enum pool_slot { POOL_SLOT_UNUSED = 0, POOL_SLOT_IN_SERVICE, POOL_SLOT_LEAVING };
+
+struct pool_name;
+
 struct pool_server {
-    const struct cli_addr *addr;
+    const struct cli_addr *addr;   /* a static server's, or &own */
     struct pool_group *group;
     struct upconn *idle;     /* most recently used first */
     unsigned nidle;
@@ -45,15 +79,39 @@ struct pool_server {
     unsigned active;         /* connections owned by exchanges now */
     /* its health (passive ejections, the active checks' verdict, when it
      * came back): one record for all the workers of the generation, in
-     * their shared area (poolshm.h), or `own` past that area's bounds;
-     * read and written with atomic operations */
+     * their shared area (poolshm.h), or `own_health` (past that area's
+     * bounds, or in a pool with servers written as names, which each worker
+     * resolves on its own); read and written with atomic operations */
     struct psh_server *h;
-    struct psh_server own;
+    struct psh_server own_health;
+    /* not to be picked, besides its health (what the balancing reads): a
+     * slot not in service, or a standby SRV priority; pool_slot.c keeps it
+     * (server_sync) */
+    bool down;
     double ewma_ns;          /* balance ewma: peak-sensitive average latency (ns)... */
     uint64_t ewma_at;        /* ...as of this time (ns); it decays from there */
     char *tls_host;          /* TLS: the host as configured (SNI, name checked) */
     SSL_SESSION *tls_session;   /* TLS: the session the next connection resumes */
     struct h2u_conn *h2;     /* an HTTP/2 pool: its connections to this server (h2up.c) */
+    /* dynamic servers (see above); a static server is IN_SERVICE, name NULL */
+    enum pool_slot state;
+    const struct pool_name *name;   /* the item whose slot this is, or NULL */
+    unsigned priority;       /* an SRV record's (lowest serves first); 0 otherwise */
+    bool standby;            /* a priority above the one serving now (SRV pools) */
+    struct cli_addr own;     /* a slot's address */
+};
+
+/* Servers of one name in service at once (dns.h's DNS_MAX_ADDRS), and the
+ * slots a name owns: twice that, so that a whole new answer finds room while
+ * the servers of the last one finish what they carry. */
+#define POOL_NAME_SERVERS 8
+#define POOL_NAME_SLOTS (2 * POOL_NAME_SERVERS)
+
+/* A server item written as a host name or an SRV name. */
+struct pool_name {
+    const struct val_server *at;   /* as written: name, port, srv, text */
+    unsigned weight;               /* a host name's servers' weight */
+    unsigned first;                /* its slots: servers[first .. first + POOL_NAME_SLOTS) */
 };
 
 enum pool_balance { POOL_ROUND_ROBIN, POOL_LEAST_CONN, POOL_P2C, POOL_EWMA };
@@ -92,6 +150,13 @@ struct pool_group {
     unsigned rr;                 /* rotation for ties */
     uint32_t *nejected;          /* servers ejected now: shared like the records */
     uint32_t own_nejected;
+    unsigned nlive;              /* servers in service (slots IN_SERVICE): the base of
+                                    max_ejected_percent */
+    /* dynamic servers: the items written as names, and when to resolve them */
+    struct pool_name *names;
+    unsigned nnames;
+    bool prio;                   /* an SRV name: only the lowest priority serves */
+    uint64_t resolve_min_ms, resolve_max_ms;
     /* passive health */
     unsigned fail_on;            /* outcomes that are failures: bits 1u << POOL_* */
     bool fail_5xx;               /* a response status 500..599 is a failure */
@@ -152,6 +217,9 @@ struct pool_h2_hooks {
     /* the attempt is over: clean (the response was whole) or cancelled */
     void (*end)(struct upconn *st, bool clean);
     void (*close_idle)(void);
+    /* srv leaves: its connections without streams close now, the others take
+     * no new stream and close after their last */
+    void (*retire)(struct pool_server *srv);
 };
 extern const struct pool_h2_hooks *pool_h2;
 
@@ -231,9 +299,11 @@ struct pool_waiter *pool_wait_next(struct pool_group *g);
  * neither (pool_verdict). Enough consecutive failures eject s for a
  * cool-down that doubles with each ejection in a row (up to a cap), unless
  * that would eject more than the pool's allowed share; a success puts the
- * counts back to zero. In an ewma pool it is also a latency sample (the time
+ * counts back to zero; the allowed share is of the servers in service. In
+ * an ewma pool it is also a latency sample (the time
  * since `started`; a failure counts as at least POOL_EWMA_PENALTY_NS, and a
- * cancelled attempt only raises the average). Nothing for s NULL. */
+ * cancelled attempt only raises the average). Nothing for s NULL or a server
+ * not in service (leaving). */
 void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_t started);
 
 /* Active health checks take s out of service (down) or put it back, which
@@ -243,6 +313,36 @@ void pool_set_down(struct pool_server *s, bool down);
 /* Whether active health has the server out of service (the generation's
  * view: one worker checks). */
 bool pool_is_down(const struct pool_server *s);
+
+/* ---- dynamic servers: the resolver's calls (resolve.c) ---- */
+
+/* Whether slot s may take another address: not in service, and nothing
+ * refers to it (see "Dynamic servers" at the top). */
+bool pool_slot_free(const struct pool_server *s);
+
+/* Whether s has the address sa (family, address and port). */
+bool pool_slot_has(const struct pool_server *s, const struct sockaddr *sa);
+
+/* Puts slot s in service at sa (an AF_INET or AF_INET6 address with its
+ * port) with weight (1..1000, clamped) and priority: a free slot, or a
+ * leaving one whose address sa is (it comes back). Its passive health
+ * starts afresh. tls_host: the name TLS sends and checks on a TLS pool (an
+ * SRV target), or NULL to keep the slot's (its host name). 0, or -EBUSY
+ * when s is in service, or holds another address and is not free. */
+int pool_slot_join(struct pool_server *s, const struct sockaddr *sa, unsigned weight,
+                   unsigned priority, const char *tls_host);
+
+/* A server in service keeps its address with another weight or priority. */
+void pool_slot_update(struct pool_server *s, unsigned weight, unsigned priority);
+
+/* Takes s out of service (it leaves: see the top): never picked again,
+ * its idle connections closed now, its HTTP/2 connections once their
+ * streams end. Stop its health checker first (health_server_stop). */
+void pool_slot_leave(struct pool_server *s);
+
+/* The slots of name n: *count gets POOL_NAME_SLOTS. */
+struct pool_server *pool_name_slots(struct pool_group *g, const struct pool_name *n,
+                                    unsigned *count);
 
 /* An idle connection to srv that still looks alive, or NULL (always for
  * srv NULL). */

@@ -95,8 +95,8 @@ enum pool_verdict pool_verdict(const struct pool_group *g, enum pool_outcome o, 
 static bool in_service(struct pool_group *g, struct pool_server *s)
 {
     struct psh_server *h = s->h;
-    if (__atomic_load_n(&h->down, __ATOMIC_RELAXED))
-        return false;
+    if (s->down || __atomic_load_n(&h->down, __ATOMIC_RELAXED))
+        return false;   /* not a slot in service, standing by, or health says down */
     uint64_t until = __atomic_load_n(&h->ejected_until, __ATOMIC_ACQUIRE);
     if (!until)
         return true;
@@ -115,7 +115,7 @@ static bool in_service(struct pool_group *g, struct pool_server *s)
 
 static bool out_of_service(const struct pool_server *s)
 {
-    return __atomic_load_n(&s->h->ejected_until, __ATOMIC_RELAXED) ||
+    return s->down || __atomic_load_n(&s->h->ejected_until, __ATOMIC_RELAXED) ||
            __atomic_load_n(&s->h->down, __ATOMIC_RELAXED);
 }
 
@@ -154,6 +154,8 @@ struct pool_server *pool_pick(struct pool_group *g)
     unsigned n = g->nservers;
     uint64_t now = loop->now;
 
+    if (g->prio)
+        pool_standby_sync(g, now);   /* SRV priorities: only the lowest that can serve */
     switch (g->balance) {
     case POOL_ROUND_ROBIN: {
         /* Smooth weighted round-robin: each server gains its weight, the
@@ -269,8 +271,8 @@ static void latency_sample(struct pool_server *s, enum pool_outcome o, enum pool
 
 void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_t started)
 {
-    if (!s)
-        return;   /* an address of no pool keeps no health */
+    if (!s || s->state != POOL_SLOT_IN_SERVICE)
+        return;   /* an address of no pool, or a server leaving, keeps no health */
     struct pool_group *g = s->group;
     enum pool_verdict v = pool_verdict(g, o, status);
     if (g->balance == POOL_EWMA)
@@ -290,7 +292,7 @@ void pool_report(struct pool_server *s, enum pool_outcome o, int status, uint64_
         __atomic_add_fetch(&h->fails, 1, __ATOMIC_RELAXED) < g->fail_limit)
         return;
     if ((uint64_t)(__atomic_load_n(g->nejected, __ATOMIC_RELAXED) + 1) * 100 >
-        (uint64_t)g->max_ejected_percent * g->nservers)
+        (uint64_t)g->max_ejected_percent * g->nlive)
         return;   /* the pool may not lose more of its servers */
     uint32_t ej = __atomic_load_n(&h->ejections, __ATOMIC_RELAXED);
     uint64_t cool = g->ejection_ns << (ej < 20 ? ej : 20), none = 0;

@@ -1,8 +1,9 @@
-/* pool_internal.h -- what the two files of the pool module share: pool.c
+/* pool_internal.h -- what the three files of the pool module share: pool.c
  * (the pools, their connections, the counts of requests, retries and
- * waiters) and pool_balance.c (the choice of a server, passive health, the
- * latency kept for balance: ewma, slow start). Also the pure pieces of the
- * choice, for tests/unit/upstream/test_pool.c. Nothing else includes it.
+ * waiters), pool_balance.c (the choice of a server, passive health, the
+ * latency kept for balance: ewma, slow start) and pool_slot.c (the slots of
+ * dynamic servers). Also the pure pieces of the choice, for
+ * tests/unit/upstream/test_pool.c. Nothing else includes it.
  *
  * Latency (balance: ewma), a peak-sensitive moving average of each server's
  * time from the start of an attempt to its response head:
@@ -71,5 +72,19 @@ uint64_t pool_weight_now(const struct pool_server *s, uint64_t now);
  * (connections in use + 1) / its weight now (a weight of 1 at the end of its
  * slow start divides by 1). The lower, the better. */
 double pool_ewma_cost(const struct pool_server *s, uint64_t now);
+
+
+/* A copy of s (out of memory is fatal). */
+char *pool_strdup(const char *s);
+
+/* Sets g's servers up from the items v[0..n) with weights w: one server in
+ * service per IP literal first, then POOL_NAME_SLOTS unused slots per name
+ * (g->names), so that the array never moves. */
+void pool_slots_build(struct pool_group *g, const struct val_server *const *v,
+                      const unsigned *w, unsigned n);
+
+/* SRV priorities at time now: marks standby the servers of every priority
+ * but the lowest that has a server that could serve (pool_pick, first). */
+void pool_standby_sync(struct pool_group *g, uint64_t now);
 
 #endif

@@ -916,13 +916,14 @@ class _RecordingProtocol(asyncio.StreamReaderProtocol):
 
 
 class FakeUpstream:
-    """A scripted upstream: handler(reader, writer, ctx) runs per connection.
+    """A scripted upstream: handler(reader, writer, ctx) runs per connection,
+    on host:port (port 0: any free one).
 
     ctx is the UpConn (see its helpers). After the handler returns the
     connection is left open (the proxy is expected to close or pool it) and
     EOF/reset from the proxy is still recorded."""
 
-    def __init__(self, aio, handler, rcvbuf=None, host="127.0.0.1"):
+    def __init__(self, aio, handler, rcvbuf=None, host="127.0.0.1", port=0):
         self.aio = aio
         self.handler = handler
         self.conns = []
@@ -932,7 +933,7 @@ class FakeUpstream:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.bind((host, 0))
+        sock.bind((host, port))
         sock.listen(512)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
@@ -1058,19 +1059,19 @@ class Blackhole:
     """A loopback listener whose accept queue is full: further SYNs are
     dropped, so connect() to it hangs."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind((host, 0))
         self.lsock.listen(0)
         self.port = self.lsock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
+        self.addr = f"{host}:{self.port}"
         self.fillers = []
         self.ok = False
         for _ in range(6):
             probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             probe.settimeout(0.2)
             try:
-                probe.connect(("127.0.0.1", self.port))
+                probe.connect((host, self.port))
             except (socket.timeout, TimeoutError):
                 probe.close()
                 self.ok = True

@@ -23,10 +23,8 @@ Network rule: every packet stays on loopback.
     they name, so a proxy that wrongly connected would be seen doing it.
 """
 
-import asyncio
 import base64
 import hashlib
-import ipaddress
 import os
 import re
 import shutil
@@ -40,8 +38,9 @@ import time
 
 import pytest
 
-from conftest import (Client, Proxy, assert_window, free_port, is_sanitized, wait_port,
-                      wait_until)
+from conftest import (Blackhole, Client, Proxy, assert_window, free_port, is_sanitized,
+                      wait_port, wait_until)
+from fakedns import SILENT, FakeDNS
 
 # sanitizer builds run slower: timing windows (upper slack) are scaled by this
 SLOW = 2.0 if is_sanitized() else 1.0
@@ -57,105 +56,7 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
 
 # --------------------------------------------------------------------------
-# fake DNS (asyncio UDP on 127.0.0.1)
-
-SILENT = "silent"   # a table value: the query is never answered
-
-
-class _DNSProto(asyncio.DatagramProtocol):
-    def __init__(self, server):
-        self.server = server
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data, addr):
-        try:
-            self.server._handle(self.transport, data, addr)
-        except Exception as e:  # a malformed query: recorded, not answered
-            self.server.errors.append(repr(e))
-
-
-class FakeDNS:
-    """Answers A and AAAA from a table {name: [ip, ...] | SILENT}: NOERROR
-    with the addresses of the query's family (possibly none), NXDOMAIN for a
-    name not in the table, nothing at all for SILENT. set(..., delay=s)
-    answers s seconds late. Every entry must be a loopback address."""
-
-    def __init__(self, aio):
-        self.aio = aio
-        self.table = {}
-        self.delay = {}
-        self.queries = []   # (name, qtype) as received
-        self.sent = []      # (name, qtype, rcode, n_answers, time)
-        self.errors = []
-
-        async def mk():
-            return await aio.loop.create_datagram_endpoint(
-                lambda: _DNSProto(self), local_addr=("127.0.0.1", 0))
-        self.transport, _ = aio.call(mk())
-        self.port = self.transport.get_extra_info("sockname")[1]
-        self.addr = f"127.0.0.1:{self.port}"
-
-    def set(self, name, value, delay=None):
-        if value != SILENT:
-            for ip in value:
-                assert ipaddress.ip_address(ip).is_loopback, \
-                    f"the fake DNS table may hold loopback addresses only, not {ip}"
-        key = name.lower().rstrip(".")
-        self.table[key] = value
-        if delay is not None:
-            self.delay[key] = delay
-
-    def asked(self, name):
-        name = name.lower().rstrip(".")
-        return [q for q in list(self.queries) if q[0] == name]
-
-    def _handle(self, transport, data, addr):
-        qid, flags, qd = struct.unpack(">HHH", data[:6])
-        if flags & 0x8000 or qd != 1:
-            return
-        i, labels = 12, []
-        while data[i]:
-            n = data[i]
-            labels.append(data[i + 1:i + 1 + n].decode("ascii", "replace"))
-            i += 1 + n
-        qend = i + 5
-        qtype, qclass = struct.unpack(">HH", data[i + 1:qend])
-        name = ".".join(labels).lower()
-        self.queries.append((name, qtype))
-        value = self.table.get(name)
-        if value == SILENT:
-            return
-        answers = []
-        rcode = 3   # NXDOMAIN
-        if value is not None:
-            rcode = 0
-            fam = {1: socket.AF_INET, 28: socket.AF_INET6}.get(qtype)
-            for ip in value:
-                ipfam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-                if qclass == 1 and fam == ipfam:
-                    answers.append(socket.inet_pton(fam, ip))
-        head = struct.pack(">HHHHHH", qid, 0x8000 | (flags & 0x7900) | 0x0400 | 0x0080 | rcode,
-                           1, len(answers), 0, 0)
-        out = head + data[12:qend]
-        for rdata in answers:
-            out += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 5, len(rdata)) + rdata
-        rec = (name, qtype, rcode, len(answers))
-        d = self.delay.get(name)
-        if d:
-            def late():
-                transport.sendto(out, addr)
-                self.sent.append(rec + (time.monotonic(),))
-            self.aio.loop.call_later(d, late)
-        else:
-            transport.sendto(out, addr)
-            self.sent.append(rec + (time.monotonic(),))
-
-    def close(self):
-        self.aio.soon(self.transport.close)
-
+# fake DNS (fakedns.py: asyncio UDP on 127.0.0.1)
 
 @pytest.fixture
 def dns(aio):
@@ -1158,6 +1059,68 @@ def test_dns_first_allowed_address_is_used(fwd, dns, upstream):
     r = c.read_response()
     assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
     assert last_line(p, 1)["upstream"] == f"127.0.0.1:{up.port}"
+
+
+@pytest.mark.parametrize("method", ["GET", "CONNECT"])
+def test_dns_next_address_after_a_refused_connect(fwd, dns, upstream, method):
+    """A name with two addresses whose first refuses the connection (nothing
+    listens on 127.0.0.2 at that port): the request goes through the second
+    (RFC 8305, one address at a time), and the log names both."""
+    up = upstream(record_handler())
+    echo = upstream(echo_tunnel_handler())
+    dns.set("two.test", ["127.0.0.2", "127.0.0.1"])
+    p = fwd("--forward-allow-destination", "127.0.0.0/8", "--forward-connect-port",
+            str(echo.port))
+    if method == "GET":
+        c = fclient(p)
+        c.send(get_abs(f"two.test:{up.port}", "/second"))
+        r = c.read_response()
+        assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
+        port = up.port
+    else:
+        c = open_tunnel(p, f"two.test:{echo.port}")
+        c.send(b"through the second")
+        assert tunnel_read(c, 18) == b"through the second"
+        c.close()
+        port = echo.port
+    line = last_line(p, 1)
+    assert line["upstream"] == f"127.0.0.1:{port}", line
+    assert line["attempts"] == "2", line
+    p.wait_stderr(rf"connect to 127\.0\.0\.2:{port} failed \(Connection refused\); "
+                  rf"trying 127\.0\.0\.1:{port}, address 2 of 2")
+
+
+def test_dns_next_address_after_a_connect_timeout(fwd, dns, upstream):
+    """The first address takes no connection (a full accept queue on
+    127.0.0.2): after the connect timeout, the second address of the answer
+    is tried, with a connect timeout of its own, under the same total."""
+    for _ in range(10):
+        hole = Blackhole("127.0.0.2")
+        if not hole.ok:
+            hole.close()
+            pytest.skip("kernel does not drop SYNs to a loopback listener with a full "
+                        "accept queue: cannot build a blackhole")
+        try:
+            up = upstream(record_handler(), port=hole.port)   # 127.0.0.1, same port
+            break
+        except OSError:
+            hole.close()
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
+    try:
+        dns.set("slow-first.test", ["127.0.0.2", "127.0.0.1"])
+        p = fwd("--forward-allow-destination", "127.0.0.0/8", "--connect-timeout", "200ms")
+        c = fclient(p)
+        t0 = c.send(get_abs(f"slow-first.test:{up.port}", "/second"))
+        r = c.read_response()
+        assert r is not None and r.status == 200, (r, p.stderr_text()[-2000:])
+        assert_window(r.t_head - t0, 0.2, hi_slack=0.25 * SLOW)
+        line = last_line(p, 1)
+        assert line["upstream"] == f"127.0.0.1:{up.port}" and line["attempts"] == "2", line
+        p.wait_stderr(rf"connect to 127\.0\.0\.2:{up.port} failed \(connect_timeout after "
+                      rf"200 ms\); trying 127\.0\.0\.1:{up.port}")
+    finally:
+        hole.close()
 
 
 @pytest.mark.parametrize("method", ["GET", "CONNECT"])

@@ -347,12 +347,12 @@ TEST(unknown_keys)
         "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget, tls, protocol, slow_start)");
+        "max_connections, keepalive, health, budget, tls, protocol, slow_start, resolve)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
         "per_try_timeout, backoff, methods, max_body)");
     BAD("pools: {web: {servers: [{address: 127.0.0.1:1, wieght: 2}]}}\n",
-        "1:48: pools.web.servers[0].wieght: unknown key (expected one of: address, weight)");
+        "1:48: pools.web.servers[0].wieght: unknown key (expected one of: address, weight, srv)");
 }
 
 TEST(wrong_types)
@@ -467,6 +467,78 @@ TEST(pools_and_servers)
         "    health: {passive: {max_ejected_percent: 101}}\n",
         "4:45: pools.web.health.passive.max_ejected_percent: expected a whole number from 0 to "
         "100, got \"101\"");
+}
+
+/* Servers written as host names and SRV names: kept as written, never
+ * resolved (no DNS server is asked anything while a file is read). */
+TEST(server_names)
+{
+    struct conf *c = GOOD("pools:\n"
+                          "  web:\n"
+                          "    servers:\n"
+                          "      - Backend.Internal:8080\n"
+                          "      - {address: \"[::1]:81\", weight: 3}\n"
+                          "      - {address: never.resolves.invalid:80, weight: 2}\n"
+                          "      - {srv: _HTTP._tcp.api.internal}\n"
+                          "    resolve: {min_interval: 100ms, max_interval: 10s}\n"
+                          "  other: {servers: [127.0.0.1:1], resolve: {min_interval: 10m}}\n");
+    if (!c)
+        return;
+    const struct conf_pool *w = &c->pools[0];
+    if (CHECK_EQ_INT(w->nservers, 4)) {
+        const struct val_server *a = &w->servers[0].addr;
+        CHECK_EQ_STR(a->name, "backend.internal");
+        CHECK_EQ_INT(a->port, 8080);
+        CHECK_EQ_INT(a->addr.len, 0);
+        CHECK(!a->srv);
+        CHECK_EQ_STR(a->text, "backend.internal:8080");
+        CHECK_EQ_STR(w->servers[0].address, "Backend.Internal:8080");
+        CHECK_EQ_STR(w->servers[1].addr.name, "");   /* an IP literal */
+        CHECK_EQ_STR(w->servers[1].addr.text, "[::1]:81");
+        CHECK_EQ_INT(w->servers[1].weight, 3);
+        CHECK_EQ_STR(w->servers[2].addr.name, "never.resolves.invalid");
+        CHECK_EQ_INT(w->servers[2].weight, 2);
+        CHECK(w->servers[3].addr.srv);
+        CHECK_EQ_STR(w->servers[3].addr.name, "_http._tcp.api.internal");
+        CHECK_EQ_INT(w->servers[3].addr.port, 0);
+        CHECK_EQ_INT(w->servers[3].weight, 1);
+    }
+    CHECK(conf_pool_has_names(w));
+    CHECK_EQ_U64(w->resolve_min_ms, 100);
+    CHECK_EQ_U64(w->resolve_max_ms, 10000);
+    CHECK(!conf_pool_has_names(&c->pools[1]));
+    CHECK_EQ_U64(c->pools[1].resolve_min_ms, 600000);   /* max follows a larger min */
+    CHECK_EQ_U64(c->pools[1].resolve_max_ms, 600000);
+    conf_free(c);
+    c = GOOD("pools: {p: {servers: [a.test:1]}}\n");
+    if (c) {
+        CHECK_EQ_U64(c->pools[0].resolve_min_ms, 1000);   /* the defaults */
+        CHECK_EQ_U64(c->pools[0].resolve_max_ms, 300000);
+    }
+    conf_free(c);
+
+    BAD("pools: {web: {servers: [\"bad_host!:80\"]}}\n",
+        "1:25: pools.web.servers[0]: expected HOST:PORT, got \"bad_host!:80\": the host is "
+        "neither an IP address nor a host name");
+    BAD("pools: {web: {servers: [\"[a.test]:80\"]}}\n",
+        "1:25: pools.web.servers[0]: expected [IPV6]:PORT, got \"[a.test]:80\"");
+    BAD("pools: {web: {servers: [a.test:1, A.Test:1]}}\n",
+        "1:35: pools.web.servers[1]: a.test:1 is listed twice in this pool (first on line 1)");
+    BAD("pools: {web: {servers: [{srv: _http._tcp.x, weight: 2}]}}\n",
+        "1:53: pools.web.servers[0].weight: the SRV records give the weights");
+    BAD("pools: {web: {servers: [{srv: _http._tcp.x, address: x:1}]}}\n",
+        "1:31: pools.web.servers[0].srv: a server has an address or an SRV name, not both");
+    BAD("pools: {web: {servers: [{srv: \"_http._tcp.x:80\"}]}}\n",
+        "1:31: pools.web.servers[0].srv: expected an SRV name such as _http._tcp.example.com, "
+        "got \"_http._tcp.x:80\"");
+    BAD("pools: {web: {servers: [a.test:1], resolve: {min_interval: 50ms}}}\n",
+        "1:60: pools.web.resolve.min_interval: expected a duration of at least 100ms, got 50ms");
+    BAD("pools: {web: {servers: [a.test:1], resolve: {min_interval: 2s, max_interval: 1s}}}\n",
+        "1:78: pools.web.resolve.max_interval: expected a duration no shorter than min_interval "
+        "(2000ms), got 1000ms");
+    BAD("pools: {web: {servers: [a.test:1], resolve: {every: 1s}}}\n",
+        "1:46: pools.web.resolve.every: unknown key (expected one of: min_interval, "
+        "max_interval)");
 }
 
 TEST(routes)
@@ -826,6 +898,31 @@ TEST(flags_override_the_file)
     cli_free(&cfg);
 }
 
+/* A host name among the default pool's servers reaches cfg->upstream as a
+ * name; so does one given with --upstream. */
+TEST(names_reach_the_upstreams)
+{
+    const char *path = write_tmp("pools: {web: {servers: [api.test:9001, 127.0.0.1:9002]}}\n");
+    char file[64];
+    strcpy(file, path);
+    struct cfg cfg;
+    char *a1[] = {"hourglass", "--config", file, NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a1), a1), 0) && CHECK_EQ_INT(cfg.nupstream, 2)) {
+        CHECK_EQ_STR(cfg.upstream[0].name, "api.test");
+        CHECK_EQ_STR(cfg.upstream[0].text, "api.test:9001");
+        CHECK_EQ_STR(cfg.upstream[1].name, "");
+    }
+    cli_free(&cfg);
+    char *a2[] = {"hourglass", "--upstream", "Other.Test:80", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a2), a2), 0) && CHECK_EQ_INT(cfg.nupstream, 1))
+        CHECK_EQ_STR(cfg.upstream[0].text, "other.test:80");
+    cli_free(&cfg);
+    /* -t on a file whose names resolve nowhere: fine (nothing is resolved) */
+    char *a3[] = {"hourglass", "-t", file, NULL};
+    CHECK_EQ_INT(cli_parse(&cfg, ARGC(a3), a3), 1);
+    unlink(file);
+}
+
 /* Issue 6's operations keys: workers, the deadline header's name, a
  * listener's trust of it, a route's off switch. */
 TEST(operations_keys)
@@ -1113,11 +1210,13 @@ int main(void)
     RUN(duplicates);
     RUN(bad_durations);
     RUN(pools_and_servers);
+    RUN(server_names);
     RUN(routes);
     RUN(limits);
     RUN(syntax_and_files);
     RUN(many_errors_in_file_order);
     RUN(alias_bomb_is_bounded);
     RUN(flags_override_the_file);
+    RUN(names_reach_the_upstreams);
     return unit_summary("test_conf");
 }

@@ -166,6 +166,60 @@ TEST(address_refused)
     addr_bad("::1:80x");
 }
 
+/* ------------------------------------------------------- pool servers */
+
+/* A server of a pool: an IP literal (its address at once) or a host name
+ * (kept, never resolved here). */
+TEST(servers)
+{
+    struct val_server v;
+    char err[256] = "";
+    if (CHECK_EQ_INT(val_server("127.0.0.1:80", &v, err, sizeof err), 0)) {
+        CHECK_EQ_STR(v.name, "");
+        CHECK_EQ_INT(v.addr.len, sizeof(struct sockaddr_in));
+        CHECK_EQ_INT(port_of(&v.addr), 80);
+        CHECK_EQ_STR(v.text, "127.0.0.1:80");
+        CHECK_EQ_STR(v.addr.text, "127.0.0.1:80");
+        CHECK_EQ_INT(v.port, 80);
+    }
+    if (CHECK_EQ_INT(val_server("[::1]:8080", &v, err, sizeof err), 0)) {
+        CHECK_EQ_INT(v.addr.ss.ss_family, AF_INET6);
+        CHECK_EQ_STR(v.text, "[::1]:8080");
+    }
+    if (CHECK_EQ_INT(val_server("127.1:9", &v, err, sizeof err), 0))   /* inet_aton's spelling */
+        CHECK_EQ_STR(v.text, "127.0.0.1:9");
+    /* names: not resolved, not even "localhost" */
+    if (CHECK_EQ_INT(val_server("Backend.Internal:8080", &v, err, sizeof err), 0)) {
+        CHECK_EQ_STR(v.name, "backend.internal");
+        CHECK_EQ_INT(v.addr.len, 0);
+        CHECK_EQ_INT(v.port, 8080);
+        CHECK(!v.srv);
+        CHECK_EQ_STR(v.text, "backend.internal:8080");
+    }
+    if (CHECK_EQ_INT(val_server("localhost:1", &v, err, sizeof err), 0))
+        CHECK_EQ_INT(v.addr.len, 0);
+    CHECK_EQ_INT(val_server("x.invalid:65535", &v, err, sizeof err), 0);
+    /* refused */
+    const char *bad[] = {"a.test", "a.test:0", "a.test:65536", ":80", "", "[a.test]:80",
+                         "bad host:80", "a..b:80", "127.0.0.256:80", "[::1]80", "4chan:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        if (!CHECK_EQ_INT(val_server(bad[i], &v, err, sizeof err), -1))
+            fprintf(stderr, "    val_server(\"%s\") accepted\n", bad[i]);
+        CHECK(err[0] != 0);
+    }
+    /* SRV names */
+    if (CHECK_EQ_INT(val_srv_name("_HTTP._tcp.api.test", &v, err, sizeof err), 0)) {
+        CHECK(v.srv);
+        CHECK_EQ_STR(v.name, "_http._tcp.api.test");
+        CHECK_EQ_INT(v.port, 0);
+        CHECK_EQ_STR(v.text, "_http._tcp.api.test");
+    }
+    CHECK_EQ_INT(val_srv_name("_http._tcp.api.test:80", &v, err, sizeof err), -1);
+    CHECK_EQ_INT(val_srv_name("10.0.0.1", &v, err, sizeof err), -1);
+    CHECK_EQ_INT(val_srv_name("", &v, err, sizeof err), -1);
+}
+
 /* --------------------------------------------------------- header names */
 
 TEST(header_names)
@@ -194,5 +248,6 @@ int main(void)
     RUN(header_names);
     RUN(address_ok);
     RUN(address_refused);
+    RUN(servers);
     return unit_summary("test_value");
 }

@@ -20,25 +20,46 @@ static struct loop L;
 
 #define T_A 1
 #define T_AAAA 28
+#define T_SRV 33
 
-/* Fixed records. Besides these: "nN.test" has the A record 10.0.0.N;
- * "tcN.test" (and "tc.test", N = 0) is truncated over UDP (TC set, no
- * records) and has the A record 10.2.0.N over TCP. "silent.test" is never
- * answered. Any other name does not exist (NXDOMAIN). */
-static const struct { const char *name; int type; const char *addr; } records[] = {
-    {"one.test", T_A, "127.0.0.1"},
-    {"dual.test", T_A, "192.0.2.1"},
-    {"dual.test", T_AAAA, "2001:db8::1"},
-    {"dual.test", T_A, "192.0.2.2"},
-    {"dual.test", T_AAAA, "2001:db8::2"},
-    {"six.test", T_AAAA, "2001:db8::6"},
-    {"empty.test", 0, NULL},   /* the name exists, with no address */
-    {"many.test", T_AAAA, "2001:db8::9"},
-    {"many.test", T_A, "10.9.0.1"}, {"many.test", T_A, "10.9.0.2"},
-    {"many.test", T_A, "10.9.0.3"}, {"many.test", T_A, "10.9.0.4"},
-    {"many.test", T_A, "10.9.0.5"}, {"many.test", T_A, "10.9.0.6"},
-    {"many.test", T_A, "10.9.0.7"}, {"many.test", T_A, "10.9.0.8"},
-    {"many.test", T_A, "10.9.0.9"}, {"many.test", T_A, "10.9.0.10"},
+/* Fixed records (TTL 60 s unless given; an SRV record's addr is its target).
+ * Besides these: "nN.test" has the A record 10.0.0.N; "tcN.test" (and
+ * "tc.test", N = 0) is truncated over UDP (TC set, no records) and has the A
+ * record 10.2.0.N over TCP. "silent.test" is never answered. Any other name
+ * does not exist (NXDOMAIN). */
+static const struct {
+    const char *name;
+    int type;
+    const char *addr;
+    uint32_t ttl;
+    uint16_t prio, weight, port;
+} records[] = {
+#define RR(n, t, a) {.name = n, .type = t, .addr = a}
+#define RR_TTL(n, t, a, s) {.name = n, .type = t, .addr = a, .ttl = s}
+#define RR_SRV(n, target, s, pr, w, p) \
+    {.name = n, .type = T_SRV, .addr = target, .ttl = s, .prio = pr, .weight = w, .port = p}
+    RR("one.test", T_A, "127.0.0.1"),
+    RR("dual.test", T_A, "192.0.2.1"),
+    RR("dual.test", T_AAAA, "2001:db8::1"),
+    RR("dual.test", T_A, "192.0.2.2"),
+    RR("dual.test", T_AAAA, "2001:db8::2"),
+    RR("six.test", T_AAAA, "2001:db8::6"),
+    RR("empty.test", 0, NULL),   /* the name exists, with no address */
+    RR("many.test", T_AAAA, "2001:db8::9"),
+    RR("many.test", T_A, "10.9.0.1"), RR("many.test", T_A, "10.9.0.2"),
+    RR("many.test", T_A, "10.9.0.3"), RR("many.test", T_A, "10.9.0.4"),
+    RR("many.test", T_A, "10.9.0.5"), RR("many.test", T_A, "10.9.0.6"),
+    RR("many.test", T_A, "10.9.0.7"), RR("many.test", T_A, "10.9.0.8"),
+    RR("many.test", T_A, "10.9.0.9"), RR("many.test", T_A, "10.9.0.10"),
+    RR_TTL("ttl.test", T_A, "10.1.0.1", 7), RR_TTL("ttl.test", T_A, "10.1.0.2", 3),
+    RR_TTL("ttl.test", T_AAAA, "2001:db8::7", 5),
+    RR_SRV("_http._tcp.srv.test", "b.test", 30, 20, 5, 8002),
+    RR_SRV("_http._tcp.srv.test", "a.test", 40, 10, 1, 8001),
+    RR_SRV("_http._tcp.srv.test", "c.test", 25, 10, 9, 8003),
+    RR_SRV("_http._tcp.dot.test", "", 30, 0, 0, 0),   /* "." alone: no service here */
+#undef RR
+#undef RR_TTL
+#undef RR_SRV
 };
 
 #define HELD_MAX 256
@@ -107,17 +128,46 @@ static bool numbered(const char *name, const char *prefix, unsigned *n)
     return true;
 }
 
-static size_t put_rr(uint8_t *out, size_t o, int type, const char *addr)
+/* Appends a record of `type` (A, AAAA: addr; SRV: prio, weight, port and
+ * the target addr) for the question's name, with ttl (0: 60 s). */
+static size_t put_rec(uint8_t *out, size_t o, int type, const char *addr, uint32_t ttl,
+                      uint16_t prio, uint16_t weight, uint16_t port)
 {
-    uint8_t rdata[16];
-    int af = type == T_A ? AF_INET : AF_INET6;
-    size_t rlen = type == T_A ? 4 : 16;
-    if (inet_pton(af, addr, rdata) != 1)
-        abort();
-    const uint8_t head[] = {0xc0, 12, 0, (uint8_t)type, 0, 1, 0, 0, 0, 60, 0, (uint8_t)rlen};
+    uint8_t rdata[300];
+    size_t rlen = 0;
+    if (type == T_SRV) {
+        const uint8_t fixed[] = {prio >> 8, prio & 0xff, weight >> 8, weight & 0xff,
+                                 port >> 8, port & 0xff};
+        memcpy(rdata, fixed, sizeof fixed);
+        rlen = sizeof fixed;
+        for (const char *p = addr; *p;) {   /* the target's labels */
+            const char *dot = strchr(p, '.');
+            size_t n = dot ? (size_t)(dot - p) : strlen(p);
+            rdata[rlen++] = (uint8_t)n;
+            memcpy(rdata + rlen, p, n);
+            rlen += n;
+            p += n + (dot != NULL);
+        }
+        rdata[rlen++] = 0;
+    } else {
+        int af = type == T_A ? AF_INET : AF_INET6;
+        rlen = type == T_A ? 4 : 16;
+        if (inet_pton(af, addr, rdata) != 1)
+            abort();
+    }
+    if (!ttl)
+        ttl = 60;
+    const uint8_t head[] = {0xc0, 12, 0, (uint8_t)type, 0, 1,
+                            (uint8_t)(ttl >> 24), (uint8_t)(ttl >> 16), (uint8_t)(ttl >> 8),
+                            (uint8_t)ttl, 0, (uint8_t)rlen};
     memcpy(out + o, head, sizeof head);
     memcpy(out + o + sizeof head, rdata, rlen);
     return o + sizeof head + rlen;
+}
+
+static size_t put_rr(uint8_t *out, size_t o, int type, const char *addr)
+{
+    return put_rec(out, o, type, addr, 60, 0, 0, 0);
 }
 
 /* Builds the answer to query q into out (512 bytes); 0 when q is malformed. */
@@ -156,7 +206,8 @@ static size_t answer(const uint8_t *q, size_t len, bool tcp, uint8_t *out)
                 continue;
             exists = true;
             if (records[i].type == qtype) {
-                o = put_rr(out, o, qtype, records[i].addr);
+                o = put_rec(out, o, qtype, records[i].addr, records[i].ttl, records[i].prio,
+                            records[i].weight, records[i].port);
                 an++;
             }
         }
@@ -353,6 +404,8 @@ struct result {
     int status;
     unsigned n;
     struct sockaddr_storage a[DNS_MAX_ADDRS];
+    uint32_t ttl;
+    struct dns_srv srv[DNS_MAX_SRV];
     uint64_t at;             /* ns of the (last) call */
     struct dns_query *q;     /* when set: must be idle during the call */
     bool q_idle;
@@ -360,12 +413,14 @@ struct result {
 
 static int outstanding;     /* callbacks still awaited: the loop stops at 0 */
 
-static void on_result(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+static void on_result(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                      uint32_t ttl)
 {
     struct result *r = arg;
     r->calls++;
     r->status = status;
     r->n = n;
+    r->ttl = ttl;
     if (n)
         memcpy(r->a, addrs, n * sizeof *addrs);
     r->at = loop_clock_ns();
@@ -507,6 +562,82 @@ TEST(both_families_ipv4_first)
         CHECK_EQ_STR(str(&r.a[0]), "10.9.0.1:80");
         CHECK_EQ_STR(str(&r.a[7]), "10.9.0.8:80");
     }
+    teardown();
+}
+
+TEST(ttl_is_the_smallest)
+{
+    if (!setup(false, 1000, 2))
+        return;
+    struct result r;
+    resolve1("ttl.test", 80, &r);   /* A 7 s and 3 s, AAAA 5 s */
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_EQ_INT(r.n, 3);
+    CHECK_EQ_INT(r.ttl, 3);
+    resolve1("one.test", 80, &r);
+    CHECK_EQ_INT(r.ttl, 60);
+    resolve1("nx.test", 80, &r);
+    CHECK_EQ_INT(r.status, -ENOENT);
+    CHECK_EQ_INT(r.ttl, 0);
+    teardown();
+}
+
+static void on_srv(void *arg, int status, const struct dns_srv *recs, unsigned n, uint32_t ttl)
+{
+    struct result *r = arg;
+    r->calls++;
+    r->status = status;
+    r->n = n;
+    r->ttl = ttl;
+    if (n)
+        memcpy(r->srv, recs, n * sizeof *recs);
+    if (--outstanding == 0)
+        L.stop = 1;
+}
+
+static void srv1(const char *name, struct result *r)
+{
+    struct dns_query q = {0};
+    memset(r, 0, sizeof *r);
+    outstanding = 1;
+    if (!CHECK_EQ_INT(dns_srv(&q, name, on_srv, r), 0))
+        return;
+    CHECK(dns_pending(&q));
+    CHECK_EQ_INT(r->calls, 0);   /* never from inside dns_srv */
+    run(2000);
+    CHECK_EQ_INT(r->calls, 1);
+    CHECK(!dns_pending(&q));
+}
+
+TEST(srv_records)
+{
+    if (!setup(false, 1000, 2))
+        return;
+    struct result r;
+    srv1("_http._tcp.srv.test", &r);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_EQ_INT(r.ttl, 25);
+    if (CHECK_EQ_INT(r.n, 3)) {   /* priority, then the heavier first */
+        CHECK_EQ_STR(r.srv[0].target, "c.test");
+        CHECK_EQ_INT(r.srv[0].port, 8003);
+        CHECK_EQ_INT(r.srv[0].priority, 10);
+        CHECK_EQ_INT(r.srv[0].weight, 9);
+        CHECK_EQ_STR(r.srv[1].target, "a.test");
+        CHECK_EQ_INT(r.srv[1].port, 8001);
+        CHECK_EQ_STR(r.srv[2].target, "b.test");
+        CHECK_EQ_INT(r.srv[2].priority, 20);
+        CHECK_EQ_INT(r.srv[2].weight, 5);
+    }
+    srv1("_http._tcp.dot.test", &r);   /* "." alone: no service */
+    CHECK_EQ_INT(r.status, -ENOENT);
+    CHECK_EQ_INT(r.n, 0);
+    srv1("_http._tcp.nx.test", &r);
+    CHECK_EQ_INT(r.status, -ENOENT);
+    CHECK_EQ_INT(r.ttl, 0);
+    srv1("one.test", &r);   /* the name exists, without SRV records */
+    CHECK_EQ_INT(r.status, -ENOENT);
+    struct dns_query q = {0};
+    CHECK_EQ_INT(dns_srv(&q, "", on_srv, &r), -EINVAL);
     teardown();
 }
 
@@ -693,10 +824,11 @@ TEST(cancel)
 static struct dns_query chain_q;
 static struct result chain_second;
 
-static void on_chain_first(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+static void on_chain_first(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                           uint32_t ttl)
 {
     outstanding++;
-    on_result(arg, status, addrs, n);
+    on_result(arg, status, addrs, n, ttl);
     /* the query is idle in its callback: start the next one on it */
     CHECK_EQ_INT(dns_resolve(&chain_q, "one.test", 9, on_result, &chain_second), 0);
     CHECK_EQ_INT(chain_second.calls, 0);
@@ -732,9 +864,10 @@ TEST(never_synchronous)
 
 /* Shutdown with queries in flight, and from inside a callback. LeakSanitizer
  * checks at exit that nothing of them remains. */
-static void on_shutdown_cb(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n)
+static void on_shutdown_cb(void *arg, int status, const struct sockaddr_storage *addrs, unsigned n,
+                           uint32_t ttl)
 {
-    on_result(arg, status, addrs, n);
+    on_result(arg, status, addrs, n, ttl);
     dns_shutdown();
     L.stop = 1;
 }
@@ -806,6 +939,8 @@ int main(void)
 {
     RUN(resolves_a_name);
     RUN(both_families_ipv4_first);
+    RUN(ttl_is_the_smallest);
+    RUN(srv_records);
     RUN(no_such_name);
     RUN(timeout);
     RUN(concurrent_udp);

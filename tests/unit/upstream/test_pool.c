@@ -1,7 +1,8 @@
 /* test_pool.c -- the state a pool keeps for the proxy (src/upstream/pool.h):
  * requests and retries in flight against the retry budget, the queue of
  * requests waiting for a connection slot, and connections to an address of
- * no pool; and the choice of a server (pool_internal.h): which outcomes
+ * no pool, the slots of servers written as names (joining, leaving, SRV
+ * priorities); and the choice of a server (pool_internal.h): which outcomes
  * passive health counts, the peak-sensitive latency average of balance:
  * ewma, the two random choices, slow start. Pools are built from a
  * configuration file parsed in memory; the pool's clock is the loop's
@@ -9,10 +10,12 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "conf.h"
 #include "loop.h"
 #include "net.h"
@@ -34,7 +37,7 @@ TEST(setup)
     if (!CHECK(listener >= 0) ||
         !CHECK(getsockname(listener, (struct sockaddr *)&sa, &len) == 0))
         return;
-    char yaml[2048];
+    char yaml[3072];
     int n = snprintf(yaml, sizeof yaml,
                      "pools:\n"
                      "  half:\n"
@@ -66,6 +69,12 @@ TEST(setup)
                      "    servers: [127.0.0.1:9801, 127.0.0.1:9802]\n"
                      "    balance: least_conn\n"
                      "    slow_start: 10s\n"
+                     "  dyn:\n"
+                     "    servers: [127.0.0.1:9301, {address: dyn.test:80, weight: 4}]\n"
+                     "    health: {passive: {failures: 1}}\n"
+                     "  prio:\n"
+                     "    servers: [{srv: _http._tcp.prio.test}]\n"
+                     "    health: {passive: {failures: 1, max_ejected_percent: 100}}\n"
                      "routes:\n"
                      "  - {path: /, pool: half}\n",
                      (unsigned)ntohs(sa.sin_port));
@@ -260,7 +269,7 @@ TEST(a_waiter_leaves_only_for_a_free_slot)
     pool_wait_add(g, &w, &owner);
     CHECK(pool_wait_next(g) == NULL);   /* full: it stays queued */
     CHECK(w.group == g);
-    struct stats_pool gauges[8];
+    struct stats_pool gauges[16];
     unsigned n = pool_gauges(gauges, 8), i = index_of(g);
     if (CHECK(i < n))
         CHECK_EQ_U64(gauges[i].waiting, 1);
@@ -564,6 +573,150 @@ TEST(teardown)
     conf_free(C.conf);
 }
 
+static struct sockaddr_storage ip(const char *a, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (addr_parse_ip(a, strlen(a), &ss) != 1)
+        abort();
+    addr_set_port(&ss, port);
+    return ss;
+}
+
+#define SA(ss) ((const struct sockaddr *)&(ss))
+
+/* A name's slots: unused until its answer; in service, picked; leaving,
+ * never picked, its idle connections closed, its health kept no more; and
+ * free once nothing refers to it. */
+TEST(slots_join_and_leave)
+{
+    struct pool_group *g = pool_group_find("dyn");
+    if (!CHECK(g) || !CHECK_EQ_INT(g->nnames, 1))
+        return;
+    CHECK_EQ_INT(g->nservers, 1 + POOL_NAME_SLOTS);
+    CHECK_EQ_INT(g->nlive, 1);
+    CHECK_EQ_STR(g->names[0].at->text, "dyn.test:80");
+    CHECK_EQ_INT(g->names[0].weight, 4);
+    unsigned ns;
+    struct pool_server *slots = pool_name_slots(g, &g->names[0], &ns), *s = &slots[0];
+    CHECK_EQ_INT(ns, POOL_NAME_SLOTS);
+    CHECK(s == &g->servers[1] && s->state == POOL_SLOT_UNUSED && s->down);
+    for (int i = 0; i < 4; i++)
+        CHECK(pool_pick(g) == &g->servers[0]);   /* no answer yet: only the literal */
+
+    struct sockaddr_in la;
+    socklen_t len = sizeof la;
+    getsockname(listener, (struct sockaddr *)&la, &len);
+    struct sockaddr_storage at;
+    memcpy(&at, &la, sizeof la);
+    pool_slot_join(s, SA(at), 4, 0, NULL);
+    CHECK(s->state == POOL_SLOT_IN_SERVICE && !s->down);
+    CHECK_EQ_INT(g->nlive, 2);
+    CHECK_EQ_INT(s->weight, 4);
+    CHECK(pool_slot_has(s, SA(at)));
+    unsigned picked = 0;
+    for (int i = 0; i < 10; i++)
+        picked += pool_pick(g) == s;
+    CHECK_EQ_INT(picked, 8);   /* 4:1 */
+
+    /* an idle connection, and one owned by an exchange */
+    int owner, err = 0;
+    struct upconn *idle = pool_connect(s, &owner, on_event, &err);
+    struct upconn *busy = pool_connect(s, &owner, on_event, &err);
+    if (!CHECK(idle && busy))
+        return;
+    pool_put_idle(idle);
+    CHECK_EQ_INT(s->nidle, 1);
+    CHECK_EQ_INT(s->active, 1);
+    struct stats_pool gauges[16];
+    unsigned i = index_of(g);
+    pool_gauges(gauges, 16);
+    CHECK_EQ_U64(gauges[i].servers, 2);
+
+    pool_report(s, POOL_RESET, 0, L.now);   /* one failure ejects (50% of 2 servers) */
+    CHECK(s->h->ejected_until != 0);
+    CHECK_EQ_INT(*g->nejected, 1);
+    pool_slot_leave(s);
+    CHECK(s->state == POOL_SLOT_LEAVING && s->down);
+    CHECK_EQ_INT(g->nlive, 1);
+    CHECK_EQ_INT(*g->nejected, 0);   /* its ejection ended with it */
+    CHECK_EQ_INT(s->nidle, 0);      /* the idle connection closed */
+    CHECK_EQ_INT(s->active, 1);     /* the busy one finishes */
+    CHECK(!pool_slot_free(s));
+    pool_report(s, POOL_RESET, 0, L.now);   /* a leaving server keeps no health */
+    CHECK(s->h->ejected_until == 0 && s->h->fails == 0);
+    for (int k = 0; k < 4; k++)
+        CHECK(pool_pick(g) == &g->servers[0]);
+    pool_gauges(gauges, 16);
+    CHECK_EQ_U64(gauges[i].servers, 1);
+    CHECK_EQ_U64(gauges[i].leaving, 1);
+    struct sockaddr_storage other = ip("127.0.0.3", 8080);
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), -EBUSY);   /* not free yet */
+    pool_put_idle(busy);            /* never pooled again: closed */
+    CHECK_EQ_INT(s->nidle, 0);
+    CHECK_EQ_INT(s->active, 0);
+    CHECK(pool_slot_free(s));
+    pool_gauges(gauges, 16);
+    CHECK_EQ_U64(gauges[i].leaving, 0);   /* free: gone */
+
+    /* a free slot takes another address */
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), 0);
+    CHECK_EQ_INT(pool_slot_join(s, SA(other), 4, 0, NULL), -EBUSY);   /* in service */
+    CHECK_EQ_STR(s->addr->text, "127.0.0.3:8080");
+    CHECK(!pool_slot_has(s, SA(at)));
+    CHECK_EQ_INT(g->nlive, 2);
+    pool_slot_leave(s);
+    CHECK_EQ_INT(g->nlive, 1);
+    one_iteration();
+}
+
+/* SRV priorities: only the lowest priority with a server able to serve
+ * takes traffic; ejected or down, the next one does. */
+TEST(srv_priorities)
+{
+    struct pool_group *g = pool_group_find("prio");
+    if (!CHECK(g) || !CHECK(g->prio))
+        return;
+    unsigned ns;
+    struct pool_server *s = pool_name_slots(g, &g->names[0], &ns);
+    struct sockaddr_storage a = ip("127.0.0.1", 1001), b = ip("127.0.0.1", 1002),
+                            c = ip("127.0.0.1", 1003);
+    pool_slot_join(&s[0], SA(a), 1, 10, "a.test");
+    pool_slot_join(&s[1], SA(b), 1, 10, "b.test");
+    pool_slot_join(&s[2], SA(c), 5, 20, "c.test");
+    CHECK(s[0].tls_host == NULL);   /* (no TLS on this pool: no name kept) */
+    unsigned n[3] = {0};
+    for (int i = 0; i < 12; i++) {
+        struct pool_server *p = pool_pick(g);
+        for (int k = 0; k < 3; k++)
+            n[k] += p == &s[k];
+    }
+    CHECK_EQ_INT(n[0], 6);
+    CHECK_EQ_INT(n[1], 6);
+    CHECK_EQ_INT(n[2], 0);
+    pool_report(&s[0], POOL_RESET, 0, L.now);
+    CHECK(pool_pick(g) == &s[1]);
+    pool_report(&s[1], POOL_RESET, 0, L.now);   /* both of priority 10 ejected */
+    CHECK(pool_pick(g) == &s[2]);
+    CHECK(pool_pick(g) == &s[2]);
+    uint64_t now = L.now;
+    L.now += 31000 * MS;            /* their cool-down is over */
+    struct pool_server *p = pool_pick(g);
+    CHECK(p == &s[0] || p == &s[1]);
+    pool_set_down(&s[0], true);   /* active checks: down */
+    pool_set_down(&s[1], true);
+    CHECK(pool_pick(g) == &s[2]);
+    pool_set_down(&s[1], false);
+    CHECK(pool_pick(g) == &s[1]);
+    pool_slot_leave(&s[1]);         /* gone from the answer */
+    CHECK(pool_pick(g) == &s[2]);
+    L.now = now;
+    for (int k = 0; k < 3; k++)
+        pool_slot_leave(&s[k]);
+    CHECK(pool_pick(g) == NULL);
+    CHECK_EQ_INT(g->nlive, 0);
+}
+
 int main(void)
 {
     RUN(setup);
@@ -584,6 +737,8 @@ int main(void)
     RUN(slow_start_least_conn_and_active_health);
     RUN(p2c_ties_follow_the_weights);
     RUN(ewma_prefers_the_fast_and_forgets);
+    RUN(slots_join_and_leave);
+    RUN(srv_priorities);
     RUN(teardown);
     return unit_summary("test_pool");
 }
