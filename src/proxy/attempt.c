@@ -503,6 +503,8 @@ int attempt_recv(struct client *c)
         x->flags &= ~X_HEAD_QUEUED;
         if ((out = take(c)) == AT_FAILED || out == AT_UPGRADE)
             return out;
+        if (x->flags & X_RESP_DONE)
+            return out;   /* all of it came with the head: no read past its end */
     }
     maybe_splice(c);
     if (x->flags & X_SPLICE)
