@@ -72,6 +72,15 @@ int conf_get_enum(struct conf_ctx *x, yaml_node_t *n, const char *key,
 bool conf_get_addr(struct conf_ctx *x, yaml_node_t *n, const char *key, const char *what,
                    struct cli_addr *a);
 bool conf_get_bool(struct conf_ctx *x, yaml_node_t *n, const char *key, bool *out);
+
+/* A list of failure classes and response statuses (a route's retry.on, a
+ * pool's health.passive.on): each item is one of names (bit i of *bits for
+ * names[i]) or a status from 400 to 599 (into status[], at most max).
+ * list_what describes the list, what its items; an empty list, an item
+ * listed twice or past max is an error. */
+void conf_get_classes(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                      const char *list_what, const char *what, const char *const *names,
+                      unsigned *bits, uint16_t *status, unsigned *nstatus, unsigned max);
 char *conf_get_file(struct conf_ctx *x, yaml_node_t *n, const char *key);
 bool conf_valid_path(const char *s);
 bool conf_tls_pair(struct conf_ctx *x, yaml_node_t *n, const char *path, yaml_node_t *cert,

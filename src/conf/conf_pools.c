@@ -131,55 +131,10 @@ static const char *const passive_names[] = {"connect_failure", "reset", "read_ti
 static void parse_passive_on(struct conf_ctx *x, yaml_node_t *n, const char *path,
                              struct conf_passive *ps)
 {
-    static const char what[] = "connect_failure, reset, read_timeout, try_timeout, 5xx or a "
-                               "status from 400 to 599";
-    unsigned count;
-    if (!conf_items(x, n, path, "a list of failures that count (connect_failure, 5xx, ...)",
-                    &count))
-        return;
-    if (count == 0) {
-        conf_err(x, n, path, "expected at least one of %s", what);
-        return;
-    }
-    ps->on = 0;
-    for (unsigned i = 0; i < count; i++) {
-        char key[PATHLEN];
-        conf_joini(key, path, i);
-        yaml_node_t *v = conf_item(x, n, i);
-        if (!v)
-            return;
-        const char *s = conf_scalar(x, v, key, what);
-        if (!s)
-            continue;
-        int bit = -1;
-        for (int j = 0; passive_names[j]; j++)
-            if (!strcmp(s, passive_names[j]))
-                bit = j;
-        if (bit >= 0) {
-            if (ps->on & (1u << bit))
-                conf_err(x, v, key, "%s is listed twice", s);
-            ps->on |= 1u << bit;
-            continue;
-        }
-        if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
-            s[2] < '0' || s[2] > '9') {
-            conf_expected(x, v, key, what);
-            continue;
-        }
-        uint16_t st = (uint16_t)atoi(s);
-        bool dup = false;
-        for (unsigned j = 0; j < ps->nstatus; j++)
-            dup |= ps->status[j] == st;
-        if (dup) {
-            conf_err(x, v, key, "%u is listed twice", (unsigned)st);
-            continue;
-        }
-        if (ps->nstatus == CONF_MAX_PASSIVE_STATUS) {
-            conf_err(x, v, key, "at most %d statuses", CONF_MAX_PASSIVE_STATUS);
-            continue;
-        }
-        ps->status[ps->nstatus++] = st;
-    }
+    conf_get_classes(x, n, path, "a list of failures that count (connect_failure, 5xx, ...)",
+                     "connect_failure, reset, read_timeout, try_timeout, 5xx or a status "
+                     "from 400 to 599",
+                     passive_names, &ps->on, ps->status, &ps->nstatus, CONF_MAX_PASSIVE_STATUS);
 }
 
 static void parse_health(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_pool *p)

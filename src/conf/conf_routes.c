@@ -43,52 +43,10 @@ static const char *const retry_names[] = {"connect_failure", "connect_timeout", 
 static void parse_retry_on(struct conf_ctx *x, yaml_node_t *n, const char *path,
                            struct conf_retry *r)
 {
-    static const char what[] =
-        "connect_failure, connect_timeout, reset, read_timeout or a status from 400 to 599";
-    unsigned count;
-    if (!conf_items(x, n, path, "a list of failures to retry (connect_failure, reset, 503, ...)",
-                    &count))
-        return;
-    if (count == 0) {
-        conf_err(x, n, path, "expected at least one of %s", what);
-        return;
-    }
-    r->on = 0;
-    for (unsigned i = 0; i < count; i++) {
-        char key[PATHLEN];
-        conf_joini(key, path, i);
-        yaml_node_t *v = conf_item(x, n, i);
-        if (!v)
-            return;
-        const char *s = conf_scalar(x, v, key, what);
-        if (!s)
-            continue;
-        int bit = -1;
-        for (int j = 0; retry_names[j]; j++)
-            if (!strcmp(s, retry_names[j]))
-                bit = j;
-        if (bit >= 0) {
-            if (r->on & (1u << bit))
-                conf_err(x, v, key, "%s is listed twice", s);
-            r->on |= 1u << bit;
-            continue;
-        }
-        if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
-            s[2] < '0' || s[2] > '9') {
-            conf_expected(x, v, key, what);
-            continue;
-        }
-        unsigned st = (unsigned)atoi(s);
-        if (conf_retry_status(r, st)) {
-            conf_err(x, v, key, "%u is listed twice", st);
-            continue;
-        }
-        if (r->nstatus == CONF_MAX_RETRY_STATUS) {
-            conf_err(x, v, key, "at most %d statuses", CONF_MAX_RETRY_STATUS);
-            continue;
-        }
-        r->status[r->nstatus++] = (uint16_t)st;
-    }
+    conf_get_classes(x, n, path, "a list of failures to retry (connect_failure, reset, 503, ...)",
+                     "connect_failure, connect_timeout, reset, read_timeout or a status from "
+                     "400 to 599",
+                     retry_names, &r->on, r->status, &r->nstatus, CONF_MAX_RETRY_STATUS);
 }
 
 static void parse_retry(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)

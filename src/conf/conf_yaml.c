@@ -401,3 +401,55 @@ bool conf_tls_pair(struct conf_ctx *x, yaml_node_t *n, const char *path, yaml_no
     p->key = conf_get_file(x, key, sub);
     return p->cert && p->key;
 }
+
+void conf_get_classes(struct conf_ctx *x, yaml_node_t *n, const char *path,
+                      const char *list_what, const char *what, const char *const *names,
+                      unsigned *bits, uint16_t *status, unsigned *nstatus, unsigned max)
+{
+    unsigned count;
+    if (!conf_items(x, n, path, list_what, &count))
+        return;
+    if (count == 0) {
+        conf_err(x, n, path, "expected at least one of %s", what);
+        return;
+    }
+    *bits = 0;
+    for (unsigned i = 0; i < count; i++) {
+        char key[PATHLEN];
+        conf_joini(key, path, i);
+        yaml_node_t *v = conf_item(x, n, i);
+        if (!v)
+            return;
+        const char *s = conf_scalar(x, v, key, what);
+        if (!s)
+            continue;
+        int bit = -1;
+        for (int j = 0; names[j]; j++)
+            if (!strcmp(s, names[j]))
+                bit = j;
+        if (bit >= 0) {
+            if (*bits & (1u << bit))
+                conf_err(x, v, key, "%s is listed twice", s);
+            *bits |= 1u << bit;
+            continue;
+        }
+        if (strlen(s) != 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
+            s[2] < '0' || s[2] > '9') {
+            conf_expected(x, v, key, what);
+            continue;
+        }
+        uint16_t st = (uint16_t)atoi(s);
+        bool dup = false;
+        for (unsigned j = 0; j < *nstatus; j++)
+            dup |= status[j] == st;
+        if (dup) {
+            conf_err(x, v, key, "%u is listed twice", (unsigned)st);
+            continue;
+        }
+        if (*nstatus == max) {
+            conf_err(x, v, key, "at most %u statuses", max);
+            continue;
+        }
+        status[(*nstatus)++] = st;
+    }
+}

@@ -523,20 +523,27 @@ out_cleanup_library:
     return r;
 }
 
-int dns_resolve(struct dns_query *q, const char *name, uint16_t port, dns_cb *cb, void *arg)
+/* A ticket for a new query q of name: NULL and *err when it cannot start. */
+static struct dns_ticket *ticket_new(struct dns_query *q, const char *name, void *arg, int *err)
 {
-    if (!up)
-        return -ENOTCONN;
-    if (q->ticket)
-        return -EBUSY;
-    if (!name || !name[0])
-        return -EINVAL;
+    *err = !up ? -ENOTCONN : q->ticket ? -EBUSY : (!name || !name[0]) ? -EINVAL : 0;
+    if (*err)
+        return NULL;
     struct dns_ticket *t = xcalloc(1, sizeof *t);
     t->q = q;
-    t->cb = cb;
     t->arg = arg;
-    t->port = htons(port);
     q->ticket = t;
+    return t;
+}
+
+int dns_resolve(struct dns_query *q, const char *name, uint16_t port, dns_cb *cb, void *arg)
+{
+    int err;
+    struct dns_ticket *t = ticket_new(q, name, arg, &err);
+    if (!t)
+        return err;
+    t->cb = cb;
+    t->port = htons(port);
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -549,17 +556,11 @@ int dns_resolve(struct dns_query *q, const char *name, uint16_t port, dns_cb *cb
 
 int dns_srv(struct dns_query *q, const char *name, dns_srv_cb *cb, void *arg)
 {
-    if (!up)
-        return -ENOTCONN;
-    if (q->ticket)
-        return -EBUSY;
-    if (!name || !name[0])
-        return -EINVAL;
-    struct dns_ticket *t = xcalloc(1, sizeof *t);
-    t->q = q;
+    int err;
+    struct dns_ticket *t = ticket_new(q, name, arg, &err);
+    if (!t)
+        return err;
     t->srv_cb = cb;
-    t->arg = arg;
-    q->ticket = t;
     /* ares_search: the search domains of a system configuration apply as
      * to ares_getaddrinfo; explicit servers have none */
     ares_search(channel, name, DNS_CLASS_IN, DNS_TYPE_SRV, on_ares_srv, t);
