@@ -83,6 +83,11 @@
  *     prefix of the DATA the server sent on a stream of that request with
  *     that status, and all of it when the response ends by its framing
  *     (chunked end, END_STREAM) rather than its Content-Length;
+ *   - once quiet (without time warping), a request some server answered
+ *     in full (final head, END_STREAM; no reset either way, not above a
+ *     GOAWAY's last stream id, the connection unbroken) has its whole
+ *     answer at the client, unless the proxy closed the client connection
+ *     (check_answered);
  *   - with time warping, the timeouts end it all: the client connection
  *     closes within WARPS timers;
  *   - once quiet, the proxy has closed every upstream connection it sent a
