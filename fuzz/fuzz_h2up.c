@@ -530,7 +530,7 @@ struct upc {
     bool shut;
     /* what the proxy sent */
     uint8_t *in;
-    size_t in_len, in_cap;
+    size_t in_len;
     bool preface, settings;      /* its preface and first SETTINGS seen */
     bool goaway;                 /* the proxy sent GOAWAY: it closes the connection */
     uint32_t goaway_code;        /* ... with this error code */
