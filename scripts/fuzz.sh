@@ -19,26 +19,32 @@ CFLAGS_FUZZ=(-g -O1 -std=c17 -Wall -Wextra -fsanitize=fuzzer,address,undefined
 
 # target name, description, the src/ files it links, and below its include
 # folders, libraries, dictionary (default fuzz/http.dict) and options. h2
-# runs the whole proxy: every src/ file but main.c, and the proxy's libraries.
-targets=(request response chunked h2)
+# and h2up run the whole proxy: every src/ file but main.c, and the proxy's
+# libraries.
+targets=(request response chunked h2 h2up)
 declare -A what=([request]="request parser" [response]="response parser"
-                 [chunked]="chunked decoder" [h2]="HTTP/2 server session (whole proxy)")
+                 [chunked]="chunked decoder" [h2]="HTTP/2 server session (whole proxy)"
+                 [h2up]="HTTP/2 to upstream servers (whole proxy)")
 proxy_srcs=""
 for f in src/*/*.c; do
     [ "$f" = src/app/main.c ] || proxy_srcs+="$f "
 done
 declare -A srcs=([request]="src/http/http.c src/http/fwd.c" [response]="src/http/http.c src/http/fwd.c"
-                 [chunked]="src/http/http.c" [h2]="$proxy_srcs")
+                 [chunked]="src/http/http.c" [h2]="$proxy_srcs" [h2up]="$proxy_srcs")
 # the include folders a target needs besides src/base and src/http
-declare -A incs=([h2]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app")
+declare -A incs=([h2]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app"
+                 [h2up]="-Isrc/conf -Isrc/upstream -Isrc/proxy -Isrc/app")
 # the libraries a target links, after its files: one that links the proxy's
 # objects links what the Makefile's LDLIBS names (libnghttp2 with them)
-# (h2 counts the buffers the proxy maps: fuzz_h2.c's __wrap_mmap)
-declare -A libs=([h2]="-lyaml -lcares -lnghttp2 -lssl -lcrypto -lm -Wl,--wrap=mmap,--wrap=munmap")
-declare -A dict=([h2]=fuzz/h2.dict)
+# (h2 and h2up count the buffers the proxy maps: fuzz_h2.c's __wrap_mmap)
+proxy_libs="-lyaml -lcares -lnghttp2 -lssl -lcrypto -lm -Wl,--wrap=mmap,--wrap=munmap"
+declare -A libs=([h2]="$proxy_libs" [h2up]="$proxy_libs")
+declare -A dict=([h2]=fuzz/h2.dict [h2up]=fuzz/h2up.dict)
 # more libFuzzer options: h2's flood seeds are 5-9 KiB (the default limit
-# would follow the largest seed; this leaves the inputs room to grow)
-declare -A runopts=([h2]="-max_len=16384")
+# would follow the largest seed; this leaves the inputs room to grow);
+# h2up's largest seeds carry a 70 KB body, over the proxy's 64 KiB stream
+# window (its WINDOW_UPDATEs let the rest in)
+declare -A runopts=([h2]="-max_len=16384" [h2up]="-max_len=81920")
 
 # clang with the libFuzzer runtime: try linking an empty target.
 clang_works() {

@@ -256,8 +256,14 @@ int client_recv_body(struct client *c)
     while (c->conn.io.ready & LOOP_READ) {
         if (!buf_room(&c->in)) {
             uint32_t hs = c->in.start + x->head_len;
-            if (!client_in_compactable(c))
-                break;   /* full of unsent body: the write clock runs */
+            if (!client_in_compactable(c)) {
+                /* full of unsent body: the write clock runs; but a client
+                 * that hung up (HUP: both ways closed, or reset) can take
+                 * no answer, so its work is cancelled now, not at a timer */
+                if (c->conn.io.ready & LOOP_HUP)
+                    return px_fault(c, FAULT_CLIENT_GONE, 0);
+                break;
+            }
             x->flags &= ~X_KEEP_BODY;   /* making room loses the kept body */
             uint32_t d = x->body_sent - hs;
             memmove(c->in.data + hs, c->in.data + x->body_sent, c->in.end - x->body_sent);
