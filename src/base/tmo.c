@@ -10,7 +10,7 @@ static const char *const reasons[TMO_COUNT + 1] = {
     [TMO_TUNNEL_MAX] = "tunnel_max_timeout",
     [TMO_HANDSHAKE] = "handshake_timeout", [TMO_UPSTREAM_IDLE] = "upstream_idle_timeout",
     [TMO_TRY] = "try_timeout",       [TMO_BACKOFF] = "backoff",
-    [TMO_HEDGE] = "hedge",
+    [TMO_HEDGE] = "hedge",           [TMO_QUEUE] = "queue_timeout",
     [TMO_NONE] = "none",
 };
 
@@ -20,7 +20,8 @@ static const char *const words[TMO_COUNT + 1] = {
     [TMO_SEND] = "send",     [TMO_IDLE] = "idle",       [TMO_TRY] = "try",
     [TMO_HANDSHAKE] = "handshake", [TMO_UPSTREAM_IDLE] = "upstream_idle",
     [TMO_DNS] = "dns",       [TMO_TUNNEL_IDLE] = "tunnel_idle", [TMO_TUNNEL_MAX] = "tunnel_max",
-    [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_NONE] = "none",
+    [TMO_BACKOFF] = "backoff", [TMO_HEDGE] = "hedge",   [TMO_QUEUE] = "queue",
+    [TMO_NONE] = "none",
 };
 
 #define NS_PER_MS 1000000ull
@@ -55,6 +56,7 @@ static void fold_exchange(uint32_t cond, const uint64_t *ms, struct tmo_clocks *
     /* a budget: the time of earlier stalls is already spent */
     if (c->write_since)
         at[TMO_WRITE] = c->write_since + ms[TMO_WRITE] * NS_PER_MS - c->write_used;
+    at[TMO_QUEUE] = mark(&c->queue, cond & TMO_IF_QUEUED, ms[TMO_QUEUE], now);
     at[TMO_READ] = mark(&c->read_mark, cond & TMO_IF_READ, ms[TMO_READ], now);
     at[TMO_BODY] = mark(&c->body_mark, cond & TMO_IF_BODY, ms[TMO_BODY], now);
     at[TMO_SEND] = mark(&c->send_mark, cond & TMO_IF_SEND, ms[TMO_SEND], now);

@@ -28,6 +28,7 @@ enum tmo_kind {
     TMO_TRY,         /* a retry policy's per-try timeout (before the response head) */
     TMO_BACKOFF,     /* not a timeout: the wait before the next attempt */
     TMO_HEDGE,       /* not a timeout: when to send a hedged request */
+    TMO_QUEUE,       /* waiting in a pool's queue for a connection or a server with room */
     /* configured like the others, but never in an exchange's tmo_set: */
     TMO_HANDSHAKE,   /* a TLS client's handshake, from accept (the idle timer) */
     TMO_UPSTREAM_IDLE, /* a pooled upstream connection unused (the pool's clock) */
@@ -51,8 +52,7 @@ enum tmo_phase {
 };
 
 /* Which conditions hold now (TMO_IF_*): each starts or keeps a clock. */
-#define TMO_IF_CONNECTING 0x001u /* the upstream connection is being opened,
-                                    or the request waits for a free one */
+#define TMO_IF_CONNECTING 0x001u /* the upstream connection is being opened */
 #define TMO_IF_RESOLVING  0x002u /* the destination's name is being resolved */
 #define TMO_IF_HEDGE      0x004u /* a hedged attempt may still be sent */
 #define TMO_IF_TRY        0x008u /* an attempt runs without a response head */
@@ -60,6 +60,7 @@ enum tmo_phase {
 #define TMO_IF_BODY       0x020u /* request body wanted and room for it */
 #define TMO_IF_SEND       0x040u /* response bytes wait on a client that takes none */
 #define TMO_IF_LINGER     0x080u /* CLOSING: the reply is out, input is discarded */
+#define TMO_IF_QUEUED     0x100u /* the request waits in its pool's queue */
 
 /* When each clock of one connection started (ns on the loop's clock; 0 = not
  * started). The caller keeps it and sets the times of events (a read sets
@@ -69,7 +70,8 @@ enum tmo_phase {
 struct tmo_clocks {
     uint64_t first;          /* HEAD: the head's first byte; CLOSING: linger start */
     uint64_t start;          /* the request head arrived (total) */
-    uint64_t connect;        /* connecting (or waiting for a connection) since */
+    uint64_t connect;        /* connecting since */
+    uint64_t queue;          /* queued since (a mark: the fold sets and clears it) */
     uint64_t dns;            /* resolving since */
     uint64_t try_start;      /* this attempt began (per-try timeout, hedge delay) */
     uint64_t backoff_until;  /* waiting before the next attempt until */

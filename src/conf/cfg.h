@@ -103,6 +103,8 @@ struct conf_retry {
     uint64_t backoff_max_ms;         /* default 250ms, >= base */
     enum conf_methods methods;       /* default idempotent */
     uint64_t max_body;               /* request bodies kept for a retry; default 64k */
+    uint64_t min_time_left_ms;       /* a retry needs this much time left; 0: the
+                                        route's live median first-byte latency */
 };
 
 /* A route's handling of gRPC calls' deadlines (`grpc:`). */

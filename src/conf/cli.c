@@ -60,6 +60,8 @@ static const char usage[] =
     "                            while running, each address a server\n"
     "Upstream timeouts (durations: 250ms, 1s, 1.5s, 2m, or a number of seconds):\n"
     "  --connect-timeout D       open the upstream connection (default 1s)\n"
+    "  --queue-timeout D         wait for a free connection or server of a pool at\n"
+    "                            its limit (default: the connect timeout)\n"
     "  --write-timeout D         hand the whole request to the upstream, counted\n"
     "                            while it will not take bytes (default 15s)\n"
     "  --read-timeout D          between two reads of the response, first byte\n"
@@ -140,6 +142,7 @@ static const struct option options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"upstream", required_argument, NULL, OPT_UPSTREAM},
     {"connect-timeout", required_argument, NULL, OPT_TMO + TMO_CONNECT},
+    {"queue-timeout", required_argument, NULL, OPT_TMO + TMO_QUEUE},
     {"write-timeout", required_argument, NULL, OPT_TMO + TMO_WRITE},
     {"read-timeout", required_argument, NULL, OPT_TMO + TMO_READ},
     {"total-timeout", required_argument, NULL, OPT_TMO + TMO_TOTAL},

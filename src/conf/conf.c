@@ -36,6 +36,7 @@ static const struct {
     {"tunnel_idle", TMO_TUNNEL_IDLE},
     {"tunnel_max", TMO_TUNNEL_MAX},
     {"handshake", TMO_HANDSHAKE},
+    {"queue", TMO_QUEUE},
 };
 #define NTMO_KEYS (sizeof tmo_keys / sizeof *tmo_keys)
 

@@ -133,6 +133,7 @@ struct conf_pool {
     enum conf_balance balance;       /* default round_robin */
     uint64_t slow_start_ms;          /* ramp of a server back in service; 0 = off */
     unsigned max_connections;        /* open to all its servers together; 0 = unlimited */
+    unsigned max_requests;           /* in flight to each server at once; 0 = unlimited */
     uint64_t keepalive_idle_ms;      /* 0 = timeouts.upstream_idle */
     unsigned keepalive_max_idle;     /* idle connections kept per server */
     bool keepalive_max_idle_set;     /* (0 is valid: no keep-alive) */
@@ -156,7 +157,11 @@ struct conf_route {
     struct conf_pool *pool;          /* points into conf.pools */
     struct conf_timeouts timeouts;   /* overrides of the top level (0 = inherit) */
     struct conf_retry retry;
-    uint64_t hedge_delay_ms;         /* 0 = no hedging */
+    uint64_t hedge_delay_ms;         /* 0 = no hedging (or adaptive: hedge_permille) */
+    unsigned hedge_permille;         /* hedge.delay: pNN: the quantile x 1000; 0 = fixed */
+    uint64_t hedge_min_ms, hedge_max_ms;   /* the adaptive delay's bounds */
+    unsigned hedge_max_percent;      /* hedges per 100 requests at most; 0 = not set */
+    uint64_t min_budget_ms;          /* time left at dispatch below this: 504; 0 = off */
     bool deadline_header;            /* propagate the time left (default true) */
     struct conf_grpc grpc;           /* what its gRPC calls' grpc-timeout does */
     int line;

@@ -311,7 +311,7 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
 {
     static const char *const keys[] = {"servers", "balance", "max_connections", "keepalive",
                                        "health", "budget", "tls", "protocol", "slow_start",
-                                       "resolve", NULL};
+                                       "resolve", "max_requests", NULL};
     static const char *const protocols[] = {"http/1.1", "h2", NULL};
     static const char *const balances[] = {"round_robin", "least_conn", "p2c", "ewma", NULL};
     yaml_node_t *v[MAX_KEYS];
@@ -344,6 +344,9 @@ static void parse_pool(struct conf_ctx *x, yaml_node_t *k, yaml_node_t *n, struc
     conf_join(key, path, "max_connections");
     if (v[2])
         conf_get_uint(x, v[2], key, 1, 1000000, &p->max_connections);
+    conf_join(key, path, "max_requests");
+    if (v[10])
+        conf_get_uint(x, v[10], key, 1, 1000000, &p->max_requests);
     if (v[3]) {
         static const char *const kk[] = {"idle_timeout", "max_idle", NULL};
         yaml_node_t *w[MAX_KEYS];

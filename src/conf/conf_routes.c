@@ -52,7 +52,7 @@ static void parse_retry_on(struct conf_ctx *x, yaml_node_t *n, const char *path,
 static void parse_retry(struct conf_ctx *x, yaml_node_t *n, const char *path, struct conf_retry *r)
 {
     static const char *const keys[] = {"attempts", "on", "per_try_timeout", "backoff",
-                                       "methods", "max_body", NULL};
+                                       "methods", "max_body", "min_time_left", NULL};
     static const char *const methods[] = {"idempotent", "all", NULL};
     yaml_node_t *v[MAX_KEYS];
     char key[PATHLEN], sub[PATHLEN];
@@ -98,6 +98,65 @@ static void parse_retry(struct conf_ctx *x, yaml_node_t *n, const char *path, st
     if (v[5])
         conf_get_size(x, v[5], key, 0, 64u << 20, "a size from 0 to 64MiB, such as 64k",
                       &r->max_body);
+    conf_join(key, path, "min_time_left");
+    if (v[6])
+        conf_get_dur(x, v[6], key, &r->min_time_left_ms);
+}
+
+/* `hedge.delay`: a duration, or a quantile of the route's live first-byte
+ * latency written pNN (p50 to p99.9). */
+static void parse_hedge_delay(struct conf_ctx *x, yaml_node_t *n, const char *key,
+                              struct conf_route *r)
+{
+    static const char what[] = "a duration such as 50ms, or a percentile such as p95 "
+                               "(p50 to p99.9)";
+    const char *s = conf_scalar(x, n, key, what);
+    if (!s)
+        return;
+    if (s[0] != 'p') {
+        conf_get_dur(x, n, key, &r->hedge_delay_ms);
+        return;
+    }
+    char *end;
+    double q = strtod(s + 1, &end);
+    if (end == s + 1 || *end || !(q >= 50 && q <= 99.9) || !(s[1] >= '0' && s[1] <= '9')) {
+        conf_expected(x, n, key, what);
+        return;
+    }
+    r->hedge_permille = (unsigned)(q * 10 + 0.5);
+}
+
+static void parse_hedge(struct conf_ctx *x, yaml_node_t *n, const char *key, struct conf_route *r)
+{
+    static const char *const hk[] = {"delay", "min_delay", "max_delay", "max_percent", NULL};
+    yaml_node_t *w[MAX_KEYS];
+    char sub[PATHLEN];
+    if (!conf_fields(x, n, key, "a mapping (delay, min_delay, max_delay, max_percent)", hk, w))
+        return;
+    conf_join(sub, key, "delay");
+    if (!w[0])
+        conf_err(x, n, sub, "missing; expected %s or a percentile such as p95", WHAT_DUR);
+    else
+        parse_hedge_delay(x, w[0], sub, r);
+    r->hedge_min_ms = 1;
+    r->hedge_max_ms = 1000;
+    conf_join(sub, key, "min_delay");
+    if (w[1])
+        conf_get_dur(x, w[1], sub, &r->hedge_min_ms);
+    conf_join(sub, key, "max_delay");
+    if (w[2] && conf_get_dur(x, w[2], sub, &r->hedge_max_ms) && r->hedge_max_ms < r->hedge_min_ms)
+        conf_err(x, w[2], sub, "expected a duration no shorter than min_delay (%llums), got %llums",
+                 (unsigned long long)r->hedge_min_ms, (unsigned long long)r->hedge_max_ms);
+    else if (!w[2] && r->hedge_max_ms < r->hedge_min_ms)
+        r->hedge_max_ms = r->hedge_min_ms;
+    if ((w[1] || w[2]) && r->hedge_delay_ms) {
+        conf_join(sub, key, w[1] ? "min_delay" : "max_delay");
+        conf_err(x, w[1] ? w[1] : w[2], sub,
+                 "bounds an adaptive delay (delay: p95, say); this route's delay is fixed");
+    }
+    conf_join(sub, key, "max_percent");
+    if (w[3])
+        conf_get_uint(x, w[3], sub, 1, 100, &r->hedge_max_percent);
 }
 
 /* `grpc:` of a route: what a gRPC call's grpc-timeout does there. */
@@ -126,7 +185,8 @@ static void parse_grpc(struct conf_ctx *x, yaml_node_t *n, const char *key, stru
 static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
-                                       "budget", "deadline_header", "grpc", NULL};
+                                       "budget", "deadline_header", "grpc", "min_budget",
+                                       NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     conf_joini(path, "routes", idx);
@@ -179,19 +239,9 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "retry");
     if (v[4])
         parse_retry(x, v[4], key, &r->retry);
-    if (v[5]) {
-        static const char *const hk[] = {"delay", NULL};
-        yaml_node_t *w[MAX_KEYS];
-        conf_join(key, path, "hedge");
-        if (conf_fields(x, v[5], key, "a mapping (delay)", hk, w)) {
-            char sub[PATHLEN];
-            conf_join(sub, key, "delay");
-            if (!w[0])
-                conf_err(x, v[5], sub, "missing; expected %s", WHAT_DUR);
-            else
-                conf_get_dur(x, w[0], sub, &r->hedge_delay_ms);
-        }
-    }
+    conf_join(key, path, "hedge");
+    if (v[5])
+        parse_hedge(x, v[5], key, r);
     conf_join(key, path, "budget");
     if (v[6])
         conf_err(x, v[6], key, "the retry budget is shared by a pool's routes; set it as "
@@ -202,6 +252,9 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "grpc");
     if (v[8])
         parse_grpc(x, v[8], key, &r->grpc);
+    conf_join(key, path, "min_budget");
+    if (v[9])
+        conf_get_dur(x, v[9], key, &r->min_budget_ms);
 }
 
 void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)

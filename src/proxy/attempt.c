@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "admit.h"
 #include "auth.h"
 #include "buf.h"
 #include "client.h"
@@ -91,7 +92,8 @@ int attempt_connect(struct client *c, bool allow_pooled)
                                         : pool_pick(x->route->pool);
     x->clk.try_start = px_att(c->s)->started = px_loop->now;
     if (!px_att(c->s)->srv && !(x->req & R_FORWARD))
-        return px_fault(c, FAULT_NO_SERVER, 0);
+        return pool_at_capacity(x->route->pool) ? AT_IDLE   /* every server at max_requests */
+                                                : px_fault(c, FAULT_NO_SERVER, 0);
     if (allow_pooled) {
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
         if (px_att(c->s)->up) {
@@ -364,9 +366,11 @@ static int attempt_response_head(struct client *c)
         /* The server answered: its pool decides whether that status is a
          * success or a failure (and takes the latency), once per attempt,
          * whatever becomes of the head below. */
-        if (px_scratch.status >= 200 || (px_scratch.status == 101 && (x->req & R_UPGRADE)))
+        if (px_scratch.status >= 200 || (px_scratch.status == 101 && (x->req & R_UPGRADE))) {
             pool_report(px_att(c->s)->srv, POOL_ANSWERED, px_scratch.status,
                         px_att(c->s)->started);
+            admit_observe(x->route, px_att(c->s)->started, px_loop->now);
+        }
         if (px_scratch.status == 101 && (x->req & R_UPGRADE)) {
             if (!fwd_wants_websocket(&px_scratch))
                 return bad_response(c, "101 Switching Protocols to something but websocket");

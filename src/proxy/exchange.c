@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "admit.h"
 #include "addr.h"
 #include "attempt.h"
 #include "auth.h"
@@ -209,6 +210,8 @@ void exchange_set_limits(struct client *c)
     memcpy(ms, exchange_policy(c)->ms, sizeof c->s->x.lim.ms);
     ms[TMO_TOTAL] = exchange_total_ms(c);
     ms[TMO_IDLE] = LINGER_NS / MS;   /* the fold's IDLE in CLOSING is the linger */
+    if (c->s->x.route)
+        ms[TMO_HEDGE] = admit_hedge_delay_ms(c->s->x.route);   /* (adaptive: this moment's) */
 }
 
 /* What holds now of the conditions that run clocks (tmo.h TMO_IF_*). */
@@ -221,8 +224,10 @@ static uint32_t conditions(const struct client *c)
         cond |= c->state == CS_CLOSING || client_pending(c) ? TMO_IF_SEND : 0;
     if (c->state != CS_EXCH)
         return cond | ((x->flags & X_LINGER) ? TMO_IF_LINGER : 0);
-    if ((up && pool_opening(up)) || (x->flags & X_WAIT_SLOT))
+    if (up && pool_opening(up))
         cond |= TMO_IF_CONNECTING;
+    if (x->flags & X_WAIT_SLOT)
+        cond |= TMO_IF_QUEUED;
     if (x->flags & X_RESOLVING)
         cond |= TMO_IF_RESOLVING;
     if (up && !(x->flags & (X_HEDGED | X_RESP_HEAD)) && !(x->req & R_UPGRADE))
@@ -302,16 +307,25 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         exchange_fail(c, 504, tmo_reason(k), detail);
         return;
     }
-    if (k == TMO_CONNECT && (c->s->x.flags & X_WAIT_SLOT)) {
-        log_error("warn", "no free connection in pool %s after %llu ms (max_connections %u) (%s)",
-                  c->s->x.route->pool->name, (unsigned long long)configured_ms(c, k),
-                  c->s->x.route->pool->max_conns, what);
-        exchange_fail(c, 503, "pool_full", "pool_full");
+    if ((k == TMO_QUEUE || k == TMO_TOTAL) && (c->s->x.flags & X_WAIT_SLOT)) {
+        /* queued until the queue's time, or the total's, ran out: shed */
+        const struct pool_group *g = c->s->x.route->pool;
+        log_error("warn", "no free connection or server in pool %s after %llu ms in its queue "
+                          "(max_connections %u, max_requests %u): %s ran out (%s)",
+                  g->name, (unsigned long long)((px_loop->now - c->s->x.clk.queue) / MS),
+                  g->max_conns, g->max_requests,
+                  k == TMO_QUEUE ? "the queue timeout" : "its time left", what);
+        snprintf(detail, sizeof detail, "queued %llu ms",
+                 (unsigned long long)((px_loop->now - c->s->x.clk.queue) / MS));
+        exchange_fail(c, 503, "queue_timeout", detail);
         return;
     }
     if (k == TMO_CONNECT && (c->s->x.req & R_FORWARD) && forward_next(c, detail) >= 0)
         return;   /* the destination's next address */
     struct attempt *a = px_att(c->s);
+    if ((k == TMO_READ || k == TMO_TRY || k == TMO_TOTAL) && a->up &&
+        !(c->s->x.flags & X_RESP_HEAD))
+        admit_observe(c->s->x.route, a->started, px_loop->now);   /* at least this long */
     if (k == TMO_CONNECT || k == TMO_READ || k == TMO_TRY)
         pool_report(a->srv, k == TMO_CONNECT ? POOL_CONNECT_FAILED
                           : k == TMO_READ    ? POOL_READ_TIMEOUT
@@ -480,6 +494,18 @@ bool exchange_retry_allowed(struct client *c, unsigned cls, int status)
                   x->route->pool->name, what);
         return false;
     }
+    uint64_t left, need;
+    if (!admit_in_time(c, &left, &need)) {
+        char what[320];
+        access_describe(c, what, sizeof what);
+        log_error("info", "retry skipped: %llu ms left, the route needs %llu ms (%s) (%s)",
+                  (unsigned long long)left, (unsigned long long)need,
+                  x->route->retry->min_time_left_ms ? "retry.min_time_left"
+                                                    : "its median first-byte latency",
+                  what);
+        c->s->x.flags |= X_RETRY_SKIPPED;
+        return false;
+    }
     return true;
 }
 
@@ -617,17 +643,25 @@ int exchange_on_fault(struct client *c)
 int exchange_dispatch(struct client *c, bool allow_pooled)
 {
     struct exch *x = &c->s->x;
+    if (!(x->flags & X_COUNTED) && admit_unmeetable(c)) {
+        char what[320], detail[96];
+        access_describe(c, what, sizeof what);
+        snprintf(detail, sizeof detail, "%llu ms left, below the route's min_budget %llu ms",
+                 (unsigned long long)admit_left_ms(c),
+                 (unsigned long long)x->route->min_budget_ms);
+        log_error("info", "deadline unmeetable: %s; not sent upstream (%s)", detail, what);
+        return exchange_fail(c, 504, "deadline_unmeetable", detail);
+    }
     exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
     switch (attempt_connect(c, allow_pooled)) {
     case AT_FAILED:
         return exchange_on_fault(c);
     case AT_IDLE:
-        /* At the pool's connection limit: wait for a slot, under the
-         * connect timeout (and the total deadline). */
-        if (!(x->flags & X_WAIT_SLOT)) {
-            x->clk.connect = px_loop->now;
+        /* At the pool's limit (max_connections, or every server at
+         * max_requests): wait in its queue, under the queue timeout and
+         * the total deadline (the fold's TMO_IF_QUEUED). */
+        if (!(x->flags & X_WAIT_SLOT))
             exchange_wait_enqueue(c);
-        }
         return 1;
     default:
         return 1;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "admit.h"
 #include "addr.h"
 #include "attempt.h"
 #include "auth.h"
@@ -61,9 +62,19 @@ void hedge_start(struct client *c)
     if (!(x->req & R_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
         buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
         return;
+    uint64_t left, need;
+    if (!admit_in_time(c, &left, &need)) {   /* it could not answer in time */
+        access_describe(c, what, sizeof what);
+        log_error("info", "hedge skipped: %llu ms left, the route needs %llu ms (%s)",
+                  (unsigned long long)left, (unsigned long long)need, what);
+        x->flags |= X_RETRY_SKIPPED;
+        return;
+    }
     struct pool_server *srv = pool_pick_other(x->route->pool, px_att(s)->srv);
     if (!srv || srv == px_att(s)->srv)
         return;
+    if (!admit_hedge_allowed(c))
+        return;   /* hedge.max_percent: the extra load is capped */
     struct upconn *h = pool_take_idle(srv, c, attempt_on_upstream);
     if (!h)
         h = pool_connect(srv, c, attempt_on_upstream, &err);
@@ -80,7 +91,7 @@ void hedge_start(struct client *c)
     x->attempts++;
     access_describe(c, what, sizeof what);
     log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
-              px_att(s)->srv->addr->text, (unsigned long long)x->route->policy.ms[TMO_HEDGE],
+              px_att(s)->srv->addr->text, (unsigned long long)x->lim.ms[TMO_HEDGE],
               srv->addr->text, what);
 }
 
@@ -98,8 +109,10 @@ void hedge_promote(struct client *c, bool head)
               px_hedge(s)->srv->addr->text, head ? "answered first" : "carries on",
               px_att(s)->srv->addr->text, what);
     struct attempt *lost = px_att(s);
-    if (head && lost->up)
+    if (head && lost->up) {
         pool_report(lost->srv, POOL_CANCELLED, 0, lost->started);   /* outrun */
+        admit_observe(x->route, lost->started, px_loop->now);      /* (at least this long) */
+    }
     if (lost->up)
         pool_close(lost->up);
     lost->up = NULL;

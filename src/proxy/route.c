@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "conf.h"
 #include "pool.h"
+#include "qest.h"
 
 static struct route *routes;
 static unsigned nroutes;
@@ -21,9 +22,24 @@ static struct route_policy policy_of(const struct conf_route *r, const struct cf
         p.ms[k] = conf_route_ms(r, (enum tmo_kind)k, cfg);
     if (r) {   /* the retry policy is in force from 2 attempts (route_init) */
         p.ms[TMO_TRY] = r->retry.attempts > 1 ? r->retry.per_try_timeout_ms : 0;
-        p.ms[TMO_HEDGE] = r->hedge_delay_ms;
+        p.ms[TMO_HEDGE] = r->hedge_permille ? r->hedge_max_ms : r->hedge_delay_ms;
     }
+    if (!p.ms[TMO_QUEUE])
+        p.ms[TMO_QUEUE] = p.ms[TMO_CONNECT];   /* (as HAProxy's timeout queue) */
     return p;
+}
+
+/* The live state every route has (route.h): one block for all. */
+static struct route_live {
+    struct qest latency;
+    struct qbudget hedge_budget;
+} *live;
+
+static void attach_live(struct route *r, unsigned i)
+{
+    r->latency = &live[i].latency;
+    r->hedge_budget = &live[i].hedge_budget;
+    r->hedge_budget->tokens = 1;   /* the first slow request may be hedged */
 }
 
 int route_init(const struct cfg *cfg)
@@ -32,12 +48,15 @@ int route_init(const struct cfg *cfg)
 
     if (!cf || !cf->nroutes) {
         routes = xcalloc(1, sizeof *routes);
+        live = xcalloc(1, sizeof *live);
         nroutes = 1;
         routes[0] = (struct route){.path = "/", .path_len = 1, .pool = pool_group_default(),
                                    .policy = policy_of(NULL, cfg)};
+        attach_live(&routes[0], 0);
         return 0;
     }
     routes = xcalloc(cf->nroutes, sizeof *routes);
+    live = xcalloc(cf->nroutes, sizeof *live);
     nroutes = cf->nroutes;
     for (unsigned i = 0; i < nroutes; i++) {
         const struct conf_route *cr = &cf->routes[i];
@@ -51,6 +70,15 @@ int route_init(const struct cfg *cfg)
         r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
         r->no_deadline_header = !cr->deadline_header;
         r->grpc = cr->grpc;
+        r->min_budget_ms = cr->min_budget_ms;
+        r->hedge_permille = cr->hedge_permille;
+        r->hedge_min_ms = cr->hedge_min_ms;
+        r->hedge_max_ms = cr->hedge_max_ms;
+        /* a cap of 5% by default on an adaptive delay (a fixed one: none) */
+        r->hedge_max_percent = cr->hedge_max_percent ? cr->hedge_max_percent
+                               : cr->hedge_permille  ? 5
+                                                     : 0;
+        attach_live(r, i);
         if (!r->pool) {
             fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",
                     cr->path, cr->pool->name);
@@ -69,6 +97,8 @@ const struct route *route_all(unsigned *n)
 void route_free(void)
 {
     free(routes);
+    free(live);
+    live = NULL;
     routes = NULL;
     nroutes = 0;
 }

@@ -15,6 +15,8 @@
 #include "tmo.h"
 
 struct pool_group;
+struct qest;
+struct qbudget;
 
 /* A route's durations, ms, by kind: its own `timeouts:` over the top-level
  * ones (the kinds that run before a route is known, such as header and idle,
@@ -33,6 +35,14 @@ struct route {
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
     bool no_deadline_header;          /* route's deadline_header: false */
     struct conf_grpc grpc;            /* its gRPC calls' deadlines (cfg.h) */
+    /* admission (admit.h): */
+    uint64_t min_budget_ms;           /* time left at dispatch below it: 504; 0: off */
+    unsigned hedge_permille;          /* adaptive hedge delay: this quantile; 0: fixed */
+    uint64_t hedge_min_ms, hedge_max_ms;
+    unsigned hedge_max_percent;       /* hedges per 100 requests; 0: no cap */
+    /* this worker's live view of the route (mutable through const routes) */
+    struct qest *latency;             /* first-byte latency of its attempts */
+    struct qbudget *hedge_budget;
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

@@ -81,6 +81,7 @@ static void group_from_conf(struct pool_group *g, const struct conf_pool *cp,
     g->budget_percent = cp->budget.percent;
     g->budget_min = cp->budget.min;
     g->max_conns = cp->max_connections;
+    g->max_requests = cp->max_requests;
     g->h2 = cp->h2;
     g->resolve_min_ms = cp->resolve_min_ms;
     g->resolve_max_ms = cp->resolve_max_ms;
@@ -294,7 +295,7 @@ void pool_wait_remove(struct pool_waiter *w)
 struct pool_waiter *pool_wait_next(struct pool_group *g)
 {
     struct pool_waiter *w = g->wait_head;
-    if (!w || !pool_slots_free(g))
+    if (!w || !pool_slots_free(g) || !pool_has_room(g))
         return NULL;
     pool_wait_remove(w);
     return w;

@@ -176,6 +176,7 @@ struct pool_group {
     unsigned budget_percent, budget_min;
     /* connection limit: open connections to all its servers together */
     unsigned max_conns;          /* 0: unlimited */
+    unsigned max_requests;       /* in flight to each server (its active use); 0: unlimited */
     unsigned open;
     /* requests waiting for a slot, oldest first (pool_wait_*) */
     struct pool_waiter *wait_head, *wait_tail;
@@ -247,7 +248,7 @@ struct pool_group *pool_group_find(const char *name);
 struct pool_group *pool_group_default(void);
 
 /* A server in service chosen by the pool's balancing method, or NULL when
- * every server is ejected or down. Weights are effective weights: during a
+ * every server is ejected or down, or has max_requests in flight. Weights are effective weights: during a
  * pool's slow_start, a server back in service (pool_server.back_at) counts
  * from a tenth of its weight, rising linearly to all of it.
  *   round_robin  smooth weighted round-robin;
@@ -264,6 +265,14 @@ struct pool_server *pool_pick(struct pool_group *g);
 /* A server in service other than `avoid` when the pool has one; else as
  * pool_pick. */
 struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_server *avoid);
+
+/* Whether a server in service has room for one more request (below the
+ * pool's max_requests; always, without the limit). */
+bool pool_has_room(struct pool_group *g);
+
+/* Whether g has servers in service, all of them at max_requests: a request
+ * then waits in the pool's queue rather than failing. */
+bool pool_at_capacity(struct pool_group *g);
 
 /* Requests in flight on g, from their dispatch to their end, whatever ends
  * them: the base of the retry budget's percent. Each begin is matched by

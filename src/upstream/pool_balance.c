@@ -119,6 +119,44 @@ static bool out_of_service(const struct pool_server *s)
            __atomic_load_n(&s->h->down, __ATOMIC_RELAXED);
 }
 
+/* At the pool's max_requests: in service, but takes no more for now. */
+static bool full(const struct pool_group *g, const struct pool_server *s)
+{
+    return g->max_requests && s->active >= g->max_requests;
+}
+
+/* In service, with room for one more request. */
+static bool eligible(struct pool_group *g, struct pool_server *s)
+{
+    return in_service(g, s) && !full(g, s);
+}
+
+bool pool_has_room(struct pool_group *g)
+{
+    if (!g->max_requests)
+        return true;
+    for (unsigned i = 0; i < g->nservers; i++)
+        if (eligible(g, &g->servers[i]))
+            return true;
+    return false;
+}
+
+bool pool_at_capacity(struct pool_group *g)
+{
+    if (!g->max_requests)
+        return false;
+    bool any = false;
+    for (unsigned i = 0; i < g->nservers; i++) {
+        struct pool_server *s = &g->servers[i];
+        if (!in_service(g, s))
+            continue;
+        if (!full(g, s))
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 /* a (weight wa now) has fewer connections per unit of weight than b */
 static bool lighter(const struct pool_server *a, uint64_t wa, const struct pool_server *b,
                     uint64_t wb)
@@ -132,12 +170,12 @@ static bool two_at_random(struct pool_group *g, struct pool_server **a, struct p
 {
     unsigned live = 0, n = g->nservers;
     for (unsigned i = 0; i < n; i++)
-        live += in_service(g, &g->servers[i]);
+        live += eligible(g, &g->servers[i]);
     if (!live)
         return false;
     unsigned ia = rnd(live), ib = live > 1 ? (ia + 1 + rnd(live - 1)) % live : ia;
     for (unsigned i = 0, k = 0; i < n; i++) {
-        if (out_of_service(&g->servers[i]))
+        if (out_of_service(&g->servers[i]) || full(g, &g->servers[i]))
             continue;
         if (k == ia)
             *a = &g->servers[i];
@@ -165,7 +203,7 @@ struct pool_server *pool_pick(struct pool_group *g)
         int total = 0;
         for (unsigned i = 0; i < n; i++) {
             struct pool_server *s = &g->servers[i];
-            if (!in_service(g, s))
+            if (!eligible(g, s))
                 continue;
             int w = (int)pool_weight_now(s, now);
             s->cur += w;
@@ -182,7 +220,7 @@ struct pool_server *pool_pick(struct pool_group *g)
         uint64_t wbest = 0;
         for (unsigned k = 0; k < n; k++) {
             struct pool_server *s = &g->servers[(start + k) % n];
-            if (!in_service(g, s))
+            if (!eligible(g, s))
                 continue;
             uint64_t w = pool_weight_now(s, now);
             if (!best || lighter(s, w, best, wbest)) {
@@ -231,7 +269,7 @@ struct pool_server *pool_pick_other(struct pool_group *g, const struct pool_serv
     unsigned start = g->rr++;
     for (unsigned k = 0; k < g->nservers; k++) {
         struct pool_server *o = &g->servers[(start + k) % g->nservers];
-        if (o != avoid && in_service(g, o))
+        if (o != avoid && eligible(g, o))
             return o;
     }
     return s;

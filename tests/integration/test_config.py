@@ -151,7 +151,7 @@ BAD = [
      '6:11: routes[0].pool: no pool named "api" (pools: web)'),
     ("timeouts:\n  read: 1s\n  raed: 2s\n",
      "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
-     "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)"),
+     "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake, queue)"),
     ("timeouts:\n  connect: 0\n",
      '2:12: timeouts.connect: expected a duration longer than 0, got "0"'),
     ("timeouts:\n  total: soon\n",

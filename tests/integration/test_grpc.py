@@ -667,9 +667,9 @@ def test_http_error_without_grpc_status_is_mapped(proxy_factory, upstream, http,
     c.close()
 
 
-def test_pool_full_and_no_healthy_upstream_are_unavailable(proxy_factory, tmp_path, upstream):
-    # pool_full: the only connection the pool may open is busy past the
-    # connect timeout
+def test_queue_timeout_and_no_healthy_upstream_are_unavailable(proxy_factory, tmp_path, upstream):
+    # queue_timeout: the only connection the pool may open is busy past the
+    # queue timeout (by default the connect timeout)
     held = upstream(_silent)
     doc = grpc_doc(held.addr, protocol=None)
     doc["pools"]["g"]["max_connections"] = 1
@@ -681,10 +681,10 @@ def test_pool_full_and_no_healthy_upstream_are_unavailable(proxy_factory, tmp_pa
     held.wait_requests(1)
     s = c.response(c.request("/svc/Echo", method="POST", headers=grpc_request_headers(),
                              body=grpc_message(b"x")))
-    assert_trailers_only(s, 14, "pool_full")
+    assert_trailers_only(s, 14, "queue_timeout")
     c.reset(first)
     c.close()
-    line = next(l for l in p.wait_log(2, 2 * SLOW) if l["reason"] == "pool_full")
+    line = next(l for l in p.wait_log(2, 2 * SLOW) if l["reason"] == "queue_timeout")
     assert grpc_status(line) == "14", line
 
     # no_healthy_upstream: one refused connect ejects the only server

@@ -1,6 +1,8 @@
-"""A pool's max_connections: open connections to its servers together stay
-within the limit; a request finding no free slot waits for one under its
-connect timeout, then gets 503 pool_full."""
+"""A pool's limits: max_connections (open connections to its servers
+together) and max_requests (in flight to each server) stay within bounds;
+a request finding no room waits in the pool's queue, oldest first, under
+the queue timeout (by default the connect timeout) and its time left, then
+gets 503 queue_timeout; it leaves the queue as soon as its client goes."""
 import threading
 import time
 
@@ -59,7 +61,7 @@ routes:
     assert len(up.conns) == 1, "the limit of one connection was exceeded"
 
 
-def test_waiting_is_bounded_by_the_connect_timeout(proxy_factory, upstream, tmp_path):
+def test_waiting_is_bounded_by_the_queue_timeout_which_defaults_to_connect(proxy_factory, upstream, tmp_path):
     up = upstream(slow(1.0))
     p = start_with(proxy_factory, tmp_path, f"""
 timeouts: {{connect: 200ms}}
@@ -76,6 +78,6 @@ routes:
     assert rb.status == 503 and 0.18 <= tb < 0.5, (rb, tb)
     lines = p.wait_log(2)
     b = [l for l in lines if l["target"] == "/b"][0]
-    assert b["reason"] == "pool_full", b
-    assert "no free connection in pool app" in p.stderr_text()
+    assert b["reason"] == "queue_timeout", b
+    assert "no free connection or server in pool app" in p.stderr_text()
     assert len(up.conns) == 1

@@ -344,13 +344,14 @@ TEST(unknown_keys)
         "pools, routes, workers, deadline_header, forward, resolver)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
-        "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake)");
+        "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake, queue)");
     BAD("pools:\n  web:\n    servers: [127.0.0.1:1]\n    balancing: p2c\n",
         "4:5: pools.web.balancing: unknown key (expected one of: servers, balance, "
-        "max_connections, keepalive, health, budget, tls, protocol, slow_start, resolve)");
+        "max_connections, keepalive, health, budget, tls, protocol, slow_start, resolve, "
+        "max_requests)");
     BAD(POOL "routes:\n  - pool: web\n    retry: {attempts: 2, on_status: [503]}\n",
         "4:26: routes[0].retry.on_status: unknown key (expected one of: attempts, on, "
-        "per_try_timeout, backoff, methods, max_body)");
+        "per_try_timeout, backoff, methods, max_body, min_time_left)");
     BAD("pools: {web: {servers: [{address: 127.0.0.1:1, wieght: 2}]}}\n",
         "1:48: pools.web.servers[0].wieght: unknown key (expected one of: address, weight, srv)");
 }
@@ -566,7 +567,10 @@ TEST(routes)
         "got 10ms");
     BAD(POOL "routes: [{pool: web, hedge: {}}]\n",
         "2:29: routes[0].hedge.delay: missing; expected a duration such as 250ms, 1.5s, 2m or "
-        "30 (seconds)");
+        "30 (seconds) or a percentile such as p95");
+    BAD(POOL "routes: [{pool: web, hedge: {delay: p100}}]\n",
+        "2:37: routes[0].hedge.delay: expected a duration such as 50ms, or a percentile such as "
+        "p95 (p50 to p99.9), got \"p100\"");
     BAD(POOL "routes: [{pool: web, timeouts: {header: 1s}}]\n",
         "2:41: routes[0].timeouts.header: the header timeout runs before a route is chosen; set "
         "it in the top-level timeouts");
@@ -1183,7 +1187,7 @@ TEST(timeout_keys_match_the_kinds)
         conf_free(c);
         free(errors);
     }
-    CHECK_EQ_INT(keyed, 13);
+    CHECK_EQ_INT(keyed, 14);
     CHECK_EQ_INT(conf_tmo_kind("raed"), TMO_NONE);
     CHECK_EQ_INT(conf_tmo_kind("try"), TMO_NONE);
     CHECK_EQ_INT(conf_tmo_kind("hedge"), TMO_NONE);

@@ -1,0 +1,63 @@
+/* admit.c -- admission by the time left (see admit.h). */
+#include "admit.h"
+
+#include "px.h"
+#include "qest.h"
+#include "route.h"
+
+uint64_t admit_left_ms(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    uint64_t total = x->lim.ms[TMO_TOTAL];
+    if (!total || total >= GRPC_NO_TOTAL_MS)
+        return UINT64_MAX;
+    uint64_t end = x->clk.start + total * MS, now = px_loop->now;
+    return end > now ? (end - now) / MS : 0;
+}
+
+bool admit_unmeetable(const struct client *c)
+{
+    const struct route *r = c->s->x.route;
+    if (!r)
+        return false;
+    if (r->hedge_max_percent)
+        qb_earn(r->hedge_budget, r->hedge_max_percent);
+    return r->min_budget_ms && admit_left_ms(c) < r->min_budget_ms;
+}
+
+bool admit_in_time(const struct client *c, uint64_t *left, uint64_t *need)
+{
+    const struct route *r = c->s->x.route;
+    *left = admit_left_ms(c);
+    *need = 0;
+    if (!r)
+        return true;
+    if (r->retry && r->retry->min_time_left_ms)
+        *need = r->retry->min_time_left_ms;
+    else
+        *need = qe_quantile(r->latency, 0.5) / MS;
+    return *left >= *need;
+}
+
+bool admit_hedge_allowed(const struct client *c)
+{
+    const struct route *r = c->s->x.route;
+    return !r || !r->hedge_max_percent || qb_spend(r->hedge_budget);
+}
+
+uint64_t admit_hedge_delay_ms(const struct route *r)
+{
+    if (!r->hedge_permille)
+        return r->policy.ms[TMO_HEDGE];
+    uint64_t q = qe_quantile(r->latency, (double)r->hedge_permille / 1000.0);
+    if (!q)
+        return r->hedge_max_ms;   /* no estimate yet */
+    uint64_t ms = (q + MS - 1) / MS;   /* (never early: rounded up) */
+    return ms < r->hedge_min_ms ? r->hedge_min_ms : ms > r->hedge_max_ms ? r->hedge_max_ms : ms;
+}
+
+void admit_observe(const struct route *r, uint64_t started, uint64_t now)
+{
+    if (r && started && now >= started)
+        qe_add(r->latency, now - started, now);
+}
