@@ -652,7 +652,12 @@ int exchange_dispatch(struct client *c, bool allow_pooled)
         log_error("info", "deadline unmeetable: %s; not sent upstream (%s)", detail, what);
         return exchange_fail(c, 504, "deadline_unmeetable", detail);
     }
+    bool fresh = !(x->flags & X_COUNTED);
     exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
+    if (fresh && !(x->req & R_FORWARD) && x->route->pool->nwaiting) {
+        exchange_wait_enqueue(c);   /* first come, first served: behind those waiting */
+        return 1;
+    }
     switch (attempt_connect(c, allow_pooled)) {
     case AT_FAILED:
         return exchange_on_fault(c);
