@@ -125,6 +125,7 @@ HEDGE_P, HEDGE_FAST_MS, HEDGE_SLOW_MS = 0.02, 5, 1000
 HEDGE_SEED = 18                       # the issue's number: which requests are slow (same for every row)
 HEDGE_RATE = 1500                     # requests/s (--hedge-rate)
 HEDGE_REQUESTS = 10000                # per run (--hedge-requests; --quick 3000); pooled over the rounds
+HEDGE_MAX_ID = 1 << 22                # IDs hedge_upstream tracks (its MAXID)
 HEDGE_CONNS = 128                     # client connections opened before a run (more are opened if all are busy)
 HEDGE_GOAL_X, HEDGE_GOAL_LOAD = 3.0, 6.0   # p99 < 3 x the fast path, extra load < 6 %
 HEDGE_ADAPTIVE = "{delay: p95}"       # the adaptive row's hedge mapping (--hedge-adaptive)
@@ -1769,7 +1770,7 @@ class Bench:
                               flush=True)
                         continue
                     try:
-                        r = self.hedge_run(fl[row], row)
+                        r = self.hedge_run(fl[row], row, rnd)
                     except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
                         print(" !! FAILED", flush=True)
                         fail(row, "round %d: %s" % (rnd + 1, str(e).splitlines()[0]))
@@ -1786,11 +1787,12 @@ class Bench:
                 x.close()
             stop(up)
 
-    def hedge_load(self, port, n, out=None):
-        """Runs hedge_load (pinned with the upstream): n requests at --hedge-rate.
-        Returns its JSON summary (and, with out, the latencies are in that file)."""
+    def hedge_load(self, port, n, out=None, base=0):
+        """Runs hedge_load (pinned with the upstream): n requests at --hedge-rate,
+        IDs from base. Returns its JSON summary (and, with out, the latencies are
+        in that file)."""
         out = out or os.path.join(TMP, "hedge-warmup.txt")
-        argv = [HEDGE_LOAD_BIN, str(port), str(self.a.hedge_rate), str(n), str(HEDGE_CONNS), out, "10"]
+        argv = [HEDGE_LOAD_BIN, str(port), str(self.a.hedge_rate), str(n), str(HEDGE_CONNS), out, "10", str(base)]
         if CPU_LOAD is not None:
             argv = ["taskset", "-c", str(CPU_LOAD)] + argv
         p = subprocess.run(argv, capture_output=True, text=True, timeout=n / self.a.hedge_rate + 60)
@@ -1799,10 +1801,11 @@ class Bench:
                 p.returncode, (p.stderr.strip().splitlines() or ["(no message)"])[-1]))
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    def hedge_run(self, x, row):
+    def hedge_run(self, x, row, rnd):
         """One measured run of a row: upstream counters reset, the client run,
         the upstream's counts, hourglass's hedges (its /metrics) and what its
-        error log said meanwhile."""
+        error log said meanwhile. Round rnd's requests have IDs rnd * N .. +N-1:
+        the same slow ones for every row of a round, other ones in each round."""
         admin = next(r[4] for r in HEDGE_ROWS if r[0] == row)
         time.sleep(0.1)                 # the last run's cancelled attempts have reached the upstream
         up_get("/reset")
@@ -1810,7 +1813,7 @@ class Bench:
         log0 = os.path.getsize(x.logs[0]) if os.path.exists(x.logs[0]) else 0
         c0 = x.cpu()
         out = os.path.join(TMP, "hedge-%s.txt" % row)
-        r = self.hedge_load(x.port, self.a.hedge_requests, out)
+        r = self.hedge_load(x.port, self.a.hedge_requests, out, rnd * self.a.hedge_requests)
         time.sleep(0.1)
         if x.proc.poll() is not None:
             raise RuntimeError("exited during the run (status %s)" % x.proc.returncode)
@@ -2246,8 +2249,9 @@ def report_hedge(b, a, meta):
                                      sum(r["up"]["slow_first"] for r in rs)))
     out = ["### Hedging: latency tail and extra upstream load (hedge-tail, issue 18)\n",
            "Two upstream servers (bench/hedge_upstream.c, one process on ports %s, pinned with the client) answer "
-           "each GET after %d ms with 100 B, but 1 request in %d (p = %.2f, drawn per client request from seed %d, "
-           "so every row gets the same requests slow; a hedge of a request draws again) after %d ms. "
+           "each GET after %d ms with 100 B, but 1 request in %d (p = %.2f, drawn per client request ID from seed %d, "
+           "so every row gets the same requests slow: round r sends IDs r x N .. r x N + N - 1; a hedge or "
+           "any later arrival of an ID draws again) after %d ms. "
            "bench/hedge_load.c sends GET /h/ID open-loop at %d requests/s (request ID due at start + ID / rate, "
            "whatever became of the others; latency from the time it was due to the last byte of the response), "
            "%d requests per run, %d round(s): the percentiles are computed exactly from the %d samples of all rounds "
@@ -2356,6 +2360,8 @@ def main():
     a.hedge_requests = a.hedge_requests or (3000 if q else HEDGE_REQUESTS)
     if a.hedge_rate <= 0 or a.hedge_requests <= 0:
         ap.error("--hedge-rate and --hedge-requests must be positive")
+    if a.hedge_requests * a.rounds > HEDGE_MAX_ID:
+        ap.error("--hedge-requests x --rounds may be at most %d (the request IDs hedge_upstream tracks)" % HEDGE_MAX_ID)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     cap = (hard - 200) // 2 if hard != resource.RLIM_INFINITY else 10000
     a.conns = min(a.conns or (2000 if q else 10000), cap)

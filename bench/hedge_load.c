@@ -1,9 +1,9 @@
 /* hedge_load -- the open-loop client of the hedge-tail benchmark row.
  *
- * Usage: hedge_load PORT RATE COUNT CONNS OUTFILE [TIMEOUT_S]     (127.0.0.1:PORT)
+ * Usage: hedge_load PORT RATE COUNT CONNS OUTFILE [TIMEOUT_S [ID_BASE]]   (127.0.0.1:PORT)
  *
- * Sends COUNT requests "GET /h/ID HTTP/1.1" (ID = 0..COUNT-1) at a fixed
- * RATE per second: request ID is due at start + ID / RATE, whatever became
+ * Sends COUNT requests "GET /h/ID HTTP/1.1" (ID = ID_BASE + 0..COUNT-1) at a
+ * fixed RATE per second: request i is due at start + i / RATE, whatever became
  * of the ones before it (open loop: a slow answer does not hold back the
  * next request, so latencies are not coordinated-omission-biased). Each
  * request goes out on an idle keep-alive connection; when none is idle a new
@@ -51,7 +51,7 @@ struct req { uint64_t due, sent, done; int status; };
 static struct conn *conns[MAXC];
 static int nconns, ep, tfd, idle[MAXC], nidle;
 static struct req *reqs;
-static long count, next_req, outstanding;
+static long count, next_req, outstanding, id_base;
 static long n_ok, n_non200, n_err, n_timeout, n_opened, n_reopened;
 static uint64_t start_ns, timeout_ns;
 static double rate;
@@ -111,7 +111,7 @@ static void finish(struct conn *c, int status)
 static void send_req(struct conn *c)
 {
     char out[128];
-    int n = snprintf(out, sizeof out, "GET /h/%ld HTTP/1.1\r\nHost: bench\r\n\r\n", c->req);
+    int n = snprintf(out, sizeof out, "GET /h/%ld HTTP/1.1\r\nHost: bench\r\n\r\n", id_base + c->req);
     reqs[c->req].sent = now_ns();
     c->state = C_BUSY;
     c->len = 0;
@@ -313,7 +313,7 @@ static void send_due(void)
 int main(int argc, char **argv)
 {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s PORT RATE COUNT CONNS OUTFILE [TIMEOUT_S]\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT RATE COUNT CONNS OUTFILE [TIMEOUT_S [ID_BASE]]\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -324,6 +324,7 @@ int main(int argc, char **argv)
     count = atol(argv[3]);
     int initial = atoi(argv[4]);
     timeout_ns = (uint64_t)((argc > 6 ? atof(argv[6]) : 10.0) * 1e9);
+    id_base = argc > 7 ? atol(argv[7]) : 0;
     if (rate <= 0 || count <= 0 || initial < 1 || initial > MAXC) {
         fprintf(stderr, "hedge_load: bad RATE, COUNT or CONNS\n");
         return 2;
@@ -388,7 +389,7 @@ int main(int argc, char **argv)
         uint64_t lag = r->sent > r->due ? r->sent - r->due : 0;
         if (lag > max_lag)
             max_lag = lag;
-        fprintf(f, "%ld %.1f %.1f %d\n", i, r->status ? (double)(r->done - r->due) / 1e3 : -1.0,
+        fprintf(f, "%ld %.1f %.1f %d\n", id_base + i, r->status ? (double)(r->done - r->due) / 1e3 : -1.0,
                 (double)lag / 1e3, r->status);
     }
     if (fclose(f))
