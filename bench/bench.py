@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import resource
@@ -1268,6 +1269,16 @@ def hg_hedges(admin):
     return int(m.group(1)) if m else None
 
 
+def pct_rank(xs, q):
+    """hedge-tail: the nearest-rank percentile, exactly: the ceil(q/100 x n)-th
+    smallest sample (p99.9 of 30,000: the 29,970th, 30 samples above it)."""
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = math.ceil(round(q * len(xs) / 100.0, 6))
+    return xs[max(0, min(len(xs), k) - 1)]
+
+
 def helper(argv, cpu=None, **kw):
     return spawn([PY, os.path.abspath(__file__)] + argv, cpu=cpu, **kw)
 
@@ -1693,6 +1704,15 @@ class Bench:
         """The rows of hedge-tail whose proxy is selected (--proxies)."""
         return [r for r in HEDGE_ROWS if r[1] in self.proxies_for(HEDGE_SCEN)]
 
+    def hedge_plain_ok(self):
+        """Does the binary accept the configuration without hedge (then one it
+        refuses with a hedge mapping is a feature it lacks, not a broken binary)?"""
+        path = write_hourglass_hedge(os.path.join(TMP, "plain-check"), HEDGE_ROWS[0][3], HEDGE_UP_PORTS, None)
+        try:
+            return subprocess.run([HOURGLASS, "-t", path], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
     def hedge_mapping(self, hedge):
         """A row's hedge mapping (YAML flow text), None for no hedging."""
         return self.a.hedge_adaptive if hedge == "adaptive" else hedge
@@ -1743,8 +1763,15 @@ class Bench:
                     self.hedge_info.setdefault(row, []).append("`hedge: %s`" % cfg["hedge"] if cfg["hedge"]
                                                                else "no `hedge`")
                     if rc != 0:
-                        why = "not available in this build: `hourglass -t` refused `hedge: %s` (exit %d: %s)" % (
-                            cfg["hedge"], rc, " | ".join(said.splitlines()[:2]).replace(path, "hourglass.yaml"))
+                        said = " | ".join(said.splitlines()[:2]).replace(path, "hourglass.yaml")
+                        if cfg["hedge"] and self.hedge_plain_ok():
+                            # the binary runs hourglass but not this hedge mapping: an older build
+                            why = "not available in this build: `hourglass -t` refused `hedge: %s` (exit %d: %s)" % (
+                                cfg["hedge"], rc, said)
+                        else:
+                            why = "failed: `%s -t hourglass.yaml` (%s) exited %d: %s -- build hourglass " \
+                                  "(make) or point HOURGLASS_BIN at a working binary" % (
+                                HOURGLASS, "`hedge: %s`" % cfg["hedge"] if cfg["hedge"] else "no hedge", rc, said)
                         self.hedge_na[row] = why
                         print("   %-13s %s" % (row, why), flush=True)
                         continue
@@ -1778,7 +1805,7 @@ class Bench:
                     self.hedge.setdefault(row, []).append(r)
                     bad = r["sent"] - r["ok"]
                     print(" p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, extra load %.2f %%%s%s" % (
-                        pct(r["lat"], 50), pct(r["lat"], 99), pct(r["lat"], 99.9), r["extra"],
+                        pct_rank(r["lat"], 50), pct_rank(r["lat"], 99), pct_rank(r["lat"], 99.9), r["extra"],
                         ", %d hedges" % r["hedges"] if r["hedges"] is not None else "",
                         "  (!! %d of %d requests not answered 200: %d non-200, %d errors, %d timeouts)" % (
                             bad, r["sent"], r["non200"], r["errors"], r["timeouts"]) if bad else ""), flush=True)
@@ -2204,7 +2231,7 @@ def report_hedge(b, a, meta):
     fast, fast_from = float("nan"), None
     for row in ("hg-no-hedge", "nginx", "haproxy"):            # the fast path: p50 without hedging
         if b.hedge.get(row):
-            fast, fast_from = pct([x for r in b.hedge[row] for x in r["lat"]], 50), labels[row]
+            fast, fast_from = pct_rank([x for r in b.hedge[row] for x in r["lat"]], 50), labels[row]
             break
     limit = HEDGE_GOAL_X * fast
     met, missed = [], []
@@ -2221,10 +2248,10 @@ def report_hedge(b, a, meta):
         extra = (upn / max(sent, 1) - 1.0) * 100.0
         bad = sum(r["sent"] - r["ok"] for r in rs)
         hedges = [r["hedges"] for r in rs]
-        p99 = pct(lat, 99)
+        p99 = pct_rank(lat, 99)
         ok = p99 < limit and extra < HEDGE_GOAL_LOAD and not bad
         (met if ok else missed).append(label)
-        rows.append([label, fmt(pct(lat, 50), 2), fmt(p99, 2), fmt(pct(lat, 99.9), 2), fmt(extra, 2), sent,
+        rows.append([label, fmt(pct_rank(lat, 50), 2), fmt(p99, 2), fmt(pct_rank(lat, 99.9), 2), fmt(extra, 2), sent,
                      fmt(max(lat) if lat else float("nan"), 1),
                      "-" if proxy != "hourglass" else str(sum(hedges)) if None not in hedges else "?",
                      sum(r["up"]["slow_first_unhedged"] for r in rs), bad,
@@ -2232,7 +2259,7 @@ def report_hedge(b, a, meta):
                          ([] if p99 < limit else ["p99"]) + ([] if extra < HEDGE_GOAL_LOAD else ["load"]) +
                          (["failures"] if bad else []))])
         for i, r in enumerate(rs):
-            rr.append([label, i + 1, fmt(pct(r["lat"], 50), 2), fmt(pct(r["lat"], 99), 2), fmt(pct(r["lat"], 99.9), 2),
+            rr.append([label, i + 1, fmt(pct_rank(r["lat"], 50), 2), fmt(pct_rank(r["lat"], 99), 2), fmt(pct_rank(r["lat"], 99.9), 2),
                        fmt(r["extra"], 2), r["sent"], r["up"]["requests"], r["up"]["slow_first"],
                        r["up"]["slow_first_unhedged"], r["up"]["cancelled"],
                        "-" if r["hedges"] is None else r["hedges"], r["connections"], fmt(r["max_send_lag_ms"], 1),
