@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import resource
@@ -73,6 +74,8 @@ SCENARIOS = [
     ("upload-16m", "upload", "16 MiB chunked uploads (64 KiB chunks), 4 connections"),
     ("idle-10k", "idle", "idle keep-alive client connections: RSS per connection"),
     ("timer", "timer", "requests in flight to a silent upstream, read timeout 3 s, sent evenly over 2 s"),
+    ("hedge-tail", "hedge", "latency tail and extra upstream load with hedging: 2 upstream servers answering in 5 ms, "
+                            "1 request in 50 in 1 s; an open-loop client at a fixed rate; floor not run"),
 ]
 PER_GIB = {"resp-1m", "resp-64m", "upload-16m"}
 # client -> proxy over TLS; the floor is a byte relay without TLS and does not run them
@@ -110,7 +113,32 @@ NOT_SUPPORTED = {
                                     "one HTTP/2 upstream is grpc_pass, for gRPC: not run",
 }
 # scenarios the floor does not run (the timer: it has no timeouts)
-NO_FLOOR = {"timer"} | TLS_SCEN | H2_SCEN | H2UP_SCEN
+NO_FLOOR = {"timer", "hedge-tail"} | TLS_SCEN | H2_SCEN | H2UP_SCEN
+# hedge-tail (issue 18): one process, bench/hedge_upstream.c, listening on two
+# ports = the two servers of the pool (a hedge goes to the other one); each
+# answers a GET in HEDGE_FAST_MS, 1 request in 1/HEDGE_P in HEDGE_SLOW_MS. The
+# client, bench/hedge_load.c, sends GET /h/ID at a fixed rate (open loop). The
+# rows are configurations: three of hourglass (on their own ports, each with
+# an admin listener for hourglass_hedges_total), nginx, HAProxy.
+HEDGE_SCEN = "hedge-tail"
+HEDGE_UP_PORTS = (18004, 18005)
+HEDGE_P, HEDGE_FAST_MS, HEDGE_SLOW_MS = 0.02, 5, 1000
+HEDGE_SEED = 18                       # the issue's number: which requests are slow (same for every row)
+HEDGE_RATE = 1500                     # requests/s (--hedge-rate)
+HEDGE_REQUESTS = 10000                # per run (--hedge-requests; --quick 3000); pooled over the rounds
+HEDGE_MAX_ID = 1 << 22                # IDs hedge_upstream tracks (its MAXID)
+HEDGE_CONNS = 128                     # client connections opened before a run (more are opened if all are busy)
+HEDGE_GOAL_X, HEDGE_GOAL_LOAD = 3.0, 6.0   # p99 < 3 x the fast path, extra load < 6 %
+HEDGE_ADAPTIVE = "{delay: p95}"       # the adaptive row's hedge mapping (--hedge-adaptive)
+# (row, proxy, hedge mapping or None, port, admin port, label)
+HEDGE_ROWS = [
+    ("hg-no-hedge", "hourglass", None, 18011, 18018, "hourglass, no hedge"),
+    ("hg-hedge-50ms", "hourglass", "{delay: 50ms}", 18016, 18019, "hourglass, hedge.delay 50ms"),
+    ("hg-hedge-p95", "hourglass", "adaptive", 18017, 18020, "hourglass, hedge.delay p95 (adaptive)"),
+    ("nginx", "nginx", None, 18012, None, "nginx (no hedging)"),
+    ("haproxy", "haproxy", None, 18013, None, "HAProxy (no hedging)"),
+]
+HEDGE_UP_BIN = HEDGE_LOAD_BIN = None  # built by run.sh; main() sets them
 TLS = None             # {"cert", "key", "pem", "shim"} once make_tls() has run
 H2UP_BIN = None        # grpc_upstream (built by run.sh), GRPC_REQ h2load's request file: main() sets them
 GRPC_REQ = None
@@ -331,7 +359,9 @@ http {
 def write_nginx_proxy(prefix, port, upstream, read_timeout, tls=None, h2=False):
     """h2: HTTP/2 to the client, `http2` on the listen line (nginx 1.22; the
     `http2 on;` directive is 1.25.1+): with ssl, ALPN h2 (and http/1.1); without,
-    h2c with prior knowledge only. Upstream stays HTTP/1.1 keep-alive."""
+    h2c with prior knowledge only. Upstream stays HTTP/1.1 keep-alive. upstream:
+    a port, or a list of ports (hedge-tail: one `server` line each, nginx's
+    default round-robin)."""
     os.makedirs(prefix, exist_ok=True)
     ssl = ""
     if tls:
@@ -352,8 +382,7 @@ http {
     send_timeout 15s;
     client_max_body_size 0;
     upstream origin {
-        server %(addr)s:%(up)d;
-        keepalive %(ka)d;
+%(servers)s        keepalive %(ka)d;
         keepalive_requests 100000000;
         keepalive_timeout 30s;
     }
@@ -374,7 +403,9 @@ http {
         }
     }
 }
-""" % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port,
+""" % {"temp": nginx_temp(prefix), "addr": LOOP, "port": port,
+       "servers": "".join("        server %s:%d;\n" % (LOOP, u)
+                          for u in (upstream if isinstance(upstream, (list, tuple)) else [upstream])),
        "rt": read_timeout, "ssl_listen": (" ssl" if tls else "") + (" http2" if h2 else ""), "ssl": ssl,
        "ka": H2_NGINX_KEEPALIVE if h2 else 64}
     path = prefix + "/nginx.conf"
@@ -402,6 +433,19 @@ def write_hourglass_h2up(prefix, port, upstream):
     with open(path, "w") as f:
         f.write("listen: [\"%s:%d\"]\npools:\n  origin:\n    protocol: h2\n    servers: [\"%s:%d\"]\n"
                 "routes:\n  - {path: /, pool: origin}\n" % (LOOP, port, LOOP, upstream))
+    return path
+
+
+def write_hourglass_hedge(prefix, port, servers, hedge):
+    """hedge-tail: a YAML file with the listener, one pool of the two servers
+    (round_robin, the default budget: 20 %, min 3) and one route, with
+    `hedge: HEDGE` if hedge is not None; the rest comes from the flags."""
+    os.makedirs(prefix, exist_ok=True)
+    path = prefix + "/hourglass.yaml"
+    with open(path, "w") as f:
+        f.write("listen: [\"%s:%d\"]\npools:\n  origin:\n    servers: [%s]\nroutes:\n  - path: /\n    pool: origin\n%s"
+                % (LOOP, port, ", ".join("\"%s:%d\"" % (LOOP, u) for u in servers),
+                   "    hedge: %s\n" % hedge if hedge else ""))
     return path
 
 
@@ -450,7 +494,9 @@ http {
 def write_haproxy(prefix, port, upstream, read_timeout, maxconn, tls=None, h2=False, server_h2=False):
     """h2: HTTP/2 to the client: `proto h2` on a plain bind (h2c, prior
     knowledge), `alpn h2,http/1.1` on a TLS one. server_h2: HTTP/2 (h2c, prior
-    knowledge) to the upstream, `proto h2` on the server line; else HTTP/1.1."""
+    knowledge) to the upstream, `proto h2` on the server line; else HTTP/1.1.
+    upstream: a port, or a list of ports (hedge-tail: `balance roundrobin`, one
+    `server` line each)."""
     os.makedirs(prefix, exist_ok=True)
     # HAProxy refuses to start if 2 * maxconn (+ a few) exceeds the open-file hard limit
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -473,8 +519,11 @@ frontend fe
     maxconn %(mc)d
     default_backend be
 backend be
-    server origin %(addr)s:%(up)d%(sproto)s
-""" % {"mc": maxconn, "sproto": " proto h2" if server_h2 else "", "rt": read_timeout, "addr": LOOP, "port": port, "up": upstream,
+%(servers)s""" % {"mc": maxconn, "rt": read_timeout, "addr": LOOP, "port": port,
+       "servers": ("    balance roundrobin\n" + "".join(
+           "    server origin%d %s:%d\n" % (i, LOOP, u) for i, u in enumerate(upstream))
+           if isinstance(upstream, (list, tuple)) else
+           "    server origin %s:%d%s\n" % (LOOP, upstream, " proto h2" if server_h2 else "")),
        # HAProxy wants the certificate and its key in one PEM file; session
        # tickets and its shared session cache are on by default
        "ssl": (" ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else "") +
@@ -524,12 +573,21 @@ class Proxy:
     """One proxy under test; .pid is the process whose CPU and RSS we read
     (.pids: those whose CPU counts, see cpu())."""
 
-    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None, h2=False, h2up=None):
+    def __init__(self, name, upstream, read_timeout="15s", maxconn=10000, tls=None, h2=False, h2up=None,
+                 hedge=None):
         """h2up: the HTTP/2-upstream rows, "grpc" (HTTP/2 from the client too)
-        or "small" (HTTP/1.1 from the client); upstream is then grpc_upstream."""
+        or "small" (HTTP/1.1 from the client); upstream is then grpc_upstream.
+        hedge: a row of hedge-tail, {"row", "port", "admin", "hedge"}: upstream
+        is then the list of the two servers' ports, the proxy listens on the
+        row's port, and hourglass gets a YAML file (hedge mapping, if any) and
+        an admin listener."""
         self.name, self.port, self.tls = name, PORTS[name], tls
-        d = "%s/%s-%s%s%s%d" % (TMP, name, "h2-" if h2 else "", "h2up-%s-" % h2up if h2up else "",
-                                "tls-" if tls else "", upstream)
+        if hedge:
+            self.port = hedge["port"]
+        d = "%s/%s-%s%s%s%s" % (TMP, hedge["row"] if hedge else name, "h2-" if h2 else "",
+                                "h2up-%s-" % h2up if h2up else "", "tls-" if tls else "",
+                                "-".join(str(u) for u in upstream) if isinstance(upstream, (list, tuple))
+                                else upstream)
         log = d + ".log"
         self.logs = [log, d + "/error.log"]       # its output; nginx's and h2o's error logs
         os.makedirs(d, exist_ok=True)
@@ -543,7 +601,10 @@ class Proxy:
             # hg-base (--baseline) gets exactly the same, on its own port.
             # The HTTP/2-upstream rows: listener, pool (protocol: h2) and route
             # in a YAML file, no --listen/--upstream.
-            if h2up:
+            if hedge:
+                where = ["--config", write_hourglass_hedge(d, self.port, upstream, hedge["hedge"]),
+                         "--admin", "%s:%d" % (LOOP, hedge["admin"])]
+            elif h2up:
                 where = ["--config", write_hourglass_h2up(d, self.port, upstream)]
             elif tls:
                 where = ["--config", write_hourglass_tls(d, self.port, tls), "--upstream", "%s:%d" % (LOOP, upstream)]
@@ -1185,6 +1246,39 @@ def pct(xs, q):
     return xs[k]
 
 
+def up_get(path):
+    """hedge-tail: GET /count or /reset of hedge_upstream (its first port), as JSON."""
+    c = http.client.HTTPConnection(LOOP, HEDGE_UP_PORTS[0], timeout=5)
+    try:
+        c.request("GET", path)
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
+
+
+def hg_hedges(admin):
+    """hedge-tail: hourglass_hedges_total from hourglass's /metrics (None if unreadable)."""
+    try:
+        c = http.client.HTTPConnection(LOOP, admin, timeout=5)
+        c.request("GET", "/metrics")
+        body = c.getresponse().read().decode("ascii", "replace")
+        c.close()
+    except (OSError, http.client.HTTPException):
+        return None
+    m = re.search(r"^hourglass_hedges_total (\d+)", body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def pct_rank(xs, q):
+    """hedge-tail: the nearest-rank percentile, exactly: the ceil(q/100 x n)-th
+    smallest sample (p99.9 of 30,000: the 29,970th, 30 samples above it)."""
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = math.ceil(round(q * len(xs) / 100.0, 6))
+    return xs[max(0, min(len(xs), k) - 1)]
+
+
 def helper(argv, cpu=None, **kw):
     return spawn([PY, os.path.abspath(__file__)] + argv, cpu=cpu, **kw)
 
@@ -1208,6 +1302,9 @@ class Bench:
         self.failed = {}           # (scenario, proxy) -> why that cell has no figure (HTTP/2 rows)
         self.grpcio = {}           # (scenario, proxy) -> what grpcio_check() found (grpc-unary)
         self.h2up = None           # grpc_upstream, once an HTTP/2-upstream row runs
+        self.hedge = {}            # hedge-tail: row -> list of run dicts
+        self.hedge_na = {}         # hedge-tail: row -> why it has no figure (not available, failed)
+        self.hedge_info = {}       # hedge-tail: row -> notes (log lines, config)
         self.step = 0
         self.total = 0
 
@@ -1236,7 +1333,7 @@ class Bench:
         n = 0
         for s, kind, _ in SCENARIOS:
             if s in scens:
-                n += self.a.rounds * len(self.proxies_for(s))
+                n += self.a.rounds * len(self.hedge_rows() if s == HEDGE_SCEN else self.proxies_for(s))
         self.total = n
 
     def run(self, scens):
@@ -1600,6 +1697,175 @@ class Bench:
         finally:
             stop(slow)
 
+    # ------------------------------------------------------------------------
+    # hedge-tail (issue 18)
+
+    def hedge_rows(self):
+        """The rows of hedge-tail whose proxy is selected (--proxies)."""
+        return [r for r in HEDGE_ROWS if r[1] in self.proxies_for(HEDGE_SCEN)]
+
+    def hedge_plain_ok(self):
+        """Does the binary accept the configuration without hedge (then one it
+        refuses with a hedge mapping is a feature it lacks, not a broken binary)?"""
+        path = write_hourglass_hedge(os.path.join(TMP, "plain-check"), HEDGE_ROWS[0][3], HEDGE_UP_PORTS, None)
+        try:
+            return subprocess.run([HOURGLASS, "-t", path], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def hedge_mapping(self, hedge):
+        """A row's hedge mapping (YAML flow text), None for no hedging."""
+        return self.a.hedge_adaptive if hedge == "adaptive" else hedge
+
+    def scen_hedge(self, s):
+        """Each row: a proxy in front of the two servers of hedge_upstream; per
+        run, hedge_load sends --hedge-requests GET /h/ID at --hedge-rate (open
+        loop) and records each one's latency; the upstream counts what it
+        received. Rows alternate within each round like the proxies elsewhere;
+        the percentiles pool every round's samples. A row the binary cannot
+        run (hourglass -t refuses its configuration: an older build without
+        adaptive hedging) reads "not available in this build"; a proxy that
+        fails is marked failed; the other rows go on."""
+        a = self.a
+        rows = self.hedge_rows()
+        up_log = os.path.join(TMP, "hedge_upstream.log")
+        env = dict(os.environ, HEDGE_P=str(HEDGE_P), HEDGE_FAST_MS=str(HEDGE_FAST_MS),
+                   HEDGE_SLOW_MS=str(HEDGE_SLOW_MS))
+        up = spawn([HEDGE_UP_BIN, str(HEDGE_SEED)] + [str(x) for x in HEDGE_UP_PORTS], cpu=CPU_LOAD, log=up_log,
+                   env=env)
+        fl = {}
+        warm_n = max(500, int(a.hedge_rate * a.warmup))
+
+        def fail(row, why):
+            x = fl.pop(row, None)
+            if x and x.last_log_line():
+                why += "; its log ends: " + x.last_log_line()
+            self.hedge_na[row] = "failed: " + why
+            self.hedge.pop(row, None)
+            print("   %-13s !! FAILED: %s -- no figure for it; the other rows go on" % (row, why), flush=True)
+            if x:
+                x.close()
+
+        try:
+            for port in HEDGE_UP_PORTS:
+                wait_port(port, up, "hedge_upstream", logs=[up_log])
+            for row, proxy, hedge, port, admin, _ in rows:
+                cfg = {"row": row, "port": port, "admin": admin, "hedge": self.hedge_mapping(hedge)}
+                if proxy == "hourglass":
+                    # can this binary run the row? (hedge.delay: p95 is newer than some builds)
+                    d = os.path.join(TMP, row + "-check")
+                    path = write_hourglass_hedge(d, port, HEDGE_UP_PORTS, cfg["hedge"])
+                    try:
+                        c = subprocess.run([HOURGLASS, "-t", path], capture_output=True, text=True, timeout=20)
+                        rc, said = c.returncode, (c.stdout + c.stderr).strip()
+                    except (OSError, subprocess.TimeoutExpired) as e:
+                        rc, said = -1, str(e)
+                    self.hedge_info.setdefault(row, []).append("`hedge: %s`" % cfg["hedge"] if cfg["hedge"]
+                                                               else "no `hedge`")
+                    if rc != 0:
+                        said = " | ".join(said.splitlines()[:2]).replace(path, "hourglass.yaml")
+                        if cfg["hedge"] and self.hedge_plain_ok():
+                            # the binary runs hourglass but not this hedge mapping: an older build
+                            why = "not available in this build: `hourglass -t` refused `hedge: %s` (exit %d: %s)" % (
+                                cfg["hedge"], rc, said)
+                        else:
+                            why = "failed: `%s -t hourglass.yaml` (%s) exited %d: %s -- build hourglass " \
+                                  "(make) or point HOURGLASS_BIN at a working binary" % (
+                                HOURGLASS, "`hedge: %s`" % cfg["hedge"] if cfg["hedge"] else "no hedge", rc, said)
+                        self.hedge_na[row] = why
+                        print("   %-13s %s" % (row, why), flush=True)
+                        continue
+                try:
+                    fl[row] = Proxy(proxy, list(HEDGE_UP_PORTS), hedge=cfg)
+                except (RuntimeError, OSError) as e:
+                    ls = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("--- ")]
+                    fail(row, "did not start: %s" % " | ".join(ls[:1] + ls[1:][-3:]))
+            for row in list(fl):                               # warm-up, not measured
+                try:
+                    r = self.hedge_load(fl[row].port, warm_n)
+                    if not r["ok"]:
+                        fail(row, "warm-up: no request answered 200 (%s)" % json.dumps(r))
+                except RuntimeError as e:
+                    fail(row, "warm-up: %s" % str(e).splitlines()[0])
+            names = [r[0] for r in rows]
+            for rnd in range(a.rounds):
+                for row in order_for(rnd, names):
+                    self.progress(rnd, row, s)
+                    if row not in fl:
+                        print(" -- %s" % ("not available in this build" if "not available" in
+                                          self.hedge_na.get(row, "") else "skipped (failed, reason above)"),
+                              flush=True)
+                        continue
+                    try:
+                        r = self.hedge_run(fl[row], row, rnd)
+                    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+                        print(" !! FAILED", flush=True)
+                        fail(row, "round %d: %s" % (rnd + 1, str(e).splitlines()[0]))
+                        continue
+                    self.hedge.setdefault(row, []).append(r)
+                    bad = r["sent"] - r["ok"]
+                    print(" p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, extra load %.2f %%%s%s" % (
+                        pct_rank(r["lat"], 50), pct_rank(r["lat"], 99), pct_rank(r["lat"], 99.9), r["extra"],
+                        ", %d hedges" % r["hedges"] if r["hedges"] is not None else "",
+                        "  (!! %d of %d requests not answered 200: %d non-200, %d errors, %d timeouts)" % (
+                            bad, r["sent"], r["non200"], r["errors"], r["timeouts"]) if bad else ""), flush=True)
+        finally:
+            for x in fl.values():
+                x.close()
+            stop(up)
+
+    def hedge_load(self, port, n, out=None, base=0):
+        """Runs hedge_load (pinned with the upstream): n requests at --hedge-rate,
+        IDs from base. Returns its JSON summary (and, with out, the latencies are
+        in that file)."""
+        out = out or os.path.join(TMP, "hedge-warmup.txt")
+        argv = [HEDGE_LOAD_BIN, str(port), str(self.a.hedge_rate), str(n), str(HEDGE_CONNS), out, "10", str(base)]
+        if CPU_LOAD is not None:
+            argv = ["taskset", "-c", str(CPU_LOAD)] + argv
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=n / self.a.hedge_rate + 60)
+        if p.returncode != 0:
+            raise RuntimeError("hedge_load exited with status %d: %s" % (
+                p.returncode, (p.stderr.strip().splitlines() or ["(no message)"])[-1]))
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def hedge_run(self, x, row, rnd):
+        """One measured run of a row: upstream counters reset, the client run,
+        the upstream's counts, hourglass's hedges (its /metrics) and what its
+        error log said meanwhile. Round rnd's requests have IDs rnd * N .. +N-1:
+        the same slow ones for every row of a round, other ones in each round."""
+        admin = next(r[4] for r in HEDGE_ROWS if r[0] == row)
+        time.sleep(0.1)                 # the last run's cancelled attempts have reached the upstream
+        up_get("/reset")
+        h0 = hg_hedges(admin) if admin else None
+        log0 = os.path.getsize(x.logs[0]) if os.path.exists(x.logs[0]) else 0
+        c0 = x.cpu()
+        out = os.path.join(TMP, "hedge-%s.txt" % row)
+        r = self.hedge_load(x.port, self.a.hedge_requests, out, rnd * self.a.hedge_requests)
+        time.sleep(0.1)
+        if x.proc.poll() is not None:
+            raise RuntimeError("exited during the run (status %s)" % x.proc.returncode)
+        r["cpu"] = x.cpu() - c0
+        u = up_get("/count")
+        r["up"] = u
+        h1 = hg_hedges(admin) if admin else None
+        r["hedges"] = h1 - h0 if h0 is not None and h1 is not None else None
+        lat, failed = [], 0
+        with open(out) as f:
+            for line in f:
+                i, ms, lag, st = line.split()
+                if st == "200":
+                    lat.append(float(ms) / 1000.0)
+        r["lat"] = lat
+        r["extra"] = (u["requests"] / max(r["sent"], 1) - 1.0) * 100.0
+        # what the proxy's log said during the run (hourglass logs each hedge at info)
+        with open(x.logs[0], errors="replace") as f:
+            f.seek(log0)
+            new = f.read().splitlines()
+        r["log_hedging"] = sum(1 for ln in new if "hedging to" in ln)
+        r["log_budget"] = [ln for ln in new if "budget" in ln]
+        r["log_warn"] = [ln for ln in new if re.search(r"\b(warn|error|crit)\b", ln)]
+        return r
+
     def record(self, s, p, r):
         self.results.setdefault((s, p), []).append(r)
         if "cpu" in r:
@@ -1951,11 +2217,117 @@ def report(b, a, meta):
                    "proxy took to accept the connection, read the request and connect upstream while thousands "
                    "of others arrived at once. Early = a 504 more than %.1f ms (the loopback delivery time) before "
                    "the read timeout was due.\n" % (TIMER_MS, EARLY_SLACK_MS))
+    if b.hedge or b.hedge_na:
+        out.append("\n" + report_hedge(b, a, meta))
+    return "\n".join(out)
+
+
+def report_hedge(b, a, meta):
+    """hedge-tail: the table of issue 18 (percentiles over every round's
+    samples pooled, extra upstream load), whether the goal is met, each round,
+    and what the upstream and hourglass's log say about the hedges."""
+    rows, rr, notes = [], [], []
+    labels = {r[0]: r[5] for r in HEDGE_ROWS}
+    fast, fast_from = float("nan"), None
+    for row in ("hg-no-hedge", "nginx", "haproxy"):            # the fast path: p50 without hedging
+        if b.hedge.get(row):
+            fast, fast_from = pct_rank([x for r in b.hedge[row] for x in r["lat"]], 50), labels[row]
+            break
+    limit = HEDGE_GOAL_X * fast
+    met, missed = [], []
+    for row, proxy, hedge, _, _, label in b.hedge_rows():
+        rs = b.hedge.get(row)
+        if not rs:
+            why = b.hedge_na.get(row, "not run")
+            rows.append([label] + ["not available in this build" if "not available" in why else "failed"] +
+                        ["-"] * 9)
+            continue
+        lat = [x for r in rs for x in r["lat"]]
+        sent = sum(r["sent"] for r in rs)
+        upn = sum(r["up"]["requests"] for r in rs)
+        extra = (upn / max(sent, 1) - 1.0) * 100.0
+        bad = sum(r["sent"] - r["ok"] for r in rs)
+        hedges = [r["hedges"] for r in rs]
+        p99 = pct_rank(lat, 99)
+        ok = p99 < limit and extra < HEDGE_GOAL_LOAD and not bad
+        (met if ok else missed).append(label)
+        rows.append([label, fmt(pct_rank(lat, 50), 2), fmt(p99, 2), fmt(pct_rank(lat, 99.9), 2), fmt(extra, 2), sent,
+                     fmt(max(lat) if lat else float("nan"), 1),
+                     "-" if proxy != "hourglass" else str(sum(hedges)) if None not in hedges else "?",
+                     sum(r["up"]["slow_first_unhedged"] for r in rs), bad,
+                     "yes" if ok else "no (%s)" % ", ".join(
+                         ([] if p99 < limit else ["p99"]) + ([] if extra < HEDGE_GOAL_LOAD else ["load"]) +
+                         (["failures"] if bad else []))])
+        for i, r in enumerate(rs):
+            rr.append([label, i + 1, fmt(pct_rank(r["lat"], 50), 2), fmt(pct_rank(r["lat"], 99), 2), fmt(pct_rank(r["lat"], 99.9), 2),
+                       fmt(r["extra"], 2), r["sent"], r["up"]["requests"], r["up"]["slow_first"],
+                       r["up"]["slow_first_unhedged"], r["up"]["cancelled"],
+                       "-" if r["hedges"] is None else r["hedges"], r["connections"], fmt(r["max_send_lag_ms"], 1),
+                       fmt(r["cpu"] / max(r["sent"], 1) * 1e6, 1)])
+        if proxy == "hourglass" and hedge:
+            lb = sum(len(r["log_budget"]) for r in rs)
+            lw = [ln for r in rs for ln in r["log_warn"]]
+            notes.append("- %s: `hedge: %s`; its error log during the runs: %d \"hedging to\" lines "
+                         "(one per hedge started), %d mentioning the budget%s; slow first attempts not hedged: %d "
+                         "of %d." % (label, b.hedge_mapping(hedge), sum(r["log_hedging"] for r in rs), lb,
+                                     ", %d warn/error lines, e.g. `%s`" % (len(lw), lw[0][-200:]) if lw else
+                                     ", no warn or error line",
+                                     sum(r["up"]["slow_first_unhedged"] for r in rs),
+                                     sum(r["up"]["slow_first"] for r in rs)))
+    out = ["### Hedging: latency tail and extra upstream load (hedge-tail, issue 18)\n",
+           "Two upstream servers (bench/hedge_upstream.c, one process on ports %s, pinned with the client) answer "
+           "each GET after %d ms with 100 B, but 1 request in %d (p = %.2f, drawn per client request ID from seed %d, "
+           "so every row gets the same requests slow: round r sends IDs r x N .. r x N + N - 1; a hedge or "
+           "any later arrival of an ID draws again) after %d ms. "
+           "bench/hedge_load.c sends GET /h/ID open-loop at %d requests/s (request ID due at start + ID / rate, "
+           "whatever became of the others; latency from the time it was due to the last byte of the response), "
+           "%d requests per run, %d round(s): the percentiles are computed exactly from the %d samples of all rounds "
+           "pooled. Extra upstream load = requests the upstream received during the runs / requests the client sent "
+           "- 1 (counted on arrival, so a hedge cancelled before its answer counts).\n" % (
+               " and ".join(str(x) for x in HEDGE_UP_PORTS), HEDGE_FAST_MS, round(1 / HEDGE_P), HEDGE_P, HEDGE_SEED,
+               HEDGE_SLOW_MS, a.hedge_rate, a.hedge_requests, a.rounds, a.hedge_requests * a.rounds),
+           table(["config", "p50 ms", "p99 ms", "p99.9 ms", "extra upstream load %", "requests", "max ms",
+                  "hedges started", "slow, not hedged", "failed", "goal met"], rows)]
+    if fast == fast:
+        out.append("\n**Goal** (issue 18): p99 below %g x the fast path with under %g %% extra upstream load. Fast "
+                   "path = the p50 of %s = %.2f ms (%d ms upstream + proxy and client), so p99 < %.2f ms. %s\n" % (
+                       HEDGE_GOAL_X, HEDGE_GOAL_LOAD, fast_from, fast, HEDGE_FAST_MS, limit,
+                       ("**Met** by: %s." % ", ".join(met) if met else "**Not met** by any row.") +
+                       (" Not met by: %s." % ", ".join(missed) if met and missed else "")))
+    out.append("- nginx and HAProxy do not hedge: nginx's `proxy_next_upstream` and HAProxy's `retries`/`redispatch` "
+               "send a request again only after an error or a timeout, never while the first attempt is merely "
+               "slow; their rows are the tail without hedging, on the same upstream (2 servers, round-robin, "
+               "upstream keep-alive; read timeout 15 s).")
+    out.append("- hourglass rows: a pool of the two servers (round_robin) with the default retry budget "
+               "(`budget.percent` 20, `budget.min` 3), which hedges count against; a hedge goes to the other server. "
+               "\"Hedges started\" = hourglass_hedges_total (its /metrics) over the runs. \"Slow, not hedged\" = client "
+               "requests whose first attempt drew a slow answer and which never reached the upstream a second time "
+               "(the upstream tracks each ID): for the no-hedge rows all slow ones; for a hedging row, hedges not "
+               "started. hourglass refuses a hedge over the budget without a log line (only a refused retry logs "
+               "`retry budget of pool P spent`), so this count is where refused hedges show.")
+    out.extend(notes)
+    for row, _, _, _, _, label in b.hedge_rows():
+        if row in b.hedge_na:
+            out.append("- %s: %s" % (label, b.hedge_na[row]))
+    if BASE in PROXIES:
+        out.append("- hg-base (--baseline) does not run this row: to compare two builds, run it with each as "
+                   "HOURGLASS_BIN.")
+    if meta.get("hedge_bin"):
+        out.append("- hourglass binary: %s" % meta["hedge_bin"])
+    out.append("\n#### hedge-tail, every round\n")
+    out.append(table(["config", "round", "p50 ms", "p99 ms", "p99.9 ms", "extra load %", "client requests",
+                      "upstream requests", "slow first attempts", "slow, not hedged", "cancelled upstream",
+                      "hedges", "client connections", "max send lag ms", "proxy CPU us/req"], rr))
+    out.append("\nCancelled upstream = requests whose connection the proxy closed before their answer was due "
+               "(the losing attempt of a hedge). Client connections = those hedge_load held (%d opened before the "
+               "run, more when all were busy). Max send lag = the most a request went out after it was due (the "
+               "client's own delay; its latency counts from the due time anyway). Proxy CPU: as in the CPU table "
+               "(informational: at this rate a run is a few hundred ms of CPU).\n" % HEDGE_CONNS)
     return "\n".join(out)
 
 
 def main():
-    global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS, H2UP_BIN, GRPC_REQ
+    global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS, H2UP_BIN, GRPC_REQ, HEDGE_UP_BIN, HEDGE_LOAD_BIN
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         role, args = sys.argv[1], sys.argv[2:]
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -1984,6 +2356,14 @@ def main():
     ap.add_argument("--conns", type=int,
                     help="idle connections (idle-10k) and requests in flight (timer); default 10000, "
                          "lowered to what the open-file hard limit allows; --quick 2000")
+    ap.add_argument("--hedge-requests", type=int,
+                    help="hedge-tail: requests per run and row (default %d; --quick 3000); the percentiles pool "
+                         "every round's" % HEDGE_REQUESTS)
+    ap.add_argument("--hedge-rate", type=int, default=HEDGE_RATE,
+                    help="hedge-tail: requests per second, open loop (default %d)" % HEDGE_RATE)
+    ap.add_argument("--hedge-adaptive", default=HEDGE_ADAPTIVE, metavar="MAPPING",
+                    help="hedge-tail: the adaptive row's `hedge` mapping, YAML flow style (default %r)" %
+                         HEDGE_ADAPTIVE)
     ap.add_argument("--scenarios", default="all",
                     help="comma-separated subset of: " + ", ".join(s for s, _, _ in SCENARIOS) +
                          " (e.g. --scenarios h2c-small,h2-tls-small: the HTTP/2 rows only)")
@@ -2004,6 +2384,11 @@ def main():
     a.warmup = a.warmup if a.warmup is not None else 1
     a.uploads = a.uploads or (12 if q else 64)
     a.ab_requests = a.ab_requests or AB_PER_SECOND * a.duration
+    a.hedge_requests = a.hedge_requests or (3000 if q else HEDGE_REQUESTS)
+    if a.hedge_rate <= 0 or a.hedge_requests <= 0:
+        ap.error("--hedge-rate and --hedge-requests must be positive")
+    if a.hedge_requests * a.rounds > HEDGE_MAX_ID:
+        ap.error("--hedge-requests x --rounds may be at most %d (the request IDs hedge_upstream tracks)" % HEDGE_MAX_ID)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     cap = (hard - 200) // 2 if hard != resource.RLIM_INFINITY else 10000
     a.conns = min(a.conns or (2000 if q else 10000), cap)
@@ -2017,6 +2402,13 @@ def main():
         PROXIES.append(H2O)
     if H2UP_SCEN & set(scens):
         PORTS["h2origin"] = H2UP_PORT
+    if HEDGE_SCEN in scens:                                    # its upstream, hourglass rows, admin listeners
+        for i, port in enumerate(HEDGE_UP_PORTS):
+            PORTS["hedge-up%d" % i] = port
+        for row in HEDGE_ROWS:
+            PORTS[row[0]] = row[3]
+            if row[4]:
+                PORTS[row[0] + "-admin"] = row[4]
     if a.baseline:
         a.baseline = os.path.abspath(a.baseline)
         if not (os.path.isfile(a.baseline) and os.access(a.baseline, os.X_OK)):
@@ -2041,6 +2433,13 @@ def main():
         GRPC_REQ = os.path.join(TMP, "grpc-request.bin")       # h2load -d: one length-prefixed message
         with open(GRPC_REQ, "wb") as f:
             f.write(b"\0" + struct.pack(">I", GRPC_MSG) + b"g" * GRPC_MSG)
+    HEDGE_UP_BIN = os.environ.get("HEDGE_UPSTREAM_BIN", os.path.join(TMP, "hedge_upstream"))
+    HEDGE_LOAD_BIN = os.environ.get("HEDGE_LOAD_BIN", os.path.join(TMP, "hedge_load"))
+    if HEDGE_SCEN in scens:
+        for b_ in (HEDGE_UP_BIN, HEDGE_LOAD_BIN):
+            if not os.access(b_, os.X_OK):
+                sys.exit("bench: %s: not built (bench/run.sh builds bench/hedge_upstream.c and bench/hedge_load.c; "
+                         "run the bench through it)" % b_)
     HOURGLASS = os.environ.get("HOURGLASS_BIN", os.path.join(ROOT, "build", "hourglass"))
     BASELINE = a.baseline
     ncpu = len(os.sched_getaffinity(0))
@@ -2115,6 +2514,10 @@ def main():
             gv = "no python3-grpcio (the gRPC client check is skipped)"
         meta["h2up"] = "bench/grpc_upstream.c with %s, %s, %s" % (
             ver([H2UP_BIN, "-V"], r"(libnghttp2 \S+)"), ver(["h2load", "--version"], r"(h2load \S+)"), gv)
+    if HEDGE_SCEN in scens:
+        meta["hedge_bin"] = describe_bin(HOURGLASS)[0]
+        print("bench: hedge-tail: hourglass %s; %d requests per run at %d/s, adaptive row `hedge: %s`" % (
+            meta["hedge_bin"], a.hedge_requests, a.hedge_rate, a.hedge_adaptive), flush=True)
     if H2O in PROXIES:
         meta["h2"] = "%s, h2o %s" % (ver(["h2load", "--version"], r"(h2load \S+)"),
                                      ver(["h2o", "--version"], r"h2o version (\S+)"))
@@ -2172,6 +2575,9 @@ def main():
                  a.rounds, a.duration, a.warmup, a.ab_requests, a.uploads, a.conns,
                  "proxy on CPU %s, origin + clients on CPU %s" % (CPU_PROXY, CPU_LOAD)
                  if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
+    if HEDGE_SCEN in scens:
+        head = head[:-1] + "- hedge-tail: %d requests per run and row at %d requests/s (open loop), +%d s warm-up per " \
+            "row; hourglass = %s\n\n" % (a.hedge_requests, a.hedge_rate, a.warmup, meta["hedge_bin"])
     if a.proxies != PROXIES:
         head = head[:-1] + "- proxies run: %s (the others show -)\n\n" % ", ".join(a.proxies)
     if a.baseline:

@@ -56,6 +56,9 @@ trap 'exit 130' INT TERM
 gcc -O2 -Wall -Wextra -o "$BENCH_TMP/floor" "$here/floor.c"
 # the HTTP/2 upstream of grpc-unary and h2-upstream-small
 gcc -O2 -Wall -Wextra -o "$BENCH_TMP/grpc_upstream" "$here/grpc_upstream.c" -lnghttp2
+# hedge-tail: the two-server upstream with a slow tail, and the open-loop client
+gcc -O2 -Wall -Wextra -o "$BENCH_TMP/hedge_upstream" "$here/hedge_upstream.c"
+gcc -O2 -Wall -Wextra -o "$BENCH_TMP/hedge_load" "$here/hedge_load.c"
 # Enough descriptors for 10,000 client connections plus their upstream ones:
 # as high as the hard limit allows (bench.py lowers the connection count if
 # the hard limit is too low and says so).
