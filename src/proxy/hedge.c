@@ -60,8 +60,14 @@ void hedge_start(struct client *c)
 
     x->flags |= X_HEDGED;
     if (!(x->req & R_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
-        buf_len(&s->out) || !pool_retry_allowed(x->route->pool))
+        buf_len(&s->out))
         return;
+    if (!pool_retry_allowed(x->route->pool)) {
+        access_describe(c, what, sizeof what);
+        log_error("info", "hedge skipped: retry budget of pool %s spent (%s)",
+                  x->route->pool->name, what);
+        return;
+    }
     uint64_t left, need;
     if (!admit_in_time(c, &left, &need)) {   /* it could not answer in time */
         access_describe(c, what, sizeof what);
