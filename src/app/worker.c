@@ -23,6 +23,7 @@
 #include "poolshm.h"
 #include "listener.h"
 #include "log.h"
+#include "observe.h"
 #include "pool.h"
 #include "px.h"
 #include "resolve.h"
@@ -99,10 +100,13 @@ static size_t render_metrics(char *out, size_t cap)
         snprintf(names[i], sizeof names[i], "%s%s", rs[i].host ? rs[i].host : "", rs[i].path);
         route_names[i] = names[i];
     }
+    static const char *server_pools[STATS_MAX_SERVERS], *server_names[STATS_MAX_SERVERS];
+    unsigned nservers = obs_server_labels(server_pools, server_names, STATS_MAX_SERVERS);
     publish_gauges();
     struct stats_gauges g = {
         .npools = npools, .pool_names = pool_names,
         .nroutes = nroutes, .route_names = route_names,
+        .nservers = nservers, .server_pools = server_pools, .server_names = server_names,
     };
     return stats_render(out, cap, &g);
 }

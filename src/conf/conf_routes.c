@@ -126,7 +126,7 @@ static void parse_grpc(struct conf_ctx *x, yaml_node_t *n, const char *key, stru
 static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct conf_route *r)
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
-                                       "budget", "deadline_header", "grpc", NULL};
+                                       "budget", "deadline_header", "grpc", "server_timing", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     conf_joini(path, "routes", idx);
@@ -202,6 +202,9 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "grpc");
     if (v[8])
         parse_grpc(x, v[8], key, &r->grpc);
+    conf_join(key, path, "server_timing");
+    if (v[9])
+        conf_get_bool(x, v[9], key, &r->server_timing);
 }
 
 void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)

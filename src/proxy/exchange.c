@@ -29,6 +29,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "grpc.h"
 #include "h2up.h"
 #include "pool.h"
@@ -58,25 +59,37 @@ static const struct route_policy *exchange_policy(const struct client *c)
  * grpc-timeout (capped by the route's grpc.max_timeout) is shorter, or none
  * for a call without one on a grpc.streaming route; less again when a
  * trusted client's deadline header says so. */
-uint64_t exchange_total_ms(const struct client *c)
+static uint64_t total_ms_from(const struct client *c, uint8_t *from)
 {
     const struct exch *x = &c->s->x;
     uint64_t t = exchange_policy(c)->ms[TMO_TOTAL];
+    *from = OBS_FROM_ROUTE;
     if ((x->req & R_GRPC) && x->route) {
         const struct conf_grpc *g = &x->route->grpc;
         if (x->grpc_timeout_ms >= 0 && !g->ignore) {
             uint64_t v = (uint64_t)x->grpc_timeout_ms;
             if (g->max_timeout_ms && g->max_timeout_ms < v)
                 v = g->max_timeout_ms;
-            if (v < t)
+            if (v < t) {
                 t = v;
+                *from = OBS_FROM_GRPC;
+            }
         } else if (g->streaming) {
             t = GRPC_NO_TOTAL_MS;   /* a long-lived stream: no total */
+            *from = OBS_FROM_GRPC;
         }
     }
-    if ((x->req & R_CLIENT_DEADLINE) && x->client_total_ms < t)
+    if ((x->req & R_CLIENT_DEADLINE) && x->client_total_ms < t) {
         t = x->client_total_ms;
+        *from = OBS_FROM_HEADER;
+    }
     return t;
+}
+
+uint64_t exchange_total_ms(const struct client *c)
+{
+    uint8_t from;
+    return total_ms_from(c, &from);
 }
 
 /* A fresh exchange: timings that have not happened read as "-". Its
@@ -100,6 +113,8 @@ void exchange_drop_attempts(struct client *c)
         dns_cancel(&c->s->fwd.dns);
     exchange_wait_dequeue(c);
     hedge_drop(c);
+    if (c->s)
+        obs_try_end(c, px_att(c->s), "cancelled", 0);   /* (unless its end was noted) */
     if (c->s && px_att(c->s)->up) {
         pool_close(px_att(c->s)->up);
         px_att(c->s)->up = NULL;
@@ -165,6 +180,7 @@ void exchange_wait_enqueue(struct client *c)
 {
     pool_wait_add(c->s->x.route->pool, &c->s->waiter, c);
     c->s->x.flags |= X_WAIT_SLOT;
+    obs_queue_enter(c);
 }
 
 void exchange_wait_dequeue(struct client *c)
@@ -173,6 +189,7 @@ void exchange_wait_dequeue(struct client *c)
         return;
     pool_wait_remove(&c->s->waiter);
     c->s->x.flags &= ~X_WAIT_SLOT;
+    obs_queue_leave(c);
 }
 
 /* The one cancellation path. Closes the upstream connection (never pooled).
@@ -207,7 +224,7 @@ void exchange_set_limits(struct client *c)
 {
     uint64_t *ms = c->s->x.lim.ms;
     memcpy(ms, exchange_policy(c)->ms, sizeof c->s->x.lim.ms);
-    ms[TMO_TOTAL] = exchange_total_ms(c);
+    ms[TMO_TOTAL] = total_ms_from(c, &c->s->x.obs.deadline_from);   /* (and what set it) */
     ms[TMO_IDLE] = LINGER_NS / MS;   /* the fold's IDLE in CLOSING is the linger */
 }
 
@@ -309,6 +326,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         exchange_fail(c, 503, "pool_full", "pool_full");
         return;
     }
+    obs_try_end(c, px_att(c->s), tmo_reason(k), 0);
     if (k == TMO_CONNECT && (c->s->x.req & R_FORWARD) && forward_next(c, detail) >= 0)
         return;   /* the destination's next address */
     struct attempt *a = px_att(c->s);
@@ -478,6 +496,7 @@ bool exchange_retry_allowed(struct client *c, unsigned cls, int status)
         access_describe(c, what, sizeof what);
         log_error("warn", "retry budget of pool %s spent: not retrying (%s)",
                   x->route->pool->name, what);
+        obs_shed_note(c, "retry_budget");
         return false;
     }
     return true;
@@ -570,6 +589,7 @@ int exchange_on_fault(struct client *c)
     const struct fault *f = &c->s->fault;
     char what[320], why[32];
 
+    obs_fault(c);   /* the attempt's end, in the access log's words */
     switch (f->kind) {
     case FAULT_STATUS:
         snprintf(why, sizeof why, "status %d", f->status);
@@ -617,6 +637,7 @@ int exchange_on_fault(struct client *c)
 int exchange_dispatch(struct client *c, bool allow_pooled)
 {
     struct exch *x = &c->s->x;
+    obs_dispatch(c);            /* (the first: the time left then) */
     exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
     switch (attempt_connect(c, allow_pooled)) {
     case AT_FAILED:
@@ -638,6 +659,7 @@ int exchange_dispatch(struct client *c, bool allow_pooled)
 static void head_won(struct client *c)
 {
     struct session *s = c->s;
+    obs_head(c);   /* the attempt ends "ok", a hedge racing it "hedge_lost" */
     if (!px_hedge(s)->up)
         return;
     char what[320];

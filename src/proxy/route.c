@@ -51,6 +51,7 @@ int route_init(const struct cfg *cfg)
         r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
         r->no_deadline_header = !cr->deadline_header;
         r->grpc = cr->grpc;
+        r->server_timing = cr->server_timing;
         if (!r->pool) {
             fprintf(stderr, "hourglass: route %s%s: no pool named %s\n", cr->host ? cr->host : "",
                     cr->path, cr->pool->name);

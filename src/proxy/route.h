@@ -33,6 +33,7 @@ struct route {
     const struct conf_retry *retry;   /* NULL: no retries beyond the built-in one */
     bool no_deadline_header;          /* route's deadline_header: false */
     struct conf_grpc grpc;            /* its gRPC calls' deadlines (cfg.h) */
+    bool server_timing;               /* responses get a Server-Timing field */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The
