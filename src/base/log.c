@@ -138,11 +138,11 @@ size_t log_tries_format(char *out, size_t cap, const struct log_try *t, unsigned
         char st[16] = "";
         if (t[i].status > 0)
             snprintf(st, sizeof st, "_%d", t[i].status);
-        /* room for this item and a ",+N" after it */
+        /* room for this item, then a ",+N" (at most 12 bytes) and the NUL */
         int k = snprintf(out + len, cap - len, "%s%s/%s%s/%u", len ? "," : "",
                          t[i].server ? t[i].server : "-", t[i].outcome ? t[i].outcome : "-", st,
                          t[i].ms);
-        if (k < 0 || (size_t)k + 16 >= cap - len) {
+        if (k < 0 || (size_t)k + 13 > cap - len) {
             more += n - i;
             break;
         }
