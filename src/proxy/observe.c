@@ -230,7 +230,8 @@ void obs_end(struct client *c, int status, const char *reason)
         return;   /* no request head: nothing was routed or timed */
     int ri = route_index(c);
     int si = x->attempts ? server_index(px_att(c->s)->srv) : -1;
-    stats_request_time(ri, si, px_loop->now - x->clk.start);
+    if (x->status != 101 && !(x->req & R_CONNECT))   /* (a tunnel's life is not a request's) */
+        stats_request_time(ri, si, px_loop->now - x->clk.start);
     obs_queue_leave(c);
     if (x->obs.queued && x->route)
         stats_queue_wait((int)x->route->pool->index, x->obs.queue_ns);
