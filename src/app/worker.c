@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "admit.h"
 #include "buf.h"
 #include "client.h"
 #include "dns.h"
@@ -23,6 +24,7 @@
 #include "poolshm.h"
 #include "listener.h"
 #include "log.h"
+#include "observe.h"
 #include "pool.h"
 #include "px.h"
 #include "resolve.h"
@@ -71,7 +73,7 @@ static void wake_waiters(void)
         struct pool_group *g = &gs[i];
         for (struct pool_waiter *w; (w = pool_wait_next(g));) {
             struct client *c = w->owner;
-            exchange_wait_dequeue(c);   /* (out of the queue already: the flag) */
+            admit_dequeue(c);   /* (out of the queue already: the flag) */
             exchange_dispatch(c, true);
             if (c->state == CS_EXCH && (c->s->x.flags & X_WAIT_SLOT))
                 break;   /* queued again: the slot went elsewhere */
@@ -99,10 +101,13 @@ static size_t render_metrics(char *out, size_t cap)
         snprintf(names[i], sizeof names[i], "%s%s", rs[i].host ? rs[i].host : "", rs[i].path);
         route_names[i] = names[i];
     }
+    static const char *server_pools[STATS_MAX_SERVERS], *server_names[STATS_MAX_SERVERS];
+    unsigned nservers = obs_server_labels(server_pools, server_names, STATS_MAX_SERVERS);
     publish_gauges();
     struct stats_gauges g = {
         .npools = npools, .pool_names = pool_names,
         .nroutes = nroutes, .route_names = route_names,
+        .nservers = nservers, .server_pools = server_pools, .server_names = server_names,
     };
     return stats_render(out, cap, &g);
 }

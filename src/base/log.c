@@ -12,6 +12,7 @@
 
 #define LOG_BUF (64 * 1024)
 #define LOG_LINE_MAX (16 * 1024)
+#define LOG_TRIES_MAX 2048   /* the tries list's share of a line */
 
 static int access_fd = -1;        /* -1: off */
 static bool access_json;
@@ -128,6 +129,85 @@ static size_t put_json_ms(char *p, const char *key, int64_t v)
                  : (size_t)sprintf(p, ",\"%s\":%lld", key, (long long)v);
 }
 
+size_t log_tries_format(char *out, size_t cap, const struct log_try *t, unsigned n, unsigned more)
+{
+    size_t len = 0;
+    if (cap < 2)
+        return 0;
+    for (unsigned i = 0; i < n; i++) {
+        char st[16] = "";
+        if (t[i].status > 0)
+            snprintf(st, sizeof st, "_%d", t[i].status);
+        /* room for this item, then a ",+N" (at most 12 bytes) and the NUL */
+        int k = snprintf(out + len, cap - len, "%s%s/%s%s/%u", len ? "," : "",
+                         t[i].server ? t[i].server : "-", t[i].outcome ? t[i].outcome : "-", st,
+                         t[i].ms);
+        if (k < 0 || (size_t)k + 13 > cap - len) {
+            more += n - i;
+            break;
+        }
+        len += (size_t)k;
+    }
+    if (more) {
+        int k = snprintf(out + len, cap - len, "%s+%u", len ? "," : "", more);
+        len = k < 0 ? len : len + (size_t)k >= cap ? cap - 1 : len + (size_t)k;
+    }
+    if (!len) {
+        out[0] = '-';
+        len = 1;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+static size_t put_json_str(char *p, const char *key, const char *v)
+{
+    return v ? (size_t)sprintf(p, ",\"%s\":\"%s\"", key, v) : (size_t)sprintf(p, ",\"%s\":null", key);
+}
+
+/* The fields of "where the time went", JSON: tries as an array of objects. */
+static size_t put_json_timing(char *p, const struct log_entry *e)
+{
+    char *start = p;
+    p += put_json_str(p, "request_id", e->request_id);
+    p += put_json_str(p, "trace_id", e->trace_id);
+    p += put_json_ms(p, "deadline_ms", e->deadline_ms);
+    p += put_json_str(p, "deadline_from", e->deadline_from);
+    p += put_json_ms(p, "queue_ms", e->queue_ms);
+    p += put_json_ms(p, "left_ms", e->left_ms);
+    p += sprintf(p, ",\"tries\":[");
+    for (unsigned i = 0; i < e->ntries; i++) {
+        p += sprintf(p, "%s{\"server\":", i ? "," : "");
+        p += e->tries[i].server ? (size_t)sprintf(p, "\"%s\"", e->tries[i].server)
+                                : (size_t)sprintf(p, "null");
+        p += e->tries[i].status > 0
+                 ? (size_t)sprintf(p, ",\"outcome\":\"%s_%d\"", e->tries[i].outcome,
+                                   e->tries[i].status)
+                 : (size_t)sprintf(p, ",\"outcome\":\"%s\"", e->tries[i].outcome);
+        p += sprintf(p, ",\"ms\":%u}", e->tries[i].ms);
+    }
+    p += sprintf(p, "],\"tries_more\":%u", e->tries_more);
+    return (size_t)(p - start);
+}
+
+/* The same, key=value. */
+static size_t put_timing(char *p, const struct log_entry *e)
+{
+    char *start = p;
+    p += sprintf(p, " request_id=%s trace_id=%s deadline_ms=", e->request_id ? e->request_id : "-",
+                 e->trace_id ? e->trace_id : "-");
+    p += put_ms(p, e->deadline_ms);
+    p += sprintf(p, " deadline_from=%s queue_ms=", e->deadline_from ? e->deadline_from : "-");
+    p += put_ms(p, e->queue_ms);
+    memcpy(p, " left_ms=", 9);
+    p += 9;
+    p += put_ms(p, e->left_ms);
+    memcpy(p, " tries=", 7);
+    p += 7;
+    p += log_tries_format(p, LOG_TRIES_MAX, e->tries, e->ntries, e->tries_more);
+    return (size_t)(p - start);
+}
+
 static void log_access_json(const struct log_entry *e, uint32_t tl)
 {
     char *p = abuf + alen, *start = p;
@@ -166,6 +246,7 @@ static void log_access_json(const struct log_entry *e, uint32_t tl)
                                  : (size_t)sprintf(p, ",\"grpc_status\":null");
         p += put_json_ms(p, "grpc_timeout_ms", e->grpc_timeout_ms);
     }
+    p += put_json_timing(p, e);
     p += sprintf(p, ",\"reason\":\"%s\"}\n", e->reason);
     alen += (size_t)(p - start);
 }
@@ -213,6 +294,7 @@ void log_access(const struct log_entry *e)
         p += 17;
         p += put_ms(p, e->grpc_timeout_ms);
     }
+    p += put_timing(p, e);
     p += sprintf(p, " reason=%s\n", e->reason);
     alen += (size_t)(p - start);
 }

@@ -8,7 +8,16 @@
 #define HG_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/* One attempt of a request, for the access log's tries list. */
+struct log_try {
+    const char *server;        /* "10.0.0.1:80"; NULL: "-" */
+    const char *outcome;       /* "ok", "read_timeout", "hedge_lost", ... */
+    int status;                /* > 0: printed after the outcome ("status_503") */
+    uint32_t ms;               /* how long the attempt lasted */
+};
 
 struct log_entry {
     const char *client;        /* "127.0.0.1:40000" */
@@ -30,7 +39,23 @@ struct log_entry {
     bool grpc;                 /* a gRPC call: grpc_status and grpc_timeout_ms follow */
     int grpc_status;           /* < 0: "-" */
     int64_t grpc_timeout_ms;   /* the client's grpc-timeout; < 0: "-" */
+    /* where the time went (docs: the access log's fields) */
+    const char *request_id;    /* NULL: "-" */
+    const char *trace_id;      /* a valid traceparent's trace ID; NULL: "-" */
+    int64_t deadline_ms;       /* the total deadline in force; < 0: "-" */
+    const char *deadline_from; /* "route", "header", "grpc"; NULL: "-" */
+    int64_t queue_ms;          /* waiting for a connection slot; < 0: "-" */
+    int64_t left_ms;           /* of the total deadline at dispatch; < 0: "-" */
+    const struct log_try *tries;   /* each attempt, in order */
+    unsigned ntries;
+    unsigned tries_more;       /* attempts past the list's room */
 };
+
+/* The tries list as the key=value line writes it: "server/outcome/ms"
+ * items joined by ',', then ",+N" for N attempts more; "-" for none. At
+ * most cap - 1 bytes and a NUL (an item that does not fit is left out and
+ * counted in the "+N"). Returns the length written. */
+size_t log_tries_format(char *out, size_t cap, const struct log_try *t, unsigned n, unsigned more);
 
 /* Opens the access log: a path (appended to), "-" for standard output, or
  * "off"; lines are key=value, or JSON objects (JSON Lines) when json.

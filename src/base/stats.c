@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -91,6 +92,84 @@ void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_m
     }
 }
 
+const uint64_t stats_hbucket_us[STATS_HBUCKETS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000,
+};
+
+unsigned stats_hist_bucket(uint64_t us)
+{
+    unsigned lo = 0, hi = STATS_HBUCKETS;   /* the answer is in [lo, hi] */
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (stats_hbucket_us[mid] >= us)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+void stats_hist_add(struct stats_hist *h, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    h->n[stats_hist_bucket(us)]++;
+    h->sum_us += us;
+    h->count++;
+}
+
+void stats_request_time(int ri, int si, uint64_t ns)
+{
+    if (ri >= 0 && ri < STATS_MAX_ROUTES)
+        stats_hist_add(&stats->routes[ri].duration, ns);
+    if (si >= 0 && si < STATS_MAX_SERVERS)
+        stats_hist_add(&stats->servers[si].duration, ns);
+}
+
+void stats_head_time(int ri, int si, uint64_t ns)
+{
+    if (ri >= 0 && ri < STATS_MAX_ROUTES)
+        stats_hist_add(&stats->routes[ri].head, ns);
+    if (si >= 0 && si < STATS_MAX_SERVERS)
+        stats_hist_add(&stats->servers[si].head, ns);
+}
+
+void stats_left_at_dispatch(int ri, uint64_t ns)
+{
+    if (ri >= 0 && ri < STATS_MAX_ROUTES)
+        stats_hist_add(&stats->routes[ri].left, ns);
+}
+
+void stats_queue_wait(int pi, uint64_t ns)
+{
+    if (pi >= 0 && pi < STATS_MAX_POOLS)
+        stats_hist_add(&stats->queue[pi], ns);
+}
+
+/* Admission's reasons (a table: a new one is a new line here and in
+ * STATS_SHED_REASONS). */
+const char *const stats_shed_reasons[STATS_SHED_REASONS] = {
+    "queue_timeout", "deadline_unmeetable", "pool_full", "retry_budget", "retry_skipped",
+};
+
+bool stats_shed(const char *reason)
+{
+    for (unsigned i = 0; i < STATS_SHED_REASONS; i++)
+        if (strcmp(stats_shed_reasons[i], reason) == 0) {
+            stats->shed[i]++;
+            return true;
+        }
+    return false;
+}
+
+static void hist_sum(struct stats_hist *t, const struct stats_hist *s)
+{
+    for (int b = 0; b <= STATS_HBUCKETS; b++)
+        t->n[b] += s->n[b];
+    t->sum_us += s->sum_us;
+    t->count += s->count;
+}
+
 struct out { char *p; size_t n, cap; };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -123,7 +202,20 @@ static const struct stats *total(void)
                 t.routes[r].first_byte[b] += s->routes[r].first_byte[b];
             t.routes[r].first_byte_sum_ms += s->routes[r].first_byte_sum_ms;
             t.routes[r].first_byte_count += s->routes[r].first_byte_count;
+            hist_sum(&t.routes[r].duration, &s->routes[r].duration);
+            hist_sum(&t.routes[r].head, &s->routes[r].head);
+            hist_sum(&t.routes[r].left, &s->routes[r].left);
         }
+        for (int k = 0; k < STATS_MAX_SERVERS; k++) {
+            hist_sum(&t.servers[k].duration, &s->servers[k].duration);
+            hist_sum(&t.servers[k].head, &s->servers[k].head);
+        }
+        for (int k = 0; k < STATS_MAX_POOLS; k++)
+            hist_sum(&t.queue[k], &s->queue[k]);
+        for (int k = 0; k < STATS_SHED_REASONS; k++)
+            t.shed[k] += s->shed[k];
+        for (int k = 0; k < STATS_HEDGE_RESULTS; k++)
+            t.hedge_results[k] += s->hedge_results[k];
         for (size_t k = 0; k < NREASONS; k++)
             t.reasons[k] += s->reasons[k];
         t.retries += s->retries;
@@ -165,6 +257,8 @@ static const struct stats *total(void)
 }
 
 static void render_gauges(struct out *op, const struct stats *st, const struct stats_gauges *g);
+static void render_histograms(struct out *op, const struct stats *st,
+                              const struct stats_gauges *g);
 
 size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
 {
@@ -194,9 +288,22 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
     put(&o, "# HELP hourglass_retries_total Retry attempts started.\n"
             "# TYPE hourglass_retries_total counter\nhourglass_retries_total %llu\n",
         (unsigned long long)st->retries);
-    put(&o, "# HELP hourglass_hedges_total Hedged attempts started.\n"
-            "# TYPE hourglass_hedges_total counter\nhourglass_hedges_total %llu\n",
+    put(&o, "# HELP hourglass_hedges_started_total Hedged attempts started.\n"
+            "# TYPE hourglass_hedges_started_total counter\nhourglass_hedges_started_total %llu\n",
         (unsigned long long)st->hedges);
+    static const char *const hres[STATS_HEDGE_RESULTS] = {"won", "lost", "failed", "skipped"};
+    put(&o, "# HELP hourglass_hedges_total Hedges by result: won (its response head was "
+            "used), lost (the first attempt's head came first), failed (it failed or was "
+            "cancelled), skipped (due but not sent).\n# TYPE hourglass_hedges_total counter\n");
+    for (int k = 0; k < STATS_HEDGE_RESULTS; k++)
+        put(&o, "hourglass_hedges_total{result=\"%s\"} %llu\n", hres[k],
+            (unsigned long long)st->hedge_results[k]);
+    put(&o, "# HELP hourglass_requests_shed_total Requests answered by hourglass without an "
+            "upstream response because of admission, by reason.\n"
+            "# TYPE hourglass_requests_shed_total counter\n");
+    for (int k = 0; k < STATS_SHED_REASONS; k++)
+        put(&o, "hourglass_requests_shed_total{reason=\"%s\"} %llu\n", stats_shed_reasons[k],
+            (unsigned long long)st->shed[k]);
     put(&o, "# HELP hourglass_request_fields_dropped_total Request header fields not passed "
             "upstream, by cause.\n# TYPE hourglass_request_fields_dropped_total counter\n"
             "hourglass_request_fields_dropped_total{cause=\"underscore\"} %llu\n",
@@ -268,8 +375,83 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
         put(&o, "hourglass_upstream_first_byte_seconds_count{route=\"%s\"} %llu\n",
             g->route_names[r], (unsigned long long)sr->first_byte_count);
     }
+    render_histograms(&o, st, g);
     render_gauges(&o, st, g);
     return o.n;
+}
+
+/* One histogram's series: labels is `name="value",...` (no braces). */
+static void put_hist(struct out *o, const char *name, const char *labels,
+                     const struct stats_hist *h)
+{
+    uint64_t cum = 0;
+    const char *sep = labels[0] ? "," : "";
+    for (int b = 0; b < STATS_HBUCKETS; b++) {
+        cum += h->n[b];
+        put(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+            (double)stats_hbucket_us[b] / 1e6, (unsigned long long)cum);
+    }
+    cum += h->n[STATS_HBUCKETS];
+    put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
+    put(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, (double)h->sum_us / 1e6, name,
+        labels, (unsigned long long)h->count);
+}
+
+/* The duration histograms: by route, by server, by pool. */
+static void render_histograms(struct out *op, const struct stats *st, const struct stats_gauges *g)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } by_route[] = {
+        {"hourglass_request_duration_seconds",
+         "From the request head's arrival to the end of the exchange, by route.",
+         offsetof(struct stats_route, duration)},
+        {"hourglass_upstream_header_seconds",
+         "From the request sent upstream to the response head used, by route.",
+         offsetof(struct stats_route, head)},
+        {"hourglass_deadline_left_at_dispatch_seconds",
+         "Total deadline left when a request was first dispatched to its pool, by route.",
+         offsetof(struct stats_route, left)},
+    }, by_server[] = {
+        {"hourglass_server_request_duration_seconds",
+         "Request durations by the server of their last attempt.",
+         offsetof(struct stats_server, duration)},
+        {"hourglass_server_header_seconds",
+         "From the request sent to the response head used, by server.",
+         offsetof(struct stats_server, head)},
+    };
+    struct out o = *op;
+    char labels[512];
+    for (size_t k = 0; k < sizeof by_route / sizeof by_route[0]; k++) {
+        put(&o, "# HELP %s %s\n# TYPE %s histogram\n", by_route[k].name, by_route[k].help,
+            by_route[k].name);
+        for (unsigned r = 0; r < g->nroutes && r < STATS_MAX_ROUTES; r++) {
+            snprintf(labels, sizeof labels, "route=\"%s\"", g->route_names[r]);
+            put_hist(&o, by_route[k].name, labels,
+                     (const struct stats_hist *)(const void *)((const char *)&st->routes[r] +
+                                                               by_route[k].off));
+        }
+    }
+    for (size_t k = 0; k < sizeof by_server / sizeof by_server[0]; k++) {
+        put(&o, "# HELP %s %s\n# TYPE %s histogram\n", by_server[k].name, by_server[k].help,
+            by_server[k].name);
+        for (unsigned i = 0; i < g->nservers && i < STATS_MAX_SERVERS; i++) {
+            snprintf(labels, sizeof labels, "pool=\"%s\",server=\"%s\"", g->server_pools[i],
+                     g->server_names[i]);
+            put_hist(&o, by_server[k].name, labels,
+                     (const struct stats_hist *)(const void *)((const char *)&st->servers[i] +
+                                                               by_server[k].off));
+        }
+    }
+    put(&o, "# HELP hourglass_queue_wait_seconds Waits of requests queued for a connection "
+            "slot of a pool at its max_connections, by pool.\n"
+            "# TYPE hourglass_queue_wait_seconds histogram\n");
+    for (unsigned i = 0; i < g->npools && i < STATS_MAX_POOLS; i++) {
+        snprintf(labels, sizeof labels, "pool=\"%s\"", g->pool_names[i]);
+        put_hist(&o, "hourglass_queue_wait_seconds", labels, &st->queue[i]);
+    }
+    *op = o;
 }
 
 /* The gauges: connections, and the state of each pool; and the counts of

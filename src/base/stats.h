@@ -14,19 +14,52 @@
 #ifndef HG_STATS_H
 #define HG_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define STATS_MAX_ROUTES 64
 #define STATS_BUCKETS 12   /* first-byte latency histogram */
 #define STATS_MAX_POOLS 64
+/* Servers with histograms of their own: the pools' server slots in
+ * pool_groups order (a pool's literal servers, then its names' slots);
+ * those past this bound are counted under their route only. */
+#define STATS_MAX_SERVERS 256
+
+/* A histogram of durations: fixed, log-spaced buckets (stats_hbucket_us),
+ * counts per bucket (not cumulative: one increment per sample; the scrape
+ * sums them), the sum in microseconds. */
+#define STATS_HBUCKETS 13
+struct stats_hist {
+    uint64_t n[STATS_HBUCKETS + 1];   /* [STATS_HBUCKETS]: above the last bound (+Inf) */
+    uint64_t sum_us;
+    uint64_t count;
+};
 
 struct stats_route {
     uint64_t by_class[6];       /* responses by status class: [1]=1xx .. [5]=5xx, [0]=none */
     uint64_t first_byte[STATS_BUCKETS + 1];   /* cumulative counts per bucket, last = +Inf */
     uint64_t first_byte_sum_ms;
     uint64_t first_byte_count;
+    struct stats_hist duration;   /* request head in -> exchange ended */
+    struct stats_hist head;       /* request sent -> the response head used */
+    struct stats_hist left;       /* total deadline left at dispatch */
 };
+
+/* A server's (one slot of a pool's servers array). */
+struct stats_server {
+    struct stats_hist duration;   /* requests whose last attempt it served */
+    struct stats_hist head;       /* request sent -> its response head (used) */
+};
+
+/* Requests shed: answered by hourglass itself, without an upstream
+ * response, because of admission (stats_shed_reasons). */
+#define STATS_SHED_REASONS 5
+extern const char *const stats_shed_reasons[STATS_SHED_REASONS];
+
+/* What became of hedged attempts. */
+enum { STATS_HEDGE_WON, STATS_HEDGE_LOST, STATS_HEDGE_FAILED, STATS_HEDGE_SKIPPED,
+       STATS_HEDGE_RESULTS };
 
 /* A pool's gauges. */
 struct stats_pool {
@@ -59,6 +92,10 @@ struct stats {
     uint64_t h2_up_conns, h2_up_streams;   /* HTTP/2 upstream connections and streams opened */
     uint64_t h2_up_cancels, h2_up_refused; /* ... streams we reset, streams refused unprocessed */
     uint64_t dns[STATS_MAX_POOLS][STATS_DNS_RESULTS];   /* resolutions of each pool's names */
+    struct stats_server servers[STATS_MAX_SERVERS];
+    struct stats_hist queue[STATS_MAX_POOLS];   /* waits for a connection slot, by pool */
+    uint64_t shed[STATS_SHED_REASONS];
+    uint64_t hedge_results[STATS_HEDGE_RESULTS];
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];
@@ -97,6 +134,34 @@ int stats_reason_index(const char *reason);
 /* Counts one ended exchange of route index ri (-1: none). */
 void stats_exchange(int ri, int status, const char *reason, int64_t first_byte_ms);
 
+/* Bucket bounds of the duration histograms, in microseconds: 1 ms to 10 s,
+ * log-spaced (1, 2.5, 5 per decade). */
+extern const uint64_t stats_hbucket_us[STATS_HBUCKETS];
+
+/* The bucket of a duration of us microseconds: the first whose bound is at
+ * least us, or STATS_HBUCKETS (+Inf) above them all. Pure. */
+unsigned stats_hist_bucket(uint64_t us);
+
+/* Adds one sample of ns nanoseconds to h. */
+void stats_hist_add(struct stats_hist *h, uint64_t ns);
+
+/* A request's whole duration, under route ri and server si (either -1:
+ * none, or past the bounds). */
+void stats_request_time(int ri, int si, uint64_t ns);
+
+/* The time from a request sent to the response head used, likewise. */
+void stats_head_time(int ri, int si, uint64_t ns);
+
+/* The total deadline left when route ri's request was first dispatched. */
+void stats_left_at_dispatch(int ri, uint64_t ns);
+
+/* A wait for a connection slot of pool pi. */
+void stats_queue_wait(int pi, uint64_t ns);
+
+/* Counts a request shed for this reason when it is one of
+ * stats_shed_reasons; returns whether it was. */
+bool stats_shed(const char *reason);
+
 /* Publishes this process's gauges into its struct stats. */
 void stats_publish(unsigned clients, unsigned upstream_open, const struct stats_pool *pools,
                    unsigned npools);
@@ -108,6 +173,9 @@ struct stats_gauges {
     const char *const *pool_names;
     unsigned nroutes;
     const char *const *route_names;   /* "host/path" */
+    unsigned nservers;
+    const char *const *server_pools;  /* each server's pool name */
+    const char *const *server_names;  /* "10.0.0.1:80", or a name's slot "api:80#3" */
 };
 
 /* Renders every metric in the Prometheus text format (version 0.0.4) into

@@ -44,6 +44,7 @@ struct cfg_forward {
 struct cfg {
     struct cli_addr listen[CLI_MAX_LISTEN];
     bool listen_trust[CLI_MAX_LISTEN];   /* honour the client's deadline header */
+    bool listen_trust_rid[CLI_MAX_LISTEN];   /* take the client's X-Request-Id */
     bool listen_forward[CLI_MAX_LISTEN]; /* a forward proxy listener */
     bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
     bool listen_http2[CLI_MAX_LISTEN];   /* speaks HTTP/2 too (ALPN h2, h2c); never forward */

@@ -283,6 +283,7 @@ static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const c
     if (!seen->listen) {   /* the flags replace the file's listeners */
         cfg->nlisten = 0;
         memset(cfg->listen_trust, 0, sizeof cfg->listen_trust);
+        memset(cfg->listen_trust_rid, 0, sizeof cfg->listen_trust_rid);
         memset(cfg->listen_forward, 0, sizeof cfg->listen_forward);
         memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
         memset(cfg->listen_http2, 0, sizeof cfg->listen_http2);

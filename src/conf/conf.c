@@ -315,6 +315,7 @@ void conf_free(struct conf *c)
     free(c->listen_tls);
     free(c->listen);
     free(c->listen_trust);
+    free(c->listen_trust_rid);
     free(c->listen_underscores);
     free(c->listen_http2);
     free(c->listen_forward);
@@ -358,6 +359,7 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         memcpy(cfg->listen, c->listen, c->nlisten * sizeof *c->listen);
         for (unsigned i = 0; i < c->nlisten; i++) {
             cfg->listen_trust[i] = c->listen_trust[i];
+            cfg->listen_trust_rid[i] = c->listen_trust_rid[i];
             cfg->listen_forward[i] = c->listen_forward[i];
             cfg->listen_underscores[i] = c->listen_underscores[i];
             cfg->listen_http2[i] = c->listen_http2[i];

@@ -164,6 +164,7 @@ struct conf_route {
     uint64_t min_budget_ms;          /* time left at dispatch below this: 504; 0 = off */
     bool deadline_header;            /* propagate the time left (default true) */
     struct conf_grpc grpc;           /* what its gRPC calls' grpc-timeout does */
+    bool server_timing;              /* add Server-Timing to responses (default false) */
     int line;
 };
 
@@ -171,6 +172,7 @@ struct conf {
     char *file;                      /* as given to conf_load */
     struct cli_addr *listen;
     bool *listen_trust;              /* per listener: trust_deadline_header */
+    bool *listen_trust_rid;          /* per listener: trust_request_id */
     bool *listen_forward;            /* per listener: mode: forward */
     bool *listen_underscores;        /* per listener: underscores_in_headers */
     bool *listen_http2;              /* per listener: http2 (default: not on forward ones) */

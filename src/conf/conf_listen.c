@@ -113,7 +113,7 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
 
 /* One listener's settings besides its address. */
 struct listener_opts {
-    bool trust, forward, underscores, http2;
+    bool trust, forward, underscores, http2, trust_rid;
     struct tls_server_conf tls;
 };
 
@@ -123,7 +123,8 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
                              struct listener_opts *o, yaml_node_t **addr)
 {
     static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
-                                     "underscores_in_headers", "http2", NULL};
+                                     "underscores_in_headers", "http2", "trust_request_id",
+                                     NULL};
     yaml_node_t *w[MAX_KEYS];
     char sub[PATHLEN];
     if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -141,6 +142,9 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
     }
     conf_join(sub, key, "underscores_in_headers");
     if (w[4] && !conf_get_bool(x, w[4], sub, &o->underscores))
+        return false;
+    conf_join(sub, key, "trust_request_id");
+    if (w[6] && !conf_get_bool(x, w[6], sub, &o->trust_rid))
         return false;
     conf_join(sub, key, "http2");
     o->http2 = !o->forward;   /* a forward proxy listener does not offer HTTP/2 */
@@ -169,17 +173,18 @@ static bool listen_alloc(struct conf *c, unsigned count)
 {
     c->listen = calloc(count, sizeof *c->listen);
     c->listen_trust = calloc(count, sizeof *c->listen_trust);
+    c->listen_trust_rid = calloc(count, sizeof *c->listen_trust_rid);
     c->listen_forward = calloc(count, sizeof *c->listen_forward);
     c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
     c->listen_http2 = calloc(count, sizeof *c->listen_http2);
     c->listen_tls = calloc(count, sizeof *c->listen_tls);
-    return c->listen && c->listen_trust && c->listen_forward && c->listen_underscores &&
+    return c->listen && c->listen_trust && c->listen_trust_rid && c->listen_forward && c->listen_underscores &&
            c->listen_http2 && c->listen_tls;
 }
 
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
  * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...},
- * underscores_in_headers: BOOL, http2: BOOL}. http2 is on unless the
+ * underscores_in_headers: BOOL, http2: BOOL, trust_request_id: BOOL}. http2 is on unless the
  * listener is a forward proxy's, where it cannot be turned on. */
 void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
 {
@@ -226,6 +231,7 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
             continue;
         }
         c->listen_trust[c->nlisten] = o.trust;
+        c->listen_trust_rid[c->nlisten] = o.trust_rid;
         c->listen_forward[c->nlisten] = o.forward;
         c->listen_underscores[c->nlisten] = o.underscores;
         c->listen_http2[c->nlisten] = o.http2;

@@ -186,7 +186,7 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
                                        "budget", "deadline_header", "grpc", "min_budget",
-                                       NULL};
+                                       "server_timing", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     conf_joini(path, "routes", idx);
@@ -255,6 +255,9 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "min_budget");
     if (v[9])
         conf_get_dur(x, v[9], key, &r->min_budget_ms);
+    conf_join(key, path, "server_timing");
+    if (v[10])
+        conf_get_bool(x, v[10], key, &r->server_timing);
 }
 
 void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)

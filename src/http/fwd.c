@@ -233,7 +233,8 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
             (r->strip_proxy_auth && HTTP_NAME_IS(f, "proxy-authorization")) ||
             (r->deadline_name &&
              ieq(f->name, f->name_len, r->deadline_name, strlen(r->deadline_name))) ||
-            (r->grpc && HTTP_NAME_IS(f, "grpc-timeout")))
+            (r->grpc && HTTP_NAME_IS(f, "grpc-timeout")) ||
+            (r->request_id && HTTP_NAME_IS(f, "x-request-id")))
             continue;
         if (HTTP_NAME_IS(f, "host")) {
             if (auth) {   /* RFC 9112 3.2.2: the target's authority wins */
@@ -264,6 +265,11 @@ int fwd_request_head(char *buf, size_t cap, const struct fwd_req *r)
     PUTS(&o, "\r\n");
     if (r->upgrade)
         put_upgrade(&o, m);
+    if (r->request_id) {
+        PUTS(&o, "X-Request-Id: ");
+        put(&o, r->request_id, strlen(r->request_id));
+        PUTS(&o, "\r\n");
+    }
     if (r->deadline_name && !r->deadline_strip_only) {
         put(&o, r->deadline_name, strlen(r->deadline_name));
         PUTS(&o, ":");
@@ -330,7 +336,8 @@ int fwd_response_fields(const struct fwd_resp *r, struct fwd_field *f, size_t ma
             length_done = true;
             continue;
         }
-        if (hop_by_hop(hf, &tk) || HTTP_NAME_IS(hf, "via"))
+        if (hop_by_hop(hf, &tk) || HTTP_NAME_IS(hf, "via") ||
+            (r->request_id && HTTP_NAME_IS(hf, "x-request-id")))
             continue;
         const char *name = lower_name(&sp, &left, hf->name, hf->name_len);
         if (!name || k == max)
@@ -358,6 +365,17 @@ int fwd_response_fields(const struct fwd_resp *r, struct fwd_field *f, size_t ma
     memcpy(p, extra, strlen(extra));
     vl += strlen(extra);
     f[k++] = (struct fwd_field){"via", v, 3, vl};
+    if (r->request_id) {
+        if (k == max)
+            return -1;
+        f[k++] = (struct fwd_field){"x-request-id", r->request_id, 12, strlen(r->request_id)};
+    }
+    if (r->server_timing) {
+        if (k == max)
+            return -1;
+        f[k++] = (struct fwd_field){"server-timing", r->server_timing, 13,
+                                    strlen(r->server_timing)};
+    }
     return (int)k;
 }
 
@@ -382,13 +400,24 @@ int fwd_response_head(char *buf, size_t cap, const struct fwd_resp *r)
             put_length(&o, r->chunked ? NULL : r->info, &length_done);
             continue;
         }
-        if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via"))
+        if (hop_by_hop(f, &tk) || HTTP_NAME_IS(f, "via") ||
+            (r->request_id && HTTP_NAME_IS(f, "x-request-id")))
             continue;
         put_field(&o, f);
     }
     if (r->chunked)
         PUTS(&o, "Transfer-Encoding: chunked\r\n");
     put_appended(&o, m, "via", 3, "Via", m->minor == 0 ? "1.0 hourglass" : FWD_VIA);
+    if (r->request_id) {
+        PUTS(&o, "X-Request-Id: ");
+        put(&o, r->request_id, strlen(r->request_id));
+        PUTS(&o, "\r\n");
+    }
+    if (r->server_timing) {
+        PUTS(&o, "Server-Timing: ");
+        put(&o, r->server_timing, strlen(r->server_timing));
+        PUTS(&o, "\r\n");
+    }
     if (r->close)
         PUTS(&o, "Connection: close\r\n");
     else if (r->keepalive)

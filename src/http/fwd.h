@@ -37,6 +37,8 @@ struct fwd_req {
     bool keep_te_trailers;     /* pass on "TE: trailers" (an HTTP/2 client to an HTTP/2
                                   upstream: trailers reach it), else TE is hop-by-hop */
     unsigned *dropped;         /* out, may be NULL: how many fields were dropped for it */
+    const char *request_id;    /* NULL, or the request's ID: every incoming
+                                  X-Request-Id is dropped and this one is sent */
 };
 
 /* Width of the deadline value placeholder: right-aligned digits, leading
@@ -62,6 +64,10 @@ struct fwd_resp {
     bool keepalive;     /* add Connection: keep-alive (an HTTP/1.0 client that
                            asked for it); ignored with close */
     bool upgrade;       /* a 101 to an upgrade: Connection: upgrade and Upgrade kept */
+    const char *request_id;     /* NULL, or the request's ID: the upstream's
+                                   X-Request-Id fields are replaced by it */
+    const char *server_timing;  /* NULL, or a Server-Timing value added (after
+                                   the upstream's own Server-Timing fields) */
 };
 
 /* Writes the client response head into out[0..cap); Content-Length is

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "admit.h"
 #include "auth.h"
 #include "buf.h"
 #include "cfg.h"
@@ -26,6 +27,7 @@
 #include "grpc.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
@@ -54,13 +56,14 @@ void access_log(struct client *c, int status, const char *reason)
     c->s->x.flags |= X_LOGGED;
     /* The exchange has ended (this runs once per exchange, on every path):
      * it no longer counts towards its pool's retry budget. */
-    exchange_budget_release(c);
+    admit_release(c);
     {
         unsigned nr;
         const struct route *base = route_all(&nr);
         int ri = c->s->x.route ? (int)(c->s->x.route - base) : -1;
         int64_t fb = c->s->x.first_byte_ns >= 0 ? ms_of((uint64_t)c->s->x.first_byte_ns) : -1;
         stats_exchange(ri, status, reason, fb);
+        obs_end(c, status, reason);
         if (c->s->x.req & R_GRPC) {
             int gs = c->s->x.grpc_status;
             if (gs < 0)   /* ended before a status was known: by its reason */
@@ -87,6 +90,7 @@ void access_log(struct client *c, int status, const char *reason)
         .grpc_status = c->s->x.grpc_status,
         .grpc_timeout_ms = c->s->x.grpc_timeout_ms,
     };
+    obs_log_fields(c, &e);
     e.method = access_method(c, &e.method_len);
     if (e.method) {
         e.target = c->in.data + c->in.start + c->s->x.target_off;
@@ -97,17 +101,18 @@ void access_log(struct client *c, int status, const char *reason)
     log_access(&e);
 }
 
-/* "GET /path" for error log sentences (target cut at 200 bytes). */
+/* The words naming a request in error log sentences (see access.h). */
 void access_describe(struct client *c, char *out, size_t n)
 {
     struct peer_text pt;
     uint32_t ml;
     const char *m = access_method(c, &ml);
+    const char *rid = obs_rid(c);   /* (before the target, which may be cut) */
     if (!m) {
-        snprintf(out, n, "client %s", access_peer(c, &pt));
+        snprintf(out, n, "client %s, request_id=%s", access_peer(c, &pt), rid);
         return;
     }
     uint32_t tl = c->s->x.target_len > 200 ? 200 : c->s->x.target_len;
-    snprintf(out, n, "client %s, %.*s %.*s", access_peer(c, &pt), (int)ml, m, (int)tl,
-             c->in.data + c->in.start + c->s->x.target_off);
+    snprintf(out, n, "client %s, request_id=%s, %.*s %.*s", access_peer(c, &pt), rid, (int)ml, m,
+             (int)tl, c->in.data + c->in.start + c->s->x.target_off);
 }

@@ -15,7 +15,9 @@ const char *access_peer(const struct client *c, struct peer_text *t);
 
 void access_log(struct client *c, int status, const char *reason);
 
-/* "GET /path" for error log sentences (target cut at 200 bytes). */
+/* "client 127.0.0.1:40000, request_id=ID, GET /path" for error log
+ * sentences (target cut at 200 bytes): every sentence about a request names
+ * its ID, as its access log line does. */
 void access_describe(struct client *c, char *out, size_t n);
 
 #endif

@@ -1,6 +1,8 @@
 /* admit.c -- admission by the time left (see admit.h). */
 #include "admit.h"
 
+#include "observe.h"
+#include "pool.h"
 #include "px.h"
 #include "qest.h"
 #include "route.h"
@@ -60,4 +62,52 @@ void admit_observe(const struct route *r, uint64_t started, uint64_t now)
 {
     if (r && started && now >= started)
         qe_add(r->latency, now - started, now);
+}
+
+/* The exchange's place in its pool's counts of requests and retries in
+ * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
+ * to its end, and among the retries (X_RETRIED) from its first retry or
+ * hedge to its end, once however many attempts it makes. */
+void admit_count(struct client *c)
+{
+    if (c->s->x.route && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
+        c->s->x.flags |= X_COUNTED;
+        pool_request_begin(c->s->x.route->pool);
+    }
+}
+
+void admit_retry_take(struct client *c)
+{
+    if (!(c->s->x.flags & X_RETRIED)) {
+        c->s->x.flags |= X_RETRIED;
+        pool_budget_take(c->s->x.route->pool);
+    }
+}
+
+void admit_release(struct client *c)
+{
+    struct exch *x = &c->s->x;
+    if (x->flags & X_COUNTED)
+        pool_request_end(x->route->pool);
+    if (x->flags & X_RETRIED)
+        pool_budget_release(x->route->pool);
+    x->flags &= ~(X_COUNTED | X_RETRIED);
+}
+
+/* The queue of requests waiting for a connection slot of their pool (the
+ * pool keeps it; X_WAIT_SLOT mirrors membership for the deadlines). */
+void admit_enqueue(struct client *c)
+{
+    pool_wait_add(c->s->x.route->pool, &c->s->waiter, c);
+    c->s->x.flags |= X_WAIT_SLOT;
+    obs_queue_enter(c);
+}
+
+void admit_dequeue(struct client *c)
+{
+    if (!c->s || !(c->s->x.flags & X_WAIT_SLOT))
+        return;
+    pool_wait_remove(&c->s->waiter);
+    c->s->x.flags &= ~X_WAIT_SLOT;
+    obs_queue_leave(c);
 }

@@ -1,6 +1,7 @@
 /* admit.h -- what the time left of a request allows: dispatching it at all
  * (a route's min_budget), a retry, a hedge, and the adaptive hedge delay;
- * and the live first-byte latency of each route these read (qest.h).
+ * the live first-byte latency of each route these read (qest.h); and the
+ * request's place in its pool: the retry budget's counts, the queue.
  *
  * hourglass knows each request's deadline; these say whether work can
  * still finish in time, so that none is started for a caller who will have
@@ -39,5 +40,18 @@ uint64_t admit_hedge_delay_ms(const struct route *r);
 /* An attempt's first-byte latency: from its start to its response head
  * (censored: given up before one, so the latency is at least that). */
 void admit_observe(const struct route *r, uint64_t started, uint64_t now);
+
+/* The request's place in its pool. Its counts that size the retry budget
+ * (see pool.h): counted from its dispatch (admit_count), among the retries
+ * from its first retry or hedge (admit_retry_take), until its end
+ * (admit_release, idempotent: every end may call it). */
+void admit_count(struct client *c);
+void admit_retry_take(struct client *c);
+void admit_release(struct client *c);
+
+/* The pool's FIFO of requests waiting for a connection or a server with
+ * room (X_WAIT_SLOT mirrors membership for the deadlines: TMO_QUEUE). */
+void admit_enqueue(struct client *c);
+void admit_dequeue(struct client *c);
 
 #endif

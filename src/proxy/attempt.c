@@ -28,6 +28,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
@@ -98,6 +99,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
         px_att(c->s)->up = pool_take_idle(px_att(c->s)->srv, c, attempt_on_upstream);
         if (px_att(c->s)->up) {
             x->attempts++;
+            obs_try_begin(c, px_att(c->s));
             x->connect_ns = 0;
             if (pool_opening(px_att(c->s)->up)) {   /* a stream on a connection being opened */
                 x->clk.connect = px_loop->now;
@@ -109,6 +111,7 @@ int attempt_connect(struct client *c, bool allow_pooled)
     if (!pool_may_connect(px_att(c->s)->srv))
         return AT_IDLE;   /* at the pool's connection limit */
     x->attempts++;
+    obs_try_begin(c, px_att(c->s));
     struct pool_server *srv = px_att(c->s)->srv;
     px_att(c->s)->up = srv ? pool_connect(srv, c, attempt_on_upstream, &err)
                            : pool_connect_addr(px_dest_addr(c->s), c, attempt_on_upstream, &err);
@@ -180,6 +183,7 @@ int attempt_send(struct client *c)
         }
         if (x->flags & X_BODY_DONE) {
             x->flags |= X_REQ_SENT;
+            a->sent_at = px_loop->now;
             return 1;
         }
         return 0;
@@ -226,6 +230,7 @@ int attempt_send(struct client *c)
              * (earlier) time this event was dispatched: never early. */
             x->clk.read_mark = loop_clock_ns();
             x->sent_ns = (int64_t)(x->clk.read_mark - x->clk.start);
+            a->sent_at = x->clk.read_mark;
         }
     }
     /* Reclaim the body space once everything read has been sent (unless it

@@ -16,6 +16,7 @@
 
 #include "access.h"
 #include "addr.h"
+#include "admit.h"
 #include "auth.h"
 #include "buf.h"
 #include "cfg.h"
@@ -29,6 +30,7 @@
 #include "request.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
@@ -81,7 +83,7 @@ void client_session_detach(struct client *c)
     struct session *s = c->s;
     if (!s)
         return;
-    exchange_budget_release(c);   /* (access_log did, unless an end forgot to log) */
+    admit_release(c);   /* (access_log did, unless an end forgot to log) */
     buf_release(&s->out);
     buf_release(&s->uhead);
     buf_release(&px_att(s)->in);
@@ -184,8 +186,8 @@ void client_error_ex(struct client *c, int status, const char *reason,
     c->s->x.interim = 0;
     int hl = snprintf(c->s->out.data, c->s->out.cap,
                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                      "%sConnection: close\r\n\r\n",
-                      status, http_reason(status), bl, extra);
+                      "X-Request-Id: %s\r\n%sConnection: close\r\n\r\n",
+                      status, http_reason(status), bl, obs_rid(c), extra);
     c->s->out.end = (uint32_t)hl;
     if (!(c->s->x.req & R_HEAD_METHOD)) {
         memcpy(c->s->out.data + c->s->out.end, body, (size_t)bl);
@@ -583,7 +585,7 @@ static void on_client(struct loop_io *io, uint32_t events)
     client_pump(c);
 }
 
-void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
+void client_new(int fd, const struct sockaddr_storage *peer, uint16_t cflags,
                        struct tls_server *tls)
 {
     struct client *c = free_clients;
@@ -682,6 +684,8 @@ int client_upgrade_head(struct client *c, const struct http_msg *m, uint32_t len
         return -1;   /* (an HTTP/2 stream never asks for an upgrade) */
     out_room(c, len);
     struct fwd_resp fr = {.m = m, .upgrade = true};
+    char st[160];
+    obs_response_fields(c, &fr, st, sizeof st);
     return put_head(c, &fr) < 0 ? -1 : 0;
 }
 
@@ -705,6 +709,8 @@ int client_response_head(struct client *c, const struct http_msg *m,
         .close = (x->flags & X_CLOSE_AFTER) != 0,
         .keepalive = c->minor == 0,
     };
+    char st[160];
+    obs_response_fields(c, &fr, st, sizeof st);   /* X-Request-Id, Server-Timing */
     return put_head(c, &fr) < 0 ? -1 : 0;
 }
 

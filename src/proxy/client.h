@@ -46,7 +46,7 @@ int client_send(struct client *c);
 
 void client_pump(struct client *c);
 
-void client_new(int fd, const struct sockaddr_storage *peer, uint8_t cflags,
+void client_new(int fd, const struct sockaddr_storage *peer, uint16_t cflags,
                        struct tls_server *tls);
 
 /* Frees the recycled client and session structs (at exit). */

@@ -30,6 +30,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "grpc.h"
 #include "h2up.h"
 #include "pool.h"
@@ -59,25 +60,37 @@ static const struct route_policy *exchange_policy(const struct client *c)
  * grpc-timeout (capped by the route's grpc.max_timeout) is shorter, or none
  * for a call without one on a grpc.streaming route; less again when a
  * trusted client's deadline header says so. */
-uint64_t exchange_total_ms(const struct client *c)
+static uint64_t total_ms_from(const struct client *c, uint8_t *from)
 {
     const struct exch *x = &c->s->x;
     uint64_t t = exchange_policy(c)->ms[TMO_TOTAL];
+    *from = OBS_FROM_ROUTE;
     if ((x->req & R_GRPC) && x->route) {
         const struct conf_grpc *g = &x->route->grpc;
         if (x->grpc_timeout_ms >= 0 && !g->ignore) {
             uint64_t v = (uint64_t)x->grpc_timeout_ms;
             if (g->max_timeout_ms && g->max_timeout_ms < v)
                 v = g->max_timeout_ms;
-            if (v < t)
+            if (v < t) {
                 t = v;
+                *from = OBS_FROM_GRPC;
+            }
         } else if (g->streaming) {
             t = GRPC_NO_TOTAL_MS;   /* a long-lived stream: no total */
+            *from = OBS_FROM_GRPC;
         }
     }
-    if ((x->req & R_CLIENT_DEADLINE) && x->client_total_ms < t)
+    if ((x->req & R_CLIENT_DEADLINE) && x->client_total_ms < t) {
         t = x->client_total_ms;
+        *from = OBS_FROM_HEADER;
+    }
     return t;
+}
+
+uint64_t exchange_total_ms(const struct client *c)
+{
+    uint8_t from;
+    return total_ms_from(c, &from);
 }
 
 /* A fresh exchange: timings that have not happened read as "-". Its
@@ -99,8 +112,10 @@ void exchange_drop_attempts(struct client *c)
 {
     if (c->s)
         dns_cancel(&c->s->fwd.dns);
-    exchange_wait_dequeue(c);
+    admit_dequeue(c);
     hedge_drop(c);
+    if (c->s)
+        obs_try_end(c, px_att(c->s), "cancelled", 0);   /* (unless its end was noted) */
     if (c->s && px_att(c->s)->up) {
         pool_close(px_att(c->s)->up);
         px_att(c->s)->up = NULL;
@@ -128,52 +143,6 @@ void exchange_reset_attempt(struct client *c)
     x->resp_chunk = (struct http_chunked){0};
     x->status = 0;
     x->first_byte_ns = -1;
-}
-
-/* The exchange's place in its pool's counts of requests and retries in
- * flight, which size the retry budget: counted (X_COUNTED) from its dispatch
- * to its end, and among the retries (X_RETRIED) from its first retry or
- * hedge to its end, once however many attempts it makes. */
-void exchange_budget_count(struct client *c)
-{
-    if (c->s->x.route && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
-        c->s->x.flags |= X_COUNTED;
-        pool_request_begin(c->s->x.route->pool);
-    }
-}
-
-void exchange_budget_take(struct client *c)
-{
-    if (!(c->s->x.flags & X_RETRIED)) {
-        c->s->x.flags |= X_RETRIED;
-        pool_budget_take(c->s->x.route->pool);
-    }
-}
-
-void exchange_budget_release(struct client *c)
-{
-    struct exch *x = &c->s->x;
-    if (x->flags & X_COUNTED)
-        pool_request_end(x->route->pool);
-    if (x->flags & X_RETRIED)
-        pool_budget_release(x->route->pool);
-    x->flags &= ~(X_COUNTED | X_RETRIED);
-}
-
-/* The queue of requests waiting for a connection slot of their pool (the
- * pool keeps it; X_WAIT_SLOT mirrors membership for the deadlines). */
-void exchange_wait_enqueue(struct client *c)
-{
-    pool_wait_add(c->s->x.route->pool, &c->s->waiter, c);
-    c->s->x.flags |= X_WAIT_SLOT;
-}
-
-void exchange_wait_dequeue(struct client *c)
-{
-    if (!c->s || !(c->s->x.flags & X_WAIT_SLOT))
-        return;
-    pool_wait_remove(&c->s->waiter);
-    c->s->x.flags &= ~X_WAIT_SLOT;
 }
 
 /* The one cancellation path. Closes the upstream connection (never pooled).
@@ -208,7 +177,7 @@ void exchange_set_limits(struct client *c)
 {
     uint64_t *ms = c->s->x.lim.ms;
     memcpy(ms, exchange_policy(c)->ms, sizeof c->s->x.lim.ms);
-    ms[TMO_TOTAL] = exchange_total_ms(c);
+    ms[TMO_TOTAL] = total_ms_from(c, &c->s->x.obs.deadline_from);   /* (and what set it) */
     ms[TMO_IDLE] = LINGER_NS / MS;   /* the fold's IDLE in CLOSING is the linger */
     if (c->s->x.route)
         ms[TMO_HEDGE] = admit_hedge_delay_ms(c->s->x.route);   /* (adaptive: this moment's) */
@@ -320,6 +289,7 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
         exchange_fail(c, 503, "queue_timeout", detail);
         return;
     }
+    obs_try_end(c, px_att(c->s), tmo_reason(k), 0);
     if (k == TMO_CONNECT && (c->s->x.req & R_FORWARD) && forward_next(c, detail) >= 0)
         return;   /* the destination's next address */
     struct attempt *a = px_att(c->s);
@@ -492,6 +462,7 @@ bool exchange_retry_allowed(struct client *c, unsigned cls, int status)
         access_describe(c, what, sizeof what);
         log_error("warn", "retry budget of pool %s spent: not retrying (%s)",
                   x->route->pool->name, what);
+        obs_shed_note(c, "retry_budget");
         return false;
     }
     uint64_t left, need;
@@ -504,6 +475,7 @@ bool exchange_retry_allowed(struct client *c, unsigned cls, int status)
                                                     : "its median first-byte latency",
                   what);
         c->s->x.flags |= X_RETRY_SKIPPED;
+        obs_shed_note(c, "retry_skipped");
         return false;
     }
     return true;
@@ -518,7 +490,7 @@ int exchange_retry_later(struct client *c, const char *why)
     const struct conf_retry *r = x->route->retry;
     char what[320];
 
-    exchange_budget_take(c);
+    admit_retry_take(c);
     stats->retries++;
     uint64_t cap = r->backoff_base_ms << (x->attempts - 1 < 20 ? x->attempts - 1 : 20);
     if (cap > r->backoff_max_ms)
@@ -596,6 +568,7 @@ int exchange_on_fault(struct client *c)
     const struct fault *f = &c->s->fault;
     char what[320], why[32];
 
+    obs_fault(c);   /* the attempt's end, in the access log's words */
     switch (f->kind) {
     case FAULT_STATUS:
         snprintf(why, sizeof why, "status %d", f->status);
@@ -643,6 +616,7 @@ int exchange_on_fault(struct client *c)
 int exchange_dispatch(struct client *c, bool allow_pooled)
 {
     struct exch *x = &c->s->x;
+    obs_dispatch(c);            /* (the first: the time left then) */
     if (!(x->flags & X_COUNTED) && admit_unmeetable(c)) {
         char what[320], detail[96];
         access_describe(c, what, sizeof what);
@@ -653,9 +627,9 @@ int exchange_dispatch(struct client *c, bool allow_pooled)
         return exchange_fail(c, 504, "deadline_unmeetable", detail);
     }
     bool fresh = !(x->flags & X_COUNTED);
-    exchange_budget_count(c);   /* dispatched: in flight on its pool until it ends */
+    admit_count(c);   /* dispatched: in flight on its pool until it ends */
     if (fresh && !(x->req & R_FORWARD) && x->route->pool->nwaiting) {
-        exchange_wait_enqueue(c);   /* first come, first served: behind those waiting */
+        admit_enqueue(c);   /* first come, first served: behind those waiting */
         return 1;
     }
     switch (attempt_connect(c, allow_pooled)) {
@@ -666,7 +640,7 @@ int exchange_dispatch(struct client *c, bool allow_pooled)
          * max_requests): wait in its queue, under the queue timeout and
          * the total deadline (the fold's TMO_IF_QUEUED). */
         if (!(x->flags & X_WAIT_SLOT))
-            exchange_wait_enqueue(c);
+            admit_enqueue(c);
         return 1;
     default:
         return 1;
@@ -677,6 +651,7 @@ int exchange_dispatch(struct client *c, bool allow_pooled)
 static void head_won(struct client *c)
 {
     struct session *s = c->s;
+    obs_head(c);   /* the attempt ends "ok", a hedge racing it "hedge_lost" */
     if (!px_hedge(s)->up)
         return;
     char what[320];

@@ -16,10 +16,6 @@ uint64_t exchange_total_ms(const struct client *c);
 /* A fresh exchange: timings that have not happened read as "-". */
 void exchange_reset(struct session *s);
 
-/* The FIFO of requests waiting for a connection slot of their pool. */
-void exchange_wait_enqueue(struct client *c);
-
-void exchange_wait_dequeue(struct client *c);
 
 /* The one cancellation path. Closes the upstream connection (never pooled).
  * If no byte of the final response has reached the client and `status` is
@@ -59,13 +55,6 @@ int exchange_retry_later(struct client *c, const char *why);
 
 int exchange_step(struct client *c);
 
-/* The exchange in its pool's counts that size the retry budget (see
- * pool.h): counted from its dispatch (exchange_budget_count), among the
- * retries from its first retry or hedge (exchange_budget_take), until its
- * end (exchange_budget_release, idempotent: every end may call it). */
-void exchange_budget_count(struct client *c);
-void exchange_budget_take(struct client *c);
-void exchange_budget_release(struct client *c);
 
 /* Starts an attempt (attempt_connect) and, if it fails at once, handles the
  * fault: the one way the exchange dispatches. 1, or -1 when the client

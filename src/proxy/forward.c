@@ -26,6 +26,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "pool.h"
 #include "px.h"
 #include "relay.h"
@@ -241,6 +242,7 @@ int forward_established(struct client *c)
     x->status = 200;
     x->flags |= X_REQ_SENT | X_RESP_HEAD;
     x->first_byte_ns = (int64_t)(px_loop->now - x->clk.start);
+    obs_try_end(c, px_att(c->s), "ok", 0);   /* (the tunnel is not the attempt's time) */
     tunnel_begin(c);
     return 1;
 }

@@ -19,6 +19,7 @@
 #include "h2msg.h"
 #include "http.h"
 #include "log.h"
+#include "observe.h"
 #include "request.h"
 #include "stats.h"
 
@@ -45,7 +46,8 @@ struct h2s *h2_stream_new(struct h2c *h, int32_t id)
     struct client *c = &st->c, *pc = h->c;
     timer_init(&c->timer, exchange_on_timer);
     c->conn.io.fd = -1;
-    c->cflags = (uint8_t)((pc->cflags & (CF_TRUSTED | CF_UNDERSCORES | CF_TLS)) | CF_STREAM);
+    c->cflags = (uint16_t)((pc->cflags & (CF_TRUSTED | CF_UNDERSCORES | CF_TLS | CF_TRUST_RID)) |
+                           CF_STREAM);
     c->minor = 1;
     c->peer = pc->peer;
     c->state = CS_HEAD;
@@ -397,8 +399,10 @@ void h2_grpc_error(struct client *c, int gs, const char *message)
         {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"grpc-status", (uint8_t *)sv, 11, (size_t)sl, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, ml, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"x-request-id", (uint8_t *)obs_rid(c), 12, strlen(obs_rid(c)),
+         NGHTTP2_NV_FLAG_NONE},
     };
-    nghttp2_submit_response(st->h->ng, st->id, nv, 4, NULL);
+    nghttp2_submit_response(st->h->ng, st->id, nv, sizeof nv / sizeof nv[0], NULL);
     st->sflags |= S_RESP | S_EOF;
     s->x.flags |= X_FINAL_SENT;
     s->x.bytes_sent += 64 + ml;
@@ -463,9 +467,12 @@ static int submit_head(struct h2s *st, const struct http_msg *m, const struct ht
                        bool final, bool body)
 {
     static char scratch[BUF_LARGE + 1024];
-    static struct fwd_field ff[HTTP_MAX_FIELDS_CAP + 4];
-    static nghttp2_nv nv[HTTP_MAX_FIELDS_CAP + 5];
+    static struct fwd_field ff[HTTP_MAX_FIELDS_CAP + 6];
+    static nghttp2_nv nv[HTTP_MAX_FIELDS_CAP + 7];
     struct fwd_resp fr = {.m = m, .info = info};
+    char timing[160];
+    if (final)
+        obs_response_fields(&st->c, &fr, timing, sizeof timing);   /* X-Request-Id, Server-Timing */
     int n = fwd_response_fields(&fr, ff, sizeof ff / sizeof ff[0], scratch, sizeof scratch);
     if (n < 0)
         return -1;
@@ -539,9 +546,11 @@ void h2_error(struct client *c, int status, const char *body, int body_len)
         {(uint8_t *)":status", (uint8_t *)sv, 7, 3, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-length", (uint8_t *)lv, 14, (size_t)ll, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"x-request-id", (uint8_t *)obs_rid(c), 12, strlen(obs_rid(c)),
+         NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_body};
-    nghttp2_submit_response(st->h->ng, st->id, nv, 3, body_len ? &prd : NULL);
+    nghttp2_submit_response(st->h->ng, st->id, nv, sizeof nv / sizeof nv[0], body_len ? &prd : NULL);
     st->sflags |= S_RESP;
     if (!body_len)
         st->sflags |= S_EOF;

@@ -27,6 +27,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "pool.h"
 #include "relay.h"
 #include "route.h"
@@ -40,6 +41,7 @@ void hedge_drop(struct client *c)
 {
     struct attempt *h = c->s ? px_hedge(c->s) : NULL;
     if (h && h->up) {
+        obs_try_end(c, h, "cancelled", 0);   /* (unless its end was noted) */
         pool_close(h->up);
         h->up = NULL;
         buf_release(&h->in);
@@ -60,12 +62,15 @@ void hedge_start(struct client *c)
 
     x->flags |= X_HEDGED;
     if (!(x->req & R_IDEMPOTENT) || x->req_framing != HTTP_BODY_NONE || x->bytes_sent ||
-        buf_len(&s->out))
+        buf_len(&s->out)) {
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
+    }
     if (!pool_retry_allowed(x->route->pool)) {
         access_describe(c, what, sizeof what);
         log_error("info", "hedge skipped: retry budget of pool %s spent (%s)",
                   x->route->pool->name, what);
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
     }
     uint64_t left, need;
@@ -74,27 +79,35 @@ void hedge_start(struct client *c)
         log_error("info", "hedge skipped: %llu ms left, the route needs %llu ms (%s)",
                   (unsigned long long)left, (unsigned long long)need, what);
         x->flags |= X_RETRY_SKIPPED;
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
     }
     struct pool_server *srv = pool_pick_other(x->route->pool, px_att(s)->srv);
-    if (!srv || srv == px_att(s)->srv)
+    if (!srv || srv == px_att(s)->srv) {
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
-    if (!admit_hedge_allowed(c))
-        return;   /* hedge.max_percent: the extra load is capped */
+    }
+    if (!admit_hedge_allowed(c)) {   /* hedge.max_percent: the extra load is capped */
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
+        return;
+    }
     struct upconn *h = pool_take_idle(srv, c, attempt_on_upstream);
     if (!h)
         h = pool_connect(srv, c, attempt_on_upstream, &err);
     if (!h) {
         pool_report(srv, POOL_CONNECT_FAILED, 0, px_loop->now);
+        stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
     }
-    exchange_budget_take(c);
+    admit_retry_take(c);
     stats->hedges++;
     px_hedge(s)->up = h;
     px_hedge(s)->srv = srv;
     px_hedge(s)->started = px_loop->now;
     px_hedge(s)->head_off = 0;
     x->attempts++;
+    obs_try_begin(c, px_hedge(s));
+    px_hedge(s)->hedge = true;
     access_describe(c, what, sizeof what);
     log_error("info", "no response head from %s after %llu ms: hedging to %s (%s)",
               px_att(s)->srv->addr->text, (unsigned long long)x->lim.ms[TMO_HEDGE],
@@ -119,6 +132,7 @@ void hedge_promote(struct client *c, bool head)
         pool_report(lost->srv, POOL_CANCELLED, 0, lost->started);   /* outrun */
         admit_observe(x->route, lost->started, px_loop->now);      /* (at least this long) */
     }
+    obs_try_end(c, lost, head ? "hedge_lost" : "cancelled", 0);
     if (lost->up)
         pool_close(lost->up);
     lost->up = NULL;
@@ -153,6 +167,7 @@ int hedge_step(struct client *c)
      * pooled one (the keep-alive race); a bad head does not. */
     enum pool_outcome fail = POOL_RESET;
     bool counts = !h || !h->reused;
+    const char *word = "upstream_reset";   /* its end, in the access log's words */
 
     if (!h)
         return 0;
@@ -164,6 +179,8 @@ int hedge_step(struct client *c)
         if (r < 0) {
             fail = POOL_CONNECT_FAILED;
             counts = true;
+            word = r == -EPROTO ? "upstream_tls_error"
+                 : r == -ECONNREFUSED ? "upstream_refused" : "upstream_error";
             goto out_failed;
         }
         progress = 1;
@@ -177,6 +194,8 @@ int hedge_step(struct client *c)
         ssize_t n = pool_writev(h, &iov, 1);
         if (n > 0) {
             px_hedge(s)->head_off += (uint32_t)n;
+            if (px_hedge(s)->head_off == s->uhead.end)
+                px_hedge(s)->sent_at = px_loop->now;
             progress = 1;
         } else if (n < 0 && n != -EAGAIN) {
             goto out_failed;
@@ -187,6 +206,7 @@ int hedge_step(struct client *c)
         if (!buf_room(&px_hedge(s)->in)) {
             if (px_hedge(s)->in.cap >= BUF_LARGE) {
                 counts = false;
+                word = "upstream_head_too_large";
                 goto out_failed;   /* a head this large is refused anyway */
             }
             buf_reserve(&px_hedge(s)->in, BUF_LARGE);
@@ -203,6 +223,7 @@ int hedge_step(struct client *c)
                     break;
                 if (r < 0) {
                     counts = false;
+                    word = "bad_upstream_response";
                     goto out_failed;
                 }
                 if (px_scratch.status >= 200 || px_scratch.status == 101) {
@@ -216,6 +237,7 @@ int hedge_step(struct client *c)
         if (n == -EAGAIN)
             break;
         counts = counts && px_hedge(s)->in.end == 0;   /* before any response byte */
+        word = n == 0 ? "upstream_closed" : "upstream_reset";
         goto out_failed;   /* closed or reset before a head */
     }
     return progress;
@@ -223,6 +245,7 @@ int hedge_step(struct client *c)
 out_failed:
     if (counts)
         pool_report(px_hedge(s)->srv, fail, 0, px_hedge(s)->started);
+    obs_try_end(c, px_hedge(s), word, 0);
     hedge_drop(c);
     return 1;
 }

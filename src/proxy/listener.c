@@ -18,6 +18,7 @@ struct listener {
     struct loop_io io;
     const struct cli_addr *addr;
     bool trust_deadline;
+    bool trust_rid;           /* take the client's X-Request-Id */
     bool forward;
     bool underscores;
     bool http2;               /* HTTP/2 too: ALPN h2 with TLS, h2c prior knowledge without */
@@ -49,7 +50,7 @@ void listener_accept_all(void)
                 client_new(fd, &peer,
                            (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
                                (ls->underscores ? CF_UNDERSCORES : 0) |
-                               (ls->http2 ? CF_HTTP2 : 0),
+                               (ls->http2 ? CF_HTTP2 : 0) | (ls->trust_rid ? CF_TRUST_RID : 0),
                            ls->tls);
                 continue;
             }
@@ -137,6 +138,7 @@ int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
         }
         listeners[i].addr = a;
         listeners[i].trust_deadline = c->listen_trust[i];
+        listeners[i].trust_rid = c->listen_trust_rid[i];
         listeners[i].forward = c->listen_forward[i];
         listeners[i].underscores = c->listen_underscores[i];
         listeners[i].http2 = c->listen_http2[i];

@@ -22,6 +22,7 @@
 #include "conn.h"
 #include "dns.h"
 #include "http.h"
+#include "log.h"
 #include "loop.h"
 #include "pool.h"
 #include "relay.h"
@@ -104,6 +105,28 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
  * and splice 0.36 (nginx, same run: 0.29 and 0.40). */
 #define SPLICE_MIN (4u * 1024 * 1024)
 
+/* Where the time of an exchange went (observe.h): zeroed with it. */
+#define OBS_TRIES 8            /* attempts listed in the access log; then "+N" */
+#define OBS_RID_CAP 65         /* a request ID: TRACE_RID_MAX characters and a NUL */
+
+enum obs_from { OBS_FROM_NONE, OBS_FROM_ROUTE, OBS_FROM_HEADER, OBS_FROM_GRPC };
+
+struct exch_obs {
+    char rid[OBS_RID_CAP];     /* the request ID; "" until set (observe.h) */
+    char trace_id[33];         /* a valid traceparent's trace ID; "" for none */
+    uint8_t deadline_from;     /* enum obs_from: what set the total deadline */
+    bool queued;               /* waited for a connection slot at least once */
+    bool dispatched;           /* left_ns is set */
+    uint64_t queued_at;        /* ns: in the pool's queue since (X_WAIT_SLOT) */
+    uint64_t queue_ns;         /* all its waits in the pool's queue */
+    uint64_t left_ns;          /* of the total deadline at its first dispatch */
+    const char *shed;          /* an admission reason noted before the end
+                                  (observe.h obs_shed_note), or NULL */
+    uint8_t ntries;
+    unsigned tries_more;
+    struct log_try tries[OBS_TRIES];   /* (log.h) outcome NULL: still running */
+};
+
 /* The state of one exchange; zeroed when the next one starts. */
 struct exch {
     uint32_t flags;                    /* X_*: where it stands */
@@ -136,6 +159,7 @@ struct exch {
     int grpc_status;                   /* R_GRPC: the call's status; -1: not known */
     const char *end_reason;            /* exchange_fail's reason (a gRPC cut's message) */
     uint8_t tflags;                    /* T_*, in state TUNNEL */
+    struct exch_obs obs;               /* where the time went (observe.h) */
 };
 
 /* What a connection holds only while a request is in flight (states HEAD,
@@ -152,6 +176,9 @@ struct attempt {
     uint64_t started;          /* ns: when it began (its latency, pool_report) */
     struct buf in;             /* bytes from the upstream */
     uint32_t head_off;         /* bytes of the request head (uhead) sent on it */
+    uint64_t sent_at;          /* ns: its whole request handed over; 0: not yet */
+    uint8_t try_ix;            /* its entry in x.obs.tries, plus 1; 0: none open */
+    bool hedge;                /* it began as a hedge (hedge_start) */
 };
 
 /* One address of a destination: an answer for its name, or its IP literal
@@ -240,7 +267,7 @@ struct client {
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
-    uint8_t cflags;    /* CF_* */
+    uint16_t cflags;   /* CF_* */
     struct h2c *h2;    /* CS_H2: the HTTP/2 session (h2.c) */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
@@ -257,6 +284,7 @@ struct client {
 #define CF_UNDERSCORES 0x20u /* its listener passes on fields named with '_' */
 #define CF_HTTP2   0x40u  /* its listener speaks HTTP/2 too (ALPN h2, h2c prior knowledge) */
 #define CF_STREAM  0x80u  /* an HTTP/2 stream (h2.h), not a connection of its own */
+#define CF_TRUST_RID 0x100u /* its listener takes the client's X-Request-Id (trust_request_id) */
 
 
 /* Whether room can be made in uin by moving its unsent bytes to the front:

@@ -18,6 +18,7 @@
 #include "grpc.h"
 #include "log.h"
 #include "net.h"
+#include "observe.h"
 #include "stats.h"
 
 /* Why the head cannot be served, or NULL; *status is its 4xx/5xx. Framing
@@ -205,6 +206,7 @@ static int upstream_head(struct client *c, const struct http_msg *m,
         .keep_underscores = (c->cflags & CF_UNDERSCORES) != 0,
         .keep_te_trailers = (c->cflags & CF_STREAM) && x->route && x->route->pool->h2,
         .dropped = &dropped,
+        .request_id = obs_rid(c),
     };
     buf_reserve(&c->s->uhead, (uint32_t)head_len + 1024 > BUF_SMALL ? BUF_LARGE : BUF_SMALL);
     int n = fwd_request_head(c->s->uhead.data, c->s->uhead.cap, &fq);
@@ -235,6 +237,7 @@ int request_start(struct client *c, int head_len)
     c->minor = (uint8_t)m->minor;
     c->state = CS_EXCH;
     x->flags |= X_CLOSE_AFTER;   /* until the head is known to be sound */
+    obs_request_begin(c, m);     /* its ID and trace ID, before any answer */
 
     bool is_connect = m->method_len == 7 && memcmp(m->method, "CONNECT", 7) == 0;
     int status;

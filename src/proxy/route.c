@@ -70,6 +70,7 @@ int route_init(const struct cfg *cfg)
         r->retry = cr->retry.attempts > 1 ? &cr->retry : NULL;
         r->no_deadline_header = !cr->deadline_header;
         r->grpc = cr->grpc;
+        r->server_timing = cr->server_timing;
         r->min_budget_ms = cr->min_budget_ms;
         r->hedge_permille = cr->hedge_permille;
         r->hedge_min_ms = cr->hedge_min_ms;

@@ -43,6 +43,7 @@ struct route {
     /* this worker's live view of the route (mutable through const routes) */
     struct qest *latency;             /* first-byte latency of its attempts */
     struct qbudget *hedge_budget;
+    bool server_timing;               /* responses get a Server-Timing field */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The

@@ -15,6 +15,7 @@
 
 #include "access.h"
 #include "addr.h"
+#include "admit.h"
 #include "auth.h"
 #include "buf.h"
 #include "client.h"
@@ -42,7 +43,7 @@ void tunnel_begin(struct client *c)
     uint32_t early = c->in.end - x->body_ready;   /* sent by the client after its head */
     c->state = CS_TUNNEL;
     x->clk.tunnel = x->clk.active = px_loop->now;
-    exchange_budget_release(c);   /* answered: a tunnel is no request in flight */
+    admit_release(c);   /* answered: a tunnel is no request in flight */
     x->tflags = 0;
     buf_release(t);
     buf_reserve(t, early > BUF_SMALL ? BUF_LARGE : BUF_SMALL);

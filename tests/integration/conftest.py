@@ -150,7 +150,9 @@ def wait_until(pred, timeout, interval=0.005, msg="condition"):
 # access log
 
 LOG_KEYS = ["time", "client", "method", "target", "status", "bytes", "bytes_in", "upstream",
-            "attempts", "connect_ms", "sent_ms", "first_byte_ms", "total_ms", "proto", "reason"]
+            "attempts", "connect_ms", "sent_ms", "first_byte_ms", "total_ms", "proto",
+            "request_id", "trace_id", "deadline_ms", "deadline_from", "queue_ms", "left_ms",
+            "tries", "reason"]
 
 
 def parse_log_line(line):

@@ -168,7 +168,9 @@ def test_access_log_json_lines(proxy_factory, upstream):
     e = json.loads(raw)
     assert list(e) == ["time", "client", "method", "target", "status", "bytes", "bytes_in",
                        "upstream", "attempts", "connect_ms", "sent_ms", "first_byte_ms",
-                       "total_ms", "proto", "reason"], e
+                       "total_ms", "proto", "request_id", "trace_id", "deadline_ms",
+                       "deadline_from", "queue_ms", "left_ms", "tries", "tries_more",
+                       "reason"], e
     assert e["proto"] == "HTTP/1.1"
     assert e["method"] == "POST" and e["target"] == '/j?q="quoted"\\x'
     assert e["status"] == 200 and e["reason"] == "ok" and e["upstream"] == up.addr

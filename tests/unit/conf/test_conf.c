@@ -927,6 +927,34 @@ TEST(names_reach_the_upstreams)
     unlink(file);
 }
 
+/* Issue 18's keys: a listener's trust_request_id, a route's server_timing
+ * (both off by default). */
+TEST(observe_keys)
+{
+    char *errors = NULL;
+    struct conf *c = load_text("listen:\n  - 127.0.0.1:8080\n"
+                               "  - {address: 127.0.0.1:8081, trust_request_id: true}\n"
+                               POOL "routes:\n  - {pool: web, path: /a, server_timing: true}\n"
+                               "  - {pool: static}\n", &errors);
+    if (!CHECK(c != NULL)) {
+        fprintf(stderr, "%s", errors ? errors : "");
+        free(errors);
+        return;
+    }
+    CHECK(!c->listen_trust_rid[0] && c->listen_trust_rid[1]);
+    CHECK(!c->listen_trust[1]);   /* its own key: the deadline header is not trusted */
+    CHECK(c->routes[0].server_timing && !c->routes[1].server_timing);
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    conf_apply(c, &cfg);
+    CHECK(!cfg.listen_trust_rid[0] && cfg.listen_trust_rid[1]);
+    conf_free(c);
+    c = load_text("listen:\n  - {address: 127.0.0.1:8081, trust_request_id: maybe}\n", &errors);
+    CHECK(c == NULL);
+    CHECK(errors && strstr(errors, "trust_request_id"));
+    free(errors);
+}
+
 /* Issue 6's operations keys: workers, the deadline header's name, a
  * listener's trust of it, a route's off switch. */
 TEST(operations_keys)
@@ -1198,6 +1226,7 @@ int main(void)
 {
     RUN(tls_keys);
     RUN(operations_keys);
+    RUN(observe_keys);
     RUN(forward_keys);
     RUN(http2_key);
     RUN(max_concurrent_streams);

@@ -192,6 +192,58 @@ TEST(response_fields)
     CHECK_EQ_INT(fwd_response_fields(&fr, f, 16, scratch, sizeof scratch), 3);
 }
 
+/* The request's ID replaces every X-Request-Id on the way up and down;
+ * Server-Timing is added after the upstream's own. */
+TEST(request_id_and_server_timing)
+{
+    static const char rq[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: theirs\r\n"
+                             "x-request-id: again\r\ntraceparent: 00-x\r\n\r\n";
+    CHECK(http_parse_request(rq, sizeof rq - 1, &M, &http_default_limits) > 0);
+    CHECK_EQ_INT(http_request_info(&M, &I), 0);
+    struct fwd_req fq = {.m = &M, .info = &I, .client_ip = "192.0.2.1", .proto = "http",
+                         .default_host = "up", .request_id = "ours"};
+    int n = fwd_request_head(out, sizeof out, &fq);
+    if (CHECK(n > 0)) {
+        out[n] = '\0';
+        CHECK_EQ_INT(count(out, "X-Request-Id: ours\r\n"), 1);
+        CHECK(strstr(out, "theirs") == NULL && strstr(out, "again") == NULL);
+        CHECK(strstr(out, "traceparent: 00-x\r\n") != NULL);   /* untouched */
+    }
+    fq.request_id = NULL;   /* none given: the client's pass */
+    n = fwd_request_head(out, sizeof out, &fq);
+    if (CHECK(n > 0)) {
+        out[n] = '\0';
+        CHECK(strstr(out, "X-Request-Id: theirs\r\n") != NULL);
+    }
+
+    static const char text[] = "HTTP/1.1 200 OK\r\nX-Request-Id: up\r\nServer-Timing: db;dur=2\r\n"
+                               "Content-Length: 0\r\n\r\n";
+    static struct http_msg m;
+    struct http_info info = {.has_length = true};
+    CHECK(http_parse_response(text, sizeof text - 1, &m, &http_default_limits) > 0);
+    struct fwd_resp fr = {.m = &m, .info = &info, .request_id = "ours",
+                          .server_timing = "total;dur=1.0"};
+    n = fwd_response_head(out, sizeof out, &fr);
+    if (CHECK(n > 0)) {
+        out[n] = '\0';
+        CHECK_EQ_INT(count(out, "X-Request-Id"), 1);
+        CHECK(strstr(out, "X-Request-Id: ours\r\n") != NULL);
+        CHECK(strstr(out, "Server-Timing: db;dur=2\r\n") != NULL);
+        CHECK(strstr(out, "Server-Timing: total;dur=1.0\r\n") != NULL);
+    }
+    struct fwd_field f[16];
+    char scratch[256];
+    int k = fwd_response_fields(&fr, f, 16, scratch, sizeof scratch);
+    if (CHECK_EQ_INT(k, 5)) {   /* server-timing, content-length, via, ours x2 */
+        CHECK_EQ_MEM(f[0].name, f[0].name_len, "server-timing");
+        CHECK_EQ_MEM(f[3].name, f[3].name_len, "x-request-id");
+        CHECK_EQ_MEM(f[3].value, f[3].value_len, "ours");
+        CHECK_EQ_MEM(f[4].name, f[4].name_len, "server-timing");
+        CHECK_EQ_MEM(f[4].value, f[4].value_len, "total;dur=1.0");
+    }
+    CHECK_EQ_INT(fwd_response_fields(&fr, f, 4, scratch, sizeof scratch), -1);
+}
+
 int main(void)
 {
     RUN(request_length_canonical);
@@ -200,5 +252,6 @@ int main(void)
     RUN(response_length_canonical);
     RUN(response_connection);
     RUN(response_fields);
+    RUN(request_id_and_server_timing);
     return unit_summary("test_fwd");
 }
