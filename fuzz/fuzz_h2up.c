@@ -1131,8 +1131,9 @@ static void check_answer(unsigned ri, int st, const uint8_t *b, size_t n, bool w
             return;
         if (n > s->dlen || (n && memcmp(b, s->data, n)))
             continue;   /* not this stream's DATA */
-        if (!whole || by_length || r->grpc)
-            return;   /* a prefix, as far as it went */
+        if (!whole || by_length || r->grpc || r->http10)
+            return;   /* a prefix, as far as it went (an HTTP/1.0 client's body
+                         ends with the connection: a cut looks like an end) */
         if (n == s->dlen && s->ended)
             return;   /* all of it */
     }
