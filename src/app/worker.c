@@ -222,6 +222,7 @@ static int resolver_start(struct loop *l, const struct cfg *c)
 int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fds)
 {
     px_configure(l, c);
+    obs_init();   /* (after the fork: this worker's own random bytes) */
     if (fds)
         psh_attach(fds->shared_area, fds->slot, fds->nworkers);
     else

@@ -22,8 +22,6 @@ bool admit_unmeetable(const struct client *c)
     const struct route *r = c->s->x.route;
     if (!r)
         return false;
-    if (r->hedge_max_percent)
-        qb_earn(r->hedge_budget, r->hedge_max_percent);
     return r->min_budget_ms && admit_left_ms(c) < r->min_budget_ms;
 }
 
@@ -70,9 +68,12 @@ void admit_observe(const struct route *r, uint64_t started, uint64_t now)
  * hedge to its end, once however many attempts it makes. */
 void admit_count(struct client *c)
 {
-    if (c->s->x.route && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
+    const struct route *r = c->s->x.route;
+    if (r && !(c->s->x.flags & X_COUNTED)) {   /* (a forward request: no pool) */
         c->s->x.flags |= X_COUNTED;
-        pool_request_begin(c->s->x.route->pool);
+        pool_request_begin(r->pool);
+        if (r->hedge_max_percent)   /* each request dispatched earns a share of a hedge */
+            qb_earn(r->hedge_budget, r->hedge_max_percent);
     }
 }
 

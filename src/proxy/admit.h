@@ -21,7 +21,7 @@ uint64_t admit_left_ms(const struct client *c);
 
 /* At its first dispatch: whether the request has less time left than its
  * route's min_budget (then it is answered 504 deadline_unmeetable, without
- * an upstream). Counts the request towards its route's hedge allowance. */
+ * an upstream). */
 bool admit_unmeetable(const struct client *c);
 
 /* Whether a retry (or a hedge) may start: the time left is at least the
@@ -42,7 +42,8 @@ uint64_t admit_hedge_delay_ms(const struct route *r);
 void admit_observe(const struct route *r, uint64_t started, uint64_t now);
 
 /* The request's place in its pool. Its counts that size the retry budget
- * (see pool.h): counted from its dispatch (admit_count), among the retries
+ * (see pool.h): counted from its dispatch (admit_count, which also earns
+ * its route's hedge allowance, hedge.max_percent), among the retries
  * from its first retry or hedge (admit_retry_take), until its end
  * (admit_release, idempotent: every end may call it). */
 void admit_count(struct client *c);

@@ -279,13 +279,12 @@ static void exchange_timeout(struct client *c, enum tmo_kind k)
     if ((k == TMO_QUEUE || k == TMO_TOTAL) && (c->s->x.flags & X_WAIT_SLOT)) {
         /* queued until the queue's time, or the total's, ran out: shed */
         const struct pool_group *g = c->s->x.route->pool;
+        unsigned long long waited = (px_loop->now - c->s->x.clk.queue) / MS;
         log_error("warn", "no free connection or server in pool %s after %llu ms in its queue "
                           "(max_connections %u, max_requests %u): %s ran out (%s)",
-                  g->name, (unsigned long long)((px_loop->now - c->s->x.clk.queue) / MS),
-                  g->max_conns, g->max_requests,
+                  g->name, waited, g->max_conns, g->max_requests,
                   k == TMO_QUEUE ? "the queue timeout" : "its time left", what);
-        snprintf(detail, sizeof detail, "queued %llu ms",
-                 (unsigned long long)((px_loop->now - c->s->x.clk.queue) / MS));
+        snprintf(detail, sizeof detail, "queued %llu ms", waited);
         exchange_fail(c, 503, "queue_timeout", detail);
         return;
     }

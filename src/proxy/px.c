@@ -1,8 +1,6 @@
 /* px.c -- the request path's shared state (see px.h). */
 #include "px.h"
 
-#include "observe.h"
-
 struct loop *px_loop;
 const struct cfg *px_cfg;
 struct http_msg px_scratch;
@@ -17,7 +15,6 @@ void px_configure(struct loop *l, const struct cfg *c)
 {
     px_loop = l;
     px_cfg = c;
-    obs_init();   /* (after the fork: this worker's own random bytes) */
     px_req_limits = (struct http_limits){
         .max_line = c->max_request_line,
         .max_head = c->max_request_line + 2 + c->max_header_size,
