@@ -629,6 +629,46 @@ def chunked(body, sizes=(7, 1, 100, 3000)):
     return bytes(out)
 
 
+def start_with_config(proxy_factory, tmp_path, text, *flags):
+    """Starts a proxy on the configuration file `text` (and more flags)."""
+    path = tmp_path / "hourglass.yaml"
+    path.write_text(text)
+    return proxy_factory("--config", path, *flags)
+
+
+def concurrent_gets(p, targets, timeout=5.0, gap=0.03):
+    """GETs each target on its own connection, started `gap` apart in this
+    order; {target: (response, seconds)}."""
+    out = {}
+
+    def one(t):
+        c = p.client(timeout=timeout)
+        t0 = time.monotonic()
+        c.send(request_bytes("GET", t))
+        r = c.read_response()
+        out[t] = (r, time.monotonic() - t0)
+        c.close()
+    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
+    for th in ths:
+        th.start()
+        time.sleep(gap)
+    for th in ths:
+        th.join(timeout + 1)
+    return out
+
+
+def answering(delay, body=None):
+    """A keep-alive upstream handler answering 200 after `delay` seconds,
+    with `body` (default: the request target)."""
+    async def handler(reader, writer, ctx):
+        async def respond(ctx, req):
+            if delay:
+                await ctx.delay(delay)
+            await ctx.respond(200, body if body is not None else req.target.encode())
+        await ctx.serve_forever(respond)
+    return handler
+
+
 # --------------------------------------------------------------------------
 # fake upstream (asyncio in a background thread)
 

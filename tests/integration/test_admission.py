@@ -3,25 +3,11 @@ route's queue timeout and the request's time left, per-server
 max_requests, a route's min_budget (deadline_unmeetable), retries and
 hedges skipped when too little time is left, and the adaptive hedge delay
 (hedge.delay: pNN)."""
-import threading
 import time
 
-from conftest import request_bytes, wait_until
-
-
-def start_with(proxy_factory, tmp_path, text, *flags):
-    path = tmp_path / "hourglass.yaml"
-    path.write_text(text)
-    return proxy_factory("--config", path, *flags)
-
-
-def slow(delay, body=None):
-    async def handler(reader, writer, ctx):
-        async def respond(ctx, req):
-            await ctx.delay(delay)
-            await ctx.respond(200, body if body is not None else req.target.encode())
-        await ctx.serve_forever(respond)
-    return handler
+from conftest import answering as slow
+from conftest import concurrent_gets, request_bytes, wait_until
+from conftest import start_with_config as start_with
 
 
 def by_path(delays, strip_query=False):
@@ -45,25 +31,6 @@ def get(p, target, timeout=5.0, headers=None):
     dt = time.monotonic() - t0
     c.close()
     return r, dt
-
-
-def concurrent_gets(p, targets, timeout=5.0, gap=0.03):
-    out = {}
-
-    def one(t):
-        out[t] = get(p, t, timeout)
-    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
-    for th in ths:
-        th.start()
-        time.sleep(gap)   # (in this order)
-    for th in ths:
-        th.join(timeout + 1)
-    return out
-
-
-def in_flight_max(up):
-    """The most requests the upstream had at once (by arrival and answer)."""
-    return max((len(c.requests) for c in up.conns), default=0)
 
 
 # --------------------------------------------------------------------------

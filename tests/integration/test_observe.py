@@ -9,13 +9,14 @@ Scripted upstreams on 127.0.0.1 only (conftest.py); HTTP/2 clients are the
 frame-level H2Client of test_http2.py, HTTP/2 upstreams h2up.py's."""
 import json
 import re
-import threading
 import time
 
 import pytest
 
-from conftest import Client, Proxy, free_port, is_sanitized, ok_handler, request_bytes, \
-    scrape, silent_handler, wait_port
+from conftest import Client, Proxy, answering, concurrent_gets, free_port, is_sanitized, \
+    ok_handler, request_bytes, scrape, silent_handler, wait_port
+from conftest import answering as slow
+from conftest import start_with_config as start_with
 from h2up import grpc_message
 from test_http2 import H2Client
 
@@ -24,12 +25,6 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TP_ID = "0af7651916cd43dd8448eb211c80319c"
 TS = "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"
-
-
-def start_with(proxy_factory, tmp_path, text, *flags):
-    path = tmp_path / "hourglass.yaml"
-    path.write_text(text)
-    return proxy_factory("--config", path, *flags)
 
 
 @pytest.fixture
@@ -256,32 +251,6 @@ routes:
 # --------------------------------------------------------------------------
 # the queue
 
-def slow(delay):
-    async def handler(reader, writer, ctx):
-        async def respond(ctx, req):
-            await ctx.delay(delay)
-            await ctx.respond(200, req.target.encode())
-        await ctx.serve_forever(respond)
-    return handler
-
-
-def concurrent(p, targets, timeout=5.0):
-    out = {}
-
-    def one(t):
-        c = p.client(timeout=timeout)
-        c.send(request_bytes("GET", t))
-        out[t] = c.read_response()
-        c.close()
-    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
-    for th in ths:
-        th.start()
-        time.sleep(0.05)   # (in this order)
-    for th in ths:
-        th.join(timeout + 1)
-    return out
-
-
 def test_queue_ms_when_the_pool_is_busy(proxy_factory, upstream, tmp_path):
     up = upstream(slow(0.3))
     admin = free_port()
@@ -293,7 +262,7 @@ pools:
 routes:
   - {{path: /, pool: app, timeouts: {{connect: 2s}}}}
 """, "--admin", f"127.0.0.1:{admin}")
-    res = concurrent(p, ["/a", "/b"])
+    res = {t: r for t, (r, _) in concurrent_gets(p, ["/a", "/b"], gap=0.05).items()}
     assert res["/a"].status == 200 and res["/b"].status == 200, res
     lines = {l["target"]: l for l in p.wait_log(2)}
     assert lines["/a"]["queue_ms"] == "0", lines["/a"]
@@ -318,7 +287,7 @@ pools:
 routes:
   - {{path: /, pool: app, timeouts: {{connect: 150ms}}}}
 """, "--admin", f"127.0.0.1:{admin}")
-    res = concurrent(p, ["/a", "/b"])
+    res = {t: r for t, (r, _) in concurrent_gets(p, ["/a", "/b"], gap=0.05).items()}
     assert res["/a"].status == 200 and res["/b"].status == 503, res
     lines = {l["target"]: l for l in p.wait_log(2)}
     assert lines["/b"]["reason"] == "queue_timeout" and lines["/b"]["tries"] == "-", lines["/b"]
@@ -458,16 +427,6 @@ routes:
 # --------------------------------------------------------------------------
 # hedges
 
-def delayed(name, delay):
-    async def handler(reader, writer, ctx):
-        async def respond(ctx, req):
-            if delay:
-                await ctx.delay(delay)
-            await ctx.respond(200, name)
-        await ctx.serve_forever(respond)
-    return handler
-
-
 def hedge_config(a, b):
     return f"""
 pools:
@@ -478,8 +437,8 @@ routes:
 
 
 def test_hedge_won_is_counted_and_listed(proxy_factory, upstream, tmp_path):
-    slow_up = upstream(delayed(b"slow", 1.0))
-    fast = upstream(delayed(b"fast", 0))
+    slow_up = upstream(answering(1.0, b"slow"))
+    fast = upstream(answering(0, b"fast"))
     admin = free_port()
     p = start_with(proxy_factory, tmp_path, hedge_config(slow_up.addr, fast.addr),
                    "--admin", f"127.0.0.1:{admin}")
@@ -496,8 +455,8 @@ def test_hedge_won_is_counted_and_listed(proxy_factory, upstream, tmp_path):
 
 
 def test_hedge_lost_and_skipped_are_counted(proxy_factory, upstream, tmp_path):
-    first = upstream(delayed(b"first", 0.15))
-    second = upstream(delayed(b"second", 1.0))
+    first = upstream(answering(0.15, b"first"))
+    second = upstream(answering(1.0, b"second"))
     admin = free_port()
     p = start_with(proxy_factory, tmp_path, hedge_config(first.addr, second.addr),
                    "--admin", f"127.0.0.1:{admin}")

@@ -2,45 +2,10 @@
 together) and max_requests (in flight to each server) stay within bounds;
 a request finding no room waits in the pool's queue, oldest first, under
 the queue timeout (by default the connect timeout) and its time left, then
-gets 503 queue_timeout; it leaves the queue as soon as its client goes."""
-import threading
-import time
-
-from conftest import request_bytes
-
-
-def start_with(proxy_factory, tmp_path, text):
-    path = tmp_path / "hourglass.yaml"
-    path.write_text(text)
-    return proxy_factory("--config", path)
-
-
-def slow(delay):
-    async def handler(reader, writer, ctx):
-        async def respond(ctx, req):
-            await ctx.delay(delay)
-            await ctx.respond(200, req.target.encode())
-        await ctx.serve_forever(respond)
-    return handler
-
-
-def concurrent_gets(p, targets, timeout=5.0):
-    out = {}
-
-    def one(t):
-        c = p.client(timeout=timeout)
-        t0 = time.monotonic()
-        c.send(request_bytes("GET", t))
-        r = c.read_response()
-        out[t] = (r, time.monotonic() - t0)
-        c.close()
-    ths = [threading.Thread(target=one, args=(t,)) for t in targets]
-    for th in ths:
-        th.start()
-        time.sleep(0.02)   # (in this order)
-    for th in ths:
-        th.join(timeout + 1)
-    return out
+gets 503 queue_timeout (more in test_admission.py)."""
+from conftest import answering as slow
+from conftest import concurrent_gets
+from conftest import start_with_config as start_with
 
 
 def test_requests_wait_for_a_free_connection(proxy_factory, upstream, tmp_path):
