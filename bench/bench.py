@@ -1257,7 +1257,9 @@ def up_get(path):
 
 
 def hg_hedges(admin):
-    """hedge-tail: hourglass_hedges_total from hourglass's /metrics (None if unreadable)."""
+    """hedge-tail: hedges started, from hourglass's /metrics (None if unreadable):
+    hourglass_hedges_started_total (called hourglass_hedges_total, without
+    labels, before issue 18's metrics)."""
     try:
         c = http.client.HTTPConnection(LOOP, admin, timeout=5)
         c.request("GET", "/metrics")
@@ -1265,7 +1267,7 @@ def hg_hedges(admin):
         c.close()
     except (OSError, http.client.HTTPException):
         return None
-    m = re.search(r"^hourglass_hedges_total (\d+)", body, re.M)
+    m = re.search(r"^hourglass_hedges_(?:started_)?total (\d+)", body, re.M)
     return int(m.group(1)) if m else None
 
 
@@ -2300,11 +2302,11 @@ def report_hedge(b, a, meta):
                "upstream keep-alive; read timeout 15 s).")
     out.append("- hourglass rows: a pool of the two servers (round_robin) with the default retry budget "
                "(`budget.percent` 20, `budget.min` 3), which hedges count against; a hedge goes to the other server. "
-               "\"Hedges started\" = hourglass_hedges_total (its /metrics) over the runs. \"Slow, not hedged\" = client "
+               "\"Hedges started\" = hourglass_hedges_started_total (its /metrics) over the runs. \"Slow, not hedged\" = client "
                "requests whose first attempt drew a slow answer and which never reached the upstream a second time "
                "(the upstream tracks each ID): for the no-hedge rows all slow ones; for a hedging row, hedges not "
-               "started. hourglass refuses a hedge over the budget without a log line (only a refused retry logs "
-               "`retry budget of pool P spent`), so this count is where refused hedges show.")
+               "started (hourglass logs each hedge the budget refuses, `hedge skipped: retry budget of pool P "
+               "spent`, at level info, and counts it in hourglass_hedges_total{result=\"skipped\"}).")
     out.extend(notes)
     for row, _, _, _, _, label in b.hedge_rows():
         if row in b.hedge_na:
