@@ -23,6 +23,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, bool
         goto out_close;
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* (accepted sockets inherit it) */
     if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
         goto out_close;
     return fd;
@@ -69,6 +70,14 @@ int net_socket_error(int fd)
     return err;
 }
 
+/* Whether the sockets accepted on a listener inherit its TCP_NODELAY (Linux
+ * copies it from the listener, which listen_on sets): learnt from the first
+ * socket accepted on it, so that a listener made elsewhere (handed down
+ * without the option) still gets it set per socket. One system call less
+ * per accepted connection. Listeners with fds past the table: always set. */
+#define NODELAY_FDS 1024
+static signed char nodelay_inherited[NODELAY_FDS];   /* 0 unknown, 1 yes, -1 no */
+
 int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
 {
     int one = 1;
@@ -76,8 +85,21 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
     int fd = accept4(lfd, (struct sockaddr *)peer, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return -errno;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    signed char *known = lfd >= 0 && lfd < NODELAY_FDS ? &nodelay_inherited[lfd] : NULL;
+    if (known && !*known) {
+        int v = 0;
+        socklen_t vl = sizeof v;
+        *known = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v ? 1 : -1;
+    }
+    if (!known || *known < 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
+}
+
+void net_listener_closed(int lfd)
+{
+    if (lfd >= 0 && lfd < NODELAY_FDS)
+        nodelay_inherited[lfd] = 0;   /* the fd may name another listener next */
 }
 
 /* Dotted quad without printf: this runs for every proxied request

@@ -23,6 +23,10 @@ int net_socket_error(int fd);
  * fd or -errno (-EAGAIN when the queue is empty). */
 int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len);
 
+/* The listener lfd is being closed: what net_accept learnt of it is
+ * forgotten (the fd number may name another listener later). */
+void net_listener_closed(int lfd);
+
 /* "127.0.0.1:4242" or "[::1]:4242"; IPv4-mapped IPv6 printed as IPv4. */
 void net_addr_text(const struct sockaddr *sa, char *out, size_t n);
 

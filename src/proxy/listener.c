@@ -158,8 +158,10 @@ int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
 
 void listener_close_all(void)
 {
-    for (unsigned i = 0; i < nlisteners; i++)
+    for (unsigned i = 0; i < nlisteners; i++) {
+        net_listener_closed(listeners[i].io.fd);
         loop_close_shared(px_loop, &listeners[i].io);
+    }
 }
 
 bool listener_any_tls(void)
@@ -179,6 +181,7 @@ void listener_resume(void)
 void listener_shutdown(void)
 {
     for (unsigned i = 0; i < nlisteners; i++) {
+        net_listener_closed(listeners[i].io.fd);
         loop_close_shared(px_loop, &listeners[i].io);
         tls_server_free(listeners[i].tls);
         listeners[i].tls = NULL;
