@@ -495,9 +495,24 @@ static int head_step(struct client *c)
     return head_parse(c, progress);
 }
 
+/* Whether the connection may close at once once its output is out, without
+ * the linger: the client asked to close, its request was read whole with
+ * nothing after it, and the socket had nothing more to read (a short read
+ * cleared LOOP_READ), so a close sends a FIN behind the response and no
+ * reset. Plain TCP only (TLS ends with close_notify). Saves the shutdown,
+ * the read of the client's end and a wake-up per such connection. */
+static bool close_at_once(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    return (x->flags & (X_CLIENT_CLOSE | X_BODY_DONE)) == (X_CLIENT_CLOSE | X_BODY_DONE) &&
+           !c->conn.ssl && !(c->cflags & CF_STREAM) && !(c->conn.io.ready & LOOP_READ) &&
+           c->in.end <= x->body_ready;
+}
+
 /* CLOSING: finish sending, shut the write side, then discard input until the
  * client closes or the linger time is over, so that unread request bytes do
- * not turn the close into a reset that destroys the response in flight. */
+ * not turn the close into a reset that destroys the response in flight
+ * (unless close_at_once). */
 static int closing_step(struct client *c)
 {
     struct exch *x = &c->s->x;
@@ -517,6 +532,10 @@ static int closing_step(struct client *c)
         x->clk.send_mark = px_loop->now;
         if (buf_len(&c->s->out))
             return 1;   /* (short: the write bit is cleared) */
+    }
+    if (!(x->flags & X_LINGER) && close_at_once(c)) {
+        client_close(c);
+        return -1;
     }
     if (!(x->flags & X_LINGER)) {
         x->flags |= X_LINGER;

@@ -67,6 +67,8 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 #define X_CONTINUE     0x00200u  /* 100 Continue queued */
 #define X_DECHUNK      0x00400u  /* decode a chunked response for an HTTP/1.0 client */
 #define X_RETRY_SKIPPED 0x00800u /* a retry or hedge was not started: too little time left */
+#define X_CLIENT_CLOSE 0x01000u  /* the client's request said Connection: close (or was
+                                    HTTP/1.0 without keep-alive) */
 #define X_GOT_BYTE     0x02000u  /* some response byte came from the upstream */
 #define X_ABANDON_BODY 0x04000u  /* upstream answered early: stop sending the body */
 #define X_LINGER       0x08000u  /* CLOSING: output done, write side shut */

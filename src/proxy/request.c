@@ -128,6 +128,8 @@ static void request_flags(struct client *c, const struct http_msg *m,
     struct exch *x = &c->s->x;
     if (!info->conn_close)
         x->flags &= ~X_CLOSE_AFTER;
+    else
+        x->flags |= X_CLIENT_CLOSE;
     if (http_method_is_head(m->method, m->method_len))
         x->req |= R_HEAD_METHOD;
     if (http_method_idempotent(m->method, m->method_len))

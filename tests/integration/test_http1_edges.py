@@ -6,6 +6,7 @@ response head limits, Content-Length forwarded canonically and once, and
 header names with '_' that fold onto framing fields in CGI-style backends."""
 
 import re
+import time
 
 import pytest
 
@@ -382,3 +383,52 @@ def test_ab_keepalive_uses_one_connection_per_client(proxy_factory, upstream):
     assert re.search(r"^Complete requests:\s+%d$" % n, r.stdout, re.M), r.stdout
     assert re.search(r"^Failed requests:\s+0$", r.stdout, re.M), r.stdout
     assert re.search(r"^Keep-Alive requests:\s+%d$" % n, r.stdout, re.M), r.stdout
+
+
+# --------------------------------------------------------------------------
+# closing after a client's Connection: close
+
+def test_connection_close_request_closes_at_once(proxy_factory, upstream):
+    # the client asked to close and sent nothing more: the proxy closes its
+    # socket behind the response at once (no shutdown, no linger waiting for
+    # the client's end), and the response is whole
+    up = upstream(ok_handler(b"x" * 5000))
+    p = proxy_factory(upstreams=[up])
+    warm = p.client()
+    warm.send(request_bytes("GET", "/"))
+    assert warm.read_response().status == 200
+    warm.close()
+    prev = -1
+    while p.fd_count() != prev:   # settled: the warm-up client's socket closed
+        prev = p.fd_count()
+        time.sleep(0.05)
+    base = p.fd_count()
+    for version in ("1.1", "1.0"):
+        c = p.client()
+        head = (f"GET /{version} HTTP/{version}\r\nHost: example.test\r\n"
+                + ("Connection: close\r\n" if version == "1.1" else "") + "\r\n")
+        c.send(head.encode())
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"x" * 5000
+        c.wait_closed(timeout=1.0)
+        # our side is still open, yet the proxy's socket is gone
+        wait_until(lambda: p.fd_count() <= base, 0.5,
+                   msg=f"HTTP/{version}: the proxy's client socket closed without a linger")
+        c.close()
+
+
+def test_connection_close_with_bytes_after_it_still_lingers(proxy_factory, upstream):
+    # bytes after a Connection: close request: the proxy lingers (reads
+    # them away) so that its close does not reset the response
+    up = upstream(ok_handler(b"y" * 5000))
+    p = proxy_factory(upstreams=[up])
+    c = p.client()
+    c.send(request_bytes("GET", "/a", headers=[("Connection", "close")]) +
+           request_bytes("GET", "/b"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"y" * 5000
+    c.wait_closed(timeout=1.0)   # its write side is shut: our read ends
+    time_open = p.fd_count()
+    c.close()
+    wait_until(lambda: p.fd_count() < time_open, 1.0, msg="the linger ended with our close")
+    assert len(up.requests()) == 1
