@@ -2374,7 +2374,7 @@ def report(b, a, meta):
             tot = [x for r in rs for x in r["total"]]
             rows.append([p, rs[0]["n"], len(tot), fmt(pct(lat, 50), 1), fmt(pct(lat, 99), 1),
                          fmt(max(lat) if lat else float("nan"), 1), fmt(min(lat) if lat else float("nan"), 1),
-                         sum(1 for x in lat if x < 0), fmt(pct(tot, 50), 1), fmt(pct(tot, 99), 1),
+                         sum(1 for x in lat if x < -EARLY_SLACK_MS), fmt(pct(tot, 50), 1), fmt(pct(tot, 99), 1),
                          ", ".join("%s: %d" % kv for kv in sorted(other.items())) or "none",
                          sum(r["missing"] + r["failed"] for r in rs)])
         out.append("\n### Timer accuracy: read timeout 3 s, ~10,000 requests in flight to a silent upstream, sent evenly over 2 s\n")
