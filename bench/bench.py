@@ -40,7 +40,7 @@ PORTS = {"origin": 18001, "slow": 18002, "floor": 18010, "hourglass": 18011,
 PROXIES = ["floor", "hourglass", "nginx", "haproxy", H2O]
 # the peers hourglass is compared with (hg/PEER columns; hg/best = hourglass / the lowest of them)
 PEERS = ["nginx", "haproxy", H2O]
-# A/B mode (--baseline BIN): a fifth proxy, "hg-base", runs that binary with
+# A/B mode (--baseline BIN): a sixth proxy, "hg-base", runs that binary with
 # hourglass's flags and configuration; main() adds it to PORTS and PROXIES
 # (right after hourglass) only then, so that without it nothing changes.
 BASE = "hg-base"
@@ -86,7 +86,7 @@ GROWTH = [("small-ka-64", 64), ("small-ka-1000", 1000), ("small-ka-9900", 9900)]
 BIG_CONNS = 9900
 # client -> proxy over TLS; the floor is a byte relay without TLS and does not run them
 TLS_SCEN = {"tls-keepalive", "tls-handshake"}
-# HTTP/2 to the client (h2load), upstream HTTP/1.1 keep-alive; the only rows h2o runs
+# HTTP/2 to the client (h2load), upstream HTTP/1.1 keep-alive
 H2_SCEN = {"h2c-small", "h2-tls-small"}
 H2_TLS = {"h2-tls-small"}
 H2_CONNS, H2_STREAMS = 64, 10         # h2load -c, -m
@@ -115,6 +115,8 @@ NOT_SUPPORTED = {
     ("grpc-unary", "h2o"): "h2o 2.2 proxies to HTTP/1.1 upstreams only (proxy.reverse.url: http:// or https://, "
                            "no HTTP/2 upstream), and gRPC needs HTTP/2 end to end (trailers): not run",
     ("h2-upstream-small", "h2o"): "h2o 2.2 has no HTTP/2 upstream: not run",
+    ("hedge-tail", "h2o"): "h2o 2.2's proxy.reverse.url takes one upstream server (balancing came in 2.3); the row "
+                           "needs a pool of two: not run",
     ("h2-upstream-small", "nginx"): "nginx's proxy_pass speaks HTTP/1.0 and 1.1 only (proxy_http_version); its "
                                     "one HTTP/2 upstream is grpc_pass, for gRPC: not run",
 }
@@ -2545,7 +2547,7 @@ def main():
                     help="comma-separated subset of: " + ", ".join(PROXIES) + ", " +
                          BASE + " (with --baseline) (the others show -)")
     ap.add_argument("--baseline", metavar="BIN",
-                    help="A/B mode: also run BIN as a fifth proxy, " + BASE + ", with exactly hourglass's flags "
+                    help="A/B mode: also run BIN as a sixth proxy, " + BASE + ", with exactly hourglass's flags "
                          "and configuration, in every scenario hourglass runs; the tables get a column "
                          "hg/hg-base (hourglass = $HOURGLASS_BIN or build/hourglass). A relative path is taken "
                          "from the repository root")
