@@ -752,6 +752,13 @@ def steady_skip(conns):
 
 
 STEADY_TAIL = 0.2      # the growth rows: seconds before the end of the wrk run where the window closes
+STEADY_MIN = 0.4       # the growth rows: a run is at least skip + tail + this (whole seconds)
+
+
+def steady_secs(duration, conns):
+    """A growth row's run: --duration, or longer if the window would be shorter
+    than STEADY_MIN (--quick: 1 s at 64 and 1000 connections, 2 s at 9900)."""
+    return max(duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + STEADY_MIN)))
 
 
 def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
@@ -1472,8 +1479,8 @@ class Bench:
                 run_wrk(fl[p].port, path, conns, a.warmup, close, tls)
             if s in dict(GROWTH):
                 # the growth rows: CPU per request in the steady state (a window
-                # inside the run, see run_wrk), the run long enough for >= 1 s of it
-                secs = max(a.duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + 1)))
+                # inside the run, see run_wrk), the run long enough for some of it
+                secs = steady_secs(a.duration, conns)
                 self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, secs, close, tls, window=x))
             else:
                 self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, a.duration, close, tls))
@@ -1488,7 +1495,7 @@ class Bench:
         HAProxy and h2o) would add up to more than the origin's 20,000
         descriptors and the 28,000 local ports to its one address."""
         a = self.a
-        secs = max(a.duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + 1)))
+        secs = steady_secs(a.duration, conns)
         for rnd in range(a.rounds):
             for p in self.order(rnd, s):
                 self.progress(rnd, p, s)
@@ -2200,14 +2207,14 @@ def report_growth(b, metric, best_ratios):
         "run one after the other, not in the same round); hg/best as in the CPU table. Steady state: these rows "
         "count the proxy's CPU and the requests (the origin's count, from its stub_status) over a window of each "
         "wrk run, from %.2f s + 0.1 s per 1000 connections after wrk started to %.1f s before it ended (runs of "
-        "at least that + 1 s), so that every connection is open: wrk opens its connections anew in each run and "
+        "at least that + %.1f s), so that every connection is open: wrk opens its connections anew in each run and "
         "closes them at the end, and at %d connections that setup (the proxy's accepts, its upstream "
         "connections) would weigh heavily on a run of a few seconds, the more so the shorter the run; the last "
         "column is that whole-run figure (CPU over the run / requests wrk completed), for comparison. The floor "
         "opens an upstream connection per client connection; nginx keeps 64 idle upstream connections and "
         "closes the rest after each response (`keepalive 64`), so with more connections than that it connects "
         "upstream for most requests.\n" % (
-            ", ".join(s for s, _ in ss), first[1], first[1], 0.25, STEADY_TAIL, last[1])])
+            ", ".join(s for s, _ in ss), first[1], first[1], 0.25, STEADY_TAIL, STEADY_MIN, last[1])])
 
 
 def report(b, a, meta):
