@@ -744,28 +744,38 @@ def origin_requests():
 
 
 def steady_skip(conns):
-    """The growth rows: seconds at the start of a wrk run left out of the
-    steady-state window (wrk opening its connections, the proxy accepting them
-    and filling its upstream pool): 0.6 s at 9900 connections on the bench
-    machine; twice that with some margin for a loaded machine."""
+    """The growth rows: the least time at the start of a wrk run left out of
+    the steady-state window (wrk opening its connections, the proxy accepting
+    them and filling its upstream pool): 0.6 s at 9900 connections on the bench
+    machine; twice that with some margin for a loaded machine. The window also
+    waits for STEADY_ROUNDS x conns requests at the origin (see run_wrk)."""
     return 0.25 + conns / 10000.0
 
 
+STEADY_ROUNDS = 2      # the growth rows: the window opens once the origin has seen this many requests per connection
 STEADY_TAIL = 0.2      # the growth rows: seconds before the end of the wrk run where the window closes
-STEADY_MIN = 0.4       # the growth rows: a run is at least skip + tail + this (whole seconds)
+
+
+def steady_min(conns):
+    """The growth rows: the shortest window a run is planned for (s)."""
+    return 0.3 + conns / 10000.0
 
 
 def steady_secs(duration, conns):
     """A growth row's run: --duration, or longer if the window would be shorter
-    than STEADY_MIN (--quick: 1 s at 64 and 1000 connections, 2 s at 9900)."""
-    return max(duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + STEADY_MIN)))
+    than steady_min (--quick: 1 s at 64 and 1000 connections, 3 s at 9900)."""
+    return max(duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + steady_min(conns))))
 
 
 def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
     """window: the growth rows, the Proxy: its CPU and the origin's request
-    count are also sampled steady_skip(conns) s after wrk starts and STEADY_TAIL
-    s before it ends (r["win_cpu"], r["win_req"]): the steady state with every
-    connection open, without wrk's connection setup and teardown."""
+    count are also sampled when the window opens and STEADY_TAIL s before wrk
+    ends (r["win_cpu"], r["win_req"]): the steady state with every connection
+    open, without wrk's connection setup and teardown. The window opens
+    steady_skip(conns) s after wrk starts, or later, once the origin has counted
+    STEADY_ROUNDS x conns requests since the start (so every connection is
+    open and has carried requests even through a proxy slow to ramp up); if
+    that takes until 0.2 s before the end, it opens then, marked late."""
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency", "--timeout", "10s"]
     if close:
         argv += ["-H", "Connection: close"]
@@ -782,12 +792,21 @@ def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
         def sample():
             if CPU_LOAD is not None:                           # this thread: off the proxy's CPU
                 os.sched_setaffinity(0, {CPU_LOAD})
-            for at in (steady_skip(conns), secs - STEADY_TAIL):
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
-                try:
-                    samples.append((window.cpu(), origin_requests()))
-                except (OSError, ValueError, IndexError, http.client.HTTPException):
-                    pass
+            try:
+                time.sleep(max(0.0, t0 + steady_skip(conns) - time.monotonic()))
+                late = t0 + secs - STEADY_TAIL - 0.2
+                while True:
+                    n = origin_requests()
+                    if n - n0 >= STEADY_ROUNDS * conns or time.monotonic() >= late:
+                        samples.append((window.cpu(), n, time.monotonic() - t0, n - n0 < STEADY_ROUNDS * conns))
+                        break
+                    time.sleep(0.05)
+                time.sleep(max(0.0, t0 + secs - STEADY_TAIL - time.monotonic()))
+                n = origin_requests()
+                samples.append((window.cpu(), n, time.monotonic() - t0, False))
+            except (OSError, ValueError, IndexError, http.client.HTTPException):
+                pass
+        n0 = origin_requests()
         t0 = time.monotonic()
         th = threading.Thread(target=sample)
         th.start()
@@ -800,11 +819,12 @@ def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
     if window is not None:
         if len(samples) != 2 or samples[1][1] <= samples[0][1]:
             raise RuntimeError("%d connections: no steady-state window (the proxy's CPU and the origin's request "
-                               "count could not be sampled %.2f s after wrk started and %.1f s before it ended; "
-                               "run it with a longer --duration)" % (conns, steady_skip(conns), STEADY_TAIL))
+                               "count (its /status) could not be sampled %.2f s or more after wrk started and %.1f s "
+                               "before it ended; is the origin up? a longer --duration may help)" % (
+                                   conns, steady_skip(conns), STEADY_TAIL))
         r["win_cpu"] = samples[1][0] - samples[0][0]
         r["win_req"] = samples[1][1] - samples[0][1]
-        r["win_secs"] = secs - STEADY_TAIL - steady_skip(conns)
+        r["win_start"], r["win_end"], r["win_late"] = samples[0][2], samples[1][2], samples[0][3]
     m = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out)
     if not m:
         raise RuntimeError("cannot parse wrk output:\n" + out)
@@ -1989,8 +2009,12 @@ class Bench:
             if s in PER_GIB:
                 msg = " %.3f CPU s/GiB, %.0f req/s" % (r["cpu"] / max(r["bytes"], 1) * GiB, r["rps"])
             elif "win_cpu" in r:
-                msg = " %.1f CPU us/req in the steady state (%.1f over the whole run), %.0f req/s" % (
-                    r["win_cpu"] / max(r["win_req"], 1) * 1e6, r["cpu"] / max(r["requests"], 1) * 1e6, r["rps"])
+                msg = " %.1f CPU us/req in the steady state (%.2f-%.2f s; %.1f over the whole run), %.0f req/s" % (
+                    r["win_cpu"] / max(r["win_req"], 1) * 1e6, r["win_start"], r["win_end"],
+                    r["cpu"] / max(r["requests"], 1) * 1e6, r["rps"])
+                if r["win_late"]:
+                    msg += "  (!! the window opened late: the origin had not yet counted %d requests per " \
+                           "connection; a longer --duration would help)" % STEADY_ROUNDS
             else:
                 msg = " %.1f CPU us/req, %.0f req/s" % (r["cpu"] / max(r["requests"], 1) * 1e6, r["rps"])
             if "keepalive" in r:
@@ -2199,6 +2223,11 @@ def report_growth(b, metric, best_ratios):
                 [""] * (len(ss) - 1) + [""])
     head = (["proxy"] + ["%d conns" % n for _, n in ss] + ["%d / %d" % (n, first[1]) for _, n in ss[1:]] +
             ["%d conns, whole run" % last[1]])
+    late = ["%s %s round %d" % (s, p, i + 1) for s, _ in ss for p in PROXIES
+            for i, r in enumerate(R.get((s, p), [])) if r.get("win_late")]
+    spans = ", ".join("%d conns %s s" % (n, "/".join("%.1f" % (r["win_end"] - r["win_start"])
+                                                     for p in PROXIES for r in R.get((s, p), [])[:1]))
+                      for s, n in ss)
     return "\n".join([
         "### Growth: small keep-alive requests as the connections grow (CPU us/req, steady state)\n",
         table(head, rows),
@@ -2206,15 +2235,18 @@ def report_growth(b, metric, best_ratios):
         "\"N / %d\" = the proxy's CPU per request at N connections / its own at %d (ratio of the medians: the rows "
         "run one after the other, not in the same round); hg/best as in the CPU table. Steady state: these rows "
         "count the proxy's CPU and the requests (the origin's count, from its stub_status) over a window of each "
-        "wrk run, from %.2f s + 0.1 s per 1000 connections after wrk started to %.1f s before it ended (runs of "
-        "at least that + %.1f s), so that every connection is open: wrk opens its connections anew in each run and "
-        "closes them at the end, and at %d connections that setup (the proxy's accepts, its upstream "
-        "connections) would weigh heavily on a run of a few seconds, the more so the shorter the run; the last "
-        "column is that whole-run figure (CPU over the run / requests wrk completed), for comparison. The floor "
-        "opens an upstream connection per client connection; nginx keeps 64 idle upstream connections and "
-        "closes the rest after each response (`keepalive 64`), so with more connections than that it connects "
-        "upstream for most requests.\n" % (
-            ", ".join(s for s, _ in ss), first[1], first[1], 0.25, STEADY_TAIL, STEADY_MIN, last[1])])
+        "wrk run that opens %.2f s + 0.1 s per 1000 connections after wrk started, or later, once the origin has "
+        "counted %d requests per connection since the start, and closes %.1f s before wrk ends: wrk opens its "
+        "connections anew in each run and closes them at the end, and at %d connections that setup (the proxy's "
+        "accepts, its upstream connections) would weigh heavily on a run of a few seconds, the more so the "
+        "shorter the run. The last column is that whole-run figure (CPU over the run / requests wrk completed), "
+        "for comparison. Windows (first round, in proxy order): %s. The floor opens an upstream connection per "
+        "client connection; nginx keeps 64 idle upstream connections and closes the rest after each response "
+        "(`keepalive 64`), so with more connections than that it connects upstream for most requests.\n" % (
+            ", ".join(s for s, _ in ss), first[1], first[1], 0.25, STEADY_ROUNDS, STEADY_TAIL, last[1], spans)] +
+        (["!! Windows that opened late (the origin had not counted %d requests per connection 0.2 s before the "
+          "window had to close; the figure includes some ramp-up): %s.\n" % (STEADY_ROUNDS, ", ".join(late))]
+         if late else []))
 
 
 def report(b, a, meta):
