@@ -2560,7 +2560,7 @@ def main():
         return
 
     ap = argparse.ArgumentParser(description="hourglass vs nginx vs HAProxy vs h2o vs a byte-relay floor")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, short runs (~2 minutes)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, short runs (~3.5 minutes)")
     ap.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per wrk (and h2load) run (default 4; --quick 1)")
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per proxy and scenario (default 1)")
