@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench [BENCH_ARGS="--quick"] -- hourglass vs nginx vs HAProxy (and h2o) vs a byte-relay floor.
+# make bench [BENCH_ARGS="--quick"] -- hourglass vs nginx vs HAProxy vs h2o vs a byte-relay floor.
 # bash bench/run.sh --help: every option. A/B of two hourglass binaries in one run:
 #   HOURGLASS_BIN=NEW bash bench/run.sh --baseline OLD --proxies hourglass,hg-base ...
 # Checks/installs the tools, builds the floor and the HTTP/2 upstream, raises the open-file limit and
@@ -13,7 +13,7 @@ need=()
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)   # h2load, for the HTTP/2 rows
-[ -x /usr/bin/h2o ] || command -v h2o >/dev/null || need+=(h2o)   # the third peer in the HTTP/2 rows
+[ -x /usr/bin/h2o ] || command -v h2o >/dev/null || need+=(h2o)   # the third peer (every row but the HTTP/2-upstream ones and hedge-tail)
 command -v ab >/dev/null || need+=(apache2-utils)   # ab, for small-ab-k
 command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)   # certificate for the TLS scenarios
