@@ -94,12 +94,13 @@ H2_CONNS, H2_STREAMS = 64, 10         # h2load -c, -m
 # same cipher (the one all of them negotiate with wrk in the tls-* rows); left
 # to itself h2load prefers AES-128-GCM, which a server may or may not honour
 H2_TLS13_CIPHER = "TLS_AES_256_GCM_SHA384"
-# nginx's upstream keepalive (idle connections it keeps): 64 in the HTTP/1 rows
-# (as many as wrk's connections); in the HTTP/2 rows 640 requests are in flight
-# at once, each on its own HTTP/1.1 upstream connection, and with 64 nginx would
-# close the rest after each response and reconnect. hourglass, HAProxy and h2o
-# keep every idle one by default.
-H2_NGINX_KEEPALIVE = 1024
+# nginx's upstream keepalive (idle connections it keeps): 1024 in every row. With
+# nginx's usual 64, the rows with 1,000 and 9,900 client connections (and the
+# HTTP/2 rows: 640 requests in flight, each on its own HTTP/1.1 upstream
+# connection) would close the rest after each response and reconnect, a cost
+# of the configuration rather than of nginx. hourglass, HAProxy and h2o keep
+# every idle one by default.
+NGINX_KEEPALIVE = 1024
 # HTTP/2 to the upstream: the proxies talk h2c (prior knowledge) to bench/grpc_upstream.c
 # (port 18003, pinned with the load generator, started once for these rows).
 # grpc-unary: h2load gRPC calls (HTTP/2 from the client too); h2-upstream-small:
@@ -416,7 +417,7 @@ http {
        "servers": "".join("        server %s:%d;\n" % (LOOP, u)
                           for u in (upstream if isinstance(upstream, (list, tuple)) else [upstream])),
        "rt": read_timeout, "ssl_listen": (" ssl" if tls else "") + (" http2" if h2 else ""), "ssl": ssl,
-       "ka": H2_NGINX_KEEPALIVE if h2 else 64}
+       "ka": NGINX_KEEPALIVE}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
         f.write(conf)
@@ -493,7 +494,7 @@ http {
     }
 }
 """ % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port, "rt": read_timeout,
-       "ka": H2_NGINX_KEEPALIVE}
+       "ka": NGINX_KEEPALIVE}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
         f.write(conf)
@@ -2241,8 +2242,8 @@ def report_growth(b, metric, best_ratios):
         "accepts, its upstream connections) would weigh heavily on a run of a few seconds, the more so the "
         "shorter the run. The last column is that whole-run figure (CPU over the run / requests wrk completed), "
         "for comparison. Windows (first round, in proxy order): %s. The floor opens an upstream connection per "
-        "client connection; nginx keeps 64 idle upstream connections and closes the rest after each response "
-        "(`keepalive 64`), so with more connections than that it connects upstream for most requests.\n" % (
+        "client connection; nginx keeps 1024 idle upstream connections and closes the rest after each response "
+        "(`keepalive 1024`), so at 9,900 connections it connects upstream for many requests.\n" % (
             ", ".join(s for s, _ in ss), first[1], first[1], 0.25, STEADY_ROUNDS, STEADY_TAIL, last[1], spans)] +
         (["!! Windows that opened late (the origin had not counted %d requests per connection 0.2 s before the "
           "window had to close; the figure includes some ramp-up): %s.\n" % (STEADY_ROUNDS, ", ".join(late))]
