@@ -170,6 +170,23 @@ def fetch_new(port, target="/", host="127.0.0.1", timeout=3.0, headers=None):
     return t0, "ok", r
 
 
+def switch_to_new_generation(port, old_body, new_body):
+    """After the master's "serving" line: the old workers stop accepting when
+    their loop takes the master's signal, and a connection they accept in
+    between is theirs to serve, whole. GETs /switch on new connections until
+    the new generation answers (within a second); returns how many the old
+    one served meanwhile."""
+    deadline = time.monotonic() + 1.0 * SLOW
+    old = 0
+    while True:
+        _, o, r = fetch_new(port, "/switch")
+        assert o == "ok" and r.body in (old_body, new_body), (o, r)
+        if r.body == new_body:
+            return old
+        old += 1
+        assert time.monotonic() < deadline, "the old generation kept accepting after the reload"
+
+
 def connection_error(outcome):
     return outcome in ("closed", "reset") or outcome.startswith("cut")
 
@@ -500,15 +517,16 @@ def test_reload_applies_new_config(tracked, upstream, tmp_path):
     hup(p)
     p.wait_stderr(r"reload: reading the configuration again", 2 * SLOW)
     p.wait_stderr(r"reload: generation 2 serving; generation 1 draining", 3 * SLOW)
+    late = switch_to_new_generation(port, b"from A", b"from B")
     for i in range(20):
         _, o, r = fetch_new(port, f"/b{i}")
         assert o == "ok", (i, o)
         assert r.body == b"from B", (i, r)
     new = wait_workers(p, 2, generation=2, timeout=3)
     assert not new & old
-    lines = p.wait_log(26)
+    lines = p.wait_log(26 + late + 1)
     assert [l["upstream"] for l in lines if l["target"].startswith("/b")] == [b.addr] * 20
-    assert len(b.requests()) == 20 and len(a.requests()) == 6
+    assert len(b.requests()) == 20 + 1 and len(a.requests()) == 6 + late
 
 
 # --------------------------------------------------------------------------
@@ -553,6 +571,7 @@ def test_reload_refuses_bad_config(tracked, upstream, tmp_path, bad):
     hup(p)
     m = p.wait_stderr(r"reload: generation (\d+) serving; generation 1 draining", 3 * SLOW)
     gen = int(m.group(1))
+    switch_to_new_generation(port, b"from A", b"from B")
     for i in range(10):
         _, o, r = fetch_new(port, f"/b{i}")
         assert o == "ok" and r.body == b"from B", (i, o, r)
