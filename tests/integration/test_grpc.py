@@ -805,10 +805,14 @@ def test_neighbours_keep_going_when_one_deadline_fires(proxy_factory, tmp_path, 
         else:
             assert r.code == grpc.StatusCode.OK and r.response == b"slept 400", (i, r)
             assert 0.4 <= r.elapsed < 0.4 + 0.3 * SLOW, (i, r)
-    assert len(gsrv.wait_calls(51)) == 51
+    # Every call that succeeded reached the server; a call whose deadline fired
+    # may have been reset before the server's thread pool started its handler
+    # (seen under ASan), so those are not counted.
+    assert len(gsrv.wait_calls(26)) >= 26
     assert len(gsrv.peers()) == 1, f"calls spread over {gsrv.peers()}"
     lines = p.wait_log(51, 3 * SLOW)
     assert sum(grpc_status(l) == "0" for l in lines) == 26, lines
+    assert sum(grpc_status(l) == "4" for l in lines) == 25, lines
 
 
 # ==========================================================================
