@@ -85,7 +85,8 @@ static inline ssize_t conn_read(struct conn *c, void *buf, size_t len)
  * A write never fails with EINTR: it is retried. Over TLS, bytes offered and
  * not reported written may be sealed in a record already (c->sealed): the
  * next write must start with them. */
-static inline ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n)
+static inline ssize_t conn_writev_flags(struct conn *c, const struct iovec *iov, int n,
+                                        int flags)
 {
     size_t want = 0;
     for (int i = 0; i < n; i++)
@@ -95,13 +96,28 @@ static inline ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n
         r = conn_tls_writev(c, iov, n, want);
     } else {
         struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | flags);
     }
     if (r < 0)
         return conn_writev_failed(c, iov, n);
     if ((size_t)r < want)
         c->io.ready &= ~LOOP_WRITE;
     return r;
+}
+
+static inline ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n)
+{
+    return conn_writev_flags(c, iov, n, 0);
+}
+
+/* conn_writev of the last bytes before a close (plain TCP): MSG_MORE holds
+ * them in the socket, even with TCP_NODELAY, until the close (or a
+ * shutdown, or a later write without it) pushes them, and the kernel then
+ * tacks the FIN onto their segment: one packet instead of two, and one ACK
+ * fewer from the peer. The caller must close or shut down right after. */
+static inline ssize_t conn_writev_before_close(struct conn *c, const struct iovec *iov, int n)
+{
+    return conn_writev_flags(c, iov, n, c->ssl ? 0 : MSG_MORE);
 }
 
 /* For the owner's loop callback, before anything else: a TLS read that

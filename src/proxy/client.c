@@ -320,6 +320,18 @@ static int client_splice(struct client *c)
     return progress;
 }
 
+static bool close_at_once(const struct client *c);
+
+/* Whether a write of the pb body bytes now offered ends the response of a
+ * connection that closes at once after it (closing_step): those bytes may
+ * then wait for the FIN and leave with it (conn_writev_before_close). */
+static bool last_before_close(const struct client *c, uint32_t pb)
+{
+    const struct exch *x = &c->s->x;
+    return (x->flags & (X_RESP_DONE | X_CLOSE_AFTER)) == (X_RESP_DONE | X_CLOSE_AFTER) &&
+           x->resp_ready == px_att(c->s)->in.start + pb && close_at_once(c);
+}
+
 /* Sends queued heads and validated response body bytes to the client. */
 int client_send(struct client *c)
 {
@@ -340,7 +352,10 @@ int client_send(struct client *c)
         {buf_head(&c->s->out), po},
         {pb ? a->in.data + a->in.start : NULL, pb},   /* (no storage yet: no pointer sum) */
     };
-    ssize_t n = conn_writev(&c->conn, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
+    ssize_t n = last_before_close(c, pb)
+                    ? conn_writev_before_close(&c->conn, po ? iov : iov + 1,
+                                               (po ? 1 : 0) + (pb ? 1 : 0))
+                    : conn_writev(&c->conn, po ? iov : iov + 1, (po ? 1 : 0) + (pb ? 1 : 0));
     if (n == -EAGAIN)
         return 0;
     if (n < 0)

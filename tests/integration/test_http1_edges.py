@@ -417,6 +417,35 @@ def test_connection_close_request_closes_at_once(proxy_factory, upstream):
         c.close()
 
 
+def _tcp_info_segments(sock):
+    """(segments received, of which with data) from the socket's TCP_INFO
+    (struct tcp_info: tcpi_segs_in at byte 140, tcpi_data_segs_in at 152)."""
+    import socket as _s
+    import struct
+    info = sock.getsockopt(_s.IPPROTO_TCP, _s.TCP_INFO, 256)
+    segs_in = struct.unpack_from("I", info, 140)[0]
+    data_segs_in = struct.unpack_from("I", info, 152)[0]
+    return segs_in, data_segs_in
+
+
+def test_connection_close_response_leaves_with_the_fin(proxy_factory, upstream):
+    # a response the proxy closes right behind leaves with the FIN in its last
+    # segment (MSG_MORE, then close): the client receives the SYN-ACK, at most
+    # an ACK of its request, and data segments, never a FIN on its own
+    up = upstream(ok_handler(b"z" * 100))
+    p = proxy_factory(upstreams=[up])
+    for i in range(5):
+        c = p.client()
+        c.send(request_bytes("GET", f"/{i}", headers=[("Connection", "close")]))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"z" * 100
+        c.wait_closed(timeout=1.0)
+        segs, data = _tcp_info_segments(c.sock)
+        c.close()
+        assert data >= 1 and segs - data <= 2, (
+            f"request {i}: {segs} segments in, {data} with data: the FIN came on its own")
+
+
 def test_connection_close_with_bytes_after_it_still_lingers(proxy_factory, upstream):
     # bytes after a Connection: close request: the proxy lingers (reads
     # them away) so that its close does not reset the response
