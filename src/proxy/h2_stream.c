@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -460,6 +461,18 @@ bool h2_writable(const struct client *c)
            nghttp2_session_get_remote_window_size(h->ng) > 0;
 }
 
+/* Fields whose value is new in every response (the request ID, the
+ * proxy's timings) are sent never indexed: entering them in the HPACK table
+ * would only evict the fields that do repeat (server, content-type...) and
+ * cost a table insertion and search per response. */
+static uint8_t unique_value(const struct fwd_field *f)
+{
+    if ((f->name_len == 12 && !strncasecmp(f->name, "x-request-id", 12)) ||
+        (f->name_len == 13 && !strncasecmp(f->name, "server-timing", 13)))
+        return NGHTTP2_NV_FLAG_NO_INDEX;
+    return NGHTTP2_NV_FLAG_NONE;
+}
+
 /* The response head as HTTP/2 fields: the HTTP/1.1 head the client would
  * get (fwd_response_head: hop-by-hop fields out, one Content-Length), its
  * names in lower case, and no field HTTP/2 forbids. */
@@ -482,7 +495,7 @@ static int submit_head(struct h2s *st, const struct http_msg *m, const struct ht
     nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (int i = 0; i < n; i++, k++) {
         nv[k] = (nghttp2_nv){(uint8_t *)ff[i].name, (uint8_t *)ff[i].value, ff[i].name_len,
-                             ff[i].value_len, NGHTTP2_NV_FLAG_NONE};
+                             ff[i].value_len, unique_value(&ff[i])};
         bytes += ff[i].name_len + ff[i].value_len + 4;
     }
     struct h2c *h = st->h;

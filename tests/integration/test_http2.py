@@ -739,6 +739,24 @@ def test_h2c_get_mapped_both_ways(proxy_factory, upstream):
     c.close()
 
 
+def test_request_id_sent_never_indexed(proxy_factory, upstream):
+    # a value new in every response (X-Request-Id) is sent as a never-indexed
+    # literal: in the HPACK table it would only evict fields that repeat
+    async def fn(ctx, req):
+        await ctx.respond(200, b"ok", headers=[("Content-Type", "text/x-test")])
+    up = upstream(routed({}, fn))
+    p = proxy_factory(upstreams=[up])
+    c = h2c(p)
+    for path in ("/a", "/b"):
+        s = c.get(path)
+        assert s.status == 200, s
+        fields = {h[0]: h for h in s.headers}
+        assert re.fullmatch(r"[0-9a-f]{32}", fields["x-request-id"][1]), s.headers
+        assert fields["x-request-id"].indexable is False, s.headers
+        assert fields["content-type"].indexable is True, s.headers
+    c.close()
+
+
 def test_http1_still_served_on_the_same_port(proxy_factory, upstream):
     up = upstream(ok_handler(b"one"))
     p = proxy_factory(upstreams=[up])
