@@ -30,7 +30,6 @@ static const char ciphers12[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
-#define SERVER_CACHE_SIZE 20480   /* sessions kept per listener, per worker */
 #define MAX_NAMES 64              /* subjectAltName DNS names read per certificate */
 
 struct tls_cert {
@@ -262,8 +261,14 @@ static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, s);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg(ctx, s);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_sess_set_cache_size(ctx, SERVER_CACHE_SIZE);
+    /* Resumption is by ticket only: the key is the same in every worker, a
+     * session cache would be one per worker (the kernel spreads a client's
+     * connections over them, so most lookups would miss), and keeping it
+     * costs a cache entry per full handshake and a sweep of the whole cache
+     * every 255 of them. One ticket per handshake: a client resumes with
+     * one, and each costs an encryption and a record. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"hourglass", 9);
     if (ticket_keys_set && SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof ticket_keys) != 1)
         goto out_openssl;
