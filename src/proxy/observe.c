@@ -17,7 +17,9 @@
 
 /* Random bytes for request IDs, drawn from OpenSSL's CSPRNG a batch at a
  * time (32 IDs per call), not one system call per request. */
-static uint8_t rnd[32 * TRACE_RID_BYTES];
+/* 256 IDs per refill: one getrandom(2) (the kernel's ChaCha20, cheaper per
+ * byte than OpenSSL's DRBG and its fork check) per 256 requests. */
+static uint8_t rnd[256 * TRACE_RID_BYTES];
 static unsigned rnd_left;
 
 void obs_init(void)
@@ -28,8 +30,8 @@ void obs_init(void)
 
 static void refill(void)
 {
-    if (RAND_bytes(rnd, (int)sizeof rnd) != 1 &&
-        getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd &&
+        RAND_bytes(rnd, (int)sizeof rnd) != 1) {
         /* Neither source answered (never seen): unique IDs still, from the
          * clock and a counter through splitmix64, though guessable. */
         static uint64_t k;
