@@ -96,6 +96,7 @@ struct stats {
     struct stats_hist queue[STATS_MAX_POOLS];   /* waits for a connection slot, by pool */
     uint64_t shed[STATS_SHED_REASONS];
     uint64_t hedge_results[STATS_HEDGE_RESULTS];
+    uint64_t evicted[2];        /* connections closed at max_connections: [0] idle, [1] head */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];

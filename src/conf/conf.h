@@ -60,6 +60,10 @@ struct conf_limits {
     unsigned max_concurrent_streams;   /* HTTP/2, per client connection */
     uint64_t max_body_size;   /* 0 = unlimited, when set */
     bool max_body_size_set;
+    unsigned pressure_percent;         /* under pressure from this share of max_connections */
+    unsigned pressure_header_percent;  /* ... the header timeout shortened to this share */
+    uint64_t request_buffering_budget; /* bodies buffered at once per worker, bytes */
+    bool request_buffering_budget_set;
 };
 
 /* A server item of a pool: an address, a host name resolved while the

@@ -264,12 +264,14 @@ struct client {
     struct timer timer;
     struct loop_defer defer;
     struct client *next, *prev;
+    struct client *ev_next, *ev_prev;  /* in its eviction list (evict.h), oldest first */
     struct buf in;     /* bytes from the client; the request head stays at in.start */
     struct session *s; /* NULL exactly when IDLE (or CLOSED) */
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
     uint16_t cflags;   /* CF_* */
+    uint8_t ev_class;  /* its eviction list: EV_* (evict.h) */
     struct h2c *h2;    /* CS_H2: the HTTP/2 session (h2.c) */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;
