@@ -223,6 +223,8 @@ static const struct stats *total(void)
         t.ejections += s->ejections;
         t.dropped_underscore += s->dropped_underscore;
         t.h2_conns += s->h2_conns;
+        for (int k = 0; k < 3; k++)
+            t.reqbuf[k] += s->reqbuf[k];
         t.evicted[0] += s->evicted[0];
         t.evicted[1] += s->evicted[1];
         t.h2_streams += s->h2_streams;
@@ -316,6 +318,14 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
             "hourglass_connections_evicted_total{state=\"idle\"} %llu\n"
             "hourglass_connections_evicted_total{state=\"head\"} %llu\n",
         (unsigned long long)st->evicted[0], (unsigned long long)st->evicted[1]);
+    put(&o, "# HELP hourglass_request_buffering_total Requests of routes with "
+            "request_buffering that have a body, by what was done.\n"
+            "# TYPE hourglass_request_buffering_total counter\n"
+            "hourglass_request_buffering_total{result=\"buffered\"} %llu\n"
+            "hourglass_request_buffering_total{result=\"larger\"} %llu\n"
+            "hourglass_request_buffering_total{result=\"over_budget\"} %llu\n",
+        (unsigned long long)st->reqbuf[0], (unsigned long long)st->reqbuf[1],
+        (unsigned long long)st->reqbuf[2]);
     put(&o, "# HELP hourglass_http2_connections_total HTTP/2 client connections.\n"
             "# TYPE hourglass_http2_connections_total counter\n"
             "hourglass_http2_connections_total %llu\n"

@@ -169,6 +169,7 @@ struct conf_route {
     bool deadline_header;            /* propagate the time left (default true) */
     struct conf_grpc grpc;           /* what its gRPC calls' grpc-timeout does */
     bool server_timing;              /* add Server-Timing to responses (default false) */
+    uint64_t request_buffering;      /* bodies up to this read whole before dispatch; 0 off */
     int line;
 };
 

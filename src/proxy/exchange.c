@@ -36,6 +36,7 @@
 #include "h2up.h"
 #include "pool.h"
 #include "relay.h"
+#include "reqbuf.h"
 #include "route.h"
 #include "stats.h"
 #include "tls.h"
@@ -720,6 +721,8 @@ int exchange_step(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0, r;
 
+    if (x->flags & X_BUFFERING)
+        return reqbuf_step(c);
     switch (attempt_connect_step(c)) {
     case AT_FAILED:
         return exchange_on_fault(c);

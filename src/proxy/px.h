@@ -81,6 +81,7 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 #define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
 #define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
+#define X_BUFFERING 0x2000000u  /* reading the body whole before dispatch (reqbuf.h) */
 #define X_RESOLVING 0x20000000u  /* ... its name is being resolved (TMO_DNS) */
 
 /* Tunnel flags (exch.tflags): which end has finished its direction. */

@@ -375,3 +375,146 @@ def test_reloads_under_wrk(proxy_factory, upstream):
     assert "Socket errors" not in out, out
     assert "Non-2xx" not in out, out
     print(f"wrk: {m.group(1)} requests, no error, 10 reloads")
+
+
+# --------------------------------------------------------------------------
+# item 3: request bodies buffered before the upstream is contacted
+
+def echo_len_handler():
+    """Answers one request with 'len=N' of its body, then closes: each
+    request comes on a connection of its own, whose accept time tells when
+    the proxy contacted the upstream for it."""
+    async def handler(reader, writer, ctx):
+        req = await ctx.read_request()
+        ctx.head_at = time.monotonic()
+        await ctx.respond(200, f"len={len(req.body)}".encode(),
+                          headers=[("Connection", "close")])
+        ctx.close()
+    return handler
+
+
+def buffering_proxy(proxy_factory, tmp_path, up, budget="64m"):
+    admin = free_port()
+    cfg = tmp_path / "hg.yaml"
+    cfg.write_text(f"""limits:
+  request_buffering_budget: {budget}
+pools:
+  app:
+    servers: ["{up.addr}"]
+routes:
+  - path: /buf
+    pool: app
+    request_buffering: 1k
+  - path: /big
+    pool: app
+    request_buffering: 1m
+  - path: /
+    pool: app
+""")
+    return proxy_factory("--config", cfg, "--admin", f"127.0.0.1:{admin}"), admin
+
+
+def slow_post(port, target, n, over=1.0, pieces=10, chunked=False):
+    """POSTs n bytes, trickled in `pieces` over `over` seconds; returns
+    (socket, monotonic time of the last byte sent)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    body = b"x" * n
+    if chunked:
+        head = (f"POST {target} HTTP/1.1\r\nHost: example.test\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n").encode()
+    else:
+        head = f"POST {target} HTTP/1.1\r\nHost: example.test\r\nContent-Length: {n}\r\n\r\n".encode()
+    s.sendall(head)
+    step = (n + pieces - 1) // pieces
+    for i in range(0, n, step):
+        time.sleep(over / pieces)
+        piece = body[i:i + step]
+        s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+    if chunked:
+        s.sendall(b"0\r\n\r\n")
+    return s, time.monotonic()
+
+
+def read_body(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        assert d, buf
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < n:
+        body += s.recv(4096)
+    return head.split(b"\r\n")[0], body
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_slow_body_buffered_before_the_upstream(proxy_factory, tmp_path, upstream, chunked):
+    """A body trickled over 1 s to a route with request_buffering: the
+    upstream sees no connection until the body is whole; on a route without
+    it, the upstream's connection opens with the head (the old behaviour)."""
+    up = upstream(echo_len_handler())
+    p, admin = buffering_proxy(proxy_factory, tmp_path, up)
+    t0 = time.monotonic()
+    s, t_last = slow_post(p.port, "/buf", 500, chunked=chunked)
+    status, body = read_body(s)
+    assert status == b"HTTP/1.1 200 OK" and body == b"len=500", (status, body)
+    assert len(up.conns) == 1
+    accepted = up.conns[0].accepted_at
+    assert accepted >= t_last - 0.01, (accepted - t0, t_last - t0)
+    s.close()
+    # without buffering: connected with the head, about 1 s before the body ends
+    t0 = time.monotonic()
+    s, t_last = slow_post(p.port, "/stream", 500, chunked=chunked)
+    status, body = read_body(s)
+    assert body == b"len=500"
+    assert len(up.conns) == 2
+    assert up.conns[1].accepted_at < t0 + 0.3 * SLOW, (up.conns[1].accepted_at - t0)
+    s.close()
+    _, text = scrape(admin)
+    assert metric(text, "hourglass_request_buffering_total", result="buffered") == 1
+
+
+def test_body_larger_than_the_buffer_streams(proxy_factory, tmp_path, upstream):
+    """A Content-Length over the route's request_buffering streams as
+    without buffering: the upstream is connected with the head."""
+    up = upstream(echo_len_handler())
+    p, admin = buffering_proxy(proxy_factory, tmp_path, up)
+    t0 = time.monotonic()
+    s, t_last = slow_post(p.port, "/buf", 2000)
+    status, body = read_body(s)
+    assert body == b"len=2000"
+    assert up.conns[0].accepted_at < t0 + 0.5, up.conns[0].accepted_at - t0
+    s.close()
+    _, text = scrape(admin)
+    assert metric(text, "hourglass_request_buffering_total", result="larger") == 1
+    assert metric(text, "hourglass_request_buffering_total", result="buffered") == 0
+
+
+def test_buffering_budget_spent_streams(proxy_factory, tmp_path, upstream):
+    """Two slow 200 kB uploads at once against a 300 kB budget: the first is
+    buffered (the upstream sees it whole at the end), the second streams
+    (its upstream connection opens at once)."""
+    up = upstream(echo_len_handler())
+    p, admin = buffering_proxy(proxy_factory, tmp_path, up, budget="300k")
+    res = {}
+
+    def one(k, delay):
+        time.sleep(delay)
+        s, t_last = slow_post(p.port, "/big", 200000, over=1.0)
+        res[k] = (read_body(s), t_last)
+        s.close()
+    ths = [threading.Thread(target=one, args=(k, 0.2 * k)) for k in range(2)]
+    t0 = time.monotonic()
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(10)
+    assert res[0][0][1] == b"len=200000" and res[1][0][1] == b"len=200000", res
+    times = sorted(c.accepted_at - t0 for c in up.conns)
+    assert len(times) == 2, times
+    assert times[0] < 0.6, times            # the streamed one: at its head
+    assert times[1] >= res[0][1] - t0 - 0.01, (times, res[0][1] - t0)   # the buffered one
+    _, text = scrape(admin)
+    assert metric(text, "hourglass_request_buffering_total", result="buffered") == 1
+    assert metric(text, "hourglass_request_buffering_total", result="over_budget") == 1
