@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "client.h"
 #include "dns.h"
+#include "evict.h"
 #include "exchange.h"
 #include "forward.h"
 #include "h2.h"
@@ -117,16 +118,37 @@ static bool admin_healthy(void)
     return !px_draining;
 }
 
+/* The drain timeout: idle connections close the clean way (evict_shut_idle:
+ * FIN, then their input read away for the 2 s linger at most), the rest
+ * are cut; the worker stops when the last linger ends. */
 static void on_drain_over(struct timer *t)
 {
     (void)t;
-    log_error("warn", "drain timeout: cutting %u connection(s) still open", px_nclients);
-    px_loop->stop = 1;
+    unsigned idle = 0, cut = 0;
+    struct client *c = px_clients, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CS_IDLE && !(c->cflags & CF_HANDSHAKE)) {
+            evict_shut_idle(c);
+            idle++;
+        } else if (c->state != CS_CLOSING || !c->s || !(c->s->x.flags & X_LINGER)) {
+            client_close(c);
+            cut++;
+        }
+    }
+    if (cut)
+        log_error("warn", "drain timeout: cutting %u connection(s) still open", cut);
+    if (idle)
+        log_error("info", "drain timeout: closing %u idle connection(s)", idle);
 }
 
-/* SIGTERM/SIGINT: stop accepting, close idle connections, let requests in
- * flight finish (then close their connections), and stop when none is left
- * or the drain timeout has passed. */
+/* SIGTERM/SIGINT, or SIGUSR2 (retiring after a reload): stop accepting;
+ * let requests in flight finish, answered with Connection: close; keep
+ * idle keep-alive connections open, since closing one races with the
+ * request its client may be sending: the next request on each is served
+ * with Connection: close, and one still idle closes at its idle timeout or
+ * at the drain timeout, the clean way (evict_shut_idle). Stop when none is
+ * left. */
 static void drain_begin(void)
 {
     px_draining = true;
@@ -140,20 +162,21 @@ static void drain_begin(void)
             continue;
         }
         if (c->state == CS_IDLE) {
-            /* Between requests a connection is closed at once, unless a
-             * request is already waiting in it. One accepted a moment ago
-             * has not had the time to send its first request: it gets
-             * DRAIN_GRACE for that (then the idle timeout closes it), so a
+            /* Between requests a connection stays open (a request may be
+             * on its way: it is served with Connection: close), unless its
+             * client has closed it already. One accepted a moment ago that
+             * has sent nothing yet gets DRAIN_GRACE for its first request
+             * (then the idle timeout closes it, the clean way), so a
              * retiring worker never resets a client that did nothing wrong. */
             char b;
             ssize_t n = recv(c->conn.io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n > 0)
-                continue;   /* served, with Connection: close */
-            if (n == 0 || (c->cflags & CF_SERVED)) {
+            if (n == 0) {
                 tls_close_notify(c->conn.ssl);
                 client_close(c);
                 continue;
             }
+            if (n > 0 || (c->cflags & CF_SERVED))
+                continue;   /* served with Connection: close, or closed when idle */
             uint64_t by = px_loop->now + DRAIN_GRACE_NS;
             if (c->t_first + ns_of(px_cfg->ms[TMO_IDLE]) > by) {
                 c->t_first = by - ns_of(px_cfg->ms[TMO_IDLE]);
@@ -196,7 +219,8 @@ static void on_iteration_end(struct loop *l)
     if (px_draining && !px_nclients)
         l->stop = 1;
     wake_waiters();
-    if (px_nclients < px_cfg->max_connections && !px_draining)
+    evict_tick();
+    if (!px_draining && (px_nclients < px_cfg->max_connections || evict_possible()))
         listener_resume();
     if (!trim_timer.armed) {
         if (trim_tick_at <= px_loop->now)
@@ -238,6 +262,7 @@ int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fd
         return -EINVAL;
     timer_init(&trim_timer, on_trim);
     timer_init(&drain_timer, on_drain_over);
+    evict_init();
     l->on_iteration_end = on_iteration_end;
     return listener_open_all(l, c, fds ? fds->listen : NULL);
 }
@@ -253,6 +278,7 @@ void worker_shutdown(void)
     listener_shutdown();
     loop_timer_stop(px_loop, &trim_timer);
     loop_timer_stop(px_loop, &drain_timer);
+    evict_shutdown();
     /* run the deferred releases, then free the recycled structs */
     while (px_loop->defer) {
         struct loop_defer *d = px_loop->defer;

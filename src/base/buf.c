@@ -68,8 +68,15 @@ static char *take(uint32_t cap)
     return m;
 }
 
+uint64_t buf_big_bytes;
+
 static void give(char *data, uint32_t cap)
 {
+    if (cap > BUF_LARGE) {   /* a big buffer (buf_reserve_big): not pooled */
+        munmap(data, cap);
+        buf_big_bytes -= cap;
+        return;
+    }
     struct pool *p = pool_for(cap);
     if (p->n >= POOL_KEEP) {
         munmap(data, p->size);
@@ -79,6 +86,29 @@ static void give(char *data, uint32_t cap)
     n->next = p->head;
     p->head = n;
     p->n++;
+}
+
+void buf_reserve_big(struct buf *b, uint32_t cap)
+{
+    cap = (cap + 4095u) & ~4095u;
+    if (b->data && b->cap >= cap)
+        return;
+    char *d = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (d == MAP_FAILED) {
+        fprintf(stderr, "hourglass: out of memory mapping a %u-byte buffer\n", cap);
+        abort();
+    }
+    buf_big_bytes += cap;
+    uint32_t n = 0;
+    if (b->data) {
+        n = buf_len(b);
+        memcpy(d, b->data + b->start, n);
+        give(b->data, b->cap);
+    }
+    b->data = d;
+    b->cap = cap;
+    b->start = 0;
+    b->end = n;
 }
 
 void buf_reserve(struct buf *b, uint32_t cap)

@@ -29,6 +29,14 @@ static inline char *buf_tail(const struct buf *b) { return b->data + b->end; }
  * none or less, keeping its bytes. Out of memory is fatal. */
 void buf_reserve(struct buf *b, uint32_t cap);
 
+/* Gives b storage of exactly cap bytes (rounded up to a page; more than
+ * BUF_LARGE), keeping its bytes at the front: a buffer for a whole request
+ * body (proxy/reqbuf.h). Mapped for it and unmapped at its release, never
+ * pooled; buf_big_bytes counts what such buffers hold. Out of memory is
+ * fatal. */
+void buf_reserve_big(struct buf *b, uint32_t cap);
+extern uint64_t buf_big_bytes;
+
 /* Returns b's storage to the free list; b becomes the empty buffer. */
 void buf_release(struct buf *b);
 

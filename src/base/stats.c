@@ -223,6 +223,10 @@ static const struct stats *total(void)
         t.ejections += s->ejections;
         t.dropped_underscore += s->dropped_underscore;
         t.h2_conns += s->h2_conns;
+        for (int k = 0; k < 3; k++)
+            t.reqbuf[k] += s->reqbuf[k];
+        t.evicted[0] += s->evicted[0];
+        t.evicted[1] += s->evicted[1];
         t.h2_streams += s->h2_streams;
         for (int k = 0; k < STATS_H2_RESET_CAUSES; k++)
             t.h2_resets[k] += s->h2_resets[k];
@@ -308,6 +312,20 @@ size_t stats_render(char *buf, size_t cap, const struct stats_gauges *g)
             "upstream, by cause.\n# TYPE hourglass_request_fields_dropped_total counter\n"
             "hourglass_request_fields_dropped_total{cause=\"underscore\"} %llu\n",
         (unsigned long long)st->dropped_underscore);
+    put(&o, "# HELP hourglass_connections_evicted_total Client connections closed to make "
+            "room at max_connections, by state (idle: between requests; head: no complete "
+            "request head).\n# TYPE hourglass_connections_evicted_total counter\n"
+            "hourglass_connections_evicted_total{state=\"idle\"} %llu\n"
+            "hourglass_connections_evicted_total{state=\"head\"} %llu\n",
+        (unsigned long long)st->evicted[0], (unsigned long long)st->evicted[1]);
+    put(&o, "# HELP hourglass_request_buffering_total Requests of routes with "
+            "request_buffering that have a body, by what was done.\n"
+            "# TYPE hourglass_request_buffering_total counter\n"
+            "hourglass_request_buffering_total{result=\"buffered\"} %llu\n"
+            "hourglass_request_buffering_total{result=\"larger\"} %llu\n"
+            "hourglass_request_buffering_total{result=\"over_budget\"} %llu\n",
+        (unsigned long long)st->reqbuf[0], (unsigned long long)st->reqbuf[1],
+        (unsigned long long)st->reqbuf[2]);
     put(&o, "# HELP hourglass_http2_connections_total HTTP/2 client connections.\n"
             "# TYPE hourglass_http2_connections_total counter\n"
             "hourglass_http2_connections_total %llu\n"

@@ -96,6 +96,8 @@ struct stats {
     struct stats_hist queue[STATS_MAX_POOLS];   /* waits for a connection slot, by pool */
     uint64_t shed[STATS_SHED_REASONS];
     uint64_t hedge_results[STATS_HEDGE_RESULTS];
+    uint64_t reqbuf[3];         /* request_buffering: STATS_REQBUF_* */
+    uint64_t evicted[2];        /* connections closed at max_connections: [0] idle, [1] head */
     /* gauges, as last published by the slot's worker */
     uint64_t clients, upstream_open;
     struct stats_pool pools[STATS_MAX_POOLS];
@@ -106,6 +108,10 @@ struct stats {
 #define STATS_H2_RESET_REFUSED 2    /* over max_concurrent_streams */
 #define STATS_H2_RESET_PROTOCOL 3   /* a malformed request */
 #define STATS_H2_RESET_CAUSES 4
+
+#define STATS_REQBUF_BUFFERED 0      /* a body read whole before dispatch */
+#define STATS_REQBUF_LARGER 1        /* Content-Length over the route's size: streamed */
+#define STATS_REQBUF_OVER_BUDGET 2   /* the worker's budget spent: streamed */
 
 #define STATS_TLS_CLIENT 0
 #define STATS_TLS_UPSTREAM 1

@@ -58,6 +58,13 @@ struct cfg {
     const char *access_log;   /* path, "-" or "off" */
     bool access_log_json;     /* JSON Lines instead of key=value */
     unsigned max_connections;
+    /* connection pressure (proxy/evict.h): from pressure_percent of
+     * max_connections on, the header timeout is pressure_header_percent of
+     * itself for heads still incomplete */
+    unsigned pressure_percent, pressure_header_percent;
+    /* request bodies a worker holds buffered at once (routes'
+     * request_buffering, proxy/reqbuf.h), bytes */
+    uint64_t reqbuf_budget;
     /* request limits (bytes; max_body 0 = unlimited) */
     uint32_t max_request_line, max_header_size, max_headers;
     uint64_t max_body;

@@ -28,6 +28,9 @@ void cli_defaults(struct cfg *cfg)
     memcpy(cfg->ms, default_ms, sizeof cfg->ms);
     cfg->access_log = "-";
     cfg->max_connections = 10000;
+    cfg->pressure_percent = 90;
+    cfg->pressure_header_percent = 25;
+    cfg->reqbuf_budget = 64ull << 20;
     cfg->max_request_line = 8192;
     cfg->max_header_size = 32768;
     cfg->max_headers = 100;

@@ -82,7 +82,9 @@ static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
     static const char *const keys[] = {"max_connections", "max_request_line", "max_header_size",
                                        "max_headers", "max_body_size",
                                        "max_response_header_size", "max_response_headers",
-                                       "max_concurrent_streams", NULL};
+                                       "max_concurrent_streams", "pressure_percent",
+                                       "pressure_header_percent", "request_buffering_budget",
+                                       NULL};
     yaml_node_t *v[MAX_KEYS];
     struct conf_limits *l = &x->c->limits;
     if (!conf_fields(x, n, "limits", "a mapping of limits (max_connections, ...)", keys, v))
@@ -113,6 +115,15 @@ static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
         l->max_response_headers = u;
     if (v[7] && conf_get_uint(x, v[7], "limits.max_concurrent_streams", 1, 10000, &u))
         l->max_concurrent_streams = u;
+    if (v[8] && conf_get_uint(x, v[8], "limits.pressure_percent", 1, 100, &u))
+        l->pressure_percent = u;
+    if (v[9] && conf_get_uint(x, v[9], "limits.pressure_header_percent", 1, 100, &u))
+        l->pressure_header_percent = u;
+    if (v[10] && conf_get_size(x, v[10], "limits.request_buffering_budget", 0, UINT64_MAX,
+                               "a size such as 0 (no buffering), 64m or 1GiB", &sz)) {
+        l->request_buffering_budget = sz;
+        l->request_buffering_budget_set = true;
+    }
 }
 
 static void parse_top(struct conf_ctx *x, yaml_node_t *root)
@@ -415,6 +426,12 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->max_response_headers = l->max_response_headers;
     if (l->max_concurrent_streams)
         cfg->max_streams = l->max_concurrent_streams;
+    if (l->pressure_percent)
+        cfg->pressure_percent = l->pressure_percent;
+    if (l->pressure_header_percent)
+        cfg->pressure_header_percent = l->pressure_header_percent;
+    if (l->request_buffering_budget_set)
+        cfg->reqbuf_budget = l->request_buffering_budget;
     if (c->access_log)
         cfg->access_log = c->access_log;
 }

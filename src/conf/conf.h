@@ -60,6 +60,10 @@ struct conf_limits {
     unsigned max_concurrent_streams;   /* HTTP/2, per client connection */
     uint64_t max_body_size;   /* 0 = unlimited, when set */
     bool max_body_size_set;
+    unsigned pressure_percent;         /* under pressure from this share of max_connections */
+    unsigned pressure_header_percent;  /* ... the header timeout shortened to this share */
+    uint64_t request_buffering_budget; /* bodies buffered at once per worker, bytes */
+    bool request_buffering_budget_set;
 };
 
 /* A server item of a pool: an address, a host name resolved while the
@@ -165,6 +169,7 @@ struct conf_route {
     bool deadline_header;            /* propagate the time left (default true) */
     struct conf_grpc grpc;           /* what its gRPC calls' grpc-timeout does */
     bool server_timing;              /* add Server-Timing to responses (default false) */
+    uint64_t request_buffering;      /* bodies up to this read whole before dispatch; 0 off */
     int line;
 };
 

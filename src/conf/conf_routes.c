@@ -186,7 +186,7 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
 {
     static const char *const keys[] = {"host", "path", "pool", "timeouts", "retry", "hedge",
                                        "budget", "deadline_header", "grpc", "min_budget",
-                                       "server_timing", NULL};
+                                       "server_timing", "request_buffering", NULL};
     yaml_node_t *v[MAX_KEYS];
     char path[PATHLEN], key[PATHLEN];
     conf_joini(path, "routes", idx);
@@ -258,6 +258,14 @@ static void parse_route(struct conf_ctx *x, yaml_node_t *n, unsigned idx, struct
     conf_join(key, path, "server_timing");
     if (v[10])
         conf_get_bool(x, v[10], key, &r->server_timing);
+    conf_join(key, path, "request_buffering");
+    if (v[11] && v[11]->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)v[11]->data.scalar.value, "off") == 0)
+        r->request_buffering = 0;
+    else if (v[11])
+        /* (the body and the head share one buffer, sized by a uint32_t) */
+        conf_get_size(x, v[11], key, 1, 1ull << 30, "a size from 1 byte to 1g, or off",
+                      &r->request_buffering);
 }
 
 void conf_parse_routes(struct conf_ctx *x, yaml_node_t *n)

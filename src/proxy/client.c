@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "dns.h"
+#include "evict.h"
 #include "exchange.h"
 #include "fwd.h"
 #include "grpc.h"
@@ -120,6 +121,7 @@ void client_close(struct client *c)
         h2_conn_close(c);
     exchange_drop_attempts(c);
     client_session_detach(c);
+    evict_forget(c);
     loop_timer_stop(px_loop, &c->timer);
     conn_close(&c->conn, px_loop);   /* no close_notify: a clean end sends it before */
     buf_release(&c->in);

@@ -23,6 +23,7 @@
 #include "client.h"
 #include "cfg.h"
 #include "dns.h"
+#include "evict.h"
 #include "forward.h"
 #include "fwd.h"
 #include "health.h"
@@ -35,6 +36,7 @@
 #include "h2up.h"
 #include "pool.h"
 #include "relay.h"
+#include "reqbuf.h"
 #include "route.h"
 #include "stats.h"
 #include "tls.h"
@@ -226,6 +228,8 @@ static uint64_t fold_deadlines(struct client *c)
         return 0;
     }
     x->clk.first = c->t_first;
+    if (c->state == CS_HEAD)
+        x->lim.ms[TMO_HEADER] = evict_header_ms();   /* (shortened under pressure) */
     return tmo_fold((enum tmo_phase)phase[c->state], conditions(c), &x->lim, &x->clk,
                     px_loop->now, &c->s->tmo);
 }
@@ -236,9 +240,9 @@ static uint64_t fold_deadlines(struct client *c)
 void exchange_arm(struct client *c)
 {
     uint64_t next;
+    evict_track(c);   /* (its class may have changed with this event) */
     if (!c->s) {   /* IDLE: one deadline */
-        next = c->t_first +
-               ns_of(px_cfg->ms[(c->cflags & CF_HANDSHAKE) ? TMO_HANDSHAKE : TMO_IDLE]);
+        next = evict_idle_deadline(c);
     } else {
         next = fold_deadlines(c);
     }
@@ -347,11 +351,11 @@ void exchange_on_timer(struct timer *t)
     struct client *c = container_of(t, struct client, timer);
 
     if (!c->s) {   /* IDLE */
+        if (px_loop->now < evict_idle_deadline(c)) {
+            exchange_arm(c);
+            return;
+        }
         if (c->cflags & CF_HANDSHAKE) {
-            if (px_loop->now < c->t_first + ns_of(px_cfg->ms[TMO_HANDSHAKE])) {
-                exchange_arm(c);
-                return;
-            }
             struct peer_text pt;
             log_error("info", "client TLS handshake timeout after %llu ms (client %s)",
                       (unsigned long long)px_cfg->ms[TMO_HANDSHAKE], access_peer(c, &pt));
@@ -359,12 +363,12 @@ void exchange_on_timer(struct timer *t)
             client_close(c);
             return;
         }
-        if (px_loop->now >= c->t_first + ns_of(px_cfg->ms[TMO_IDLE])) {
-            tls_close_notify(c->conn.ssl);   /* a clean end between requests */
-            client_close(c);
-        } else {
-            exchange_arm(c);
+        if (px_draining) {
+            evict_shut_idle(c);   /* (a drain: no reset for a request racing it) */
+            return;
         }
+        tls_close_notify(c->conn.ssl);   /* a clean end between requests */
+        client_close(c);
         return;
     }
     enum tmo_kind k = tmo_expired(&c->s->tmo, px_loop->now);
@@ -379,10 +383,10 @@ void exchange_on_timer(struct timer *t)
     case CS_HEAD: {
         char detail[96];
         struct peer_text pt;
-        snprintf(detail, sizeof detail, "header_timeout after %llu ms",
-                 (unsigned long long)px_cfg->ms[TMO_HEADER]);
-        log_error("warn", "client header timeout after %llu ms (client %s)",
-                  (unsigned long long)px_cfg->ms[TMO_HEADER], access_peer(c, &pt));
+        unsigned long long hms = c->s->x.lim.ms[TMO_HEADER];   /* (under pressure: less) */
+        snprintf(detail, sizeof detail, "header_timeout after %llu ms", hms);
+        log_error("warn", "client header timeout after %llu ms (client %s)", hms,
+                  access_peer(c, &pt));
         client_error(c, 408, "header_timeout", detail);
         break;
     }
@@ -717,6 +721,8 @@ int exchange_step(struct client *c)
     struct exch *x = &c->s->x;
     int progress = 0, r;
 
+    if (x->flags & X_BUFFERING)
+        return reqbuf_step(c);
     switch (attempt_connect_step(c)) {
     case AT_FAILED:
         return exchange_on_fault(c);

@@ -16,6 +16,7 @@
 #include "access.h"
 #include "buf.h"
 #include "client.h"
+#include "evict.h"
 #include "exchange.h"
 #include "h2msg.h"
 #include "log.h"
@@ -493,9 +494,9 @@ static void on_conn_timer(struct timer *t)
     struct client *c = h->c;
     uint64_t now = px_loop->now;
     struct peer_text pt;
-    if (h->hdr_since && now >= h->hdr_since + ns_of(px_cfg->ms[TMO_HEADER])) {
+    if (h->hdr_since && now >= h->hdr_since + ns_of(evict_header_ms())) {
         log_error("warn", "HTTP/2 client %s: header timeout after %llu ms within a header block",
-                  access_peer(c, &pt), (unsigned long long)px_cfg->ms[TMO_HEADER]);
+                  access_peer(c, &pt), (unsigned long long)evict_header_ms());
         client_close(c);
         return;
     }
@@ -517,8 +518,9 @@ static void arm(struct h2c *h)
 {
     struct client *c = h->c;
     uint64_t next = 0;
+    evict_track(c);   /* (idle: no stream open) */
     if (h->hdr_since)
-        next = h->hdr_since + ns_of(px_cfg->ms[TMO_HEADER]);
+        next = h->hdr_since + ns_of(evict_header_ms());
     if (h->oend > h->ostart && !(c->conn.io.ready & LOOP_WRITE)) {
         uint64_t t = h->send_mark + ns_of(px_cfg->ms[TMO_SEND]);
         next = !next || t < next ? t : next;
@@ -747,6 +749,22 @@ void h2_conn_close(struct client *c)
         return;
     }
     free(h);
+}
+
+bool h2_quiet(const struct client *c)
+{
+    const struct h2c *h = c->h2;
+    return h && !h->nstreams && !h->hdr_since;
+}
+
+void h2_evict(struct client *c)
+{
+    struct h2c *h = c->h2;
+    if (h) {
+        goaway(h, NGHTTP2_NO_ERROR, NULL);
+        (void)flush(h);   /* (best effort: the slot is needed now) */
+    }
+    client_close(c);
 }
 
 void h2_drain(struct client *c)

@@ -43,6 +43,14 @@ int h2_conn_step(struct client *c);
  * exchanges end with client_abort). Called by client_close. */
 void h2_conn_close(struct client *c);
 
+/* Whether an HTTP/2 connection is idle: no stream open, no header block
+ * begun (evict.h). */
+bool h2_quiet(const struct client *c);
+
+/* At max_connections (evict.h): an idle HTTP/2 connection ends now: GOAWAY
+ * (NO_ERROR), as much of it as the socket takes at once, then the close. */
+void h2_evict(struct client *c);
+
 /* Drain (SIGTERM): GOAWAY; open streams finish, then the connection closes. */
 void h2_drain(struct client *c);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "evict.h"
 #include "log.h"
 #include "net.h"
 #include "tls.h"
@@ -34,12 +35,24 @@ static void on_accept(struct loop_io *io, uint32_t events);
 static void on_accept_retry(struct timer *t);
 static struct tls_server *listener_tls(unsigned i);
 
+/* At max_connections a waiting connection is accepted in place of an
+ * evicted one (evict.h), but at most this many per pass: the new ones read
+ * their first request in the events that follow before more come in,
+ * which evicting them in turn (the oldest heads first) would prevent. */
+static unsigned evict_batch(void)
+{
+    unsigned n = px_cfg->max_connections / 4;
+    return n < 1 ? 1 : n > 64 ? 64 : n;
+}
+
 void listener_accept_all(void)
 {
+    unsigned evictions = 0;
     for (unsigned i = 0; i < nlisteners; i++) {
         struct listener *ls = &listeners[i];
         while (ls->io.ready & LOOP_READ) {
-            if (px_nclients >= px_cfg->max_connections) {
+            bool full = px_nclients >= px_cfg->max_connections;
+            if (full && (evictions >= evict_batch() || !evict_possible())) {
                 accept_paused = true;   /* they wait in the listen queue */
                 return;
             }
@@ -47,6 +60,11 @@ void listener_accept_all(void)
             socklen_t len;
             int fd = net_accept(ls->io.fd, &peer, &len);
             if (fd >= 0) {
+                /* a connection was waiting: one evicted makes its room (if
+                 * the one in line had just started a request, evict_one
+                 * finds none and this one is over the limit, once) */
+                if (full && evict_one())
+                    evictions++;
                 client_new(fd, &peer,
                            (ls->trust_deadline ? CF_TRUSTED : 0) | (ls->forward ? CF_FORWARD : 0) |
                                (ls->underscores ? CF_UNDERSCORES : 0) |

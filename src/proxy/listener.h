@@ -1,8 +1,11 @@
 /* listener.h -- listening sockets: accepting within the connection limit,
  * TLS certificates per listener.
  *
- * Accepting stops at max_connections (the rest wait in the listen queue)
- * and resumes between events when a slot frees (listener_resume). */
+ * At max_connections a connection waiting to be accepted takes the place
+ * of an evicted one: idle, else an incomplete head (evict.h). When none
+ * can be evicted, accepting stops (the rest wait in the listen queue) and
+ * resumes between events when a slot frees or becomes evictable
+ * (listener_resume). */
 #ifndef HG_LISTENER_H
 #define HG_LISTENER_H
 

@@ -81,6 +81,7 @@ enum cstate { CS_IDLE, CS_HEAD, CS_EXCH, CS_CLOSING, CS_TUNNEL, CS_H2, CS_CLOSED
 #define X_HEDGED      0x400000u  /* a hedged attempt was sent (or could not be) */
 #define X_HEAD_QUEUED 0x800000u  /* uin holds a head read by the hedge: parse it */
 #define X_WAIT_SLOT  0x1000000u  /* waiting for a free connection of its pool */
+#define X_BUFFERING 0x2000000u  /* reading the body whole before dispatch (reqbuf.h) */
 #define X_RESOLVING 0x20000000u  /* ... its name is being resolved (TMO_DNS) */
 
 /* Tunnel flags (exch.tflags): which end has finished its direction. */
@@ -264,12 +265,14 @@ struct client {
     struct timer timer;
     struct loop_defer defer;
     struct client *next, *prev;
+    struct client *ev_next, *ev_prev;  /* in its eviction list (evict.h), oldest first */
     struct buf in;     /* bytes from the client; the request head stays at in.start */
     struct session *s; /* NULL exactly when IDLE (or CLOSED) */
     uint64_t t_first;  /* IDLE: idle since; HEAD: first byte; CLOSING: linger start */
     uint8_t state;
     uint8_t minor;     /* the client's HTTP minor version */
     uint16_t cflags;   /* CF_* */
+    uint8_t ev_class;  /* its eviction list: EV_* (evict.h) */
     struct h2c *h2;    /* CS_H2: the HTTP/2 session (h2.c) */
     union {            /* the peer's address, formatted only when needed */
         struct sockaddr sa;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "net.h"
 #include "observe.h"
+#include "reqbuf.h"
 #include "stats.h"
 
 /* Why the head cannot be served, or NULL; *status is its 4xx/5xx. Framing
@@ -296,5 +297,7 @@ int request_start(struct client *c, int head_len)
         return exchange_on_fault(c);
     if (x->req & R_FORWARD)
         return forward_resolve(c);
+    if (reqbuf_begin(c, &info))
+        return 1;   /* the body first (reqbuf_step), then the dispatch */
     return exchange_dispatch(c, true);
 }

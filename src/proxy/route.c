@@ -71,6 +71,7 @@ int route_init(const struct cfg *cfg)
         r->no_deadline_header = !cr->deadline_header;
         r->grpc = cr->grpc;
         r->server_timing = cr->server_timing;
+        r->reqbuf_max = cr->request_buffering;
         r->min_budget_ms = cr->min_budget_ms;
         r->hedge_permille = cr->hedge_permille;
         r->hedge_min_ms = cr->hedge_min_ms;

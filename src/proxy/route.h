@@ -44,6 +44,8 @@ struct route {
     struct qest *latency;             /* first-byte latency of its attempts */
     struct qbudget *hedge_budget;
     bool server_timing;               /* responses get a Server-Timing field */
+    uint64_t reqbuf_max;              /* request_buffering: bodies up to this are read
+                                         whole before dispatch (reqbuf.h); 0: off */
 };
 
 /* Builds the route table from cfg (and cfg->conf when a file was read). The
