@@ -37,17 +37,6 @@ static void on_signal(int sig)
         loop.sig_term++;
 }
 
-/* Each connection costs a descriptor (two while proxied): raise the soft
- * limit to the hard one so that --max-connections is what limits. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static void announce(const struct cfg *cfg)
 {
     char ups[256] = "";
@@ -149,7 +138,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     log_set_level(cfg.log_level);
-    raise_fd_limit();
+    master_fd_limit(&cfg, true);   /* (a single process too) */
     if (cfg.single_process) {
         rc = serve(&cfg, NULL, -1);
     } else {
