@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "master.h"
 #include "worker.h"
+#include "tkey.h"
 #include "tls.h"
 
 static struct loop loop;
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     log_set_level(cfg.log_level);
     master_fd_limit(&cfg, true);   /* (a single process too) */
+    tkey_configure(cfg.ticket_rotation_ms, cfg.ticket_lifetime_ms);   /* before the forks */
     if (cfg.single_process) {
         rc = serve(&cfg, NULL, -1);
     } else {

@@ -23,6 +23,7 @@
 #include "net.h"
 #include "poolshm.h"
 #include "stats.h"
+#include "tkey.h"
 
 #define MAX_WORKERS   (3 * CLI_MAX_WORKERS)   /* serving, starting, retiring */
 #define MAX_SOCKETS   (2 * CLI_MAX_LISTEN)    /* a reload may change every address */
@@ -462,6 +463,7 @@ static void reload(void)
         return;
     }
     master_fd_limit(c, false);
+    tkey_configure(c->ticket_rotation_ms, c->ticket_lifetime_ms);   /* before the forks */
     next = (struct gen){.id = ++last_gen, .cfg = c, .nworkers = workers_wanted(c)};
     if (gen_open_sockets(&next) < 0) {
         reload_abort("a listener could not be opened (above)");
@@ -622,6 +624,12 @@ static void poll_once(void)
             wake = cur.respawn_at[i];
     if (next.id && next.started_ms + READY_MS < wake)
         wake = next.started_ms + READY_MS;
+    bool rotated;   /* the ticket key ring is the master's to write (tkey.h) */
+    uint64_t tk = tkey_rotate(&rotated);
+    if (rotated)
+        log_error("debug", "TLS session ticket key rotated; %u keys kept", tkey_count());
+    if (t + tk < wake)
+        wake = t + tk;
     int timeout = wake == UINT64_MAX ? -1 : wake <= t ? 0 : (int)(wake - t);
     if (poll(pf, (nfds_t)n, timeout) < 0 && errno != EINTR)
         return;
