@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "master.h"
 #include "worker.h"
+#include "tkey.h"
 #include "tls.h"
 
 static struct loop loop;
@@ -35,17 +36,6 @@ static void on_signal(int sig)
         loop.sig_hup = 1;
     else
         loop.sig_term++;
-}
-
-/* Each connection costs a descriptor (two while proxied): raise the soft
- * limit to the hard one so that --max-connections is what limits. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
 }
 
 static void announce(const struct cfg *cfg)
@@ -149,7 +139,8 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     log_set_level(cfg.log_level);
-    raise_fd_limit();
+    master_fd_limit(&cfg, true);   /* (a single process too) */
+    tkey_configure(cfg.ticket_rotation_ms, cfg.ticket_lifetime_ms);   /* before the forks */
     if (cfg.single_process) {
         rc = serve(&cfg, NULL, -1);
     } else {

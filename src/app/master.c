@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "net.h"
 #include "poolshm.h"
 #include "stats.h"
+#include "tkey.h"
 
 #define MAX_WORKERS   (3 * CLI_MAX_WORKERS)   /* serving, starting, retiring */
 #define MAX_SOCKETS   (2 * CLI_MAX_LISTEN)    /* a reload may change every address */
@@ -400,6 +402,38 @@ static void reload_commit(void)
     notify("READY=1");
 }
 
+void master_fd_limit(const struct cfg *c, bool raise)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (raise && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t clients = c->max_connections, upstream = clients;
+    if (c->conf && c->conf->npools) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < c->conf->npools && sum != UINT64_MAX; i++)
+            sum = c->conf->pools[i].max_connections ? sum + c->conf->pools[i].max_connections
+                                                    : UINT64_MAX;
+        if (sum < upstream)
+            upstream = sum;
+    }
+    uint64_t need = clients + upstream + c->nlisten + (c->has_admin ? 1 : 0) + 32;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_error("warn", "the open file limit is %llu descriptors (hard limit %llu), below the "
+                          "%llu that max_connections %llu may need with its upstream connections "
+                          "(%llu clients, %llu upstream, %u listeners and 32 spare): past it, "
+                          "requests get 503 proxy_overloaded and new connections wait; raise the "
+                          "hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_connections",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                  (unsigned long long)need, (unsigned long long)clients,
+                  (unsigned long long)clients, (unsigned long long)upstream,
+                  c->nlisten + (c->has_admin ? 1 : 0));
+}
+
 static void reload(void)
 {
     if (next.id) {
@@ -428,6 +462,8 @@ static void reload(void)
         reload_abort("--single-process is set");
         return;
     }
+    master_fd_limit(c, false);
+    tkey_configure(c->ticket_rotation_ms, c->ticket_lifetime_ms);   /* before the forks */
     next = (struct gen){.id = ++last_gen, .cfg = c, .nworkers = workers_wanted(c)};
     if (gen_open_sockets(&next) < 0) {
         reload_abort("a listener could not be opened (above)");
@@ -588,6 +624,12 @@ static void poll_once(void)
             wake = cur.respawn_at[i];
     if (next.id && next.started_ms + READY_MS < wake)
         wake = next.started_ms + READY_MS;
+    bool rotated;   /* the ticket key ring is the master's to write (tkey.h) */
+    uint64_t tk = tkey_rotate(&rotated);
+    if (rotated)
+        log_error("debug", "TLS session ticket key rotated; %u keys kept", tkey_count());
+    if (t + tk < wake)
+        wake = t + tk;
     int timeout = wake == UINT64_MAX ? -1 : wake <= t ? 0 : (int)(wake - t);
     if (poll(pf, (nfds_t)n, timeout) < 0 && errno != EINTR)
         return;

@@ -35,6 +35,18 @@
  * told to stop, and returns the exit status. */
 typedef int master_serve_fn(struct cfg *cfg, const struct worker_fds *fds, int ready_fd);
 
+/* The open file limit against what the configuration may need: with
+ * raise, the soft limit goes up to the hard one first (at start; a reload
+ * only checks). Each client connection costs a descriptor and one more
+ * while it is proxied: the need counted is max_connections for the clients
+ * plus as many upstream connections (fewer when every pool of the file has
+ * a max_connections and they sum to less), plus the listeners and a spare
+ * of 32 (logs, epoll, signal and splice pipes, DNS, health checks). When
+ * the limit is below it, a warning names both numbers: past the limit
+ * requests are answered 503 proxy_overloaded and accepts wait. Each worker
+ * is a process of its own, so the count is per worker, as the limits. */
+void master_fd_limit(const struct cfg *c, bool raise);
+
 /* Runs the master until its workers have exited after SIGTERM/SIGINT.
  * cfg is the parsed command line (argv is parsed again on each reload).
  * Returns the exit status: 0, or 1 when the first generation could not

@@ -23,6 +23,7 @@
 #include "h2up.h"
 #include "health.h"
 #include "poolshm.h"
+#include "tkey.h"
 #include "listener.h"
 #include "log.h"
 #include "observe.h"
@@ -38,6 +39,7 @@
 
 static struct timer trim_timer;      /* gives back buffers a burst left spare */
 static struct timer drain_timer;     /* SIGTERM: the end of the drain */
+static struct timer ticket_timer;    /* --single-process: the ticket keys' rotation */
 static uint64_t trim_tick_at;
 
 /* The gauges of this process into its stats slot, for the /metrics of
@@ -190,6 +192,16 @@ static void drain_begin(void)
     loop_timer_at(px_loop, &drain_timer, px_loop->now + ns_of(px_cfg->drain_ms));
 }
 
+/* Without a master this process writes the ticket key ring (tkey.h). */
+static void on_ticket_timer(struct timer *t)
+{
+    bool rotated;
+    uint64_t next = tkey_rotate(&rotated);
+    if (rotated)
+        log_error("debug", "TLS session ticket key rotated; %u keys kept", tkey_count());
+    loop_timer_at(px_loop, t, px_loop->now + next * MS);
+}
+
 static void on_iteration_end(struct loop *l)
 {
     if (l->sig_usr1) {
@@ -263,6 +275,9 @@ int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fd
     timer_init(&trim_timer, on_trim);
     timer_init(&drain_timer, on_drain_over);
     evict_init();
+    timer_init(&ticket_timer, on_ticket_timer);
+    if (!fds)
+        on_ticket_timer(&ticket_timer);
     l->on_iteration_end = on_iteration_end;
     return listener_open_all(l, c, fds ? fds->listen : NULL);
 }
@@ -279,6 +294,7 @@ void worker_shutdown(void)
     loop_timer_stop(px_loop, &trim_timer);
     loop_timer_stop(px_loop, &drain_timer);
     evict_shutdown();
+    loop_timer_stop(px_loop, &ticket_timer);
     /* run the deferred releases, then free the recycled structs */
     while (px_loop->defer) {
         struct loop_defer *d = px_loop->defer;

@@ -321,6 +321,18 @@ static int level_of(const char *level)
     }
 }
 
+bool log_every(struct log_every *e, uint64_t now, uint64_t interval, unsigned long *held)
+{
+    if (e->next && now < e->next) {
+        e->held++;
+        return false;
+    }
+    *held = e->held;
+    e->held = 0;
+    e->next = now + interval;
+    return true;
+}
+
 void log_error(const char *level, const char *fmt, ...)
 {
     if (level_of(level) < min_level)

@@ -80,6 +80,18 @@ void log_set_level(int level);
  * building a costly message. */
 bool log_enabled(int level);
 
+/* At most one sentence per interval for an event that can recur thousands
+ * of times a second (the accept loop out of descriptors, requests refused
+ * for it): log_every says whether to write it now and, when it does, how
+ * many were held back since the last one written (*held), for the sentence
+ * to say. The caller keeps the struct; all zero writes the first at once.
+ * now and interval in one unit of a monotonic clock. */
+struct log_every {
+    uint64_t next;
+    unsigned long held;
+};
+bool log_every(struct log_every *e, uint64_t now, uint64_t interval, unsigned long *held);
+
 /* "2026-11-22T00:10:00.123Z hourglass[42]: warn: <message>\n" on stderr. */
 void log_error(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -2,6 +2,8 @@
 #ifndef HG_NET_H
 #define HG_NET_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -15,6 +17,16 @@ int net_listen_reuseport(const struct sockaddr *sa, socklen_t len, int backlog);
 /* Starts a non-blocking connect. Returns the fd (connected or in progress:
  * wait for writability, then net_socket_error) or -errno. */
 int net_connect(const struct sockaddr *sa, socklen_t len);
+
+/* Whether a negative errno from opening a socket (socket, accept, connect)
+ * is this host running out of something of its own (descriptors of the
+ * process or the system, socket buffers, memory, local ports): the
+ * proxy's overload, no fault of the peer. */
+static inline bool net_local_exhausted(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+           err == -EADDRNOTAVAIL;
+}
 
 /* The pending error of a socket (SO_ERROR), 0 when none. */
 int net_socket_error(int fd);

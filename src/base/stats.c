@@ -62,7 +62,8 @@ static const char *const reasons[] = {
     "upstream_closed", "upstream_error", "bad_upstream_response", "client_abort", "bad_request",
     "body_too_large", "no_route", "no_healthy_upstream", "pool_full", "dns_timeout",
     "tunnel_idle_timeout", "tunnel_max_timeout", "dns_failed", "forbidden",
-    "proxy_auth_required", "upstream_tls_error", "upstream_head_too_large", "other",
+    "proxy_auth_required", "upstream_tls_error", "upstream_head_too_large", "proxy_overloaded",
+    "other",
 };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
@@ -150,6 +151,7 @@ void stats_queue_wait(int pi, uint64_t ns)
  * STATS_SHED_REASONS). */
 const char *const stats_shed_reasons[STATS_SHED_REASONS] = {
     "queue_timeout", "deadline_unmeetable", "pool_full", "retry_budget", "retry_skipped",
+    "proxy_overloaded",
 };
 
 bool stats_shed(const char *reason)

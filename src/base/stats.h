@@ -54,7 +54,7 @@ struct stats_server {
 
 /* Requests shed: answered by hourglass itself, without an upstream
  * response, because of admission (stats_shed_reasons). */
-#define STATS_SHED_REASONS 5
+#define STATS_SHED_REASONS 6
 extern const char *const stats_shed_reasons[STATS_SHED_REASONS];
 
 /* What became of hedged attempts. */

@@ -15,13 +15,9 @@
 #include <openssl/x509v3.h>
 
 #include "loop.h"
+#include "tkey.h"
 
-/* Session ticket keys (name, HMAC and AES keys): made once in the process
- * that forks the workers, so all of them, and those of later generations,
- * read each other's tickets. */
-static unsigned char ticket_keys[80];
 static char last_error[160] = "TLS error";   /* of the last EPROTO from tls_read */
-static bool ticket_keys_set;
 
 /* TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 keeps OpenSSL's
  * defaults, which are all of that kind). */
@@ -54,12 +50,7 @@ int tls_global_init(void)
 {
     if (!OPENSSL_init_ssl(0, NULL))
         return -1;
-    if (!ticket_keys_set) {
-        if (RAND_bytes(ticket_keys, sizeof ticket_keys) != 1)
-            return -1;
-        ticket_keys_set = true;
-    }
-    return 0;
+    return tkey_init();   /* the session ticket keys (tkey.h) */
 }
 
 const char *tls_error_text(char *buf, size_t len)
@@ -270,8 +261,12 @@ static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"hourglass", 9);
-    if (ticket_keys_set && SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof ticket_keys) != 1)
-        goto out_openssl;
+    long lifetime = tkey_lifetime_s();
+    if (lifetime) {   /* (0: no key ring, as in unit tests: OpenSSL's own keys) */
+        SSL_CTX_set_timeout(ctx, lifetime);   /* sessions and tickets alike */
+        if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tkey_ticket_cb) != 1)
+            goto out_openssl;
+    }
     return ctx;
 
 out_openssl:

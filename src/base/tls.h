@@ -61,9 +61,9 @@ struct tls_client_conf {
 struct tls_server;   /* SSL_CTX per certificate, SNI choice, ALPN, tickets */
 struct tls_client;   /* SSL_CTX of one pool */
 
-/* Once per process tree, before any fork: OpenSSL's setup and the session
- * ticket key, which forked workers inherit, so that a ticket issued by one
- * worker resumes on another, and across reloads. 0 or -1. */
+/* Once per process tree, before any fork: OpenSSL's setup and the ring of
+ * session ticket keys (tkey.h), which forked workers share, so that a ticket
+ * issued by one worker resumes on another, and across reloads. 0 or -1. */
 int tls_global_init(void);
 
 /* Loads the certificates; NULL with a message in err ("cannot load

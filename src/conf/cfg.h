@@ -72,6 +72,9 @@ struct cfg {
     uint32_t max_response_header_size;   /* whole head, status line included */
     uint32_t max_response_headers;       /* number of fields */
     unsigned max_streams;        /* HTTP/2 streams open at once per client connection */
+    /* TLS listeners' session tickets (`tls:`): a new key every rotation_ms,
+     * a ticket valid lifetime_ms (its key kept that long after its last use) */
+    uint64_t ticket_rotation_ms, ticket_lifetime_ms;
     bool underscores;            /* --underscores-in-headers: on every listener */
     bool no_http2;               /* --no-http2: HTTP/2 on no listener */
     /* operations */

@@ -37,6 +37,8 @@ void cli_defaults(struct cfg *cfg)
     cfg->max_response_header_size = 65536;
     cfg->max_response_headers = 256;
     cfg->max_streams = 100;
+    cfg->ticket_rotation_ms = 3600000;   /* 1 h */
+    cfg->ticket_lifetime_ms = 3600000;   /* 1 h (OpenSSL's default: 2 h) */
     cfg->max_body = 0;
     cfg->log_level = 1;   /* info */
     cfg->drain_ms = 10000;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tkey.h"
+
 #define MAX_FILE (16u << 20)
 
 /* The keys under `timeouts:` and their kinds: the one table between the
@@ -126,17 +128,53 @@ static void parse_limits(struct conf_ctx *x, yaml_node_t *n)
     }
 }
 
+/* `tls:` what all TLS listeners share: their session tickets' keys. The key
+ * ring keeps TKEY_SLOTS keys (base/tkey.h), the current one and those still
+ * decrypting tickets: a lifetime over (TKEY_SLOTS - 2) rotations would need
+ * more (one slot spare for a rotation that comes late). */
+static void parse_tls(struct conf_ctx *x, yaml_node_t *n)
+{
+    static const char *const keys[] = {"ticket_rotation", "ticket_lifetime", NULL};
+    yaml_node_t *v[MAX_KEYS];
+    if (!conf_fields(x, n, "tls", "a mapping (ticket_rotation, ticket_lifetime)", keys, v))
+        return;
+    uint64_t ms;
+    static const uint64_t day = 86400000;
+    if (v[0] && conf_get_dur(x, v[0], "tls.ticket_rotation", &ms)) {
+        if (ms < 1000 || ms > day)
+            conf_err(x, v[0], "tls.ticket_rotation", "expected a duration from 1s to 24h");
+        else
+            x->c->ticket_rotation_ms = ms;
+    }
+    if (v[1] && conf_get_dur(x, v[1], "tls.ticket_lifetime", &ms)) {
+        if (ms < 1000 || ms > 7 * day)
+            conf_err(x, v[1], "tls.ticket_lifetime", "expected a duration from 1s to 168h");
+        else
+            x->c->ticket_lifetime_ms = ms;
+    }
+    uint64_t rot = x->c->ticket_rotation_ms ? x->c->ticket_rotation_ms : 3600000;
+    uint64_t life = x->c->ticket_lifetime_ms ? x->c->ticket_lifetime_ms : 3600000;
+    if (life > rot * (TKEY_SLOTS - 2))
+        conf_err(x, v[1] ? v[1] : v[0], v[1] ? "tls.ticket_lifetime" : "tls.ticket_rotation",
+                 "a ticket lifetime of %llu ms needs more than %d keys kept at a rotation "
+                 "every %llu ms: at most %d rotations per lifetime",
+                 (unsigned long long)life, TKEY_SLOTS, (unsigned long long)rot,
+                 TKEY_SLOTS - 2);
+}
+
 static void parse_top(struct conf_ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {"listen", "timeouts", "limits", "access_log", "pools",
                                        "routes", "workers", "deadline_header", "forward",
-                                       "resolver", NULL};
+                                       "resolver", "tls", NULL};
     yaml_node_t *v[MAX_KEYS];
     if (!conf_fields(x, root, "",
                      "a mapping of top-level keys (listen, timeouts, limits, access_log, pools, "
-                     "routes, workers, deadline_header, forward, resolver)",
+                     "routes, workers, deadline_header, forward, resolver, tls)",
                      keys, v))
         return;
+    if (v[10])
+        parse_tls(x, v[10]);
     if (v[0])
         conf_parse_listen(x, v[0]);
     if (v[1])
@@ -432,6 +470,10 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
         cfg->pressure_header_percent = l->pressure_header_percent;
     if (l->request_buffering_budget_set)
         cfg->reqbuf_budget = l->request_buffering_budget;
+    if (c->ticket_rotation_ms)
+        cfg->ticket_rotation_ms = c->ticket_rotation_ms;
+    if (c->ticket_lifetime_ms)
+        cfg->ticket_lifetime_ms = c->ticket_lifetime_ms;
     if (c->access_log)
         cfg->access_log = c->access_log;
 }

@@ -189,6 +189,8 @@ struct conf {
     char *deadline_header;           /* NULL = not set; "" = off */
     struct conf_timeouts timeouts;
     struct conf_limits limits;
+    uint64_t ticket_rotation_ms;     /* `tls.ticket_rotation`; 0 = not set */
+    uint64_t ticket_lifetime_ms;     /* `tls.ticket_lifetime`; 0 = not set */
     char *access_log;                /* NULL = not set; path, "-" or "off" */
     struct conf_pool *pools;         /* in file order */
     unsigned npools;

@@ -104,6 +104,7 @@ int grpc_status_of_reason(const char *reason, int http_status)
         {"upstream_tls_error", GRPC_UNAVAILABLE},  {"no_healthy_upstream", GRPC_UNAVAILABLE},
         {"pool_full", GRPC_UNAVAILABLE},           {"connect_timeout", GRPC_UNAVAILABLE},
         {"queue_timeout", GRPC_UNAVAILABLE},       /* shed: another replica may take it */
+        {"proxy_overloaded", GRPC_UNAVAILABLE},    /* likewise */
         {"deadline_unmeetable", GRPC_DEADLINE_EXCEEDED},
         {"bad_upstream_response", GRPC_INTERNAL},
         {"upstream_head_too_large", GRPC_INTERNAL}, {"bad_request", GRPC_INTERNAL},

@@ -49,6 +49,18 @@ static const char *access_method(const struct client *c, uint32_t *len)
     return c->s->x.method_len ? c->in.data + c->in.start : NULL;
 }
 
+/* The request bytes read from the client: the exchange's count once its
+ * head is parsed; before that (a header timeout, a client gone, a head
+ * refused) the partial head waiting in the client's window, which is
+ * nothing else while its state is CS_HEAD. */
+static uint64_t bytes_read(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    if (x->bytes_in || x->head_len)
+        return x->bytes_in ? x->bytes_in : x->head_len;
+    return c->state == CS_HEAD ? buf_len(&c->in) : 0;
+}
+
 void access_log(struct client *c, int status, const char *reason)
 {
     if (c->s->x.flags & X_LOGGED)
@@ -78,7 +90,7 @@ void access_log(struct client *c, int status, const char *reason)
         .client = access_peer(c, &pt),
         .status = status,
         .bytes = c->s->x.bytes_sent,
-        .bytes_in = c->s->x.bytes_in ? c->s->x.bytes_in : c->s->x.head_len,
+        .bytes_in = bytes_read(c),
         .upstream = px_dest_text(c->s, NULL),
         .attempts = c->s->x.attempts,
         .connect_ms = c->s->x.connect_ns >= 0 ? ms_of((uint64_t)c->s->x.connect_ns) : -1,

@@ -115,8 +115,8 @@ int attempt_connect(struct client *c, bool allow_pooled)
     struct pool_server *srv = px_att(c->s)->srv;
     px_att(c->s)->up = srv ? pool_connect(srv, c, attempt_on_upstream, &err)
                            : pool_connect_addr(px_dest_addr(c->s), c, attempt_on_upstream, &err);
-    if (!px_att(c->s)->up)
-        return px_fault(c, FAULT_CONNECT, err);
+    if (!px_att(c->s)->up)   /* out of descriptors...: ours, not the server's */
+        return px_fault(c, net_local_exhausted(err) ? FAULT_LOCAL : FAULT_CONNECT, err);
     x->clk.connect = px_loop->now;
     x->connect_ns = -1;
     return AT_MOVED;

@@ -493,7 +493,7 @@ static int head_step(struct client *c)
             struct peer_text pt;
             log_error("info", "client %s closed the connection within a request head",
                       access_peer(c, &pt));
-            access_log(c, 400, "client_abort");
+            access_log(c, 499, "client_abort");   /* as every client_abort (README) */
         }
         client_close(c);
         return -1;

@@ -566,6 +566,27 @@ static int io_failed(struct client *c, const struct fault *f)
     return exchange_fail(c, 502, reason, detail);
 }
 
+/* No socket for the attempt (descriptors, buffers, memory, local ports):
+ * the proxy is overloaded, the server was never asked. So it is not
+ * reported to the pool (passive health would eject a healthy server), not
+ * retried (another server needs a socket as much), and answered 503
+ * proxy_overloaded, which a client may retry elsewhere. One sentence per
+ * second at most: under that load it recurs for every request. */
+static int local_failed(struct client *c, int err)
+{
+    static struct log_every warn;
+    unsigned long held;
+    char what[320];
+    if (log_every(&warn, px_loop->now, 1000 * MS, &held)) {
+        access_describe(c, what, sizeof what);
+        log_error("error", "no socket for upstream %s: %s; answering 503 proxy_overloaded "
+                           "(raise the open file limit, or lower max_connections) (%s) "
+                           "(%lu more since the last such message)",
+                  px_dest_text(c->s, "-"), strerror(-err), what, held);
+    }
+    return exchange_fail(c, 503, "proxy_overloaded", "proxy_overloaded");
+}
+
 int exchange_on_fault(struct client *c)
 {
     const struct fault *f = &c->s->fault;
@@ -581,6 +602,8 @@ int exchange_on_fault(struct client *c)
         log_error("warn", "no upstream in service in pool %s (%s)", c->s->x.route->pool->name,
                   what);
         return exchange_fail(c, 503, "no_healthy_upstream", "no_healthy_upstream");
+    case FAULT_LOCAL:
+        return local_failed(c, f->err);
     case FAULT_RESPONSE:
     case FAULT_HEAD_TOO_LARGE:
         access_describe(c, what, sizeof what);

@@ -95,7 +95,8 @@ void hedge_start(struct client *c)
     if (!h)
         h = pool_connect(srv, c, attempt_on_upstream, &err);
     if (!h) {
-        pool_report(srv, POOL_CONNECT_FAILED, 0, px_loop->now);
+        if (!net_local_exhausted(err))   /* out of descriptors...: not the server's fault */
+            pool_report(srv, POOL_CONNECT_FAILED, 0, px_loop->now);
         stats->hedge_results[STATS_HEDGE_SKIPPED]++;
         return;
     }

@@ -14,6 +14,7 @@
 #include "tls.h"
 
 #define ACCEPT_RETRY_NS (100 * MS)     /* after EMFILE */
+#define ACCEPT_WARN_NS (10000 * MS)    /* at most one sentence about it per 10 s */
 
 struct listener {
     struct loop_io io;
@@ -30,6 +31,7 @@ static struct listener listeners[CLI_MAX_LISTEN];
 static unsigned nlisteners;
 static bool accept_paused;           /* at max_connections: the rest wait */
 static struct timer accept_retry;    /* after EMFILE and the like */
+static struct log_every accept_warn;
 
 static void on_accept(struct loop_io *io, uint32_t events);
 static void on_accept_retry(struct timer *t);
@@ -74,10 +76,15 @@ void listener_accept_all(void)
             }
             if (fd == -EAGAIN) {
                 ls->io.ready &= ~LOOP_READ;
-            } else if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-                log_error("error", "accept on %s: %s; retrying in 100 ms (raise the open "
-                                   "file limit with ulimit -n, or lower --max-connections)",
-                          ls->addr->text, strerror(-fd));
+            } else if (net_local_exhausted(fd)) {
+                /* Every readable edge and every retry meets it again while
+                 * it lasts: one sentence per 10 s says so, with the count. */
+                unsigned long held;
+                if (log_every(&accept_warn, px_loop->now, ACCEPT_WARN_NS, &held))
+                    log_error("error", "accept on %s: %s; retrying every 100 ms (raise the open "
+                                       "file limit with ulimit -n, or lower --max-connections)"
+                                       " (%lu more since the last such message)",
+                              ls->addr->text, strerror(-fd), held);
                 loop_timer_at(px_loop, &accept_retry, px_loop->now + ACCEPT_RETRY_NS);
                 return;
             }

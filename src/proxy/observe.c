@@ -191,6 +191,7 @@ void obs_fault(struct client *c)
           : f->err == -ECONNRESET || f->err == -EPIPE      ? "upstream_reset"
                                                            : "upstream_error";
         break;
+    case FAULT_LOCAL: w = "proxy_overloaded"; break;
     case FAULT_RESPONSE: w = "bad_upstream_response"; break;
     case FAULT_HEAD_TOO_LARGE: w = "upstream_head_too_large"; break;
     case FAULT_STATUS: w = "status"; break;

@@ -229,6 +229,10 @@ enum fault_kind {
     FAULT_STATUS,          /* a final status the route retries (status) */
     FAULT_NO_SERVER,       /* no server of the pool in service */
     FAULT_GRPC_HTTP,       /* a gRPC call answered with an HTTP error and no grpc-status */
+    /* the proxy's own side */
+    FAULT_LOCAL,           /* err: no socket for the attempt (EMFILE, ENFILE, ENOBUFS,
+                              ENOMEM, EADDRNOTAVAIL: net_local_exhausted); the server
+                              was never asked */
     /* the client's side of the exchange */
     FAULT_CLIENT_GONE,     /* the client closed or reset its connection */
     FAULT_BODY_TOO_LARGE,  /* the request body is over --max-body-size */

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
+#include "net.h"
 #include "pool.h"
 #include "poolshm.h"
 
@@ -325,6 +326,17 @@ static void start_check(struct checker *c)
     }
     const struct cli_addr *a = c->srv->addr;
     int r = conn_connect(&c->conn, loop, (const struct sockaddr *)&a->ss, a->len, on_io);
+    if (r < 0 && net_local_exhausted(r)) {
+        /* no socket here (out of descriptors...): the server was not
+         * asked, so this check says nothing of it; the next one will */
+        static struct log_every warn;
+        unsigned long held;
+        if (log_every(&warn, loop->now, 10000 * MS, &held))
+            log_error("warn", "health check of %s in pool %s skipped: %s (%lu more since the "
+                              "last such message)", a->text, c->pool, strerror(-r), held);
+        loop_timer_at(loop, &c->timer, c->started + c->interval_ns);
+        return;
+    }
     if (r < 0) {
         fail_errno(c, "connect", -r);
         return;

@@ -304,6 +304,26 @@ def test_header_timeout(proxy_factory, upstream):
     assert line["connect_ms"] == "-", line
     assert line["first_byte_ms"] == "-", line
     assert int(line["bytes"]) == len(r.raw)
+    # the partial head was read: its bytes count (issue 21: it said 0)
+    assert int(line["bytes_in"]) == len(b"GET /half HTTP/1.1\r\nHost: exa"), line
+    assert up.conns == [], "no upstream connection for an incomplete head"
+
+
+def test_client_gone_within_head_logged_499(proxy_factory, upstream):
+    # A client that closes before its head is complete is a client_abort,
+    # logged 499 like every other one (README's reasons table), with the
+    # bytes it did send; no upstream is contacted.
+    up = upstream(silent_handler())
+    p = proxy_factory("--header-timeout", "5s", upstreams=[up])
+    c = p.client()
+    part = b"POST /gone HTTP/1.1\r\nHost: example\r\nContent-Le"
+    c.send(part)
+    time.sleep(0.1)
+    c.close()
+    (line,) = p.wait_log(1)
+    assert line["status"] == "499" and line["reason"] == "client_abort", line
+    assert int(line["bytes_in"]) == len(part), line
+    assert int(line["bytes"]) == 0, line
     assert up.conns == [], "no upstream connection for an incomplete head"
 
 

@@ -724,6 +724,7 @@ def test_session_resumption(hg, upstream, certs, version):
     assert get(c1, "/first").status == 200
     sess = c1.sock.session
     assert sess is not None
+    assert sess.ticket_lifetime_hint == 3600, sess.ticket_lifetime_hint   # tls.ticket_lifetime
     c1.close()
     c2 = tconn(p, certs, ctx, session=sess)
     assert c2.sock.session_reused, f"{c2.sock.version()} session not resumed"
@@ -1401,6 +1402,78 @@ def test_session_tickets_across_workers_and_reload(hg, upstream, certs, version)
     assert c.sock.session_reused, "a session from before the reload was not resumed"
     assert get(c, "/after").status == 200
     c.close()
+
+
+def _ticket(p, certs, ctx, target="/t"):
+    """A whole exchange on a new connection (TLS 1.3 tickets arrive after the
+    handshake); the session to resume later."""
+    c = tconn(p, certs, ctx)
+    assert get(c, target).status == 200
+    sess = c.sock.session
+    c.close()
+    assert sess is not None and sess.has_ticket, sess
+    return sess
+
+
+def _resumes(p, certs, ctx, sess):
+    c = tconn(p, certs, ctx, session=sess)
+    reused = c.sock.session_reused
+    assert get(c, "/again").status == 200
+    c.close()
+    return reused
+
+
+@pytest.mark.parametrize("version", [V12, V13], ids=["tls1.2", "tls1.3"])
+def test_ticket_key_rotation(hg, upstream, certs, version):
+    # Issue 21, item 5: a key a second, each kept 2 s after its last use.
+    # A ticket whose key has been rotated (retired, not yet dropped) still
+    # resumes; once its key has rotated out of the ring, the ticket is
+    # refused: a full handshake.
+    up = upstream(ok_handler(b"k"))
+    p = hg.start(up=up, top={"tls": {"ticket_rotation": "1s", "ticket_lifetime": "2s"}},
+                 flags=("--log-level", "debug"))
+    ctx = client_ctx(certs, min_v=version, max_v=version)
+    t0 = time.monotonic()
+    sess = _ticket(p, certs, ctx)
+    assert sess.ticket_lifetime_hint == 2, sess.ticket_lifetime_hint
+    p.wait_stderr(r"TLS session ticket key rotated", 2.0 * SLOW)   # its key is retired
+    assert time.monotonic() - t0 < 1.8, "too slow to test within the lifetime"
+    assert _resumes(p, certs, ctx, sess), "a ticket of the previous key was refused"
+    # past rotation + lifetime after it was issued, its key is gone
+    time.sleep(max(0.0, t0 + 3.3 - time.monotonic()))
+    assert not _resumes(p, certs, ctx, sess), "a ticket outlived its key"
+    # and new tickets go on working
+    assert _resumes(p, certs, ctx, _ticket(p, certs, ctx, "/new"))
+
+
+@pytest.mark.parametrize("version", [V12, V13], ids=["tls1.2", "tls1.3"])
+def test_ticket_refused_once_its_key_is_dropped(hg, upstream, certs, version):
+    # The key, not only the session's own timeout, ends a ticket: a ticket
+    # issued under a 20 s lifetime is refused once a reload has cut the
+    # lifetime to 1 s and its key, rotated every 2 s, has been dropped,
+    # although the session inside it would still be valid for 16 s more.
+    up = upstream(ok_handler(b"d"))
+    p = hg.start(up=up, top={"tls": {"ticket_rotation": "2s", "ticket_lifetime": "20s"}},
+                 workers=1)
+    hg.wait_workers(p, 1)
+    ctx = client_ctx(certs, min_v=version, max_v=version)
+    sess = _ticket(p, certs, ctx)
+    t0 = time.monotonic()
+    assert sess.ticket_lifetime_hint == 20, sess.ticket_lifetime_hint
+    assert _resumes(p, certs, ctx, sess)
+    d = dict(p.doc)
+    d["tls"] = {"ticket_rotation": "2s", "ticket_lifetime": "1s"}
+    hg.write(d, p.cfg)
+    os.kill(p.pid, signal.SIGHUP)
+    p.wait_stderr(r"reload: generation 2 serving", 5 * SLOW)
+    hg.wait_workers(p, 1, generation=2)
+    # its key: retired within 2 s of the ticket, dropped 1 s later
+    time.sleep(max(0.0, t0 + 3.5 - time.monotonic()))
+    assert time.monotonic() - t0 < 15, "too slow: the session itself would soon expire"
+    assert not _resumes(p, certs, ctx, sess), "a ticket outlived its key"
+    fresh = _ticket(p, certs, ctx, "/fresh")
+    assert fresh.ticket_lifetime_hint == 1, fresh.ticket_lifetime_hint
+    assert _resumes(p, certs, ctx, fresh)
 
 
 def test_single_process_sighup_reloads_certificates(hg, upstream, certs, tmp_path):

@@ -50,10 +50,27 @@ TEST(tries_bounded)
     CHECK(n < sizeof tiny);
 }
 
+/* log_every: the first at once, then one per interval with the count held. */
+TEST(every_interval)
+{
+    struct log_every e = {0};
+    unsigned long held = 99;
+    CHECK(log_every(&e, 1000, 100, &held));
+    CHECK_EQ_INT((int)held, 0);
+    for (int i = 0; i < 5; i++)
+        CHECK(!log_every(&e, 1000 + (uint64_t)i * 20, 100, &held));
+    CHECK(log_every(&e, 1100, 100, &held));
+    CHECK_EQ_INT((int)held, 5);
+    CHECK(!log_every(&e, 1199, 100, &held));
+    CHECK(log_every(&e, 5000, 100, &held));
+    CHECK_EQ_INT((int)held, 1);
+}
+
 int main(void)
 {
     RUN(tries_none);
     RUN(tries_list);
     RUN(tries_bounded);
+    RUN(every_interval);
     return unit_summary("test_log");
 }

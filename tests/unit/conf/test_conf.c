@@ -341,7 +341,7 @@ TEST(unknown_keys)
 {
     BAD("listen: [127.0.0.1:8080]\nlisten_on: x\n",
         "2:1: listen_on: unknown key (expected one of: listen, timeouts, limits, access_log, "
-        "pools, routes, workers, deadline_header, forward, resolver)");
+        "pools, routes, workers, deadline_header, forward, resolver, tls)");
     BAD("timeouts:\n  read: 1s\n  raed: 2s\n",
         "3:3: timeouts.raed: unknown key (expected one of: connect, write, read, total, header, "
         "body, send, idle, upstream_idle, dns, tunnel_idle, tunnel_max, handshake, queue)");
@@ -376,7 +376,7 @@ TEST(wrong_types)
         "2:17: routes[0].pool: expected the name of a pool, got a list");
     BAD("- listen\n",
         "1:1: expected a mapping of top-level keys (listen, timeouts, limits, access_log, "
-        "pools, routes, workers, deadline_header, forward, resolver), got a list");
+        "pools, routes, workers, deadline_header, forward, resolver, tls), got a list");
 }
 
 TEST(missing_pool)
@@ -595,6 +595,37 @@ TEST(limits)
     BAD("limits: {max_body_size: -1}\n",
         "1:25: limits.max_body_size: expected a size such as 0 (unlimited), 8192, 64k or "
         "10MiB, got \"-1\"");
+}
+
+/* tls.ticket_rotation and tls.ticket_lifetime: defaults 1h and 1h, bounds,
+ * and at most TKEY_SLOTS - 2 rotations per lifetime. */
+TEST(ticket_keys)
+{
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    CHECK_EQ_INT((int)cfg.ticket_rotation_ms, 3600000);
+    CHECK_EQ_INT((int)cfg.ticket_lifetime_ms, 3600000);
+    struct conf *c = GOOD("tls: {ticket_rotation: 10m, ticket_lifetime: 5m}\n");
+    if (c) {
+        conf_apply(c, &cfg);
+        CHECK_EQ_INT((int)cfg.ticket_rotation_ms, 600000);
+        CHECK_EQ_INT((int)cfg.ticket_lifetime_ms, 300000);
+    }
+    conf_free(c);
+    c = GOOD("tls: {ticket_rotation: 1s, ticket_lifetime: 14s}\n");
+    conf_free(c);
+    BAD("tls: {ticket_rotation: 500ms}\n",
+        "1:24: tls.ticket_rotation: expected a duration from 1s to 24h");
+    BAD("tls: {ticket_lifetime: 169h}\n",
+        "1:24: tls.ticket_lifetime: expected a duration from 1s to 168h");
+    BAD("tls: {ticket_rotation: 1s, ticket_lifetime: 15s}\n",
+        "1:45: tls.ticket_lifetime: a ticket lifetime of 15000 ms needs more than 16 keys kept "
+        "at a rotation every 1000 ms: at most 14 rotations per lifetime");
+    BAD("tls: {ticket_rotation: 1m}\n",
+        "1:24: tls.ticket_rotation: a ticket lifetime of 3600000 ms needs more than 16 keys "
+        "kept at a rotation every 60000 ms: at most 14 rotations per lifetime");
+    BAD("tls: {ticket_keys: x}\n",
+        "1:7: tls.ticket_keys: unknown key (expected one of: ticket_rotation, ticket_lifetime)");
 }
 
 /* limits.max_concurrent_streams: the file's, else the default (100). */
@@ -1230,6 +1261,7 @@ int main(void)
     RUN(forward_keys);
     RUN(http2_key);
     RUN(max_concurrent_streams);
+    RUN(ticket_keys);
     RUN(h2_pools_and_grpc_routes);
     RUN(slow_servers_keys);
     RUN(full_file_into_the_model);

@@ -113,6 +113,7 @@ TEST(status_mapping)
     CHECK_EQ_INT(grpc_status_of_reason("no_healthy_upstream", 503), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("pool_full", 503), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("queue_timeout", 503), GRPC_UNAVAILABLE);
+    CHECK_EQ_INT(grpc_status_of_reason("proxy_overloaded", 503), GRPC_UNAVAILABLE);
     CHECK_EQ_INT(grpc_status_of_reason("deadline_unmeetable", 504), GRPC_DEADLINE_EXCEEDED);
     CHECK_EQ_INT(grpc_status_of_reason("bad_upstream_response", 502), GRPC_INTERNAL);
     CHECK_EQ_INT(grpc_status_of_reason("bad_grpc_timeout", 400), GRPC_INTERNAL);
