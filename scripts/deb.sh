@@ -72,7 +72,7 @@ if [ ! -f "$deb" ]; then
     echo "first line \"hourglass ($version) ...\"? (ls $out)" >&2
     exit 1
 fi
-grep -E '^ +dh_|^dpkg-buildpackage: info: binary-only' "$log" | sed 's/^ */  /' | head -n 60 || true
+grep -E '^ +(dh_|debian/rules )|^dpkg-buildpackage: info: binary-only' "$log" | sed 's/^ */  /' | head -n 60 || true
 
 # --- 4. lintian ---------------------------------------------------------------------
 echo "==> [deb 3/3] lintian $changes"
