@@ -53,7 +53,7 @@ vpath test_%.c $(sort $(dir $(UNITSRC)))
 COUNTS   := build/counts
 
 .PHONY: all test unit integration san-unit san-integration run deps clean format lint layers \
-        install uninstall deb
+        install uninstall deb deb-test
 all: build/hourglass
 
 build/hourglass: $(OBJ)
@@ -183,6 +183,14 @@ uninstall:
 # build/deb/), then checked by lintian. scripts/deb.sh says what it does.
 deb:
 	@bash scripts/deb.sh $(VERSION)
+
+# The package `make deb` built: its fields and files, then installed by dpkg
+# into a throwaway root (an overlay of /; needs root) where the installed
+# binary checks the installed configuration (tests/package/test_deb.py).
+DEB_FILE = build/deb/hourglass_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+deb-test:
+	@test -f $(DEB_FILE) || { echo "make deb-test: $(DEB_FILE) is missing: run \`make deb\` first" >&2; exit 1; }
+	HOURGLASS_DEB=$(CURDIR)/$(DEB_FILE) $(PYTEST) -q tests/package
 
 -include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(UNITS:=.d) $(SANUNITS:=.d)
 
