@@ -5,9 +5,21 @@
 ifeq ($(origin CC),default)
 CC       := gcc
 endif
-VERSION  := 0.1.0
+# The version is set in one place: the first line of debian/changelog,
+# "hourglass (X.Y.Z) unstable; urgency=medium". `hourglass --version`, the
+# installed manual page and the Debian package all take it from there;
+# CHANGELOG.md says what each version added (tests/integration/test_install.py
+# checks that its newest entry is this version).
+VERSION  := $(shell sed -n '1s/^hourglass [(]\([^ ]*\)[)] .*/\1/p' debian/changelog 2>/dev/null)
+ifeq ($(VERSION),)
+$(error cannot read the version from the first line of debian/changelog, which must look like "hourglass (X.Y.Z) unstable; urgency=medium": restore the file with `git checkout debian/changelog`)
+endif
+# Extra flags from the environment or the command line (the Debian package
+# passes dpkg-buildflags' hardening flags this way) come first; the flags the
+# build needs are always added after them ("override": a CFLAGS given on the
+# command line would otherwise replace them).
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+override CFLAGS += -std=c17 -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -fno-strict-aliasing -DHG_VERSION='"$(VERSION)"' -MMD -MP
 # Link-time optimisation lets the request path's modules inline each other's
 # small functions as one file did (callgrind: 3.6% fewer instructions per
@@ -40,7 +52,8 @@ SANUNITS := $(addprefix build/san/tests/,$(basename $(notdir $(UNITSRC))))
 vpath test_%.c $(sort $(dir $(UNITSRC)))
 COUNTS   := build/counts
 
-.PHONY: all test unit integration san-unit san-integration run deps clean format lint layers
+.PHONY: all test unit integration san-unit san-integration run deps clean format lint layers \
+        install uninstall deb deb-test
 all: build/hourglass
 
 build/hourglass: $(OBJ)
@@ -48,22 +61,26 @@ build/hourglass: $(OBJ)
 
 build/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LTO) $(INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(INC) -c -o $@ $<
+
+# The version is compiled into cli.c (--version): a new changelog entry
+# rebuilds it.
+build/obj/conf/cli.o build/san/obj/conf/cli.o: debian/changelog
 
 build/san/hourglass: $(SANOBJ)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 build/san/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(INC) -c -o $@ $<
 
 build/tests/test_%: test_%.c $(LIBOBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LTO) $(INC) -Itests/unit -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LTO) $(INC) -Itests/unit -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS)
 
 build/san/tests/test_%: test_%.c $(SANLIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(INC) -Itests/unit -o $@ $< $(SANLIB) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(INC) -Itests/unit -o $@ $< $(SANLIB) $(LDFLAGS) $(LDLIBS)
 
 # The include arrows point down the layers only.
 layers:
@@ -126,6 +143,54 @@ lint:
 
 clean:
 	rm -rf build
+
+# `make install` / `make uninstall` (GNU conventions): PREFIX, DESTDIR for a
+# staged install, and each directory on its own. SYSCONFDIR is /etc, not
+# $(PREFIX)/etc, because the unit, the manual and the documentation all read
+# /etc/hourglass/hourglass.yaml; the installed unit names the SYSCONFDIR and
+# BINDIR given here. systemd reads units from /usr/local/lib/systemd/system.
+# What goes where, and why an edited configuration is never overwritten:
+# scripts/install.sh.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/hourglass
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_ENV     = DESTDIR='$(DESTDIR)' BINDIR='$(BINDIR)' MANDIR='$(MANDIR)' DOCDIR='$(DOCDIR)' \
+                  SYSCONFDIR='$(SYSCONFDIR)' SYSTEMDUNITDIR='$(SYSTEMDUNITDIR)' VERSION='$(VERSION)'
+
+# install builds nothing: `sudo make install` after `make` must not compile
+# again as root (root-owned objects in the user's build/). It refuses a binary
+# that is missing or older than its sources, `make -q` deciding.
+install:
+	@if [ ! -x build/hourglass ]; then \
+	    echo "make install: build/hourglass is not built: run \`make\` first (as your user, not root), then \`make install\`" >&2; \
+	    exit 1; \
+	fi; \
+	if ! $(MAKE) --no-print-directory -q build/hourglass; then \
+	    echo "make install: build/hourglass is older than its sources (or than debian/changelog's version):" \
+	         "run \`make\` again (as your user, not root), then \`make install\`" >&2; \
+	    exit 1; \
+	fi
+	@$(INSTALL_ENV) bash scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) bash scripts/install.sh uninstall
+
+# `make deb`: the Debian package, built by dpkg-buildpackage from a copy of
+# the tree in build/deb/ (the source tree stays clean; the .deb lands in
+# build/deb/), then checked by lintian. scripts/deb.sh says what it does.
+deb:
+	@bash scripts/deb.sh $(VERSION)
+
+# The package `make deb` built: its fields and files, then installed by dpkg
+# into a throwaway root (an overlay of /; needs root) where the installed
+# binary checks the installed configuration (tests/package/test_deb.py).
+DEB_FILE = build/deb/hourglass_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+deb-test:
+	@test -f $(DEB_FILE) || { echo "make deb-test: $(DEB_FILE) is missing: run \`make deb\` first" >&2; exit 1; }
+	HOURGLASS_DEB=$(CURDIR)/$(DEB_FILE) $(PYTEST) -q tests/package
 
 -include $(OBJ:.o=.d) $(SANOBJ:.o=.d) $(UNITS:=.d) $(SANUNITS:=.d)
 

@@ -10,7 +10,7 @@
 #include "addr.h"
 
 #ifndef HG_VERSION
-#define HG_VERSION "0.1.0"
+#define HG_VERSION "unknown (built without the Makefile, which sets it from debian/changelog)"
 #endif
 
 /* The built-in durations, ms, by kind (the --help text names them too). */
