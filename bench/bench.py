@@ -1232,6 +1232,22 @@ TIMER_SPREAD_S = 2.0   # requests sent evenly over this time (< TIMER_MS)
 EARLY_SLACK_MS = 0.1
 
 
+def cpu_steal_ms(cpu):
+    """Milliseconds the hypervisor has taken from CPU `cpu` (all CPUs when
+    None) since boot: the steal column of /proc/stat. A timer cannot fire
+    while its CPU is stolen, so the timer row reports it per round."""
+    name = "cpu" if cpu is None else "cpu%d" % cpu
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                w = line.split()
+                if w and w[0] == name and len(w) > 8:
+                    return int(w[8]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        pass
+    return float("nan")
+
+
 def role_timer(port, n, tag):
     """n requests in flight against a silent upstream; per request: the time it
     was sent and the kernel receive time of the reply (CLOCK_REALTIME)."""
@@ -1803,10 +1819,12 @@ class Bench:
                     fl = self.fleet(upstream=PORTS["slow"], read_timeout="%dms" % TIMER_MS, names=[p],
                                     maxconn=n + 50)
                     try:
+                        steal0 = cpu_steal_ms(CPU_PROXY)
                         out = subprocess.run(
                             (["taskset", "-c", str(CPU_LOAD)] if CPU_LOAD is not None else []) +
                             [PY, os.path.abspath(__file__), "_timer", str(fl[p].port), str(n), tag],
                             capture_output=True, text=True, timeout=120)
+                        steal = cpu_steal_ms(CPU_PROXY) - steal0
                         d = json.loads(out.stdout)
                         time.sleep(0.2)                        # let the upstream flush its log
                         arr = {}
@@ -1828,7 +1846,8 @@ class Bench:
                              "p50": pct(late, 50), "p99": pct(late, 99),
                              "max": max(late) if late else float("nan"),
                              "min": min(late) if late else float("nan"),
-                             "early": sum(1 for x in late if x < -EARLY_SLACK_MS), "lat": late, "total": total}
+                             "early": sum(1 for x in late if x < -EARLY_SLACK_MS), "lat": late, "total": total,
+                             "steal_ms": steal}
                         self.record(s, p, r)
                     finally:
                         fl[p].close()
@@ -2424,6 +2443,17 @@ def report(b, a, meta):
                               "; h2o: 502s" if R.get(("timer", H2O)) else ""), "p50 late ms", "p99 late ms", "max late ms",
                           "min late ms", "early (< -0.1 ms)", "p50 from send", "p99 from send",
                           "other replies", "no reply"], rows))
+        each = [[p] + [fmt(r["p99"], 1) for r in R[("timer", p)]] +
+                [" ".join(fmt(r.get("steal_ms", float("nan")), 0) for r in R[("timer", p)])]
+                for p in PROXIES if R.get(("timer", p))]
+        if each:
+            k = max(len(r) for r in each) - 2
+            each = [r[:-1] + ["-"] * (k + 2 - len(r)) + r[-1:] for r in each]
+            out.append("\nEvery round, in run order: p99 late ms, and the milliseconds the hypervisor stole "
+                       "from the proxy's CPU during the round (/proc/stat steal; a timer cannot fire while its "
+                       "CPU is stolen, and every timer due during a stall of d ms is late by up to d):\n")
+            out.append(table(["proxy"] + ["p99 round %d" % (i + 1) for i in range(k)] + ["steal ms per round"],
+                             each))
         out.append("\nLate = (kernel receive time of the 504 at the client - kernel receive time of the request "
                    "at the silent upstream) - %d ms (the read timeout): how long after it was due the 504 reached "
                    "the client. \"From send\" counts instead from the client's send(), so it adds the time the "
