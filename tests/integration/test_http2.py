@@ -91,6 +91,7 @@ class Stream:
         self.t_sent = None        # our HEADERS sent
         self.t_headers = None
         self.t_first_data = None
+        self.t_last_data = None   # when the last DATA frame with bytes was read
         self.t_end = None
         self.t_reset = None
         self.after_end = []       # frames received after END_STREAM / RST_STREAM
@@ -349,6 +350,8 @@ class H2Client:
             s.data_frames += 1
             if s.t_first_data is None and body:
                 s.t_first_data = now
+            if body:
+                s.t_last_data = now
             self.recv_conn_window -= len(payload)
             self.recv_windows[sid] -= len(payload)
             if self.recv_conn_window < 0 or self.recv_windows[sid] < 0:
@@ -1151,8 +1154,8 @@ def test_body_timeout(proxy_factory, upstream):
     c = h2c(p)
     sid = c.request("/body", method="POST", headers=[("content-length", "1000")],
                     end_stream=False)
+    t_last = time.monotonic()   # (before: a stall after the send would look early)
     c.send_data(sid, b"0123456789")
-    t_last = time.monotonic()
     s = c.response(sid)
     # before any response byte: a 408 naming the timeout (or a reset of the stream)
     if s.headers is not None:
@@ -1363,7 +1366,9 @@ def test_send_timeout_on_closed_connection_window(proxy_factory, upstream):
     sid = c.request("/conn-window")
     s = c.stream(sid)
     c.wait(lambda: len(s.data) >= 65535, what="the connection window's worth")
-    t_full = time.monotonic()
+    # when the frame that filled the window was read, not when this thread
+    # saw it (a GIL stall in between made the timeout look 1 ms early)
+    t_full = s.t_last_data
     c.response(sid, timeout=3)
     assert_cut(s, "send timeout on the connection window")
     assert len(s.data) == 65535, len(s.data)
