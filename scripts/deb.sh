@@ -20,26 +20,8 @@ src=$out/hourglass-$version
 log=$out/build.log
 
 # --- 1. tools ---------------------------------------------------------------
-need=(dpkg-dev debhelper lintian gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev libnghttp2-dev)
-missing=()
-for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    cmd="apt-get install -y --no-install-recommends ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "make deb needs these Debian packages: ${missing[*]}" >&2
-        echo "Install them with:  sudo $cmd" >&2
-        exit 1
-    fi
-    echo "==> installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $cmd; then
-        echo "==> install failed; refreshing the package lists and trying again"
-        apt-get update -q
-        $cmd
-    fi
-fi
+bash scripts/deps.sh "make deb" dpkg-dev debhelper lintian gcc make libc6-dev libyaml-dev \
+    libc-ares-dev libssl-dev libnghttp2-dev
 
 # --- 2. the copy --------------------------------------------------------------
 echo "==> [deb 1/3] copying the source tree to $src"

@@ -9,8 +9,16 @@ set -euo pipefail
 # python3-h2 for hand-made HTTP/2 frames (and the scripted HTTP/2 upstream),
 # python3-grpcio for real gRPC clients and servers. The bench's own tools (nginx,
 # HAProxy, wrk; h2o with the HTTP/2 scenario) are bench/run.sh's business.
+# With arguments (`deps.sh WHAT PKG...`), those packages instead, for WHAT
+# (e.g. "make deb"): one place installs or names what is missing.
+what=hourglass
 need=(gcc make libc6-dev libyaml-dev libc-ares-dev libssl-dev libnghttp2-dev openssl python3
       python3-pytest python3-h2 python3-grpcio curl nghttp2-client apache2-utils)
+if [ $# -gt 0 ]; then
+    what=$1
+    shift
+    need=("$@")
+fi
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,7 +27,7 @@ done
 
 cmd="apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
-    echo "hourglass needs these Debian packages: ${missing[*]}" >&2
+    echo "$what needs these Debian packages: ${missing[*]}" >&2
     echo "Install them with:  sudo $cmd" >&2
     exit 1
 fi

@@ -88,17 +88,10 @@ static void give(char *data, uint32_t cap)
     p->n++;
 }
 
-void buf_reserve_big(struct buf *b, uint32_t cap)
+/* b's bytes move to the front of storage d of cap bytes; b's old storage
+ * goes back (give: a big one too, which give unmaps). */
+static void move_to(struct buf *b, char *d, uint32_t cap)
 {
-    cap = (cap + 4095u) & ~4095u;
-    if (b->data && b->cap >= cap)
-        return;
-    char *d = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (d == MAP_FAILED) {
-        fprintf(stderr, "hourglass: out of memory mapping a %u-byte buffer\n", cap);
-        abort();
-    }
-    buf_big_bytes += cap;
     uint32_t n = 0;
     if (b->data) {
         n = buf_len(b);
@@ -111,22 +104,26 @@ void buf_reserve_big(struct buf *b, uint32_t cap)
     b->end = n;
 }
 
+void buf_reserve_big(struct buf *b, uint32_t cap)
+{
+    cap = (cap + 4095u) & ~4095u;
+    if (b->data && b->cap >= cap)
+        return;
+    char *d = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (d == MAP_FAILED) {
+        fprintf(stderr, "hourglass: out of memory mapping a %u-byte buffer\n", cap);
+        abort();
+    }
+    buf_big_bytes += cap;
+    move_to(b, d, cap);
+}
+
 void buf_reserve(struct buf *b, uint32_t cap)
 {
     cap = cap <= BUF_SMALL ? BUF_SMALL : BUF_LARGE;
     if (b->data && b->cap >= cap)
         return;
-    char *d = take(cap);
-    uint32_t n = 0;
-    if (b->data) {
-        n = buf_len(b);
-        memcpy(d, b->data + b->start, n);
-        give(b->data, b->cap);
-    }
-    b->data = d;
-    b->cap = cap;
-    b->start = 0;
-    b->end = n;
+    move_to(b, take(cap), cap);
 }
 
 void buf_release(struct buf *b)

@@ -812,7 +812,9 @@ def test_neighbours_keep_going_when_one_deadline_fires(proxy_factory, tmp_path, 
     assert len(gsrv.peers()) == 1, f"calls spread over {gsrv.peers()}"
     lines = p.wait_log(51, 3 * SLOW)
     assert sum(grpc_status(l) == "0" for l in lines) == 26, lines
-    assert sum(grpc_status(l) == "4" for l in lines) == 25, lines
+    # the other 25: the proxy's deadline (4), or the client's own, which fires
+    # at the same moment and resets the stream first (1, CANCELLED)
+    assert sum(grpc_status(l) in ("1", "4") for l in lines) == 25, lines
 
 
 # ==========================================================================
