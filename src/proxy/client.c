@@ -322,7 +322,19 @@ static int client_splice(struct client *c)
     return progress;
 }
 
-static bool close_at_once(const struct client *c);
+/* Whether the connection may close at once once its output is out, without
+ * the linger: the client asked to close, its request was read whole with
+ * nothing after it, and the socket had nothing more to read (a short read
+ * cleared LOOP_READ), so a close sends a FIN behind the response and no
+ * reset. Plain TCP only (TLS ends with close_notify). Saves the shutdown,
+ * the read of the client's end and a wake-up per such connection. */
+static bool close_at_once(const struct client *c)
+{
+    const struct exch *x = &c->s->x;
+    return (x->flags & (X_CLIENT_CLOSE | X_BODY_DONE)) == (X_CLIENT_CLOSE | X_BODY_DONE) &&
+           !c->conn.ssl && !(c->cflags & CF_STREAM) && !(c->conn.io.ready & LOOP_READ) &&
+           c->in.end <= x->body_ready;
+}
 
 /* Whether a write of the pb body bytes now offered ends the response of a
  * connection that closes at once after it (closing_step): those bytes may
@@ -510,20 +522,6 @@ static int head_step(struct client *c)
             return progress;      /* a beginning of the preface: wait for the rest */
     }
     return head_parse(c, progress);
-}
-
-/* Whether the connection may close at once once its output is out, without
- * the linger: the client asked to close, its request was read whole with
- * nothing after it, and the socket had nothing more to read (a short read
- * cleared LOOP_READ), so a close sends a FIN behind the response and no
- * reset. Plain TCP only (TLS ends with close_notify). Saves the shutdown,
- * the read of the client's end and a wake-up per such connection. */
-static bool close_at_once(const struct client *c)
-{
-    const struct exch *x = &c->s->x;
-    return (x->flags & (X_CLIENT_CLOSE | X_BODY_DONE)) == (X_CLIENT_CLOSE | X_BODY_DONE) &&
-           !c->conn.ssl && !(c->cflags & CF_STREAM) && !(c->conn.io.ready & LOOP_READ) &&
-           c->in.end <= x->body_ready;
 }
 
 /* CLOSING: finish sending, shut the write side, then discard input until the
