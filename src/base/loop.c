@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "loop.h"
 
+#include "stats.h"
+
 #include <errno.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -106,11 +108,15 @@ void loop_defer(struct loop *l, struct loop_defer *d, loop_defer_cb *cb)
     l->defer = d;
 }
 
+/* Serves the timers due; each one's lateness (now - due) is a sample of
+ * hourglass_timer_lateness_seconds: the loop's lag, which an operator reads
+ * to tell a late timeout from a slow upstream. */
 static void run_timers(struct loop *l)
 {
     struct timer *t;
     while ((t = timer_heap_min(&l->timers)) && t->at <= l->now) {
         timer_heap_pop(&l->timers);
+        stats_hist_add(&stats->timer_late, l->now - t->at);
         t->cb(t);
     }
 }

@@ -214,6 +214,7 @@ static const struct stats *total(void)
         }
         for (int k = 0; k < STATS_MAX_POOLS; k++)
             hist_sum(&t.queue[k], &s->queue[k]);
+        hist_sum(&t.timer_late, &s->timer_late);
         for (int k = 0; k < STATS_SHED_REASONS; k++)
             t.shed[k] += s->shed[k];
         for (int k = 0; k < STATS_HEDGE_RESULTS; k++)
@@ -413,8 +414,9 @@ static void put_hist(struct out *o, const char *name, const char *labels,
     }
     cum += h->n[STATS_HBUCKETS];
     put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
-    put(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, (double)h->sum_us / 1e6, name,
-        labels, (unsigned long long)h->count);
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    put(o, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close,
+        (double)h->sum_us / 1e6, name, open, labels, close, (unsigned long long)h->count);
 }
 
 /* The duration histograms: by route, by server, by pool. */
@@ -471,6 +473,10 @@ static void render_histograms(struct out *op, const struct stats *st, const stru
         snprintf(labels, sizeof labels, "pool=\"%s\"", g->pool_names[i]);
         put_hist(&o, "hourglass_queue_wait_seconds", labels, &st->queue[i]);
     }
+    put(&o, "# HELP hourglass_timer_lateness_seconds How long after its due time the event loop "
+            "served each timer (a timeout, a retry's backoff, a hedge): the loop's lag.\n"
+            "# TYPE hourglass_timer_lateness_seconds histogram\n");
+    put_hist(&o, "hourglass_timer_lateness_seconds", "", &st->timer_late);
     *op = o;
 }
 

@@ -94,6 +94,7 @@ struct stats {
     uint64_t dns[STATS_MAX_POOLS][STATS_DNS_RESULTS];   /* resolutions of each pool's names */
     struct stats_server servers[STATS_MAX_SERVERS];
     struct stats_hist queue[STATS_MAX_POOLS];   /* waits for a connection slot, by pool */
+    struct stats_hist timer_late;   /* how late the loop served each timer (loop.c) */
     uint64_t shed[STATS_SHED_REASONS];
     uint64_t hedge_results[STATS_HEDGE_RESULTS];
     uint64_t reqbuf[3];         /* request_buffering: STATS_REQBUF_* */

@@ -39,6 +39,12 @@ def test_metrics_count_what_was_sent(proxy_factory, upstream):
     assert value(text, "hourglass_pool_idle_connections", pool="default") >= 1
     assert value(text, "hourglass_client_connections") == 0
     assert "# TYPE hourglass_requests_total counter" in text
+    # the loop's lag: each of the 3 read timeouts is a timer served, and a
+    # timer served is never early, so every sample falls in a bucket
+    late_n = value(text, "hourglass_timer_lateness_seconds_count")
+    assert late_n >= 3, late_n
+    assert value(text, "hourglass_timer_lateness_seconds_bucket", le="+Inf") == late_n
+    assert value(text, "hourglass_timer_lateness_seconds_sum") >= 0
 
 
 def test_healthz_and_unknown_paths(proxy_factory, upstream):
