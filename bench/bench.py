@@ -46,6 +46,12 @@ PEERS = ["nginx", "haproxy", H2O]
 BASE = "hg-base"
 BASE_PORT = 18014
 BASELINE = None        # the --baseline binary
+# Deferred accept (TCP_DEFER_ACCEPT, 1 s) on every listener under test: h2o
+# sets it by default; nginx gets `deferred`, HAProxy `defer-accept`, hourglass
+# `--defer-accept 1s`, the floor too. --no-defer-accept: none of them (h2o
+# keeps its default, which has no switch).
+DEFER_ACCEPT = True
+BASE_DEFER = False     # the --baseline binary knows --defer-accept
 SMALL_BODY = ("hourglass-bench " * 7)[:99] + "\n"          # 100 bytes
 MiB = 1 << 20
 GiB = 1 << 30
@@ -397,7 +403,7 @@ http {
         keepalive_timeout 30s;
     }
     server {
-        listen %(addr)s:%(port)d%(ssl_listen)s backlog=4096;%(ssl)s
+        listen %(addr)s:%(port)d%(ssl_listen)s backlog=4096%(defer)s;%(ssl)s
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -417,6 +423,7 @@ http {
        "servers": "".join("        server %s:%d;\n" % (LOOP, u)
                           for u in (upstream if isinstance(upstream, (list, tuple)) else [upstream])),
        "rt": read_timeout, "ssl_listen": (" ssl" if tls else "") + (" http2" if h2 else ""), "ssl": ssl,
+       "defer": " deferred" if DEFER_ACCEPT else "",
        "ka": NGINX_KEEPALIVE}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
@@ -483,7 +490,7 @@ http {
         keepalive_timeout 30s;
     }
     server {
-        listen %(addr)s:%(port)d http2 backlog=4096;
+        listen %(addr)s:%(port)d http2 backlog=4096%(defer)s;
         location / {
             grpc_pass grpc://h2origin;
             grpc_connect_timeout 1s;
@@ -494,7 +501,7 @@ http {
     }
 }
 """ % {"temp": nginx_temp(prefix), "addr": LOOP, "up": upstream, "port": port, "rt": read_timeout,
-       "ka": NGINX_KEEPALIVE}
+       "ka": NGINX_KEEPALIVE, "defer": " deferred" if DEFER_ACCEPT else ""}
     path = prefix + "/nginx.conf"
     with open(path, "w") as f:
         f.write(conf)
@@ -525,7 +532,7 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 60s
 frontend fe
-    bind %(addr)s:%(port)d%(ssl)s
+    bind %(addr)s:%(port)d%(ssl)s%(defer)s
     maxconn %(mc)d
     default_backend be
 backend be
@@ -537,7 +544,8 @@ backend be
        # HAProxy wants the certificate and its key in one PEM file; session
        # tickets and its shared session cache are on by default
        "ssl": (" ssl crt %s ssl-min-ver TLSv1.2" % tls["pem"] if tls else "") +
-              ((" alpn h2,http/1.1" if tls else " proto h2") if h2 else "")}
+              ((" alpn h2,http/1.1" if tls else " proto h2") if h2 else ""),
+       "defer": " defer-accept" if DEFER_ACCEPT else ""}
     path = prefix + "/haproxy.cfg"
     with open(path, "w") as f:
         f.write(conf)
@@ -614,7 +622,7 @@ class Proxy:
         if name == "floor":
             if tls:
                 raise RuntimeError("the floor has no TLS")
-            argv = [FLOOR, str(self.port), str(upstream)]
+            argv = [FLOOR, str(self.port), str(upstream)] + (["defer"] if DEFER_ACCEPT else [])
         elif name in ("hourglass", BASE):
             # a TLS listener is only written in the YAML file; without --listen
             # the file's listeners are used, and the flags below set the rest.
@@ -635,7 +643,8 @@ class Proxy:
                     "--write-timeout", "15s", "--send-timeout", "15s",
                     "--header-timeout", "10s", "--body-timeout", "15s",
                     "--idle-timeout", "60s", "--upstream-idle-timeout", "30s",
-                    "--max-connections", str(maxconn), "--access-log", "off",
+                    "--max-connections", str(maxconn), "--access-log", "off"] + (
+                    ["--defer-accept", "1s"] if DEFER_ACCEPT and (name == "hourglass" or BASE_DEFER) else []) + [
                     # one process, as nginx and HAProxy run one worker here:
                     # /proc of this pid is all the CPU the proxy spends
                     "--single-process"]
@@ -2574,7 +2583,7 @@ def report_hedge(b, a, meta):
 
 def main():
     global TMP, FLOOR, HOURGLASS, BASELINE, CPU_PROXY, CPU_LOAD, TLS, H2UP_BIN, GRPC_REQ, HEDGE_UP_BIN, HEDGE_LOAD_BIN
-    global BIG_CONNS
+    global BIG_CONNS, DEFER_ACCEPT, BASE_DEFER
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         role, args = sys.argv[1], sys.argv[2:]
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -2623,6 +2632,9 @@ def main():
                          "from the repository root")
     ap.add_argument("--output", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    ap.add_argument("--no-defer-accept", action="store_true",
+                    help="accept connections at once on every listener (default: deferred accept, "
+                         "TCP_DEFER_ACCEPT 1 s, on all of them; h2o keeps its default, which defers)")
     a = ap.parse_args()
     q = a.quick
     a.rounds = a.rounds or (1 if q else 3)
@@ -2684,6 +2696,10 @@ def main():
                          "run the bench through it)" % b_)
     HOURGLASS = os.environ.get("HOURGLASS_BIN", os.path.join(ROOT, "build", "hourglass"))
     BASELINE = a.baseline
+    DEFER_ACCEPT = not a.no_defer_accept
+    if BASELINE:   # an older binary may not know --defer-accept
+        BASE_DEFER = "--defer-accept" in subprocess.run([BASELINE, "--help"], capture_output=True,
+                                                         text=True).stdout
     ncpu = len(os.sched_getaffinity(0))
     if a.no_pin or ncpu < 2:
         CPU_PROXY = CPU_LOAD = None
@@ -2814,11 +2830,15 @@ def main():
                 h2upline="- HTTP/2-upstream rows: %s\n" % meta["h2up"] if "h2up" in meta else ""))
     head += ("- settings: %d round(s), %d s per wrk/h2load run (+%d s warm-up per proxy and scenario), %d requests per "
              "ab run, %d uploads per run, %d idle/in-flight connections, %d connections in small-ka-9900, "
-             "pinning: %s, wall time %.0f s\n"
+             "pinning: %s, %s, wall time %.0f s\n"
              "- command: `%s`\n\n" % (
                  a.rounds, a.duration, a.warmup, a.ab_requests, a.uploads, a.conns, BIG_CONNS,
                  "proxy on CPU %s, origin + clients on CPU %s" % (CPU_PROXY, CPU_LOAD)
-                 if CPU_PROXY is not None else "off", el, " ".join(["bench.py"] + sys.argv[1:])))
+                 if CPU_PROXY is not None else "off",
+                 "deferred accept (TCP_DEFER_ACCEPT 1 s) on every listener under test: nginx `deferred`, "
+                 "HAProxy `defer-accept`, h2o's default, hourglass `--defer-accept 1s`, the floor too"
+                 if DEFER_ACCEPT else "no deferred accept (--no-defer-accept; h2o still defers, its default)",
+                 el, " ".join(["bench.py"] + sys.argv[1:])))
     if HEDGE_SCEN in scens:
         head = head[:-1] + "- hedge-tail: %d requests per run and row at %d requests/s (open loop), +%d s warm-up per " \
             "row; hourglass = %s\n\n" % (a.hedge_requests, a.hedge_rate, a.warmup, meta["hedge_bin"])

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -125,8 +126,8 @@ static void accept_all(int lfd, const struct sockaddr_in *up)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_PORT\n", argv[0]);
+    if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "defer"))) {
+        fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_PORT [defer]\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -140,6 +141,8 @@ int main(int argc, char **argv)
     if (lfd < 0)
         die("socket");
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (argc == 4)   /* as the proxies are run: accepted once the first bytes are in */
+        setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
     if (bind(lfd, (struct sockaddr *)&la, sizeof la) < 0)
         die("bind");
     if (listen(lfd, 4096) < 0)

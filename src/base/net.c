@@ -96,6 +96,12 @@ int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len)
     return fd;
 }
 
+int net_defer_accept(int lfd, unsigned secs)
+{
+    int v = (int)secs;
+    return setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof v) < 0 ? -errno : 0;
+}
+
 void net_listener_closed(int lfd)
 {
     if (lfd >= 0 && lfd < NODELAY_FDS)

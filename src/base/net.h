@@ -35,6 +35,12 @@ int net_socket_error(int fd);
  * fd or -errno (-EAGAIN when the queue is empty). */
 int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *len);
 
+/* TCP_DEFER_ACCEPT on a listener: the kernel completes a client's
+ * handshake but hands the connection to accept only once its first bytes
+ * have arrived, or after about secs seconds without any (0: at once, the
+ * default). 0 or -errno. */
+int net_defer_accept(int lfd, unsigned secs);
+
 /* The listener lfd is being closed: what net_accept learnt of it is
  * forgotten (the fd number may name another listener later). */
 void net_listener_closed(int lfd);

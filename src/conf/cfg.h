@@ -49,6 +49,7 @@ struct cfg {
     bool listen_underscores[CLI_MAX_LISTEN]; /* pass on request fields named with '_' */
     bool listen_http2[CLI_MAX_LISTEN];   /* speaks HTTP/2 too (ALPN h2, h2c); never forward */
     const struct tls_server_conf *listen_tls[CLI_MAX_LISTEN];   /* NULL: plain TCP */
+    unsigned listen_defer[CLI_MAX_LISTEN];   /* defer_accept, whole seconds; 0: off */
     unsigned nlisten;
     struct val_server upstream[CLI_MAX_UPSTREAM];   /* addresses or names (never resolved here) */
     unsigned nupstream;
@@ -77,6 +78,7 @@ struct cfg {
     uint64_t ticket_rotation_ms, ticket_lifetime_ms;
     bool underscores;            /* --underscores-in-headers: on every listener */
     bool no_http2;               /* --no-http2: HTTP/2 on no listener */
+    unsigned defer_accept;       /* --defer-accept, seconds: on every listener; 0: not given */
     /* operations */
     int log_level;               /* LOG_DEBUG..LOG_ERROR (log.h) */
     uint64_t drain_ms;           /* SIGTERM: how long in-flight requests may finish */

@@ -92,6 +92,8 @@ static const char usage[] =
     "                            connection, else REFUSED_STREAM (default 100)\n"
     "  --no-http2                HTTP/1.1 only on every listener (default: TLS\n"
     "                            listeners offer ALPN h2, plain ones take h2c)\n"
+    "  --defer-accept D          on every listener, accept a connection once its\n"
+    "                            first bytes arrive, or after D (whole seconds)\n"
     "Request limits (sizes: 8192, 8k, 32KiB, 1m):\n"
     "  --max-request-line SIZE   request line, else 414 (default 8k)\n"
     "  --max-header-size SIZE    header fields together, else 431 (default 32k)\n"
@@ -137,7 +139,7 @@ enum {
     OPT_LOG_LEVEL, OPT_DRAIN, OPT_DEADLINE_HEADER, OPT_TRUST_DEADLINE, OPT_LOG_FORMAT,
     OPT_ADMIN, OPT_WORKERS, OPT_SINGLE, OPT_FWD_LISTEN, OPT_FWD_CLIENT, OPT_FWD_DEST,
     OPT_FWD_PORT, OPT_FWD_AUTH, OPT_RESOLVER, OPT_RESP_HEADER, OPT_RESP_HEADERS,
-    OPT_UNDERSCORES, OPT_NO_HTTP2, OPT_MAX_STREAMS,
+    OPT_UNDERSCORES, OPT_NO_HTTP2, OPT_MAX_STREAMS, OPT_DEFER_ACCEPT,
     OPT_TMO = 512,   /* OPT_TMO + k: the flag that sets cfg->ms[k] */
 };
 
@@ -164,6 +166,7 @@ static const struct option options[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONN},
     {"max-concurrent-streams", required_argument, NULL, OPT_MAX_STREAMS},
     {"no-http2", no_argument, NULL, OPT_NO_HTTP2},
+    {"defer-accept", required_argument, NULL, OPT_DEFER_ACCEPT},
     {"max-request-line", required_argument, NULL, OPT_MAX_LINE},
     {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
     {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
@@ -255,6 +258,16 @@ static int flag_duration(uint64_t *ms, const char *name, const char *arg)
     return 0;
 }
 
+/* --defer-accept: whole seconds, 1s to 30s, as the key defer_accept. */
+static int flag_defer(struct cfg *cfg, const char *name, const char *arg)
+{
+    uint64_t ms;
+    if (val_duration(arg, &ms) < 0 || ms == 0 || ms % 1000 || ms > 30000)
+        return fail(name, arg, "expected whole seconds from 1s to 30s (the kernel counts them in seconds)");
+    cfg->defer_accept = (unsigned)(ms / 1000);
+    return 0;
+}
+
 /* A whole number from lo (>= 0) to hi, or -1. */
 static long whole(const char *s, long lo, long hi)
 {
@@ -293,6 +306,7 @@ static int flag_address(struct cfg *cfg, struct lists_seen *seen, int c, const c
         memset(cfg->listen_underscores, 0, sizeof cfg->listen_underscores);
         memset(cfg->listen_http2, 0, sizeof cfg->listen_http2);
         memset(cfg->listen_tls, 0, sizeof cfg->listen_tls);
+        memset(cfg->listen_defer, 0, sizeof cfg->listen_defer);
     }
     seen->listen = true;
     if (cfg->nlisten == CLI_MAX_LISTEN)
@@ -445,6 +459,7 @@ static int one_flag(struct cfg *cfg, struct lists_seen *seen, int c, const char 
     case OPT_SINGLE: cfg->single_process = true; return 0;
     case OPT_UNDERSCORES: cfg->underscores = true; return 0;
     case OPT_NO_HTTP2: cfg->no_http2 = true; return 0;
+    case OPT_DEFER_ACCEPT: return flag_defer(cfg, name, arg);
     case OPT_CONFIG: case OPT_CHECK_CONFIG: case 't': return 0;   /* the first pass's */
     case OPT_DRAIN: return flag_duration(&cfg->drain_ms, name, arg);
     }
@@ -477,6 +492,9 @@ static int complete(struct cfg *cfg, const char *check)
     if (cfg->no_http2)
         for (unsigned i = 0; i < cfg->nlisten; i++)
             cfg->listen_http2[i] = false;
+    if (cfg->defer_accept)
+        for (unsigned i = 0; i < cfg->nlisten; i++)
+            cfg->listen_defer[i] = cfg->defer_accept;
     if (check) {
         printf("%s: ok\n", check);
         return 1;

@@ -367,6 +367,7 @@ void conf_free(struct conf *c)
     free(c->listen_trust_rid);
     free(c->listen_underscores);
     free(c->listen_http2);
+    free(c->listen_defer);
     free(c->listen_forward);
     free((char *)c->fwd.auth_file);
     free((char *)c->fwd.resolver);
@@ -412,6 +413,7 @@ void conf_apply(const struct conf *c, struct cfg *cfg)
             cfg->listen_forward[i] = c->listen_forward[i];
             cfg->listen_underscores[i] = c->listen_underscores[i];
             cfg->listen_http2[i] = c->listen_http2[i];
+            cfg->listen_defer[i] = c->listen_defer[i];
             cfg->listen_tls[i] = c->listen_tls[i].npairs ? &c->listen_tls[i] : NULL;
         }
         cfg->nlisten = c->nlisten;

@@ -181,6 +181,7 @@ struct conf {
     bool *listen_forward;            /* per listener: mode: forward */
     bool *listen_underscores;        /* per listener: underscores_in_headers */
     bool *listen_http2;              /* per listener: http2 (default: not on forward ones) */
+    unsigned *listen_defer;          /* per listener: defer_accept, seconds (0: off) */
     struct tls_server_conf *listen_tls;   /* per listener; npairs 0: plain TCP */
     struct cfg_forward fwd;          /* `forward:` and `resolver:`, strings owned here */
     bool fwd_clients_set, fwd_dests_set, fwd_ports_set;

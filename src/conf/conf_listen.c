@@ -111,9 +111,31 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
     return ok;
 }
 
+/* defer_accept: a duration of whole seconds, 1s to 30s (the kernel counts
+ * TCP_DEFER_ACCEPT in seconds), or false for off. */
+static bool conf_get_defer(struct conf_ctx *x, yaml_node_t *n, const char *key, unsigned *secs)
+{
+    static const char what[] = "whole seconds from 1s to 30s (the kernel counts them in seconds), or false";
+    if (n->type == YAML_SCALAR_NODE && (!strcmp((const char *)n->data.scalar.value, "false") ||
+                                        !strcmp((const char *)n->data.scalar.value, "off"))) {
+        *secs = 0;
+        return true;
+    }
+    uint64_t ms;
+    if (!conf_get_dur(x, n, key, &ms))
+        return false;
+    if (ms % 1000 || ms > 30000) {
+        conf_expected(x, n, key, what);
+        return false;
+    }
+    *secs = (unsigned)(ms / 1000);
+    return true;
+}
+
 /* One listener's settings besides its address. */
 struct listener_opts {
     bool trust, forward, underscores, http2, trust_rid;
+    unsigned defer;   /* defer_accept, seconds */
     struct tls_server_conf tls;
 };
 
@@ -124,7 +146,7 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
 {
     static const char *const lk[] = {"address", "trust_deadline_header", "mode", "tls",
                                      "underscores_in_headers", "http2", "trust_request_id",
-                                     NULL};
+                                     "defer_accept", NULL};
     yaml_node_t *w[MAX_KEYS];
     char sub[PATHLEN];
     if (!conf_fields(x, v, key, "a listener: ADDR:PORT or a mapping with address", lk, w))
@@ -145,6 +167,9 @@ static bool parse_listen_map(struct conf_ctx *x, yaml_node_t *v, char *key,
         return false;
     conf_join(sub, key, "trust_request_id");
     if (w[6] && !conf_get_bool(x, w[6], sub, &o->trust_rid))
+        return false;
+    conf_join(sub, key, "defer_accept");
+    if (w[7] && !conf_get_defer(x, w[7], sub, &o->defer))
         return false;
     conf_join(sub, key, "http2");
     o->http2 = !o->forward;   /* a forward proxy listener does not offer HTTP/2 */
@@ -178,13 +203,15 @@ static bool listen_alloc(struct conf *c, unsigned count)
     c->listen_underscores = calloc(count, sizeof *c->listen_underscores);
     c->listen_http2 = calloc(count, sizeof *c->listen_http2);
     c->listen_tls = calloc(count, sizeof *c->listen_tls);
+    c->listen_defer = calloc(count, sizeof *c->listen_defer);
     return c->listen && c->listen_trust && c->listen_trust_rid && c->listen_forward && c->listen_underscores &&
-           c->listen_http2 && c->listen_tls;
+           c->listen_http2 && c->listen_tls && c->listen_defer;
 }
 
 /* `listen:` items are "ADDR:PORT" or {address: ADDR:PORT,
  * trust_deadline_header: BOOL, mode: reverse|forward, tls: {...},
- * underscores_in_headers: BOOL, http2: BOOL, trust_request_id: BOOL}. http2 is on unless the
+ * underscores_in_headers: BOOL, http2: BOOL, trust_request_id: BOOL,
+ * defer_accept: DURATION}. http2 is on unless the
  * listener is a forward proxy's, where it cannot be turned on. */
 void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
 {
@@ -235,6 +262,7 @@ void conf_parse_listen(struct conf_ctx *x, yaml_node_t *n)
         c->listen_forward[c->nlisten] = o.forward;
         c->listen_underscores[c->nlisten] = o.underscores;
         c->listen_http2[c->nlisten] = o.http2;
+        c->listen_defer[c->nlisten] = o.defer;
         c->listen_tls[c->nlisten] = o.tls;
         lines[c->nlisten++] = conf_line(v);
     }

@@ -153,6 +153,7 @@ int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
 {
     timer_init(&accept_retry, on_accept_retry);
     for (unsigned i = 0; i < c->nlisten; i++) {
+        int r;
         const struct cli_addr *a = &c->listen[i];
         int fd = fds ? fds[i] : net_listen((const struct sockaddr *)&a->ss, a->len, 4096);
         if (fd < 0) {
@@ -167,11 +168,17 @@ int listener_open_all(struct loop *l, const struct cfg *c, const int *fds)
         listeners[i].forward = c->listen_forward[i];
         listeners[i].underscores = c->listen_underscores[i];
         listeners[i].http2 = c->listen_http2[i];
+        /* set (or cleared) on every start: a listener handed down by the
+         * master, or kept over a reload, takes this generation's value */
+        r = net_defer_accept(fd, c->listen_defer[i]);
+        if (r < 0)
+            log_error("warn", "listen %s: cannot set defer_accept (TCP_DEFER_ACCEPT): %s; "
+                              "connections are accepted at once", a->text, strerror(-r));
         if (c->listen_tls[i] && !(listeners[i].tls = listener_tls(i))) {
             close(fd);
             return -EINVAL;
         }
-        int r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
+        r = loop_add_listener(l, &listeners[i].io, fd, on_accept);
         if (r < 0) {
             close(fd);
             return r;
