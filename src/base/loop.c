@@ -130,6 +130,14 @@ static void run_deferred(struct loop *l)
     }
 }
 
+/* The kernel may end a wait of d up to max(d / 1000, the task's timer
+ * slack of 50 us) late (select_estimate_accuracy): a timer 1 s away would
+ * be served 1 ms late, one 30 s away 30 ms late. A wait longer than
+ * SPLIT_NS is cut short by d / 512, more than that slack, so that it ends
+ * before the timer is due; the next wait, a 512th as long, is precise
+ * (or cut again). One more wake-up per long wait, none early. */
+#define SPLIT_NS (50 * MS)
+
 /* Waits for events until the earliest timer, with sub-millisecond precision
  * (epoll_pwait2), rounding up so that no timer is ever served early; and no
  * longer than cap_ns when that is not negative (loop_run_once). */
@@ -142,6 +150,8 @@ static int wait_events(struct loop *l, struct epoll_event *ev, int64_t cap_ns)
         if (t) {
             uint64_t now = loop_clock_ns();
             d = t->at > now ? t->at - now : 0;
+            if (d > SPLIT_NS)
+                d -= d / 512;
         }
         if (cap_ns >= 0 && (uint64_t)cap_ns < d)
             d = (uint64_t)cap_ns;

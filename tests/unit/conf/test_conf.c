@@ -1127,6 +1127,50 @@ TEST(http2_key)
         "2:50: listen[0].http2: a forward proxy listener (mode: forward) does not offer HTTP/2");
 }
 
+/* A listener's defer_accept: whole seconds (off by default, or false);
+ * --defer-accept sets it on every listener, over the file's. */
+TEST(defer_accept_key)
+{
+    static const char text[] = "listen:\n  - 127.0.0.1:18080\n"
+                               "  - {address: 127.0.0.1:18081, defer_accept: 1s}\n"
+                               "  - {address: 127.0.0.1:18082, defer_accept: 30s}\n"
+                               "  - {address: 127.0.0.1:18083, defer_accept: false}\n";
+    static const unsigned want[] = {0, 1, 30, 0};
+    struct conf *c = GOOD(text);
+    if (!c)
+        return;
+    struct cfg cfg;
+    cli_defaults(&cfg);
+    conf_apply(c, &cfg);
+    if (CHECK_EQ_INT(cfg.nlisten, 4))
+        for (unsigned i = 0; i < 4; i++)
+            if (!CHECK_EQ_U64(c->listen_defer[i], want[i]) || !CHECK_EQ_U64(cfg.listen_defer[i], want[i]))
+                fprintf(stderr, "    listen[%u]\n", i);
+    conf_free(c);
+
+    const char *path = write_tmp(text);
+    char file[64];
+    strcpy(file, path);
+    char *a1[] = {"hourglass", "--config", file, "--defer-accept", "2s", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a1), a1), 0) && CHECK_EQ_INT(cfg.nlisten, 4))
+        for (unsigned i = 0; i < 4; i++)
+            CHECK_EQ_U64(cfg.listen_defer[i], 2);
+    cli_free(&cfg);
+    /* --listen replaces the file's listeners: off again unless the flag says */
+    char *a2[] = {"hourglass", "--config", file, "--listen", "127.0.0.1:18090", NULL};
+    if (CHECK_EQ_INT(cli_parse(&cfg, ARGC(a2), a2), 0) && CHECK_EQ_INT(cfg.nlisten, 1))
+        CHECK_EQ_U64(cfg.listen_defer[0], 0);
+    cli_free(&cfg);
+    unlink(file);
+
+    BAD("listen:\n  - {address: 127.0.0.1:1, defer_accept: 1500ms}\n",
+        "2:42: listen[0].defer_accept: expected whole seconds from 1s to 30s (the kernel counts "
+        "them in seconds), or false, got \"1500ms\"");
+    BAD("listen:\n  - {address: 127.0.0.1:1, defer_accept: 1m}\n",
+        "2:42: listen[0].defer_accept: expected whole seconds from 1s to 30s (the kernel counts "
+        "them in seconds), or false, got \"1m\"");
+}
+
 /* A self-signed EC certificate made with the openssl CLI, in dir. */
 static bool make_cert(const char *dir)
 {
@@ -1260,6 +1304,7 @@ int main(void)
     RUN(observe_keys);
     RUN(forward_keys);
     RUN(http2_key);
+    RUN(defer_accept_key);
     RUN(max_concurrent_streams);
     RUN(ticket_keys);
     RUN(h2_pools_and_grpc_routes);
