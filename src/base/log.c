@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -333,13 +334,35 @@ bool log_every(struct log_every *e, uint64_t now, uint64_t interval, unsigned lo
     return true;
 }
 
+/* The pid in every error line, without a system call per line (glibc
+ * does not cache it): read once, and again in a child after fork. */
+static pid_t own_pid;
+
+static void pid_forget(void)
+{
+    own_pid = 0;
+}
+
+static int line_pid(void)
+{
+    if (!own_pid) {
+        static bool registered;
+        if (!registered) {
+            pthread_atfork(NULL, NULL, pid_forget);
+            registered = true;
+        }
+        own_pid = getpid();
+    }
+    return (int)own_pid;
+}
+
 void log_error(const char *level, const char *fmt, ...)
 {
     if (level_of(level) < min_level)
         return;
     char line[2048];
     size_t n = format_time(line);
-    n += (size_t)snprintf(line + n, sizeof line - n, " hourglass[%d]: %s: ", (int)getpid(), level);
+    n += (size_t)snprintf(line + n, sizeof line - n, " hourglass[%d]: %s: ", line_pid(), level);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);

@@ -388,6 +388,24 @@ def test_two_workers_start_and_both_serve(tracked, upstream):
     assert children(p) == pids
 
 
+def test_error_lines_name_the_process_that_wrote_them(tracked):
+    """The pid in an error line is the writer's: the master's for its own
+    lines, each worker's for the requests it served (the pid is read once
+    per process, so a worker must not keep the master's after fork)."""
+    dead = free_port()            # nothing listens: every request is a 502
+    p = tracked.factory(upstreams=[f"127.0.0.1:{dead}"], workers=2)
+    pids = wait_workers(p, 2)
+    assert f"hourglass[{p.pid}]: info: worker 0 (pid" in p.stderr_text(), p.stderr_text()
+    for i in range(40):
+        fetch_new(p.port, f"/e{i}")
+    refused = r"hourglass\[(\d+)\]: \w+: upstream connect.*refused"
+    wait_until(lambda: len(re.findall(refused, p.stderr_text())) >= 40, 5 * SLOW,
+               msg="a refused-connect line per request")
+    writers = {int(x) for x in re.findall(refused, p.stderr_text())}
+    # SO_REUSEPORT spreads 40 connections over both (all on one: 2^-39)
+    assert writers == pids, (writers, pids, p.pid)
+
+
 # --------------------------------------------------------------------------
 # 2. a killed worker is replaced
 
