@@ -4,6 +4,9 @@
 
 #include "net.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 ssize_t conn_read_failed(struct conn *c, void *buf, size_t len)
 {
     if (errno == EINTR)
@@ -86,6 +89,15 @@ int conn_open_step(struct conn *c, char *err, size_t errlen)
     return 1;
 }
 
+void conn_cork(struct conn *c)
+{
+    if (c->corked)
+        return;
+    int one = 1;
+    setsockopt(c->io.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    c->corked = true;   /* (a failure only costs segments: not retried) */
+}
+
 void conn_shut_write(struct conn *c)
 {
     tls_close_notify(c->ssl);
@@ -99,5 +111,6 @@ void conn_close(struct conn *c, struct loop *l)
     c->tls_want = 0;
     c->opening = 0;
     c->sealed = false;
+    c->corked = false;
     loop_close(l, &c->io);
 }

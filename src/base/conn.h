@@ -45,6 +45,7 @@ struct conn {
     uint8_t tls_want;    /* TLS_READ_WANTS_WRITE: a read waits for writability */
     uint8_t opening;     /* CONN_OPEN_*: 0 once open */
     bool sealed;         /* TLS: the last write stopped inside a sealed record */
+    bool corked;         /* TLS: TCP_CORK set for the last bytes before a close */
 };
 
 /* The cold ends of conn_read and conn_writev, out of line so that the
@@ -110,13 +111,21 @@ static inline ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n
     return conn_writev_flags(c, iov, n, 0);
 }
 
-/* conn_writev of the last bytes before a close (plain TCP): MSG_MORE holds
- * them in the socket, even with TCP_NODELAY, until the close (or a
- * shutdown, or a later write without it) pushes them, and the kernel then
- * tacks the FIN onto their segment: one packet instead of two, and one ACK
- * fewer from the peer. The caller must close or shut down right after. */
+/* TLS: corks the socket (TCP_CORK) for the last bytes before a close, once;
+ * see conn_writev_before_close. */
+void conn_cork(struct conn *c);
+
+/* conn_writev of the last bytes before a close: they wait in the socket,
+ * even with TCP_NODELAY, until the close or the shutdown pushes them, and
+ * the kernel then tacks the FIN onto their segment. Plain TCP: MSG_MORE on
+ * this send. TLS, whose library writes records itself: the socket is
+ * corked, so the response's records, the close_notify alert and the FIN
+ * (conn_shut_write) leave as one segment instead of three. The caller must
+ * close or shut down right after. */
 static inline ssize_t conn_writev_before_close(struct conn *c, const struct iovec *iov, int n)
 {
+    if (c->ssl)
+        conn_cork(c);
     return conn_writev_flags(c, iov, n, c->ssl ? 0 : MSG_MORE);
 }
 

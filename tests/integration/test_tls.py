@@ -930,6 +930,34 @@ def test_connection_close_sends_close_notify(hg, upstream, certs):
     assert not c.reset
 
 
+def _segments_in(raw):
+    """(segments, segments with data) the socket has received (TCP_INFO
+    tcpi_segs_in, tcpi_data_segs_in)."""
+    import struct
+    info = raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 140)[0], struct.unpack_from("I", info, 152)[0]
+
+
+def test_connection_close_response_close_notify_and_fin_in_one_segment(hg, upstream, certs):
+    # the socket is corked for the response's last record: that record, the
+    # close_notify alert and the FIN leave together (one segment, not three)
+    up = upstream(ok_handler(b"c" * 100))
+    p = hg.start(up=up)
+    for i in range(3):
+        c = tconn(p, certs)
+        time.sleep(0.1 * SLOW)          # the session ticket after the handshake is in
+        segs0, data0 = _segments_in(c.sock)
+        r = get(c, f"/cork{i}", headers=[("Connection", "close")])
+        assert r is not None and r.status == 200 and r.body == b"c" * 100, r
+        assert c.end() == "close_notify", c.unclean
+        segs, data = _segments_in(c.sock)
+        c.close()
+        # the data segment, and at most an ACK of the request beside it
+        assert data - data0 == 1 and segs - segs0 <= 2, (
+            f"connection {i}: {segs - segs0} segments in after the request, "
+            f"{data - data0} with data: response, close_notify and FIN came apart")
+
+
 def test_idle_timeout_sends_close_notify(hg, upstream, certs):
     up = upstream(ok_handler(b"idle"))
     p = hg.start(up=up, timeouts={"idle": "300ms"})
