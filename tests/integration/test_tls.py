@@ -758,6 +758,51 @@ def test_keepalive_and_pipelining(hg, upstream, certs):
     c.close()
 
 
+def test_records_that_arrive_together_are_all_served(hg, upstream, certs):
+    # read-ahead: one read(2) takes several TLS records, and the engine holds
+    # those past the first. Three requests, each in its own record, arrive
+    # in one segment right behind the client's Finished: all three are
+    # answered without another byte from the client (edge-triggered epoll
+    # gives no new edge for bytes the engine already holds).
+    up = upstream(ok_handler(b"rec"))
+    p = hg.start(up=up)
+    raw = socket.create_connection(("127.0.0.1", p.tls_port), timeout=3 * SLOW)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx(certs, max_v=V13).wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                raw.sendall(out.read())
+            data = raw.recv(65536)
+            assert data, "closed during the handshake"
+            inc.write(data)
+    for i in range(3):
+        obj.write(request_bytes("GET", f"/rec{i}"))
+    raw.sendall(out.read())        # Finished + three records, one send
+    got = b""
+    deadline = time.monotonic() + 3 * SLOW
+    while got.count(b"HTTP/1.1 200") < 3 and time.monotonic() < deadline:
+        raw.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = raw.recv(65536)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        inc.write(data)
+        while True:
+            try:
+                got += obj.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+    raw.close()
+    assert got.count(b"HTTP/1.1 200") == 3, got
+    assert [l["target"] for l in p.wait_log(3)] == ["/rec0", "/rec1", "/rec2"]
+
+
 def _digest_handler(big):
     """Answers each request with big (Content-Length, or chunked for
     /chunked-back) and X-Sha256: the digest of the request body it read."""
