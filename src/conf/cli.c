@@ -258,16 +258,6 @@ static int flag_duration(uint64_t *ms, const char *name, const char *arg)
     return 0;
 }
 
-/* --defer-accept: whole seconds, 1s to 30s, as the key defer_accept. */
-static int flag_defer(struct cfg *cfg, const char *name, const char *arg)
-{
-    uint64_t ms;
-    if (val_duration(arg, &ms) < 0 || ms == 0 || ms % 1000 || ms > 30000)
-        return fail(name, arg, "expected whole seconds from 1s to 30s (the kernel counts them in seconds)");
-    cfg->defer_accept = (unsigned)(ms / 1000);
-    return 0;
-}
-
 /* A whole number from lo (>= 0) to hi, or -1. */
 static long whole(const char *s, long lo, long hi)
 {
@@ -459,7 +449,9 @@ static int one_flag(struct cfg *cfg, struct lists_seen *seen, int c, const char 
     case OPT_SINGLE: cfg->single_process = true; return 0;
     case OPT_UNDERSCORES: cfg->underscores = true; return 0;
     case OPT_NO_HTTP2: cfg->no_http2 = true; return 0;
-    case OPT_DEFER_ACCEPT: return flag_defer(cfg, name, arg);
+    case OPT_DEFER_ACCEPT:
+        return val_defer_accept(arg, &cfg->defer_accept) < 0
+                   ? fail(name, arg, "expected " VAL_DEFER_WHAT) : 0;
     case OPT_CONFIG: case OPT_CHECK_CONFIG: case 't': return 0;   /* the first pass's */
     case OPT_DRAIN: return flag_duration(&cfg->drain_ms, name, arg);
     }

@@ -111,24 +111,22 @@ static bool parse_listen_tls(struct conf_ctx *x, yaml_node_t *n, const char *pat
     return ok;
 }
 
-/* defer_accept: a duration of whole seconds, 1s to 30s (the kernel counts
- * TCP_DEFER_ACCEPT in seconds), or false for off. */
+/* defer_accept: whole seconds (val_defer_accept), or false for off. A
+ * duration of the wrong kind gets conf_get_dur's own message. */
 static bool conf_get_defer(struct conf_ctx *x, yaml_node_t *n, const char *key, unsigned *secs)
 {
-    static const char what[] = "whole seconds from 1s to 30s (the kernel counts them in seconds), or false";
-    if (n->type == YAML_SCALAR_NODE && (!strcmp((const char *)n->data.scalar.value, "false") ||
-                                        !strcmp((const char *)n->data.scalar.value, "off"))) {
+    const char *s = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    if (s && !strcmp(s, "false")) {
         *secs = 0;
         return true;
     }
     uint64_t ms;
     if (!conf_get_dur(x, n, key, &ms))
         return false;
-    if (ms % 1000 || ms > 30000) {
-        conf_expected(x, n, key, what);
+    if (val_defer_accept(s, secs) < 0) {
+        conf_expected(x, n, key, VAL_DEFER_WHAT ", or false");
         return false;
     }
-    *secs = (unsigned)(ms / 1000);
     return true;
 }
 

@@ -11,6 +11,15 @@
 
 #include "addr.h"
 
+int val_defer_accept(const char *s, unsigned *secs)
+{
+    uint64_t ms;
+    if (val_duration(s, &ms) < 0 || ms == 0 || ms % 1000 || ms > 30000)
+        return -1;
+    *secs = (unsigned)(ms / 1000);
+    return 0;
+}
+
 int val_duration(const char *s, uint64_t *ms)
 {
     uint64_t whole = 0, frac = 0, scale = 1;

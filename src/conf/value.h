@@ -26,6 +26,12 @@ struct cli_addr {
  * units, sub-millisecond precision and values past 2^32 ms. 0 or -1. */
 int val_duration(const char *s, uint64_t *ms);
 
+/* A listener's defer_accept (TCP_DEFER_ACCEPT, which the kernel counts in
+ * seconds): a duration string of whole seconds, 1s to 30s, into *secs.
+ * 0 or -1; VAL_DEFER_WHAT says what is expected. */
+#define VAL_DEFER_WHAT "whole seconds from 1s to 30s (the kernel counts them in seconds)"
+int val_defer_accept(const char *s, unsigned *secs);
+
 /* Parses a size: "8192", "8k", "32KiB", "1m", "1MiB", "2g" (k = 1024), at
  * most 2^50 bytes. 0 or -1. */
 int val_size(const char *s, uint64_t *bytes);

@@ -336,17 +336,14 @@ static bool close_at_once(const struct client *c)
            c->in.end <= x->body_ready;
 }
 
-/* Whether a write of the pb body bytes now offered ends the response of a
- * connection whose write side closes right after it (closing_step: a plain
- * one closed at once, a TLS one shut with its close_notify before its
- * linger): those bytes may then wait for the FIN and leave with it
- * (conn_writev_before_close). */
+/* Whether the pb body bytes now offered end the response of a connection
+ * whose write side closes right after (closing_step: plain, closed at once;
+ * TLS, shut before its linger): they may leave with the FIN (conn.h). */
 static bool last_before_close(const struct client *c, uint32_t pb)
 {
     const struct exch *x = &c->s->x;
     return (x->flags & (X_RESP_DONE | X_CLOSE_AFTER)) == (X_RESP_DONE | X_CLOSE_AFTER) &&
-           x->resp_ready == px_att(c->s)->in.start + pb &&
-           (c->conn.ssl ? !(c->cflags & CF_STREAM) : close_at_once(c));
+           x->resp_ready == px_att(c->s)->in.start + pb && (c->conn.ssl || close_at_once(c));
 }
 
 /* Sends queued heads and validated response body bytes to the client. */
