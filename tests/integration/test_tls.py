@@ -302,7 +302,8 @@ class TLSUpstream(FakeUpstream):
 def tls_info(ctx):
     obj = ctx.transport.get_extra_info("ssl_object")
     return {"reused": obj.session_reused, "alpn": obj.selected_alpn_protocol(),
-            "version": obj.version(), "peercert": ctx.transport.get_extra_info("peercert")}
+            "version": obj.version(), "cipher": obj.cipher()[0],
+            "peercert": ctx.transport.get_extra_info("peercert")}
 
 
 def tls_ok_handler(body=b"secure"):
@@ -1677,3 +1678,37 @@ def test_h2_pool_server_without_alpn_h2_is_a_tls_error(hg, tls_upstream, certs):
     assert line["reason"] == "upstream_tls_error", line
     assert "ALPN h2" in p.stderr_text() or "no application protocol" in p.stderr_text(), \
         p.stderr_text()[-2000:]
+
+
+@pytest.mark.parametrize("offer,want", [
+    ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"),
+    ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+     "TLS_CHACHA20_POLY1305_SHA256"),
+    ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"),
+], ids=["openssl-order", "chacha-first", "aes256-only"])
+def test_tls13_suite_order(hg, certs, offer, want):
+    """The server picks TLS 1.3's suite: AES-128-GCM over the AES-256-GCM an
+    OpenSSL client offers first (its key schedule hashes with SHA-256, not
+    SHA-384), ChaCha20 for a client that asks for it first, and whatever
+    suite a client offers alone."""
+    p = hg.start()
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{p.tls_port}", "-tls1_3",
+                        "-servername", "localhost", "-CAfile", certs.ca, "-ciphersuites", offer],
+                       input=b"", capture_output=True, timeout=10 * SLOW)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    assert re.search(rf"Cipher is {re.escape(want)}$", out, re.M), out
+
+
+def test_upstream_tls13_suite_offered_first(hg, tls_upstream, certs):
+    """Toward an upstream, AES-128-GCM is offered first: a server that
+    follows the client's order picks it (OpenSSL's default order, which
+    Python's client and curl send, puts AES-256-GCM first)."""
+    up = tls_upstream(tls_ok_handler(b"suite"))
+    up.ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    p = hg.start(up=up, pool={"tls": {"ca": certs.ca}})
+    c = tconn(p, certs)
+    r = get(c, "/up")
+    assert r is not None and r.status == 200 and r.body == b"suite", r
+    (conn,) = up.wait_conns(1)
+    assert conn.tls["version"] == "TLSv1.3" and conn.tls["cipher"] == "TLS_AES_128_GCM_SHA256", conn.tls
+    c.close()
