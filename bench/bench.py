@@ -67,6 +67,8 @@ SCENARIOS = [
                              "floor not run (no TLS)"),
     ("tls-handshake", "wrk", "100 B responses, a new TLS connection (full handshake) per request (64 at once); "
                              "floor not run (no TLS)"),
+    ("tls-handshake-aes256", "wrk", "tls-handshake with wrk offering only TLS_AES_256_GCM_SHA384 in TLS 1.3 "
+                                    "(every proxy runs the same suite); floor not run (no TLS)"),
     ("h2c-small", "h2load", "100 B responses, HTTP/2 with prior knowledge over cleartext (h2c), "
                             "64 connections x 10 streams; floor not run"),
     ("h2-tls-small", "h2load", "100 B responses, HTTP/2 over TLS 1.3 (ALPN h2), 64 connections x 10 streams; "
@@ -91,13 +93,20 @@ PER_GIB = {"resp-1m", "resp-64m", "upload-16m"}
 GROWTH = [("small-ka-64", 64), ("small-ka-1000", 1000), ("small-ka-9900", 9900)]
 BIG_CONNS = 9900
 # client -> proxy over TLS; the floor is a byte relay without TLS and does not run them
-TLS_SCEN = {"tls-keepalive", "tls-handshake"}
+TLS_SCEN = {"tls-keepalive", "tls-handshake", "tls-handshake-aes256"}
+# the TLS 1.3 suites wrk offers (the shim's WRK_TLS13_SUITES) and the probe too, per
+# row; the others offer OpenSSL's default list. hourglass picks TLS_AES_128_GCM_SHA256
+# from it (server order), nginx, HAProxy and h2o TLS_AES_256_GCM_SHA384 (the client's
+# first): tls-handshake-aes256 offers only that one, so that the row compares the
+# proxies with the same cryptography
+WRK_TLS13_SUITES = {"tls-handshake-aes256": "TLS_AES_256_GCM_SHA384"}
 # HTTP/2 to the client (h2load), upstream HTTP/1.1 keep-alive
 H2_SCEN = {"h2c-small", "h2-tls-small"}
 H2_TLS = {"h2-tls-small"}
 H2_CONNS, H2_STREAMS = 64, 10         # h2load -c, -m
 # h2-tls-small: h2load offers this one TLS 1.3 suite, so that every proxy runs the
-# same cipher (the one all of them negotiate with wrk in the tls-* rows); left
+# same cipher (the one nginx, HAProxy and h2o negotiate with wrk in the tls-* rows,
+# and every proxy in tls-handshake-aes256); left
 # to itself h2load prefers AES-128-GCM, which a server may or may not honour
 H2_TLS13_CIPHER = "TLS_AES_256_GCM_SHA384"
 # nginx's upstream keepalive (idle connections it keeps): 1024 in every row. With
@@ -777,7 +786,7 @@ def steady_secs(duration, conns):
     return max(duration, int(math.ceil(steady_skip(conns) + STEADY_TAIL + steady_min(conns))))
 
 
-def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
+def run_wrk(port, path, conns, secs, close=False, tls=False, window=None, suites=None):
     """window: the growth rows, the Proxy: its CPU and the origin's request
     count are also sampled when the window opens and STEADY_TAIL s before wrk
     ends (r["win_cpu"], r["win_req"]): the steady state with every connection
@@ -785,7 +794,8 @@ def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
     steady_skip(conns) s after wrk starts, or later, once the origin has counted
     STEADY_ROUNDS x conns requests since the start (so every connection is
     open and has carried requests even through a proxy slow to ramp up); if
-    that takes until 0.2 s before the end, it opens then, marked late."""
+    that takes until 0.2 s before the end, it opens then, marked late.
+    suites: the only TLS 1.3 suites wrk offers (WRK_TLS13_SUITES, by the shim)."""
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency", "--timeout", "10s"]
     if close:
         argv += ["-H", "Connection: close"]
@@ -793,10 +803,14 @@ def run_wrk(port, path, conns, secs, close=False, tls=False, window=None):
     if CPU_LOAD is not None:
         argv = ["taskset", "-c", str(CPU_LOAD)] + argv
     env = None
-    if tls and close:
+    if tls and (close or suites):
         # wrk would resume the previous session on each reconnect (SSL_clear
-        # keeps it); the shim makes every connection a full handshake
+        # keeps it); the shim makes every connection a full handshake, and
+        # restricts the TLS 1.3 suites wrk offers if told to
         env = dict(os.environ, LD_PRELOAD=TLS["shim"])
+        env.pop("WRK_TLS13_SUITES", None)
+        if suites:
+            env["WRK_TLS13_SUITES"] = suites
     samples = []
     if window is not None:
         def sample():
@@ -1062,14 +1076,15 @@ def make_tls(d):
     return t
 
 
-def tls_probe(port):
+def tls_probe(port, suites=None):
     """One request with openssl s_client (the same library defaults as wrk):
-    what the proxy negotiates, how many session tickets it sends, the status."""
+    what the proxy negotiates, how many session tickets it sends, the status.
+    suites: the only TLS 1.3 suites offered (as wrk does in that row)."""
     req = "GET /small HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n"
     try:
         out = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (LOOP, port), "-servername",
-                              "bench.test", "-ign_eof"], input=req, capture_output=True, text=True,
-                             timeout=10).stdout
+                              "bench.test", "-ign_eof"] + (["-ciphersuites", suites] if suites else []),
+                             input=req, capture_output=True, text=True, timeout=10).stdout
     except subprocess.TimeoutExpired:
         out = ""
     m = re.search(r"^New, (\S+), Cipher is (\S+)", out, re.M)
@@ -1505,9 +1520,11 @@ class Bench:
                               "conn-close": ("/small", 64, True),
                               "tls-keepalive": ("/small", 64, False),
                               "tls-handshake": ("/small", 64, True),
+                              "tls-handshake-aes256": ("/small", 64, True),
                               "resp-1m": ("/1m", 16, False),
                               "resp-64m": ("/64m", 4, False)}[s]
         tls = s in TLS_SCEN
+        suites = WRK_TLS13_SUITES.get(s)
         names = self.proxies_for(s)
         if s == "small-ka-9900":
             return self.scen_big(s, path, conns)
@@ -1515,21 +1532,24 @@ class Bench:
         try:
             if tls:                                            # same protocol, cipher, group for all?
                 for p in names:
-                    i = self.tls_info[(s, p)] = tls_probe(fl[p].port)
+                    i = self.tls_info[(s, p)] = tls_probe(fl[p].port, suites)
                     print("   %-9s %s %s, %s, %s certificate, %d session ticket(s), status %s" % (
                         p, i["version"], i["cipher"], i["group"], i["sig"], i["tickets"], i["status"]), flush=True)
                     if i["version"] != "TLSv1.3" or i["status"] != "200":
                         raise RuntimeError("%s: expected TLSv1.3 and a 200 from %s, got %s and %s" % (
                             s, p, i["version"], i["status"]))
+                    if suites and i["cipher"] not in suites.split(":"):
+                        raise RuntimeError("%s: offered only %s, %s negotiated %s" % (s, suites, p, i["cipher"]))
             for p in names:                                    # warm-up, not measured
-                run_wrk(fl[p].port, path, conns, a.warmup, close, tls)
+                run_wrk(fl[p].port, path, conns, a.warmup, close, tls, suites=suites)
             if s in dict(GROWTH):
                 # the growth rows: CPU per request in the steady state (a window
                 # inside the run, see run_wrk), the run long enough for some of it
                 secs = steady_secs(a.duration, conns)
-                self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, secs, close, tls, window=x))
+                self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, secs, close, tls, window=x,
+                                                      suites=suites))
             else:
-                self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, a.duration, close, tls))
+                self.measure(s, fl, lambda x: run_wrk(x.port, path, conns, a.duration, close, tls, suites=suites))
         finally:
             for x in fl.values():
                 x.close()
@@ -2360,9 +2380,12 @@ def report(b, a, meta):
         if tls_s:
             out.append("tls-*: client -> proxy TLS, terminated by the proxy (self-signed ECDSA P-256 certificate); "
                        "proxy -> origin plain HTTP with keep-alive, as in the other rows. tls-handshake: wrk with "
-                       "`Connection: close`, a full handshake per request (no resumption). The floor relays bytes "
-                       "and has no TLS: not run (-). Negotiated with each proxy (openssl s_client, the library "
-                       "defaults wrk uses too):\n")
+                       "`Connection: close`, a full handshake per request (no resumption). tls-handshake-aes256: "
+                       "the same, with wrk offering only TLS_AES_256_GCM_SHA384 in TLS 1.3, the suite nginx, "
+                       "HAProxy and h2o pick from wrk's default list (hourglass prefers TLS_AES_128_GCM_SHA256): "
+                       "every proxy runs the same cryptography. The floor relays bytes and has no TLS: not run (-). "
+                       "Negotiated with each proxy (openssl s_client, the library defaults wrk uses too; in "
+                       "tls-handshake-aes256 with `-ciphersuites TLS_AES_256_GCM_SHA384`):\n")
             for p in PROXIES:
                 seen = {}                                      # one line per proxy unless the scenarios differ
                 for s in tls_s:
