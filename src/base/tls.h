@@ -91,7 +91,9 @@ SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION
 
 /* Advances the handshake: 1 done, 0 waiting for the socket (the bit it waits
  * for is cleared from *ready), -1 failed (reason in err), -2 failed because
- * the client spoke plain HTTP (the server side may answer it in plain). */
+ * the client spoke plain HTTP (the server side may answer it in plain).
+ * Done with the peer's next bytes read ahead into the engine: LOOP_READ is
+ * set in *ready, as no read edge will come for them. */
 int tls_handshake(SSL *ssl, uint32_t *ready, char *err, size_t errlen);
 
 /* Why the last tls_read failed with EPROTO ("certificate required"). */
@@ -116,10 +118,11 @@ void tls_keep_buffers(SSL *ssl);
 ssize_t tls_read(SSL *ssl, void *buf, size_t len, uint8_t *want);
 ssize_t tls_writev(SSL *ssl, const struct iovec *iov, int iovcnt);
 
-/* The peer's bytes waiting inside the engine (already off the socket). */
+/* The peer's bytes waiting inside the engine, already off the socket:
+ * decrypted, or records (or parts of one) read ahead. */
 static inline bool tls_pending(SSL *ssl)
 {
-    return ssl && SSL_pending(ssl) > 0;
+    return ssl && SSL_has_pending(ssl);
 }
 
 /* Sends a close_notify if the socket takes it now (best effort, never

@@ -760,12 +760,13 @@ def test_keepalive_and_pipelining(hg, upstream, certs):
 
 
 def test_records_that_arrive_together_are_all_served(hg, upstream, certs):
-    # Three requests, each in its own record, arrive in one segment right
-    # behind the client's Finished: all three are answered without another
-    # byte from the client (edge-triggered epoll gives no new edge for bytes
-    # already there). The guard a read-ahead engine needs most, as it would
-    # hold the records past the first (tried and left out: src/base/tls.c);
-    # it fails if tls_read stops after one record.
+    # read-ahead: one read(2) takes several TLS records, and the engine holds
+    # those past the first. Three requests, each in its own record, arrive
+    # in one segment right behind the client's Finished: all three are
+    # answered without another byte from the client (edge-triggered epoll
+    # gives no new edge for bytes the engine already holds); it fails if
+    # tls_read stops after one record. (A handshake that ends on a write
+    # edge with a request read ahead: tests/unit/base/test_conn.c.)
     up = upstream(ok_handler(b"rec"))
     p = hg.start(up=up)
     raw = socket.create_connection(("127.0.0.1", p.tls_port), timeout=3 * SLOW)

@@ -381,6 +381,44 @@ TEST_OVER(tls_pair, tls_writev_partial_is_sealed)
     CHECK(b->io.ready & LOOP_READ);
 }
 
+/* With read-ahead the engine reads the socket as far as it can, whatever
+ * woke the caller: a handshake that ends on a write edge (or at the start)
+ * may have the client's first request inside the engine and none on the
+ * socket, so no read edge will come; tls_handshake sets the read bit. */
+TEST(tls_handshake_end_with_bytes_read_ahead_sets_the_read_bit)
+{
+    char err[256], buf[64];
+    struct conn a, b;
+    if (!pair(&a, &b))
+        return;
+    b.ssl = SSL_new(server_ctx);
+    CHECK(b.ssl && SSL_set_fd(b.ssl, b.io.fd) == 1 &&
+          conn_tls_client(&a, client_ctx, "test", NULL) == 0);
+    if (!b.ssl || !a.ssl)
+        goto out;
+    SSL_set_read_ahead(b.ssl, 1);
+    SSL_set_accept_state(b.ssl);
+    CHECK_EQ_INT(conn_open_step(&a, err, sizeof err), 0);      /* ClientHello */
+    CHECK_EQ_INT(tls_handshake(b.ssl, &b.io.ready, err, sizeof err), 0);   /* its flight */
+    a.io.ready = BOTH;
+    readable(a.io.fd, 1000);
+    CHECK_EQ_INT(conn_open_step(&a, err, sizeof err), 1);      /* Finished */
+    struct iovec req = {"GET / HTTP/1.1\r\n\r\n", 18};
+    CHECK_EQ_INT(conn_writev(&a, &req, 1), 18);                /* right behind it */
+
+    b.io.ready = LOOP_WRITE;   /* a write edge: the read bit is not set */
+    CHECK_EQ_INT(tls_handshake(b.ssl, &b.io.ready, err, sizeof err), 1);
+    CHECK(b.io.ready & LOOP_READ);
+    CHECK(conn_pending(&b));
+    char peek;
+    CHECK_EQ_INT(recv(b.io.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT), -1);   /* none left there */
+    CHECK_EQ_INT(conn_read(&b, buf, sizeof buf), 18);
+    CHECK(!conn_pending(&b));
+out:
+    drop(&a);
+    drop(&b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);   /* as main does: OpenSSL writes with write(2) */
@@ -403,6 +441,7 @@ int main(void)
         RUN(tls_data_would_block_and_end);
         RUN(tls_end_without_close_notify_is_a_reset_for_the_client);
         RUN(tls_writev_partial_is_sealed);
+        RUN(tls_handshake_end_with_bytes_read_ahead_sets_the_read_bit);
     } else {
         SKIP("cannot make a key and certificate: no TLS checks");
     }
