@@ -759,6 +759,52 @@ def test_keepalive_and_pipelining(hg, upstream, certs):
     c.close()
 
 
+def test_tls13_ticket_goes_with_the_first_response(hg, upstream, certs):
+    """A TLS 1.3 session ticket is sent with the proxy's first bytes, not
+    on its own after the handshake: nothing comes while the client says
+    nothing, then one ticket arrives with the response and resumes."""
+    up = upstream(ok_handler(b"tk"))
+    p = hg.start(up=up)
+    ctx = client_ctx(certs, max_v=V13)
+    raw = socket.create_connection(("127.0.0.1", p.tls_port), timeout=3 * SLOW)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                raw.sendall(out.read())
+            data = raw.recv(65536)
+            assert data, "closed during the handshake"
+            inc.write(data)
+    raw.sendall(out.read())          # the Finished
+    raw.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        raw.recv(65536)              # no ticket on its own
+    obj.write(request_bytes("GET", "/tk"))
+    raw.sendall(out.read())
+    got = b""
+    raw.settimeout(3 * SLOW)
+    while b"tk" not in got.partition(b"\r\n\r\n")[2]:
+        data = raw.recv(65536)
+        assert data, got
+        inc.write(data)
+        try:
+            got += obj.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    assert got.startswith(b"HTTP/1.1 200"), got
+    sess = obj.session
+    assert sess is not None and sess.has_ticket
+    raw.close()
+    c = tconn(p, certs, ctx, session=sess)
+    assert c.sock.session_reused
+    assert get(c, "/again").status == 200
+    c.close()
+
+
 def test_records_that_arrive_together_are_all_served(hg, upstream, certs):
     # read-ahead: one read(2) takes several TLS records, and the engine holds
     # those past the first. Three requests, each in its own record, arrive
