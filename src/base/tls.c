@@ -28,11 +28,11 @@ static const char ciphers12[] =
 /* TLS 1.3 suites, in the same order as ciphers12: AES-128-GCM first, as
  * browsers offer it and RFC 8446 (9.1) makes it the one every peer has.
  * OpenSSL's default puts AES-256-GCM-SHA384 first; its key schedule and
- * transcript then hash with SHA-384 (SHA-512's 80 rounds in software)
- * where SHA-256 runs on the CPU's SHA instructions: a tenth of a full
- * handshake's instructions with an OpenSSL client, which offers AES-256
- * first. A client that puts ChaCha20 first (no AES instructions) gets
- * it (SSL_OP_PRIORITIZE_CHACHA). */
+ * transcript then hash with SHA-384, whose block function was 12 % of a
+ * full handshake's instructions with an OpenSSL client (which offers
+ * AES-256 first); with SHA-256 the handshake took 3.4 % fewer (callgrind).
+ * A client that puts ChaCha20 first (no AES instructions) gets it
+ * (SSL_OP_PRIORITIZE_CHACHA). */
 static const char suites13[] =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
