@@ -36,6 +36,7 @@ from conftest import (Proxy, assert_window, free_port, is_sanitized, log_int, ok
                       request_bytes, scrape, silent_handler, wait_port, wait_until)
 
 SLOW = 2.0 if is_sanitized() else 1.0
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux: arrival times as a timespec
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -151,6 +152,13 @@ class H2Client:
         s.connect((host, port))
         if tls is not None:
             s = tls.wrap_socket(s, server_hostname=server_hostname)
+        else:
+            # the kernel stamps each segment as it arrives: frame times are
+            # then when the proxy sent them, not when this thread got to
+            # them (a stall here made a timeout look 8 ms early)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.stamped = tls is None
+        self.t_rx = None            # the kernel's arrival time of the last recv (monotonic)
         self.sock = s
         self.timeout = timeout * SLOW
         self.streams = {}
@@ -302,7 +310,15 @@ class H2Client:
             return b""
         self.sock.settimeout(max(timeout, 0.0005))
         try:
-            d = self.sock.recv(1 << 18)
+            if self.stamped:
+                d, anc, _, _ = self.sock.recvmsg(1 << 18, 64)
+                self.t_rx = None
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        self.t_rx = sec + nsec / 1e9 - (time.time() - time.monotonic())
+            else:
+                d = self.sock.recv(1 << 18)
         except (socket.timeout, TimeoutError, ssl.SSLWantReadError, BlockingIOError):
             return None
         except ConnectionResetError:
@@ -337,7 +353,7 @@ class H2Client:
             self._handle(ftype, flags, sid, payload)
 
     def _handle(self, ftype, flags, sid, payload):
-        now = time.monotonic()
+        now = min(self.t_rx, time.monotonic()) if self.t_rx is not None else time.monotonic()
         self.frames.append((ftype, flags, sid, len(payload), now))
         if ftype == DATA:
             s = self.stream(sid)
