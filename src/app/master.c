@@ -175,6 +175,13 @@ static int gen_open_sockets(struct gen *g)
         int r = sock_open(&g->cfg->listen[i], g->nworkers);
         if (r < 0)
             return r;
+        /* Before any worker runs: a socket listens from its opening, and a
+         * connection the kernel took before a worker set defer_accept would
+         * be handed over at once. (Each worker sets it again, and says so
+         * if it fails: listener_open_all.) */
+        struct lsock *s = sock_find(g->cfg->listen[i].text);
+        for (unsigned k = 0; k < s->nfd; k++)
+            (void)net_defer_accept(s->fd[k], g->cfg->listen_defer[i]);
     }
     g->admin_fd = -1;
     if (g->cfg->has_admin) {

@@ -394,6 +394,19 @@ def parse_head(head):
     return start, headers
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux: arrival times as a timespec
+
+
+def kernel_arrival(anc):
+    """The SO_TIMESTAMPNS stamp among recvmsg's ancillary data, on the
+    monotonic clock; None without one."""
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec / 1e9 - (time.time() - time.monotonic())
+    return None
+
+
 class Client:
     """A blocking raw HTTP/1.1 client on one TCP connection."""
 
@@ -403,6 +416,11 @@ class Client:
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # the kernel stamps each segment as it arrives (_fill): a response is
+        # dated when the proxy sent it, not when this thread got to it, so a
+        # stall here cannot make an interval between two replies look short
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.t_rx = None   # the arrival of the bytes of the last recv (monotonic)
         self.timeout = timeout
         self.addr = (host, port)
         self.buf = bytearray()
@@ -453,7 +471,7 @@ class Client:
             raise TimeoutError("client read timed out")
         self.sock.settimeout(left)
         try:
-            data = self.sock.recv(1 << 18)
+            data, anc, _, _ = self.sock.recvmsg(1 << 18, 64)
         except socket.timeout:
             raise TimeoutError("client read timed out") from None
         except ConnectionResetError:
@@ -463,7 +481,14 @@ class Client:
             self.eof = True
             self.t_eof = time.monotonic()
             raise _EOF()
+        self.t_rx = kernel_arrival(anc)
         self.buf += data
+
+    def _arrived(self):
+        """When the bytes just parsed arrived: the kernel's stamp of the last
+        recv, else (a subclass with its own _fill) now."""
+        now = time.monotonic()
+        return min(self.t_rx, now) if self.t_rx is not None else now
 
     def _take(self, n):
         d = bytes(self.buf[:n])
@@ -491,7 +516,7 @@ class Client:
         while True:
             i = self.buf.find(b"\r\n\r\n")
             if i >= 0:
-                return self._take(i + 4), time.monotonic()
+                return self._take(i + 4), self._arrived()
             try:
                 self._fill(deadline)
             except _EOF:
@@ -585,7 +610,7 @@ class Client:
             if self.buf:
                 sink(self._take(len(self.buf)))
             r.complete = (r.framing == "close" and not self.reset)
-        r.t_end = time.monotonic()
+        r.t_end = time.monotonic() if self.eof else self._arrived()
         r.body = bytes(body)
         r.raw += bytes(raw)
         return r

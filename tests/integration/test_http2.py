@@ -32,11 +32,11 @@ import hpack
 import pytest
 from hpack.hpack import encode_integer
 
-from conftest import (Proxy, assert_window, free_port, is_sanitized, log_int, ok_handler,
-                      request_bytes, scrape, silent_handler, wait_port, wait_until)
+from conftest import (SO_TIMESTAMPNS, Proxy, assert_window, free_port, is_sanitized,
+                      kernel_arrival, log_int, ok_handler, request_bytes, scrape, silent_handler,
+                      wait_port, wait_until)
 
 SLOW = 2.0 if is_sanitized() else 1.0
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux: arrival times as a timespec
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -312,11 +312,7 @@ class H2Client:
         try:
             if self.stamped:
                 d, anc, _, _ = self.sock.recvmsg(1 << 18, 64)
-                self.t_rx = None
-                for level, kind, data in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                        sec, nsec = struct.unpack("qq", data[:16])
-                        self.t_rx = sec + nsec / 1e9 - (time.time() - time.monotonic())
+                self.t_rx = kernel_arrival(anc)
             else:
                 d = self.sock.recv(1 << 18)
         except (socket.timeout, TimeoutError, ssl.SSLWantReadError, BlockingIOError):
