@@ -759,13 +759,11 @@ def test_keepalive_and_pipelining(hg, upstream, certs):
     c.close()
 
 
-def test_tls13_ticket_goes_with_the_first_response(hg, upstream, certs):
-    """A TLS 1.3 session ticket is sent with the proxy's first bytes, not
-    on its own after the handshake: nothing comes while the client says
-    nothing, then one ticket arrives with the response and resumes."""
-    up = upstream(ok_handler(b"tk"))
-    p = hg.start(up=up)
-    ctx = client_ctx(certs, max_v=V13)
+def bio_handshake(p, ctx):
+    """A TLS client over memory BIOs on a raw socket to p's TLS port, its
+    handshake driven until the client side is done: (raw, inc, out, obj).
+    The client's last flight (its Finished) is still in out, unsent, so a
+    test chooses what goes with it."""
     raw = socket.create_connection(("127.0.0.1", p.tls_port), timeout=3 * SLOW)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
@@ -779,6 +777,17 @@ def test_tls13_ticket_goes_with_the_first_response(hg, upstream, certs):
             data = raw.recv(65536)
             assert data, "closed during the handshake"
             inc.write(data)
+    return raw, inc, out, obj
+
+
+def test_tls13_ticket_goes_with_the_first_response(hg, upstream, certs):
+    """A TLS 1.3 session ticket is sent with the proxy's first bytes, not
+    on its own after the handshake: nothing comes while the client says
+    nothing, then one ticket arrives with the response and resumes."""
+    up = upstream(ok_handler(b"tk"))
+    p = hg.start(up=up)
+    ctx = client_ctx(certs, max_v=V13)
+    raw, inc, out, obj = bio_handshake(p, ctx)
     raw.sendall(out.read())          # the Finished
     raw.settimeout(0.3)
     with pytest.raises(socket.timeout):
@@ -815,19 +824,7 @@ def test_records_that_arrive_together_are_all_served(hg, upstream, certs):
     # edge with a request read ahead: tests/unit/base/test_conn.c.)
     up = upstream(ok_handler(b"rec"))
     p = hg.start(up=up)
-    raw = socket.create_connection(("127.0.0.1", p.tls_port), timeout=3 * SLOW)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = client_ctx(certs, max_v=V13).wrap_bio(inc, out, server_hostname="localhost")
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            if out.pending:
-                raw.sendall(out.read())
-            data = raw.recv(65536)
-            assert data, "closed during the handshake"
-            inc.write(data)
+    raw, inc, out, obj = bio_handshake(p, client_ctx(certs, max_v=V13))
     for i in range(3):
         obj.write(request_bytes("GET", f"/rec{i}"))
     raw.sendall(out.read())        # Finished + three records, one send
