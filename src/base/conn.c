@@ -62,7 +62,7 @@ int conn_connect(struct conn *c, struct loop *l, const struct sockaddr *sa, sock
 int conn_tls_client(struct conn *c, struct tls_client *t, const char *host,
                     SSL_SESSION **session)
 {
-    if (!(c->ssl = tls_client_conn(t, c->io.fd, host, session)))
+    if (!(c->ssl = tls_client_conn(t, &c->io, host, session)))
         return -ENOMEM;
     c->opening |= CONN_OPEN_TLS;
     return 0;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -257,7 +259,8 @@ static SSL_CTX *server_ctx(struct tls_server *s, const struct tls_server_conf *c
                               SSL_MODE_RELEASE_BUFFERS);
     /* Read-ahead: a flight of records in one read(2) instead of two per
      * record (a record's 5-byte header, then its body): 7 reads per short
-     * TLS 1.3 connection instead of 13. What the engine reads beyond a
+     * TLS 1.3 connection instead of 13 (5 with tls_set_io's BIO, which
+     * reads no drained socket). What the engine reads beyond a
      * record stays inside it: tls_read reads on until the engine needs the
      * socket, so a short read still means the socket is drained, and a
      * handshake that ends with bytes read ahead sets the read bit
@@ -337,15 +340,125 @@ void tls_server_free(struct tls_server *s)
     free(s);
 }
 
+/* ---- the socket under the engine --------------------------------------------
+ *
+ * OpenSSL's own socket BIO reads whenever the engine wants bytes: after each
+ * record it has handed out, SSL_read (and the handshake, waiting for the
+ * peer's next flight) asks the socket again and gets EAGAIN: a system call
+ * that finds nothing, once per request on a keep-alive connection and three
+ * times per short one. This BIO reads only while the connection's LOOP_READ
+ * bit says the socket may hold bytes, and clears the bit when a read comes
+ * back short, the rule conn_read keeps for plain TCP: a short read drained
+ * the socket, and the next edge sets the bit again. With read-ahead the
+ * engine asks for all the room it has, so a short read is the usual end.
+ * Writes go to send(2) with MSG_NOSIGNAL. The BIO's data is the connection's
+ * loop_io (its fd and bits), which outlives the SSL (conn_close frees the
+ * SSL first); closing the fd stays the loop's business. */
+static BIO_METHOD *loop_bio;
+
+static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
+{
+    struct loop_io *io = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    *got = 0;
+    if (!(io->ready & LOOP_READ)) {
+        BIO_set_retry_read(b);   /* drained, and no edge since */
+        errno = EAGAIN;
+        return 0;
+    }
+    for (;;) {
+        ssize_t n = read(io->fd, buf, len);
+        if (n > 0) {
+            if ((size_t)n < len && !(io->ready & LOOP_HUP))
+                io->ready &= ~LOOP_READ;
+            *got = (size_t)n;
+            return 1;
+        }
+        if (n == 0) {
+            BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            io->ready &= ~LOOP_READ;
+            BIO_set_retry_read(b);
+        }
+        return 0;
+    }
+}
+
+static int bio_write(BIO *b, const char *buf, size_t len, size_t *put)
+{
+    struct loop_io *io = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    *put = 0;
+    for (;;) {
+        ssize_t n = send(io->fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0) {
+            *put = (size_t)n;
+            return 1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            BIO_set_retry_write(b);
+        return 0;
+    }
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;   /* nothing is held here */
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* Sets up loop_bio; 0 or -1 (out of memory). */
+static int loop_bio_init(void)
+{
+    loop_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hourglass loop socket");
+    if (!loop_bio || !BIO_meth_set_read_ex(loop_bio, bio_read) ||
+        !BIO_meth_set_write_ex(loop_bio, bio_write) || !BIO_meth_set_ctrl(loop_bio, bio_ctrl) ||
+        !BIO_meth_set_create(loop_bio, bio_create))
+        return -1;
+    return 0;
+}
+
+int tls_set_io(SSL *ssl, struct loop_io *io)
+{
+    if (!loop_bio && loop_bio_init() < 0)
+        return -1;
+    BIO *b = BIO_new(loop_bio);
+    if (!b)
+        return -1;
+    BIO_set_data(b, io);
+    SSL_set_bio(ssl, b, b);   /* (one reference for both directions) */
+    return 0;
+}
+
 /* A server SSL's app data until its TLS 1.3 session ticket is sent. */
 static char owed_ticket;
 
-SSL *tls_server_conn(struct tls_server *s, int fd)
+SSL *tls_server_conn(struct tls_server *s, struct loop_io *io)
 {
     SSL *ssl = SSL_new(s->certs[0].ctx);
     if (!ssl)
         return NULL;
-    if (SSL_set_fd(ssl, fd) != 1) {
+    if (tls_set_io(ssl, io) < 0) {
         SSL_free(ssl);
         ERR_clear_error();
         return NULL;
@@ -438,13 +551,14 @@ static bool is_ip_literal(const char *h)
     return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
 }
 
-SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION **session)
+SSL *tls_client_conn(struct tls_client *t, struct loop_io *io, const char *host,
+                     SSL_SESSION **session)
 {
     SSL *ssl = SSL_new(t->ctx);
     if (!ssl)
         return NULL;
     const char *name = t->server_name ? t->server_name : host;
-    if (SSL_set_fd(ssl, fd) != 1)
+    if (tls_set_io(ssl, io) < 0)
         goto out_free;
     SSL_set_connect_state(ssl);
     if (name && *name) {

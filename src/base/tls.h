@@ -34,6 +34,8 @@
 
 #include <openssl/ssl.h>
 
+#include "loop.h"
+
 #define TLS_READ_WANTS_WRITE 0x1u
 
 /* One certificate and its key, PEM files. */
@@ -73,8 +75,9 @@ struct tls_server *tls_server_new(const struct tls_server_conf *c, char *err, si
                                   unsigned *bad_pair, int *bad_key);
 void tls_server_free(struct tls_server *s);
 
-/* A server-side SSL on an accepted socket, or NULL (out of memory). */
-SSL *tls_server_conn(struct tls_server *s, int fd);
+/* A server-side SSL on an accepted socket (io: its fd and readiness bits),
+ * or NULL (out of memory). */
+SSL *tls_server_conn(struct tls_server *s, struct loop_io *io);
 
 /* NULL with a message in err; *bad_key names the key at fault ("ca",
  * "cert", "key"). */
@@ -87,7 +90,15 @@ void tls_client_free(struct tls_client *t);
  * checked name when the pool sets no server_name; an IP literal is checked
  * as an address and not sent as SNI. *session: the last session of this
  * server, resumed when set; updated as the server issues new ones. */
-SSL *tls_client_conn(struct tls_client *t, int fd, const char *host, SSL_SESSION **session);
+SSL *tls_client_conn(struct tls_client *t, struct loop_io *io, const char *host,
+                     SSL_SESSION **session);
+
+/* Puts ssl on the socket of io (tls_server_conn and tls_client_conn do):
+ * the engine reads the socket only while io->ready has LOOP_READ, and a
+ * short read clears it, as conn_read does over plain TCP; so a read after
+ * the socket was drained costs no system call. io must outlive ssl.
+ * 0, or -1 (out of memory). */
+int tls_set_io(SSL *ssl, struct loop_io *io);
 
 /* Advances the handshake: 1 done, 0 waiting for the socket (the bit it waits
  * for is cleared from *ready), -1 failed (reason in err), -2 failed because

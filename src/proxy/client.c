@@ -635,7 +635,7 @@ void client_new(int fd, const struct sockaddr_storage *peer, uint16_t cflags,
         return;
     }
     if (tls) {
-        if (!(c->conn.ssl = tls_server_conn(tls, fd))) {
+        if (!(c->conn.ssl = tls_server_conn(tls, &c->conn.io))) {
             log_error("error", "TLS: out of memory for a new connection; closing it");
             conn_close(&c->conn, px_loop);
             c->next = free_clients;
