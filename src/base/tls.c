@@ -504,6 +504,7 @@ struct tls_client *tls_client_new(const struct tls_client_conf *c, char *err, si
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(t->ctx, 1);   /* as a listener's (server_ctx) */
     SSL_CTX_set_cipher_list(t->ctx, ciphers12);
     SSL_CTX_set_ciphersuites(t->ctx, suites13);   /* offered in this order */
     if (c->h2)
