@@ -265,7 +265,7 @@ int worker_init(struct loop *l, const struct cfg *c, const struct worker_fds *fd
         psh_attach(-1, 0, 1);   /* one process: its own state */
     if (pool_init(l, c) < 0 || route_init(c) < 0)
         return -EINVAL;
-    h2u_init(l);
+    h2u_init(l, c->deadline_header);
     health_init(l, c);
     if (resolver_start(l, c) < 0 || forward_init(l, c) < 0 || res_init(l) < 0)
         return -EINVAL;

@@ -488,9 +488,11 @@ static const struct pool_h2_hooks hooks = {
     .retire = h_retire,
 };
 
-void h2u_init(struct loop *l)
+void h2u_init(struct loop *l, const char *deadline_header)
 {
     loop = l;
+    h2u_deadline_name = deadline_header;
+    h2u_deadline_len = deadline_header ? strlen(deadline_header) : 0;
     pool_h2 = &hooks;
     if (cbs)
         return;

@@ -42,8 +42,12 @@
 #include "loop.h"
 #include "pool.h"
 
-/* Installs the hooks of pool.h (once per worker, after pool_init). */
-void h2u_init(struct loop *l);
+/* Installs the hooks of pool.h (once per worker, after pool_init).
+ * deadline_header: the name of the deadline header the proxy sends (or
+ * NULL): like X-Request-Id, its value differs in every request, so HPACK
+ * sends it as a literal never indexed instead of a new entry of the dynamic
+ * table each time, which would push out the fields that repeat. */
+void h2u_init(struct loop *l, const char *deadline_header);
 
 /* The trailer fields an HTTP/2 upstream sent after the response body, as
  * "name: value\r\n" lines (names in lower case), or NULL with *len 0. */

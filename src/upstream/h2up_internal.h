@@ -104,6 +104,10 @@ void h2u_kick(struct h2u_conn *hc);
 /* nghttp2's callbacks for our sessions: they only record. */
 void h2u_set_callbacks(nghttp2_session_callbacks *cbs);
 
+/* The deadline header's name (h2u_init), or NULL. */
+extern const char *h2u_deadline_name;
+extern size_t h2u_deadline_len;
+
 /* The stream failed (err: -errno, or 0 for a connection closed early);
  * unprocessed: the server never processed it. Nothing once it is whole. */
 void h2u_stream_fail(struct h2u_stream *st, int err, bool unprocessed);

@@ -22,6 +22,9 @@
 
 #include "h2up_internal.h"
 
+const char *h2u_deadline_name;
+size_t h2u_deadline_len;
+
 static struct http_msg scratch;   /* the request head being translated */
 
 /* ---- the response as HTTP/1.1 text ------------------------------------- */
@@ -346,6 +349,10 @@ static ssize_t submit_head(struct h2u_stream *st, const char *p, size_t n)
                                                                         : f->name[j]);
         used += f->name_len;
         NV(lower, f->name_len, f->value, f->value_len);
+        if (HTTP_NAME_IS(f, "x-request-id") ||
+            (h2u_deadline_name && f->name_len == h2u_deadline_len &&
+             !strncasecmp(f->name, h2u_deadline_name, f->name_len)))
+            nv[k - 1].flags = NGHTTP2_NV_FLAG_NO_INDEX;   /* new in every request: h2u_init */
     }
     if (grpc && !te)
         NV("te", 2, "trailers", 8);

@@ -357,6 +357,24 @@ def test_sequential_requests_share_one_connection(proxy_factory, tmp_path, h2_up
     assert sids == list(range(1, 41, 2)), sids
 
 
+def test_per_request_fields_are_never_indexed(proxy_factory, tmp_path, h2_upstream):
+    """X-Request-Id and the deadline header differ in every request: HPACK
+    sends them as literals never indexed (RFC 7541 6.2.3), so that they do
+    not take a new entry of the dynamic table each time and push out the
+    fields that repeat, which stay indexed."""
+    from hpack import NeverIndexedHeaderTuple
+    up = h2_upstream()
+    p = start(proxy_factory, tmp_path, h2_doc(up.addr))
+    for i in range(3):
+        r = get(p, f"/ni/{i}", headers=[("X-Same", "every time")])
+        assert r.status == 200, r
+    for st in up.conns[0].stream_list():
+        kinds = {k: isinstance(h, NeverIndexedHeaderTuple) for h in st.headers for k in [h[0]]}
+        assert kinds.get("x-request-id") is True, st.headers
+        assert kinds.get("x-request-deadline-ms") is True, st.headers
+        assert kinds.get("x-same") is False and kinds.get("via") is False, st.headers
+
+
 def test_least_conn_counts_streams_across_closed_connections(proxy_factory, tmp_path,
                                                              h2_upstream):
     """least_conn over two HTTP/2 servers counts streams in use; a connection
