@@ -427,14 +427,16 @@ static int bio_create(BIO *b)
     return 1;
 }
 
-/* Sets up loop_bio; 0 or -1 (out of memory). */
+/* Sets up loop_bio; 0 or -1 (out of memory: loop_bio stays NULL). */
 static int loop_bio_init(void)
 {
-    loop_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hourglass loop socket");
-    if (!loop_bio || !BIO_meth_set_read_ex(loop_bio, bio_read) ||
-        !BIO_meth_set_write_ex(loop_bio, bio_write) || !BIO_meth_set_ctrl(loop_bio, bio_ctrl) ||
-        !BIO_meth_set_create(loop_bio, bio_create))
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hourglass loop socket");
+    if (!m || !BIO_meth_set_read_ex(m, bio_read) || !BIO_meth_set_write_ex(m, bio_write) ||
+        !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create)) {
+        BIO_meth_free(m);
         return -1;
+    }
+    loop_bio = m;
     return 0;
 }
 
