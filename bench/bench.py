@@ -1272,6 +1272,54 @@ def cpu_steal_ms(cpu):
     return float("nan")
 
 
+GAP_HZ = 2000          # --cpu-gaps: samples per second of the proxy's CPU
+GAP_MS = 2.0           # no sample for longer than this: the virtual CPU was not running
+
+
+def gap_probe_start(cpu, path):
+    """--cpu-gaps: samples CPU `cpu` at GAP_HZ with perf (cpu-clock, every
+    task, idle included, on CLOCK_MONOTONIC) until gap_probe_stop; None when
+    perf is missing or refuses. The samples come from a timer interrupt that
+    fires whatever the CPU runs: a stretch with none means the virtual CPU
+    itself did not run (the hypervisor held it, or woke it late from a halt)."""
+    perf = shutil.which("perf")
+    if perf is None or cpu is None:
+        return None
+    try:
+        pr = subprocess.Popen([perf, "record", "-q", "-k", "CLOCK_MONOTONIC", "-a", "-C", str(cpu),
+                               "-e", "cpu-clock", "-F", str(GAP_HZ), "-o", path, "--", "sleep", "600"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    time.sleep(0.3)                                  # (perf's own start-up)
+    return (pr, path) if pr.poll() is None else None
+
+
+def gap_probe_stop(probe):
+    """The gaps of the samples, [(start, end)] in CLOCK_REALTIME seconds, or
+    None without a probe."""
+    if probe is None:
+        return None
+    pr, path = probe
+    pr.send_signal(signal.SIGINT)
+    try:
+        pr.wait(timeout=20)
+        out = subprocess.run([shutil.which("perf"), "script", "-i", path, "-F", "time"],
+                             capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        pr.kill()
+        return None
+    off = time.time() - time.monotonic()
+    ts = []
+    for line in out.split():
+        try:
+            ts.append(float(line.rstrip(":")))
+        except ValueError:
+            pass
+    ts.sort()
+    return [(a + off, b + off) for a, b in zip(ts, ts[1:]) if (b - a) * 1000.0 > GAP_MS]
+
+
 def role_timer(port, n, tag):
     """n requests in flight against a silent upstream; per request: the time it
     was sent and the kernel receive time of the reply (CLOCK_REALTIME)."""
@@ -1849,11 +1897,13 @@ class Bench:
                                     maxconn=n + 50)
                     try:
                         steal0 = cpu_steal_ms(CPU_PROXY)
+                        probe = gap_probe_start(CPU_PROXY, os.path.join(TMP, "gaps.data")) if a.cpu_gaps else None
                         out = subprocess.run(
                             (["taskset", "-c", str(CPU_LOAD)] if CPU_LOAD is not None else []) +
                             [PY, os.path.abspath(__file__), "_timer", str(fl[p].port), str(n), tag],
                             capture_output=True, text=True, timeout=120)
                         steal = cpu_steal_ms(CPU_PROXY) - steal0
+                        gaps = gap_probe_stop(probe)
                         d = json.loads(out.stdout)
                         time.sleep(0.2)                        # let the upstream flush its log
                         arr = {}
@@ -1863,13 +1913,16 @@ class Bench:
                                 if t == tag:
                                     arr[int(i)] = float(ts)
                         codes = {}
-                        late, total = [], []
+                        late, total, late_out = [], [], []
                         for i, code, t0, t1 in d["res"]:
                             codes[code] = codes.get(code, 0) + 1
                             if code == TIMEOUT_REPLY.get(p, "504"):
                                 total.append((t1 - t0) * 1000.0 - TIMER_MS)
                                 if i in arr:
                                     late.append((t1 - arr[i]) * 1000.0 - TIMER_MS)
+                                    due = arr[i] + TIMER_MS / 1000.0
+                                    if gaps is not None and not any(g0 <= due <= g1 for g0, g1 in gaps):
+                                        late_out.append(late[-1])
                         r = {"n": n, "got504": len(total), "codes": codes, "failed": d["failed"],
                              "missing": n - len(d["res"]), "matched": len(late),
                              "p50": pct(late, 50), "p99": pct(late, 99),
@@ -1877,6 +1930,10 @@ class Bench:
                              "min": min(late) if late else float("nan"),
                              "early": sum(1 for x in late if x < -EARLY_SLACK_MS), "lat": late, "total": total,
                              "steal_ms": steal}
+                        if gaps is not None:
+                            r.update(gaps=len(gaps), gap_ms=sum(g1 - g0 for g0, g1 in gaps) * 1000.0,
+                                     gap_max=max([g1 - g0 for g0, g1 in gaps] or [0]) * 1000.0,
+                                     in_gap=len(late) - len(late_out), p99_out=pct(late_out, 99))
                         self.record(s, p, r)
                     finally:
                         fl[p].close()
@@ -2486,6 +2543,18 @@ def report(b, a, meta):
                        "CPU is stolen, and every timer due during a stall of d ms is late by up to d):\n")
             out.append(table(["proxy"] + ["p99 round %d" % (i + 1) for i in range(k)] + ["steal ms per round"],
                              each))
+        gp = [[p] + [("%s / %d / %s / %d / %s" % (fmt(r["gap_ms"], 0), r["gaps"], fmt(r["gap_max"], 1),
+                                                  r["in_gap"], fmt(r["p99_out"], 1))) for r in R[("timer", p)]]
+              for p in PROXIES if R.get(("timer", p)) and all("gaps" in r for r in R[("timer", p)])]
+        if gp:
+            k = max(len(r) for r in gp) - 1
+            out.append("\nWhere the CPU went away (--cpu-gaps): perf sampled the proxy's CPU at %d Hz (cpu-clock, "
+                       "every task, idle included) during each round; a stretch of more than %.0f ms without a "
+                       "sample is a gap in which the virtual CPU did not run. Per round: gap ms in all / gaps / "
+                       "longest gap ms / timers due inside a gap / p99 late ms of the timers due outside any "
+                       "gap:\n" % (GAP_HZ, GAP_MS))
+            out.append(table(["proxy"] + ["round %d" % (i + 1) for i in range(k)],
+                             [r + ["-"] * (k + 1 - len(r)) for r in gp]))
         out.append("\nLate = (kernel receive time of the 504 at the client - kernel receive time of the request "
                    "at the silent upstream) - %d ms (the read timeout): how long after it was due the 504 reached "
                    "the client. \"From send\" counts instead from the client's send(), so it adds the time the "
@@ -2655,6 +2724,10 @@ def main():
                          "from the repository root")
     ap.add_argument("--output", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    ap.add_argument("--cpu-gaps", action="store_true",
+                    help="timer: also sample the proxy's CPU with perf (linux-perf) at %d Hz during each round "
+                         "and report the gaps without a sample (the virtual CPU not running) and the p99 of the "
+                         "timers due outside them; off by default, as the sampling adds interrupts" % GAP_HZ)
     ap.add_argument("--no-defer-accept", action="store_true",
                     help="accept connections at once on every listener (default: deferred accept, "
                          "TCP_DEFER_ACCEPT 1 s, on all of them; h2o keeps its default, which defers)")
