@@ -50,6 +50,9 @@ void buf_compact(struct buf *b);
  * again at the next tick), 0 when there are none. */
 int buf_trim(bool tick);
 
+/* How many spare buffers the free lists hold (both sizes). */
+unsigned buf_spare(void);
+
 /* Frees the free lists (at exit, for leak checkers). */
 void buf_drain_pools(void);
 
