@@ -342,17 +342,14 @@ void tls_server_free(struct tls_server *s)
 
 /* ---- the socket under the engine --------------------------------------------
  *
- * OpenSSL's own socket BIO reads whenever the engine wants bytes: after each
- * record it has handed out, SSL_read (and the handshake, waiting for the
- * peer's next flight) asks the socket again and gets EAGAIN: a system call
- * that finds nothing, once per request on a keep-alive connection and three
- * times per short one. This BIO reads only while the connection's LOOP_READ
- * bit says the socket may hold bytes, and clears the bit when a read comes
- * back short, the rule conn_read keeps for plain TCP: a short read drained
- * the socket, and the next edge sets the bit again. With read-ahead the
- * engine asks for all the room it has, so a short read is the usual end.
- * Writes go to send(2) with MSG_NOSIGNAL. The BIO's data is the connection's
- * loop_io (its fd and bits), which outlives the SSL (conn_close frees the
+ * OpenSSL's socket BIO reads whenever the engine wants bytes: after each
+ * record handed out, SSL_read (and a handshake awaiting the peer's flight)
+ * asks the socket again and gets EAGAIN, a system call for nothing. This
+ * BIO reads only while the connection's LOOP_READ bit is set, and clears it
+ * on a short read (the socket drained; the next edge sets it again), the
+ * rule conn_read keeps for plain TCP; read-ahead asks for all the room, so
+ * a short read is the usual end. Writes: send(2), MSG_NOSIGNAL. The data is
+ * the connection's loop_io, which outlives the SSL (conn_close frees the
  * SSL first); closing the fd stays the loop's business. */
 static BIO_METHOD *loop_bio;
 

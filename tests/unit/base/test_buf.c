@@ -7,20 +7,30 @@
 
 #define BURST 6000   /* more than one slice, more than the old cap of 4096 */
 
-/* A burst of connections ending together gives its buffers back to the
- * free lists, all of them: none is unmapped on the spot (each munmap would
- * slow the end of one connection by tens of microseconds). */
-TEST(given_back_buffers_are_kept_until_the_trim)
+/* BURST buffers taken from empty free lists, then all given back; b holds
+ * them (now empty), or NULL. */
+static struct buf *burst_given_back(void)
 {
     buf_drain_pools();
     struct buf *b = calloc(BURST, sizeof *b);
     if (!CHECK(b != NULL))
-        return;
+        return NULL;
     for (int i = 0; i < BURST; i++)
         buf_reserve(&b[i], 100);
     CHECK_EQ_INT(buf_spare(), 0);
     for (int i = 0; i < BURST; i++)
         buf_release(&b[i]);
+    return b;
+}
+
+/* A burst of connections ending together gives its buffers back to the
+ * free lists, all of them: none is unmapped on the spot (each munmap would
+ * slow the end of one connection by tens of microseconds). */
+TEST(given_back_buffers_are_kept_until_the_trim)
+{
+    struct buf *b = burst_given_back();
+    if (!b)
+        return;
     CHECK_EQ_INT(buf_spare(), BURST);
     for (int i = 0; i < BURST; i++)   /* a new burst takes them again */
         buf_reserve(&b[i], 100);
@@ -35,14 +45,9 @@ TEST(given_back_buffers_are_kept_until_the_trim)
  * ticks, a small slice per call, until none is left. */
 TEST(trim_returns_a_burst_in_slices)
 {
-    buf_drain_pools();
-    struct buf *b = calloc(BURST, sizeof *b);
-    if (!CHECK(b != NULL))
+    struct buf *b = burst_given_back();
+    if (!b)
         return;
-    for (int i = 0; i < BURST; i++)
-        buf_reserve(&b[i], 100);
-    for (int i = 0; i < BURST; i++)
-        buf_release(&b[i]);
     free(b);
     CHECK_EQ_INT(buf_trim(true), 1);   /* the period starts: kept for now */
     CHECK_EQ_INT(buf_spare(), BURST);
