@@ -11,6 +11,13 @@
 
 #define SUMMARY_NS (1000 * MS)   /* at most one log line per second */
 
+/* A connection accepted less than this ago is no slowloris yet: its head
+ * may be on its socket, unread only because a burst of accepts (each
+ * evicting the oldest head) came before its first read event. Evicting it
+ * would close a client that did nothing wrong; it waits its turn instead
+ * (and the connections behind it wait in the listen queue). */
+#define HEAD_MIN_AGE_NS (50 * MS)
+
 struct ev_list {
     struct client *head, *tail;   /* oldest first */
 };
@@ -79,7 +86,13 @@ void evict_forget(struct client *c)
 
 bool evict_possible(void)
 {
-    return lists[EV_IDLE].head || lists[EV_HEAD].head;
+    return lists[EV_IDLE].head || evict_head_ready_at() <= px_loop->now;
+}
+
+uint64_t evict_head_ready_at(void)
+{
+    const struct client *h = lists[EV_HEAD].head;
+    return h ? h->t_first + HEAD_MIN_AGE_NS : UINT64_MAX;
 }
 
 static void on_summary(struct timer *t)
@@ -102,6 +115,8 @@ bool evict_one(void)
             evict_track(c);
             continue;
         }
+        if (k == EV_HEAD && px_loop->now - c->t_first < HEAD_MIN_AGE_NS)
+            return false;   /* the oldest head is too young: so are the rest */
         evicted[k]++;
         stats->evicted[k == EV_IDLE ? 0 : 1]++;
         if (!summary.armed)

@@ -50,6 +50,11 @@ void evict_forget(struct client *c);
 /* Whether a connection could be evicted now. */
 bool evict_possible(void);
 
+/* When the oldest incomplete head becomes old enough to evict (UINT64_MAX:
+ * none): a connection accepted less than 50 ms ago is not evicted, as its
+ * head may be waiting unread on its socket behind a burst of accepts. */
+uint64_t evict_head_ready_at(void);
+
 /* Closes the connection first in line (idle, else an incomplete head) and
  * counts it. false when there is none: the new connection must wait. Never
  * called from inside a client's own callback (the accept path only). */

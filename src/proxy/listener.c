@@ -56,6 +56,9 @@ void listener_accept_all(void)
             bool full = px_nclients >= px_cfg->max_connections;
             if (full && (evictions >= evict_batch() || !evict_possible())) {
                 accept_paused = true;   /* they wait in the listen queue */
+                uint64_t at = evict_head_ready_at();   /* (or the next iteration's end) */
+                if (at != UINT64_MAX && at > px_loop->now)
+                    loop_timer_at(px_loop, &accept_retry, at);
                 return;
             }
             struct sockaddr_storage peer;
